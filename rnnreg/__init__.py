@@ -1,0 +1,28 @@
+"""rnnreg: a small, fast LSTM trainer with the four classic regularizers.
+
+Dropout, layer normalization, weight decay and early stopping, on compiled Cython kernels
+(``rnnreg._kernels``) with a pure-NumPy twin of each (``rnnreg._reference``).
+"""
+from ._backend import get_backend, set_backend, use_backend
+from .data import generate_simple_dataset
+from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LSTMGradients, dropout_backward,
+                         dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
+                         lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
+                         lstm_step_forward)
+from .model import RegularizedLSTM
+from .plotting import (plot_learning_curves, plot_regularization_comparison,
+                       plot_weight_distributions)
+from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients",
+    "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
+    "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
+    "dropout_forward", "dropout_backward", "dropout_mask",
+    "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
+    "generate_simple_dataset",
+    "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
+    "get_backend", "set_backend", "use_backend",
+]

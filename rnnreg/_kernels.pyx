@@ -1,0 +1,534 @@
+# cython: language_level=3
+# Directives (boundscheck, wraparound, cdivision, initializedcheck) are set once in setup.py, so
+# that RNNREG_DEBUG_BUILD=1 can turn the checks back on for a debug build of this same file.
+"""Compiled kernels of rnnreg: LSTM step and sequence, layer norm, dropout.
+
+Each function has a pure-NumPy twin of the same name in ``rnnreg._reference`` (read its module
+docstring for the equations and the gate order). The public wrappers in ``rnnreg.functional``
+validate shapes, dtypes and values before calling here: these kernels trust their inputs, which are
+C-contiguous arrays of one floating dtype, sizes >= 1. float32 and float64 share one source through
+the fused type ``floating``; matrix products go to BLAS (``scipy.linalg.cython_blas``); all loops
+run without the GIL, and the time loop of a sequence runs here, never in Python.
+"""
+import numpy as np
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython cimport floating
+from libc.math cimport exp, expf, sqrt, sqrtf, tanh, tanhf
+from libc.string cimport memcpy
+from numpy.random cimport bitgen_t
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+GATE_ORDER = ("i", "f", "o", "g")
+LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
+
+
+# ----------------------------------------------------------------------------- point functions
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    # exp only ever sees -|x|, so it never overflows
+    cdef floating z
+    if x >= 0:
+        z = _exp(-x)
+        return 1 / (1 + z)
+    z = _exp(x)
+    return z / (1 + z)
+
+
+cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                const floating* a, int lda, const floating* b, int ldb,
+                floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C, with lda/ldb/ldc the row strides.
+
+    Fortran BLAS is column-major, and a row-major matrix read column-major is its transpose, so
+    we ask BLAS for C^T = op(B)^T @ op(A)^T: swap the operands, keep the transpose flags.
+    """
+    cdef char ta = b'N'
+    cdef char tb = b'N'
+    if trans_a:
+        ta = b'T'
+    if trans_b:
+        tb = b'T'
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+
+
+cdef inline void _ln_row_forward(const floating* x, Py_ssize_t n, const floating* gamma,
+                                 const floating* beta, double eps, floating* out,
+                                 floating* xhat, floating* rstd) noexcept nogil:
+    """Normalize one row of n values; ``out`` may be ``x``. Two passes (mean, then the variance
+    of the centred values) keep a large mean from cancelling; sums run in double."""
+    cdef Py_ssize_t j
+    cdef double mean = 0, var = 0, d
+    cdef floating r, centred
+    for j in range(n):
+        mean += x[j]
+    mean /= n
+    for j in range(n):
+        d = x[j] - mean
+        var += d * d
+    var /= n
+    if floating is float:
+        r = 1 / sqrtf(<float>var + <float>eps)
+    else:
+        r = 1 / sqrt(var + eps)
+    rstd[0] = r
+    for j in range(n):
+        centred = (x[j] - <floating>mean) * r
+        xhat[j] = centred
+        out[j] = centred * gamma[j] + beta[j]
+
+
+cdef inline void _ln_row_backward(const floating* dout, const floating* xhat, floating rstd,
+                                  const floating* gamma, Py_ssize_t n, floating* dx) noexcept nogil:
+    """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma; dx may be dout."""
+    cdef Py_ssize_t j
+    cdef double mean_g = 0, mean_gx = 0
+    cdef floating g
+    for j in range(n):
+        g = dout[j] * gamma[j]
+        mean_g += g
+        mean_gx += g * xhat[j]
+    mean_g /= n
+    mean_gx /= n
+    for j in range(n):
+        dx[j] = rstd * (dout[j] * gamma[j] - <floating>mean_g - xhat[j] * <floating>mean_gx)
+
+
+cdef inline void _accumulate_rows(const floating* rows, const floating* weight, Py_ssize_t m,
+                                  Py_ssize_t n, double* total) noexcept nogil:
+    """total[j] += sum_r rows[r, j] * (weight[r, j] if weight else 1), summed in double."""
+    cdef Py_ssize_t r, j
+    for r in range(m):
+        if weight == NULL:
+            for j in range(n):
+                total[j] += rows[r * n + j]
+        else:
+            for j in range(n):
+                total[j] += rows[r * n + j] * weight[r * n + j]
+
+
+cdef inline object _np_dtype(object arr):
+    if arr.dtype == np.float32:
+        return np.float32
+    return np.float64
+
+
+# ----------------------------------------------------------------------------- layer norm
+cdef void _layer_norm_forward(const floating[:, ::1] x, const floating[::1] gamma,
+                              const floating[::1] beta, double eps, floating[:, ::1] out,
+                              floating[:, ::1] xhat, floating[::1] rstd):
+    cdef Py_ssize_t r, m = x.shape[0], n = x.shape[1]
+    with nogil:
+        for r in range(m):
+            _ln_row_forward(&x[r, 0], n, &gamma[0], &beta[0], eps, &out[r, 0], &xhat[r, 0],
+                            &rstd[r])
+
+
+def layer_norm_forward(x, gamma, beta, double eps):
+    """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,))."""
+    dtype = _np_dtype(x)
+    out = np.empty(x.shape, dtype)
+    xhat = np.empty(x.shape, dtype)
+    rstd = np.empty(x.shape[0], dtype)
+    if dtype is np.float32:
+        _layer_norm_forward[float](x, gamma, beta, eps, out, xhat, rstd)
+    else:
+        _layer_norm_forward[double](x, gamma, beta, eps, out, xhat, rstd)
+    return out, xhat, rstd
+
+
+cdef void _layer_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] xhat,
+                               const floating[::1] rstd, const floating[::1] gamma,
+                               floating[:, ::1] dx, double[::1] dgamma,
+                               double[::1] dbeta):
+    cdef Py_ssize_t r, m = dout.shape[0], n = dout.shape[1]
+    with nogil:
+        for r in range(m):
+            _ln_row_backward(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0])
+        _accumulate_rows(&dout[0, 0], &xhat[0, 0], m, n, &dgamma[0])
+        _accumulate_rows(&dout[0, 0], <floating*>NULL, m, n, &dbeta[0])
+
+
+def layer_norm_backward(dout, xhat, rstd, gamma):
+    """dout (M, F) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
+    dtype = _np_dtype(dout)
+    dx = np.empty(dout.shape, dtype)
+    dgamma = np.zeros(dout.shape[1], np.float64)
+    dbeta = np.zeros(dout.shape[1], np.float64)
+    if dtype is np.float32:
+        _layer_norm_backward[float](dout, xhat, rstd, gamma, dx, dgamma, dbeta)
+    else:
+        _layer_norm_backward[double](dout, xhat, rstd, gamma, dx, dgamma, dbeta)
+    return dx, dgamma.astype(dtype, copy=False), dbeta.astype(dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- dropout
+cdef void _dropout_forward(const floating[::1] x, double keep_prob, bitgen_t* bitgen,
+                           floating[::1] out, floating[::1] mask):
+    # One next_double per element in C order: the same stream as Generator.random(x.size),
+    # which is what the NumPy twin draws, so both backends give the same mask for one seed.
+    cdef Py_ssize_t k
+    cdef floating scale = <floating>(1.0 / keep_prob)
+    with nogil:
+        for k in range(x.shape[0]):
+            if bitgen.next_double(bitgen.state) < keep_prob:
+                mask[k] = scale
+            else:
+                mask[k] = 0
+            out[k] = x[k] * mask[k]
+
+
+def dropout_forward(x, double keep_prob, rng):
+    """x (M,) -> (out, mask); draws from ``rng`` (a np.random.Generator) under its lock."""
+    dtype = _np_dtype(x)
+    out = np.empty(x.shape, dtype)
+    mask = np.empty(x.shape, dtype)
+    bit_generator = rng.bit_generator
+    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    with bit_generator.lock:
+        if dtype is np.float32:
+            _dropout_forward[float](x, keep_prob, bitgen, out, mask)
+        else:
+            _dropout_forward[double](x, keep_prob, bitgen, out, mask)
+    return out, mask
+
+
+cdef void _multiply(const floating[::1] a, const floating[::1] b, floating[::1] out):
+    cdef Py_ssize_t k
+    with nogil:
+        for k in range(a.shape[0]):
+            out[k] = a[k] * b[k]
+
+
+def dropout_backward(dout, mask):
+    """dout (M,), mask (M,) -> dx = dout * mask."""
+    dtype = _np_dtype(dout)
+    dx = np.empty(dout.shape, dtype)
+    if dtype is np.float32:
+        _multiply[float](dout, mask, dx)
+    else:
+        _multiply[double](dout, mask, dx)
+    return dx
+
+
+# ----------------------------------------------------------------------------- LSTM forward
+cdef void _lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
+                        const floating[:, ::1] c0, const floating[:, ::1] Wx,
+                        const floating[:, ::1] Wh, const floating[::1] b,
+                        const floating* ln_params[6], const floating* mask, double eps,
+                        floating[:, :, ::1] xw, floating[:, :, ::1] hprev,
+                        floating[:, :, ::1] gates, floating[:, :, ::1] c,
+                        floating[:, :, ::1] tc, floating[:, :, ::1] h,
+                        floating* xhat_x, floating* rstd_x, floating* xhat_h,
+                        floating* rstd_h, floating* xhat_c, floating* rstd_c) noexcept nogil:
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1]
+    cdef Py_ssize_t G = 4 * H, n, t, j, row
+    cdef bint use_ln = ln_params[0] != NULL
+    cdef const floating* src
+    cdef const floating* c_prev
+    cdef floating* a
+    cdef floating* xw_row
+    cdef floating* c_row
+    cdef floating* tc_row
+    cdef floating* h_row
+    cdef floating* dst
+
+    # The input projection of every time step in one matrix product.
+    _gemm(False, False, <int>(N * T), <int>G, <int>D, 1, &x[0, 0, 0], <int>D, &Wx[0, 0], <int>G,
+          0, &xw[0, 0, 0], <int>G)
+    if use_ln:
+        for row in range(N * T):
+            _ln_row_forward(&xw[0, 0, 0] + row * G, G, ln_params[0], ln_params[1], eps,
+                            &xw[0, 0, 0] + row * G, xhat_x + row * G, rstd_x + row)
+    for t in range(T):
+        # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
+        for n in range(N):
+            if t == 0:
+                src = &h0[n, 0]
+            else:
+                src = &h[n, t - 1, 0]
+            dst = &hprev[n, t, 0]
+            if mask != NULL:
+                for j in range(H):
+                    dst[j] = src[j] * mask[n * H + j]
+            else:
+                memcpy(dst, src, H * sizeof(floating))
+        # Recurrent projection, written straight into this step's gate slots (row stride T*G).
+        _gemm(False, False, <int>N, <int>G, <int>H, 1, &hprev[0, t, 0], <int>(T * H),
+              &Wh[0, 0], <int>G, 0, &gates[0, t, 0], <int>(T * G))
+        for n in range(N):
+            row = n * T + t
+            a = &gates[n, t, 0]
+            if use_ln:
+                _ln_row_forward(a, G, ln_params[2], ln_params[3], eps, a, xhat_h + row * G,
+                                rstd_h + row)
+            xw_row = &xw[n, t, 0]
+            for j in range(3 * H):
+                a[j] = _sigmoid(a[j] + xw_row[j] + b[j])
+            for j in range(3 * H, G):
+                a[j] = _tanh(a[j] + xw_row[j] + b[j])
+            if t == 0:
+                c_prev = &c0[n, 0]
+            else:
+                c_prev = &c[n, t - 1, 0]
+            c_row = &c[n, t, 0]
+            for j in range(H):
+                c_row[j] = a[H + j] * c_prev[j] + a[j] * a[3 * H + j]
+            tc_row = &tc[n, t, 0]
+            if use_ln:
+                _ln_row_forward(c_row, H, ln_params[4], ln_params[5], eps, tc_row,
+                                xhat_c + row * H, rstd_c + row)
+                for j in range(H):
+                    tc_row[j] = _tanh(tc_row[j])
+            else:
+                for j in range(H):
+                    tc_row[j] = _tanh(c_row[j])
+            h_row = &h[n, t, 0]
+            for j in range(H):
+                h_row[j] = a[2 * H + j] * tc_row[j]
+
+
+cdef inline floating* _ptr(floating[::1] flat) noexcept nogil:
+    return &flat[0]
+
+
+cdef inline double* _dptr(double[::1] flat) noexcept:
+    return &flat[0]
+
+
+cdef inline const floating* _cptr(const floating[::1] flat) noexcept nogil:
+    return &flat[0]
+
+
+cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
+                                recurrent_mask, double eps, dict cache):
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], H = h0.shape[1], G = 4 * H, k
+    cdef const floating* ln_params[6]
+    cdef const floating* mask = NULL
+    cdef floating* ln_out[6]
+    dtype = np.float32 if floating is float else np.float64
+    for key in ("xw", "gates"):
+        cache[key] = np.empty((N, T, G), dtype)
+    for key in ("hprev", "c", "tc", "h"):
+        cache[key] = np.empty((N, T, H), dtype)
+    for k in range(6):
+        ln_params[k] = NULL
+        ln_out[k] = NULL
+    if layer_norm is not None:
+        for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
+            ln_params[k] = _cptr[floating](layer_norm[name])
+        shapes = (("xhat_x", (N, T, G)), ("rstd_x", (N, T)), ("xhat_h", (N, T, G)),
+                  ("rstd_h", (N, T)), ("xhat_c", (N, T, H)), ("rstd_c", (N, T)))
+        for k, (key, shape) in enumerate(shapes):
+            cache[key] = np.empty(shape, dtype)
+            ln_out[k] = _ptr[floating](cache[key].reshape(-1))
+    if recurrent_mask is not None:
+        mask = _cptr[floating](recurrent_mask.reshape(-1))
+    cdef const floating[:, :, ::1] x_v = x
+    cdef const floating[:, ::1] h0_v = h0, c0_v = c0, Wx_v = Wx, Wh_v = Wh
+    cdef const floating[::1] b_v = b
+    cdef floating[:, :, ::1] xw_v = cache["xw"], hprev_v = cache["hprev"]
+    cdef floating[:, :, ::1] gates_v = cache["gates"], c_v = cache["c"]
+    cdef floating[:, :, ::1] tc_v = cache["tc"], h_v = cache["h"]
+    with nogil:
+        _lstm_forward(x_v, h0_v, c0_v, Wx_v, Wh_v, b_v, ln_params, mask, eps,
+                      xw_v, hprev_v, gates_v, c_v, tc_v, h_v,
+                      ln_out[0], ln_out[1], ln_out[2], ln_out[3], ln_out[4], ln_out[5])
+    return cache
+
+
+def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
+    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H); returns the cache dict whose ``h``
+    (N, T, H) is the output and ``c[:, -1]`` the final cell state. ``layer_norm``: None or a dict
+    of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or (N, H)."""
+    cache = dict(x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b, layer_norm=layer_norm,
+                 recurrent_mask=recurrent_mask, eps=eps)
+    if _np_dtype(x) is np.float32:
+        return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
+                                          eps, cache)
+    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
+                                       eps, cache)
+
+
+# ----------------------------------------------------------------------------- LSTM backward
+cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
+                         floating[:, ::1] dc_next, const floating[:, :, ::1] x,
+                         const floating[:, ::1] c0, const floating[:, ::1] Wx,
+                         const floating[:, ::1] Wh, const floating[:, :, ::1] hprev,
+                         const floating[:, :, ::1] gates, const floating[:, :, ::1] c,
+                         const floating[:, :, ::1] tc, const floating* mask,
+                         const floating* ln_params[6], const floating* xhat_x,
+                         const floating* rstd_x, const floating* xhat_h,
+                         const floating* rstd_h, const floating* xhat_c,
+                         const floating* rstd_c, floating* row_buf,
+                         floating[:, :, ::1] da, floating* dhw, floating* dxw,
+                         floating[:, :, ::1] dx, floating[:, ::1] dWx, floating[:, ::1] dWh,
+                         double* db, double* ln_grads[6]) noexcept nogil:
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0]
+    cdef Py_ssize_t G = 4 * H, n, t, j, row, k
+    cdef bint use_ln = ln_params[0] != NULL
+    cdef const floating* a
+    cdef const floating* tc_row
+    cdef const floating* c_prev
+    cdef floating* da_row
+    cdef floating* dhn
+    cdef floating* dcn
+    cdef floating dht, o, tcv, i, f, g, dct
+    cdef floating* da0 = &da[0, 0, 0]
+
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            row = n * T + t
+            a = &gates[n, t, 0]
+            tc_row = &tc[n, t, 0]
+            da_row = &da[n, t, 0]
+            dhn = &dh_next[n, 0]
+            dcn = &dc_next[n, 0]
+            for j in range(H):
+                dht = dh[n, t, j] + dhn[j]
+                o = a[2 * H + j]
+                tcv = tc_row[j]
+                da_row[2 * H + j] = dht * tcv * o * (1 - o)
+                row_buf[j] = dht * o * (1 - tcv * tcv)   # gradient of tanh's argument
+            if use_ln:
+                for j in range(H):
+                    ln_grads[4][j] += row_buf[j] * xhat_c[row * H + j]
+                    ln_grads[5][j] += row_buf[j]
+                _ln_row_backward(row_buf, xhat_c + row * H, rstd_c[row], ln_params[4], H, row_buf)
+            if t == 0:
+                c_prev = &c0[n, 0]
+            else:
+                c_prev = &c[n, t - 1, 0]
+            for j in range(H):
+                i = a[j]
+                f = a[H + j]
+                g = a[3 * H + j]
+                dct = row_buf[j] + dcn[j]
+                da_row[j] = dct * g * i * (1 - i)
+                da_row[H + j] = dct * c_prev[j] * f * (1 - f)
+                da_row[3 * H + j] = dct * i * (1 - g * g)
+                dcn[j] = dct * f
+            if use_ln:
+                for j in range(G):
+                    ln_grads[2][j] += da_row[j] * xhat_h[row * G + j]
+                    ln_grads[3][j] += da_row[j]
+                _ln_row_backward(da_row, xhat_h + row * G, rstd_h[row], ln_params[2], G,
+                                 dhw + row * G)
+        # dh(t-1) = (dhw(t) @ Wh^T) * mask
+        _gemm(False, True, <int>N, <int>H, <int>G, 1, dhw + t * G, <int>(T * G), &Wh[0, 0],
+              <int>G, 0, &dh_next[0, 0], <int>H)
+        if mask != NULL:
+            dhn = &dh_next[0, 0]
+            for k in range(N * H):
+                dhn[k] = dhn[k] * mask[k]
+
+    _accumulate_rows(da0, <floating*>NULL, N * T, G, db)
+    if use_ln:
+        _accumulate_rows(da0, xhat_x, N * T, G, ln_grads[0])
+        _accumulate_rows(da0, <floating*>NULL, N * T, G, ln_grads[1])
+        for row in range(N * T):
+            _ln_row_backward(da0 + row * G, xhat_x + row * G, rstd_x[row], ln_params[0], G,
+                             dxw + row * G)
+    # One matrix product for each weight gradient and for dx, over all time steps at once.
+    _gemm(True, False, <int>D, <int>G, <int>(N * T), 1, &x[0, 0, 0], <int>D, dxw, <int>G,
+          0, &dWx[0, 0], <int>G)
+    _gemm(True, False, <int>H, <int>G, <int>(N * T), 1, &hprev[0, 0, 0], <int>H, dhw, <int>G,
+          0, &dWh[0, 0], <int>G)
+    _gemm(False, True, <int>(N * T), <int>D, <int>G, 1, dxw, <int>G, &Wx[0, 0], <int>G,
+          0, &dx[0, 0, 0], <int>D)
+
+
+cdef object _lstm_backward_typed(floating probe, dh, dc_final, dict cache):
+    x, Wx, Wh = cache["x"], cache["Wx"], cache["Wh"]
+    layer_norm, recurrent_mask = cache["layer_norm"], cache["recurrent_mask"]
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0], G = 4 * H, k
+    dtype = np.float32 if floating is float else np.float64
+    cdef const floating* ln_params[6]
+    cdef const floating* ln_saved[6]
+    cdef double* ln_grads[6]
+    cdef const floating* mask = NULL
+    for k in range(6):
+        ln_params[k] = NULL
+        ln_saved[k] = NULL
+        ln_grads[k] = NULL
+    da = np.empty((N, T, G), dtype)
+    dhw = da
+    dxw = da
+    ln_acc = {}
+    if layer_norm is not None:
+        dhw = np.empty((N, T, G), dtype)
+        dxw = np.empty((N, T, G), dtype)
+        for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
+            ln_params[k] = _cptr[floating](layer_norm[name])
+            ln_acc[name] = np.zeros(layer_norm[name].shape[0], np.float64)
+            ln_grads[k] = _dptr(ln_acc[name])
+        for k, key in enumerate(("xhat_x", "rstd_x", "xhat_h", "rstd_h", "xhat_c", "rstd_c")):
+            ln_saved[k] = _cptr[floating](cache[key].reshape(-1))
+    if recurrent_mask is not None:
+        mask = _cptr[floating](recurrent_mask.reshape(-1))
+    dh_next = np.zeros((N, H), dtype)
+    dc_next = np.array(dc_final, dtype=dtype, order="C", copy=True)
+    row_buf = np.empty(H, dtype)
+    dx = np.empty((N, T, D), dtype)
+    dWx = np.empty((D, G), dtype)
+    dWh = np.empty((H, G), dtype)
+    db = np.zeros(G, np.float64)
+
+    cdef const floating[:, :, ::1] dh_v = dh, x_v = x, hprev_v = cache["hprev"]
+    cdef const floating[:, :, ::1] gates_v = cache["gates"], c_v = cache["c"], tc_v = cache["tc"]
+    cdef const floating[:, ::1] c0_v = cache["c0"], Wx_v = Wx, Wh_v = Wh
+    cdef floating[:, ::1] dh_next_v = dh_next, dc_next_v = dc_next, dWx_v = dWx, dWh_v = dWh
+    cdef floating[:, :, ::1] da_v = da, dx_v = dx
+    cdef floating* dhw_p = _ptr[floating](dhw.reshape(-1))
+    cdef floating* dxw_p = _ptr[floating](dxw.reshape(-1))
+    cdef floating* row_buf_p = _ptr[floating](row_buf)
+    cdef double* db_p = _dptr(db)
+    with nogil:
+        _lstm_backward(dh_v, dh_next_v, dc_next_v, x_v, c0_v, Wx_v, Wh_v, hprev_v, gates_v, c_v,
+                       tc_v, mask, ln_params, ln_saved[0], ln_saved[1], ln_saved[2], ln_saved[3],
+                       ln_saved[4], ln_saved[5], row_buf_p, da_v, dhw_p, dxw_p, dx_v, dWx_v,
+                       dWh_v, db_p, ln_grads)
+    grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=db.astype(dtype))
+    for name, total in ln_acc.items():
+        grads["d" + name] = total.astype(dtype)
+    return grads
+
+
+def lstm_backward(dh, dc_final, cache):
+    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state.
+    Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of each
+    LSTM_LAYER_NORM_PARAMS entry."""
+    if _np_dtype(dh) is np.float32:
+        return _lstm_backward_typed[float](0, dh, dc_final, cache)
+    return _lstm_backward_typed[double](0, dh, dc_final, cache)
+
+
+# ----------------------------------------------------------------------------- LSTM step
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One time step: x (N, D) -> (next_h, next_c, cache); the sequence kernel with T = 1."""
+    cache = lstm_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
+    return cache["h"][:, 0], cache["c"][:, 0], cache
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
+    grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
+    return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]

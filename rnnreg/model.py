@@ -1,0 +1,339 @@
+"""RegularizedLSTM: a token-level LSTM language model on the sequence kernels.
+
+Architecture::
+
+    tokens (N, T) -> one-hot (V) or embedding (E) -> [input dropout]
+                  -> LSTM layer 1 -> [dropout] -> ... -> LSTM layer L -> [output dropout]
+                  -> logits = h @ Why + by -> softmax cross-entropy, mean over N*T tokens
+
+Regularizers, each switchable (a keep probability of 1 turns one off):
+
+* ``dropout_keep_prob``: non-recurrent dropout on the inputs, between layers and on the output
+  (Zaremba et al., 2014) — it works with one layer too. ``variational=True`` draws one mask per
+  sequence and reuses it at every step (locked / variational dropout, Gal & Ghahramani 2016).
+* ``recurrent_keep_prob``: a mask on h(t-1) inside the recurrence, the same at every step.
+* ``weight_keep_prob``: weight-drop (DropConnect) on every hidden-to-hidden matrix Wh, one mask
+  per forward pass (Merity et al., 2017).
+* ``use_layer_norm``: the LN-LSTM cell (Ba et al., 2016).
+* weight decay and early stopping live in the optimizer and the trainer.
+
+Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
+"""
+import numpy as np
+
+from . import _validation as v
+from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, dropout_mask, lstm_backward,
+                         lstm_forward, lstm_layer_norm_params)
+
+__all__ = ["RegularizedLSTM"]
+
+
+def _softmax_cross_entropy(logits, targets):
+    """Mean cross-entropy over rows; returns (loss, dlogits)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = shifted - log_z
+    rows = np.arange(logits.shape[0])
+    loss = -float(np.mean(log_probs[rows, targets]))
+    dlogits = np.exp(log_probs)
+    dlogits[rows, targets] -= 1
+    dlogits /= logits.shape[0]
+    return loss, dlogits
+
+
+class RegularizedLSTM:
+    """An LSTM language model with dropout, layer norm and weight-drop built in.
+
+    Parameters
+    ----------
+    vocab_size : int
+        Number of input tokens.
+    hidden_size : int
+    output_size : int, optional
+        Number of output classes (default: vocab_size).
+    dropout_keep_prob : float in (0, 1]
+        Keep probability of non-recurrent dropout (inputs, between layers, output).
+    use_layer_norm : bool
+        Use LN-LSTM cells.
+    num_layers : int
+    embedding_size : int, optional
+        Learn an embedding of this size; None feeds one-hot vectors.
+    recurrent_keep_prob : float in (0, 1]
+        Keep probability of the mask on h(t-1) (variational recurrent dropout).
+    weight_keep_prob : float in (0, 1]
+        Keep probability of weight-drop on the hidden-to-hidden matrices.
+    variational : bool
+        Reuse one non-recurrent dropout mask at every time step of a sequence.
+    seed : int, np.random.Generator or None
+        Source of the initial weights and of every dropout mask.
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    params : dict name -> ndarray
+        ``W{l}`` (D_l + H, 4H) holds layer l's ``Wx`` (first D_l rows) and ``Wh`` (last H rows);
+        ``b{l}`` (4H,); ``ln{l}.<name>`` for layer norm; ``embedding`` (V, E); ``Why`` (H, O); ``by``.
+    grads : dict name -> ndarray
+        Filled by :meth:`backward`.
+    Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
+        ``Wc`` is the candidate (g) block.
+    """
+
+    def __init__(self, vocab_size, hidden_size, output_size=None, dropout_keep_prob=1.0,
+                 use_layer_norm=False, *, num_layers=1, embedding_size=None,
+                 recurrent_keep_prob=1.0, weight_keep_prob=1.0, variational=False, seed=None,
+                 dtype=np.float64):
+        self.vocab_size = v.positive_int(vocab_size, "vocab_size")
+        self.hidden_size = v.positive_int(hidden_size, "hidden_size")
+        self.output_size = (self.vocab_size if output_size is None
+                            else v.positive_int(output_size, "output_size"))
+        self.num_layers = v.positive_int(num_layers, "num_layers")
+        self.embedding_size = (None if embedding_size is None
+                               else v.positive_int(embedding_size, "embedding_size"))
+        self.dropout_keep_prob = v.probability(dropout_keep_prob, "dropout_keep_prob")
+        self.recurrent_keep_prob = v.probability(recurrent_keep_prob, "recurrent_keep_prob")
+        self.weight_keep_prob = v.probability(weight_keep_prob, "weight_keep_prob")
+        self.use_layer_norm = bool(use_layer_norm)
+        self.variational = bool(variational)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in v.FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.rng = v.as_generator(seed, "seed")
+        self.params = self._init_params()
+        self.grads = {}
+        self._cache = None
+
+    # ------------------------------------------------------------------ parameters
+    def _init_params(self):
+        H, dt = self.hidden_size, self.dtype
+        bound = 1.0 / np.sqrt(H)
+        params = {}
+        if self.embedding_size is not None:
+            params["embedding"] = self.rng.normal(0.0, 0.1, (self.vocab_size, self.embedding_size))
+        for layer in range(self.num_layers):
+            D = self._layer_input_size(layer)
+            params[f"W{layer}"] = self.rng.uniform(-bound, bound, (D + H, 4 * H))
+            b = np.zeros(4 * H)
+            b[H:2 * H] = 1.0  # forget-gate bias of 1: remember by default (Jozefowicz et al.)
+            params[f"b{layer}"] = b
+            if self.use_layer_norm:
+                for name, value in lstm_layer_norm_params(H).items():
+                    params[f"ln{layer}.{name}"] = value
+        limit = np.sqrt(6.0 / (H + self.output_size))
+        params["Why"] = self.rng.uniform(-limit, limit, (H, self.output_size))
+        params["by"] = np.zeros(self.output_size)
+        return {name: np.ascontiguousarray(p, dtype=dt) for name, p in params.items()}
+
+    def _layer_input_size(self, layer):
+        if layer > 0:
+            return self.hidden_size
+        return self.vocab_size if self.embedding_size is None else self.embedding_size
+
+    def _gate_block(self, gate):
+        H = self.hidden_size
+        k = GATE_ORDER.index(gate)
+        return self.params["W0"][:, k * H:(k + 1) * H]
+
+    Wi = property(lambda self: self._gate_block("i"), doc="Layer 0 input-gate weights (D+H, H).")
+    Wf = property(lambda self: self._gate_block("f"), doc="Layer 0 forget-gate weights (D+H, H).")
+    Wo = property(lambda self: self._gate_block("o"), doc="Layer 0 output-gate weights (D+H, H).")
+    Wc = property(lambda self: self._gate_block("g"), doc="Layer 0 candidate weights (D+H, H).")
+    Why = property(lambda self: self.params["Why"], doc="Output projection (H, output_size).")
+
+    def parameters(self):
+        """The parameters by name (the arrays themselves, updated in place by optimizers)."""
+        return self.params
+
+    def parameter_count(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def decay_parameter_names(self):
+        """Names weight decay applies to: weight matrices only — never biases or LN gains."""
+        return [name for name, p in self.params.items() if p.ndim >= 2]
+
+    def weights(self):
+        """The weight matrices weight decay applies to, as a list."""
+        return [self.params[name] for name in self.decay_parameter_names()]
+
+    def state_dict(self):
+        """A copy of every parameter, by name."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state):
+        """Copy parameters in place (views such as ``Wf`` stay valid); shapes must match."""
+        missing = sorted(set(self.params) - set(state))
+        extra = sorted(set(state) - set(self.params))
+        if missing or extra:
+            raise ValueError(f"state does not match this model: missing {missing}, unexpected {extra}")
+        for name, p in self.params.items():
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"state[{name!r}] has shape {value.shape}, expected {p.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"state[{name!r}] contains NaN or inf")
+            p[...] = value
+
+    def initial_state(self, batch_size):
+        """Zero (h, c), each of shape (num_layers, batch, hidden)."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
+
+    # ------------------------------------------------------------------ forward / backward
+    def _dropout(self, x, training):
+        """Non-recurrent dropout of x (N, T, F); returns (out, mask or None)."""
+        if not training or self.dropout_keep_prob == 1.0:
+            return x, None
+        N, T, F = x.shape
+        shape = (N, 1, F) if self.variational else (N, T, F)
+        mask = dropout_mask(shape, self.dropout_keep_prob, self.rng, self.dtype)
+        return x * mask, mask
+
+    def forward_batch(self, inputs, targets=None, state=None, training=False):
+        """Run a batch of token sequences.
+
+        Parameters
+        ----------
+        inputs : int array of shape (N, T)
+        targets : int array of shape (N, T), optional
+            Next tokens; needed for the loss and for :meth:`backward`.
+        state : (h, c), optional
+            Each (num_layers, N, H); zeros when None.
+        training : bool
+            Draw dropout masks (otherwise every regularizer that adds noise is off).
+
+        Returns
+        -------
+        loss : float or None
+            Mean cross-entropy over the N*T tokens (None without targets).
+        logits : ndarray of shape (N, T, output_size)
+        state : (h, c), the final states, each (num_layers, N, H)
+        """
+        inputs = v.token_array(inputs, "inputs", self.vocab_size, ndim=2)
+        N, T = inputs.shape
+        if targets is not None:
+            targets = v.token_array(targets, "targets", self.output_size, ndim=2)
+            v.check_shape(targets, "targets", (N, T), "(matching inputs)")
+        h_init, c_init = self._check_state(state, N)
+        H, dt = self.hidden_size, self.dtype
+        if self.embedding_size is None:
+            x = np.zeros((N, T, self.vocab_size), dt)
+            np.put_along_axis(x, inputs[..., None], 1.0, axis=2)
+        else:
+            x = self.params["embedding"][inputs]
+        x, input_mask = self._dropout(x, training)
+        layer_caches, dropout_masks, weight_masks = [], [input_mask], []
+        h_final, c_final = np.empty_like(h_init), np.empty_like(c_init)
+        for layer in range(self.num_layers):
+            W = self.params[f"W{layer}"]
+            D = W.shape[0] - H
+            Wh = W[D:]
+            weight_mask = None
+            if training and self.weight_keep_prob < 1.0:
+                weight_mask = dropout_mask(Wh.shape, self.weight_keep_prob, self.rng, dt)
+                Wh = Wh * weight_mask
+            recurrent_mask = None
+            if training and self.recurrent_keep_prob < 1.0:
+                recurrent_mask = dropout_mask((N, H), self.recurrent_keep_prob, self.rng, dt)
+            ln = None
+            if self.use_layer_norm:
+                ln = {name: self.params[f"ln{layer}.{name}"] for name in LSTM_LAYER_NORM_PARAMS}
+            h, cache = lstm_forward(x, h_init[layer], W[:D], Wh, self.params[f"b{layer}"],
+                                    c_init[layer], layer_norm=ln, recurrent_mask=recurrent_mask)
+            h_final[layer], c_final[layer] = h[:, -1], cache["c_final"]
+            x, mask = self._dropout(h, training)
+            layer_caches.append(cache)
+            dropout_masks.append(mask)
+            weight_masks.append(weight_mask)
+        logits = x.reshape(N * T, H) @ self.params["Why"] + self.params["by"]
+        loss, dlogits = None, None
+        if targets is not None:
+            loss, dlogits = _softmax_cross_entropy(logits, targets.reshape(-1))
+        self._cache = dict(inputs=inputs, top=x, dlogits=dlogits, layers=layer_caches,
+                           dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T))
+        return loss, logits.reshape(N, T, -1), (h_final, c_final)
+
+    def backward(self, dh_final=None, dc_final=None):
+        """Gradients of the last :meth:`forward_batch` loss for every parameter.
+
+        ``dh_final`` / ``dc_final`` (num_layers, N, H) are optional upstream gradients of the
+        final states. Returns (and stores in ``self.grads``) a dict name -> gradient.
+        """
+        if self._cache is None or self._cache["dlogits"] is None:
+            raise RuntimeError("backward() needs a preceding forward_batch(...) with targets")
+        cache = self._cache
+        N, T = cache["shape"]
+        H = self.hidden_size
+        grads = {}
+        dlogits = cache["dlogits"]
+        grads["Why"] = cache["top"].reshape(N * T, H).T @ dlogits
+        grads["by"] = dlogits.sum(axis=0)
+        dx = (dlogits @ self.params["Why"].T).reshape(N, T, H)
+        for layer in reversed(range(self.num_layers)):
+            mask = cache["dropout_masks"][layer + 1]
+            dh = dx if mask is None else dx * mask
+            dcf = None if dc_final is None else dc_final[layer]
+            if dh_final is not None:
+                dh = dh.copy()
+                dh[:, -1] += dh_final[layer]
+            g = lstm_backward(dh, cache["layers"][layer], dc_final=dcf)
+            dWh = g.dWh if cache["weight_masks"][layer] is None else g.dWh * cache["weight_masks"][layer]
+            grads[f"W{layer}"] = np.vstack([g.dWx, dWh])
+            grads[f"b{layer}"] = g.db
+            if g.layer_norm is not None:
+                for name, value in g.layer_norm.items():
+                    grads[f"ln{layer}.{name}"] = value
+            dx = g.dx
+        if self.embedding_size is not None:
+            mask = cache["dropout_masks"][0]
+            demb = dx if mask is None else dx * mask
+            grads["embedding"] = np.zeros_like(self.params["embedding"])
+            np.add.at(grads["embedding"], cache["inputs"].reshape(-1),
+                      demb.reshape(N * T, -1))
+        self.grads = {name: np.ascontiguousarray(grads[name], dtype=self.dtype)
+                      for name in self.params}
+        return self.grads
+
+    def _check_state(self, state, batch):
+        if state is None:
+            return self.initial_state(batch)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError("state must be a pair (h, c), each (num_layers, batch, hidden_size)")
+        expected = (self.num_layers, batch, self.hidden_size)
+        h = v.float_array(state[0], "state h", ndim=3, dtype=self.dtype)
+        v.check_shape(h, "state h", expected, "(num_layers, batch, hidden_size)")
+        c = v.float_array(state[1], "state c", ndim=3, dtype=self.dtype)
+        v.check_shape(c, "state c", expected, "(num_layers, batch, hidden_size)")
+        return h, c
+
+    # ------------------------------------------------------------------ the notebook's form
+    def forward(self, x, y, h, c, training=True):
+        """One token sequence, the notebook's interface.
+
+        Parameters
+        ----------
+        x, y : int arrays of shape (T,) — inputs and next-token targets
+        h, c : ndarrays of shape (hidden_size, 1) — or (num_layers, hidden_size, 1)
+        training : bool
+
+        Returns
+        -------
+        loss : float, mean cross-entropy over the T steps
+        h, c : the final states, in the shape they came in
+        """
+        x = v.token_array(x, "x", self.vocab_size, ndim=1)
+        y = v.token_array(y, "y", self.output_size, ndim=1)
+        v.check_shape(y, "y", x.shape, "(matching x)")
+        H, L = self.hidden_size, self.num_layers
+        shapes = [(H, 1)] if L == 1 else []
+        shapes.append((L, H, 1))
+        state = []
+        for name, s in (("h", h), ("c", c)):
+            s = v.float_array(s, name, dtype=self.dtype)
+            if s.shape not in shapes:
+                raise ValueError(f"{name} must have shape {' or '.join(map(str, shapes))}, "
+                                 f"got {s.shape}")
+            state.append(s.reshape(L, 1, H))
+        in_shape = np.shape(h)
+        loss, _, (h_out, c_out) = self.forward_batch(x[None, :], y[None, :], tuple(state),
+                                                     training=training)
+        return loss, h_out.reshape(in_shape), c_out.reshape(in_shape)
