@@ -188,3 +188,15 @@ def lstm_backward(dh, dc_final, cache):
         db=np.sum(da_all, axis=(0, 1)),
     )
     return grads
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function with T = 1."""
+    cache = lstm_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
+    return cache["h"][:, 0], cache["c"][:, 0], cache
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
+    grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
+    return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]

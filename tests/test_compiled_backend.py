@@ -1,0 +1,50 @@
+"""CI must exercise the compiled extension, not a silent NumPy fallback."""
+import importlib.machinery
+import os
+import subprocess
+import sys
+
+import pytest
+
+import rnnreg
+from rnnreg import _backend
+
+
+def test_compiled_extension_is_in_use():
+    assert _backend._kernels is not None, f"rnnreg._kernels failed to import: {_backend._IMPORT_ERROR}"
+    assert rnnreg.get_backend() == "compiled"
+    suffix = os.path.splitext(_backend._kernels.__file__)[1]
+    assert suffix in importlib.machinery.EXTENSION_SUFFIXES[-1] or suffix in (".so", ".pyd"), \
+        _backend._kernels.__file__
+
+
+def test_backend_can_be_switched_and_restored():
+    with rnnreg.use_backend("numpy"):
+        assert rnnreg.get_backend() == "numpy"
+    assert rnnreg.get_backend() == "compiled"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        rnnreg.set_backend("fortran")
+
+
+def test_environment_variable_selects_numpy():
+    code = "import rnnreg; print(rnnreg.get_backend())"
+    env = dict(os.environ, RNNREG_BACKEND="numpy")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "numpy"
+
+
+def test_missing_extension_warns_and_falls_back(tmp_path):
+    # A copy of the package without the compiled module: importing it must warn, not stay silent.
+    import shutil
+    src = os.path.dirname(rnnreg.__file__)
+    dst = tmp_path / "rnnreg"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_kernels*", "__pycache__"))
+    code = ("import warnings; warnings.simplefilter('always');\n"
+            "import rnnreg; print(rnnreg.get_backend())")
+    env = {k: val for k, val in os.environ.items() if k != "RNNREG_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy"
+    assert "compiled kernels could not be imported" in out.stderr
+    assert out.stderr.count("RuntimeWarning") == 1

@@ -1,0 +1,180 @@
+"""Every compiled kernel equals its NumPy twin: random shapes (with 1s), both dtypes,
+C-contiguous, non-contiguous and read-only inputs."""
+import numpy as np
+import pytest
+
+import rnnreg
+from rnnreg import _kernels, _reference
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+DTYPES = [np.float64, np.float32]
+# (N, T, D, H): batch 1, hidden 1 and T 1 included
+SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8)]
+LAYOUTS = ["contiguous", "strided", "readonly", "fortran"]
+
+
+def relative_error(a, b):
+    """Relative error, with an absolute floor for arrays that are nearly zero: a gradient that is
+    the cancellation of O(1) terms (layer norm over one feature, or through a layer-normed
+    projection onto D = 1) carries absolute, not relative, rounding error. The inputs here are
+    O(1); the floor measures such arrays against 1% of that scale."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a) + np.abs(b)), 1e-2))
+
+
+def _layout(a, layout, rng):
+    """The same values as ``a`` in the requested memory layout."""
+    if layout == "strided":
+        big = np.empty(a.shape + (2,), a.dtype)
+        big[..., 0] = a
+        out = big[..., 0]
+        assert not out.flags.c_contiguous or a.size == 1
+        return out
+    if layout == "readonly":
+        out = a.copy()
+        out.setflags(write=False)
+        return out
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    return a
+
+
+def _lstm_args(rng, dtype, N, T, D, H, layout, ln, mask):
+    def arr(*shape, scale=1.0):
+        return _layout((rng.standard_normal(shape) * scale).astype(dtype), layout, rng)
+    args = dict(x=arr(N, T, D), h0=arr(N, H), Wx=arr(D, 4 * H, scale=0.5),
+                Wh=arr(H, 4 * H, scale=0.5), b=arr(4 * H), c0=arr(N, H))
+    if ln:
+        args["layer_norm"] = {k: arr(4 * H if k[-1] in "xh" else H) for k in rnnreg.LSTM_LAYER_NORM_PARAMS}
+    if mask:
+        args["recurrent_mask"] = _layout(rnnreg.dropout_mask((N, H), 0.6, rng, dtype), layout, rng)
+    return args
+
+
+def _run_lstm(backend, args, dh, dc):
+    with rnnreg.use_backend(backend):
+        h, cache = rnnreg.lstm_forward(**args)
+        grads = rnnreg.lstm_backward(dh, cache, dc_final=dc)
+    return h, cache, grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])
+@pytest.mark.parametrize("mask", [False, True], ids=["nomask", "recmask"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_lstm_sequence_matches_reference(dtype, shape, ln, mask, layout):
+    rng = np.random.default_rng(hash((shape, ln, mask, layout)) % 2**32)
+    N, T, D, H = shape
+    if ln and D == 1:
+        # LN of the rank-1 projection x_t * Wx does not depend on x_t, so the true dx is 0 and
+        # both backends return only amplified rounding noise: give it a second feature.
+        D = 2
+    args = _lstm_args(rng, dtype, N, T, D, H, layout, ln, mask)
+    dh = _layout(rng.standard_normal((N, T, H)).astype(dtype), layout, rng)
+    dc = _layout(rng.standard_normal((N, H)).astype(dtype), layout, rng)
+    h_c, cache_c, g_c = _run_lstm("compiled", args, dh, dc)
+    h_r, cache_r, g_r = _run_lstm("numpy", args, dh, dc)
+    tol = TOL[dtype]
+    assert h_c.dtype == dtype
+    assert relative_error(h_c, h_r) <= tol
+    assert relative_error(cache_c["c_final"], cache_r["c_final"]) <= tol
+    for name in ("dx", "dh0", "dc0", "dWx", "dWh", "db"):
+        a, b = getattr(g_c, name), getattr(g_r, name)
+        assert a.dtype == dtype and a.shape == b.shape, name
+        assert relative_error(a, b) <= tol, name
+    if ln:
+        for name in rnnreg.LSTM_LAYER_NORM_PARAMS:
+            assert relative_error(g_c.layer_norm[name], g_r.layer_norm[name]) <= tol, name
+    else:
+        assert g_c.layer_norm is None and g_r.layer_norm is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_caches_are_interchangeable_between_backends(dtype, rng):
+    args = _lstm_args(rng, dtype, 2, 5, 3, 4, "contiguous", True, True)
+    dh = rng.standard_normal((2, 5, 4)).astype(dtype)
+    with rnnreg.use_backend("compiled"):
+        _, cache = rnnreg.lstm_forward(**args)
+    with rnnreg.use_backend("numpy"):
+        g_r = rnnreg.lstm_backward(dh, cache)
+    with rnnreg.use_backend("compiled"):
+        g_c = rnnreg.lstm_backward(dh, cache)
+    assert relative_error(g_c.dWh, g_r.dWh) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 50, 32), (7, 3, 5), (4, 2, 9)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_lstm_step_matches_reference(dtype, shape, layout):
+    rng = np.random.default_rng(sum(shape))
+    N, D, H = shape
+    x, h, c = (_layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((N, D), (N, H), (N, H)))
+    Wx, Wh, b = (_layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    dnh, dnc = rng.standard_normal((N, H)).astype(dtype), rng.standard_normal((N, H)).astype(dtype)
+    results = {}
+    for backend in ("compiled", "numpy"):
+        with rnnreg.use_backend(backend):
+            nh, nc, cache = rnnreg.lstm_step_forward(x, h, c, Wx, Wh, b)
+            results[backend] = (nh, nc) + tuple(rnnreg.lstm_step_backward(dnh, dnc, cache))
+    for a, b_ in zip(results["compiled"], results["numpy"]):
+        assert a.shape == b_.shape and a.dtype == dtype
+        assert relative_error(a, b_) <= TOL[dtype]
+
+
+def test_step_equals_one_step_of_the_sequence(rng):
+    x = rng.standard_normal((3, 1, 4))
+    h0, c0 = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    Wx, Wh, b = rng.standard_normal((4, 20)), rng.standard_normal((5, 20)), rng.standard_normal(20)
+    nh, nc, _ = rnnreg.lstm_step_forward(x[:, 0], h0, c0, Wx, Wh, b)
+    h, cache = rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0)
+    np.testing.assert_array_equal(nh, h[:, 0])
+    np.testing.assert_array_equal(nc, cache["c_final"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (32,), (1, 32), (32, 256), (3, 4, 5), (7, 1)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_layer_norm_matches_reference(dtype, shape, layout, offset):
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    x = _layout((rng.standard_normal(shape) * 3 + offset).astype(dtype), layout, rng)
+    gamma = _layout(rng.standard_normal(shape[-1]).astype(dtype), layout, rng)
+    beta = _layout(rng.standard_normal(shape[-1]).astype(dtype), layout, rng)
+    dout = _layout(rng.standard_normal(shape).astype(dtype), layout, rng)
+    results = {}
+    for backend in ("compiled", "numpy"):
+        with rnnreg.use_backend(backend):
+            out, cache = rnnreg.layer_norm_forward(x, gamma, beta)
+            results[backend] = (out,) + rnnreg.layer_norm_backward(dout, cache)
+    # float32 with a mean of 1e4 loses digits in x itself; compare at the precision x carries
+    tol = TOL[dtype] if offset == 0 or dtype == np.float64 else 1e-3
+    for a, b_ in zip(results["compiled"], results["numpy"]):
+        assert a.dtype == dtype and a.shape == b_.shape
+        assert relative_error(a, b_) <= (1e-9 if dtype == np.float64 and offset else tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (10,), (20, 50), (3, 4, 5), (1000,)])
+@pytest.mark.parametrize("keep_prob", [0.05, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dropout_matches_reference_bit_for_bit(dtype, shape, keep_prob, layout):
+    rng = np.random.default_rng(7)
+    x = _layout(rng.standard_normal(shape).astype(dtype), layout, rng)
+    dout = _layout(rng.standard_normal(shape).astype(dtype), layout, rng)
+    results = {}
+    for backend in ("compiled", "numpy"):
+        with rnnreg.use_backend(backend):
+            out, mask = rnnreg.dropout_forward(x, keep_prob, True, rng=np.random.default_rng(99))
+            results[backend] = (out, mask, rnnreg.dropout_backward(dout, mask))
+    for a, b_ in zip(results["compiled"], results["numpy"]):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_kernel_modules_expose_the_same_names():
+    public = [n for n in dir(_reference) if not n.startswith("_") and callable(getattr(_reference, n))
+              and n not in ("sigmoid",)]
+    for name in public:
+        assert hasattr(_kernels, name), f"_kernels lacks the twin of _reference.{name}"
+    assert _kernels.GATE_ORDER == _reference.GATE_ORDER == rnnreg.GATE_ORDER == ("i", "f", "o", "g")
