@@ -49,3 +49,90 @@ def generate_simple_dataset(seq_length, vocab_size, num_samples, seed=None, nois
         jump = rng.random(num_samples) < noise
         tokens[jump, t] = rng.integers(0, vocab_size, int(jump.sum()))
     return tokens[:, :-1].copy(), tokens[:, 1:].copy()
+
+
+# ----------------------------------------------------------------------------- real text
+# Modules whose docstrings form the built-in corpus: English prose about programming, with some
+# code, shipped with every CPython installation (so nothing is downloaded at run time).
+STDLIB_MODULES = (
+    "textwrap", "argparse", "difflib", "shutil", "pathlib", "fractions", "calendar", "heapq",
+    "bisect", "functools", "contextlib", "dataclasses", "enum", "string", "statistics", "random",
+    "glob", "fnmatch", "copy", "decimal", "_pydecimal", "collections/__init__", "typing", "inspect",
+    "pydoc", "subprocess", "threading", "logging/__init__", "email/message", "http/client",
+    "urllib/parse", "json/__init__", "csv", "tarfile", "unittest/case", "doctest", "pickle",
+    "ftplib", "smtplib", "imaplib", "optparse", "gettext", "locale", "datetime", "tempfile",
+    "configparser", "sched", "queue",
+)
+UNKNOWN = "\x00"  # vocabulary entry 0: any character the training split never showed
+
+
+class CharCorpus:
+    """A character-level language-modelling corpus with fixed splits.
+
+    Attributes
+    ----------
+    train, val, test : int64 arrays of character ids (1-D token streams)
+    chars : list of str, the vocabulary built from the training split; id 0 is the unknown
+        character, to which validation and test characters unseen in training map.
+    """
+
+    def __init__(self, train_text, val_text, test_text, name="corpus"):
+        self.name = name
+        self.chars = [UNKNOWN] + sorted(set(train_text) - {UNKNOWN})
+        self.index = {ch: i for i, ch in enumerate(self.chars)}
+        self.train, self.val, self.test = (self.encode(t) for t in (train_text, val_text, test_text))
+
+    @property
+    def vocab_size(self):
+        return len(self.chars)
+
+    def encode(self, text):
+        return np.fromiter((self.index.get(ch, 0) for ch in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in np.asarray(ids).ravel())
+
+    def __repr__(self):
+        return (f"CharCorpus({self.name!r}, vocab={self.vocab_size}, train={self.train.size}, "
+                f"val={self.val.size}, test={self.test.size} characters)")
+
+
+def load_stdlib_docstrings(train_chars=None, eval_chars=None):
+    """The docstrings of a fixed list of standard-library modules (:data:`STDLIB_MODULES`) as a
+    character corpus — about 500,000 characters of English technical prose on CPython 3.11.
+
+    Splits are fixed by document: of every 20 docstrings in order, the 19th goes to validation,
+    the 20th to test and the rest to training. ``train_chars`` / ``eval_chars`` keep only the first
+    that many characters of the training / each held-out split (for quick runs). The text comes
+    from the running Python's own library, so it can differ slightly between Python versions.
+    """
+    import ast
+    import os
+    import sysconfig
+
+    library = sysconfig.get_paths()["stdlib"]
+    docs = []
+    for module in STDLIB_MODULES:
+        path = os.path.join(library, module + ".py")
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    docs.append(doc.replace(UNKNOWN, ""))
+    if len(docs) < 20:
+        raise RuntimeError(f"found only {len(docs)} docstrings under {library}: is the standard "
+                           "library's source installed?")
+    splits = {0: [], 18: [], 19: []}
+    for k, doc in enumerate(docs):
+        splits[k % 20 if k % 20 in (18, 19) else 0].append(doc)
+    train, val, test = ("\n\n".join(splits[k]) for k in (0, 18, 19))
+    if train_chars is not None:
+        train = train[:v.positive_int(train_chars, "train_chars")]
+    if eval_chars is not None:
+        n = v.positive_int(eval_chars, "eval_chars")
+        val, test = val[:n], test[:n]
+    return CharCorpus(train, val, test, name="stdlib-docstrings")

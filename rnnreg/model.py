@@ -140,6 +140,16 @@ class RegularizedLSTM:
     Wc = property(lambda self: self._gate_block("g"), doc="Layer 0 candidate weights (D+H, H).")
     Why = property(lambda self: self.params["Why"], doc="Output projection (H, output_size).")
 
+    def config(self):
+        """The constructor arguments (without the seed): ``RegularizedLSTM(**model.config())``
+        builds a model of the same architecture."""
+        return dict(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                    output_size=self.output_size, dropout_keep_prob=self.dropout_keep_prob,
+                    use_layer_norm=self.use_layer_norm, num_layers=self.num_layers,
+                    embedding_size=self.embedding_size, recurrent_keep_prob=self.recurrent_keep_prob,
+                    weight_keep_prob=self.weight_keep_prob, variational=self.variational,
+                    dtype=self.dtype.name)
+
     def parameters(self):
         """The parameters by name (the arrays themselves, updated in place by optimizers)."""
         return self.params

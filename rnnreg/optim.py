@@ -1,0 +1,184 @@
+"""Optimizers, gradient clipping and learning-rate schedules.
+
+Weight decay comes in two forms:
+
+* coupled L2 (``SGD(weight_decay=λ)``, ``Adam(weight_decay=λ)``): the loss gains
+  ``λ/2 · Σ w²`` (see :func:`rnnreg.compute_l2_penalty`) and so the gradient gains ``λ · w``
+  before the update — with Adam, that term is then rescaled by the adaptive step like any other;
+* decoupled (``AdamW(weight_decay=λ)``, Loshchilov & Hutter 2019): the weights shrink by
+  ``lr · λ · w`` beside the Adam step, and the loss is left alone.
+
+Either way only the names in ``decay`` are decayed — by default the weight matrices (ndim >= 2),
+never biases or layer-norm gains and biases.
+"""
+import math
+
+import numpy as np
+
+from . import _validation as v
+
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "l2_gradient",
+           "constant_lr", "cosine_lr", "step_lr"]
+
+
+def _default_decay(params):
+    return [name for name, p in params.items() if p.ndim >= 2]
+
+
+def l2_gradient(params, weight_decay, decay):
+    """The gradient of λ/2·Σw² over the names in ``decay``: λ·w for each."""
+    return {name: weight_decay * params[name] for name in decay}
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale every gradient (in place) so that their global L2 norm is at most ``max_norm``.
+
+    Returns the norm before clipping (inf or NaN when a gradient is not finite — then nothing
+    is scaled, so the caller can see and stop).
+    """
+    max_norm = v.positive_float(max_norm, "max_norm")
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    if math.isfinite(total) and total > max_norm:
+        scale = max_norm / (total + 1e-12)
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+class Optimizer:
+    """Updates a dict of parameter arrays in place from a dict of gradients of the same names."""
+
+    def __init__(self, params, lr, weight_decay=0.0, decay=None):
+        if not isinstance(params, dict) or not params:
+            raise TypeError("params must be a non-empty dict name -> ndarray (model.parameters())")
+        self.params = params
+        self.lr = v.positive_float(lr, "lr")
+        self.weight_decay = v.non_negative_float(weight_decay, "weight_decay")
+        self.decay = list(_default_decay(params) if decay is None else decay)
+        unknown = [name for name in self.decay if name not in params]
+        if unknown:
+            raise ValueError(f"decay names parameters that do not exist: {unknown}")
+        self.step_count = 0
+        self.state = {}
+
+    def _check_grads(self, grads):
+        missing = [name for name in self.params if name not in grads]
+        if missing:
+            raise ValueError(f"grads is missing {missing}")
+
+    def _coupled(self, grads):
+        """Gradients with the coupled-L2 term λ·w added (new arrays; the inputs stay as they are)."""
+        if self.weight_decay == 0:
+            return grads
+        out = dict(grads)
+        for name, term in l2_gradient(self.params, self.weight_decay, self.decay).items():
+            out[name] = grads[name] + term
+        return out
+
+    def state_dict(self):
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "step_count": self.step_count,
+                "decay": list(self.decay),
+                "state": {k: {n: a.copy() for n, a in s.items()} for k, s in self.state.items()}}
+
+    def load_state_dict(self, state):
+        self.lr = float(state["lr"])
+        self.weight_decay = float(state["weight_decay"])
+        self.step_count = int(state["step_count"])
+        self.decay = list(state["decay"])
+        self.state = {k: {n: np.array(a, copy=True) for n, a in s.items()}
+                      for k, s in state["state"].items()}
+
+
+class SGD(Optimizer):
+    """SGD with (heavy-ball) momentum and coupled L2 weight decay:
+    ``v = momentum · v + (g + λw)``, ``w -= lr · v``."""
+
+    def __init__(self, params, lr=0.1, momentum=0.0, weight_decay=0.0, decay=None):
+        super().__init__(params, lr, weight_decay, decay)
+        self.momentum = v.non_negative_float(momentum, "momentum")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.state = {"velocity": {}}
+
+    def step(self, grads):
+        self._check_grads(grads)
+        grads = self._coupled(grads)
+        self.step_count += 1
+        for name, p in self.params.items():
+            g = grads[name]
+            if self.momentum:
+                vel = self.state["velocity"].setdefault(name, np.zeros_like(p))
+                vel *= self.momentum
+                vel += g
+                g = vel
+            p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with coupled L2 weight decay (the gradient gains λw)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decay=None):
+        super().__init__(params, lr, weight_decay, decay)
+        b1, b2 = betas
+        for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+            if not (0 <= float(b) < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        self.betas = (float(b1), float(b2))
+        self.eps = v.positive_float(eps, "eps")
+        self.state = {"m": {}, "v": {}}
+
+    def step(self, grads):
+        self._check_grads(grads)
+        if not self.decoupled:
+            grads = self._coupled(grads)
+        self.step_count += 1
+        b1, b2 = self.betas
+        bias1 = 1 - b1 ** self.step_count
+        bias2 = 1 - b2 ** self.step_count
+        step_size = self.lr * math.sqrt(bias2) / bias1
+        for name, p in self.params.items():
+            g = grads[name]
+            m = self.state["m"].setdefault(name, np.zeros_like(p))
+            s = self.state["v"].setdefault(name, np.zeros_like(p))
+            m *= b1
+            m += (1 - b1) * g
+            s *= b2
+            s += (1 - b2) * g * g
+            if self.decoupled and self.weight_decay and name in self.decay:
+                p *= 1 - self.lr * self.weight_decay
+            p -= step_size * m / (np.sqrt(s) + self.eps * math.sqrt(bias2))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019): ``w -= lr·λ·w`` each step,
+    apart from the adaptive update; the loss carries no penalty."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 decay=None):
+        super().__init__(params, lr, betas, eps, weight_decay, decay)
+
+
+# ----------------------------------------------------------------------------- schedules
+def constant_lr(base_lr):
+    """epoch -> base_lr."""
+    return lambda epoch: base_lr
+
+
+def cosine_lr(base_lr, total_epochs, warmup_epochs=0, min_lr=0.0):
+    """Linear warm-up, then cosine decay from base_lr to min_lr over total_epochs."""
+    def schedule(epoch):
+        if epoch < warmup_epochs:
+            return base_lr * (epoch + 1) / warmup_epochs
+        progress = min(1.0, (epoch - warmup_epochs) / max(1, total_epochs - warmup_epochs))
+        return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
+    return schedule
+
+
+def step_lr(base_lr, step_size, gamma=0.5):
+    """Multiply the rate by gamma every step_size epochs."""
+    return lambda epoch: base_lr * gamma ** (epoch // step_size)

@@ -1,0 +1,341 @@
+"""Training: mini-batches, truncated BPTT, evaluation every epoch, early stopping, checkpoints.
+
+One loop a reader can hold in their head (see :func:`fit`)::
+
+    for epoch:
+        set the learning rate from the schedule
+        for each batch: forward -> backward -> clip -> optimizer step   (state carried across chunks)
+        evaluate on held-out data (no dropout)
+        early stopping check (snapshot the best weights) -> checkpoint
+
+Two kinds of data:
+
+* a pair ``(inputs, targets)`` of int arrays (N, T): independent sequences, shuffled into
+  mini-batches every epoch, each starting from a zero state;
+* a 1-D int array: one long token stream (text). It is cut into ``batch_size`` parallel
+  streams and read in chunks of ``bptt`` steps; the LSTM state is carried from one chunk to the
+  next but gradients stop at chunk boundaries (truncated backpropagation through time).
+
+Reported losses are mean cross-entropy per token in nats; with coupled weight decay the
+training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
+Validation and test losses are plain cross-entropy, so settings compare fairly.
+"""
+import dataclasses
+import math
+import sys
+import time
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from . import _validation as v
+from .checkpoint import load_checkpoint, save_checkpoint
+from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, step_lr
+from .regularization import EarlyStoppingMonitor, compute_l2_penalty
+
+__all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (a non-finite loss or gradient)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of :func:`fit`. ``patience=None`` turns early stopping off."""
+    epochs: int = 20
+    batch_size: int = 32
+    bptt: int = 50
+    optimizer: str = "adam"           # "sgd", "adam" or "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9             # SGD only
+    weight_decay: float = 0.0         # coupled L2 for sgd/adam, decoupled for adamw
+    clip_norm: Optional[float] = 5.0  # global gradient-norm clipping; None turns it off
+    lr_schedule: Union[None, str, Callable[[int], float]] = None  # None, "cosine", "step" or epoch -> lr
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+    seed: int = 0
+    progress: bool = True
+    checkpoint_path: Optional[str] = None
+
+    def validate(self):
+        v.positive_int(self.epochs, "epochs")
+        v.positive_int(self.batch_size, "batch_size")
+        v.positive_int(self.bptt, "bptt")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
+        v.positive_float(self.lr, "lr")
+        v.non_negative_float(self.weight_decay, "weight_decay")
+        if self.clip_norm is not None:
+            v.positive_float(self.clip_norm, "clip_norm")
+        if self.patience is not None:
+            v.positive_int(self.patience, "patience", minimum=0)
+        if not (self.lr_schedule is None or callable(self.lr_schedule)
+                or self.lr_schedule in ("cosine", "step")):
+            raise ValueError("lr_schedule must be None, 'cosine', 'step' or a function epoch -> lr, "
+                             f"got {self.lr_schedule!r}")
+        return self
+
+
+def make_optimizer(model, config):
+    params = model.parameters()
+    decay = model.decay_parameter_names()
+    if config.optimizer == "sgd":
+        return SGD(params, config.lr, config.momentum, config.weight_decay, decay)
+    if config.optimizer == "adam":
+        return Adam(params, config.lr, weight_decay=config.weight_decay, decay=decay)
+    return AdamW(params, config.lr, weight_decay=config.weight_decay, decay=decay)
+
+
+def _schedule(config):
+    if config.lr_schedule is None:
+        return lambda epoch: config.lr
+    if config.lr_schedule == "cosine":
+        return cosine_lr(config.lr, config.epochs, warmup_epochs=min(2, config.epochs - 1))
+    if config.lr_schedule == "step":
+        return step_lr(config.lr, max(1, config.epochs // 3))
+    return config.lr_schedule
+
+
+# ----------------------------------------------------------------------------- data
+def _check_data(data, name, vocab_size, output_size):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        inputs = v.token_array(data[0], f"{name} inputs", vocab_size, ndim=2)
+        targets = v.token_array(data[1], f"{name} targets", output_size, ndim=2)
+        v.check_shape(targets, f"{name} targets", inputs.shape, "(matching the inputs)")
+        return inputs, targets
+    stream = v.token_array(data, name, min(vocab_size, output_size), ndim=1)
+    if stream.size < 2:
+        raise ValueError(f"{name} must hold at least 2 tokens, got {stream.size}")
+    return stream
+
+
+def iterate_batches(data, batch_size, bptt, rng=None):
+    """Yield ``(inputs, targets, new_sequence)`` batches.
+
+    For a pair (N, T) the rows are shuffled with ``rng`` (in order when None) and every batch
+    starts a new sequence. For a 1-D stream, ``batch_size`` contiguous streams are read side by
+    side in chunks of ``bptt`` steps; only the first chunk starts new sequences.
+    """
+    if isinstance(data, tuple):
+        inputs, targets = data
+        order = np.arange(len(inputs)) if rng is None else rng.permutation(len(inputs))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            yield inputs[rows], targets[rows], True
+        return
+    batch_size = max(1, min(batch_size, (data.size - 1) // 2))
+    length = (data.size - 1) // batch_size
+    streams = data[:length * batch_size + 1]
+    inputs = streams[:-1].reshape(batch_size, length)
+    targets = streams[1:].reshape(batch_size, length)
+    for start in range(0, length, bptt):
+        yield inputs[:, start:start + bptt], targets[:, start:start + bptt], start == 0
+
+
+def evaluate(model, data, batch_size=32, bptt=50):
+    """Mean cross-entropy per token on ``data`` (either kind), without dropout."""
+    data = _check_data(data, "data", model.vocab_size, model.output_size)
+    total, count, state = 0.0, 0, None
+    for inputs, targets, new_sequence in iterate_batches(data, batch_size, bptt):
+        if new_sequence:
+            state = None
+        loss, _, state = model.forward_batch(inputs, targets, state, training=False)
+        total += loss * targets.size
+        count += targets.size
+    return total / count
+
+
+# ----------------------------------------------------------------------------- progress
+class _Progress:
+    """A one-line progress display on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total, label, enabled):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.done, self.last = 0, 0.0
+
+    def update(self, loss):
+        self.done += 1
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.1 or self.done == self.total):
+            self.last = now
+            width = 24
+            filled = int(width * self.done / max(1, self.total))
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.done}/{self.total} loss {loss:.4f}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 79 + "\r")
+            sys.stderr.flush()
+
+
+def _steps_per_epoch(data, batch_size, bptt):
+    if isinstance(data, tuple):
+        return math.ceil(len(data[0]) / batch_size)
+    batch_size = max(1, min(batch_size, (data.size - 1) // 2))
+    return math.ceil(((data.size - 1) // batch_size) / bptt)
+
+
+# ----------------------------------------------------------------------------- the loop
+def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log=print):
+    """Train ``model`` and return its history.
+
+    Parameters
+    ----------
+    model : RegularizedLSTM
+    train, val, test : (inputs, targets) pairs of (N, T) int arrays, or 1-D token streams
+    config : TrainConfig
+    resume_from : path of a checkpoint written by an earlier ``fit`` (same model and config):
+        training continues after its last epoch, with the same results as a run that never stopped.
+    log : callable for one line per epoch (None for silence)
+
+    Returns
+    -------
+    history : dict
+        Lists per epoch — ``epoch``, ``train_loss``, ``train_ce``, ``val_loss``, ``lr``,
+        ``grad_norm`` (mean pre-clipping norm), ``seconds`` — and ``best_epoch``,
+        ``best_val_loss``, ``stopped_epoch``, ``stop_reason``, ``restored_best``, ``test_loss``.
+    """
+    config = (config or TrainConfig()).validate()
+    log = log or (lambda *args: None)
+    train = _check_data(train, "train", model.vocab_size, model.output_size)
+    if val is not None:
+        val = _check_data(val, "val", model.vocab_size, model.output_size)
+    if test is not None:
+        test = _check_data(test, "test", model.vocab_size, model.output_size)
+    rng = np.random.default_rng(config.seed)
+    optimizer = make_optimizer(model, config)
+    schedule = _schedule(config)
+    coupled_decay = config.weight_decay if config.optimizer in ("sgd", "adam") else 0.0
+    monitor = None
+    if config.patience is not None:
+        if val is None:
+            raise ValueError("early stopping (patience) needs validation data: pass val")
+        monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
+                                       restore_best_weights=config.restore_best_weights)
+    history = {key: [] for key in ("epoch", "train_loss", "train_ce", "val_loss", "lr",
+                                   "grad_norm", "seconds")}
+    history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None, stop_reason=None,
+                   restored_best=False, test_loss=None)
+    first_epoch = 0
+    if resume_from is not None:
+        first_epoch = _restore(resume_from, model, optimizer, monitor, rng, history)
+
+    steps = _steps_per_epoch(train, config.batch_size, config.bptt)
+    for epoch in range(first_epoch, config.epochs):
+        started = time.perf_counter()
+        optimizer.lr = float(schedule(epoch))
+        progress = _Progress(steps, f"epoch {epoch}", config.progress)
+        sum_loss = sum_ce = sum_norm = 0.0
+        tokens = batches = 0
+        state = None
+        for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt, rng):
+            if new_sequence or state is None or state[0].shape[1] != len(inputs):
+                state = None
+            ce, _, state = model.forward_batch(inputs, targets, state, training=True)
+            grads = model.backward()
+            if config.clip_norm is not None:
+                norm = clip_grad_norm(grads, config.clip_norm)
+            else:
+                norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+            if not (math.isfinite(ce) and math.isfinite(norm)):
+                progress.close()
+                what = "loss" if not math.isfinite(ce) else "gradient norm"
+                history["stop_reason"] = (f"non-finite {what} at epoch {epoch}, batch {batches} "
+                                          f"(loss {ce}, gradient norm {norm}); lower the learning "
+                                          "rate or enable clip_norm")
+                return _finish(model, monitor, history, test, config, log, failed=True)
+            optimizer.step(grads)
+            penalty = compute_l2_penalty(model.weights(), coupled_decay) if coupled_decay else 0.0
+            sum_loss += (ce + penalty) * targets.size
+            sum_ce += ce * targets.size
+            sum_norm += norm
+            tokens += targets.size
+            batches += 1
+            progress.update(ce + penalty)
+        progress.close()
+        val_loss = evaluate(model, val, config.batch_size, config.bptt) if val is not None else None
+        history["epoch"].append(epoch)
+        history["train_loss"].append(sum_loss / tokens)
+        history["train_ce"].append(sum_ce / tokens)
+        history["val_loss"].append(val_loss)
+        history["lr"].append(optimizer.lr)
+        history["grad_norm"].append(sum_norm / batches)
+        history["seconds"].append(time.perf_counter() - started)
+        line = (f"epoch {epoch:3d}  train {history['train_loss'][-1]:.4f}"
+                + (f"  val {val_loss:.4f}" if val_loss is not None else "")
+                + f"  lr {optimizer.lr:.2e}  |g| {history['grad_norm'][-1]:.2f}"
+                + f"  {history['seconds'][-1]:.1f}s")
+        go_on = True
+        if monitor is not None:
+            go_on = monitor.check(val_loss, epoch, model=model)
+            history["best_epoch"], history["best_val_loss"] = monitor.best_epoch, monitor.best
+            line += "  *" if monitor.improved else ""
+        elif val_loss is not None and (history["best_val_loss"] is None
+                                       or val_loss < history["best_val_loss"]):
+            history["best_epoch"], history["best_val_loss"] = epoch, val_loss
+        log(line)
+        if not go_on:
+            history["stopped_epoch"] = epoch
+            history["stop_reason"] = monitor.stop_reason
+        if config.checkpoint_path:
+            _save(config.checkpoint_path, model, optimizer, monitor, rng, history, epoch, config)
+        if not go_on:
+            break
+    return _finish(model, monitor, history, test, config, log)
+
+
+def _finish(model, monitor, history, test, config, log, failed=False):
+    if monitor is not None and config.restore_best_weights:
+        history["restored_best"] = monitor.restore(model)
+    if history["stop_reason"]:
+        log(f"stopped: {history['stop_reason']}")
+    if failed:
+        restored = " (the best weights were restored)" if history["restored_best"] else ""
+        raise TrainingError(history["stop_reason"] + restored, history)
+    if test is not None:
+        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt)
+    return history
+
+
+def _save(path, model, optimizer, monitor, rng, history, epoch, config):
+    config_dict = {k: val for k, val in dataclasses.asdict(config).items()
+                   if not callable(val)}
+    save_checkpoint(path, {
+        "epoch": epoch,
+        "model_config": model.config(),
+        "model": model.state_dict(),
+        "model_rng": model.rng.bit_generator.state,
+        "trainer_rng": rng.bit_generator.state,
+        "optimizer": optimizer.state_dict(),
+        "monitor": monitor.state_dict() if monitor is not None else None,
+        "history": history,
+        "train_config": config_dict,
+    })
+
+
+def _restore(path, model, optimizer, monitor, rng, history):
+    payload = load_checkpoint(path)
+    if payload["model_config"] != model.config():
+        raise ValueError(f"checkpoint {path} holds a model {payload['model_config']}, "
+                         f"not this one {model.config()}")
+    model.load_state_dict(payload["model"])
+    model.rng.bit_generator.state = payload["model_rng"]
+    rng.bit_generator.state = payload["trainer_rng"]
+    optimizer.load_state_dict(payload["optimizer"])
+    if monitor is not None and payload["monitor"] is not None:
+        monitor.load_state_dict(payload["monitor"])
+    history.update(payload["history"])
+    return int(payload["epoch"]) + 1
+
+
+def load_model(path):
+    """A RegularizedLSTM with the weights of a checkpoint written by :func:`fit`."""
+    from .model import RegularizedLSTM
+    payload = load_checkpoint(path)
+    model = RegularizedLSTM(**payload["model_config"])
+    model.load_state_dict(payload["model"])
+    return model
