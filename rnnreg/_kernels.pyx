@@ -100,16 +100,15 @@ cdef inline void _ln_row_backward(const floating* dout, const floating* xhat, fl
                                   const floating* gamma, Py_ssize_t n, floating* dx) noexcept nogil:
     """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma; dx may be dout."""
     cdef Py_ssize_t j
-    cdef double mean_g = 0, mean_gx = 0
-    cdef floating g
+    cdef double mean_g = 0, mean_gx = 0, g
     for j in range(n):
-        g = dout[j] * gamma[j]
+        g = <double>dout[j] * gamma[j]
         mean_g += g
         mean_gx += g * xhat[j]
     mean_g /= n
     mean_gx /= n
     for j in range(n):
-        dx[j] = rstd * (dout[j] * gamma[j] - <floating>mean_g - xhat[j] * <floating>mean_gx)
+        dx[j] = <floating>(rstd * (<double>dout[j] * gamma[j] - mean_g - xhat[j] * mean_gx))
 
 
 cdef inline void _accumulate_rows(const floating* rows, const floating* weight, Py_ssize_t m,
@@ -532,3 +531,28 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
     grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
     return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]
+
+
+# ----------------------------------------------------------------------------- matrix product
+cdef void _matmul(bint trans_a, bint trans_b, const floating[:, ::1] a, const floating[:, ::1] b,
+                  floating[:, ::1] out):
+    cdef int m = out.shape[0], n = out.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        _gemm(trans_a, trans_b, m, n, k, 1, &a[0, 0], <int>a.shape[1], &b[0, 0], <int>b.shape[1],
+              0, &out[0, 0], n)
+
+
+def matmul(a, b, bint trans_a=False, bint trans_b=False):
+    """op(a) @ op(b) with op = transpose when asked, on the BLAS the LSTM kernels use — so that a
+    whole training step runs on one BLAS thread pool (NumPy and SciPy each bring their own
+    OpenBLAS, and two pools spinning on the same cores slow each other down)."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    dtype = _np_dtype(a)
+    out = np.empty((m, n), dtype)
+    if dtype is np.float32:
+        _matmul[float](trans_a, trans_b, a, b, out)
+    else:
+        _matmul[double](trans_a, trans_b, a, b, out)
+    return out

@@ -200,3 +200,8 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
     grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
     return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]
+
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b), op = transpose when asked."""
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)

@@ -26,7 +26,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
-    "dropout_forward", "dropout_backward", "dropout_mask",
+    "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
 ]
 
 
@@ -292,3 +292,21 @@ def dropout_mask(shape, keep_prob, rng=None, dtype=np.float64):
     shape = tuple(v.positive_int(s, "shape") for s in np.atleast_1d(shape).tolist())
     _, mask = dropout_forward(np.ones(shape, dtype), keep_prob, True, rng)
     return mask
+
+
+# ----------------------------------------------------------------------------- matrix product
+def matmul(a, b, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` (op transposes when asked) on the kernels' BLAS.
+
+    The model uses it for every matrix product outside the LSTM kernels, so one training step
+    keeps to one BLAS thread pool.
+    """
+    a = v.float_array(a, "a", ndim=2)
+    b = v.float_array(b, "b", ndim=2, dtype=a.dtype)
+    inner_a = a.shape[0] if trans_a else a.shape[1]
+    inner_b = b.shape[1] if trans_b else b.shape[0]
+    if inner_a != inner_b:
+        raise ValueError(f"a and b do not chain: op(a) has {inner_a} columns, op(b) has "
+                         f"{inner_b} rows (shapes {a.shape} and {b.shape}, trans_a={trans_a}, "
+                         f"trans_b={trans_b})")
+    return _backend.kernels().matmul(a, b, bool(trans_a), bool(trans_b))

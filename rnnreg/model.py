@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _validation as v
 from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, dropout_mask, lstm_backward,
-                         lstm_forward, lstm_layer_norm_params)
+                         lstm_forward, lstm_layer_norm_params, matmul)
 
 __all__ = ["RegularizedLSTM"]
 
@@ -254,7 +254,7 @@ class RegularizedLSTM:
             layer_caches.append(cache)
             dropout_masks.append(mask)
             weight_masks.append(weight_mask)
-        logits = x.reshape(N * T, H) @ self.params["Why"] + self.params["by"]
+        logits = matmul(x.reshape(N * T, H), self.params["Why"]) + self.params["by"]
         loss, dlogits = None, None
         if targets is not None:
             loss, dlogits = _softmax_cross_entropy(logits, targets.reshape(-1))
@@ -275,9 +275,9 @@ class RegularizedLSTM:
         H = self.hidden_size
         grads = {}
         dlogits = cache["dlogits"]
-        grads["Why"] = cache["top"].reshape(N * T, H).T @ dlogits
+        grads["Why"] = matmul(cache["top"].reshape(N * T, H), dlogits, trans_a=True)
         grads["by"] = dlogits.sum(axis=0)
-        dx = (dlogits @ self.params["Why"].T).reshape(N, T, H)
+        dx = matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
         for layer in reversed(range(self.num_layers)):
             mask = cache["dropout_masks"][layer + 1]
             dh = dx if mask is None else dx * mask

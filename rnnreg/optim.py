@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _validation as v
 
-__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "l2_gradient",
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm", "l2_gradient",
            "constant_lr", "cosine_lr", "step_lr"]
 
 
@@ -30,6 +30,12 @@ def l2_gradient(params, weight_decay, decay):
     return {name: weight_decay * params[name] for name in decay}
 
 
+def global_norm(arrays):
+    """sqrt(Σ ||a||²) over a dict of arrays. (einsum, not BLAS dot: see rnnreg.functional.matmul
+    on keeping to one BLAS thread pool.)"""
+    return math.sqrt(sum(float(np.einsum("i,i->", a.ravel(), a.ravel())) for a in arrays.values()))
+
+
 def clip_grad_norm(grads, max_norm):
     """Scale every gradient (in place) so that their global L2 norm is at most ``max_norm``.
 
@@ -37,7 +43,7 @@ def clip_grad_norm(grads, max_norm):
     is scaled, so the caller can see and stop).
     """
     max_norm = v.positive_float(max_norm, "max_norm")
-    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    total = global_norm(grads)
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-12)
         for g in grads.values():

@@ -34,7 +34,7 @@ def compute_l2_penalty(weights, weight_decay):
     1.25
     """
     weight_decay = v.non_negative_float(weight_decay, "weight_decay")
-    total = sum(float(np.dot(w.ravel(), w.ravel())) for w in _weight_list(weights))
+    total = sum(float(np.einsum("i,i->", w.ravel(), w.ravel())) for w in _weight_list(weights))
     return 0.5 * weight_decay * total
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _validation as v
 from .checkpoint import load_checkpoint, save_checkpoint
-from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, step_lr
+from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
 __all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError"]
@@ -240,7 +240,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
             if config.clip_norm is not None:
                 norm = clip_grad_norm(grads, config.clip_norm)
             else:
-                norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+                norm = global_norm(grads)
             if not (math.isfinite(ce) and math.isfinite(norm)):
                 progress.close()
                 what = "loss" if not math.isfinite(ce) else "gradient norm"

@@ -1,5 +1,7 @@
 """Every compiled kernel equals its NumPy twin: random shapes (with 1s), both dtypes,
 C-contiguous, non-contiguous and read-only inputs."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -64,30 +66,65 @@ def _run_lstm(backend, args, dh, dc):
 @pytest.mark.parametrize("mask", [False, True], ids=["nomask", "recmask"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_lstm_sequence_matches_reference(dtype, shape, ln, mask, layout):
-    rng = np.random.default_rng(hash((shape, ln, mask, layout)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, ln, mask, layout)).encode()))
     N, T, D, H = shape
-    if ln and D == 1:
-        # LN of the rank-1 projection x_t * Wx does not depend on x_t, so the true dx is 0 and
-        # both backends return only amplified rounding noise: give it a second feature.
-        D = 2
+    if ln:
+        # Layer norm over a single value is degenerate: LN of the rank-1 projection x_t Wx does
+        # not depend on x_t (D = 1), and LN of a one-unit cell state is the constant beta_c
+        # (H = 1), and with two units xhat is always ±1. The true gradients are then 0 and both
+        # backends return rounding noise amplified by 1/std
+        # (up to 1/sqrt(eps)), so these cases get D >= 2 and H >= 4. The plain cases keep D = H = 1.
+        D, H = max(D, 2), max(H, 4)
     args = _lstm_args(rng, dtype, N, T, D, H, layout, ln, mask)
     dh = _layout(rng.standard_normal((N, T, H)).astype(dtype), layout, rng)
     dc = _layout(rng.standard_normal((N, H)).astype(dtype), layout, rng)
     h_c, cache_c, g_c = _run_lstm("compiled", args, dh, dc)
     h_r, cache_r, g_r = _run_lstm("numpy", args, dh, dc)
     tol = TOL[dtype]
+    # Backpropagating through layer norms multiplies float32 rounding by 1/std at every step,
+    # so two correct float32 implementations differ by more than 1e-5 on some inputs. Measured
+    # over 200 random shapes: NumPy float32 vs a float64 truth up to 1.8e-5, compiled up to 4e-5
+    # (median compiled error 0.84x NumPy's). Forward outputs keep the 1e-5 bound.
+    grad_tol = 1e-4 if (ln and dtype == np.float32) else tol
     assert h_c.dtype == dtype
     assert relative_error(h_c, h_r) <= tol
     assert relative_error(cache_c["c_final"], cache_r["c_final"]) <= tol
     for name in ("dx", "dh0", "dc0", "dWx", "dWh", "db"):
         a, b = getattr(g_c, name), getattr(g_r, name)
         assert a.dtype == dtype and a.shape == b.shape, name
-        assert relative_error(a, b) <= tol, name
+        assert relative_error(a, b) <= grad_tol, name
     if ln:
         for name in rnnreg.LSTM_LAYER_NORM_PARAMS:
-            assert relative_error(g_c.layer_norm[name], g_r.layer_norm[name]) <= tol, name
+            assert relative_error(g_c.layer_norm[name], g_r.layer_norm[name]) <= grad_tol, name
     else:
         assert g_c.layer_norm is None and g_r.layer_norm is None
+
+
+def _float64(tree):
+    if isinstance(tree, dict):
+        return {k: _float64(val) for k, val in tree.items()}
+    return None if tree is None else np.asarray(tree, np.float64)
+
+
+def test_compiled_float32_is_as_accurate_as_numpy_float32():
+    """Against a float64 truth, over many random LN-LSTM cases, the compiled float32 gradients
+    are on the whole no less accurate than NumPy's float32 ones."""
+    ratios = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        N, T, D, H = rng.integers(1, 6), rng.integers(1, 10), rng.integers(2, 8), rng.integers(4, 10)
+        args = _lstm_args(rng, np.float32, N, T, D, H, "contiguous", True, bool(seed % 2))
+        dh = rng.standard_normal((N, T, H)).astype(np.float32)
+        dc = rng.standard_normal((N, H)).astype(np.float32)
+        _, _, g_c = _run_lstm("compiled", args, dh, dc)
+        _, _, g_n = _run_lstm("numpy", args, dh, dc)
+        _, _, truth = _run_lstm("numpy", _float64(args), _float64(dh), _float64(dc))
+        for name in ("dx", "dh0", "dc0", "dWx", "dWh", "db"):
+            err_c = relative_error(getattr(g_c, name), getattr(truth, name))
+            err_n = relative_error(getattr(g_n, name), getattr(truth, name))
+            assert err_c < 1e-4, (seed, name, err_c)
+            ratios.append(err_c / max(err_n, 1e-9))
+    assert np.median(ratios) <= 1.5
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
