@@ -1,0 +1,225 @@
+"""Optimizers, weight decay, the trainer, checkpoints and resume."""
+import math
+
+import numpy as np
+import pytest
+
+import rnnreg
+from rnnreg import EarlyStoppingMonitor, RegularizedLSTM, compute_l2_penalty, generate_simple_dataset
+from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnreg.gradcheck import numerical_gradient, relative_error
+from rnnreg.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, l2_gradient
+from rnnreg.training import TrainConfig, TrainingError, evaluate, fit, iterate_batches, load_model
+
+
+def _small_task(seed=1):
+    train = generate_simple_dataset(10, 12, 120, seed=seed)
+    val = generate_simple_dataset(10, 12, 40, seed=seed + 100)
+    return train, val
+
+
+# ----------------------------------------------------------------------------- weight decay
+def test_l2_penalty_and_gradient_are_consistent():
+    """Coupled L2: λ/2·Σw² in the loss, λ·w in the gradient — checked by finite differences
+    through the whole model."""
+    model = RegularizedLSTM(7, 5, seed=0, use_layer_norm=True)
+    inputs, targets = generate_simple_dataset(4, 7, 3, seed=1)
+    lam = 0.3
+    decay = model.decay_parameter_names()
+    assert set(decay) == {"W0", "Why"}  # no biases, no layer-norm gains
+
+    def loss():
+        ce = model.forward_batch(inputs, targets)[0]
+        return ce + compute_l2_penalty([model.params[n] for n in decay], lam)
+
+    loss()
+    grads = model.backward()
+    extra = l2_gradient(model.params, lam, decay)
+    for name, value in model.params.items():
+        analytic = grads[name] + extra.get(name, 0)
+        assert relative_error(analytic, numerical_gradient(loss, value)) < 1e-7, name
+
+
+def test_coupled_sgd_step_equals_gradient_of_penalized_loss():
+    params = {"W": np.array([[1.0, -2.0]]), "b": np.array([3.0])}
+    grads = {"W": np.array([[0.5, 0.5]]), "b": np.array([1.0])}
+    SGD(params, lr=0.1, weight_decay=0.2).step(grads)
+    np.testing.assert_allclose(params["W"], [[1 - 0.1 * (0.5 + 0.2), -2 - 0.1 * (0.5 - 0.4)]])
+    np.testing.assert_allclose(params["b"], [3 - 0.1 * 1.0])  # bias not decayed
+
+
+def test_adamw_decay_is_decoupled():
+    params = {"W": np.full((2, 2), 2.0), "b": np.full(2, 2.0)}
+    zero = {"W": np.zeros((2, 2)), "b": np.zeros(2)}
+    opt = AdamW(params, lr=0.1, weight_decay=0.5)
+    opt.step(zero)
+    np.testing.assert_allclose(params["W"], 2.0 * (1 - 0.1 * 0.5))
+    np.testing.assert_allclose(params["b"], 2.0)
+
+
+def test_adam_matches_the_textbook_update():
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(5)
+    params = {"w": w0.copy()}
+    opt = Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+    m = np.zeros(5)
+    s = np.zeros(5)
+    w = w0.copy()
+    for t in range(1, 6):
+        g = rng.standard_normal(5)
+        opt.step({"w": g})
+        m = 0.9 * m + 0.1 * g
+        s = 0.99 * s + 0.01 * g * g
+        w = w - 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(s / (1 - 0.99 ** t)) + 1e-8)
+    np.testing.assert_allclose(params["w"], w, rtol=1e-12)
+
+
+def test_sgd_momentum():
+    params = {"w": np.array([1.0])}
+    opt = SGD(params, lr=0.1, momentum=0.9)
+    opt.step({"w": np.array([1.0])})
+    opt.step({"w": np.array([1.0])})
+    np.testing.assert_allclose(params["w"], [1 - 0.1 - 0.1 * 1.9])
+
+
+def test_clip_grad_norm_returns_the_norm_and_clips():
+    grads = {"a": np.array([3.0]), "b": np.array([4.0])}
+    assert clip_grad_norm(grads, 1.0) == pytest.approx(5.0)
+    assert math.sqrt(grads["a"][0] ** 2 + grads["b"][0] ** 2) == pytest.approx(1.0)
+    small = {"a": np.array([0.3])}
+    assert clip_grad_norm(small, 1.0) == pytest.approx(0.3)
+    assert small["a"][0] == 0.3
+
+
+def test_cosine_schedule():
+    lr = cosine_lr(1.0, 10, warmup_epochs=2)
+    assert lr(0) == 0.5 and lr(1) == 1.0 and lr(2) == 1.0
+    assert lr(10) == pytest.approx(0.0) and 0 < lr(6) < 1
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_training_cuts_held_out_loss(optimizer):
+    train, val = _small_task()
+    model = RegularizedLSTM(12, 24, seed=0, dropout_keep_prob=0.9, use_layer_norm=True)
+    start = evaluate(model, val)
+    lr = {"sgd": 0.5, "adam": 1e-2, "adamw": 1e-2}[optimizer]
+    history = fit(model, train, val, TrainConfig(epochs=12, batch_size=16, lr=lr, optimizer=optimizer,
+                                                 weight_decay=1e-4, progress=False), log=None)
+    assert start > 2.3
+    assert history["best_val_loss"] < 0.6 * start
+    assert len(history["val_loss"]) == 12
+
+
+def test_truncated_bptt_on_a_text_stream_learns_and_batches_are_contiguous():
+    text = np.array(list(b"abcdefgh" * 200)) - ord("a")
+    chunks = list(iterate_batches(text, 4, 10))
+    assert chunks[0][2] and not any(new for _, _, new in chunks[1:])
+    # consecutive chunks continue each stream
+    first, second = chunks[0][0], chunks[1][0]
+    assert all((second[:, 0] - first[:, -1]) % 8 == 1)
+    model = RegularizedLSTM(8, 16, seed=0)
+    history = fit(model, text[:1200], text[1200:], TrainConfig(epochs=4, batch_size=4, bptt=10,
+                                                               lr=2e-2, progress=False), log=None)
+    assert history["val_loss"][-1] < 0.2
+
+
+def test_same_seed_same_history():
+    train, val = _small_task()
+    runs = []
+    for _ in range(2):
+        model = RegularizedLSTM(12, 16, seed=3, dropout_keep_prob=0.8, recurrent_keep_prob=0.9)
+        h = fit(model, train, val, TrainConfig(epochs=3, batch_size=16, seed=5, progress=False), log=None)
+        runs.append((h["train_loss"], h["val_loss"], model.state_dict()))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    for name in runs[0][2]:
+        np.testing.assert_array_equal(runs[0][2][name], runs[1][2][name])
+
+
+def test_early_stopping_restores_best_weights():
+    train, val = _small_task()
+    model = RegularizedLSTM(12, 48, seed=0)
+    # overfit a tiny training set so that validation loss turns up
+    tiny = (train[0][:20], train[1][:20])
+    history = fit(model, tiny, val, TrainConfig(epochs=80, batch_size=4, lr=2e-2, patience=3,
+                                                progress=False), log=None)
+    assert history["stopped_epoch"] is not None and history["stopped_epoch"] < 79
+    assert history["restored_best"]
+    assert evaluate(model, val) == pytest.approx(history["best_val_loss"], rel=1e-9)
+
+
+class _PoisonedModel(RegularizedLSTM):
+    """Its gradients turn NaN after a number of backward passes (a fault injected on purpose)."""
+    healthy_steps = 0
+
+    def backward(self, *args, **kwargs):
+        grads = super().backward(*args, **kwargs)
+        self.healthy_steps -= 1
+        if self.healthy_steps < 0:
+            grads["W0"][0, 0] = np.nan
+        return grads
+
+
+def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_path):
+    train, val = _small_task()
+    model = _PoisonedModel(12, 16, seed=0)
+    model.healthy_steps = 8 * 3 + 2  # three clean epochs of 8 batches, then NaN
+    path = str(tmp_path / "ck.npz")
+    with pytest.raises(TrainingError, match="non-finite gradient norm at epoch 3") as info:
+        fit(model, train, val, TrainConfig(epochs=10, batch_size=16, patience=5, progress=False,
+                                           checkpoint_path=path), log=None)
+    assert "best weights were restored" in str(info.value)
+    history = info.value.args[1]
+    assert len(history["val_loss"]) == 3
+    assert np.isfinite(model.params["W0"]).all()
+    assert evaluate(model, val) == pytest.approx(history["best_val_loss"], rel=1e-9)
+    assert load_checkpoint(path)["epoch"] == 2  # the last completed epoch, intact
+
+
+def test_checkpoint_round_trip(tmp_path):
+    train, val = _small_task()
+    model = RegularizedLSTM(12, 16, seed=0, use_layer_norm=True, num_layers=2, embedding_size=5)
+    path = tmp_path / "run.npz"
+    fit(model, train, val, TrainConfig(epochs=2, batch_size=16, patience=2, progress=False,
+                                       checkpoint_path=str(path)), log=None)
+    payload = load_checkpoint(path)
+    assert payload["epoch"] == 1
+    restored = load_model(path)
+    for name, value in model.state_dict().items():
+        # restore_best_weights may have rolled `model` back; the checkpoint holds the last epoch
+        assert restored.params[name].shape == value.shape
+    assert restored.config() == model.config()
+
+
+def test_resume_is_bit_identical(tmp_path):
+    train, val = _small_task()
+    config = dict(epochs=4, batch_size=16, seed=7, progress=False, patience=10)
+    straight = RegularizedLSTM(12, 16, seed=1, dropout_keep_prob=0.8)
+    h_straight = fit(straight, train, val, TrainConfig(**config), log=None)
+
+    path = str(tmp_path / "ck.npz")
+    first = RegularizedLSTM(12, 16, seed=1, dropout_keep_prob=0.8)
+    fit(first, train, val, TrainConfig(**{**config, "epochs": 2}, checkpoint_path=path), log=None)
+    resumed = RegularizedLSTM(12, 16, seed=999, dropout_keep_prob=0.8)  # state comes from the file
+    h_resumed = fit(resumed, train, val, TrainConfig(**config), resume_from=path, log=None)
+    assert h_resumed["train_loss"] == h_straight["train_loss"]
+    assert h_resumed["val_loss"] == h_straight["val_loss"]
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.params[name], value)
+
+
+def test_corrupted_checkpoint_is_refused_clearly(tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(str(path), {"model": {"W": np.arange(6.0).reshape(2, 3)}, "epoch": 3})
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_checkpoint(str(path))
+    # flip bytes inside the array data: the checksum catches it
+    data = bytearray(good)
+    idx = data.find(np.arange(6.0).tobytes())
+    assert idx > 0
+    data[idx + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(str(path))
