@@ -10,11 +10,32 @@ import warnings
 
 from . import _reference
 
+def _cpu_has_avx2_fma():
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        return False
+    return bool(features.get("AVX2") and features.get("FMA3"))
+
+
+def _import_compiled():
+    """The compiled kernels: the AVX2/FMA build when the CPU has both (and RNNREG_SIMD is not
+    "baseline"), else the portable build. Returns (module, variant name)."""
+    if os.environ.get("RNNREG_SIMD", "").strip().lower() != "baseline" and _cpu_has_avx2_fma():
+        try:
+            from . import _kernels_avx2
+            return _kernels_avx2, "avx2"
+        except ImportError:
+            pass  # not built (a non-x86 machine or an old compiler): the portable build serves
+    from . import _kernels as portable
+    return portable, "baseline"
+
+
 try:
-    from . import _kernels
+    _kernels, COMPILED_VARIANT = _import_compiled()
     _IMPORT_ERROR = None
 except ImportError as exc:  # an uncompiled source checkout, or a broken build
-    _kernels = None
+    _kernels, COMPILED_VARIANT = None, None
     _IMPORT_ERROR = exc
 
 BACKENDS = ("compiled", "numpy")

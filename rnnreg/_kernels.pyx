@@ -14,7 +14,7 @@ import numpy as np
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport exp, expf, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport sqrt, sqrtf
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -23,29 +23,85 @@ GATE_ORDER = ("i", "f", "o", "g")
 LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
 
 
-# ----------------------------------------------------------------------------- point functions
-cdef inline floating _exp(floating x) noexcept nogil:
+# ----------------------------------------------------------------------------- vectorized loops
+cdef extern from "_fastmath.h" nogil:
+    void rn_gates_d(double* a, const double* xw, const double* b, Py_ssize_t H)
+    void rn_gates_f(float* a, const float* xw, const float* b, Py_ssize_t H)
+    void rn_cell_d(const double* a, const double* c_prev, double* c, Py_ssize_t H)
+    void rn_cell_f(const float* a, const float* c_prev, float* c, Py_ssize_t H)
+    void rn_out_d(const double* u, const double* o, double* tc, double* h, Py_ssize_t H)
+    void rn_out_f(const float* u, const float* o, float* tc, float* h, Py_ssize_t H)
+    void rn_bwd_out_d(const double* dh, const double* dh_next, const double* a, const double* tc,
+                      double* da, double* dt, Py_ssize_t H)
+    void rn_bwd_out_f(const float* dh, const float* dh_next, const float* a, const float* tc,
+                      float* da, float* dt, Py_ssize_t H)
+    void rn_bwd_cell_d(const double* dcell, double* dc_next, const double* a, const double* c_prev,
+                       double* da, Py_ssize_t H)
+    void rn_bwd_cell_f(const float* dcell, float* dc_next, const float* a, const float* c_prev,
+                       float* da, Py_ssize_t H)
+    int rn_all_finite_d(const double* x, Py_ssize_t n)
+    int rn_all_finite_f(const float* x, Py_ssize_t n)
+    void rn_small_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
+                         const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
+    void rn_small_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
+                         const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
+
+# Up to this many batch rows, a time step's matrix products run as plain loops: a BLAS call's
+# fixed cost is larger than the arithmetic of a few rows (measured: `rnnreg bench`).
+DEF SMALL_BATCH = 4
+
+
+cdef inline void _gates(floating* a, const floating* xw, const floating* b,
+                        Py_ssize_t H) noexcept nogil:
     if floating is float:
-        return expf(x)
+        rn_gates_f(a, xw, b, H)
     else:
-        return exp(x)
+        rn_gates_d(a, xw, b, H)
 
 
-cdef inline floating _tanh(floating x) noexcept nogil:
+cdef inline void _cell(const floating* a, const floating* c_prev, floating* c,
+                       Py_ssize_t H) noexcept nogil:
     if floating is float:
-        return tanhf(x)
+        rn_cell_f(a, c_prev, c, H)
     else:
-        return tanh(x)
+        rn_cell_d(a, c_prev, c, H)
 
 
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    # exp only ever sees -|x|, so it never overflows
-    cdef floating z
-    if x >= 0:
-        z = _exp(-x)
-        return 1 / (1 + z)
-    z = _exp(x)
-    return z / (1 + z)
+cdef inline void _out(const floating* u, const floating* o, floating* tc, floating* h,
+                      Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_out_f(u, o, tc, h, H)
+    else:
+        rn_out_d(u, o, tc, h, H)
+
+
+cdef inline void _bwd_out(const floating* dh, const floating* dh_next, const floating* a,
+                          const floating* tc, floating* da, floating* dt,
+                          Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_bwd_out_f(dh, dh_next, a, tc, da, dt, H)
+    else:
+        rn_bwd_out_d(dh, dh_next, a, tc, da, dt, H)
+
+
+cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const floating* a,
+                           const floating* c_prev, floating* da, Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_bwd_cell_f(dcell, dc_next, a, c_prev, da, H)
+    else:
+        rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
+
+
+cdef inline void _step_gemm(int m, int n, int k, const floating* a, int lda, const floating* b,
+                            int ldb, floating* c, int ldc) noexcept nogil:
+    """C = A @ B for one time step: plain loops for a tiny batch, BLAS otherwise."""
+    if m <= SMALL_BATCH:
+        if floating is float:
+            rn_small_gemm_f(m, n, k, a, lda, b, ldb, c, ldc)
+        else:
+            rn_small_gemm_d(m, n, k, a, lda, b, ldb, c, ldc)
+    else:
+        _gemm(False, False, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
 
 
 cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -237,17 +293,15 @@ cdef void _lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
                         floating[:, :, ::1] gates, floating[:, :, ::1] c,
                         floating[:, :, ::1] tc, floating[:, :, ::1] h,
                         floating* xhat_x, floating* rstd_x, floating* xhat_h,
-                        floating* rstd_h, floating* xhat_c, floating* rstd_c) noexcept nogil:
+                        floating* rstd_h, floating* xhat_c, floating* rstd_c,
+                        floating* scratch) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1]
     cdef Py_ssize_t G = 4 * H, n, t, j, row
     cdef bint use_ln = ln_params[0] != NULL
     cdef const floating* src
     cdef const floating* c_prev
     cdef floating* a
-    cdef floating* xw_row
     cdef floating* c_row
-    cdef floating* tc_row
-    cdef floating* h_row
     cdef floating* dst
 
     # The input projection of every time step in one matrix product.
@@ -271,38 +325,27 @@ cdef void _lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             else:
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _gemm(False, False, <int>N, <int>G, <int>H, 1, &hprev[0, t, 0], <int>(T * H),
-              &Wh[0, 0], <int>G, 0, &gates[0, t, 0], <int>(T * G))
+        _step_gemm(<int>N, <int>G, <int>H, &hprev[0, t, 0], <int>(T * H), &Wh[0, 0], <int>G,
+                   &gates[0, t, 0], <int>(T * G))
         for n in range(N):
             row = n * T + t
             a = &gates[n, t, 0]
             if use_ln:
                 _ln_row_forward(a, G, ln_params[2], ln_params[3], eps, a, xhat_h + row * G,
                                 rstd_h + row)
-            xw_row = &xw[n, t, 0]
-            for j in range(3 * H):
-                a[j] = _sigmoid(a[j] + xw_row[j] + b[j])
-            for j in range(3 * H, G):
-                a[j] = _tanh(a[j] + xw_row[j] + b[j])
+            _gates(a, &xw[n, t, 0], &b[0], H)
             if t == 0:
                 c_prev = &c0[n, 0]
             else:
                 c_prev = &c[n, t - 1, 0]
             c_row = &c[n, t, 0]
-            for j in range(H):
-                c_row[j] = a[H + j] * c_prev[j] + a[j] * a[3 * H + j]
-            tc_row = &tc[n, t, 0]
+            _cell(a, c_prev, c_row, H)
             if use_ln:
-                _ln_row_forward(c_row, H, ln_params[4], ln_params[5], eps, tc_row,
+                _ln_row_forward(c_row, H, ln_params[4], ln_params[5], eps, scratch,
                                 xhat_c + row * H, rstd_c + row)
-                for j in range(H):
-                    tc_row[j] = _tanh(tc_row[j])
+                _out(scratch, a + 2 * H, &tc[n, t, 0], &h[n, t, 0], H)
             else:
-                for j in range(H):
-                    tc_row[j] = _tanh(c_row[j])
-            h_row = &h[n, t, 0]
-            for j in range(H):
-                h_row[j] = a[2 * H + j] * tc_row[j]
+                _out(c_row, a + 2 * H, &tc[n, t, 0], &h[n, t, 0], H)
 
 
 cdef inline floating* _ptr(floating[::1] flat) noexcept nogil:
@@ -347,10 +390,12 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
     cdef floating[:, :, ::1] xw_v = cache["xw"], hprev_v = cache["hprev"]
     cdef floating[:, :, ::1] gates_v = cache["gates"], c_v = cache["c"]
     cdef floating[:, :, ::1] tc_v = cache["tc"], h_v = cache["h"]
+    scratch = np.empty(H, dtype)
+    cdef floating* scratch_p = _ptr[floating](scratch)
     with nogil:
         _lstm_forward(x_v, h0_v, c0_v, Wx_v, Wh_v, b_v, ln_params, mask, eps,
                       xw_v, hprev_v, gates_v, c_v, tc_v, h_v,
-                      ln_out[0], ln_out[1], ln_out[2], ln_out[3], ln_out[4], ln_out[5])
+                      ln_out[0], ln_out[1], ln_out[2], ln_out[3], ln_out[4], ln_out[5], scratch_p)
     return cache
 
 
@@ -380,7 +425,7 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
                          const floating* rstd_c, floating* row_buf,
                          floating[:, :, ::1] da, floating* dhw, floating* dxw,
                          floating[:, :, ::1] dx, floating[:, ::1] dWx, floating[:, ::1] dWh,
-                         double* db, double* ln_grads[6]) noexcept nogil:
+                         double* db, double* ln_grads[6], const floating* WhT) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t G = 4 * H, n, t, j, row, k
     cdef bint use_ln = ln_params[0] != NULL
@@ -390,7 +435,6 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
     cdef floating* da_row
     cdef floating* dhn
     cdef floating* dcn
-    cdef floating dht, o, tcv, i, f, g, dct
     cdef floating* da0 = &da[0, 0, 0]
 
     for t in range(T - 1, -1, -1):
@@ -401,12 +445,7 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
             da_row = &da[n, t, 0]
             dhn = &dh_next[n, 0]
             dcn = &dc_next[n, 0]
-            for j in range(H):
-                dht = dh[n, t, j] + dhn[j]
-                o = a[2 * H + j]
-                tcv = tc_row[j]
-                da_row[2 * H + j] = dht * tcv * o * (1 - o)
-                row_buf[j] = dht * o * (1 - tcv * tcv)   # gradient of tanh's argument
+            _bwd_out(&dh[n, t, 0], dhn, a, tc_row, da_row, row_buf, H)
             if use_ln:
                 for j in range(H):
                     ln_grads[4][j] += row_buf[j] * xhat_c[row * H + j]
@@ -416,24 +455,20 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
                 c_prev = &c0[n, 0]
             else:
                 c_prev = &c[n, t - 1, 0]
-            for j in range(H):
-                i = a[j]
-                f = a[H + j]
-                g = a[3 * H + j]
-                dct = row_buf[j] + dcn[j]
-                da_row[j] = dct * g * i * (1 - i)
-                da_row[H + j] = dct * c_prev[j] * f * (1 - f)
-                da_row[3 * H + j] = dct * i * (1 - g * g)
-                dcn[j] = dct * f
+            _bwd_cell(row_buf, dcn, a, c_prev, da_row, H)
             if use_ln:
                 for j in range(G):
                     ln_grads[2][j] += da_row[j] * xhat_h[row * G + j]
                     ln_grads[3][j] += da_row[j]
                 _ln_row_backward(da_row, xhat_h + row * G, rstd_h[row], ln_params[2], G,
                                  dhw + row * G)
-        # dh(t-1) = (dhw(t) @ Wh^T) * mask
-        _gemm(False, True, <int>N, <int>H, <int>G, 1, dhw + t * G, <int>(T * G), &Wh[0, 0],
-              <int>G, 0, &dh_next[0, 0], <int>H)
+        # dh(t-1) = (dhw(t) @ Wh^T) * mask; WhT is Wh transposed once, for the small-batch loops
+        if N <= SMALL_BATCH:
+            _step_gemm(<int>N, <int>H, <int>G, dhw + t * G, <int>(T * G), WhT, <int>H,
+                       &dh_next[0, 0], <int>H)
+        else:
+            _gemm(False, True, <int>N, <int>H, <int>G, 1, dhw + t * G, <int>(T * G), &Wh[0, 0],
+                  <int>G, 0, &dh_next[0, 0], <int>H)
         if mask != NULL:
             dhn = &dh_next[0, 0]
             for k in range(N * H):
@@ -500,11 +535,13 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, dict cache):
     cdef floating* dxw_p = _ptr[floating](dxw.reshape(-1))
     cdef floating* row_buf_p = _ptr[floating](row_buf)
     cdef double* db_p = _dptr(db)
+    WhT = np.ascontiguousarray(Wh.T) if N <= SMALL_BATCH else Wh
+    cdef const floating* WhT_p = _cptr[floating](WhT.reshape(-1))
     with nogil:
         _lstm_backward(dh_v, dh_next_v, dc_next_v, x_v, c0_v, Wx_v, Wh_v, hprev_v, gates_v, c_v,
                        tc_v, mask, ln_params, ln_saved[0], ln_saved[1], ln_saved[2], ln_saved[3],
                        ln_saved[4], ln_saved[5], row_buf_p, da_v, dhw_p, dxw_p, dx_v, dWx_v,
-                       dWh_v, db_p, ln_grads)
+                       dWh_v, db_p, ln_grads, WhT_p)
     grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=db.astype(dtype))
     for name, total in ln_acc.items():
         grads["d" + name] = total.astype(dtype)
@@ -556,3 +593,22 @@ def matmul(a, b, bint trans_a=False, bint trans_b=False):
     else:
         _matmul[double](trans_a, trans_b, a, b, out)
     return out
+
+
+# ----------------------------------------------------------------------------- validation helper
+def all_finite(arr):
+    """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
+    input checks: one vectorized pass, no temporary array)."""
+    cdef const double[::1] d
+    cdef const float[::1] f
+    cdef int ok
+    flat = arr.reshape(-1)
+    if arr.dtype == np.float32:
+        f = flat
+        with nogil:
+            ok = rn_all_finite_f(&f[0], f.shape[0])
+    else:
+        d = flat
+        with nogil:
+            ok = rn_all_finite_d(&d[0], d.shape[0])
+    return ok != 0

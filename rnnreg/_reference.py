@@ -205,3 +205,8 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 def matmul(a, b, trans_a=False, trans_b=False):
     """op(a) @ op(b), op = transpose when asked."""
     return (a.T if trans_a else a) @ (b.T if trans_b else b)
+
+
+def all_finite(arr):
+    """Whether every entry is finite."""
+    return bool(np.isfinite(arr).all())

@@ -6,6 +6,11 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+try:
+    from ._kernels import all_finite as _compiled_all_finite
+except ImportError:  # the NumPy fallback; rnnreg._backend has already warned
+    _compiled_all_finite = None
+
 
 def float_array(value, name, ndim=None, dtype=None, finite=True):
     """Return ``value`` as a C-contiguous float32/float64 array, or raise naming ``name``.
@@ -31,9 +36,18 @@ def float_array(value, name, ndim=None, dtype=None, finite=True):
         raise ValueError(f"{name} must have at least {ndim[0]} dimension(s), got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if finite and not np.isfinite(arr).all():
+    arr = np.ascontiguousarray(arr)
+    if finite and not all_finite(arr):
         raise ValueError(f"{name} contains NaN or inf")
-    return np.ascontiguousarray(arr)
+    return arr
+
+
+def all_finite(arr):
+    """Whether every entry of a float32/float64 array is finite: one vectorized pass in the
+    compiled module when it is there (a NumPy test allocates a temporary as large as the input)."""
+    if _compiled_all_finite is not None and arr.flags.c_contiguous:
+        return _compiled_all_finite(arr)
+    return bool(np.isfinite(arr).all())
 
 
 def check_shape(arr, name, expected, meaning=""):

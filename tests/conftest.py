@@ -14,7 +14,9 @@ def _close_figures():
 
 def pytest_report_header(config):
     import rnnreg
-    return f"rnnreg backend: {rnnreg.get_backend()} ({rnnreg.__file__})"
+    from rnnreg import _backend
+    return (f"rnnreg backend: {rnnreg.get_backend()} ({_backend.COMPILED_VARIANT} build, "
+            f"{rnnreg.__file__})")
 
 
 @pytest.fixture

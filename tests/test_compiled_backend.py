@@ -18,6 +18,18 @@ def test_compiled_extension_is_in_use():
         _backend._kernels.__file__
 
 
+def test_simd_variant_matches_the_cpu():
+    cpu_has_it = _backend._cpu_has_avx2_fma()
+    forced_baseline = os.environ.get("RNNREG_SIMD", "").lower() == "baseline"
+    expected = "avx2" if cpu_has_it and not forced_baseline else "baseline"
+    assert _backend.COMPILED_VARIANT == expected
+    code = "from rnnreg import _backend; print(_backend.COMPILED_VARIANT)"
+    env = dict(os.environ, RNNREG_SIMD="baseline")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "baseline"
+
+
 def test_backend_can_be_switched_and_restored():
     with rnnreg.use_backend("numpy"):
         assert rnnreg.get_backend() == "numpy"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnreg
-from rnnreg import _kernels, _reference
+from rnnreg import _backend, _reference
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
@@ -213,5 +213,5 @@ def test_kernel_modules_expose_the_same_names():
     public = [n for n in dir(_reference) if not n.startswith("_") and callable(getattr(_reference, n))
               and n not in ("sigmoid",)]
     for name in public:
-        assert hasattr(_kernels, name), f"_kernels lacks the twin of _reference.{name}"
-    assert _kernels.GATE_ORDER == _reference.GATE_ORDER == rnnreg.GATE_ORDER == ("i", "f", "o", "g")
+        assert hasattr(_backend._kernels, name), f"_kernels lacks the twin of _reference.{name}"
+    assert _backend._kernels.GATE_ORDER == _reference.GATE_ORDER == rnnreg.GATE_ORDER == ("i", "f", "o", "g")

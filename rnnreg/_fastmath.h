@@ -1,0 +1,224 @@
+/*
+ * Inner loops of rnnreg's kernels that must vectorize: the LSTM gate nonlinearities and cell
+ * update, and the small matrix products of a single time step when the batch is tiny.
+ *
+ * Why C and not Cython: libm's exp/tanh are scalar calls, so a loop over them cannot vectorize
+ * and ends up slower than NumPy's SIMD ufuncs from batch 16 up. rn_exp below is branch-free
+ * (magic-number rounding, integer exponent arithmetic, a polynomial), so GCC turns the loops that
+ * call it into SIMD code. `restrict` tells the compiler that outputs do not alias inputs.
+ * Built without -ffast-math: IEEE rounding is kept; the loops below never need reassociation.
+ */
+#ifndef RNNREG_FASTMATH_H
+#define RNNREG_FASTMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define RN_INLINE static inline __attribute__((always_inline))
+#else
+#define RN_INLINE static inline
+#endif
+
+/* Fused multiply-add where the build has it (the AVX2 variant), written out explicitly: the
+ * compiler is told not to contract a*b + c on its own (-ffp-contract=off, see setup.py). */
+#if defined(__FMA__)
+#define RN_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#define RN_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define RN_FMA(a, b, c) ((a) * (b) + (c))
+#define RN_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* ------------------------------------------------------------------ exp, double precision
+ * exp(x) = 2^k * exp(r), x = k ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 split in two parts so that
+ * k*ln2_hi is exact). exp(r) by its Taylor series to r^13/13!, whose truncation error
+ * (0.347^14/14! ~ 4e-18) is below half an ulp; measured error ~1 ulp. k is rounded with the
+ * 1.5*2^52 trick, which leaves k in the low mantissa bits. Inputs are clamped to [-708, 709], so
+ * the result never overflows to inf or underflows to a subnormal. */
+RN_INLINE double rn_exp(double x) {
+    const double magic = 6755399441055744.0;           /* 1.5 * 2^52 */
+    x = x < -708.0 ? -708.0 : x;
+    x = x > 709.0 ? 709.0 : x;
+    double shifted = x * 1.4426950408889634 + magic;   /* k + magic, k = round(x / ln2) */
+    double k = shifted - magic;
+    double r = (x - k * 0.693147180369123816490) - k * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = RN_FMA(p, r, 1.0 / 479001600.0);
+    p = RN_FMA(p, r, 1.0 / 39916800.0);
+    p = RN_FMA(p, r, 1.0 / 3628800.0);
+    p = RN_FMA(p, r, 1.0 / 362880.0);
+    p = RN_FMA(p, r, 1.0 / 40320.0);
+    p = RN_FMA(p, r, 1.0 / 5040.0);
+    p = RN_FMA(p, r, 1.0 / 720.0);
+    p = RN_FMA(p, r, 1.0 / 120.0);
+    p = RN_FMA(p, r, 1.0 / 24.0);
+    p = RN_FMA(p, r, 1.0 / 6.0);
+    p = RN_FMA(p, r, 0.5);
+    p = RN_FMA(p, r, 1.0);
+    p = RN_FMA(p, r, 1.0);
+    int64_t bits_shifted, bits_magic, scale_bits;
+    memcpy(&bits_shifted, &shifted, 8);
+    memcpy(&bits_magic, &magic, 8);
+    scale_bits = (bits_shifted - bits_magic + 1023) << 52;   /* the double 2^k */
+    double scale;
+    memcpy(&scale, &scale_bits, 8);
+    return p * scale;
+}
+
+/* ------------------------------------------------------------------ exp, single precision
+ * The same in float: clamp to [-87, 88], round with 1.5*2^23, series to r^7/7! (truncation
+ * 0.347^8/8! ~ 5e-9, under half an ulp of float). */
+RN_INLINE float rn_expf(float x) {
+    const float magic = 12582912.0f;                    /* 1.5 * 2^23 */
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float shifted = x * 1.44269504f + magic;
+    float k = shifted - magic;
+    float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
+    float p = 1.0f / 5040.0f;
+    p = RN_FMAF(p, r, 1.0f / 720.0f);
+    p = RN_FMAF(p, r, 1.0f / 120.0f);
+    p = RN_FMAF(p, r, 1.0f / 24.0f);
+    p = RN_FMAF(p, r, 1.0f / 6.0f);
+    p = RN_FMAF(p, r, 0.5f);
+    p = RN_FMAF(p, r, 1.0f);
+    p = RN_FMAF(p, r, 1.0f);
+    int32_t bits_shifted, bits_magic, scale_bits;
+    memcpy(&bits_shifted, &shifted, 4);
+    memcpy(&bits_magic, &magic, 4);
+    scale_bits = (bits_shifted - bits_magic + 127) << 23;
+    float scale;
+    memcpy(&scale, &scale_bits, 4);
+    return p * scale;
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)): with the clamped exp, never inf, never NaN, and relatively
+ * accurate at both tails. tanh(x) = 1 - 2 / (exp(2x) + 1): accurate to an ulp of 1 near 0
+ * (absolute, not relative, error there) and exactly +-1 at the tails. */
+RN_INLINE double rn_sigmoid(double x) { return 1.0 / (1.0 + rn_exp(-x)); }
+RN_INLINE float rn_sigmoidf(float x) { return 1.0f / (1.0f + rn_expf(-x)); }
+RN_INLINE double rn_tanh(double x) { return 1.0 - 2.0 / (rn_exp(2.0 * x) + 1.0); }
+RN_INLINE float rn_tanhf(float x) { return 1.0f - 2.0f / (rn_expf(2.0f * x) + 1.0f); }
+
+/* ------------------------------------------------------------------ validation
+ * Whether all n values are finite: x - x is 0 for a finite x and NaN for inf or NaN, and a NaN
+ * survives any sum. The sum runs in RN_LANES explicit lanes, so it vectorizes without asking
+ * the compiler to reassociate anything. */
+#define RN_LANES 8
+#define RN_DEFINE_ALL_FINITE(NAME, T)                                                         \
+RN_INLINE int NAME(const T *restrict x, Py_ssize_t n) {                                       \
+    T acc[RN_LANES], total = 0;                                                               \
+    Py_ssize_t i, j;                                                                          \
+    for (j = 0; j < RN_LANES; j++) acc[j] = 0;                                                \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) acc[j] += x[i + j] - x[i + j];                         \
+    for (; i < n; i++) acc[0] += x[i] - x[i];                                                 \
+    for (j = 0; j < RN_LANES; j++) total += acc[j];                                           \
+    return total == 0;                                                                        \
+}
+RN_DEFINE_ALL_FINITE(rn_all_finite_d, double)
+RN_DEFINE_ALL_FINITE(rn_all_finite_f, float)
+
+/* ------------------------------------------------------------------ LSTM step, one row
+ * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the
+ * bias b, then apply the gate nonlinearities in place: sigmoid on [i f o], tanh on g. */
+#define RN_DEFINE_GATES(NAME, T, SIG, TANH)                                                   \
+RN_INLINE void NAME(T *restrict a, const T *restrict xw, const T *restrict b, Py_ssize_t H) { \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < 3 * H; j++) a[j] = SIG(a[j] + xw[j] + b[j]);                              \
+    for (j = 3 * H; j < 4 * H; j++) a[j] = TANH(a[j] + xw[j] + b[j]);                         \
+}
+RN_DEFINE_GATES(rn_gates_d, double, rn_sigmoid, rn_tanh)
+RN_DEFINE_GATES(rn_gates_f, float, rn_sigmoidf, rn_tanhf)
+
+/* c = f * c_prev + i * g, for the activated gates a = [i f o g] of one row. */
+#define RN_DEFINE_CELL(NAME, T)                                                               \
+RN_INLINE void NAME(const T *restrict a, const T *restrict c_prev, T *restrict c,            \
+                    Py_ssize_t H) {                                                           \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[3 * H + j];                \
+}
+RN_DEFINE_CELL(rn_cell_d, double)
+RN_DEFINE_CELL(rn_cell_f, float)
+
+/* tc = tanh(u); h = o * tc, for u the cell state (or its layer norm). */
+#define RN_DEFINE_OUT(NAME, T, TANH)                                                          \
+RN_INLINE void NAME(const T *restrict u, const T *restrict o, T *restrict tc, T *restrict h,  \
+                    Py_ssize_t H) {                                                           \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < H; j++) { T t = TANH(u[j]); tc[j] = t; h[j] = o[j] * t; }                 \
+}
+RN_DEFINE_OUT(rn_out_d, double, rn_tanh)
+RN_DEFINE_OUT(rn_out_f, float, rn_tanhf)
+
+/* ------------------------------------------------------------------ LSTM step backward, one row
+ * First half: from the upstream gradient dh + dh_next of h = o * tc, the output gate's
+ * pre-activation gradient (into da[2H:3H]) and the gradient of tanh's argument (into dt). */
+#define RN_DEFINE_BWD_OUT(NAME, T)                                                            \
+RN_INLINE void NAME(const T *restrict dh, const T *restrict dh_next, const T *restrict a,     \
+                    const T *restrict tc, T *restrict da, T *restrict dt, Py_ssize_t H) {     \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < H; j++) {                                                                 \
+        T g = dh[j] + dh_next[j], o = a[2 * H + j], t = tc[j];                                \
+        da[2 * H + j] = g * t * o * (1 - o);                                                  \
+        dt[j] = g * o * (1 - t * t);                                                          \
+    }                                                                                         \
+}
+RN_DEFINE_BWD_OUT(rn_bwd_out_d, double)
+RN_DEFINE_BWD_OUT(rn_bwd_out_f, float)
+
+/* Second half: dc = dcell + dc_next is the cell state's total gradient; it gives the i, f and g
+ * pre-activation gradients and, through the forget gate, the next dc_next (updated in place). */
+#define RN_DEFINE_BWD_CELL(NAME, T)                                                           \
+RN_INLINE void NAME(const T *restrict dcell, T *restrict dc_next, const T *restrict a,        \
+                    const T *restrict c_prev, T *restrict da, Py_ssize_t H) {                 \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < H; j++) {                                                                 \
+        T i = a[j], f = a[H + j], g = a[3 * H + j];                                           \
+        T dc = dcell[j] + dc_next[j];                                                         \
+        da[j] = dc * g * i * (1 - i);                                                         \
+        da[H + j] = dc * c_prev[j] * f * (1 - f);                                             \
+        da[3 * H + j] = dc * i * (1 - g * g);                                                 \
+        dc_next[j] = dc * f;                                                                  \
+    }                                                                                         \
+}
+RN_DEFINE_BWD_CELL(rn_bwd_cell_d, double)
+RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
+
+/* ------------------------------------------------------------------ small matrix product
+ * C (m, n) = A (m, k) @ B (k, n), row-major with row strides lda, ldb, ldc. For the few rows of
+ * a tiny batch a BLAS call costs more in overhead than the arithmetic. Each row of C is made
+ * RN_BLOCK columns at a time in local accumulators that stay in registers while p runs over k,
+ * so the inner loop is one load and one multiply-add per element (the compiler vectorizes the
+ * fixed-length jj loop); no sum is reassociated, so results do not depend on the vector width. */
+#define RN_BLOCK 16
+#define RN_DEFINE_SMALL_GEMM(NAME, T)                                                         \
+RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
+                    Py_ssize_t lda, const T *restrict B, Py_ssize_t ldb, T *restrict C,       \
+                    Py_ssize_t ldc) {                                                         \
+    Py_ssize_t i, p, j0, jj;                                                                  \
+    for (i = 0; i < m; i++) {                                                                 \
+        const T *restrict a = A + i * lda;                                                    \
+        T *restrict c = C + i * ldc;                                                          \
+        for (j0 = 0; j0 + RN_BLOCK <= n; j0 += RN_BLOCK) {                                    \
+            T acc[RN_BLOCK];                                                                  \
+            for (jj = 0; jj < RN_BLOCK; jj++) acc[jj] = 0;                                    \
+            for (p = 0; p < k; p++) {                                                         \
+                const T ap = a[p];                                                            \
+                const T *restrict b = B + p * ldb + j0;                                       \
+                for (jj = 0; jj < RN_BLOCK; jj++) acc[jj] += ap * b[jj];                      \
+            }                                                                                 \
+            for (jj = 0; jj < RN_BLOCK; jj++) c[j0 + jj] = acc[jj];                           \
+        }                                                                                     \
+        for (; j0 < n; j0++) {                                                                \
+            T acc = 0;                                                                        \
+            for (p = 0; p < k; p++) acc += a[p] * B[p * ldb + j0];                            \
+            c[j0] = acc;                                                                      \
+        }                                                                                     \
+    }                                                                                         \
+}
+RN_DEFINE_SMALL_GEMM(rn_small_gemm_d, double)
+RN_DEFINE_SMALL_GEMM(rn_small_gemm_f, float)
+
+#endif
