@@ -138,7 +138,8 @@ def _compare(args):
 
 def _bench(args):
     from . import bench
-    bench.run(quick=args.quick, sizes=args.sizes, dtypes=args.dtypes, out=args.json)
+    bench.run(quick=args.quick, cases=args.cases, sizes=args.sizes, dtypes=args.dtypes,
+              threads=tuple(args.threads), repeats=args.repeats, out=args.json)
     return 0
 
 
@@ -198,9 +199,13 @@ def build_parser():
 
     p = sub.add_parser("bench", help="time the compiled kernels against their NumPy twins")
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few repeats")
+    p.add_argument("--cases", nargs="+", choices=["lstm", "lstm_step", "layer_norm", "dropout", "epoch"])
     p.add_argument("--sizes", nargs="+", choices=["tiny", "small", "medium", "large"])
     p.add_argument("--dtypes", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                   help="BLAS (and PyTorch) thread counts to run with (pinned by threadpoolctl)")
+    p.add_argument("--repeats", type=int, default=None, help="samples per figure (median)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
     return parser
