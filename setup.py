@@ -35,7 +35,8 @@ def kernel_extension(name, source, extra_args=(), optional=False):
         name,
         [source],
         include_dirs=[np.get_include(), "rnnreg"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("RNNREG_DEBUG_BUILD", "1" if DEBUG_BUILD else "0")],
         extra_compile_args=compile_args + list(extra_args),
         optional=optional,
     )

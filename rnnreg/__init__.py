@@ -8,7 +8,7 @@ from .data import generate_simple_dataset
 from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LSTMGradients, dropout_backward,
                          dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
                          lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
-                         lstm_step_forward)
+                         lstm_step_forward, matmul)
 from .model import RegularizedLSTM
 from .plotting import (plot_learning_curves, plot_regularization_comparison,
                        plot_weight_distributions)
@@ -20,7 +20,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
-    "dropout_forward", "dropout_backward", "dropout_mask",
+    "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
     "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
     "generate_simple_dataset",
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",

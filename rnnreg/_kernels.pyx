@@ -19,6 +19,18 @@ from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+cdef extern from *:
+    """
+    #ifndef RNNREG_DEBUG_BUILD
+    #define RNNREG_DEBUG_BUILD 0
+    #endif
+    """
+    int RNNREG_DEBUG_BUILD
+
+# True in a debug build (RNNREG_DEBUG_BUILD=1 pip install .): bounds, wraparound and
+# initialization checks on, no optimization.
+DEBUG_BUILD = bool(RNNREG_DEBUG_BUILD)
+
 GATE_ORDER = ("i", "f", "o", "g")
 LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
 

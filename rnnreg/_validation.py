@@ -50,6 +50,15 @@ def all_finite(arr):
     return bool(np.isfinite(arr).all())
 
 
+def finite_result(arr, what, inputs):
+    """Return arr, or raise ValueError when finite inputs overflowed into inf or NaN — a result
+    is never silently non-finite."""
+    if not all_finite(arr):
+        raise ValueError(f"{what} overflowed: its result holds inf or NaN although every input "
+                         f"was finite; {inputs} are too large in magnitude")
+    return arr
+
+
 def check_shape(arr, name, expected, meaning=""):
     """Raise unless arr.shape == expected; ``meaning`` spells the axes, e.g. '(batch, hidden)'."""
     if arr.shape != tuple(expected):

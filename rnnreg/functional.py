@@ -53,7 +53,8 @@ def lstm_layer_norm_params(hidden_size, dtype=np.float64):
     return params
 
 
-def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask):
+def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name="h0",
+                       c0_name="c0"):
     x = v.float_array(x, "x", ndim=3)
     dtype = x.dtype
     N, T, D = x.shape
@@ -66,13 +67,13 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask):
     v.check_shape(Wh, "Wh", (H, 4 * H), "(hidden_size, 4*hidden_size)")
     b = v.float_array(b, "b", ndim=1, dtype=dtype)
     v.check_shape(b, "b", (4 * H,), "(4*hidden_size,)")
-    h0 = v.float_array(h0, "h0", ndim=2, dtype=dtype)
-    v.check_shape(h0, "h0", (N, H), "(batch, hidden_size)")
+    h0 = v.float_array(h0, h0_name, ndim=2, dtype=dtype)
+    v.check_shape(h0, h0_name, (N, H), "(batch, hidden_size)")
     if c0 is None:
         c0 = np.zeros((N, H), dtype)
     else:
-        c0 = v.float_array(c0, "c0", ndim=2, dtype=dtype)
-        v.check_shape(c0, "c0", (N, H), "(batch, hidden_size)")
+        c0 = v.float_array(c0, c0_name, ndim=2, dtype=dtype)
+        v.check_shape(c0, c0_name, (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
         if not isinstance(layer_norm, dict):
             raise TypeError("layer_norm must be None or a dict of LN-LSTM parameters "
@@ -125,6 +126,7 @@ def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=N
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask = _check_lstm_inputs(
         x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask)
     cache = _backend.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
+    v.finite_result(cache["c"], "lstm_forward", "x, Wx, Wh or b")
     cache["c_final"] = cache["c"][:, -1]
     return cache["h"], cache
 
@@ -159,6 +161,8 @@ def lstm_backward(dh, cache, dc_final=None):
         dc_final = v.float_array(dc_final, "dc_final", ndim=2, dtype=dtype)
         v.check_shape(dc_final, "dc_final", (N, H), "(batch, hidden_size)")
     grads = _backend.kernels().lstm_backward(dh, dc_final, cache)
+    for name in ("dx", "dWx", "dWh", "dh0"):
+        v.finite_result(grads[name], "lstm_backward", "dh, dc_final or the weights")
     ln = None
     if cache["layer_norm"] is not None:
         ln = {name: grads["d" + name] for name in LSTM_LAYER_NORM_PARAMS}
@@ -173,9 +177,13 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     -> (next_h (N, H), next_c (N, H), cache)
     """
     x = v.float_array(x, "x", ndim=2)
-    args = _check_lstm_inputs(x[:, None, :], prev_h, Wx, Wh, b, prev_c, None, None)
+    if prev_c is None:
+        raise TypeError("prev_c must be an array of shape (batch, hidden_size), got None")
+    args = _check_lstm_inputs(x[:, None, :], prev_h, Wx, Wh, b, prev_c, None, None,
+                              h0_name="prev_h", c0_name="prev_c")
     x3, h0, Wx, Wh, b, c0 = args[:6]
     next_h, next_c, cache = _backend.kernels().lstm_step_forward(x3[:, 0], h0, c0, Wx, Wh, b)
+    v.finite_result(next_c, "lstm_step_forward", "x, Wx, Wh or b")
     return next_h, next_c, cache
 
 
@@ -189,7 +197,10 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     v.check_shape(dnext_h, "dnext_h", (N, H), "(batch, hidden_size)")
     dnext_c = v.float_array(dnext_c, "dnext_c", ndim=2, dtype=dtype)
     v.check_shape(dnext_c, "dnext_c", (N, H), "(batch, hidden_size)")
-    return _backend.kernels().lstm_step_backward(dnext_h, dnext_c, cache)
+    grads = _backend.kernels().lstm_step_backward(dnext_h, dnext_c, cache)
+    for arr in grads:
+        v.finite_result(arr, "lstm_step_backward", "dnext_h, dnext_c or the weights")
+    return grads
 
 
 def _check_cache(cache, keys, made_by):
@@ -224,6 +235,7 @@ def layer_norm_forward(x, gamma, beta, eps=1e-5):
     v.check_shape(beta, "beta", (F,), "(features,) matching x's last axis")
     eps = v.positive_float(eps, "eps")
     out, xhat, rstd = _backend.kernels().layer_norm_forward(x.reshape(-1, F), gamma, beta, eps)
+    v.finite_result(out, "layer_norm_forward", "x, gamma or beta")
     cache = dict(xhat=xhat, rstd=rstd, gamma=gamma, shape=x.shape)
     return out.reshape(x.shape), cache
 
@@ -236,6 +248,8 @@ def layer_norm_backward(dout, cache):
     F = cache["shape"][-1]
     dx, dgamma, dbeta = _backend.kernels().layer_norm_backward(
         dout.reshape(-1, F), cache["xhat"], cache["rstd"], cache["gamma"])
+    for arr in (dx, dgamma, dbeta):
+        v.finite_result(arr, "layer_norm_backward", "dout or gamma")
     return dx.reshape(cache["shape"]), dgamma, dbeta
 
 
@@ -270,6 +284,7 @@ def dropout_forward(x, keep_prob=0.8, training=True, rng=None):
     if keep_prob == 1.0:
         return x.copy(), np.ones_like(x)
     out, mask = _backend.kernels().dropout_forward(x.reshape(-1), keep_prob, rng)
+    v.finite_result(out, "dropout_forward", "x (scaled by 1/keep_prob)")
     return out.reshape(x.shape), mask.reshape(x.shape)
 
 
@@ -280,7 +295,8 @@ def dropout_backward(dout, mask):
         return dout
     mask = v.float_array(mask, "mask", dtype=dout.dtype)
     v.check_shape(mask, "mask", dout.shape, "(the shape of dout)")
-    return _backend.kernels().dropout_backward(dout.reshape(-1), mask.reshape(-1)).reshape(dout.shape)
+    dx = _backend.kernels().dropout_backward(dout.reshape(-1), mask.reshape(-1))
+    return v.finite_result(dx, "dropout_backward", "dout or mask").reshape(dout.shape)
 
 
 def dropout_mask(shape, keep_prob, rng=None, dtype=np.float64):
@@ -309,4 +325,5 @@ def matmul(a, b, trans_a=False, trans_b=False):
         raise ValueError(f"a and b do not chain: op(a) has {inner_a} columns, op(b) has "
                          f"{inner_b} rows (shapes {a.shape} and {b.shape}, trans_a={trans_a}, "
                          f"trans_b={trans_b})")
-    return _backend.kernels().matmul(a, b, bool(trans_a), bool(trans_b))
+    out = _backend.kernels().matmul(a, b, bool(trans_a), bool(trans_b))
+    return v.finite_result(out, "matmul", "a or b")

@@ -18,7 +18,16 @@ def test_compiled_extension_is_in_use():
         _backend._kernels.__file__
 
 
+def test_debug_build_is_the_one_asked_for():
+    # CI installs a second, debug build and sets RNNREG_EXPECT_DEBUG_BUILD=1 when testing it.
+    expected = os.environ.get("RNNREG_EXPECT_DEBUG_BUILD", "0") == "1"
+    assert _backend._kernels.DEBUG_BUILD == expected
+
+
 def test_simd_variant_matches_the_cpu():
+    if _backend._kernels.DEBUG_BUILD:
+        assert _backend.COMPILED_VARIANT == "baseline"  # the debug build has no AVX2 variant
+        return
     cpu_has_it = _backend._cpu_has_avx2_fma()
     forced_baseline = os.environ.get("RNNREG_SIMD", "").lower() == "baseline"
     expected = "avx2" if cpu_has_it and not forced_baseline else "baseline"
