@@ -116,6 +116,13 @@ cdef inline void _step_gemm(int m, int n, int k, const floating* a, int lda, con
         _gemm(False, False, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
 
 
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)   # libm's sqrt would compute in double and round differently
+    else:
+        return sqrt(x)
+
+
 cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                 const floating* a, int lda, const floating* b, int ldb,
                 floating beta, floating* c, int ldc) noexcept nogil:
@@ -624,3 +631,38 @@ def all_finite(arr):
         with nogil:
             ok = rn_all_finite_d(&d[0], d.shape[0])
     return ok != 0
+
+
+# ----------------------------------------------------------------------------- optimizer
+cdef void _adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floating[::1] v,
+                       floating step_size, floating beta1, floating beta2,
+                       floating one_minus_b1, floating one_minus_b2, floating eps,
+                       floating decay) noexcept nogil:
+    # The NumPy twin's operations in the same order (and no contraction into FMA, see setup.py),
+    # with every scalar rounded once from double as NumPy does, so the two agree bit for bit.
+    cdef Py_ssize_t k
+    for k in range(p.shape[0]):
+        m[k] = beta1 * m[k] + one_minus_b1 * g[k]
+        v[k] = beta2 * v[k] + one_minus_b2 * (g[k] * g[k])
+        p[k] = p[k] * decay - (step_size * m[k]) / (_sqrt(v[k]) + eps)
+
+
+def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double eps,
+                double decay):
+    """One Adam step on flat arrays, in place: m, v are the moment estimates;
+    p = p * decay - step_size * m / (sqrt(v) + eps). ``decay`` is 1 - lr * weight_decay for
+    decoupled weight decay (AdamW), else 1."""
+    cdef double[::1] pd, md, vd
+    cdef const double[::1] gd
+    cdef float[::1] pf, mf, vf
+    cdef const float[::1] gf
+    if p.dtype == np.float32:
+        pf, gf, mf, vf = p, g, m, v
+        with nogil:
+            _adam_update[float](pf, gf, mf, vf, <float>step_size, <float>beta1, <float>beta2,
+                                <float>(1 - beta1), <float>(1 - beta2), <float>eps, <float>decay)
+    else:
+        pd, gd, md, vd = p, g, m, v
+        with nogil:
+            _adam_update[double](pd, gd, md, vd, step_size, beta1, beta2, 1 - beta1, 1 - beta2,
+                                 eps, decay)

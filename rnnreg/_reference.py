@@ -210,3 +210,14 @@ def matmul(a, b, trans_a=False, trans_b=False):
 def all_finite(arr):
     """Whether every entry is finite."""
     return bool(np.isfinite(arr).all())
+
+
+def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay):
+    """One Adam step on flat arrays, in place (see the compiled twin for the formula)."""
+    dtype = p.dtype.type
+    m *= dtype(beta1)
+    m += dtype(1 - beta1) * g
+    v *= dtype(beta2)
+    v += dtype(1 - beta2) * (g * g)
+    p *= dtype(decay)
+    p -= (dtype(step_size) * m) / (np.sqrt(v) + dtype(eps))

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import _backend
 from . import _validation as v
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm", "l2_gradient",
@@ -57,6 +58,11 @@ class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0, decay=None):
         if not isinstance(params, dict) or not params:
             raise TypeError("params must be a non-empty dict name -> ndarray (model.parameters())")
+        for name, p in params.items():
+            if not (isinstance(p, np.ndarray) and p.flags.c_contiguous and p.flags.writeable
+                    and p.dtype in v.FLOAT_DTYPES):
+                raise TypeError(f"params[{name!r}] must be a writeable C-contiguous float32/float64 "
+                                "array (optimizers update parameters in place)")
         self.params = params
         self.lr = v.positive_float(lr, "lr")
         self.weight_decay = v.non_negative_float(weight_decay, "weight_decay")
@@ -144,18 +150,20 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         bias1 = 1 - b1 ** self.step_count
         bias2 = 1 - b2 ** self.step_count
+        # Bias correction folded into the step size and eps, so the kernel updates m, v and the
+        # weights in one pass: lr * m_hat / (sqrt(v_hat) + eps) written without m_hat, v_hat.
         step_size = self.lr * math.sqrt(bias2) / bias1
+        eps_hat = self.eps * math.sqrt(bias2)
+        update = _backend.kernels().adam_update
         for name, p in self.params.items():
-            g = grads[name]
             m = self.state["m"].setdefault(name, np.zeros_like(p))
             s = self.state["v"].setdefault(name, np.zeros_like(p))
-            m *= b1
-            m += (1 - b1) * g
-            s *= b2
-            s += (1 - b2) * g * g
+            decay = 1.0
             if self.decoupled and self.weight_decay and name in self.decay:
-                p *= 1 - self.lr * self.weight_decay
-            p -= step_size * m / (np.sqrt(s) + self.eps * math.sqrt(bias2))
+                decay = 1 - self.lr * self.weight_decay
+            g = np.ascontiguousarray(grads[name], dtype=p.dtype)
+            update(p.reshape(-1), g.reshape(-1), m.reshape(-1), s.reshape(-1), step_size, b1,
+                   b2, eps_hat, decay)
 
 
 class AdamW(Adam):

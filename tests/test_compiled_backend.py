@@ -24,7 +24,7 @@ def test_debug_build_is_the_one_asked_for():
     assert _backend._kernels.DEBUG_BUILD == expected
 
 
-def test_simd_variant_matches_the_cpu():
+def test_simd_variant_matches_the_cpu(tmp_path):
     if _backend._kernels.DEBUG_BUILD:
         assert _backend.COMPILED_VARIANT == "baseline"  # the debug build has no AVX2 variant
         return
@@ -33,9 +33,7 @@ def test_simd_variant_matches_the_cpu():
     expected = "avx2" if cpu_has_it and not forced_baseline else "baseline"
     assert _backend.COMPILED_VARIANT == expected
     code = "from rnnreg import _backend; print(_backend.COMPILED_VARIANT)"
-    env = dict(os.environ, RNNREG_SIMD="baseline")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = _python(code, dict(os.environ, RNNREG_SIMD="baseline"), tmp_path)
     assert out.stdout.strip() == "baseline"
 
 
@@ -47,11 +45,16 @@ def test_backend_can_be_switched_and_restored():
         rnnreg.set_backend("fortran")
 
 
-def test_environment_variable_selects_numpy():
+def _python(code, env, cwd):
+    """Run code in a fresh interpreter. Its working directory must not be the checkout: there,
+    `python -c` would import the uncompiled rnnreg/ source folder instead of the installed one."""
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
+                          text=True, check=True)
+
+
+def test_environment_variable_selects_numpy(tmp_path):
     code = "import rnnreg; print(rnnreg.get_backend())"
-    env = dict(os.environ, RNNREG_BACKEND="numpy")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = _python(code, dict(os.environ, RNNREG_BACKEND="numpy"), tmp_path)
     assert out.stdout.strip() == "numpy"
 
 
