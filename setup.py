@@ -49,4 +49,11 @@ if platform.machine().lower() in ("x86_64", "amd64") and not DEBUG_BUILD:
     extensions.append(kernel_extension("rnnreg._kernels_avx2", "rnnreg/_kernels_avx2.pyx",
                                        ["-mavx2", "-mfma"], optional=True))
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# Debug and release builds keep separate build trees (and debug always re-cythonizes): pip builds
+# in the source tree, and neither build may pick up the other's generated C or compiled modules.
+build_base = os.path.join("build", "debug" if DEBUG_BUILD else "release")
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives, force=DEBUG_BUILD,
+                          build_dir=os.path.join(build_base, "cython")),
+    options={"build": {"build_base": build_base}},
+)

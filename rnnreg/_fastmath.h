@@ -11,6 +11,7 @@
 #ifndef RNNREG_FASTMATH_H
 #define RNNREG_FASTMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -119,6 +120,65 @@ RN_INLINE int NAME(const T *restrict x, Py_ssize_t n) {                         
 }
 RN_DEFINE_ALL_FINITE(rn_all_finite_d, double)
 RN_DEFINE_ALL_FINITE(rn_all_finite_f, float)
+
+/* ------------------------------------------------------------------ layer norm, one row
+ * Sums run in double, in RN_LANES explicit lanes (so they vectorize without reassociation):
+ * the mean, then the variance of the centred values (two passes: a large mean cannot cancel).
+ * out may be x (in-place normalization of the LSTM's gate pre-activations), so neither is
+ * declared restrict; xhat and rstd never alias anything. */
+#define RN_DEFINE_LN_FWD(NAME, T)                                                             \
+RN_INLINE void NAME(const T *x, Py_ssize_t n, const T *restrict gamma,                        \
+                    const T *restrict beta, double eps, T *out, T *restrict xhat,             \
+                    T *restrict rstd) {                                                       \
+    double acc[RN_LANES], mean = 0, var = 0, d;                                               \
+    Py_ssize_t i, j;                                                                          \
+    for (j = 0; j < RN_LANES; j++) acc[j] = 0;                                                \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) acc[j] += x[i + j];                                    \
+    for (; i < n; i++) acc[0] += x[i];                                                        \
+    for (j = 0; j < RN_LANES; j++) mean += acc[j];                                            \
+    mean /= n;                                                                                \
+    for (j = 0; j < RN_LANES; j++) acc[j] = 0;                                                \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) { d = x[i + j] - mean; acc[j] += d * d; }              \
+    for (; i < n; i++) { d = x[i] - mean; acc[0] += d * d; }                                  \
+    for (j = 0; j < RN_LANES; j++) var += acc[j];                                             \
+    var /= n;                                                                                 \
+    const T r = (T)1 / (T)sqrt((T)var + (T)eps);                                              \
+    const T m = (T)mean;                                                                      \
+    rstd[0] = r;                                                                              \
+    for (i = 0; i < n; i++) {                                                                 \
+        T c = (x[i] - m) * r;                                                                 \
+        xhat[i] = c;                                                                          \
+        out[i] = c * gamma[i] + beta[i];                                                      \
+    }                                                                                         \
+}
+RN_DEFINE_LN_FWD(rn_ln_fwd_d, double)
+RN_DEFINE_LN_FWD(rn_ln_fwd_f, float)
+
+/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma, in double; dx may be
+ * dout (so neither is restrict). */
+#define RN_DEFINE_LN_BWD(NAME, T)                                                             \
+RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd, const T *restrict gamma,   \
+                    Py_ssize_t n, T *dx) {                                                    \
+    double acc_g[RN_LANES], acc_gx[RN_LANES], mean_g = 0, mean_gx = 0, g;                     \
+    Py_ssize_t i, j;                                                                          \
+    for (j = 0; j < RN_LANES; j++) { acc_g[j] = 0; acc_gx[j] = 0; }                           \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) {                                                      \
+            g = (double)dout[i + j] * gamma[i + j];                                           \
+            acc_g[j] += g;                                                                    \
+            acc_gx[j] += g * xhat[i + j];                                                     \
+        }                                                                                     \
+    for (; i < n; i++) { g = (double)dout[i] * gamma[i]; acc_g[0] += g; acc_gx[0] += g * xhat[i]; } \
+    for (j = 0; j < RN_LANES; j++) { mean_g += acc_g[j]; mean_gx += acc_gx[j]; }              \
+    mean_g /= n;                                                                              \
+    mean_gx /= n;                                                                             \
+    for (i = 0; i < n; i++)                                                                   \
+        dx[i] = (T)(rstd * ((double)dout[i] * gamma[i] - mean_g - xhat[i] * mean_gx));        \
+}
+RN_DEFINE_LN_BWD(rn_ln_bwd_d, double)
+RN_DEFINE_LN_BWD(rn_ln_bwd_f, float)
 
 /* ------------------------------------------------------------------ LSTM step, one row
  * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the

@@ -51,6 +51,14 @@ cdef extern from "_fastmath.h" nogil:
                        double* da, Py_ssize_t H)
     void rn_bwd_cell_f(const float* dcell, float* dc_next, const float* a, const float* c_prev,
                        float* da, Py_ssize_t H)
+    void rn_ln_fwd_d(const double* x, Py_ssize_t n, const double* gamma, const double* beta,
+                     double eps, double* out, double* xhat, double* rstd)
+    void rn_ln_fwd_f(const float* x, Py_ssize_t n, const float* gamma, const float* beta,
+                     double eps, float* out, float* xhat, float* rstd)
+    void rn_ln_bwd_d(const double* dout, const double* xhat, double rstd, const double* gamma,
+                     Py_ssize_t n, double* dx)
+    void rn_ln_bwd_f(const float* dout, const float* xhat, float rstd, const float* gamma,
+                     Py_ssize_t n, float* dx)
     int rn_all_finite_d(const double* x, Py_ssize_t n)
     int rn_all_finite_f(const float* x, Py_ssize_t n)
     void rn_small_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
@@ -148,42 +156,20 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 cdef inline void _ln_row_forward(const floating* x, Py_ssize_t n, const floating* gamma,
                                  const floating* beta, double eps, floating* out,
                                  floating* xhat, floating* rstd) noexcept nogil:
-    """Normalize one row of n values; ``out`` may be ``x``. Two passes (mean, then the variance
-    of the centred values) keep a large mean from cancelling; sums run in double."""
-    cdef Py_ssize_t j
-    cdef double mean = 0, var = 0, d
-    cdef floating r, centred
-    for j in range(n):
-        mean += x[j]
-    mean /= n
-    for j in range(n):
-        d = x[j] - mean
-        var += d * d
-    var /= n
+    """Normalize one row of n values (out may be x); see rn_ln_fwd in _fastmath.h."""
     if floating is float:
-        r = 1 / sqrtf(<float>var + <float>eps)
+        rn_ln_fwd_f(x, n, gamma, beta, eps, out, xhat, rstd)
     else:
-        r = 1 / sqrt(var + eps)
-    rstd[0] = r
-    for j in range(n):
-        centred = (x[j] - <floating>mean) * r
-        xhat[j] = centred
-        out[j] = centred * gamma[j] + beta[j]
+        rn_ln_fwd_d(x, n, gamma, beta, eps, out, xhat, rstd)
 
 
 cdef inline void _ln_row_backward(const floating* dout, const floating* xhat, floating rstd,
                                   const floating* gamma, Py_ssize_t n, floating* dx) noexcept nogil:
-    """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma; dx may be dout."""
-    cdef Py_ssize_t j
-    cdef double mean_g = 0, mean_gx = 0, g
-    for j in range(n):
-        g = <double>dout[j] * gamma[j]
-        mean_g += g
-        mean_gx += g * xhat[j]
-    mean_g /= n
-    mean_gx /= n
-    for j in range(n):
-        dx[j] = <floating>(rstd * (<double>dout[j] * gamma[j] - mean_g - xhat[j] * mean_gx))
+    """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma; dx may be dout."""
+    if floating is float:
+        rn_ln_bwd_f(dout, xhat, rstd, gamma, n, dx)
+    else:
+        rn_ln_bwd_d(dout, xhat, rstd, gamma, n, dx)
 
 
 cdef inline void _accumulate_rows(const floating* rows, const floating* weight, Py_ssize_t m,
