@@ -8,8 +8,9 @@ Architecture::
 
 Regularizers, each switchable (a keep probability of 1 turns one off):
 
-* ``dropout_keep_prob``: non-recurrent dropout on the inputs, between layers and on the output
-  (Zaremba et al., 2014) — it works with one layer too. ``variational=True`` draws one mask per
+* ``dropout_keep_prob``: non-recurrent dropout on the input embeddings, between layers and on the
+  output (Zaremba et al., 2014) — it works with one layer too. One-hot inputs are not dropped
+  (that would drop whole tokens). ``variational=True`` draws one mask per
   sequence and reuses it at every step (locked / variational dropout, Gal & Ghahramani 2016).
 * ``recurrent_keep_prob``: a mask on h(t-1) inside the recurrence, the same at every step.
 * ``weight_keep_prob``: weight-drop (DropConnect) on every hidden-to-hidden matrix Wh, one mask
@@ -52,7 +53,7 @@ class RegularizedLSTM:
     output_size : int, optional
         Number of output classes (default: vocab_size).
     dropout_keep_prob : float in (0, 1]
-        Keep probability of non-recurrent dropout (inputs, between layers, output).
+        Keep probability of non-recurrent dropout (embeddings, between layers, output).
     use_layer_norm : bool
         Use LN-LSTM cells.
     num_layers : int
@@ -230,7 +231,12 @@ class RegularizedLSTM:
             np.put_along_axis(x, inputs[..., None], 1.0, axis=2)
         else:
             x = self.params["embedding"][inputs]
-        x, input_mask = self._dropout(x, training)
+        input_mask = None
+        if self.embedding_size is not None:
+            # On one-hot inputs dropout would drop whole tokens, and with layer norm a dropped
+            # token over a zero state leaves the cell identical across units, where layer norm's
+            # gradient is amplified by 1/sqrt(eps) per step. Zaremba et al. drop embeddings.
+            x, input_mask = self._dropout(x, training)
         layer_caches, dropout_masks, weight_masks = [], [input_mask], []
         h_final, c_final = np.empty_like(h_init), np.empty_like(c_init)
         for layer in range(self.num_layers):

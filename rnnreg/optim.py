@@ -32,9 +32,10 @@ def l2_gradient(params, weight_decay, decay):
 
 
 def global_norm(arrays):
-    """sqrt(Σ ||a||²) over a dict of arrays. (einsum, not BLAS dot: see rnnreg.functional.matmul
-    on keeping to one BLAS thread pool.)"""
-    return math.sqrt(sum(float(np.einsum("i,i->", a.ravel(), a.ravel())) for a in arrays.values()))
+    """sqrt(Σ ||a||²) over a dict of arrays, summed in float64 so that large float32 gradients
+    cannot overflow it (no BLAS dot: see rnnreg.functional.matmul on keeping to one BLAS pool)."""
+    return math.sqrt(sum(float(np.add.reduce(np.square(a.ravel(), dtype=np.float64)))
+                         for a in arrays.values()))
 
 
 def clip_grad_norm(grads, max_norm):

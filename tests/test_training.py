@@ -223,3 +223,24 @@ def test_corrupted_checkpoint_is_refused_clearly(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
         load_checkpoint(str(path))
+
+
+def test_global_norm_of_large_float32_gradients_does_not_overflow():
+    from rnnreg.optim import global_norm
+    grads = {"w": np.full(4, 1e30, np.float32)}
+    assert global_norm(grads) == pytest.approx(2e30, rel=1e-6)
+
+
+def test_layer_norm_lstm_with_dropout_keeps_gradients_tame():
+    """Regression: dropping whole one-hot tokens under layer norm made the cell state constant
+    across units, and gradients reached 1e22. One-hot inputs are not dropped."""
+    from rnnreg.data import load_stdlib_docstrings
+    corpus = load_stdlib_docstrings(train_chars=3000, eval_chars=100)
+    inputs, targets, _ = next(iterate_batches(corpus.train, 8, 35, np.random.default_rng(0)))
+    model = RegularizedLSTM(corpus.vocab_size, 64, dropout_keep_prob=0.6, use_layer_norm=True,
+                            seed=0, dtype=np.float32)
+    model.forward_batch(inputs, targets, training=True)
+    grads = model.backward()
+    assert max(float(np.abs(g).max()) for g in grads.values()) < 10
+    assert model._cache["dropout_masks"][0] is None          # one-hot input: not dropped
+    assert model._cache["dropout_masks"][1] is not None      # the output is
