@@ -17,9 +17,9 @@ SETTINGS = {
     "none": {},
     "dropout": {"dropout_keep_prob": 0.6},
     "layer_norm": {"use_layer_norm": True},
-    "weight_decay": {"weight_decay": 0.01},
+    "weight_decay": {"weight_decay": 3e-4},
     "early_stopping": {"patience": 2},
-    "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 0.01, "patience": 2},
+    "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 3e-4, "patience": 2},
 }
 MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "weight_keep_prob",
               "variational")
