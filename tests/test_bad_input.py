@@ -18,7 +18,7 @@ from rnnreg.training import TrainConfig
 BAD_INPUT_STATS = {"tried": 0, "accepted": 0, "silent_nan": 0}
 
 ERRORS = (ValueError, TypeError, IndexError)
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -273,6 +273,62 @@ def test_l2_penalty_arguments(weights, weight_decay):
         _expect_clear_error(call, "weight_decay", f"weight_decay={weight_decay!r}")
     elif weights is not None:
         _expect_clear_error(call, "weights", f"weights={weights!r}")
+
+
+def _more_bad_calls():
+    from rnnreg.optim import SGD, Adam, AdamW, clip_grad_norm
+    from rnnreg.training import fit
+    ok = {"w": np.ones((2, 2))}
+    model = rnnreg.RegularizedLSTM(7, 4, seed=0)
+    x, y = rnnreg.generate_simple_dataset(5, 7, 4, seed=0)
+    return [
+        ("plot_learning_curves([])", lambda: rnnreg.plot_learning_curves([]), "train_losses"),
+        ("plot_learning_curves(val 2-D)",
+         lambda: rnnreg.plot_learning_curves([1, 2], [[1, 2]]), "val_losses"),
+        ("plot_regularization_comparison({})", lambda: rnnreg.plot_regularization_comparison({}),
+         "results"),
+        ("plot_weight_distributions({})", lambda: rnnreg.plot_weight_distributions({}), "weights"),
+        ("SGD({})", lambda: SGD({}), "params"),
+        ("SGD(int params)", lambda: SGD({"w": np.ones(3, int)}), "params"),
+        ("SGD(lr=0)", lambda: SGD(ok, lr=0), "lr"),
+        ("SGD(momentum=1)", lambda: SGD(ok, momentum=1.0), "momentum"),
+        ("Adam(betas)", lambda: Adam(ok, betas=(1.0, 0.9)), "betas"),
+        ("AdamW(weight_decay=-1)", lambda: AdamW(ok, weight_decay=-1), "weight_decay"),
+        ("Adam(decay unknown)", lambda: Adam(ok, decay=["nope"]), "decay"),
+        ("step(missing grads)", lambda: SGD(ok).step({}), "grads"),
+        ("clip_grad_norm(max_norm=0)", lambda: clip_grad_norm({"w": np.ones(2)}, 0), "max_norm"),
+        ("fit(token out of range)",
+         lambda: fit(model, (x + 7, y), None, TrainConfig(progress=False), log=None), "train"),
+        ("fit(shape mismatch)",
+         lambda: fit(model, (x, y[:, :3]), None, TrainConfig(progress=False), log=None), "train"),
+        ("fit(patience without val)",
+         lambda: fit(model, (x, y), None, TrainConfig(patience=2, progress=False), log=None), "val"),
+        ("TrainConfig(optimizer)", lambda: TrainConfig(optimizer="rmsprop").validate(), "optimizer"),
+        ("TrainConfig(bptt=0)", lambda: TrainConfig(bptt=0).validate(), "bptt"),
+        ("dropout_mask(shape 0)", lambda: rnnreg.dropout_mask((3, 0), 0.5), "shape"),
+        ("dropout_mask(dtype)", lambda: rnnreg.dropout_mask((3,), 0.5, dtype=int), "dtype"),
+        ("dropout_forward(rng)", lambda: rnnreg.dropout_forward(np.ones(3), 0.5, rng="x"), "rng"),
+        ("layer_norm_forward(eps=0)",
+         lambda: rnnreg.layer_norm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3), eps=0), "eps"),
+        ("lstm_backward(cache)", lambda: rnnreg.lstm_backward(np.ones((1, 1, 1)), {}), "cache"),
+        ("load_state_dict(shape)",
+         lambda: model.load_state_dict({**model.state_dict(), "by": np.ones(3)}), "state"),
+        ("forward_batch(state)", lambda: model.forward_batch(x, y, state=(1, 2)), "state"),
+        ("regularized_loss(nan)", lambda: rnnreg.regularized_loss(float("nan"), [], 0.1),
+         "model_loss"),
+        ("EarlyStoppingMonitor.check(str)", lambda: rnnreg.EarlyStoppingMonitor().check("1", 0),
+         "val_loss"),
+        ("EarlyStoppingMonitor.check(epoch)", lambda: rnnreg.EarlyStoppingMonitor().check(1.0, -1),
+         "epoch"),
+        ("generate_simple_dataset(noise)",
+         lambda: rnnreg.generate_simple_dataset(3, 5, 2, noise=2.0), "noise"),
+    ]
+
+
+@pytest.mark.parametrize("label, call, name", _more_bad_calls(),
+                         ids=[c[0] for c in _more_bad_calls()])
+def test_the_rest_of_the_api(label, call, name):
+    _expect_clear_error(call, name, label)
 
 
 # ----------------------------------------------------------------------------- no silent NaN
