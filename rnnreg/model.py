@@ -22,11 +22,20 @@ Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
 import numpy as np
 
+from . import _backend
 from . import _validation as v
-from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, dropout_mask, lstm_backward,
-                         lstm_forward, lstm_layer_norm_params, matmul)
+from .functional import GATE_ORDER, LSTM_LAYER_NORM_PARAMS, dropout_mask, lstm_layer_norm_params
 
 __all__ = ["RegularizedLSTM"]
+
+# The model calls the kernels directly: its inputs (token ids, states) are validated on the way
+# in and its parameters are its own (checked by load_state_dict), so the public wrappers' checks
+# would only repeat themselves on every step. Results are still checked for overflow.
+
+
+def _matmul(a, b, trans_a=False, trans_b=False):
+    out = _backend.kernels().matmul(a, b, trans_a, trans_b)
+    return v.finite_result(out, "the model's output projection", "the weights or activations")
 
 
 def _softmax_cross_entropy(logits, targets):
@@ -253,14 +262,18 @@ class RegularizedLSTM:
             ln = None
             if self.use_layer_norm:
                 ln = {name: self.params[f"ln{layer}.{name}"] for name in LSTM_LAYER_NORM_PARAMS}
-            h, cache = lstm_forward(x, h_init[layer], W[:D], Wh, self.params[f"b{layer}"],
-                                    c_init[layer], layer_norm=ln, recurrent_mask=recurrent_mask)
-            h_final[layer], c_final[layer] = h[:, -1], cache["c_final"]
+            cache = _backend.kernels().lstm_forward(
+                np.ascontiguousarray(x), h_init[layer], c_init[layer], W[:D], Wh,
+                self.params[f"b{layer}"], ln, recurrent_mask, 1e-5)
+            v.finite_result(cache["c"], f"LSTM layer {layer}", "the weights or inputs")
+            h = cache["h"]
+            h_final[layer], c_final[layer] = h[:, -1], cache["c"][:, -1]
             x, mask = self._dropout(h, training)
             layer_caches.append(cache)
             dropout_masks.append(mask)
             weight_masks.append(weight_mask)
-        logits = matmul(x.reshape(N * T, H), self.params["Why"]) + self.params["by"]
+        logits = _matmul(np.ascontiguousarray(x).reshape(N * T, H), self.params["Why"]) \
+            + self.params["by"]
         loss, dlogits = None, None
         if targets is not None:
             loss, dlogits = _softmax_cross_entropy(logits, targets.reshape(-1))
@@ -279,26 +292,39 @@ class RegularizedLSTM:
         cache = self._cache
         N, T = cache["shape"]
         H = self.hidden_size
+        expected = (self.num_layers, N, H)
+        if dh_final is not None:
+            dh_final = v.float_array(dh_final, "dh_final", ndim=3, dtype=self.dtype)
+            v.check_shape(dh_final, "dh_final", expected, "(num_layers, batch, hidden_size)")
+        if dc_final is not None:
+            dc_final = v.float_array(dc_final, "dc_final", ndim=3, dtype=self.dtype)
+            v.check_shape(dc_final, "dc_final", expected, "(num_layers, batch, hidden_size)")
         grads = {}
         dlogits = cache["dlogits"]
-        grads["Why"] = matmul(cache["top"].reshape(N * T, H), dlogits, trans_a=True)
+        top = np.ascontiguousarray(cache["top"]).reshape(N * T, H)
+        dlogits = dlogits.astype(self.dtype, copy=False)
+        grads["Why"] = _matmul(top, dlogits, trans_a=True)
         grads["by"] = dlogits.sum(axis=0)
-        dx = matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
+        dx = _matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
         for layer in reversed(range(self.num_layers)):
             mask = cache["dropout_masks"][layer + 1]
             dh = dx if mask is None else dx * mask
-            dcf = None if dc_final is None else dc_final[layer]
+            dcf = np.zeros((N, H), self.dtype) if dc_final is None else \
+                np.ascontiguousarray(dc_final[layer], dtype=self.dtype)
+            dh = np.array(dh, dtype=self.dtype, order="C", copy=True)
             if dh_final is not None:
-                dh = dh.copy()
                 dh[:, -1] += dh_final[layer]
-            g = lstm_backward(dh, cache["layers"][layer], dc_final=dcf)
-            dWh = g.dWh if cache["weight_masks"][layer] is None else g.dWh * cache["weight_masks"][layer]
-            grads[f"W{layer}"] = np.vstack([g.dWx, dWh])
-            grads[f"b{layer}"] = g.db
-            if g.layer_norm is not None:
-                for name, value in g.layer_norm.items():
-                    grads[f"ln{layer}.{name}"] = value
-            dx = g.dx
+            g = _backend.kernels().lstm_backward(dh, dcf, cache["layers"][layer])
+            for name in ("dx", "dWx", "dWh"):
+                v.finite_result(g[name], f"LSTM layer {layer} backward", "the gradients")
+            dWh = g["dWh"] if cache["weight_masks"][layer] is None else \
+                g["dWh"] * cache["weight_masks"][layer]
+            grads[f"W{layer}"] = np.vstack([g["dWx"], dWh])
+            grads[f"b{layer}"] = g["db"]
+            if self.use_layer_norm:
+                for name in LSTM_LAYER_NORM_PARAMS:
+                    grads[f"ln{layer}.{name}"] = g["d" + name]
+            dx = g["dx"]
         if self.embedding_size is not None:
             mask = cache["dropout_masks"][0]
             demb = dx if mask is None else dx * mask

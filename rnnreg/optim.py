@@ -120,7 +120,9 @@ class SGD(Optimizer):
         for name, p in self.params.items():
             g = grads[name]
             if self.momentum:
-                vel = self.state["velocity"].setdefault(name, np.zeros_like(p))
+                if name not in self.state["velocity"]:
+                    self.state["velocity"][name] = np.zeros_like(p)
+                vel = self.state["velocity"][name]
                 vel *= self.momentum
                 vel += g
                 g = vel
@@ -156,9 +158,12 @@ class Adam(Optimizer):
         step_size = self.lr * math.sqrt(bias2) / bias1
         eps_hat = self.eps * math.sqrt(bias2)
         update = _backend.kernels().adam_update
+        if not self.state["m"]:
+            for name, p in self.params.items():
+                self.state["m"][name] = np.zeros_like(p)
+                self.state["v"][name] = np.zeros_like(p)
         for name, p in self.params.items():
-            m = self.state["m"].setdefault(name, np.zeros_like(p))
-            s = self.state["v"].setdefault(name, np.zeros_like(p))
+            m, s = self.state["m"][name], self.state["v"][name]
             decay = 1.0
             if self.decoupled and self.weight_decay and name in self.decay:
                 decay = 1 - self.lr * self.weight_decay

@@ -314,6 +314,8 @@ def _more_bad_calls():
         ("load_state_dict(shape)",
          lambda: model.load_state_dict({**model.state_dict(), "by": np.ones(3)}), "state"),
         ("forward_batch(state)", lambda: model.forward_batch(x, y, state=(1, 2)), "state"),
+        ("backward(dc_final shape)", lambda: (model.forward_batch(x, y), model.backward(
+            dc_final=np.zeros((1, 3, 4))))[1], "dc_final"),
         ("regularized_loss(nan)", lambda: rnnreg.regularized_loss(float("nan"), [], 0.1),
          "model_loss"),
         ("EarlyStoppingMonitor.check(str)", lambda: rnnreg.EarlyStoppingMonitor().check("1", 0),
