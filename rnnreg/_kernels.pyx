@@ -12,9 +12,12 @@ run without the GIL, and the time loop of a sequence runs here, never in Python.
 """
 import numpy as np
 
+from rnnreg import _reference
+
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -241,19 +244,24 @@ def layer_norm_backward(dout, xhat, rstd, gamma):
 
 
 # ----------------------------------------------------------------------------- dropout
-cdef void _dropout_forward(const floating[::1] x, double keep_prob, bitgen_t* bitgen,
-                           floating[::1] out, floating[::1] mask):
-    # One next_double per element in C order: the same stream as Generator.random(x.size),
-    # which is what the NumPy twin draws, so both backends give the same mask for one seed.
-    cdef Py_ssize_t k
+cdef void _dropout_forward(const floating[::1] x, double keep_prob, uint64_t threshold,
+                           bitgen_t* bitgen, floating[::1] out, floating[::1] mask):
+    # One 64-bit draw serves four elements: element k is kept when 16-bit slice k % 4 (lowest
+    # bits first) of draw k // 4 is below `threshold`. The NumPy twin reads the same draws
+    # (Generator.integers over the full uint64 range returns next_uint64 unchanged), so both
+    # give the same mask for one seed — at a quarter of the generator calls of one draw each.
+    cdef Py_ssize_t n = x.shape[0], k, j
+    cdef uint64_t raw
     cdef floating scale = <floating>(1.0 / keep_prob)
     with nogil:
-        for k in range(x.shape[0]):
-            if bitgen.next_double(bitgen.state) < keep_prob:
-                mask[k] = scale
-            else:
-                mask[k] = 0
-            out[k] = x[k] * mask[k]
+        for k in range(0, n, 4):
+            raw = bitgen.next_uint64(bitgen.state)
+            for j in range(min(4, n - k)):
+                if ((raw >> (16 * j)) & 0xFFFF) < threshold:
+                    mask[k + j] = scale
+                else:
+                    mask[k + j] = 0
+                out[k + j] = x[k + j] * mask[k + j]
 
 
 def dropout_forward(x, double keep_prob, rng):
@@ -261,13 +269,14 @@ def dropout_forward(x, double keep_prob, rng):
     dtype = _np_dtype(x)
     out = np.empty(x.shape, dtype)
     mask = np.empty(x.shape, dtype)
+    cdef uint64_t threshold = _reference.dropout_threshold(keep_prob)
     bit_generator = rng.bit_generator
     cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
     with bit_generator.lock:
         if dtype is np.float32:
-            _dropout_forward[float](x, keep_prob, bitgen, out, mask)
+            _dropout_forward[float](x, keep_prob, threshold, bitgen, out, mask)
         else:
-            _dropout_forward[double](x, keep_prob, bitgen, out, mask)
+            _dropout_forward[double](x, keep_prob, threshold, bitgen, out, mask)
     return out, mask
 
 

@@ -68,12 +68,26 @@ def layer_norm_backward(dout, xhat, rstd, gamma):
 
 
 # ----------------------------------------------------------------------------- dropout
+DROPOUT_RESOLUTION = 1 << 16
+
+
+def dropout_threshold(keep_prob):
+    """keep_prob as a count of 16-bit values: an element is kept when its 16-bit uniform is
+    below it. Rounded to the nearest 1/65536, and at least 1 so that something is kept."""
+    return max(1, min(DROPOUT_RESOLUTION, int(round(keep_prob * DROPOUT_RESOLUTION))))
+
+
 def dropout_forward(x, keep_prob, rng):
-    """x (M,) -> (out, mask). One ``rng.random()`` double per element, in order; an
-    element is kept when its draw is below keep_prob, and kept elements scale by 1/keep_prob."""
+    """x (M,) -> (out, mask). Each 64-bit draw of ``rng`` serves four elements: element k is
+    kept when bits 16*(k % 4) .. 16*(k % 4) + 15 of draw k // 4 are below
+    ``dropout_threshold(keep_prob)``; kept elements scale by 1/keep_prob."""
+    n = x.shape[0]
+    draws = rng.integers(0, 1 << 64, size=(n + 3) // 4, dtype=np.uint64)  # = next_uint64 each
+    shifts = np.array([0, 16, 32, 48], dtype=np.uint64)
+    uniforms = ((draws[:, None] >> shifts) & np.uint64(0xFFFF)).reshape(-1)[:n]
     scale = x.dtype.type(1.0 / keep_prob)
-    draws = rng.random(x.shape[0])
-    mask = np.where(draws < keep_prob, scale, x.dtype.type(0)).astype(x.dtype, copy=False)
+    mask = np.where(uniforms < dropout_threshold(keep_prob), scale, x.dtype.type(0))
+    mask = mask.astype(x.dtype, copy=False)
     return x * mask, mask
 
 

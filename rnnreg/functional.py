@@ -268,8 +268,9 @@ def dropout_forward(x, keep_prob=0.8, training=True, rng=None):
     training : bool
         False returns the input unchanged and no mask: ``(x, None)``.
     rng : numpy.random.Generator, int seed or None
-        Source of the mask: the element at C-order position k is kept when the k-th
-        ``rng.random()`` draw is below keep_prob. Both backends draw the same mask for one seed.
+        Source of the mask. Each 64-bit draw of the generator gives four 16-bit uniforms; the
+        element at C-order position k is kept when uniform k is below keep_prob, which is thus
+        resolved to the nearest 1/65536. Both backends draw the same mask for one seed.
 
     Returns
     -------

@@ -211,7 +211,7 @@ def test_dropout_matches_reference_bit_for_bit(dtype, shape, keep_prob, layout):
 
 def test_kernel_modules_expose_the_same_names():
     public = [n for n in dir(_reference) if not n.startswith("_") and callable(getattr(_reference, n))
-              and n not in ("sigmoid",)]
+              and n not in ("sigmoid", "dropout_threshold")]  # helpers, not kernels
     for name in public:
         assert hasattr(_backend._kernels, name), f"_kernels lacks the twin of _reference.{name}"
     assert _backend._kernels.GATE_ORDER == _reference.GATE_ORDER == rnnreg.GATE_ORDER == ("i", "f", "o", "g")
@@ -230,3 +230,18 @@ def test_adam_update_matches_reference_bit_for_bit(dtype, decay):
         _reference.adam_update(*numpy_, 0.01, 0.9, 0.999, 1e-8, decay)
     for a, b_ in zip(compiled, numpy_):
         np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("keep_prob", [0.05, 0.5, 0.8, 0.99])
+def test_dropout_keeps_each_unit_with_probability_keep_prob(keep_prob):
+    """The 16-bit uniforms behind the mask: the kept fraction of a million units lies within
+    five standard deviations of keep_prob, and so does each of the four slices of a draw."""
+    n = 1_000_000
+    _, mask = rnnreg.dropout_forward(np.ones(n), keep_prob, True, rng=2024)
+    kept = mask > 0
+    sigma = np.sqrt(keep_prob * (1 - keep_prob) / n)
+    assert abs(kept.mean() - keep_prob) < 5 * sigma + 1 / 65536
+    for slice_ in range(4):
+        part = kept[slice_::4]
+        assert abs(part.mean() - keep_prob) < 5 * 2 * sigma + 1 / 65536
+    assert set(np.unique(mask)) == {0.0, 1 / keep_prob}
