@@ -180,6 +180,39 @@ RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd, const T *rest
 RN_DEFINE_LN_BWD(rn_ln_bwd_d, double)
 RN_DEFINE_LN_BWD(rn_ln_bwd_f, float)
 
+/* The same for the standalone layer norm, which also needs dgamma and dbeta: their running sums
+ * (in double) are added in the pass that already reads dout and xhat, instead of two more passes
+ * over the whole batch. Here dx never aliases dout. */
+#define RN_DEFINE_LN_BWD_ACC(NAME, T)                                                         \
+RN_INLINE void NAME(const T *restrict dout, const T *restrict xhat, T rstd,                   \
+                    const T *restrict gamma, Py_ssize_t n, T *restrict dx,                    \
+                    double *restrict dgamma, double *restrict dbeta) {                        \
+    double acc_g[RN_LANES], acc_gx[RN_LANES], mean_g = 0, mean_gx = 0, g;                     \
+    Py_ssize_t i, j;                                                                          \
+    for (j = 0; j < RN_LANES; j++) { acc_g[j] = 0; acc_gx[j] = 0; }                           \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) {                                                      \
+            double d = dout[i + j], xh = xhat[i + j];                                         \
+            g = d * gamma[i + j];                                                             \
+            acc_g[j] += g;                                                                    \
+            acc_gx[j] += g * xh;                                                              \
+            dgamma[i + j] += d * xh;                                                          \
+            dbeta[i + j] += d;                                                                \
+        }                                                                                     \
+    for (; i < n; i++) {                                                                      \
+        double d = dout[i], xh = xhat[i];                                                     \
+        g = d * gamma[i]; acc_g[0] += g; acc_gx[0] += g * xh;                                 \
+        dgamma[i] += d * xh; dbeta[i] += d;                                                   \
+    }                                                                                         \
+    for (j = 0; j < RN_LANES; j++) { mean_g += acc_g[j]; mean_gx += acc_gx[j]; }              \
+    mean_g /= n;                                                                              \
+    mean_gx /= n;                                                                             \
+    for (i = 0; i < n; i++)                                                                   \
+        dx[i] = (T)(rstd * ((double)dout[i] * gamma[i] - mean_g - xhat[i] * mean_gx));        \
+}
+RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_d, double)
+RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_f, float)
+
 /* ------------------------------------------------------------------ LSTM step, one row
  * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the
  * bias b, then apply the gate nonlinearities in place: sigmoid on [i f o], tanh on g. */

@@ -62,6 +62,10 @@ cdef extern from "_fastmath.h" nogil:
                      Py_ssize_t n, double* dx)
     void rn_ln_bwd_f(const float* dout, const float* xhat, float rstd, const float* gamma,
                      Py_ssize_t n, float* dx)
+    void rn_ln_bwd_acc_d(const double* dout, const double* xhat, double rstd, const double* gamma,
+                         Py_ssize_t n, double* dx, double* dgamma, double* dbeta)
+    void rn_ln_bwd_acc_f(const float* dout, const float* xhat, float rstd, const float* gamma,
+                         Py_ssize_t n, float* dx, double* dgamma, double* dbeta)
     int rn_all_finite_d(const double* x, Py_ssize_t n)
     int rn_all_finite_f(const float* x, Py_ssize_t n)
     void rn_small_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
@@ -225,9 +229,12 @@ cdef void _layer_norm_backward(const floating[:, ::1] dout, const floating[:, ::
     cdef Py_ssize_t r, m = dout.shape[0], n = dout.shape[1]
     with nogil:
         for r in range(m):
-            _ln_row_backward(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0])
-        _accumulate_rows(&dout[0, 0], &xhat[0, 0], m, n, &dgamma[0])
-        _accumulate_rows(&dout[0, 0], <floating*>NULL, m, n, &dbeta[0])
+            if floating is float:
+                rn_ln_bwd_acc_f(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
+                                &dgamma[0], &dbeta[0])
+            else:
+                rn_ln_bwd_acc_d(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
+                                &dgamma[0], &dbeta[0])
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma):
