@@ -75,7 +75,8 @@ cdef extern from "_fastmath.h" nogil:
 
 # Up to this many batch rows, a time step's matrix products run as plain loops: a BLAS call's
 # fixed cost is larger than the arithmetic of a few rows (measured: `rnnreg bench`).
-DEF SMALL_BATCH = 4
+cdef enum:
+    SMALL_BATCH = 4
 
 
 cdef inline void _gates(floating* a, const floating* xw, const floating* b,
