@@ -211,6 +211,16 @@ def bench_lstm_step(size, dtype, rng, repeats, quick):
                  numpy_s=t["numpy_bwd"], speedup=t["numpy_bwd"] / t["compiled_bwd"])]
 
 
+def _memory_bound_row(t, moved_bytes, **fields):
+    """A result row for a memory-bound kernel: the ratios, and GB/s next to a memory copy of
+    the same bytes (t holds median seconds for "compiled", "numpy", "copy", maybe "torch")."""
+    c = t["compiled"]
+    return dict(fields, compiled_s=c, numpy_s=t["numpy"], speedup=t["numpy"] / c,
+                torch_s=t.get("torch"), vs_torch=(t["torch"] / c) if "torch" in t else None,
+                gbps=moved_bytes / c / 1e9, limit_gbps=moved_bytes / t["copy"] / 1e9,
+                fraction_of_limit=t["copy"] / c)
+
+
 def bench_layer_norm(size, dtype, rng, repeats, quick):
     K = _backend._kernels
     M, F = LAYER_NORM_SIZES[size]
@@ -238,15 +248,9 @@ def bench_layer_norm(size, dtype, rng, repeats, quick):
         def torch_ln():
             torch.nn.functional.layer_norm(tx, (F,), tg, tb, 1e-5).backward(td)
         fns["torch"] = torch_ln
-    t = compare(fns, repeats)
     moved = 6 * M * F * np.dtype(dtype).itemsize   # forward: x in, out + xhat out; backward alike
-    c = t["compiled"]
-    return [dict(size=size, shape=f"({M}, {F})", dtype=np.dtype(dtype).name,
-                 case="layer_norm_forward+backward", compiled_s=c, numpy_s=t["numpy"],
-                 speedup=t["numpy"] / c, torch_s=t.get("torch"),
-                 vs_torch=(t["torch"] / c) if "torch" in t else None,
-                 gbps=moved / c / 1e9, limit_gbps=moved / t["copy"] / 1e9,
-                 fraction_of_limit=t["copy"] / c)]
+    return [_memory_bound_row(compare(fns, repeats), moved, size=size, shape=f"({M}, {F})",
+                              dtype=np.dtype(dtype).name, case="layer_norm_forward+backward")]
 
 
 def bench_dropout(size, dtype, rng, repeats, quick):
@@ -265,15 +269,9 @@ def bench_dropout(size, dtype, rng, repeats, quick):
     if torch:
         tx = torch.from_numpy(x)
         fns["torch"] = lambda: torch.nn.functional.dropout(tx, 0.2, training=True)
-    t = compare(fns, repeats)
     moved = 3 * n * np.dtype(dtype).itemsize
-    c = t["compiled"]
-    return [dict(size=size, shape=f"{n:.0e} elements", dtype=np.dtype(dtype).name,
-                 case="dropout_forward", compiled_s=c, numpy_s=t["numpy"],
-                 speedup=t["numpy"] / c, torch_s=t.get("torch"),
-                 vs_torch=(t["torch"] / c) if "torch" in t else None,
-                 gbps=moved / c / 1e9, limit_gbps=moved / t["copy"] / 1e9,
-                 fraction_of_limit=t["copy"] / c)]
+    return [_memory_bound_row(compare(fns, repeats), moved, size=size, shape=f"{n:.0e} elements",
+                              dtype=np.dtype(dtype).name, case="dropout_forward")]
 
 
 def bench_epoch(dtype, repeats, quick):
