@@ -4,7 +4,6 @@ silent NaN or an out-of-bounds read. Valid but unusual layouts (strided, Fortran
 read-only) must work and give the same result as C-contiguous input.
 
 The number of cases tried is printed at the end of the test session (see conftest.py)."""
-import math
 
 import numpy as np
 import pytest

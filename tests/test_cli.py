@@ -1,6 +1,5 @@
 """The command line end to end, on small settings."""
 import json
-import os
 import subprocess
 import sys
 

@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-import rnnreg
-from rnnreg import EarlyStoppingMonitor, RegularizedLSTM, compute_l2_penalty, generate_simple_dataset
+from rnnreg import RegularizedLSTM, compute_l2_penalty, generate_simple_dataset
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnreg.gradcheck import numerical_gradient, relative_error
 from rnnreg.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, l2_gradient
