@@ -156,36 +156,14 @@ RN_INLINE void NAME(const T *x, Py_ssize_t n, const T *restrict gamma,          
 RN_DEFINE_LN_FWD(rn_ln_fwd_d, double)
 RN_DEFINE_LN_FWD(rn_ln_fwd_f, float)
 
-/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma, in double; dx may be
- * dout (so neither is restrict). */
-#define RN_DEFINE_LN_BWD(NAME, T)                                                             \
-RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd, const T *restrict gamma,   \
-                    Py_ssize_t n, T *dx) {                                                    \
-    double acc_g[RN_LANES], acc_gx[RN_LANES], mean_g = 0, mean_gx = 0, g;                     \
-    Py_ssize_t i, j;                                                                          \
-    for (j = 0; j < RN_LANES; j++) { acc_g[j] = 0; acc_gx[j] = 0; }                           \
-    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
-        for (j = 0; j < RN_LANES; j++) {                                                      \
-            g = (double)dout[i + j] * gamma[i + j];                                           \
-            acc_g[j] += g;                                                                    \
-            acc_gx[j] += g * xhat[i + j];                                                     \
-        }                                                                                     \
-    for (; i < n; i++) { g = (double)dout[i] * gamma[i]; acc_g[0] += g; acc_gx[0] += g * xhat[i]; } \
-    for (j = 0; j < RN_LANES; j++) { mean_g += acc_g[j]; mean_gx += acc_gx[j]; }              \
-    mean_g /= n;                                                                              \
-    mean_gx /= n;                                                                             \
-    for (i = 0; i < n; i++)                                                                   \
-        dx[i] = (T)(rstd * ((double)dout[i] * gamma[i] - mean_g - xhat[i] * mean_gx));        \
-}
-RN_DEFINE_LN_BWD(rn_ln_bwd_d, double)
-RN_DEFINE_LN_BWD(rn_ln_bwd_f, float)
-
-/* The same for the standalone layer norm, which also needs dgamma and dbeta: their running sums
- * (in double) are added in the pass that already reads dout and xhat, instead of two more passes
- * over the whole batch. Here dx never aliases dout. */
+/* Layer-norm backward of one row: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with
+ * g = dout * gamma, in double; and the gain and bias gradients, dgamma += dout * xhat and
+ * dbeta += dout (running sums in double), added in the same pass that reads dout and xhat.
+ * dx may be dout (the LSTM normalizes its cell-state gradient in place), so neither is
+ * restrict: every dx[i] is written after the last read of dout[i]. */
 #define RN_DEFINE_LN_BWD_ACC(NAME, T)                                                         \
-RN_INLINE void NAME(const T *restrict dout, const T *restrict xhat, T rstd,                   \
-                    const T *restrict gamma, Py_ssize_t n, T *restrict dx,                    \
+RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd,                           \
+                    const T *restrict gamma, Py_ssize_t n, T *dx,                             \
                     double *restrict dgamma, double *restrict dbeta) {                        \
     double acc_g[RN_LANES], acc_gx[RN_LANES], mean_g = 0, mean_gx = 0, g;                     \
     Py_ssize_t i, j;                                                                          \

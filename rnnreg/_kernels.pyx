@@ -58,10 +58,6 @@ cdef extern from "_fastmath.h" nogil:
                      double eps, double* out, double* xhat, double* rstd)
     void rn_ln_fwd_f(const float* x, Py_ssize_t n, const float* gamma, const float* beta,
                      double eps, float* out, float* xhat, float* rstd)
-    void rn_ln_bwd_d(const double* dout, const double* xhat, double rstd, const double* gamma,
-                     Py_ssize_t n, double* dx)
-    void rn_ln_bwd_f(const float* dout, const float* xhat, float rstd, const float* gamma,
-                     Py_ssize_t n, float* dx)
     void rn_ln_bwd_acc_d(const double* dout, const double* xhat, double rstd, const double* gamma,
                          Py_ssize_t n, double* dx, double* dgamma, double* dbeta)
     void rn_ln_bwd_acc_f(const float* dout, const float* xhat, float rstd, const float* gamma,
@@ -172,25 +168,23 @@ cdef inline void _ln_row_forward(const floating* x, Py_ssize_t n, const floating
 
 
 cdef inline void _ln_row_backward(const floating* dout, const floating* xhat, floating rstd,
-                                  const floating* gamma, Py_ssize_t n, floating* dx) noexcept nogil:
-    """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma; dx may be dout."""
+                                  const floating* gamma, Py_ssize_t n, floating* dx,
+                                  double* dgamma, double* dbeta) noexcept nogil:
+    """One row's layer-norm input gradient into dx (which may be dout), and its share of the
+    gain and bias gradients added to dgamma and dbeta; see rn_ln_bwd_acc in _fastmath.h."""
     if floating is float:
-        rn_ln_bwd_f(dout, xhat, rstd, gamma, n, dx)
+        rn_ln_bwd_acc_f(dout, xhat, rstd, gamma, n, dx, dgamma, dbeta)
     else:
-        rn_ln_bwd_d(dout, xhat, rstd, gamma, n, dx)
+        rn_ln_bwd_acc_d(dout, xhat, rstd, gamma, n, dx, dgamma, dbeta)
 
 
-cdef inline void _accumulate_rows(const floating* rows, const floating* weight, Py_ssize_t m,
-                                  Py_ssize_t n, double* total) noexcept nogil:
-    """total[j] += sum_r rows[r, j] * (weight[r, j] if weight else 1), summed in double."""
+cdef inline void _sum_rows(const floating* rows, Py_ssize_t m, Py_ssize_t n,
+                           double* total) noexcept nogil:
+    """total[j] += sum over r of rows[r, j], in double."""
     cdef Py_ssize_t r, j
     for r in range(m):
-        if weight == NULL:
-            for j in range(n):
-                total[j] += rows[r * n + j]
-        else:
-            for j in range(n):
-                total[j] += rows[r * n + j] * weight[r * n + j]
+        for j in range(n):
+            total[j] += rows[r * n + j]
 
 
 cdef inline object _np_dtype(object arr):
@@ -230,12 +224,8 @@ cdef void _layer_norm_backward(const floating[:, ::1] dout, const floating[:, ::
     cdef Py_ssize_t r, m = dout.shape[0], n = dout.shape[1]
     with nogil:
         for r in range(m):
-            if floating is float:
-                rn_ln_bwd_acc_f(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
-                                &dgamma[0], &dbeta[0])
-            else:
-                rn_ln_bwd_acc_d(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
-                                &dgamma[0], &dbeta[0])
+            _ln_row_backward(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
+                             &dgamma[0], &dbeta[0])
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma):
@@ -449,7 +439,7 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
                          floating[:, :, ::1] dx, floating[:, ::1] dWx, floating[:, ::1] dWh,
                          double* db, double* ln_grads[6], const floating* WhT) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 4 * H, n, t, j, row, k
+    cdef Py_ssize_t G = 4 * H, n, t, row, k
     cdef bint use_ln = ln_params[0] != NULL
     cdef const floating* a
     cdef const floating* tc_row
@@ -469,21 +459,16 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
             dcn = &dc_next[n, 0]
             _bwd_out(&dh[n, t, 0], dhn, a, tc_row, da_row, row_buf, H)
             if use_ln:
-                for j in range(H):
-                    ln_grads[4][j] += row_buf[j] * xhat_c[row * H + j]
-                    ln_grads[5][j] += row_buf[j]
-                _ln_row_backward(row_buf, xhat_c + row * H, rstd_c[row], ln_params[4], H, row_buf)
+                _ln_row_backward(row_buf, xhat_c + row * H, rstd_c[row], ln_params[4], H, row_buf,
+                                 ln_grads[4], ln_grads[5])
             if t == 0:
                 c_prev = &c0[n, 0]
             else:
                 c_prev = &c[n, t - 1, 0]
             _bwd_cell(row_buf, dcn, a, c_prev, da_row, H)
             if use_ln:
-                for j in range(G):
-                    ln_grads[2][j] += da_row[j] * xhat_h[row * G + j]
-                    ln_grads[3][j] += da_row[j]
                 _ln_row_backward(da_row, xhat_h + row * G, rstd_h[row], ln_params[2], G,
-                                 dhw + row * G)
+                                 dhw + row * G, ln_grads[2], ln_grads[3])
         # dh(t-1) = (dhw(t) @ Wh^T) * mask; WhT is Wh transposed once, for the small-batch loops
         if N <= SMALL_BATCH:
             _step_gemm(<int>N, <int>H, <int>G, dhw + t * G, <int>(T * G), WhT, <int>H,
@@ -496,13 +481,11 @@ cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
             for k in range(N * H):
                 dhn[k] = dhn[k] * mask[k]
 
-    _accumulate_rows(da0, <floating*>NULL, N * T, G, db)
+    _sum_rows(da0, N * T, G, db)
     if use_ln:
-        _accumulate_rows(da0, xhat_x, N * T, G, ln_grads[0])
-        _accumulate_rows(da0, <floating*>NULL, N * T, G, ln_grads[1])
         for row in range(N * T):
             _ln_row_backward(da0 + row * G, xhat_x + row * G, rstd_x[row], ln_params[0], G,
-                             dxw + row * G)
+                             dxw + row * G, ln_grads[0], ln_grads[1])
     # One matrix product for each weight gradient and for dx, over all time steps at once.
     _gemm(True, False, <int>D, <int>G, <int>(N * T), 1, &x[0, 0, 0], <int>D, dxw, <int>G,
           0, &dWx[0, 0], <int>G)
