@@ -6,7 +6,6 @@
     rnnreg bench                   # compiled kernels vs their NumPy twins
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -66,8 +65,7 @@ def _run(args, name, vocab_size, train, val, test, overrides, out_dir, checkpoin
     history = fit(model, train, val, config, test=test, log=log, resume_from=resume)
     history["wall_seconds"] = time.perf_counter() - started
     history["model"] = model.config()
-    history["train_config"] = {k: val for k, val in dataclasses.asdict(config).items()
-                               if not callable(val)}
+    history["train_config"] = config.to_dict()
     return model, history
 
 

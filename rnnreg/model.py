@@ -311,8 +311,9 @@ class RegularizedLSTM:
             dh = dx if mask is None else dx * mask
             dcf = np.zeros((N, H), self.dtype) if dc_final is None else \
                 np.ascontiguousarray(dc_final[layer], dtype=self.dtype)
-            dh = np.array(dh, dtype=self.dtype, order="C", copy=True)
+            dh = np.ascontiguousarray(dh, dtype=self.dtype)
             if dh_final is not None:
+                dh = dh.copy()
                 dh[:, -1] += dh_final[layer]
             g = _backend.kernels().lstm_backward(dh, dcf, cache["layers"][layer])
             for name in ("dx", "dWx", "dWh"):

@@ -59,6 +59,10 @@ class TrainConfig:
     progress: bool = True
     checkpoint_path: Optional[str] = None
 
+    def to_dict(self):
+        """The settings as JSON-able values (a function given as lr_schedule is left out)."""
+        return {k: val for k, val in dataclasses.asdict(self).items() if not callable(val)}
+
     def validate(self):
         v.positive_int(self.epochs, "epochs")
         v.positive_int(self.batch_size, "batch_size")
@@ -302,8 +306,6 @@ def _finish(model, monitor, history, test, config, log, failed=False):
 
 
 def _save(path, model, optimizer, monitor, rng, history, epoch, config):
-    config_dict = {k: val for k, val in dataclasses.asdict(config).items()
-                   if not callable(val)}
     save_checkpoint(path, {
         "epoch": epoch,
         "model_config": model.config(),
@@ -313,7 +315,7 @@ def _save(path, model, optimizer, monitor, rng, history, epoch, config):
         "optimizer": optimizer.state_dict(),
         "monitor": monitor.state_dict() if monitor is not None else None,
         "history": history,
-        "train_config": config_dict,
+        "train_config": config.to_dict(),
     })
 
 
