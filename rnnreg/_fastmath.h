@@ -257,39 +257,175 @@ RN_INLINE void NAME(const T *restrict dcell, T *restrict dc_next, const T *restr
 RN_DEFINE_BWD_CELL(rn_bwd_cell_d, double)
 RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
 
-/* ------------------------------------------------------------------ small matrix product
- * C (m, n) = A (m, k) @ B (k, n), row-major with row strides lda, ldb, ldc. For the few rows of
- * a tiny batch a BLAS call costs more in overhead than the arithmetic. Each row of C is made
- * RN_BLOCK columns at a time in local accumulators that stay in registers while p runs over k,
- * so the inner loop is one load and one multiply-add per element (the compiler vectorizes the
- * fixed-length jj loop); no sum is reassociated, so results do not depend on the vector width. */
-#define RN_BLOCK 16
-#define RN_DEFINE_SMALL_GEMM(NAME, T)                                                         \
+/* ------------------------------------------------------------------ small matrix products
+ * For the few rows of a tiny batch (and the short sequences of the notebook), a BLAS call's
+ * fixed cost — argument checks, packing the operands into its own layout — is larger than the
+ * arithmetic. These two loops replace it there (the kernels choose by size, see _kernels.pyx).
+ * They are written with GCC/Clang vector types, so the register blocking is explicit rather than
+ * left to the auto-vectorizer (which spilled the accumulators of a plain-C version to the stack).
+ * No sum is reassociated across calls of different widths within one build; a build with FMA
+ * uses it for the multiply-adds. */
+#if defined(__GNUC__)
+#if defined(__AVX__)
+#define RN_VBYTES 32
+#include <immintrin.h>
+#else
+#define RN_VBYTES 16
+#endif
+
+/* Each vector type with its loads, stores and multiply-add. Loads go through memcpy: the rows
+ * the kernels pass are not aligned to the vector size, and memcpy is how C says "unaligned". */
+#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE)                                        \
+typedef T V __attribute__((vector_size(RN_VBYTES)));                                         \
+RN_INLINE V V##_load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
+RN_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
+RN_INLINE V V##_fma(V a, V b, V c) { return RN_VFMA(a, b, c, FMA_INTRINSIC, M_TYPE); }       \
+RN_INLINE V V##_splat(T x) {   /* not (V){0} + x, which must really add: 0 + -0 is +0 */      \
+    V v; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) v[q] = x; return v;              \
+}                                                                                            \
+RN_INLINE T V##_sum(V v) {                                                                   \
+    T s = 0; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) s += v[q]; return s;       \
+}
+#if defined(__FMA__) && defined(__AVX__)
+#define RN_VFMA(a, b, c, INTR, M) ((__typeof__(a))INTR((M)(a), (M)(b), (M)(c)))
+#else
+#define RN_VFMA(a, b, c, INTR, M) ((a) * (b) + (c))
+#endif
+RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d)
+RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256)
+
+/* C (m, n) = A (m, k) @ B (k, n). A is read one scalar at a time, so it may have any strides
+ * (sa_row, sa_col): A^T is the same matrix with the strides swapped, which gives the weight
+ * gradients x^T @ dgates without a transpose. B and C are row-major with row strides ldb, ldc.
+ * Accumulators stay in registers while p runs over k, with enough independent chains (8) to
+ * hide the multiply-add latency: four rows of C at a time, two vectors wide, so that each load
+ * of B serves four rows; then single rows, eight vectors wide (a time step of batch 1); then one
+ * vector, then scalars. */
+#define RN_DEFINE_GEMM_NN(NAME, T, V)                                                         \
+RN_INLINE void NAME##_row(Py_ssize_t j, Py_ssize_t n, Py_ssize_t k, const T *restrict a,      \
+                          Py_ssize_t sa_col, const T *restrict B, Py_ssize_t ldb,             \
+                          T *restrict c) {                                                    \
+    const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
+    Py_ssize_t p, q;                                                                          \
+    for (; j + 8 * L <= n; j += 8 * L) {                                                      \
+        V acc[8];                                                                             \
+        for (q = 0; q < 8; q++) acc[q] = (V){0};                                              \
+        for (p = 0; p < k; p++) {                                                             \
+            const V ap = V##_splat(a[p * sa_col]);                                                \
+            const T *restrict b = B + p * ldb + j;                                            \
+            for (q = 0; q < 8; q++) acc[q] = V##_fma(ap, V##_load(b + q * L), acc[q]);        \
+        }                                                                                     \
+        for (q = 0; q < 8; q++) V##_store(c + j + q * L, acc[q]);                             \
+    }                                                                                         \
+    for (; j + L <= n; j += L) {                                                              \
+        V acc = (V){0};                                                                       \
+        for (p = 0; p < k; p++)                                                               \
+            acc = V##_fma(V##_splat(a[p * sa_col]), V##_load(B + p * ldb + j), acc);         \
+        V##_store(c + j, acc);                                                                \
+    }                                                                                         \
+    for (; j < n; j++) {                                                                      \
+        T acc = 0;                                                                            \
+        for (p = 0; p < k; p++) acc += a[p * sa_col] * B[p * ldb + j];                        \
+        c[j] = acc;                                                                           \
+    }                                                                                         \
+}                                                                                             \
+RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
+                    Py_ssize_t sa_row, Py_ssize_t sa_col, const T *restrict B,               \
+                    Py_ssize_t ldb, T *restrict C, Py_ssize_t ldc) {                          \
+    const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
+    Py_ssize_t i = 0, p, j, r;                                                                \
+    for (; i + 4 <= m; i += 4) {                                                              \
+        const T *restrict a = A + i * sa_row;                                                 \
+        T *restrict c = C + i * ldc;                                                          \
+        for (j = 0; j + 2 * L <= n; j += 2 * L) {                                             \
+            V acc[4][2];                                                                      \
+            for (r = 0; r < 4; r++) { acc[r][0] = (V){0}; acc[r][1] = (V){0}; }               \
+            for (p = 0; p < k; p++) {                                                         \
+                const V b0 = V##_load(B + p * ldb + j), b1 = V##_load(B + p * ldb + j + L);   \
+                for (r = 0; r < 4; r++) {                                                     \
+                    const V ap = V##_splat(a[r * sa_row + p * sa_col]);                       \
+                    acc[r][0] = V##_fma(ap, b0, acc[r][0]);                                   \
+                    acc[r][1] = V##_fma(ap, b1, acc[r][1]);                                   \
+                }                                                                             \
+            }                                                                                 \
+            for (r = 0; r < 4; r++) {                                                         \
+                V##_store(c + r * ldc + j, acc[r][0]);                                        \
+                V##_store(c + r * ldc + j + L, acc[r][1]);                                    \
+            }                                                                                 \
+        }                                                                                     \
+        for (r = 0; r < 4; r++)                                                               \
+            NAME##_row(j, n, k, a + r * sa_row, sa_col, B, ldb, c + r * ldc);                 \
+    }                                                                                         \
+    for (; i < m; i++)                                                                        \
+        NAME##_row(0, n, k, A + i * sa_row, sa_col, B, ldb, C + i * ldc);                     \
+}
+
+/* C (m, n) = A (m, k) @ B (n, k)^T: every entry a dot product of a row of A and a row of B, both
+ * contiguous along k. Four columns of C at a time share each load of A's row; each of their dot
+ * products runs in two vectors of lanes (8 chains in all), summed at the end. This gives
+ * dh(t-1) = dgates @ Wh^T and dx = dgates @ Wx^T straight from the weights as stored. */
+#define RN_DEFINE_GEMM_NT(NAME, T, V)                                                         \
 RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
                     Py_ssize_t lda, const T *restrict B, Py_ssize_t ldb, T *restrict C,       \
                     Py_ssize_t ldc) {                                                         \
-    Py_ssize_t i, p, j0, jj;                                                                  \
+    const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
+    Py_ssize_t i, p, j, q;                                                                    \
     for (i = 0; i < m; i++) {                                                                 \
         const T *restrict a = A + i * lda;                                                    \
         T *restrict c = C + i * ldc;                                                          \
-        for (j0 = 0; j0 + RN_BLOCK <= n; j0 += RN_BLOCK) {                                    \
-            T acc[RN_BLOCK];                                                                  \
-            for (jj = 0; jj < RN_BLOCK; jj++) acc[jj] = 0;                                    \
-            for (p = 0; p < k; p++) {                                                         \
-                const T ap = a[p];                                                            \
-                const T *restrict b = B + p * ldb + j0;                                       \
-                for (jj = 0; jj < RN_BLOCK; jj++) acc[jj] += ap * b[jj];                      \
+        for (j = 0; j < n; j += 4) {                                                          \
+            const Py_ssize_t cols = n - j < 4 ? n - j : 4;                                    \
+            const T *restrict b[4];                                                           \
+            V acc0[4], acc1[4];                                                               \
+            T tail[4];                                                                        \
+            for (q = 0; q < 4; q++) {                                                         \
+                b[q] = B + (j + (q < cols ? q : 0)) * ldb;   /* unused columns: a valid row */\
+                acc0[q] = (V){0}; acc1[q] = (V){0}; tail[q] = 0;                              \
             }                                                                                 \
-            for (jj = 0; jj < RN_BLOCK; jj++) c[j0 + jj] = acc[jj];                           \
-        }                                                                                     \
-        for (; j0 < n; j0++) {                                                                \
-            T acc = 0;                                                                        \
-            for (p = 0; p < k; p++) acc += a[p] * B[p * ldb + j0];                            \
-            c[j0] = acc;                                                                      \
+            for (p = 0; p + 2 * L <= k; p += 2 * L) {                                         \
+                const V a0 = V##_load(a + p), a1 = V##_load(a + p + L);                       \
+                for (q = 0; q < 4; q++) {                                                     \
+                    acc0[q] = V##_fma(a0, V##_load(b[q] + p), acc0[q]);                       \
+                    acc1[q] = V##_fma(a1, V##_load(b[q] + p + L), acc1[q]);                   \
+                }                                                                             \
+            }                                                                                 \
+            for (; p + L <= k; p += L) {                                                      \
+                const V a0 = V##_load(a + p);                                                 \
+                for (q = 0; q < 4; q++) acc0[q] = V##_fma(a0, V##_load(b[q] + p), acc0[q]);   \
+            }                                                                                 \
+            for (; p < k; p++)                                                                \
+                for (q = 0; q < 4; q++) tail[q] += a[p] * b[q][p];                            \
+            for (q = 0; q < cols; q++) c[j + q] = V##_sum(acc0[q] + acc1[q]) + tail[q];       \
         }                                                                                     \
     }                                                                                         \
 }
-RN_DEFINE_SMALL_GEMM(rn_small_gemm_d, double)
-RN_DEFINE_SMALL_GEMM(rn_small_gemm_f, float)
+RN_DEFINE_GEMM_NN(rn_gemm_nn_d, double, rn_vd)
+RN_DEFINE_GEMM_NN(rn_gemm_nn_f, float, rn_vf)
+RN_DEFINE_GEMM_NT(rn_gemm_nt_d, double, rn_vd)
+RN_DEFINE_GEMM_NT(rn_gemm_nt_f, float, rn_vf)
+
+#else   /* not GCC or Clang: the same products as plain loops */
+#define RN_DEFINE_GEMM_PLAIN(NN, NT, T)                                                       \
+RN_INLINE void NN(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t sa_row,    \
+                  Py_ssize_t sa_col, const T *B, Py_ssize_t ldb, T *C, Py_ssize_t ldc) {      \
+    for (Py_ssize_t i = 0; i < m; i++)                                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                  \
+            T acc = 0;                                                                        \
+            for (Py_ssize_t p = 0; p < k; p++) acc += A[i * sa_row + p * sa_col] * B[p * ldb + j]; \
+            C[i * ldc + j] = acc;                                                             \
+        }                                                                                     \
+}                                                                                             \
+RN_INLINE void NT(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t lda,       \
+                  const T *B, Py_ssize_t ldb, T *C, Py_ssize_t ldc) {                         \
+    for (Py_ssize_t i = 0; i < m; i++)                                                        \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                  \
+            T acc = 0;                                                                        \
+            for (Py_ssize_t p = 0; p < k; p++) acc += A[i * lda + p] * B[j * ldb + p];        \
+            C[i * ldc + j] = acc;                                                             \
+        }                                                                                     \
+}
+RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_d, rn_gemm_nt_d, double)
+RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_f, rn_gemm_nt_f, float)
+#endif
 
 #endif

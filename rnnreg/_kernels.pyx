@@ -14,6 +14,7 @@ import numpy as np
 
 from rnnreg import _reference
 
+cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
@@ -64,15 +65,24 @@ cdef extern from "_fastmath.h" nogil:
                          Py_ssize_t n, float* dx, double* dgamma, double* dbeta)
     int rn_all_finite_d(const double* x, Py_ssize_t n)
     int rn_all_finite_f(const float* x, Py_ssize_t n)
-    void rn_small_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
-                         const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
-    void rn_small_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
-                         const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
+    void rn_gemm_nn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
+                      Py_ssize_t sa_row, Py_ssize_t sa_col, const double* B, Py_ssize_t ldb,
+                      double* C, Py_ssize_t ldc)
+    void rn_gemm_nn_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
+                      Py_ssize_t sa_row, Py_ssize_t sa_col, const float* B, Py_ssize_t ldb,
+                      float* C, Py_ssize_t ldc)
+    void rn_gemm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
+                      const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
+    void rn_gemm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
+                      const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
 
-# Up to this many batch rows, a time step's matrix products run as plain loops: a BLAS call's
-# fixed cost is larger than the arithmetic of a few rows (measured: `rnnreg bench`).
+# Products run as plain loops (rn_gemm_* in _fastmath.h) instead of BLAS when they have at most
+# SMALL_BATCH rows (a time step of a tiny batch) or at most SMALL_PRODUCT multiply-adds (the whole
+# sequence of the notebook's setting): below these sizes a BLAS call's fixed cost — checks and
+# packing the operands — is larger than the arithmetic (measured: benchmarks/small_products.py).
 cdef enum:
     SMALL_BATCH = 4
+    SMALL_PRODUCT = 1 << 17
 
 
 cdef inline void _gates(floating* a, const floating* xw, const floating* b,
@@ -116,16 +126,30 @@ cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const float
         rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
 
 
-cdef inline void _step_gemm(int m, int n, int k, const floating* a, int lda, const floating* b,
-                            int ldb, floating* c, int ldc) noexcept nogil:
-    """C = A @ B for one time step: plain loops for a tiny batch, BLAS otherwise."""
-    if m <= SMALL_BATCH:
-        if floating is float:
-            rn_small_gemm_f(m, n, k, a, lda, b, ldb, c, ldc)
+cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                          const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                          floating* c, Py_ssize_t ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) @ op(B): plain loops for small products (see SMALL_PRODUCT),
+    BLAS otherwise. lda, ldb, ldc are the row strides of A, B, C as stored."""
+    if (m <= SMALL_BATCH or m * n * k <= SMALL_PRODUCT) and not (trans_a and trans_b):
+        if trans_b:       # entries are dot products of rows of A and rows of B
+            if floating is float:
+                rn_gemm_nt_f(m, n, k, a, lda, b, ldb, c, ldc)
+            else:
+                rn_gemm_nt_d(m, n, k, a, lda, b, ldb, c, ldc)
+        elif trans_a:     # A^T: the stored matrix read with its strides swapped
+            if floating is float:
+                rn_gemm_nn_f(m, n, k, a, 1, lda, b, ldb, c, ldc)
+            else:
+                rn_gemm_nn_d(m, n, k, a, 1, lda, b, ldb, c, ldc)
         else:
-            rn_small_gemm_d(m, n, k, a, lda, b, ldb, c, ldc)
+            if floating is float:
+                rn_gemm_nn_f(m, n, k, a, lda, 1, b, ldb, c, ldc)
+            else:
+                rn_gemm_nn_d(m, n, k, a, lda, 1, b, ldb, c, ldc)
     else:
-        _gemm(False, False, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+        _gemm(trans_a, trans_b, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb, 0, c,
+              <int>ldc)
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -187,227 +211,260 @@ cdef inline void _sum_rows(const floating* rows, Py_ssize_t m, Py_ssize_t n,
             total[j] += rows[r * n + j]
 
 
-cdef inline object _np_dtype(object arr):
-    if arr.dtype == np.float32:
-        return np.float32
-    return np.float64
+# ----------------------------------------------------------------------------- arrays
+# Entry points reach array data through the NumPy C API rather than typed memoryviews: acquiring a
+# memoryview costs ~0.17 µs per argument and np.empty ~0.45 µs per array (measured here), and
+# at batch 1 a sequence call passes ~20 arrays — more time than its arithmetic. The wrappers in
+# rnnreg.functional validate shapes and values; _data still refuses an array of the wrong kind,
+# so that a direct call with bad input raises instead of reading memory it should not.
+cnp.import_array()
+
+
+cdef inline int _typenum(floating probe) noexcept nogil:
+    if floating is float:
+        return cnp.NPY_FLOAT
+    else:
+        return cnp.NPY_DOUBLE
+
+
+cdef void* _data(object arr, int typenum, int ndim, bint writeable=False) except NULL:
+    """The data pointer of arr, which must be a C-contiguous ndarray with ndim axes of the
+    given type (and writeable when asked)."""
+    if (not cnp.PyArray_Check(arr) or cnp.PyArray_NDIM(<cnp.ndarray>arr) != ndim
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>arr)
+            or cnp.PyArray_TYPE(<cnp.ndarray>arr) != typenum
+            or (writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>arr))):
+        raise TypeError(f"kernel argument: expected a C-contiguous{' writeable' if writeable else ''} "
+                        f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name} array with "
+                        f"{ndim} axes, got {type(arr).__name__} "
+                        f"{getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}")
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef inline void* _ptr(object arr) noexcept:
+    """The data pointer of an array this module made itself."""
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef inline cnp.ndarray _empty(int typenum, Py_ssize_t d0, Py_ssize_t d1=-1, Py_ssize_t d2=-1):
+    """A new C-ordered array of shape (d0[, d1[, d2]])."""
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = d0, d1, d2
+    return cnp.PyArray_EMPTY(1 if d1 < 0 else (2 if d2 < 0 else 3), dims, typenum, 0)
+
+
+cdef inline cnp.ndarray _zeros(int typenum, Py_ssize_t d0, Py_ssize_t d1=-1):
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = d0, d1
+    return cnp.PyArray_ZEROS(1 if d1 < 0 else 2, dims, typenum, 0)
+
+
+cdef inline bint _is_float32(object arr) except -1:
+    """Whether the kernels run arr in float32 (else float64; _data checks which it really is)."""
+    return cnp.PyArray_Check(arr) and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT
+
+
+cdef inline object _as_dtype(cnp.ndarray total, int typenum):
+    """A float64 running sum returned in the kernel's dtype (itself when that is float64)."""
+    if typenum == cnp.NPY_DOUBLE:
+        return total
+    return total.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- layer norm
-cdef void _layer_norm_forward(const floating[:, ::1] x, const floating[::1] gamma,
-                              const floating[::1] beta, double eps, floating[:, ::1] out,
-                              floating[:, ::1] xhat, floating[::1] rstd):
+cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps):
+    cdef int tn = _typenum(probe)
+    cdef const floating* xp = <const floating*>_data(x, tn, 2)
+    cdef const floating* gp = <const floating*>_data(gamma, tn, 1)
+    cdef const floating* bp = <const floating*>_data(beta, tn, 1)
     cdef Py_ssize_t r, m = x.shape[0], n = x.shape[1]
+    out, xhat, rstd = _empty(tn, m, n), _empty(tn, m, n), _empty(tn, m)
+    cdef floating* op = <floating*>_ptr(out)
+    cdef floating* hp = <floating*>_ptr(xhat)
+    cdef floating* rp = <floating*>_ptr(rstd)
     with nogil:
         for r in range(m):
-            _ln_row_forward(&x[r, 0], n, &gamma[0], &beta[0], eps, &out[r, 0], &xhat[r, 0],
-                            &rstd[r])
+            _ln_row_forward(xp + r * n, n, gp, bp, eps, op + r * n, hp + r * n, rp + r)
+    return out, xhat, rstd
 
 
 def layer_norm_forward(x, gamma, beta, double eps):
     """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,))."""
-    dtype = _np_dtype(x)
-    out = np.empty(x.shape, dtype)
-    xhat = np.empty(x.shape, dtype)
-    rstd = np.empty(x.shape[0], dtype)
-    if dtype is np.float32:
-        _layer_norm_forward[float](x, gamma, beta, eps, out, xhat, rstd)
-    else:
-        _layer_norm_forward[double](x, gamma, beta, eps, out, xhat, rstd)
-    return out, xhat, rstd
+    if _is_float32(x):
+        return _layer_norm_forward_typed[float](0, x, gamma, beta, eps)
+    return _layer_norm_forward_typed[double](0, x, gamma, beta, eps)
 
 
-cdef void _layer_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] xhat,
-                               const floating[::1] rstd, const floating[::1] gamma,
-                               floating[:, ::1] dx, double[::1] dgamma,
-                               double[::1] dbeta):
+cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma):
+    cdef int tn = _typenum(probe)
+    cdef const floating* dp = <const floating*>_data(dout, tn, 2)
+    cdef const floating* hp = <const floating*>_data(xhat, tn, 2)
+    cdef const floating* rp = <const floating*>_data(rstd, tn, 1)
+    cdef const floating* gp = <const floating*>_data(gamma, tn, 1)
     cdef Py_ssize_t r, m = dout.shape[0], n = dout.shape[1]
+    dx = _empty(tn, m, n)
+    dgamma, dbeta = _zeros(cnp.NPY_DOUBLE, n), _zeros(cnp.NPY_DOUBLE, n)
+    cdef floating* dxp = <floating*>_ptr(dx)
+    cdef double* dgp = <double*>_ptr(dgamma)
+    cdef double* dbp = <double*>_ptr(dbeta)
     with nogil:
         for r in range(m):
-            _ln_row_backward(&dout[r, 0], &xhat[r, 0], rstd[r], &gamma[0], n, &dx[r, 0],
-                             &dgamma[0], &dbeta[0])
+            _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgp, dbp)
+    return dx, _as_dtype(dgamma, tn), _as_dtype(dbeta, tn)
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma):
     """dout (M, F) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
-    dtype = _np_dtype(dout)
-    dx = np.empty(dout.shape, dtype)
-    dgamma = np.zeros(dout.shape[1], np.float64)
-    dbeta = np.zeros(dout.shape[1], np.float64)
-    if dtype is np.float32:
-        _layer_norm_backward[float](dout, xhat, rstd, gamma, dx, dgamma, dbeta)
-    else:
-        _layer_norm_backward[double](dout, xhat, rstd, gamma, dx, dgamma, dbeta)
-    return dx, dgamma.astype(dtype, copy=False), dbeta.astype(dtype, copy=False)
+    if _is_float32(dout):
+        return _layer_norm_backward_typed[float](0, dout, xhat, rstd, gamma)
+    return _layer_norm_backward_typed[double](0, dout, xhat, rstd, gamma)
 
 
 # ----------------------------------------------------------------------------- dropout
-cdef void _dropout_forward(const floating[::1] x, double keep_prob, uint64_t threshold,
-                           bitgen_t* bitgen, floating[::1] out, floating[::1] mask):
+cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng):
     # One 64-bit draw serves four elements: element k is kept when 16-bit slice k % 4 (lowest
     # bits first) of draw k // 4 is below `threshold`. The NumPy twin reads the same draws
     # (Generator.integers over the full uint64 range returns next_uint64 unchanged), so both
     # give the same mask for one seed — at a quarter of the generator calls of one draw each.
+    cdef int tn = _typenum(probe)
+    cdef const floating* xp = <const floating*>_data(x, tn, 1)
     cdef Py_ssize_t n = x.shape[0], k, j
-    cdef uint64_t raw
+    cdef uint64_t raw, threshold = _reference.dropout_threshold(keep_prob)
     cdef floating scale = <floating>(1.0 / keep_prob)
-    with nogil:
+    out, mask = _empty(tn, n), _empty(tn, n)
+    cdef floating* op = <floating*>_ptr(out)
+    cdef floating* mp = <floating*>_ptr(mask)
+    bit_generator = rng.bit_generator
+    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    with bit_generator.lock, nogil:
         for k in range(0, n, 4):
             raw = bitgen.next_uint64(bitgen.state)
             for j in range(min(4, n - k)):
                 if ((raw >> (16 * j)) & 0xFFFF) < threshold:
-                    mask[k + j] = scale
+                    mp[k + j] = scale
                 else:
-                    mask[k + j] = 0
-                out[k + j] = x[k + j] * mask[k + j]
+                    mp[k + j] = 0
+                op[k + j] = xp[k + j] * mp[k + j]
+    return out, mask
 
 
 def dropout_forward(x, double keep_prob, rng):
     """x (M,) -> (out, mask); draws from ``rng`` (a np.random.Generator) under its lock."""
-    dtype = _np_dtype(x)
-    out = np.empty(x.shape, dtype)
-    mask = np.empty(x.shape, dtype)
-    cdef uint64_t threshold = _reference.dropout_threshold(keep_prob)
-    bit_generator = rng.bit_generator
-    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
-    with bit_generator.lock:
-        if dtype is np.float32:
-            _dropout_forward[float](x, keep_prob, threshold, bitgen, out, mask)
-        else:
-            _dropout_forward[double](x, keep_prob, threshold, bitgen, out, mask)
-    return out, mask
+    if _is_float32(x):
+        return _dropout_forward_typed[float](0, x, keep_prob, rng)
+    return _dropout_forward_typed[double](0, x, keep_prob, rng)
 
 
-cdef void _multiply(const floating[::1] a, const floating[::1] b, floating[::1] out):
-    cdef Py_ssize_t k
+cdef object _dropout_backward_typed(floating probe, dout, mask):
+    cdef int tn = _typenum(probe)
+    cdef const floating* dp = <const floating*>_data(dout, tn, 1)
+    cdef const floating* mp = <const floating*>_data(mask, tn, 1)
+    cdef Py_ssize_t k, n = dout.shape[0]
+    dx = _empty(tn, n)
+    cdef floating* dxp = <floating*>_ptr(dx)
     with nogil:
-        for k in range(a.shape[0]):
-            out[k] = a[k] * b[k]
+        for k in range(n):
+            dxp[k] = dp[k] * mp[k]
+    return dx
 
 
 def dropout_backward(dout, mask):
     """dout (M,), mask (M,) -> dx = dout * mask."""
-    dtype = _np_dtype(dout)
-    dx = np.empty(dout.shape, dtype)
-    if dtype is np.float32:
-        _multiply[float](dout, mask, dx)
-    else:
-        _multiply[double](dout, mask, dx)
-    return dx
+    if _is_float32(dout):
+        return _dropout_backward_typed[float](0, dout, mask)
+    return _dropout_backward_typed[double](0, dout, mask)
 
 
 # ----------------------------------------------------------------------------- LSTM forward
-cdef void _lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
-                        const floating[:, ::1] c0, const floating[:, ::1] Wx,
-                        const floating[:, ::1] Wh, const floating[::1] b,
-                        const floating* ln_params[6], const floating* mask, double eps,
-                        floating[:, :, ::1] xw, floating[:, :, ::1] hprev,
-                        floating[:, :, ::1] gates, floating[:, :, ::1] c,
-                        floating[:, :, ::1] tc, floating[:, :, ::1] h,
-                        floating* xhat_x, floating* rstd_x, floating* xhat_h,
-                        floating* rstd_h, floating* xhat_c, floating* rstd_c,
+# Saved per step for the backward pass, and with layer norm the LN_SAVED arrays too. Row r = n*T+t.
+LN_SAVED = ("xhat_x", "rstd_x", "xhat_h", "rstd_h", "xhat_c", "rstd_c")
+
+
+cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                        const floating* x, const floating* h0, const floating* c0,
+                        const floating* Wx, const floating* Wh, const floating* b,
+                        const floating** ln, const floating* mask, double eps,
+                        floating* xw, floating* hprev, floating* gates, floating* c,
+                        floating* tc, floating* h, floating** saved,
                         floating* scratch) noexcept nogil:
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1]
+    """x (N, T, D); h0, c0, mask (N, H); Wx (D, G); Wh (H, G); b (G,); G = 4H. Writes xw, gates
+    (N, T, G) and hprev, c, tc, h (N, T, H); ln: NULL or the LSTM_LAYER_NORM_PARAMS, then saved
+    holds the LN_SAVED arrays. scratch: H values."""
     cdef Py_ssize_t G = 4 * H, n, t, j, row
-    cdef bint use_ln = ln_params[0] != NULL
     cdef const floating* src
     cdef const floating* c_prev
     cdef floating* a
-    cdef floating* c_row
     cdef floating* dst
 
     # The input projection of every time step in one matrix product.
-    _gemm(False, False, <int>(N * T), <int>G, <int>D, 1, &x[0, 0, 0], <int>D, &Wx[0, 0], <int>G,
-          0, &xw[0, 0, 0], <int>G)
-    if use_ln:
+    _product(False, False, N * T, G, D, x, D, Wx, G, xw, G)
+    if ln != NULL:
         for row in range(N * T):
-            _ln_row_forward(&xw[0, 0, 0] + row * G, G, ln_params[0], ln_params[1], eps,
-                            &xw[0, 0, 0] + row * G, xhat_x + row * G, rstd_x + row)
+            _ln_row_forward(xw + row * G, G, ln[0], ln[1], eps, xw + row * G,
+                            saved[0] + row * G, saved[1] + row)
     for t in range(T):
         # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
         for n in range(N):
-            if t == 0:
-                src = &h0[n, 0]
-            else:
-                src = &h[n, t - 1, 0]
-            dst = &hprev[n, t, 0]
+            src = h0 + n * H if t == 0 else h + (n * T + t - 1) * H
+            dst = hprev + (n * T + t) * H
             if mask != NULL:
                 for j in range(H):
                     dst[j] = src[j] * mask[n * H + j]
             else:
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _step_gemm(<int>N, <int>G, <int>H, &hprev[0, t, 0], <int>(T * H), &Wh[0, 0], <int>G,
-                   &gates[0, t, 0], <int>(T * G))
+        _product(False, False, N, G, H, hprev + t * H, T * H, Wh, G, gates + t * G, T * G)
         for n in range(N):
             row = n * T + t
-            a = &gates[n, t, 0]
-            if use_ln:
-                _ln_row_forward(a, G, ln_params[2], ln_params[3], eps, a, xhat_h + row * G,
-                                rstd_h + row)
-            _gates(a, &xw[n, t, 0], &b[0], H)
-            if t == 0:
-                c_prev = &c0[n, 0]
+            a = gates + row * G
+            if ln != NULL:
+                _ln_row_forward(a, G, ln[2], ln[3], eps, a, saved[2] + row * G, saved[3] + row)
+            _gates(a, xw + row * G, b, H)
+            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
+            _cell(a, c_prev, c + row * H, H)
+            if ln != NULL:
+                _ln_row_forward(c + row * H, H, ln[4], ln[5], eps, scratch, saved[4] + row * H,
+                                saved[5] + row)
+                _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
             else:
-                c_prev = &c[n, t - 1, 0]
-            c_row = &c[n, t, 0]
-            _cell(a, c_prev, c_row, H)
-            if use_ln:
-                _ln_row_forward(c_row, H, ln_params[4], ln_params[5], eps, scratch,
-                                xhat_c + row * H, rstd_c + row)
-                _out(scratch, a + 2 * H, &tc[n, t, 0], &h[n, t, 0], H)
-            else:
-                _out(c_row, a + 2 * H, &tc[n, t, 0], &h[n, t, 0], H)
-
-
-cdef inline floating* _ptr(floating[::1] flat) noexcept nogil:
-    return &flat[0]
-
-
-cdef inline double* _dptr(double[::1] flat) noexcept:
-    return &flat[0]
-
-
-cdef inline const floating* _cptr(const floating[::1] flat) noexcept nogil:
-    return &flat[0]
+                _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
 
 
 cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
                                 recurrent_mask, double eps, dict cache):
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], H = h0.shape[1], G = 4 * H, k
+    cdef int tn = _typenum(probe), k
+    cdef const floating* xp = <const floating*>_data(x, tn, 3)
+    cdef const floating* h0p = <const floating*>_data(h0, tn, 2)
+    cdef const floating* c0p = <const floating*>_data(c0, tn, 2)
+    cdef const floating* Wxp = <const floating*>_data(Wx, tn, 2)
+    cdef const floating* Whp = <const floating*>_data(Wh, tn, 2)
+    cdef const floating* bp = <const floating*>_data(b, tn, 1)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1], G = 4 * H
     cdef const floating* ln_params[6]
+    cdef floating* saved[6]
+    cdef const floating** ln = NULL
     cdef const floating* mask = NULL
-    cdef floating* ln_out[6]
-    dtype = np.float32 if floating is float else np.float64
-    for key in ("xw", "gates"):
-        cache[key] = np.empty((N, T, G), dtype)
-    for key in ("hprev", "c", "tc", "h"):
-        cache[key] = np.empty((N, T, H), dtype)
-    for k in range(6):
-        ln_params[k] = NULL
-        ln_out[k] = NULL
     if layer_norm is not None:
+        ln = ln_params
         for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
-            ln_params[k] = _cptr[floating](layer_norm[name])
-        shapes = (("xhat_x", (N, T, G)), ("rstd_x", (N, T)), ("xhat_h", (N, T, G)),
-                  ("rstd_h", (N, T)), ("xhat_c", (N, T, H)), ("rstd_c", (N, T)))
-        for k, (key, shape) in enumerate(shapes):
-            cache[key] = np.empty(shape, dtype)
-            ln_out[k] = _ptr[floating](cache[key].reshape(-1))
+            ln_params[k] = <const floating*>_data(layer_norm[name], tn, 1)
+        for k, key in enumerate(LN_SAVED):
+            arr = _empty(tn, N, T, (G if k == 0 or k == 2 else H)) if k % 2 == 0 else _empty(tn, N, T)
+            cache[key] = arr
+            saved[k] = <floating*>_ptr(arr)
     if recurrent_mask is not None:
-        mask = _cptr[floating](recurrent_mask.reshape(-1))
-    cdef const floating[:, :, ::1] x_v = x
-    cdef const floating[:, ::1] h0_v = h0, c0_v = c0, Wx_v = Wx, Wh_v = Wh
-    cdef const floating[::1] b_v = b
-    cdef floating[:, :, ::1] xw_v = cache["xw"], hprev_v = cache["hprev"]
-    cdef floating[:, :, ::1] gates_v = cache["gates"], c_v = cache["c"]
-    cdef floating[:, :, ::1] tc_v = cache["tc"], h_v = cache["h"]
-    scratch = np.empty(H, dtype)
-    cdef floating* scratch_p = _ptr[floating](scratch)
+        mask = <const floating*>_data(recurrent_mask, tn, 2)
+    xw, gates = _empty(tn, N, T, G), _empty(tn, N, T, G)
+    hprev, c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
+    scratch = _empty(tn, H)
+    cdef floating* out[7]
+    for k, arr in enumerate((xw, hprev, gates, c, tc, h, scratch)):
+        out[k] = <floating*>_ptr(arr)
     with nogil:
-        _lstm_forward(x_v, h0_v, c0_v, Wx_v, Wh_v, b_v, ln_params, mask, eps,
-                      xw_v, hprev_v, gates_v, c_v, tc_v, h_v,
-                      ln_out[0], ln_out[1], ln_out[2], ln_out[3], ln_out[4], ln_out[5], scratch_p)
+        _lstm_forward(N, T, D, H, xp, h0p, c0p, Wxp, Whp, bp, ln, mask, eps,
+                      out[0], out[1], out[2], out[3], out[4], out[5], saved, out[6])
+    cache["xw"], cache["gates"], cache["hprev"] = xw, gates, hprev
+    cache["c"], cache["tc"], cache["h"] = c, tc, h
     return cache
 
 
@@ -417,7 +474,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
     of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or (N, H)."""
     cache = dict(x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b, layer_norm=layer_norm,
                  recurrent_mask=recurrent_mask, eps=eps)
-    if _np_dtype(x) is np.float32:
+    if _is_float32(x):
         return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
                                           eps, cache)
     return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
@@ -425,131 +482,105 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
 
 
 # ----------------------------------------------------------------------------- LSTM backward
-cdef void _lstm_backward(const floating[:, :, ::1] dh, floating[:, ::1] dh_next,
-                         floating[:, ::1] dc_next, const floating[:, :, ::1] x,
-                         const floating[:, ::1] c0, const floating[:, ::1] Wx,
-                         const floating[:, ::1] Wh, const floating[:, :, ::1] hprev,
-                         const floating[:, :, ::1] gates, const floating[:, :, ::1] c,
-                         const floating[:, :, ::1] tc, const floating* mask,
-                         const floating* ln_params[6], const floating* xhat_x,
-                         const floating* rstd_x, const floating* xhat_h,
-                         const floating* rstd_h, const floating* xhat_c,
-                         const floating* rstd_c, floating* row_buf,
-                         floating[:, :, ::1] da, floating* dhw, floating* dxw,
-                         floating[:, :, ::1] dx, floating[:, ::1] dWx, floating[:, ::1] dWh,
-                         double* db, double* ln_grads[6], const floating* WhT) noexcept nogil:
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0]
+cdef void _lstm_backward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                         const floating* dh, floating* dh_next, floating* dc_next,
+                         const floating* x, const floating* c0, const floating* Wx,
+                         const floating* Wh, const floating* hprev, const floating* gates,
+                         const floating* c, const floating* tc, const floating* mask,
+                         const floating** ln, const floating** saved, floating* row_buf,
+                         floating* da, floating* dhw, floating* dxw, floating* dx,
+                         floating* dWx, floating* dWh, double* db,
+                         double** ln_grads) noexcept nogil:
+    """The forward's arrays as in _lstm_forward; dh (N, T, H) in; dh_next (N, H) zeros in,
+    dh0 out; dc_next (N, H) the final cell state's gradient in, dc0 out. da (N, T, G) receives
+    the gate pre-activation gradients; without layer norm dhw and dxw are da, with it they
+    receive the gradients of the recurrent and input projections. db and ln_grads are float64
+    sums (zeros in)."""
     cdef Py_ssize_t G = 4 * H, n, t, row, k
-    cdef bint use_ln = ln_params[0] != NULL
     cdef const floating* a
-    cdef const floating* tc_row
     cdef const floating* c_prev
     cdef floating* da_row
-    cdef floating* dhn
-    cdef floating* dcn
-    cdef floating* da0 = &da[0, 0, 0]
 
     for t in range(T - 1, -1, -1):
         for n in range(N):
             row = n * T + t
-            a = &gates[n, t, 0]
-            tc_row = &tc[n, t, 0]
-            da_row = &da[n, t, 0]
-            dhn = &dh_next[n, 0]
-            dcn = &dc_next[n, 0]
-            _bwd_out(&dh[n, t, 0], dhn, a, tc_row, da_row, row_buf, H)
-            if use_ln:
-                _ln_row_backward(row_buf, xhat_c + row * H, rstd_c[row], ln_params[4], H, row_buf,
+            a = gates + row * G
+            da_row = da + row * G
+            _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
+            if ln != NULL:
+                _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
                                  ln_grads[4], ln_grads[5])
-            if t == 0:
-                c_prev = &c0[n, 0]
-            else:
-                c_prev = &c[n, t - 1, 0]
-            _bwd_cell(row_buf, dcn, a, c_prev, da_row, H)
-            if use_ln:
-                _ln_row_backward(da_row, xhat_h + row * G, rstd_h[row], ln_params[2], G,
+            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
+            _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
+            if ln != NULL:
+                _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
                                  dhw + row * G, ln_grads[2], ln_grads[3])
-        # dh(t-1) = (dhw(t) @ Wh^T) * mask; WhT is Wh transposed once, for the small-batch loops
-        if N <= SMALL_BATCH:
-            _step_gemm(<int>N, <int>H, <int>G, dhw + t * G, <int>(T * G), WhT, <int>H,
-                       &dh_next[0, 0], <int>H)
-        else:
-            _gemm(False, True, <int>N, <int>H, <int>G, 1, dhw + t * G, <int>(T * G), &Wh[0, 0],
-                  <int>G, 0, &dh_next[0, 0], <int>H)
+        # dh(t-1) = (dhw(t) @ Wh^T) * mask
+        _product(False, True, N, H, G, dhw + t * G, T * G, Wh, G, dh_next, H)
         if mask != NULL:
-            dhn = &dh_next[0, 0]
             for k in range(N * H):
-                dhn[k] = dhn[k] * mask[k]
+                dh_next[k] = dh_next[k] * mask[k]
 
-    _sum_rows(da0, N * T, G, db)
-    if use_ln:
+    _sum_rows(da, N * T, G, db)
+    if ln != NULL:
         for row in range(N * T):
-            _ln_row_backward(da0 + row * G, xhat_x + row * G, rstd_x[row], ln_params[0], G,
+            _ln_row_backward(da + row * G, saved[0] + row * G, saved[1][row], ln[0], G,
                              dxw + row * G, ln_grads[0], ln_grads[1])
     # One matrix product for each weight gradient and for dx, over all time steps at once.
-    _gemm(True, False, <int>D, <int>G, <int>(N * T), 1, &x[0, 0, 0], <int>D, dxw, <int>G,
-          0, &dWx[0, 0], <int>G)
-    _gemm(True, False, <int>H, <int>G, <int>(N * T), 1, &hprev[0, 0, 0], <int>H, dhw, <int>G,
-          0, &dWh[0, 0], <int>G)
-    _gemm(False, True, <int>(N * T), <int>D, <int>G, 1, dxw, <int>G, &Wx[0, 0], <int>G,
-          0, &dx[0, 0, 0], <int>D)
+    _product(True, False, D, G, N * T, x, D, dxw, G, dWx, G)
+    _product(True, False, H, G, N * T, hprev, H, dhw, G, dWh, G)
+    _product(False, True, N * T, D, G, dxw, G, Wx, G, dx, D)
 
 
 cdef object _lstm_backward_typed(floating probe, dh, dc_final, dict cache):
+    cdef int tn = _typenum(probe), k
     x, Wx, Wh = cache["x"], cache["Wx"], cache["Wh"]
     layer_norm, recurrent_mask = cache["layer_norm"], cache["recurrent_mask"]
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0], G = 4 * H, k
-    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0], G = 4 * H
     cdef const floating* ln_params[6]
-    cdef const floating* ln_saved[6]
+    cdef const floating* saved[6]
     cdef double* ln_grads[6]
+    cdef const floating** ln = NULL
     cdef const floating* mask = NULL
-    for k in range(6):
-        ln_params[k] = NULL
-        ln_saved[k] = NULL
-        ln_grads[k] = NULL
-    da = np.empty((N, T, G), dtype)
-    dhw = da
-    dxw = da
+    cdef const floating* dhp = <const floating*>_data(dh, tn, 3)
+    cdef const floating* xp = <const floating*>_data(x, tn, 3)
+    cdef const floating* c0p = <const floating*>_data(cache["c0"], tn, 2)
+    cdef const floating* Wxp = <const floating*>_data(Wx, tn, 2)
+    cdef const floating* Whp = <const floating*>_data(Wh, tn, 2)
+    cdef const floating* hprevp = <const floating*>_data(cache["hprev"], tn, 3)
+    cdef const floating* gatesp = <const floating*>_data(cache["gates"], tn, 3)
+    cdef const floating* cp = <const floating*>_data(cache["c"], tn, 3)
+    cdef const floating* tcp = <const floating*>_data(cache["tc"], tn, 3)
+    da = _empty(tn, N, T, G)
+    dhw = dxw = da
     ln_acc = {}
     if layer_norm is not None:
-        dhw = np.empty((N, T, G), dtype)
-        dxw = np.empty((N, T, G), dtype)
+        ln = ln_params
+        dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
         for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
-            ln_params[k] = _cptr[floating](layer_norm[name])
-            ln_acc[name] = np.zeros(layer_norm[name].shape[0], np.float64)
-            ln_grads[k] = _dptr(ln_acc[name])
-        for k, key in enumerate(("xhat_x", "rstd_x", "xhat_h", "rstd_h", "xhat_c", "rstd_c")):
-            ln_saved[k] = _cptr[floating](cache[key].reshape(-1))
+            ln_params[k] = <const floating*>_data(layer_norm[name], tn, 1)
+            ln_acc[name] = _zeros(cnp.NPY_DOUBLE, layer_norm[name].shape[0])
+            ln_grads[k] = <double*>_ptr(ln_acc[name])
+        for k, key in enumerate(LN_SAVED):
+            saved[k] = <const floating*>_data(cache[key], tn, 3 if k % 2 == 0 else 2)
     if recurrent_mask is not None:
-        mask = _cptr[floating](recurrent_mask.reshape(-1))
-    dh_next = np.zeros((N, H), dtype)
-    dc_next = np.array(dc_final, dtype=dtype, order="C", copy=True)
-    row_buf = np.empty(H, dtype)
-    dx = np.empty((N, T, D), dtype)
-    dWx = np.empty((D, G), dtype)
-    dWh = np.empty((H, G), dtype)
-    db = np.zeros(G, np.float64)
-
-    cdef const floating[:, :, ::1] dh_v = dh, x_v = x, hprev_v = cache["hprev"]
-    cdef const floating[:, :, ::1] gates_v = cache["gates"], c_v = cache["c"], tc_v = cache["tc"]
-    cdef const floating[:, ::1] c0_v = cache["c0"], Wx_v = Wx, Wh_v = Wh
-    cdef floating[:, ::1] dh_next_v = dh_next, dc_next_v = dc_next, dWx_v = dWx, dWh_v = dWh
-    cdef floating[:, :, ::1] da_v = da, dx_v = dx
-    cdef floating* dhw_p = _ptr[floating](dhw.reshape(-1))
-    cdef floating* dxw_p = _ptr[floating](dxw.reshape(-1))
-    cdef floating* row_buf_p = _ptr[floating](row_buf)
-    cdef double* db_p = _dptr(db)
-    WhT = np.ascontiguousarray(Wh.T) if N <= SMALL_BATCH else Wh
-    cdef const floating* WhT_p = _cptr[floating](WhT.reshape(-1))
+        mask = <const floating*>_data(recurrent_mask, tn, 2)
+    dc_next = cnp.PyArray_NewCopy(<cnp.ndarray?>dc_final, cnp.NPY_CORDER)
+    _data(dc_next, tn, 2)
+    dh_next, row_buf = _zeros(tn, N, H), _empty(tn, H)
+    dx, dWx, dWh = _empty(tn, N, T, D), _empty(tn, D, G), _empty(tn, H, G)
+    db = _zeros(cnp.NPY_DOUBLE, G)
+    cdef floating* out[9]
+    for k, arr in enumerate((dh_next, dc_next, row_buf, da, dhw, dxw, dx, dWx, dWh)):
+        out[k] = <floating*>_ptr(arr)
+    cdef double* db_p = <double*>_ptr(db)
     with nogil:
-        _lstm_backward(dh_v, dh_next_v, dc_next_v, x_v, c0_v, Wx_v, Wh_v, hprev_v, gates_v, c_v,
-                       tc_v, mask, ln_params, ln_saved[0], ln_saved[1], ln_saved[2], ln_saved[3],
-                       ln_saved[4], ln_saved[5], row_buf_p, da_v, dhw_p, dxw_p, dx_v, dWx_v,
-                       dWh_v, db_p, ln_grads, WhT_p)
-    grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=db.astype(dtype))
+        _lstm_backward(N, T, D, H, dhp, out[0], out[1], xp, c0p, Wxp, Whp, hprevp, gatesp, cp,
+                       tcp, mask, ln, saved, out[2], out[3], out[4], out[5], out[6], out[7],
+                       out[8], db_p, ln_grads)
+    grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=_as_dtype(db, tn))
     for name, total in ln_acc.items():
-        grads["d" + name] = total.astype(dtype)
+        grads["d" + name] = _as_dtype(total, tn)
     return grads
 
 
@@ -557,7 +588,7 @@ def lstm_backward(dh, dc_final, cache):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state.
     Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of each
     LSTM_LAYER_NORM_PARAMS entry."""
-    if _np_dtype(dh) is np.float32:
+    if _is_float32(dh):
         return _lstm_backward_typed[float](0, dh, dc_final, cache)
     return _lstm_backward_typed[double](0, dh, dc_final, cache)
 
@@ -576,61 +607,75 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 
 # ----------------------------------------------------------------------------- matrix product
-cdef void _matmul(bint trans_a, bint trans_b, const floating[:, ::1] a, const floating[:, ::1] b,
-                  floating[:, ::1] out):
-    cdef int m = out.shape[0], n = out.shape[1]
-    cdef int k = a.shape[0] if trans_a else a.shape[1]
+cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
+    cdef int tn = _typenum(probe)
+    cdef const floating* ap = <const floating*>_data(a, tn, 2)
+    cdef const floating* bp = <const floating*>_data(b, tn, 2)
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1]
+    out = _empty(tn, m, n)
+    cdef floating* op = <floating*>_ptr(out)
     with nogil:
-        _gemm(trans_a, trans_b, m, n, k, 1, &a[0, 0], <int>a.shape[1], &b[0, 0], <int>b.shape[1],
-              0, &out[0, 0], n)
+        _product(trans_a, trans_b, m, n, k, ap, lda, bp, ldb, op, n)
+    return out
 
 
 def matmul(a, b, bint trans_a=False, bint trans_b=False):
     """op(a) @ op(b) with op = transpose when asked, on the BLAS the LSTM kernels use — so that a
     whole training step runs on one BLAS thread pool (NumPy and SciPy each bring their own
     OpenBLAS, and two pools spinning on the same cores slow each other down)."""
-    m = a.shape[1] if trans_a else a.shape[0]
-    n = b.shape[0] if trans_b else b.shape[1]
-    dtype = _np_dtype(a)
-    out = np.empty((m, n), dtype)
-    if dtype is np.float32:
-        _matmul[float](trans_a, trans_b, a, b, out)
-    else:
-        _matmul[double](trans_a, trans_b, a, b, out)
-    return out
+    if _is_float32(a):
+        return _matmul_typed[float](0, a, b, trans_a, trans_b)
+    return _matmul_typed[double](0, a, b, trans_a, trans_b)
 
 
 # ----------------------------------------------------------------------------- validation helper
 def all_finite(arr):
     """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
     input checks: one vectorized pass, no temporary array)."""
-    cdef const double[::1] d
-    cdef const float[::1] f
     cdef int ok
-    flat = arr.reshape(-1)
-    if arr.dtype == np.float32:
-        f = flat
+    cdef Py_ssize_t n = arr.size
+    cdef const float* fp
+    cdef const double* dp
+    if _is_float32(arr):
+        fp = <const float*>_data(arr, cnp.NPY_FLOAT, arr.ndim)
         with nogil:
-            ok = rn_all_finite_f(&f[0], f.shape[0])
+            ok = rn_all_finite_f(fp, n)
     else:
-        d = flat
+        dp = <const double*>_data(arr, cnp.NPY_DOUBLE, arr.ndim)
         with nogil:
-            ok = rn_all_finite_d(&d[0], d.shape[0])
+            ok = rn_all_finite_d(dp, n)
     return ok != 0
 
 
 # ----------------------------------------------------------------------------- optimizer
-cdef void _adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floating[::1] v,
+cdef void _adam_update(Py_ssize_t n, floating* p, const floating* g, floating* m, floating* v,
                        floating step_size, floating beta1, floating beta2,
                        floating one_minus_b1, floating one_minus_b2, floating eps,
                        floating decay) noexcept nogil:
     # The NumPy twin's operations in the same order (and no contraction into FMA, see setup.py),
     # with every scalar rounded once from double as NumPy does, so the two agree bit for bit.
     cdef Py_ssize_t k
-    for k in range(p.shape[0]):
+    for k in range(n):
         m[k] = beta1 * m[k] + one_minus_b1 * g[k]
         v[k] = beta2 * v[k] + one_minus_b2 * (g[k] * g[k])
         p[k] = p[k] * decay - (step_size * m[k]) / (_sqrt(v[k]) + eps)
+
+
+cdef object _adam_update_typed(floating probe, p, g, m, v, double step_size, double beta1,
+                               double beta2, double eps, double decay):
+    cdef int tn = _typenum(probe)
+    cdef floating* pp = <floating*>_data(p, tn, 1, True)
+    cdef const floating* gp = <const floating*>_data(g, tn, 1)
+    cdef floating* mp = <floating*>_data(m, tn, 1, True)
+    cdef floating* vp = <floating*>_data(v, tn, 1, True)
+    cdef Py_ssize_t n = p.shape[0]
+    with nogil:
+        _adam_update(n, pp, gp, mp, vp, <floating>step_size, <floating>beta1, <floating>beta2,
+                     <floating>(1 - beta1), <floating>(1 - beta2), <floating>eps,
+                     <floating>decay)
 
 
 def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double eps,
@@ -638,17 +683,7 @@ def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double
     """One Adam step on flat arrays, in place: m, v are the moment estimates;
     p = p * decay - step_size * m / (sqrt(v) + eps). ``decay`` is 1 - lr * weight_decay for
     decoupled weight decay (AdamW), else 1."""
-    cdef double[::1] pd, md, vd
-    cdef const double[::1] gd
-    cdef float[::1] pf, mf, vf
-    cdef const float[::1] gf
-    if p.dtype == np.float32:
-        pf, gf, mf, vf = p, g, m, v
-        with nogil:
-            _adam_update[float](pf, gf, mf, vf, <float>step_size, <float>beta1, <float>beta2,
-                                <float>(1 - beta1), <float>(1 - beta2), <float>eps, <float>decay)
+    if _is_float32(p):
+        _adam_update_typed[float](0, p, g, m, v, step_size, beta1, beta2, eps, decay)
     else:
-        pd, gd, md, vd = p, g, m, v
-        with nogil:
-            _adam_update[double](pd, gd, md, vd, step_size, beta1, beta2, 1 - beta1, 1 - beta2,
-                                 eps, decay)
+        _adam_update_typed[double](0, p, g, m, v, step_size, beta1, beta2, eps, decay)
