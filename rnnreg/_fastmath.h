@@ -31,6 +31,61 @@
 #define RN_FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* ------------------------------------------------------------------ vector types
+ * GCC/Clang vector extensions: RN_VBYTES-wide vectors of double (rn_vd) and float (rn_vf), and
+ * 4-double vectors (rn_d4) that hold four float or double values widened for double sums. Where
+ * a loop's register use matters (accumulators that must stay in registers), it is written with
+ * these; GCC lowers them to whatever the build has (SSE2 pairs in the portable build). */
+#if defined(__GNUC__)
+/* 32-byte vectors in the portable (SSE2) build: GCC warns that passing them by value would change
+ * the ABI, which cannot matter here: every function taking them is inlined into this module. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#if defined(__AVX__)
+#define RN_VBYTES 32
+#include <immintrin.h>
+#else
+#define RN_VBYTES 16
+#endif
+
+/* Each vector type with its loads, stores and multiply-add. Loads go through memcpy: the rows
+ * the kernels pass are not aligned to the vector size, and memcpy is how C says "unaligned". */
+#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE)                                        \
+typedef T V __attribute__((vector_size(RN_VBYTES)));                                         \
+RN_INLINE V V##_load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
+RN_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
+RN_INLINE V V##_fma(V a, V b, V c) { return RN_VFMA(a, b, c, FMA_INTRINSIC, M_TYPE); }       \
+RN_INLINE V V##_splat(T x) {   /* not (V){0} + x, which must really add: 0 + -0 is +0 */      \
+    V v; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) v[q] = x; return v;              \
+}                                                                                            \
+RN_INLINE T V##_sum(V v) {                                                                   \
+    T s = 0; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) s += v[q]; return s;       \
+}
+#if defined(__FMA__) && defined(__AVX__)
+#define RN_VFMA(a, b, c, INTR, M) ((__typeof__(a))INTR((M)(a), (M)(b), (M)(c)))
+#else
+#define RN_VFMA(a, b, c, INTR, M) ((a) * (b) + (c))
+#endif
+RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d)
+RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256)
+
+typedef double rn_d4 __attribute__((vector_size(32)));
+typedef float rn_f4 __attribute__((vector_size(16)));
+RN_INLINE rn_d4 rn_d4_load_d(const double *p) { rn_d4 v; memcpy(&v, p, sizeof v); return v; }
+RN_INLINE void rn_d4_store_d(double *p, rn_d4 v) { memcpy(p, &v, sizeof v); }
+#if defined(__AVX__)   /* one instruction each way (GCC's generic conversion takes two halves) */
+RN_INLINE rn_d4 rn_d4_load_f(const float *p) { return (rn_d4)_mm256_cvtps_pd(_mm_loadu_ps(p)); }
+RN_INLINE void rn_d4_store_f(float *p, rn_d4 v) { _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v)); }
+#else
+RN_INLINE rn_d4 rn_d4_load_f(const float *p) {
+    rn_f4 v; memcpy(&v, p, sizeof v); return __builtin_convertvector(v, rn_d4);
+}
+RN_INLINE void rn_d4_store_f(float *p, rn_d4 v) {
+    rn_f4 f = __builtin_convertvector(v, rn_f4); memcpy(p, &f, sizeof f);
+}
+#endif
+RN_INLINE double rn_d4_sum(rn_d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+#endif
+
 /* ------------------------------------------------------------------ exp, double precision
  * exp(x) = 2^k * exp(r), x = k ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 split in two parts so that
  * k*ln2_hi is exact). exp(r) by its Taylor series to r^13/13!, whose truncation error
@@ -122,10 +177,89 @@ RN_DEFINE_ALL_FINITE(rn_all_finite_d, double)
 RN_DEFINE_ALL_FINITE(rn_all_finite_f, float)
 
 /* ------------------------------------------------------------------ layer norm, one row
- * Sums run in double, in RN_LANES explicit lanes (so they vectorize without reassociation):
- * the mean, then the variance of the centred values (two passes: a large mean cannot cancel).
- * out may be x (in-place normalization of the LSTM's gate pre-activations), so neither is
- * declared restrict; xhat and rstd never alias anything. */
+ * Sums run in double: the mean, then the variance of the centred values (two passes: a large
+ * mean cannot cancel). With vector types the sums run in two 4-double vectors (8 lanes, so
+ * the adds pipeline) and the values are widened four at a time; the plain-C fallback keeps the
+ * same 8 lanes as arrays. out may be x (in-place normalization of the LSTM's gate
+ * pre-activations), so neither is declared restrict; xhat and rstd never alias anything. */
+#define RN_LN_NORMALIZE(T)                                                                    \
+    const T r = (T)1 / (T)sqrt((T)var + (T)eps);                                              \
+    const T m = (T)mean;                                                                      \
+    rstd[0] = r;                                                                              \
+    for (i = 0; i < n; i++) {                                                                 \
+        T c = (x[i] - m) * r;                                                                 \
+        xhat[i] = c;                                                                          \
+        out[i] = c * gamma[i] + beta[i];                                                      \
+    }
+
+/* Layer-norm backward of one row: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with
+ * g = dout * gamma, in double; and the gain and bias gradients, dgamma += dout * xhat and
+ * dbeta += dout (running sums in double), added in the same pass that reads dout and xhat.
+ * dx may be dout (the LSTM normalizes its cell-state gradient in place), so neither is
+ * restrict: every dx[i] is written after the last read of dout[i]. */
+#if defined(__GNUC__)
+#define RN_DEFINE_LN_FWD(NAME, T, LOAD4)                                                      \
+RN_INLINE void NAME(const T *x, Py_ssize_t n, const T *restrict gamma,                        \
+                    const T *restrict beta, double eps, T *out, T *restrict xhat,             \
+                    T *restrict rstd) {                                                       \
+    rn_d4 a0 = {0, 0, 0, 0}, a1 = a0;                                                         \
+    double mean, var, tail = 0, d;                                                            \
+    Py_ssize_t i;                                                                             \
+    for (i = 0; i + 8 <= n; i += 8) { a0 += LOAD4(x + i); a1 += LOAD4(x + i + 4); }           \
+    for (; i < n; i++) tail += x[i];                                                          \
+    mean = (rn_d4_sum(a0 + a1) + tail) / n;                                                   \
+    const rn_d4 mv = {mean, mean, mean, mean};                                                \
+    a0 = a1 = (rn_d4){0, 0, 0, 0};                                                            \
+    tail = 0;                                                                                 \
+    for (i = 0; i + 8 <= n; i += 8) {                                                         \
+        const rn_d4 d0 = LOAD4(x + i) - mv, d1 = LOAD4(x + i + 4) - mv;                       \
+        a0 += d0 * d0;                                                                        \
+        a1 += d1 * d1;                                                                        \
+    }                                                                                         \
+    for (; i < n; i++) { d = x[i] - mean; tail += d * d; }                                    \
+    var = (rn_d4_sum(a0 + a1) + tail) / n;                                                    \
+    RN_LN_NORMALIZE(T)                                                                        \
+}
+
+#define RN_LN_BWD_QUAD(LOAD4, OFF, G_ACC, GX_ACC)                                                    \
+    {                                                                                         \
+        const rn_d4 d = LOAD4(dout + i + OFF), xh = LOAD4(xhat + i + OFF);                    \
+        const rn_d4 g = d * LOAD4(gamma + i + OFF);                                           \
+        G_ACC += g;                                                                           \
+        GX_ACC += g * xh;                                                                     \
+        rn_d4_store_d(dgamma + i + OFF, rn_d4_load_d(dgamma + i + OFF) + d * xh);             \
+        rn_d4_store_d(dbeta + i + OFF, rn_d4_load_d(dbeta + i + OFF) + d);                    \
+    }
+#define RN_DEFINE_LN_BWD_ACC(NAME, T, LOAD4, STORE4)                                          \
+RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd,                           \
+                    const T *restrict gamma, Py_ssize_t n, T *dx,                             \
+                    double *restrict dgamma, double *restrict dbeta) {                        \
+    rn_d4 g0 = {0, 0, 0, 0}, g1 = g0, gx0 = g0, gx1 = g0;                                     \
+    double tail_g = 0, tail_gx = 0, mean_g, mean_gx, r = rstd;                                \
+    Py_ssize_t i;                                                                             \
+    for (i = 0; i + 8 <= n; i += 8) {                                                         \
+        RN_LN_BWD_QUAD(LOAD4, 0, g0, gx0)                                                     \
+        RN_LN_BWD_QUAD(LOAD4, 4, g1, gx1)                                                     \
+    }                                                                                         \
+    for (; i < n; i++) {                                                                      \
+        double d = dout[i], xh = xhat[i], g = d * gamma[i];                                   \
+        tail_g += g; tail_gx += g * xh;                                                       \
+        dgamma[i] += d * xh; dbeta[i] += d;                                                   \
+    }                                                                                         \
+    mean_g = (rn_d4_sum(g0 + g1) + tail_g) / n;                                               \
+    mean_gx = (rn_d4_sum(gx0 + gx1) + tail_gx) / n;                                           \
+    for (i = 0; i + 4 <= n; i += 4)                                                           \
+        STORE4(dx + i, r * (LOAD4(dout + i) * LOAD4(gamma + i) - mean_g                       \
+                            - LOAD4(xhat + i) * mean_gx));                                    \
+    for (; i < n; i++)                                                                        \
+        dx[i] = (T)(r * ((double)dout[i] * gamma[i] - mean_g - xhat[i] * mean_gx));           \
+}
+RN_DEFINE_LN_FWD(rn_ln_fwd_d, double, rn_d4_load_d)
+RN_DEFINE_LN_FWD(rn_ln_fwd_f, float, rn_d4_load_f)
+RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_d, double, rn_d4_load_d, rn_d4_store_d)
+RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_f, float, rn_d4_load_f, rn_d4_store_f)
+
+#else   /* not GCC or Clang: the same sums in arrays of RN_LANES lanes */
 #define RN_DEFINE_LN_FWD(NAME, T)                                                             \
 RN_INLINE void NAME(const T *x, Py_ssize_t n, const T *restrict gamma,                        \
                     const T *restrict beta, double eps, T *out, T *restrict xhat,             \
@@ -144,23 +278,8 @@ RN_INLINE void NAME(const T *x, Py_ssize_t n, const T *restrict gamma,          
     for (; i < n; i++) { d = x[i] - mean; acc[0] += d * d; }                                  \
     for (j = 0; j < RN_LANES; j++) var += acc[j];                                             \
     var /= n;                                                                                 \
-    const T r = (T)1 / (T)sqrt((T)var + (T)eps);                                              \
-    const T m = (T)mean;                                                                      \
-    rstd[0] = r;                                                                              \
-    for (i = 0; i < n; i++) {                                                                 \
-        T c = (x[i] - m) * r;                                                                 \
-        xhat[i] = c;                                                                          \
-        out[i] = c * gamma[i] + beta[i];                                                      \
-    }                                                                                         \
+    RN_LN_NORMALIZE(T)                                                                        \
 }
-RN_DEFINE_LN_FWD(rn_ln_fwd_d, double)
-RN_DEFINE_LN_FWD(rn_ln_fwd_f, float)
-
-/* Layer-norm backward of one row: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with
- * g = dout * gamma, in double; and the gain and bias gradients, dgamma += dout * xhat and
- * dbeta += dout (running sums in double), added in the same pass that reads dout and xhat.
- * dx may be dout (the LSTM normalizes its cell-state gradient in place), so neither is
- * restrict: every dx[i] is written after the last read of dout[i]. */
 #define RN_DEFINE_LN_BWD_ACC(NAME, T)                                                         \
 RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd,                           \
                     const T *restrict gamma, Py_ssize_t n, T *dx,                             \
@@ -188,8 +307,11 @@ RN_INLINE void NAME(const T *dout, const T *restrict xhat, T rstd,              
     for (i = 0; i < n; i++)                                                                   \
         dx[i] = (T)(rstd * ((double)dout[i] * gamma[i] - mean_g - xhat[i] * mean_gx));        \
 }
+RN_DEFINE_LN_FWD(rn_ln_fwd_d, double)
+RN_DEFINE_LN_FWD(rn_ln_fwd_f, float)
 RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_d, double)
 RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_f, float)
+#endif
 
 /* ------------------------------------------------------------------ LSTM step, one row
  * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the
@@ -261,38 +383,10 @@ RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
  * For the few rows of a tiny batch (and the short sequences of the notebook), a BLAS call's
  * fixed cost — argument checks, packing the operands into its own layout — is larger than the
  * arithmetic. These two loops replace it there (the kernels choose by size, see _kernels.pyx).
- * They are written with GCC/Clang vector types, so the register blocking is explicit rather than
+ * They are written with the vector types above, so the register blocking is explicit rather than
  * left to the auto-vectorizer (which spilled the accumulators of a plain-C version to the stack).
- * No sum is reassociated across calls of different widths within one build; a build with FMA
- * uses it for the multiply-adds. */
+ * A build with FMA uses it for the multiply-adds. */
 #if defined(__GNUC__)
-#if defined(__AVX__)
-#define RN_VBYTES 32
-#include <immintrin.h>
-#else
-#define RN_VBYTES 16
-#endif
-
-/* Each vector type with its loads, stores and multiply-add. Loads go through memcpy: the rows
- * the kernels pass are not aligned to the vector size, and memcpy is how C says "unaligned". */
-#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE)                                        \
-typedef T V __attribute__((vector_size(RN_VBYTES)));                                         \
-RN_INLINE V V##_load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
-RN_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
-RN_INLINE V V##_fma(V a, V b, V c) { return RN_VFMA(a, b, c, FMA_INTRINSIC, M_TYPE); }       \
-RN_INLINE V V##_splat(T x) {   /* not (V){0} + x, which must really add: 0 + -0 is +0 */      \
-    V v; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) v[q] = x; return v;              \
-}                                                                                            \
-RN_INLINE T V##_sum(V v) {                                                                   \
-    T s = 0; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) s += v[q]; return s;       \
-}
-#if defined(__FMA__) && defined(__AVX__)
-#define RN_VFMA(a, b, c, INTR, M) ((__typeof__(a))INTR((M)(a), (M)(b), (M)(c)))
-#else
-#define RN_VFMA(a, b, c, INTR, M) ((a) * (b) + (c))
-#endif
-RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d)
-RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256)
 
 /* C (m, n) = A (m, k) @ B (k, n). A is read one scalar at a time, so it may have any strides
  * (sa_row, sa_col): A^T is the same matrix with the strides swapped, which gives the weight
