@@ -313,6 +313,19 @@ RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_d, double)
 RN_DEFINE_LN_BWD_ACC(rn_ln_bwd_acc_f, float)
 #endif
 
+/* ------------------------------------------------------------------ softmax, one row
+ * out[j] = exp(x[j] - shift) for j < n (a loop that vectorizes), and their sum in double. */
+#define RN_DEFINE_EXP_SHIFTED(NAME, T, EXP)                                                   \
+RN_INLINE double NAME(const T *restrict x, T shift, T *restrict out, Py_ssize_t n) {          \
+    Py_ssize_t j;                                                                             \
+    double total = 0;                                                                         \
+    for (j = 0; j < n; j++) out[j] = EXP(x[j] - shift);                                       \
+    for (j = 0; j < n; j++) total += out[j];                                                  \
+    return total;                                                                             \
+}
+RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_d, double, rn_exp)
+RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_f, float, rn_expf)
+
 /* ------------------------------------------------------------------ LSTM step, one row
  * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the
  * bias b, then apply the gate nonlinearities in place: sigmoid on [i f o], tanh on g. */

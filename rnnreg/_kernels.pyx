@@ -17,8 +17,8 @@ from rnnreg import _reference
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf
-from libc.stdint cimport uint64_t
+from libc.math cimport log, sqrt, sqrtf
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -63,6 +63,8 @@ cdef extern from "_fastmath.h" nogil:
                          Py_ssize_t n, double* dx, double* dgamma, double* dbeta)
     void rn_ln_bwd_acc_f(const float* dout, const float* xhat, float rstd, const float* gamma,
                          Py_ssize_t n, float* dx, double* dgamma, double* dbeta)
+    double rn_exp_shifted_d(const double* x, double shift, double* out, Py_ssize_t n)
+    double rn_exp_shifted_f(const float* x, float shift, float* out, Py_ssize_t n)
     int rn_all_finite_d(const double* x, Py_ssize_t n)
     int rn_all_finite_f(const float* x, Py_ssize_t n)
     void rn_gemm_nn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
@@ -228,15 +230,16 @@ cdef inline int _typenum(floating probe) noexcept nogil:
 
 
 cdef void* _data(object arr, int typenum, int ndim, bint writeable=False) except NULL:
-    """The data pointer of arr, which must be a C-contiguous ndarray with ndim axes of the
-    given type (and writeable when asked)."""
-    if (not cnp.PyArray_Check(arr) or cnp.PyArray_NDIM(<cnp.ndarray>arr) != ndim
+    """The data pointer of arr, which must be a C-contiguous ndarray with ndim axes (any number
+    when ndim is -1) of the given type (and writeable when asked)."""
+    if (not cnp.PyArray_Check(arr)
+            or (ndim >= 0 and cnp.PyArray_NDIM(<cnp.ndarray>arr) != ndim)
             or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>arr)
             or cnp.PyArray_TYPE(<cnp.ndarray>arr) != typenum
             or (writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>arr))):
         raise TypeError(f"kernel argument: expected a C-contiguous{' writeable' if writeable else ''} "
                         f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name} array with "
-                        f"{ndim} axes, got {type(arr).__name__} "
+                        f"{ndim if ndim >= 0 else 'any number of'} axes, got {type(arr).__name__} "
                         f"{getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}")
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
@@ -631,6 +634,60 @@ def matmul(a, b, bint trans_a=False, bint trans_b=False):
     return _matmul_typed[double](0, a, b, trans_a, trans_b)
 
 
+# ----------------------------------------------------------------------------- loss
+cdef double _softmax_cross_entropy(Py_ssize_t M, Py_ssize_t C, const floating* logits,
+                                   const int64_t* targets, floating* dlogits) noexcept nogil:
+    """Mean over rows of -log softmax(logits)[target]; dlogits = (softmax - onehot) / M."""
+    cdef Py_ssize_t r, j
+    cdef const floating* row
+    cdef floating* out
+    cdef floating top, scale
+    cdef floating inv_m = <floating>(1.0 / M)
+    cdef double total_exp, log_z, loss = 0
+    for r in range(M):
+        row = logits + r * C
+        out = dlogits + r * C
+        top = row[0]
+        for j in range(1, C):
+            if row[j] > top:
+                top = row[j]
+        if floating is float:
+            total_exp = rn_exp_shifted_f(row, top, out, C)
+        else:
+            total_exp = rn_exp_shifted_d(row, top, out, C)
+        log_z = log(total_exp)
+        loss += log_z - (row[targets[r]] - top)
+        scale = <floating>(1.0 / total_exp)
+        for j in range(C):
+            out[j] = out[j] * scale * inv_m
+        out[targets[r]] -= inv_m
+    return loss / M
+
+
+cdef object _softmax_cross_entropy_typed(floating probe, logits, targets):
+    cdef int tn = _typenum(probe)
+    cdef const floating* lp = <const floating*>_data(logits, tn, 2)
+    cdef const int64_t* tp = <const int64_t*>_data(targets, cnp.NPY_INT64, 1)
+    cdef Py_ssize_t r, M = logits.shape[0], C = logits.shape[1]
+    for r in range(M):   # an id outside [0, C) would index outside the row
+        if tp[r] < 0 or tp[r] >= C:
+            raise ValueError(f"targets[{r}] = {tp[r]} is outside [0, {C})")
+    dlogits = _empty(tn, M, C)
+    cdef floating* dp = <floating*>_ptr(dlogits)
+    cdef double loss
+    with nogil:
+        loss = _softmax_cross_entropy(M, C, lp, tp, dp)
+    return loss, dlogits
+
+
+def softmax_cross_entropy(logits, targets):
+    """logits (M, C), targets (M,) int64 in [0, C) -> (mean cross-entropy as a float,
+    dlogits (M, C) = (softmax - onehot) / M)."""
+    if _is_float32(logits):
+        return _softmax_cross_entropy_typed[float](0, logits, targets)
+    return _softmax_cross_entropy_typed[double](0, logits, targets)
+
+
 # ----------------------------------------------------------------------------- validation helper
 def all_finite(arr):
     """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
@@ -654,36 +711,40 @@ def all_finite(arr):
 cdef void _adam_update(Py_ssize_t n, floating* p, const floating* g, floating* m, floating* v,
                        floating step_size, floating beta1, floating beta2,
                        floating one_minus_b1, floating one_minus_b2, floating eps,
-                       floating decay) noexcept nogil:
+                       floating decay, floating l2) noexcept nogil:
     # The NumPy twin's operations in the same order (and no contraction into FMA, see setup.py),
     # with every scalar rounded once from double as NumPy does, so the two agree bit for bit.
     cdef Py_ssize_t k
+    cdef floating grad
     for k in range(n):
-        m[k] = beta1 * m[k] + one_minus_b1 * g[k]
-        v[k] = beta2 * v[k] + one_minus_b2 * (g[k] * g[k])
+        grad = g[k] + l2 * p[k]
+        m[k] = beta1 * m[k] + one_minus_b1 * grad
+        v[k] = beta2 * v[k] + one_minus_b2 * (grad * grad)
         p[k] = p[k] * decay - (step_size * m[k]) / (_sqrt(v[k]) + eps)
 
 
 cdef object _adam_update_typed(floating probe, p, g, m, v, double step_size, double beta1,
-                               double beta2, double eps, double decay):
+                               double beta2, double eps, double decay, double l2):
     cdef int tn = _typenum(probe)
-    cdef floating* pp = <floating*>_data(p, tn, 1, True)
-    cdef const floating* gp = <const floating*>_data(g, tn, 1)
-    cdef floating* mp = <floating*>_data(m, tn, 1, True)
-    cdef floating* vp = <floating*>_data(v, tn, 1, True)
-    cdef Py_ssize_t n = p.shape[0]
+    cdef floating* pp = <floating*>_data(p, tn, -1, True)
+    cdef const floating* gp = <const floating*>_data(g, tn, -1)
+    cdef floating* mp = <floating*>_data(m, tn, -1, True)
+    cdef floating* vp = <floating*>_data(v, tn, -1, True)
+    cdef Py_ssize_t n = p.size
     with nogil:
         _adam_update(n, pp, gp, mp, vp, <floating>step_size, <floating>beta1, <floating>beta2,
                      <floating>(1 - beta1), <floating>(1 - beta2), <floating>eps,
-                     <floating>decay)
+                     <floating>decay, <floating>l2)
 
 
 def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double eps,
-                double decay):
-    """One Adam step on flat arrays, in place: m, v are the moment estimates;
+                double decay, double l2):
+    """One Adam step in place on arrays of one shape (any number of axes): m, v are the moment
+    estimates; with grad = g + l2 * p (coupled L2 weight decay, l2 = 0 for none),
+    m = beta1 m + (1 - beta1) grad, v = beta2 v + (1 - beta2) grad², and
     p = p * decay - step_size * m / (sqrt(v) + eps). ``decay`` is 1 - lr * weight_decay for
     decoupled weight decay (AdamW), else 1."""
     if _is_float32(p):
-        _adam_update_typed[float](0, p, g, m, v, step_size, beta1, beta2, eps, decay)
+        _adam_update_typed[float](0, p, g, m, v, step_size, beta1, beta2, eps, decay, l2)
     else:
-        _adam_update_typed[double](0, p, g, m, v, step_size, beta1, beta2, eps, decay)
+        _adam_update_typed[double](0, p, g, m, v, step_size, beta1, beta2, eps, decay, l2)

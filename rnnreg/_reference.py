@@ -221,17 +221,32 @@ def matmul(a, b, trans_a=False, trans_b=False):
     return (a.T if trans_a else a) @ (b.T if trans_b else b)
 
 
+def softmax_cross_entropy(logits, targets):
+    """logits (M, C), targets (M,) int64 in [0, C) -> (mean cross-entropy as a float,
+    dlogits (M, C) = (softmax - onehot) / M)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = shifted - log_z
+    rows = np.arange(logits.shape[0])
+    loss = -float(np.mean(log_probs[rows, targets]))
+    dlogits = np.exp(log_probs)
+    dlogits[rows, targets] -= 1
+    dlogits /= logits.shape[0]
+    return loss, dlogits
+
+
 def all_finite(arr):
     """Whether every entry is finite."""
     return bool(np.isfinite(arr).all())
 
 
-def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay):
-    """One Adam step on flat arrays, in place (see the compiled twin for the formula)."""
+def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2):
+    """One Adam step in place (see the compiled twin for the formula)."""
     dtype = p.dtype.type
+    grad = g + dtype(l2) * p
     m *= dtype(beta1)
-    m += dtype(1 - beta1) * g
+    m += dtype(1 - beta1) * grad
     v *= dtype(beta2)
-    v += dtype(1 - beta2) * (g * g)
+    v += dtype(1 - beta2) * (grad * grad)
     p *= dtype(decay)
     p -= (dtype(step_size) * m) / (np.sqrt(v) + dtype(eps))

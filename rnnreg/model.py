@@ -38,19 +38,6 @@ def _matmul(a, b, trans_a=False, trans_b=False):
     return v.finite_result(out, "the model's output projection", "the weights or activations")
 
 
-def _softmax_cross_entropy(logits, targets):
-    """Mean cross-entropy over rows; returns (loss, dlogits)."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_probs = shifted - log_z
-    rows = np.arange(logits.shape[0])
-    loss = -float(np.mean(log_probs[rows, targets]))
-    dlogits = np.exp(log_probs)
-    dlogits[rows, targets] -= 1
-    dlogits /= logits.shape[0]
-    return loss, dlogits
-
-
 class RegularizedLSTM:
     """An LSTM language model with dropout, layer norm and weight-drop built in.
 
@@ -204,8 +191,11 @@ class RegularizedLSTM:
         if not training or self.dropout_keep_prob == 1.0:
             return x, None
         N, T, F = x.shape
-        shape = (N, 1, F) if self.variational else (N, T, F)
-        mask = dropout_mask(shape, self.dropout_keep_prob, self.rng, self.dtype)
+        if not self.variational:   # mask and product in one kernel call
+            out, mask = _backend.kernels().dropout_forward(
+                np.ascontiguousarray(x).reshape(-1), self.dropout_keep_prob, self.rng)
+            return out.reshape(x.shape), mask.reshape(x.shape)
+        mask = dropout_mask((N, 1, F), self.dropout_keep_prob, self.rng, self.dtype)
         return x * mask, mask
 
     def forward_batch(self, inputs, targets=None, state=None, training=False):
@@ -236,8 +226,9 @@ class RegularizedLSTM:
         h_init, c_init = self._check_state(state, N)
         H, dt = self.hidden_size, self.dtype
         if self.embedding_size is None:
-            x = np.zeros((N, T, self.vocab_size), dt)
-            np.put_along_axis(x, inputs[..., None], 1.0, axis=2)
+            x = np.zeros((N * T, self.vocab_size), dt)
+            x[np.arange(N * T), inputs.reshape(-1)] = 1
+            x = x.reshape(N, T, self.vocab_size)
         else:
             x = self.params["embedding"][inputs]
         input_mask = None
@@ -276,7 +267,8 @@ class RegularizedLSTM:
             + self.params["by"]
         loss, dlogits = None, None
         if targets is not None:
-            loss, dlogits = _softmax_cross_entropy(logits, targets.reshape(-1))
+            loss, dlogits = _backend.kernels().softmax_cross_entropy(
+                logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
         self._cache = dict(inputs=inputs, top=x, dlogits=dlogits, layers=layer_caches,
                            dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T))
         return loss, logits.reshape(N, T, -1), (h_final, c_final)

@@ -147,14 +147,14 @@ class Adam(Optimizer):
 
     def step(self, grads):
         self._check_grads(grads)
-        if not self.decoupled:
-            grads = self._coupled(grads)
         self.step_count += 1
         b1, b2 = self.betas
         bias1 = 1 - b1 ** self.step_count
         bias2 = 1 - b2 ** self.step_count
         # Bias correction folded into the step size and eps, so the kernel updates m, v and the
         # weights in one pass: lr * m_hat / (sqrt(v_hat) + eps) written without m_hat, v_hat.
+        # Weight decay happens in the same pass: coupled L2 adds l2 * w to the gradient there,
+        # decoupled decay scales the weights by `decay`.
         step_size = self.lr * math.sqrt(bias2) / bias1
         eps_hat = self.eps * math.sqrt(bias2)
         update = _backend.kernels().adam_update
@@ -162,14 +162,20 @@ class Adam(Optimizer):
             for name, p in self.params.items():
                 self.state["m"][name] = np.zeros_like(p)
                 self.state["v"][name] = np.zeros_like(p)
+        decayed = self.weight_decay and self.decoupled
+        decay_factor = 1 - self.lr * self.weight_decay
+        moments_m, moments_v = self.state["m"], self.state["v"]
+        decay_names = set(self.decay)
         for name, p in self.params.items():
-            m, s = self.state["m"][name], self.state["v"][name]
-            decay = 1.0
-            if self.decoupled and self.weight_decay and name in self.decay:
-                decay = 1 - self.lr * self.weight_decay
-            g = np.ascontiguousarray(grads[name], dtype=p.dtype)
-            update(p.reshape(-1), g.reshape(-1), m.reshape(-1), s.reshape(-1), step_size, b1,
-                   b2, eps_hat, decay)
+            is_decayed = name in decay_names
+            g = grads[name]
+            if not (isinstance(g, np.ndarray) and g.dtype == p.dtype and g.flags.c_contiguous):
+                g = np.ascontiguousarray(g, dtype=p.dtype)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{name!r}] has shape {g.shape}, expected {p.shape}")
+            update(p, g, moments_m[name], moments_v[name], step_size, b1, b2, eps_hat,
+                   decay_factor if decayed and is_decayed else 1.0,
+                   self.weight_decay if is_decayed and not self.decoupled else 0.0)
 
 
 class AdamW(Adam):

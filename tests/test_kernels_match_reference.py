@@ -218,18 +218,44 @@ def test_kernel_modules_expose_the_same_names():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("decay", [1.0, 0.999])
-def test_adam_update_matches_reference_bit_for_bit(dtype, decay):
+@pytest.mark.parametrize("decay, l2", [(1.0, 0.0), (0.999, 0.0), (1.0, 0.01)])
+@pytest.mark.parametrize("shape", [(37,), (5, 7)])
+def test_adam_update_matches_reference_bit_for_bit(dtype, decay, l2, shape):
     rng = np.random.default_rng(5)
-    arrays = [rng.standard_normal(37).astype(dtype) for _ in range(4)]
+    arrays = [rng.standard_normal(shape).astype(dtype) for _ in range(4)]
     arrays[3] = np.abs(arrays[3])  # second moments are non-negative
     compiled = [a.copy() for a in arrays]
     numpy_ = [a.copy() for a in arrays]
     for _ in range(3):
-        _backend._kernels.adam_update(*compiled, 0.01, 0.9, 0.999, 1e-8, decay)
-        _reference.adam_update(*numpy_, 0.01, 0.9, 0.999, 1e-8, decay)
+        _backend._kernels.adam_update(*compiled, 0.01, 0.9, 0.999, 1e-8, decay, l2)
+        _reference.adam_update(*numpy_, 0.01, 0.9, 0.999, 1e-8, decay, l2)
     for a, b_ in zip(compiled, numpy_):
         np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows, classes", [(1, 1), (1, 50), (15, 50), (37, 3), (8, 1000)])
+def test_softmax_cross_entropy_matches_reference(dtype, rows, classes):
+    rng = np.random.default_rng(rows * classes)
+    logits = (rng.standard_normal((rows, classes)) * 4).astype(dtype)
+    targets = rng.integers(0, classes, rows)
+    loss_k, dlogits_k = _backend._kernels.softmax_cross_entropy(logits, targets)
+    loss_r, dlogits_r = _reference.softmax_cross_entropy(logits, targets)
+    assert dlogits_k.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    assert abs(loss_k - loss_r) <= tol * max(1.0, abs(loss_r))
+    np.testing.assert_allclose(dlogits_k, dlogits_r, rtol=tol * 10, atol=tol)
+    # the gradient of a mean over rows: each row of (softmax - onehot) / M sums to zero
+    np.testing.assert_allclose(dlogits_k.sum(axis=1), 0, atol=tol * 10)
+
+
+def test_softmax_cross_entropy_kernel_refuses_targets_outside_the_classes():
+    logits = np.zeros((2, 3))
+    for bad in (np.array([0, 3]), np.array([-1, 0])):
+        with pytest.raises(ValueError, match="outside"):
+            _backend._kernels.softmax_cross_entropy(logits, bad)
+    with pytest.raises(TypeError, match="int64"):
+        _backend._kernels.softmax_cross_entropy(logits, np.array([0.0, 1.0]))
 
 
 @pytest.mark.parametrize("keep_prob", [0.05, 0.5, 0.8, 0.99])
