@@ -124,8 +124,10 @@ def token_array(value, name, vocab_size, ndim=None):
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    low, high = arr.min(), arr.max()
-    if low < 0 or high >= vocab_size:
+    arr = arr.astype(np.intp, copy=False)
+    # One reduction checks both ends: read as unsigned, a negative id is larger than any vocabulary.
+    if arr.view(np.uintp).max() >= vocab_size:
+        low, high = arr.min(), arr.max()
         bad = low if low < 0 else high
         raise IndexError(f"{name} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
-    return arr.astype(np.intp, copy=False)
+    return arr

@@ -97,6 +97,10 @@ class RegularizedLSTM:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         self.rng = v.as_generator(seed, "seed")
         self.params = self._init_params()
+        # Parameter names per layer, built once (the forward pass runs at every step).
+        self._layer_names = [(f"W{layer}", f"b{layer}",
+                              tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS))
+                             for layer in range(self.num_layers)]
         self.grads = {}
         self._cache = None
 
@@ -239,8 +243,9 @@ class RegularizedLSTM:
             x, input_mask = self._dropout(x, training)
         layer_caches, dropout_masks, weight_masks = [], [input_mask], []
         h_final, c_final = np.empty_like(h_init), np.empty_like(c_init)
-        for layer in range(self.num_layers):
-            W = self.params[f"W{layer}"]
+        params = self.params
+        for layer, (w_name, b_name, ln_names) in enumerate(self._layer_names):
+            W = params[w_name]
             D = W.shape[0] - H
             Wh = W[D:]
             weight_mask = None
@@ -252,10 +257,10 @@ class RegularizedLSTM:
                 recurrent_mask = dropout_mask((N, H), self.recurrent_keep_prob, self.rng, dt)
             ln = None
             if self.use_layer_norm:
-                ln = {name: self.params[f"ln{layer}.{name}"] for name in LSTM_LAYER_NORM_PARAMS}
+                ln = dict(zip(LSTM_LAYER_NORM_PARAMS, map(params.__getitem__, ln_names)))
             cache = _backend.kernels().lstm_forward(
                 np.ascontiguousarray(x), h_init[layer], c_init[layer], W[:D], Wh,
-                self.params[f"b{layer}"], ln, recurrent_mask, 1e-5)
+                params[b_name], ln, recurrent_mask, 1e-5)
             v.finite_result(cache["c"], f"LSTM layer {layer}", "the weights or inputs")
             h = cache["h"]
             h_final[layer], c_final[layer] = h[:, -1], cache["c"][:, -1]
@@ -299,6 +304,7 @@ class RegularizedLSTM:
         grads["by"] = dlogits.sum(axis=0)
         dx = _matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
         for layer in reversed(range(self.num_layers)):
+            w_name, b_name, ln_names = self._layer_names[layer]
             mask = cache["dropout_masks"][layer + 1]
             dh = dx if mask is None else dx * mask
             dcf = np.zeros((N, H), self.dtype) if dc_final is None else \
@@ -312,11 +318,11 @@ class RegularizedLSTM:
                 v.finite_result(g[name], f"LSTM layer {layer} backward", "the gradients")
             dWh = g["dWh"] if cache["weight_masks"][layer] is None else \
                 g["dWh"] * cache["weight_masks"][layer]
-            grads[f"W{layer}"] = np.vstack([g["dWx"], dWh])
-            grads[f"b{layer}"] = g["db"]
+            grads[w_name] = np.concatenate((g["dWx"], dWh))
+            grads[b_name] = g["db"]
             if self.use_layer_norm:
-                for name in LSTM_LAYER_NORM_PARAMS:
-                    grads[f"ln{layer}.{name}"] = g["d" + name]
+                for name, full_name in zip(LSTM_LAYER_NORM_PARAMS, ln_names):
+                    grads[full_name] = g["d" + name]
             dx = g["dx"]
         if self.embedding_size is not None:
             mask = cache["dropout_masks"][0]
@@ -324,8 +330,9 @@ class RegularizedLSTM:
             grads["embedding"] = np.zeros_like(self.params["embedding"])
             np.add.at(grads["embedding"], cache["inputs"].reshape(-1),
                       demb.reshape(N * T, -1))
-        self.grads = {name: np.ascontiguousarray(grads[name], dtype=self.dtype)
-                      for name in self.params}
+        # Every gradient is already a C-contiguous array of the model's dtype (kernel outputs and
+        # products of them); the dict lists them in the parameters' order.
+        self.grads = {name: grads[name] for name in self.params}
         return self.grads
 
     def _check_state(self, state, batch):
