@@ -327,11 +327,17 @@ RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_d, double, rn_exp)
 RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_f, float, rn_expf)
 
 /* ------------------------------------------------------------------ LSTM step, one row
- * a (4H) holds the recurrent projection of one batch row; add the input projection xw and the
- * bias b, then apply the gate nonlinearities in place: sigmoid on [i f o], tanh on g. */
+ * a (4H) holds the recurrent projection of one batch row; add the input projection xw (NULL
+ * when a holds it already) and the bias b, then apply the gate nonlinearities in place:
+ * sigmoid on [i f o], tanh on g. */
 #define RN_DEFINE_GATES(NAME, T, SIG, TANH)                                                   \
 RN_INLINE void NAME(T *restrict a, const T *restrict xw, const T *restrict b, Py_ssize_t H) { \
     Py_ssize_t j;                                                                             \
+    if (xw == NULL) {   /* a holds both projections already */                               \
+        for (j = 0; j < 3 * H; j++) a[j] = SIG(a[j] + b[j]);                                  \
+        for (j = 3 * H; j < 4 * H; j++) a[j] = TANH(a[j] + b[j]);                             \
+        return;                                                                               \
+    }                                                                                         \
     for (j = 0; j < 3 * H; j++) a[j] = SIG(a[j] + xw[j] + b[j]);                              \
     for (j = 3 * H; j < 4 * H; j++) a[j] = TANH(a[j] + xw[j] + b[j]);                         \
 }
@@ -401,7 +407,8 @@ RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
  * A build with FMA uses it for the multiply-adds. */
 #if defined(__GNUC__)
 
-/* C (m, n) = A (m, k) @ B (k, n). A is read one scalar at a time, so it may have any strides
+/* C (m, n) = A (m, k) @ B (k, n), or C += A @ B (as C + (A @ B)) when accumulate is set. A is
+ * read one scalar at a time, so it may have any strides
  * (sa_row, sa_col): A^T is the same matrix with the strides swapped, which gives the weight
  * gradients x^T @ dgates without a transpose. B and C are row-major with row strides ldb, ldc.
  * Accumulators stay in registers while p runs over k, with enough independent chains (8) to
@@ -411,7 +418,7 @@ RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
 #define RN_DEFINE_GEMM_NN(NAME, T, V)                                                         \
 RN_INLINE void NAME##_row(Py_ssize_t j, Py_ssize_t n, Py_ssize_t k, const T *restrict a,      \
                           Py_ssize_t sa_col, const T *restrict B, Py_ssize_t ldb,             \
-                          T *restrict c) {                                                    \
+                          T *restrict c, int accumulate) {                                    \
     const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
     Py_ssize_t p, q;                                                                          \
     for (; j + 8 * L <= n; j += 8 * L) {                                                      \
@@ -422,23 +429,24 @@ RN_INLINE void NAME##_row(Py_ssize_t j, Py_ssize_t n, Py_ssize_t k, const T *res
             const T *restrict b = B + p * ldb + j;                                            \
             for (q = 0; q < 8; q++) acc[q] = V##_fma(ap, V##_load(b + q * L), acc[q]);        \
         }                                                                                     \
-        for (q = 0; q < 8; q++) V##_store(c + j + q * L, acc[q]);                             \
+        for (q = 0; q < 8; q++)                                                               \
+            V##_store(c + j + q * L, accumulate ? V##_load(c + j + q * L) + acc[q] : acc[q]); \
     }                                                                                         \
     for (; j + L <= n; j += L) {                                                              \
         V acc = (V){0};                                                                       \
         for (p = 0; p < k; p++)                                                               \
             acc = V##_fma(V##_splat(a[p * sa_col]), V##_load(B + p * ldb + j), acc);         \
-        V##_store(c + j, acc);                                                                \
+        V##_store(c + j, accumulate ? V##_load(c + j) + acc : acc);                           \
     }                                                                                         \
     for (; j < n; j++) {                                                                      \
         T acc = 0;                                                                            \
         for (p = 0; p < k; p++) acc += a[p * sa_col] * B[p * ldb + j];                        \
-        c[j] = acc;                                                                           \
+        c[j] = accumulate ? c[j] + acc : acc;                                                 \
     }                                                                                         \
 }                                                                                             \
 RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
                     Py_ssize_t sa_row, Py_ssize_t sa_col, const T *restrict B,               \
-                    Py_ssize_t ldb, T *restrict C, Py_ssize_t ldc) {                          \
+                    Py_ssize_t ldb, T *restrict C, Py_ssize_t ldc, int accumulate) {          \
     const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
     Py_ssize_t i = 0, p, j, r;                                                                \
     for (; i + 4 <= m; i += 4) {                                                              \
@@ -456,15 +464,16 @@ RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict 
                 }                                                                             \
             }                                                                                 \
             for (r = 0; r < 4; r++) {                                                         \
-                V##_store(c + r * ldc + j, acc[r][0]);                                        \
-                V##_store(c + r * ldc + j + L, acc[r][1]);                                    \
+                T *restrict cr = c + r * ldc + j;                                             \
+                V##_store(cr, accumulate ? V##_load(cr) + acc[r][0] : acc[r][0]);             \
+                V##_store(cr + L, accumulate ? V##_load(cr + L) + acc[r][1] : acc[r][1]);     \
             }                                                                                 \
         }                                                                                     \
         for (r = 0; r < 4; r++)                                                               \
-            NAME##_row(j, n, k, a + r * sa_row, sa_col, B, ldb, c + r * ldc);                 \
+            NAME##_row(j, n, k, a + r * sa_row, sa_col, B, ldb, c + r * ldc, accumulate);     \
     }                                                                                         \
     for (; i < m; i++)                                                                        \
-        NAME##_row(0, n, k, A + i * sa_row, sa_col, B, ldb, C + i * ldc);                     \
+        NAME##_row(0, n, k, A + i * sa_row, sa_col, B, ldb, C + i * ldc, accumulate);         \
 }
 
 /* C (m, n) = A (m, k) @ B (n, k)^T: every entry a dot product of a row of A and a row of B, both
@@ -514,12 +523,13 @@ RN_DEFINE_GEMM_NT(rn_gemm_nt_f, float, rn_vf)
 #else   /* not GCC or Clang: the same products as plain loops */
 #define RN_DEFINE_GEMM_PLAIN(NN, NT, T)                                                       \
 RN_INLINE void NN(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t sa_row,    \
-                  Py_ssize_t sa_col, const T *B, Py_ssize_t ldb, T *C, Py_ssize_t ldc) {      \
+                  Py_ssize_t sa_col, const T *B, Py_ssize_t ldb, T *C, Py_ssize_t ldc,        \
+                  int accumulate) {                                                           \
     for (Py_ssize_t i = 0; i < m; i++)                                                        \
         for (Py_ssize_t j = 0; j < n; j++) {                                                  \
             T acc = 0;                                                                        \
             for (Py_ssize_t p = 0; p < k; p++) acc += A[i * sa_row + p * sa_col] * B[p * ldb + j]; \
-            C[i * ldc + j] = acc;                                                             \
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc : acc;                         \
         }                                                                                     \
 }                                                                                             \
 RN_INLINE void NT(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t lda,       \

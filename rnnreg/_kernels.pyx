@@ -69,10 +69,10 @@ cdef extern from "_fastmath.h" nogil:
     int rn_all_finite_f(const float* x, Py_ssize_t n)
     void rn_gemm_nn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
                       Py_ssize_t sa_row, Py_ssize_t sa_col, const double* B, Py_ssize_t ldb,
-                      double* C, Py_ssize_t ldc)
+                      double* C, Py_ssize_t ldc, int accumulate)
     void rn_gemm_nn_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
                       Py_ssize_t sa_row, Py_ssize_t sa_col, const float* B, Py_ssize_t ldb,
-                      float* C, Py_ssize_t ldc)
+                      float* C, Py_ssize_t ldc, int accumulate)
     void rn_gemm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
                       const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
     void rn_gemm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
@@ -130,9 +130,10 @@ cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const float
 
 cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                           const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                          floating* c, Py_ssize_t ldc) noexcept nogil:
-    """Row-major C (m, n) = op(A) @ op(B): plain loops for small products (see SMALL_PRODUCT),
-    BLAS otherwise. lda, ldb, ldc are the row strides of A, B, C as stored."""
+                          floating* c, Py_ssize_t ldc, bint accumulate=False) noexcept nogil:
+    """Row-major C (m, n) = op(A) @ op(B), or C += op(A) @ op(B) when accumulate is set (not
+    with trans_b): plain loops for small products (see SMALL_PRODUCT), BLAS otherwise. lda, ldb,
+    ldc are the row strides of A, B, C as stored."""
     if (m <= SMALL_BATCH or m * n * k <= SMALL_PRODUCT) and not (trans_a and trans_b):
         if trans_b:       # entries are dot products of rows of A and rows of B
             if floating is float:
@@ -141,17 +142,17 @@ cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
                 rn_gemm_nt_d(m, n, k, a, lda, b, ldb, c, ldc)
         elif trans_a:     # A^T: the stored matrix read with its strides swapped
             if floating is float:
-                rn_gemm_nn_f(m, n, k, a, 1, lda, b, ldb, c, ldc)
+                rn_gemm_nn_f(m, n, k, a, 1, lda, b, ldb, c, ldc, accumulate)
             else:
-                rn_gemm_nn_d(m, n, k, a, 1, lda, b, ldb, c, ldc)
+                rn_gemm_nn_d(m, n, k, a, 1, lda, b, ldb, c, ldc, accumulate)
         else:
             if floating is float:
-                rn_gemm_nn_f(m, n, k, a, lda, 1, b, ldb, c, ldc)
+                rn_gemm_nn_f(m, n, k, a, lda, 1, b, ldb, c, ldc, accumulate)
             else:
-                rn_gemm_nn_d(m, n, k, a, lda, 1, b, ldb, c, ldc)
+                rn_gemm_nn_d(m, n, k, a, lda, 1, b, ldb, c, ldc, accumulate)
     else:
-        _gemm(trans_a, trans_b, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb, 0, c,
-              <int>ldc)
+        _gemm(trans_a, trans_b, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb,
+              1 if accumulate else 0, c, <int>ldc)
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -390,18 +391,21 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                         floating* xw, floating* hprev, floating* gates, floating* c,
                         floating* tc, floating* h, floating** saved,
                         floating* scratch) noexcept nogil:
-    """x (N, T, D); h0, c0, mask (N, H); Wx (D, G); Wh (H, G); b (G,); G = 4H. Writes xw, gates
+    """x (N, T, D); h0, c0, mask (N, H); Wx (D, G); Wh (H, G); b (G,); G = 4H. Writes gates
     (N, T, G) and hprev, c, tc, h (N, T, H); ln: NULL or the LSTM_LAYER_NORM_PARAMS, then saved
-    holds the LN_SAVED arrays. scratch: H values."""
+    holds the LN_SAVED arrays and xw (N, T, G) receives the normalized input projection (without
+    layer norm xw is NULL: the projections are summed in gates). scratch: H values."""
     cdef Py_ssize_t G = 4 * H, n, t, j, row
+    cdef bint summed = ln == NULL
     cdef const floating* src
     cdef const floating* c_prev
     cdef floating* a
     cdef floating* dst
 
-    # The input projection of every time step in one matrix product.
-    _product(False, False, N * T, G, D, x, D, Wx, G, xw, G)
-    if ln != NULL:
+    # The input projection of every time step in one matrix product — straight into the gate
+    # slots when nothing has to be done to it before the recurrent projection is added.
+    _product(False, False, N * T, G, D, x, D, Wx, G, gates if summed else xw, G)
+    if not summed:
         for row in range(N * T):
             _ln_row_forward(xw + row * G, G, ln[0], ln[1], eps, xw + row * G,
                             saved[0] + row * G, saved[1] + row)
@@ -416,13 +420,14 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
             else:
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _product(False, False, N, G, H, hprev + t * H, T * H, Wh, G, gates + t * G, T * G)
+        _product(False, False, N, G, H, hprev + t * H, T * H, Wh, G, gates + t * G, T * G,
+                 summed)
         for n in range(N):
             row = n * T + t
             a = gates + row * G
             if ln != NULL:
                 _ln_row_forward(a, G, ln[2], ln[3], eps, a, saved[2] + row * G, saved[3] + row)
-            _gates(a, xw + row * G, b, H)
+            _gates(a, NULL if summed else xw + row * G, b, H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             _cell(a, c_prev, c + row * H, H)
             if ln != NULL:
@@ -457,16 +462,20 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
             saved[k] = <floating*>_ptr(arr)
     if recurrent_mask is not None:
         mask = <const floating*>_data(recurrent_mask, tn, 2)
-    xw, gates = _empty(tn, N, T, G), _empty(tn, N, T, G)
+    gates = _empty(tn, N, T, G)
     hprev, c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
     scratch = _empty(tn, H)
-    cdef floating* out[7]
-    for k, arr in enumerate((xw, hprev, gates, c, tc, h, scratch)):
+    cdef floating* out[6]
+    for k, arr in enumerate((hprev, gates, c, tc, h, scratch)):
         out[k] = <floating*>_ptr(arr)
+    cdef floating* xw_p = NULL
+    if ln != NULL:
+        xw = _empty(tn, N, T, G)
+        xw_p = <floating*>_ptr(xw)
     with nogil:
         _lstm_forward(N, T, D, H, xp, h0p, c0p, Wxp, Whp, bp, ln, mask, eps,
-                      out[0], out[1], out[2], out[3], out[4], out[5], saved, out[6])
-    cache["xw"], cache["gates"], cache["hprev"] = xw, gates, hprev
+                      xw_p, out[0], out[1], out[2], out[3], out[4], saved, out[5])
+    cache["gates"], cache["hprev"] = gates, hprev
     cache["c"], cache["tc"], cache["h"] = c, tc, h
     return cache
 

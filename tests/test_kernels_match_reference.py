@@ -10,8 +10,12 @@ from rnnreg import _backend, _reference
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
-# (N, T, D, H): batch 1, hidden 1 and T 1 included
-SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8)]
+# (N, T, D, H): batch 1, hidden 1 and T 1 included. The kernels' matrix products run as plain
+# loops up to SMALL_BATCH = 4 rows or SMALL_PRODUCT = 2^17 multiply-adds, on BLAS above: (6, 5, 7,
+# 10) reaches every remainder of the loops' register blocks, (9, 3, 20, 64) puts every product
+# of both passes on BLAS.
+SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8),
+          (6, 5, 7, 10), (9, 3, 20, 64)]
 LAYOUTS = ["contiguous", "strided", "readonly", "fortran"]
 
 
