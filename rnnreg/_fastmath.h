@@ -49,14 +49,12 @@
 
 /* Each vector type with its loads, stores and multiply-add. Loads go through memcpy: the rows
  * the kernels pass are not aligned to the vector size, and memcpy is how C says "unaligned". */
-#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE)                                        \
+#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE, SPLAT_INTRINSIC)                                        \
 typedef T V __attribute__((vector_size(RN_VBYTES)));                                         \
 RN_INLINE V V##_load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
 RN_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
 RN_INLINE V V##_fma(V a, V b, V c) { return RN_VFMA(a, b, c, FMA_INTRINSIC, M_TYPE); }       \
-RN_INLINE V V##_splat(T x) {   /* not (V){0} + x, which must really add: 0 + -0 is +0 */      \
-    V v; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) v[q] = x; return v;              \
-}                                                                                            \
+RN_INLINE V V##_splat(T x) { return RN_SPLAT(V, T, x, SPLAT_INTRINSIC); }                  \
 RN_INLINE T V##_sum(V v) {                                                                   \
     T s = 0; for (size_t q = 0; q < sizeof(V) / sizeof(T); q++) s += v[q]; return s;       \
 }
@@ -65,8 +63,16 @@ RN_INLINE T V##_sum(V v) {                                                      
 #else
 #define RN_VFMA(a, b, c, INTR, M) ((a) * (b) + (c))
 #endif
-RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d)
-RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256)
+/* A vector of copies of x: one broadcast instruction under AVX (GCC fills a float vector written
+ * as a loop with a chain of inserts). Not (V){0} + x, which must really add: 0 + -0 is +0. */
+#if defined(__AVX__)
+#define RN_SPLAT(V, T, x, INTR) ((V)INTR(x))
+#else
+#define RN_SPLAT(V, T, x, INTR) \
+    __extension__({ V v_; for (size_t q_ = 0; q_ < sizeof(V) / sizeof(T); q_++) v_[q_] = (x); v_; })
+#endif
+RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d, _mm256_set1_pd)
+RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256, _mm256_set1_ps)
 
 typedef double rn_d4 __attribute__((vector_size(32)));
 typedef float rn_f4 __attribute__((vector_size(16)));
@@ -515,6 +521,72 @@ RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict 
         }                                                                                     \
     }                                                                                         \
 }
+/* The per-step product of an LSTM over a batch of more than a few rows: C (m, n) = A (m, k) @ B,
+ * or C += A @ B, where B (k, n) is the same matrix at every step (Wh, or Wh^T in the backward
+ * pass). BLAS repacks B into its own layout at every call — for these shapes as much work as the
+ * product — so B is packed once per sequence here (RN_PACK columns, two vectors wide, per panel,
+ * rows of a panel contiguous and the last panel zero-padded) and every step streams the panels.
+ * Rows of C are made four at a time (8 accumulators); a last partial block of rows repeats the
+ * last row of A and stores only the rows that exist. */
+#define RN_DEFINE_PACKED(PACK, GEMM, T, V)                                                    \
+RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                                \
+    const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
+    return ((n + P - 1) / P) * P * k;                                                         \
+}                                                                                             \
+/* packed = B (k, n) with element (p, j) at B[p * sb_row + j * sb_col] (B^T: swap the strides) */ \
+RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *restrict B, Py_ssize_t sb_row,        \
+                    Py_ssize_t sb_col, T *restrict packed) {                                  \
+    const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
+    Py_ssize_t j0, p, q;                                                                      \
+    for (j0 = 0; j0 < n; j0 += P) {                                                           \
+        const Py_ssize_t cols = n - j0 < P ? n - j0 : P;                                      \
+        for (p = 0; p < k; p++, packed += P) {                                                \
+            const T *restrict b = B + p * sb_row + j0 * sb_col;                               \
+            for (q = 0; q < cols; q++) packed[q] = b[q * sb_col];                             \
+            for (; q < P; q++) packed[q] = 0;                                                 \
+        }                                                                                     \
+    }                                                                                         \
+}                                                                                             \
+RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
+                    Py_ssize_t lda, const T *restrict packed, T *restrict C, Py_ssize_t ldc,  \
+                    int accumulate) {                                                         \
+    const Py_ssize_t L = sizeof(V) / sizeof(T), P = 2 * L;                                    \
+    Py_ssize_t j0, i, p, r, q;                                                                \
+    for (j0 = 0; j0 < n; j0 += P, packed += P * k) {                                          \
+        const Py_ssize_t cols = n - j0 < P ? n - j0 : P;                                      \
+        for (i = 0; i < m; i += 4) {                                                          \
+            const T *restrict a[4];                                                           \
+            V acc[4][2];                                                                      \
+            for (r = 0; r < 4; r++) {                                                         \
+                a[r] = A + (i + r < m ? i + r : m - 1) * lda;                                 \
+                acc[r][0] = (V){0}; acc[r][1] = (V){0};                                       \
+            }                                                                                 \
+            for (p = 0; p < k; p++) {                                                         \
+                const V b0 = V##_load(packed + p * P), b1 = V##_load(packed + p * P + L);     \
+                for (r = 0; r < 4; r++) {                                                     \
+                    const V ap = V##_splat(a[r][p]);                                          \
+                    acc[r][0] = V##_fma(ap, b0, acc[r][0]);                                   \
+                    acc[r][1] = V##_fma(ap, b1, acc[r][1]);                                   \
+                }                                                                             \
+            }                                                                                 \
+            for (r = 0; r < 4 && i + r < m; r++) {                                            \
+                T *restrict c = C + (i + r) * ldc + j0;                                       \
+                if (cols == P) {                                                              \
+                    V##_store(c, accumulate ? V##_load(c) + acc[r][0] : acc[r][0]);           \
+                    V##_store(c + L, accumulate ? V##_load(c + L) + acc[r][1] : acc[r][1]);   \
+                } else {                                                                      \
+                    T tmp[2 * sizeof(V) / sizeof(T)];                                         \
+                    V##_store(tmp, acc[r][0]);                                                \
+                    V##_store(tmp + L, acc[r][1]);                                            \
+                    for (q = 0; q < cols; q++) c[q] = accumulate ? c[q] + tmp[q] : tmp[q];    \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+}
+RN_DEFINE_PACKED(rn_pack_d, rn_gemm_packed_d, double, rn_vd)
+RN_DEFINE_PACKED(rn_pack_f, rn_gemm_packed_f, float, rn_vf)
+
 RN_DEFINE_GEMM_NN(rn_gemm_nn_d, double, rn_vd)
 RN_DEFINE_GEMM_NN(rn_gemm_nn_f, float, rn_vf)
 RN_DEFINE_GEMM_NT(rn_gemm_nt_d, double, rn_vd)

@@ -19,6 +19,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from libc.math cimport log, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -73,6 +74,18 @@ cdef extern from "_fastmath.h" nogil:
     void rn_gemm_nn_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
                       Py_ssize_t sa_row, Py_ssize_t sa_col, const float* B, Py_ssize_t ldb,
                       float* C, Py_ssize_t ldc, int accumulate)
+    Py_ssize_t rn_pack_d_size(Py_ssize_t k, Py_ssize_t n)
+    Py_ssize_t rn_pack_f_size(Py_ssize_t k, Py_ssize_t n)
+    void rn_pack_d(Py_ssize_t k, Py_ssize_t n, const double* B, Py_ssize_t sb_row,
+                   Py_ssize_t sb_col, double* packed)
+    void rn_pack_f(Py_ssize_t k, Py_ssize_t n, const float* B, Py_ssize_t sb_row,
+                   Py_ssize_t sb_col, float* packed)
+    void rn_gemm_packed_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
+                          Py_ssize_t lda, const double* packed, double* C, Py_ssize_t ldc,
+                          int accumulate)
+    void rn_gemm_packed_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
+                          Py_ssize_t lda, const float* packed, float* C, Py_ssize_t ldc,
+                          int accumulate)
     void rn_gemm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
                       const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
     void rn_gemm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
@@ -153,6 +166,54 @@ cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
     else:
         _gemm(trans_a, trans_b, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb,
               1 if accumulate else 0, c, <int>ldc)
+
+
+cdef struct StepWeights:
+    # The recurrent weights one sequence multiplies at every step: B (k, n), packed once for
+    # rn_gemm_packed (see _fastmath.h) when the batch is larger than SMALL_BATCH, else read as is.
+    void* packed        # NULL: use b_rows with _product
+    const void* b_rows  # B row-major, or B^T row-major when transposed
+    bint transposed
+    Py_ssize_t k, n
+
+
+cdef inline void _step_weights_init(StepWeights* w, Py_ssize_t N, Py_ssize_t k, Py_ssize_t n,
+                                    const floating* b, bint transposed) noexcept nogil:
+    """B (k, n) = b (row-major (k, n)), or b^T when transposed (b row-major (n, k))."""
+    w.packed = NULL
+    w.b_rows = b
+    w.transposed = transposed
+    w.k = k
+    w.n = n
+    if N <= SMALL_BATCH:
+        return
+    if floating is float:
+        w.packed = malloc(rn_pack_f_size(k, n) * sizeof(float))
+    else:
+        w.packed = malloc(rn_pack_d_size(k, n) * sizeof(double))
+    if w.packed == NULL:   # out of memory for the copy: every step goes to BLAS instead
+        return
+    if floating is float:
+        rn_pack_f(k, n, b, 1 if transposed else n, k if transposed else 1, <float*>w.packed)
+    else:
+        rn_pack_d(k, n, b, 1 if transposed else n, k if transposed else 1, <double*>w.packed)
+
+
+cdef inline void _step_product(const StepWeights* w, Py_ssize_t m, const floating* a,
+                               Py_ssize_t lda, floating* c, Py_ssize_t ldc,
+                               bint accumulate) noexcept nogil:
+    """C (m, n) = A (m, k) @ B, or C += A @ B, for one time step (accumulate not with a
+    transposed B on the unpacked path)."""
+    if w.packed != NULL:
+        if floating is float:
+            rn_gemm_packed_f(m, w.n, w.k, a, lda, <const float*>w.packed, c, ldc, accumulate)
+        else:
+            rn_gemm_packed_d(m, w.n, w.k, a, lda, <const double*>w.packed, c, ldc, accumulate)
+    elif w.transposed:
+        _product(False, True, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.k, c, ldc)
+    else:
+        _product(False, False, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.n, c, ldc,
+                 accumulate)
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -401,6 +462,7 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
     cdef const floating* c_prev
     cdef floating* a
     cdef floating* dst
+    cdef StepWeights recurrent
 
     # The input projection of every time step in one matrix product — straight into the gate
     # slots when nothing has to be done to it before the recurrent projection is added.
@@ -409,6 +471,7 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
         for row in range(N * T):
             _ln_row_forward(xw + row * G, G, ln[0], ln[1], eps, xw + row * G,
                             saved[0] + row * G, saved[1] + row)
+    _step_weights_init(&recurrent, N, H, G, Wh, False)
     for t in range(T):
         # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
         for n in range(N):
@@ -420,8 +483,7 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
             else:
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _product(False, False, N, G, H, hprev + t * H, T * H, Wh, G, gates + t * G, T * G,
-                 summed)
+        _step_product(&recurrent, N, hprev + t * H, T * H, gates + t * G, T * G, summed)
         for n in range(N):
             row = n * T + t
             a = gates + row * G
@@ -436,6 +498,7 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                 _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
             else:
                 _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
+    free(recurrent.packed)
 
 
 cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
@@ -512,7 +575,9 @@ cdef void _lstm_backward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
     cdef const floating* a
     cdef const floating* c_prev
     cdef floating* da_row
+    cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
 
+    _step_weights_init(&recurrent_t, N, G, H, Wh, True)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             row = n * T + t
@@ -528,10 +593,11 @@ cdef void _lstm_backward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                 _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
                                  dhw + row * G, ln_grads[2], ln_grads[3])
         # dh(t-1) = (dhw(t) @ Wh^T) * mask
-        _product(False, True, N, H, G, dhw + t * G, T * G, Wh, G, dh_next, H)
+        _step_product(&recurrent_t, N, dhw + t * G, T * G, dh_next, H, False)
         if mask != NULL:
             for k in range(N * H):
                 dh_next[k] = dh_next[k] * mask[k]
+    free(recurrent_t.packed)
 
     _sum_rows(da, N * T, G, db)
     if ln != NULL:
