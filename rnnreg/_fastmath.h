@@ -1,12 +1,14 @@
 /*
  * Inner loops of rnnreg's kernels that must vectorize: the LSTM gate nonlinearities and cell
- * update, and the small matrix products of a single time step when the batch is tiny.
+ * update, layer-norm rows, a softmax row, the finiteness check, and the matrix products that
+ * BLAS does badly here — small ones, and a time step's product with the recurrent weights.
  *
  * Why C and not Cython: libm's exp/tanh are scalar calls, so a loop over them cannot vectorize
  * and ends up slower than NumPy's SIMD ufuncs from batch 16 up. rn_exp below is branch-free
  * (magic-number rounding, integer exponent arithmetic, a polynomial), so GCC turns the loops that
  * call it into SIMD code. `restrict` tells the compiler that outputs do not alias inputs.
- * Built without -ffast-math: IEEE rounding is kept; the loops below never need reassociation.
+ * Built without -ffast-math: IEEE rounding is kept; sums that must vectorize are written in
+ * explicit lanes instead of asking the compiler to reassociate them.
  */
 #ifndef RNNREG_FASTMATH_H
 #define RNNREG_FASTMATH_H

@@ -95,6 +95,8 @@ cdef extern from "_fastmath.h" nogil:
 # SMALL_BATCH rows (a time step of a tiny batch) or at most SMALL_PRODUCT multiply-adds (the whole
 # sequence of the notebook's setting): below these sizes a BLAS call's fixed cost — checks and
 # packing the operands — is larger than the arithmetic (measure: benchmarks/small_products.py).
+# A time step of a larger batch multiplies the same Wh at every step: it runs on a copy of Wh
+# packed once per sequence (StepWeights below), where BLAS would pack Wh again at every step.
 cdef enum:
     SMALL_BATCH = 4
     SMALL_PRODUCT = 1 << 17
