@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from rnnreg.cli import main
 
@@ -50,3 +51,8 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
     assert "| lstm_forward+backward | tiny |" in proc.stdout
     data = json.loads(out.read_text())
     assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
+    # benchmarks/summarize.py reads such files: two runs of the same rows give a median and range
+    summarize = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize.py"
+    table = subprocess.run([sys.executable, str(summarize), str(out), str(out)],
+                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert "2 runs" in table and "| lstm_forward+backward | tiny |" in table
