@@ -275,3 +275,23 @@ def test_dropout_keeps_each_unit_with_probability_keep_prob(keep_prob):
         part = kept[slice_::4]
         assert abs(part.mean() - keep_prob) < 5 * 2 * sigma + 1 / 65536
     assert set(np.unique(mask)) == {0.0, 1 / keep_prob}
+
+
+def test_kernels_refuse_arrays_they_cannot_read_in_place():
+    """The kernels read raw data pointers (the wrappers convert layouts first); called directly
+    with an array of another layout, dtype or rank, or a read-only array to update, they raise
+    instead of reading or writing memory they should not."""
+    K = _backend._kernels
+    a = np.ones((4, 4))
+    for bad in (a[:, ::2], np.asfortranarray(np.ones((4, 3))), a.astype(np.float32), a.ravel(),
+                [[1.0]]):
+        with pytest.raises(TypeError, match="C-contiguous"):
+            K.matmul(bad, a)
+    x, h0 = np.ones((2, 3, 4)), np.zeros((2, 5))
+    Wx, Wh, b = np.ones((4, 20)), np.ones((5, 20)), np.zeros(20)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        K.lstm_forward(np.asfortranarray(x), h0, h0, Wx, Wh, b, None, None, 1e-5)
+    frozen = np.ones(3)
+    frozen.setflags(write=False)
+    with pytest.raises(TypeError, match="writeable"):
+        K.adam_update(frozen, np.ones(3), np.zeros(3), np.zeros(3), 0.1, 0.9, 0.999, 1e-8, 1.0, 0.0)
