@@ -594,8 +594,8 @@ RN_DEFINE_GEMM_NN(rn_gemm_nn_f, float, rn_vf)
 RN_DEFINE_GEMM_NT(rn_gemm_nt_d, double, rn_vd)
 RN_DEFINE_GEMM_NT(rn_gemm_nt_f, float, rn_vf)
 
-#else   /* not GCC or Clang: the same products as plain loops */
-#define RN_DEFINE_GEMM_PLAIN(NN, NT, T)                                                       \
+#else   /* not GCC or Clang: the same products (and the packed step product) as plain loops */
+#define RN_DEFINE_GEMM_PLAIN(NN, NT, PACK, GEMM, T)                                           \
 RN_INLINE void NN(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t sa_row,    \
                   Py_ssize_t sa_col, const T *B, Py_ssize_t ldb, T *C, Py_ssize_t ldc,        \
                   int accumulate) {                                                           \
@@ -614,9 +614,20 @@ RN_INLINE void NT(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize
             for (Py_ssize_t p = 0; p < k; p++) acc += A[i * lda + p] * B[j * ldb + p];        \
             C[i * ldc + j] = acc;                                                             \
         }                                                                                     \
+}                                                                                             \
+/* "packed" B is B copied row-major: the plain loops gain nothing from panels */              \
+RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) { return k * n; }                \
+RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *B, Py_ssize_t sb_row,                \
+                    Py_ssize_t sb_col, T *packed) {                                           \
+    for (Py_ssize_t p = 0; p < k; p++)                                                        \
+        for (Py_ssize_t j = 0; j < n; j++) packed[p * n + j] = B[p * sb_row + j * sb_col];    \
+}                                                                                             \
+RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t lda,     \
+                    const T *packed, T *C, Py_ssize_t ldc, int accumulate) {                  \
+    NN(m, n, k, A, lda, 1, packed, n, C, ldc, accumulate);                                    \
 }
-RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_d, rn_gemm_nt_d, double)
-RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_f, rn_gemm_nt_f, float)
+RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_d, rn_gemm_nt_d, rn_pack_d, rn_gemm_packed_d, double)
+RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_f, rn_gemm_nt_f, rn_pack_f, rn_gemm_packed_f, float)
 #endif
 
 #endif
