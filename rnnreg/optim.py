@@ -162,20 +162,17 @@ class Adam(Optimizer):
             for name, p in self.params.items():
                 self.state["m"][name] = np.zeros_like(p)
                 self.state["v"][name] = np.zeros_like(p)
-        decayed = self.weight_decay and self.decoupled
-        decay_factor = 1 - self.lr * self.weight_decay
+        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1.0
+        l2 = 0.0 if self.decoupled else self.weight_decay
         moments_m, moments_v = self.state["m"], self.state["v"]
         decay_names = set(self.decay)
         for name, p in self.params.items():
             is_decayed = name in decay_names
-            g = grads[name]
-            if not (isinstance(g, np.ndarray) and g.dtype == p.dtype and g.flags.c_contiguous):
-                g = np.ascontiguousarray(g, dtype=p.dtype)
+            g = np.ascontiguousarray(grads[name], dtype=p.dtype)
             if g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}] has shape {g.shape}, expected {p.shape}")
             update(p, g, moments_m[name], moments_v[name], step_size, b1, b2, eps_hat,
-                   decay_factor if decayed and is_decayed else 1.0,
-                   self.weight_decay if is_decayed and not self.decoupled else 0.0)
+                   decay if is_decayed else 1.0, l2 if is_decayed else 0.0)
 
 
 class AdamW(Adam):
