@@ -299,7 +299,6 @@ class RegularizedLSTM:
         grads = {}
         dlogits = cache["dlogits"]
         top = np.ascontiguousarray(cache["top"]).reshape(N * T, H)
-        dlogits = dlogits.astype(self.dtype, copy=False)
         grads["Why"] = _matmul(top, dlogits, trans_a=True)
         grads["by"] = dlogits.sum(axis=0)
         dx = _matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
