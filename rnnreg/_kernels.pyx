@@ -674,16 +674,8 @@ def lstm_backward(dh, dc_final, cache):
 
 
 # ----------------------------------------------------------------------------- LSTM step
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    """One time step: x (N, D) -> (next_h, next_c, cache); the sequence kernel with T = 1."""
-    cache = lstm_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
-    return cache["h"][:, 0], cache["c"][:, 0], cache
-
-
-def lstm_step_backward(dnext_h, dnext_c, cache):
-    """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
-    grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
-    return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]
+# One time step is the sequence kernel with T = 1, wrapped the same way as in the NumPy twin.
+lstm_step_forward, lstm_step_backward = _reference._step_functions(lstm_forward, lstm_backward)
 
 
 # ----------------------------------------------------------------------------- matrix product

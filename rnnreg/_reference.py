@@ -204,16 +204,23 @@ def lstm_backward(dh, dc_final, cache):
     return grads
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function with T = 1."""
-    cache = lstm_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
-    return cache["h"][:, 0], cache["c"][:, 0], cache
+def _step_functions(sequence_forward, sequence_backward):
+    """lstm_step_forward and lstm_step_backward of a backend: its sequence functions with T = 1
+    (the compiled module builds its pair from its own kernels with this too)."""
+    def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+        """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function, T = 1."""
+        cache = sequence_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
+        return cache["h"][:, 0], cache["c"][:, 0], cache
+
+    def lstm_step_backward(dnext_h, dnext_c, cache):
+        """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
+        grads = sequence_backward(dnext_h[:, None, :], dnext_c, cache)
+        return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
+                grads["db"])
+    return lstm_step_forward, lstm_step_backward
 
 
-def lstm_step_backward(dnext_h, dnext_c, cache):
-    """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
-    grads = lstm_backward(dnext_h[:, None, :], dnext_c, cache)
-    return grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"]
+lstm_step_forward, lstm_step_backward = _step_functions(lstm_forward, lstm_backward)
 
 
 def matmul(a, b, trans_a=False, trans_b=False):
