@@ -521,8 +521,10 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
         ln = ln_params
         for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
             ln_params[k] = <const floating*>_data(layer_norm[name], tn, 1)
-        for k, key in enumerate(LN_SAVED):
-            arr = _empty(tn, N, T, (G if k == 0 or k == 2 else H)) if k % 2 == 0 else _empty(tn, N, T)
+        # xhat of the input and recurrent projections (N, T, G) and of the cell (N, T, H); each
+        # followed by its rstd (N, T)
+        for k, (key, width) in enumerate(zip(LN_SAVED, (G, 0, G, 0, H, 0))):
+            arr = _empty(tn, N, T, width) if width else _empty(tn, N, T)
             cache[key] = arr
             saved[k] = <floating*>_ptr(arr)
     if recurrent_mask is not None:
