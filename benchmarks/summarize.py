@@ -20,7 +20,10 @@ def _cell(values, fmt):
 
 
 def summarize(paths, threads=None):
-    runs = [json.load(open(path))["results"] for path in paths]
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f)["results"])
     keys, rows = [], {}
     for results in runs:
         for r in results:
