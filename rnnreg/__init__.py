@@ -5,7 +5,8 @@ Dropout, layer normalization, weight decay and early stopping, on compiled Cytho
 """
 from ._backend import get_backend, set_backend, use_backend
 from .data import generate_simple_dataset
-from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LSTMGradients, dropout_backward,
+from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LSTMCache,
+                         LSTMGradients, dropout_backward,
                          dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
                          lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
                          lstm_step_forward, matmul)
@@ -17,7 +18,7 @@ from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularize
 __version__ = "0.1.0"
 
 __all__ = [
-    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients",
+    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
     "dropout_forward", "dropout_backward", "dropout_mask", "matmul",

@@ -1,26 +1,38 @@
 # cython: language_level=3
 # Directives (boundscheck, wraparound, cdivision, initializedcheck) are set once in setup.py, so
 # that RNNREG_DEBUG_BUILD=1 can turn the checks back on for a debug build of this same file.
-"""Compiled kernels of rnnreg: LSTM step and sequence, layer norm, dropout.
+"""Compiled kernels of rnnreg: LSTM step and sequence, layer norm, dropout, the loss, Adam.
 
-Each function has a pure-NumPy twin of the same name in ``rnnreg._reference`` (read its module
-docstring for the equations and the gate order). The public wrappers in ``rnnreg.functional``
-validate shapes, dtypes and values before calling here: these kernels trust their inputs, which are
-C-contiguous arrays of one floating dtype, sizes >= 1. float32 and float64 share one source through
-the fused type ``floating``; matrix products go to BLAS (``scipy.linalg.cython_blas``); all loops
-run without the GIL, and the time loop of a sequence runs here, never in Python.
+Each function has a pure-NumPy twin of the same name in ``rnnreg._reference``; the contracts both
+follow (gate order, layer-norm names, what a forward saves, the dropout rule) are defined once in
+``rnnreg._conventions``. float32 and float64 share one source through the fused type
+``floating``; matrix products go to BLAS (``scipy.linalg.cython_blas``) or to the loops of
+``_fastmath.h``; all loops run without the GIL, and the time loop of a sequence runs here.
+
+Every entry point checks its own arguments, whoever calls it: each array must be an ndarray of the
+kernel's dtype, in native byte order, aligned and C-contiguous (outputs and in-place arguments
+writeable), and its real dimensions (``PyArray_DIMS``, never a Python ``.shape``) must agree with
+the others'. These checks are integer compares, no pass over the data; a failure raises
+``TypeError`` (wrong kind of array) or ``ValueError`` (wrong size), naming the argument. So a direct
+kernel call cannot read or write memory it should not. Dimensions too large for BLAS's 32-bit
+integers are never cast down: such products run on the plain loops instead. The public wrappers in
+``rnnreg.functional`` add the conventions (layouts, defaults, finiteness of inputs and results).
 """
+from types import MappingProxyType
+
 import numpy as np
 
-from rnnreg import _reference
+from rnnreg._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, LSTMCache,
+                                 dropout_threshold, step_functions)
 
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
-from libc.math cimport log, sqrt, sqrtf
+from libc.limits cimport INT_MAX
+from libc.math cimport INFINITY, log, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -36,8 +48,6 @@ cdef extern from *:
 # initialization checks on, no optimization.
 DEBUG_BUILD = bool(RNNREG_DEBUG_BUILD)
 
-GATE_ORDER = ("i", "f", "o", "g")
-LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
 
 
 # ----------------------------------------------------------------------------- vectorized loops
@@ -143,13 +153,38 @@ cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const float
         rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
 
 
+# BLAS takes its dimensions as 32-bit ints. A product with any dimension or row stride above
+# _blas_int_max runs on the plain loops (which index with Py_ssize_t) instead of being cast down.
+# The limit is a variable only so that tests can lower it and reach that path with small arrays.
+cdef Py_ssize_t _blas_int_max = INT_MAX
+
+
+def _set_blas_int_max(Py_ssize_t limit):
+    """Testing hook: products with a dimension above ``limit`` skip BLAS (default INT_MAX).
+    Returns the previous limit."""
+    global _blas_int_max
+    if limit < 1 or limit > INT_MAX:
+        raise ValueError(f"limit must be in [1, {INT_MAX}], got {limit}")
+    previous = _blas_int_max
+    _blas_int_max = limit
+    return previous
+
+
+cdef inline bint _fits_blas(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t lda,
+                            Py_ssize_t ldb, Py_ssize_t ldc) noexcept nogil:
+    cdef Py_ssize_t top = _blas_int_max
+    return m <= top and n <= top and k <= top and lda <= top and ldb <= top and ldc <= top
+
+
 cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                           const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
                           floating* c, Py_ssize_t ldc, bint accumulate=False) noexcept nogil:
     """Row-major C (m, n) = op(A) @ op(B), or C += op(A) @ op(B) when accumulate is set (not
-    with trans_b): plain loops for small products (see SMALL_PRODUCT), BLAS otherwise. lda, ldb,
-    ldc are the row strides of A, B, C as stored."""
-    if (m <= SMALL_BATCH or m * n * k <= SMALL_PRODUCT) and not (trans_a and trans_b):
+    with trans_b): plain loops for small products (see SMALL_PRODUCT) and for dimensions BLAS's
+    ints cannot hold, BLAS otherwise. lda, ldb, ldc are the row strides of A, B, C as stored.
+    Not both trans_a and trans_b (no caller needs it; matmul refuses it above the BLAS limit)."""
+    if ((m <= SMALL_BATCH or m * n * k <= SMALL_PRODUCT or not _fits_blas(m, n, k, lda, ldb, ldc))
+            and not (trans_a and trans_b)):
         if trans_b:       # entries are dot products of rows of A and rows of B
             if floating is float:
                 rn_gemm_nt_f(m, n, k, a, lda, b, ldb, c, ldc)
@@ -277,13 +312,20 @@ cdef inline void _sum_rows(const floating* rows, Py_ssize_t m, Py_ssize_t n,
             total[j] += rows[r * n + j]
 
 
-# ----------------------------------------------------------------------------- arrays
+# ----------------------------------------------------------------------------- arguments
 # Entry points reach array data through the NumPy C API rather than typed memoryviews: acquiring a
-# memoryview costs ~0.17 µs per argument and np.empty ~0.45 µs per array (measured here), and
-# at batch 1 a sequence call passes ~20 arrays — more time than its arithmetic. The wrappers in
-# rnnreg.functional validate shapes and values; _data still refuses an array of the wrong kind,
-# so that a direct call with bad input raises instead of reading memory it should not.
+# memoryview costs ~0.17 µs per argument and np.empty ~0.45 µs per array (measured here), and at
+# batch 1 a sequence call passes ~20 arrays — more time than its arithmetic. _array is the one
+# gate every argument passes: it reads the array's real flags and dimensions from its C struct.
 cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    bint PyArray_ISNOTSWAPPED(cnp.ndarray arr)
+    bint PyArray_ISALIGNED(cnp.ndarray arr)
+
+# Shorthand for "this dimension is whatever the array has" in _array's expected dimensions.
+cdef enum:
+    ANY = -1
 
 
 cdef inline int _typenum(floating probe) noexcept nogil:
@@ -293,19 +335,85 @@ cdef inline int _typenum(floating probe) noexcept nogil:
         return cnp.NPY_DOUBLE
 
 
-cdef void* _data(object arr, int typenum, int ndim, bint writeable=False) except NULL:
-    """The data pointer of arr, which must be a C-contiguous ndarray with ndim axes (any number
-    when ndim is -1) of the given type (and writeable when asked)."""
-    if (not cnp.PyArray_Check(arr)
-            or (ndim >= 0 and cnp.PyArray_NDIM(<cnp.ndarray>arr) != ndim)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>arr)
-            or cnp.PyArray_TYPE(<cnp.ndarray>arr) != typenum
-            or (writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>arr))):
-        raise TypeError(f"kernel argument: expected a C-contiguous{' writeable' if writeable else ''} "
-                        f"{np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name} array with "
-                        f"{ndim if ndim >= 0 else 'any number of'} axes, got {type(arr).__name__} "
-                        f"{getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}")
-    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+cdef str _shape_text(cnp.ndarray arr):
+    return str(tuple(cnp.PyArray_DIMS(arr)[k] for k in range(cnp.PyArray_NDIM(arr))))
+
+
+cdef str _expected_text(int ndim, Py_ssize_t d0, Py_ssize_t d1, Py_ssize_t d2):
+    dims = [d0, d1, d2][:ndim]
+    return "(" + ", ".join("any" if d == ANY else str(d) for d in dims) + ("," if ndim == 1 else "") + ")"
+
+
+cdef void* _array(object obj, str name, int typenum, int ndim, Py_ssize_t d0=ANY,
+                  Py_ssize_t d1=ANY, Py_ssize_t d2=ANY, bint writeable=False) except NULL:
+    """The data pointer of argument ``name``, after checking that it is an ndarray of the given
+    type, native byte order, aligned, C-contiguous (and writeable when asked), with ``ndim`` axes
+    (any number when ndim is ANY) whose real lengths equal d0, d1, d2 where those are not ANY.
+    TypeError for the wrong kind of array, ValueError for the wrong size."""
+    if not cnp.PyArray_Check(obj):
+        raise TypeError(f"{name} must be a numpy array, got {type(obj).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>obj
+    if (cnp.PyArray_TYPE(arr) != typenum or not PyArray_ISNOTSWAPPED(arr)
+            or not PyArray_ISALIGNED(arr) or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or (writeable and not cnp.PyArray_ISWRITEABLE(arr))):
+        dtype = np.dtype(cnp.PyArray_TypeObjectFromType(typenum)).name
+        raise TypeError(f"{name} must be a C-contiguous, aligned{', writeable' if writeable else ''} "
+                        f"{dtype} array in native byte order, got {arr.dtype.str} "
+                        f"(C-contiguous {bool(cnp.PyArray_IS_C_CONTIGUOUS(arr))}, aligned "
+                        f"{bool(PyArray_ISALIGNED(arr))}, writeable {bool(cnp.PyArray_ISWRITEABLE(arr))})")
+    cdef int nd = cnp.PyArray_NDIM(arr)
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(arr)
+    if ndim == ANY:
+        return cnp.PyArray_DATA(arr)
+    if nd != ndim:
+        raise ValueError(f"{name} must have {ndim} axes, got shape {_shape_text(arr)}")
+    if ((d0 != ANY and dims[0] != d0) or (d1 != ANY and dims[1] != d1)
+            or (d2 != ANY and dims[2] != d2)):
+        raise ValueError(f"{name} has shape {_shape_text(arr)}, expected "
+                         f"{_expected_text(ndim, d0, d1, d2)}")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef inline Py_ssize_t _dim(object arr, int axis) noexcept:
+    """Length of an axis of an array that _array has accepted."""
+    return cnp.PyArray_DIMS(<cnp.ndarray>arr)[axis]
+
+
+cdef int _nonempty(str name, Py_ssize_t size) except -1:
+    if size < 1:
+        raise ValueError(f"{name} must not be empty")
+    return 0
+
+
+cdef void* _same_shape(object obj, str name, int typenum, object ref, str ref_name,
+                       bint writeable=False) except NULL:
+    """_array for an argument whose shape must equal that of an accepted array ``ref``."""
+    cdef void* data = _array(obj, name, typenum, ANY, ANY, ANY, ANY, writeable)
+    cdef cnp.ndarray arr = <cnp.ndarray>obj, other = <cnp.ndarray>ref
+    cdef int k, nd = cnp.PyArray_NDIM(other)
+    cdef bint same = cnp.PyArray_NDIM(arr) == nd
+    if same:
+        for k in range(nd):
+            if cnp.PyArray_DIMS(arr)[k] != cnp.PyArray_DIMS(other)[k]:
+                same = False
+    if not same:
+        raise ValueError(f"{name} has shape {_shape_text(arr)}, expected {_shape_text(other)} "
+                         f"(the shape of {ref_name})")
+    return data
+
+
+cdef int _positive_eps(double eps) except -1:
+    if not (eps > 0 and eps < INFINITY):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    return 0
+
+
+cdef object _item(object mapping, str key, str label):
+    """mapping[key] for an argument that should be a mapping holding key; TypeError otherwise."""
+    try:
+        return mapping[key]
+    except (KeyError, TypeError, IndexError):
+        raise TypeError(f"{label} must be a mapping holding {key!r}") from None
 
 
 cdef inline void* _ptr(object arr) noexcept:
@@ -326,8 +434,14 @@ cdef inline cnp.ndarray _zeros(int typenum, Py_ssize_t d0, Py_ssize_t d1=-1):
     return cnp.PyArray_ZEROS(1 if d1 < 0 else 2, dims, typenum, 0)
 
 
+cdef inline object _frozen(cnp.ndarray arr):
+    """arr (made here) marked read-only: it is saved in a cache for a backward pass."""
+    cnp.PyArray_CLEARFLAGS(arr, cnp.NPY_ARRAY_WRITEABLE)
+    return arr
+
+
 cdef inline bint _is_float32(object arr) except -1:
-    """Whether the kernels run arr in float32 (else float64; _data checks which it really is)."""
+    """Whether the kernels run arr in float32 (else float64; _array checks which it really is)."""
     return cnp.PyArray_Check(arr) and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT
 
 
@@ -341,10 +455,12 @@ cdef inline object _as_dtype(cnp.ndarray total, int typenum):
 # ----------------------------------------------------------------------------- layer norm
 cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps):
     cdef int tn = _typenum(probe)
-    cdef const floating* xp = <const floating*>_data(x, tn, 2)
-    cdef const floating* gp = <const floating*>_data(gamma, tn, 1)
-    cdef const floating* bp = <const floating*>_data(beta, tn, 1)
-    cdef Py_ssize_t r, m = x.shape[0], n = x.shape[1]
+    cdef const floating* xp = <const floating*>_array(x, "x", tn, 2)
+    cdef Py_ssize_t r, m = _dim(x, 0), n = _dim(x, 1)
+    _nonempty("x", m * n)
+    cdef const floating* gp = <const floating*>_array(gamma, "gamma", tn, 1, n)
+    cdef const floating* bp = <const floating*>_array(beta, "beta", tn, 1, n)
+    _positive_eps(eps)
     out, xhat, rstd = _empty(tn, m, n), _empty(tn, m, n), _empty(tn, m)
     cdef floating* op = <floating*>_ptr(out)
     cdef floating* hp = <floating*>_ptr(xhat)
@@ -352,11 +468,12 @@ cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps
     with nogil:
         for r in range(m):
             _ln_row_forward(xp + r * n, n, gp, bp, eps, op + r * n, hp + r * n, rp + r)
-    return out, xhat, rstd
+    return out, _frozen(xhat), _frozen(rstd)
 
 
 def layer_norm_forward(x, gamma, beta, double eps):
-    """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,))."""
+    """x (M, F), gamma (F,), beta (F,), eps > 0 -> (out (M, F), xhat (M, F), rstd (M,)); xhat
+    and rstd, saved for the backward pass, are read-only."""
     if _is_float32(x):
         return _layer_norm_forward_typed[float](0, x, gamma, beta, eps)
     return _layer_norm_forward_typed[double](0, x, gamma, beta, eps)
@@ -364,11 +481,12 @@ def layer_norm_forward(x, gamma, beta, double eps):
 
 cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma):
     cdef int tn = _typenum(probe)
-    cdef const floating* dp = <const floating*>_data(dout, tn, 2)
-    cdef const floating* hp = <const floating*>_data(xhat, tn, 2)
-    cdef const floating* rp = <const floating*>_data(rstd, tn, 1)
-    cdef const floating* gp = <const floating*>_data(gamma, tn, 1)
-    cdef Py_ssize_t r, m = dout.shape[0], n = dout.shape[1]
+    cdef const floating* dp = <const floating*>_array(dout, "dout", tn, 2)
+    cdef Py_ssize_t r, m = _dim(dout, 0), n = _dim(dout, 1)
+    _nonempty("dout", m * n)
+    cdef const floating* hp = <const floating*>_array(xhat, "xhat", tn, 2, m, n)
+    cdef const floating* rp = <const floating*>_array(rstd, "rstd", tn, 1, m)
+    cdef const floating* gp = <const floating*>_array(gamma, "gamma", tn, 1, n)
     dx = _empty(tn, m, n)
     dgamma, dbeta = _zeros(cnp.NPY_DOUBLE, n), _zeros(cnp.NPY_DOUBLE, n)
     cdef floating* dxp = <floating*>_ptr(dx)
@@ -381,7 +499,7 @@ cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma):
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma):
-    """dout (M, F) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
+    """dout (M, F), xhat (M, F), rstd (M,), gamma (F,) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
     if _is_float32(dout):
         return _layer_norm_backward_typed[float](0, dout, xhat, rstd, gamma)
     return _layer_norm_backward_typed[double](0, dout, xhat, rstd, gamma)
@@ -389,14 +507,18 @@ def layer_norm_backward(dout, xhat, rstd, gamma):
 
 # ----------------------------------------------------------------------------- dropout
 cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng):
-    # One 64-bit draw serves four elements: element k is kept when 16-bit slice k % 4 (lowest
-    # bits first) of draw k // 4 is below `threshold`. The NumPy twin reads the same draws
-    # (Generator.integers over the full uint64 range returns next_uint64 unchanged), so both
-    # give the same mask for one seed — at a quarter of the generator calls of one draw each.
+    # One 64-bit draw serves four elements (the rule of _conventions.dropout_threshold): element
+    # k is kept when 16-bit slice k % 4 (lowest bits first) of draw k // 4 is below `threshold`.
+    # The NumPy twin reads the same draws (Generator.integers over the full uint64 range returns
+    # next_uint64 unchanged), so both give the same mask for one seed.
     cdef int tn = _typenum(probe)
-    cdef const floating* xp = <const floating*>_data(x, tn, 1)
-    cdef Py_ssize_t n = x.shape[0], k, j
-    cdef uint64_t raw, threshold = _reference.dropout_threshold(keep_prob)
+    cdef const floating* xp = <const floating*>_array(x, "x", tn, 1)
+    cdef Py_ssize_t n = _dim(x, 0), k, j
+    if not (keep_prob > 0 and keep_prob <= 1):
+        raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    cdef uint64_t raw, threshold = dropout_threshold(keep_prob)
     cdef floating scale = <floating>(1.0 / keep_prob)
     out, mask = _empty(tn, n), _empty(tn, n)
     cdef floating* op = <floating*>_ptr(out)
@@ -416,7 +538,8 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng):
 
 
 def dropout_forward(x, double keep_prob, rng):
-    """x (M,) -> (out, mask); draws from ``rng`` (a np.random.Generator) under its lock."""
+    """x (M,), keep_prob in (0, 1], rng a np.random.Generator -> (out, mask); draws from
+    ``rng`` under its lock."""
     if _is_float32(x):
         return _dropout_forward_typed[float](0, x, keep_prob, rng)
     return _dropout_forward_typed[double](0, x, keep_prob, rng)
@@ -424,9 +547,9 @@ def dropout_forward(x, double keep_prob, rng):
 
 cdef object _dropout_backward_typed(floating probe, dout, mask):
     cdef int tn = _typenum(probe)
-    cdef const floating* dp = <const floating*>_data(dout, tn, 1)
-    cdef const floating* mp = <const floating*>_data(mask, tn, 1)
-    cdef Py_ssize_t k, n = dout.shape[0]
+    cdef const floating* dp = <const floating*>_array(dout, "dout", tn, 1)
+    cdef Py_ssize_t k, n = _dim(dout, 0)
+    cdef const floating* mp = <const floating*>_array(mask, "mask", tn, 1, n)
     dx = _empty(tn, n)
     cdef floating* dxp = <floating*>_ptr(dx)
     with nogil:
@@ -442,24 +565,66 @@ def dropout_backward(dout, mask):
     return _dropout_backward_typed[double](0, dout, mask)
 
 
-# ----------------------------------------------------------------------------- LSTM forward
-# Saved per step for the backward pass, and with layer norm the LN_SAVED arrays too. Row r = n*T+t.
-LN_SAVED = ("xhat_x", "rstd_x", "xhat_h", "rstd_h", "xhat_c", "rstd_c")
+# ----------------------------------------------------------------------------- LSTM
+# The arrays of one LSTM sequence, passed to the loops by name (so that no two can be swapped
+# silently in a long argument list). Pointers are void* because a struct cannot be generic over
+# `floating`: every loop casts them to its own type. Row r = n*T + t of an (N, T, ...) array is
+# sequence n at step t.
+cdef struct LSTMArrays:
+    Py_ssize_t N, T, D, H
+    double eps
+    const void* x          # (N, T, D)
+    const void* h0         # (N, H)
+    const void* c0         # (N, H)
+    const void* Wx         # (D, 4H)
+    const void* Wh         # (H, 4H)
+    const void* b          # (4H,)
+    const void* mask       # (N, H) recurrent-dropout mask, or NULL
+    bint layer_norm        # whether ln and ln_saved are set
+    const void* ln[6]      # LSTM_LAYER_NORM_PARAMS: (4H,) x4, (H,) x2
+    # Saved by the forward pass for the backward pass:
+    void* hprev            # (N, T, H) h(t-1) * mask, the recurrent input of step t
+    void* gates            # (N, T, 4H) activated gates, in GATE_ORDER
+    void* c                # (N, T, H) cell state
+    void* tc               # (N, T, H) tanh of the (normalized) cell state
+    void* h                # (N, T, H) output
+    void* ln_saved[6]      # LN_SAVED: xhat (N, T, 4H | H) and rstd (N, T), in turn
 
 
-cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
-                        const floating* x, const floating* h0, const floating* c0,
-                        const floating* Wx, const floating* Wh, const floating* b,
-                        const floating** ln, const floating* mask, double eps,
-                        floating* xw, floating* hprev, floating* gates, floating* c,
-                        floating* tc, floating* h, floating** saved,
+cdef struct LSTMGradArrays:
+    const void* dh         # (N, T, H) upstream gradient of every output
+    void* dh_next          # (N, H): zeros in, dh0 out
+    void* dc_next          # (N, H): the final cell state's gradient in, dc0 out
+    void* row_buf          # (H,) scratch
+    void* da               # (N, T, 4H) gradient of the gate pre-activations
+    void* dhw              # (N, T, 4H) of the recurrent projection (da without layer norm)
+    void* dxw              # (N, T, 4H) of the input projection (da without layer norm)
+    void* dx               # (N, T, D)
+    void* dWx              # (D, 4H)
+    void* dWh              # (H, 4H)
+    double* db             # (4H,) float64 sum, zeros in
+    double* ln[6]          # float64 sums per LSTM_LAYER_NORM_PARAMS, zeros in
+
+
+cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
                         floating* scratch) noexcept nogil:
-    """x (N, T, D); h0, c0, mask (N, H); Wx (D, G); Wh (H, G); b (G,); G = 4H. Writes gates
-    (N, T, G) and hprev, c, tc, h (N, T, H); ln: NULL or the LSTM_LAYER_NORM_PARAMS, then saved
-    holds the LN_SAVED arrays and xw (N, T, G) receives the normalized input projection (without
-    layer norm xw is NULL: the projections are summed in gates). scratch: H values."""
-    cdef Py_ssize_t G = 4 * H, n, t, j, row
-    cdef bint summed = ln == NULL
+    """Fill the saved arrays of s. With layer norm xw (N, T, 4H) receives the normalized input
+    projection; without it xw is NULL and both projections are summed in the gate slots.
+    scratch: H values."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, j, row
+    cdef bint summed = not s.layer_norm
+    cdef const floating* x = <const floating*>s.x
+    cdef const floating* h0 = <const floating*>s.h0
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* b = <const floating*>s.b
+    cdef const floating* mask = <const floating*>s.mask
+    cdef floating* hprev = <floating*>s.hprev
+    cdef floating* gates = <floating*>s.gates
+    cdef floating* c = <floating*>s.c
+    cdef floating* tc = <floating*>s.tc
+    cdef floating* h = <floating*>s.h
+    cdef const floating** ln = <const floating**>s.ln
+    cdef floating** saved = <floating**>s.ln_saved
     cdef const floating* src
     cdef const floating* c_prev
     cdef floating* a
@@ -468,12 +633,13 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
 
     # The input projection of every time step in one matrix product — straight into the gate
     # slots when nothing has to be done to it before the recurrent projection is added.
-    _product(False, False, N * T, G, D, x, D, Wx, G, gates if summed else xw, G)
+    _product(False, False, N * T, G, D, x, D, <const floating*>s.Wx, G,
+             gates if summed else xw, G)
     if not summed:
         for row in range(N * T):
-            _ln_row_forward(xw + row * G, G, ln[0], ln[1], eps, xw + row * G,
+            _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
                             saved[0] + row * G, saved[1] + row)
-    _step_weights_init(&recurrent, N, H, G, Wh, False)
+    _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
     for t in range(T):
         # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
         for n in range(N):
@@ -489,13 +655,13 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
         for n in range(N):
             row = n * T + t
             a = gates + row * G
-            if ln != NULL:
-                _ln_row_forward(a, G, ln[2], ln[3], eps, a, saved[2] + row * G, saved[3] + row)
+            if not summed:
+                _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
             _gates(a, NULL if summed else xw + row * G, b, H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             _cell(a, c_prev, c + row * H, H)
-            if ln != NULL:
-                _ln_row_forward(c + row * H, H, ln[4], ln[5], eps, scratch, saved[4] + row * H,
+            if not summed:
+                _ln_row_forward(c + row * H, H, ln[4], ln[5], s.eps, scratch, saved[4] + row * H,
                                 saved[5] + row)
                 _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
             else:
@@ -504,98 +670,105 @@ cdef void _lstm_forward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
 
 
 cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
-                                recurrent_mask, double eps, dict cache):
+                                recurrent_mask, double eps):
     cdef int tn = _typenum(probe), k
-    cdef const floating* xp = <const floating*>_data(x, tn, 3)
-    cdef const floating* h0p = <const floating*>_data(h0, tn, 2)
-    cdef const floating* c0p = <const floating*>_data(c0, tn, 2)
-    cdef const floating* Wxp = <const floating*>_data(Wx, tn, 2)
-    cdef const floating* Whp = <const floating*>_data(Wh, tn, 2)
-    cdef const floating* bp = <const floating*>_data(b, tn, 1)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1], G = 4 * H
-    cdef const floating* ln_params[6]
-    cdef floating* saved[6]
-    cdef const floating** ln = NULL
-    cdef const floating* mask = NULL
+    cdef LSTMArrays s
+    memset(&s, 0, sizeof(s))
+    s.x = _array(x, "x", tn, 3)
+    s.N, s.T, s.D = _dim(x, 0), _dim(x, 1), _dim(x, 2)
+    s.Wh = _array(Wh, "Wh", tn, 2)
+    s.H = _dim(Wh, 0)
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
+    _nonempty("x", N * T * D)
+    _nonempty("Wh", H)
+    _array(Wh, "Wh", tn, 2, H, G)
+    s.Wx = _array(Wx, "Wx", tn, 2, D, G)
+    s.b = _array(b, "b", tn, 1, G)
+    s.h0 = _array(h0, "h0", tn, 2, N, H)
+    s.c0 = _array(c0, "c0", tn, 2, N, H)
+    _positive_eps(eps)
+    s.eps = eps
+    ln_params = saved = None
     if layer_norm is not None:
-        ln = ln_params
+        s.layer_norm = True
+        ln_params = {}
         for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
-            ln_params[k] = <const floating*>_data(layer_norm[name], tn, 1)
-        # xhat of the input and recurrent projections (N, T, G) and of the cell (N, T, H); each
-        # followed by its rstd (N, T)
-        for k, (key, width) in enumerate(zip(LN_SAVED, (G, 0, G, 0, H, 0))):
-            arr = _empty(tn, N, T, width) if width else _empty(tn, N, T)
-            cache[key] = arr
-            saved[k] = <floating*>_ptr(arr)
+            arr = _item(layer_norm, name, "layer_norm")
+            s.ln[k] = _array(arr, f"layer_norm[{name!r}]", tn, 1, H if k >= 4 else G)
+            ln_params[name] = arr
+        saved = {}
+        for k, name in enumerate(LN_SAVED):   # xhat (N, T, G | H), then its rstd (N, T)
+            arr = _empty(tn, N, T, (H if k == 4 else G)) if k % 2 == 0 else _empty(tn, N, T)
+            saved[name] = arr
+            s.ln_saved[k] = _ptr(arr)
     if recurrent_mask is not None:
-        mask = <const floating*>_data(recurrent_mask, tn, 2)
-    gates = _empty(tn, N, T, G)
-    hprev, c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
+        s.mask = _array(recurrent_mask, "recurrent_mask", tn, 2, N, H)
+    gates, hprev = _empty(tn, N, T, G), _empty(tn, N, T, H)
+    c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
+    s.gates, s.hprev, s.c, s.tc, s.h = _ptr(gates), _ptr(hprev), _ptr(c), _ptr(tc), _ptr(h)
     scratch = _empty(tn, H)
-    cdef floating* out[6]
-    for k, arr in enumerate((hprev, gates, c, tc, h, scratch)):
-        out[k] = <floating*>_ptr(arr)
-    cdef floating* xw_p = NULL
-    if ln != NULL:
-        xw = _empty(tn, N, T, G)
-        xw_p = <floating*>_ptr(xw)
+    xw = _empty(tn, N, T, G) if s.layer_norm else None
+    cdef floating* xw_p = <floating*>_ptr(xw) if s.layer_norm else NULL
+    cdef floating* scratch_p = <floating*>_ptr(scratch)
     with nogil:
-        _lstm_forward(N, T, D, H, xp, h0p, c0p, Wxp, Whp, bp, ln, mask, eps,
-                      xw_p, out[0], out[1], out[2], out[3], out[4], saved, out[5])
-    cache["gates"], cache["hprev"] = gates, hprev
-    cache["c"], cache["tc"], cache["h"] = c, tc, h
-    return cache
+        _lstm_forward(probe, &s, xw_p, scratch_p)
+    if saved is not None:
+        for arr in saved.values():
+            _frozen(arr)
+        saved = MappingProxyType(saved)
+        ln_params = MappingProxyType(ln_params)
+    return LSTMCache(x, h0, c0, Wx, Wh, b, ln_params, recurrent_mask, eps, _frozen(hprev),
+                     _frozen(gates), _frozen(c), _frozen(tc), _frozen(h), saved, N, T, D, H)
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
-    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H); returns the cache dict whose ``h``
-    (N, T, H) is the output and ``c[:, -1]`` the final cell state. ``layer_norm``: None or a dict
-    of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or (N, H)."""
-    cache = dict(x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b, layer_norm=layer_norm,
-                 recurrent_mask=recurrent_mask, eps=eps)
+    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H) with Wx (D, 4H), Wh (H, 4H), b (4H,);
+    ``layer_norm``: None or a mapping of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or
+    (N, H); eps > 0. Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
     if _is_float32(x):
         return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
-                                          eps, cache)
-    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
-                                       eps, cache)
+                                          eps)
+    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
 
 
-# ----------------------------------------------------------------------------- LSTM backward
-cdef void _lstm_backward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
-                         const floating* dh, floating* dh_next, floating* dc_next,
-                         const floating* x, const floating* c0, const floating* Wx,
-                         const floating* Wh, const floating* hprev, const floating* gates,
-                         const floating* c, const floating* tc, const floating* mask,
-                         const floating** ln, const floating** saved, floating* row_buf,
-                         floating* da, floating* dhw, floating* dxw, floating* dx,
-                         floating* dWx, floating* dWh, double* db,
-                         double** ln_grads) noexcept nogil:
-    """The forward's arrays as in _lstm_forward; dh (N, T, H) in; dh_next (N, H) zeros in,
-    dh0 out; dc_next (N, H) the final cell state's gradient in, dc0 out. da (N, T, G) receives
-    the gate pre-activation gradients; without layer norm dhw and dxw are da, with it they
-    receive the gradients of the recurrent and input projections. db and ln_grads are float64
-    sums (zeros in)."""
-    cdef Py_ssize_t G = 4 * H, n, t, row, k
+cdef void _lstm_backward(floating probe, const LSTMArrays* s,
+                         const LSTMGradArrays* g) noexcept nogil:
+    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row, k
+    cdef const floating* dh = <const floating*>g.dh
+    cdef floating* dh_next = <floating*>g.dh_next
+    cdef floating* dc_next = <floating*>g.dc_next
+    cdef floating* row_buf = <floating*>g.row_buf
+    cdef floating* da = <floating*>g.da
+    cdef floating* dhw = <floating*>g.dhw
+    cdef floating* dxw = <floating*>g.dxw
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* gates = <const floating*>s.gates
+    cdef const floating* c = <const floating*>s.c
+    cdef const floating* tc = <const floating*>s.tc
+    cdef const floating** ln = <const floating**>s.ln
+    cdef const floating** saved = <const floating**>s.ln_saved
     cdef const floating* a
     cdef const floating* c_prev
     cdef floating* da_row
     cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
 
-    _step_weights_init(&recurrent_t, N, G, H, Wh, True)
+    _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             row = n * T + t
             a = gates + row * G
             da_row = da + row * G
             _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
-            if ln != NULL:
+            if s.layer_norm:
                 _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
-                                 ln_grads[4], ln_grads[5])
+                                 g.ln[4], g.ln[5])
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
-            if ln != NULL:
+            if s.layer_norm:
                 _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
-                                 dhw + row * G, ln_grads[2], ln_grads[3])
+                                 dhw + row * G, g.ln[2], g.ln[3])
         # dh(t-1) = (dhw(t) @ Wh^T) * mask
         _step_product(&recurrent_t, N, dhw + t * G, T * G, dh_next, H, False)
         if mask != NULL:
@@ -603,63 +776,74 @@ cdef void _lstm_backward(Py_ssize_t N, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                 dh_next[k] = dh_next[k] * mask[k]
     free(recurrent_t.packed)
 
-    _sum_rows(da, N * T, G, db)
-    if ln != NULL:
+    _sum_rows(da, N * T, G, g.db)
+    if s.layer_norm:
         for row in range(N * T):
             _ln_row_backward(da + row * G, saved[0] + row * G, saved[1][row], ln[0], G,
-                             dxw + row * G, ln_grads[0], ln_grads[1])
+                             dxw + row * G, g.ln[0], g.ln[1])
     # One matrix product for each weight gradient and for dx, over all time steps at once.
-    _product(True, False, D, G, N * T, x, D, dxw, G, dWx, G)
-    _product(True, False, H, G, N * T, hprev, H, dhw, G, dWh, G)
-    _product(False, True, N * T, D, G, dxw, G, Wx, G, dx, D)
+    _product(True, False, D, G, N * T, <const floating*>s.x, D, dxw, G, <floating*>g.dWx, G)
+    _product(True, False, H, G, N * T, <const floating*>s.hprev, H, dhw, G, <floating*>g.dWh, G)
+    _product(False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G, <floating*>g.dx, D)
 
 
-cdef object _lstm_backward_typed(floating probe, dh, dc_final, dict cache):
+cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
     cdef int tn = _typenum(probe), k
-    x, Wx, Wh = cache["x"], cache["Wx"], cache["Wh"]
-    layer_norm, recurrent_mask = cache["layer_norm"], cache["recurrent_mask"]
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0], G = 4 * H
-    cdef const floating* ln_params[6]
-    cdef const floating* saved[6]
-    cdef double* ln_grads[6]
-    cdef const floating** ln = NULL
-    cdef const floating* mask = NULL
-    cdef const floating* dhp = <const floating*>_data(dh, tn, 3)
-    cdef const floating* xp = <const floating*>_data(x, tn, 3)
-    cdef const floating* c0p = <const floating*>_data(cache["c0"], tn, 2)
-    cdef const floating* Wxp = <const floating*>_data(Wx, tn, 2)
-    cdef const floating* Whp = <const floating*>_data(Wh, tn, 2)
-    cdef const floating* hprevp = <const floating*>_data(cache["hprev"], tn, 3)
-    cdef const floating* gatesp = <const floating*>_data(cache["gates"], tn, 3)
-    cdef const floating* cp = <const floating*>_data(cache["c"], tn, 3)
-    cdef const floating* tcp = <const floating*>_data(cache["tc"], tn, 3)
-    da = _empty(tn, N, T, G)
-    dhw = dxw = da
+    cdef LSTMArrays s
+    cdef LSTMGradArrays g
+    memset(&s, 0, sizeof(s))
+    memset(&g, 0, sizeof(g))
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got "
+                        f"{type(cache).__name__}")
+    # The dimensions recorded in the cache; every array is checked against them.
+    s.N, s.T, s.D, s.H = cache.N, cache.T, cache.D, cache.H
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
+    if N < 1 or T < 1 or D < 1 or H < 1:
+        raise ValueError(f"cache dimensions must be >= 1, got N={N}, T={T}, D={D}, H={H}")
+    s.x = _array(cache.x, "cache.x", tn, 3, N, T, D)
+    s.c0 = _array(cache.c0, "cache.c0", tn, 2, N, H)
+    s.Wx = _array(cache.Wx, "cache.Wx", tn, 2, D, G)
+    s.Wh = _array(cache.Wh, "cache.Wh", tn, 2, H, G)
+    s.hprev = _array(cache.hprev, "cache.hprev", tn, 3, N, T, H)
+    s.gates = _array(cache.gates, "cache.gates", tn, 3, N, T, G)
+    s.c = _array(cache.c, "cache.c", tn, 3, N, T, H)
+    s.tc = _array(cache.tc, "cache.tc", tn, 3, N, T, H)
+    g.dh = _array(dh, "dh", tn, 3, N, T, H)
+    _array(dc_final, "dc_final", tn, 2, N, H)
+    layer_norm, ln_saved = cache.layer_norm, cache.ln_saved
+    if (layer_norm is None) != (ln_saved is None):
+        raise TypeError("cache.layer_norm and cache.ln_saved must both be None or both set")
     ln_acc = {}
     if layer_norm is not None:
-        ln = ln_params
-        dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
+        s.layer_norm = True
         for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
-            ln_params[k] = <const floating*>_data(layer_norm[name], tn, 1)
-            ln_acc[name] = _zeros(cnp.NPY_DOUBLE, layer_norm[name].shape[0])
-            ln_grads[k] = <double*>_ptr(ln_acc[name])
-        for k, key in enumerate(LN_SAVED):
-            saved[k] = <const floating*>_data(cache[key], tn, 3 if k % 2 == 0 else 2)
-    if recurrent_mask is not None:
-        mask = <const floating*>_data(recurrent_mask, tn, 2)
-    dc_next = cnp.PyArray_NewCopy(<cnp.ndarray?>dc_final, cnp.NPY_CORDER)
-    _data(dc_next, tn, 2)
+            s.ln[k] = _array(_item(layer_norm, name, "cache.layer_norm"),
+                             f"cache.layer_norm[{name!r}]", tn, 1, H if k >= 4 else G)
+            ln_acc[name] = _zeros(cnp.NPY_DOUBLE, H if k >= 4 else G)
+            g.ln[k] = <double*>_ptr(ln_acc[name])
+        for k, name in enumerate(LN_SAVED):
+            arr = _item(ln_saved, name, "cache.ln_saved")
+            if k % 2 == 0:
+                s.ln_saved[k] = _array(arr, f"cache.ln_saved[{name!r}]", tn, 3, N, T,
+                                       H if k == 4 else G)
+            else:
+                s.ln_saved[k] = _array(arr, f"cache.ln_saved[{name!r}]", tn, 2, N, T)
+    if cache.recurrent_mask is not None:
+        s.mask = _array(cache.recurrent_mask, "cache.recurrent_mask", tn, 2, N, H)
+    da = _empty(tn, N, T, G)
+    dhw = dxw = da
+    if s.layer_norm:
+        dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
+    dc_next = cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
     dh_next, row_buf = _zeros(tn, N, H), _empty(tn, H)
     dx, dWx, dWh = _empty(tn, N, T, D), _empty(tn, D, G), _empty(tn, H, G)
     db = _zeros(cnp.NPY_DOUBLE, G)
-    cdef floating* out[9]
-    for k, arr in enumerate((dh_next, dc_next, row_buf, da, dhw, dxw, dx, dWx, dWh)):
-        out[k] = <floating*>_ptr(arr)
-    cdef double* db_p = <double*>_ptr(db)
+    g.dh_next, g.dc_next, g.row_buf = _ptr(dh_next), _ptr(dc_next), _ptr(row_buf)
+    g.da, g.dhw, g.dxw = _ptr(da), _ptr(dhw), _ptr(dxw)
+    g.dx, g.dWx, g.dWh, g.db = _ptr(dx), _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
     with nogil:
-        _lstm_backward(N, T, D, H, dhp, out[0], out[1], xp, c0p, Wxp, Whp, hprevp, gatesp, cp,
-                       tcp, mask, ln, saved, out[2], out[3], out[4], out[5], out[6], out[7],
-                       out[8], db_p, ln_grads)
+        _lstm_backward(probe, &s, &g)
     grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=_as_dtype(db, tn))
     for name, total in ln_acc.items():
         grads["d" + name] = _as_dtype(total, tn)
@@ -667,28 +851,35 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, dict cache):
 
 
 def lstm_backward(dh, dc_final, cache):
-    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state.
-    Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of each
-    LSTM_LAYER_NORM_PARAMS entry."""
+    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state;
+    cache: the LSTMCache of lstm_forward. Returns a dict with dx, dh0, dc0, dWx, dWh, db and,
+    with layer norm, ``d`` + the name of each LSTM_LAYER_NORM_PARAMS entry."""
     if _is_float32(dh):
         return _lstm_backward_typed[float](0, dh, dc_final, cache)
     return _lstm_backward_typed[double](0, dh, dc_final, cache)
 
 
-# ----------------------------------------------------------------------------- LSTM step
 # One time step is the sequence kernel with T = 1, wrapped the same way as in the NumPy twin.
-lstm_step_forward, lstm_step_backward = _reference._step_functions(lstm_forward, lstm_backward)
+lstm_step_forward, lstm_step_backward = step_functions(lstm_forward, lstm_backward)
 
 
 # ----------------------------------------------------------------------------- matrix product
 cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
     cdef int tn = _typenum(probe)
-    cdef const floating* ap = <const floating*>_data(a, tn, 2)
-    cdef const floating* bp = <const floating*>_data(b, tn, 2)
-    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
-    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
-    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
-    cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1]
+    cdef const floating* ap = <const floating*>_array(a, "a", tn, 2)
+    cdef const floating* bp = <const floating*>_array(b, "b", tn, 2)
+    cdef Py_ssize_t m = _dim(a, 1) if trans_a else _dim(a, 0)
+    cdef Py_ssize_t k = _dim(a, 0) if trans_a else _dim(a, 1)
+    cdef Py_ssize_t k_b = _dim(b, 1) if trans_b else _dim(b, 0)
+    cdef Py_ssize_t n = _dim(b, 0) if trans_b else _dim(b, 1)
+    cdef Py_ssize_t lda = _dim(a, 1), ldb = _dim(b, 1)
+    if k != k_b:
+        raise ValueError(f"a and b do not chain: op(a) has {k} columns, op(b) has {k_b} rows")
+    _nonempty("a", m * k)
+    _nonempty("b", k * n)
+    if trans_a and trans_b and not _fits_blas(m, n, k, lda, ldb, n):
+        raise ValueError("matmul with both operands transposed needs every dimension below "
+                         f"{_blas_int_max}; transpose the product instead (b @ a)^T")
     out = _empty(tn, m, n)
     cdef floating* op = <floating*>_ptr(out)
     with nogil:
@@ -737,9 +928,10 @@ cdef double _softmax_cross_entropy(Py_ssize_t M, Py_ssize_t C, const floating* l
 
 cdef object _softmax_cross_entropy_typed(floating probe, logits, targets):
     cdef int tn = _typenum(probe)
-    cdef const floating* lp = <const floating*>_data(logits, tn, 2)
-    cdef const int64_t* tp = <const int64_t*>_data(targets, cnp.NPY_INT64, 1)
-    cdef Py_ssize_t r, M = logits.shape[0], C = logits.shape[1]
+    cdef const floating* lp = <const floating*>_array(logits, "logits", tn, 2)
+    cdef Py_ssize_t r, M = _dim(logits, 0), C = _dim(logits, 1)
+    _nonempty("logits", M * C)
+    cdef const int64_t* tp = <const int64_t*>_array(targets, "targets", cnp.NPY_INT64, 1, M)
     for r in range(M):   # an id outside [0, C) would index outside the row
         if tp[r] < 0 or tp[r] >= C:
             raise ValueError(f"targets[{r}] = {tp[r]} is outside [0, {C})")
@@ -764,15 +956,17 @@ def all_finite(arr):
     """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
     input checks: one vectorized pass, no temporary array)."""
     cdef int ok
-    cdef Py_ssize_t n = arr.size
     cdef const float* fp
     cdef const double* dp
+    cdef Py_ssize_t n
     if _is_float32(arr):
-        fp = <const float*>_data(arr, cnp.NPY_FLOAT, arr.ndim)
+        fp = <const float*>_array(arr, "arr", cnp.NPY_FLOAT, ANY)
+        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
         with nogil:
             ok = rn_all_finite_f(fp, n)
     else:
-        dp = <const double*>_data(arr, cnp.NPY_DOUBLE, arr.ndim)
+        dp = <const double*>_array(arr, "arr", cnp.NPY_DOUBLE, ANY)
+        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
         with nogil:
             ok = rn_all_finite_d(dp, n)
     return ok != 0
@@ -794,14 +988,30 @@ cdef void _adam_update(Py_ssize_t n, floating* p, const floating* g, floating* m
         p[k] = p[k] * decay - (step_size * m[k]) / (_sqrt(v[k]) + eps)
 
 
+cdef int _finite_scalar(str name, double value, double low, bint low_open, double high,
+                        bint high_open) except -1:
+    if not ((value > low if low_open else value >= low)
+            and (value < high if high_open else value <= high)):
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}"
+                         f"{')' if high_open else ']'}, got {value!r}")
+    return 0
+
+
 cdef object _adam_update_typed(floating probe, p, g, m, v, double step_size, double beta1,
                                double beta2, double eps, double decay, double l2):
     cdef int tn = _typenum(probe)
-    cdef floating* pp = <floating*>_data(p, tn, -1, True)
-    cdef const floating* gp = <const floating*>_data(g, tn, -1)
-    cdef floating* mp = <floating*>_data(m, tn, -1, True)
-    cdef floating* vp = <floating*>_data(v, tn, -1, True)
-    cdef Py_ssize_t n = p.size
+    cdef floating* pp = <floating*>_array(p, "p", tn, ANY, ANY, ANY, ANY, True)
+    cdef const floating* gp = <const floating*>_same_shape(g, "g", tn, p, "p")
+    cdef floating* mp = <floating*>_same_shape(m, "m", tn, p, "p", True)
+    cdef floating* vp = <floating*>_same_shape(v, "v", tn, p, "p", True)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>p)
+    # A NaN or infinite scalar would turn every weight into NaN without a word.
+    _finite_scalar("step_size", step_size, 0, False, INFINITY, True)
+    _finite_scalar("beta1", beta1, 0, False, 1, True)
+    _finite_scalar("beta2", beta2, 0, False, 1, True)
+    _finite_scalar("eps", eps, 0, True, INFINITY, True)
+    _finite_scalar("decay", decay, -INFINITY, True, INFINITY, True)
+    _finite_scalar("l2", l2, 0, False, INFINITY, True)
     with nogil:
         _adam_update(n, pp, gp, mp, vp, <floating>step_size, <floating>beta1, <floating>beta2,
                      <floating>(1 - beta1), <floating>(1 - beta2), <floating>eps,
@@ -814,7 +1024,8 @@ def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double
     estimates; with grad = g + l2 * p (coupled L2 weight decay, l2 = 0 for none),
     m = beta1 m + (1 - beta1) grad, v = beta2 v + (1 - beta2) grad², and
     p = p * decay - step_size * m / (sqrt(v) + eps). ``decay`` is 1 - lr * weight_decay for
-    decoupled weight decay (AdamW), else 1."""
+    decoupled weight decay (AdamW), else 1. Scalars must be finite (step_size, l2 >= 0,
+    betas in [0, 1), eps > 0)."""
     if _is_float32(p):
         _adam_update_typed[float](0, p, g, m, v, step_size, beta1, beta2, eps, decay, l2)
     else:

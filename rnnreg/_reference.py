@@ -1,34 +1,17 @@
 """Pure-NumPy twins of every compiled kernel in ``rnnreg._kernels``.
 
-This module is the test oracle and the benchmark baseline. Each function has the same
-name, arguments and return values as its compiled twin, and trusts its inputs exactly as
-much: the public wrappers in :mod:`rnnreg.functional` validate first, then call one of
-the two backends. Arrays are C-contiguous, of one floating dtype (float32 or float64).
-
-LSTM conventions (shared with the compiled kernels)
----------------------------------------------------
-Weights follow CS231n: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; the four gate blocks of
-the 4H axis are, in order, :data:`GATE_ORDER` = input ``i``, forget ``f``, output ``o`` and
-candidate ``g``::
-
-    a_t = X_t + H_t + b             X_t = x_t Wx,  H_t = (h_{t-1} * m) Wh
-    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);   g = tanh(a_g)
-    c_t = f * c_{t-1} + i * g
-    h_t = o * tanh(C_t)             C_t = c_t
-
-``m`` is an optional recurrent-dropout mask of shape (N, H), the same at every step
-(Gal & Ghahramani, 2016). With layer normalization (Ba et al., 2016) the input and
-recurrent projections and the cell state are each normalized over their last axis::
-
-    X_t = LN(x_t Wx; gamma_x, beta_x),  H_t = LN((h_{t-1} * m) Wh; gamma_h, beta_h),
-    C_t = LN(c_t; gamma_c, beta_c)
-
-while the recurrence itself carries the un-normalized ``c_t``.
+This module is the test oracle. Each function has the same name, arguments and return values as
+its compiled twin and follows the same contracts, defined once in :mod:`rnnreg._conventions`
+(read its docstring for the LSTM equations and the gate order). The public wrappers in
+:mod:`rnnreg.functional` validate first, then call one of the two backends. Arrays are
+C-contiguous, of one floating dtype (float32 or float64). NumPy cannot read out of bounds, but a
+tampered cache would give a broadcasting error deep inside a function, so the backward passes
+check their cache first (:meth:`LSTMCache.check`), as the compiled ones do.
 """
 import numpy as np
 
-GATE_ORDER = ("i", "f", "o", "g")
-LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
+from ._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, LSTMCache,
+                           dropout_threshold, freeze, lstm_cache, step_functions)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -57,8 +40,11 @@ def _ln_rows_backward(dout, xhat, rstd, gamma):
 
 # ----------------------------------------------------------------------------- layer norm
 def layer_norm_forward(x, gamma, beta, eps):
-    """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,))."""
-    return _ln_rows_forward(x, gamma, beta, eps)
+    """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,)); xhat and rstd,
+    saved for the backward pass, are read-only."""
+    out, xhat, rstd = _ln_rows_forward(x, gamma, beta, eps)
+    freeze(xhat, rstd)
+    return out, xhat, rstd
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma):
@@ -68,19 +54,9 @@ def layer_norm_backward(dout, xhat, rstd, gamma):
 
 
 # ----------------------------------------------------------------------------- dropout
-DROPOUT_RESOLUTION = 1 << 16
-
-
-def dropout_threshold(keep_prob):
-    """keep_prob as a count of 16-bit values: an element is kept when its 16-bit uniform is
-    below it. Rounded to the nearest 1/65536, and at least 1 so that something is kept."""
-    return max(1, min(DROPOUT_RESOLUTION, int(round(keep_prob * DROPOUT_RESOLUTION))))
-
-
 def dropout_forward(x, keep_prob, rng):
-    """x (M,) -> (out, mask). Each 64-bit draw of ``rng`` serves four elements: element k is
-    kept when bits 16*(k % 4) .. 16*(k % 4) + 15 of draw k // 4 are below
-    ``dropout_threshold(keep_prob)``; kept elements scale by 1/keep_prob."""
+    """x (M,) -> (out, mask), by the rule of :func:`rnnreg._conventions.dropout_threshold`:
+    each 64-bit draw of ``rng`` serves four elements."""
     n = x.shape[0]
     draws = rng.integers(0, 1 << 64, size=(n + 3) // 4, dtype=np.uint64)  # = next_uint64 each
     shifts = np.array([0, 16, 32, 48], dtype=np.uint64)
@@ -97,23 +73,23 @@ def dropout_backward(dout, mask):
 
 # ----------------------------------------------------------------------------- LSTM
 def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
-    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H). Returns the cache (a dict) that
-    :func:`lstm_backward` needs; ``cache["h"]`` (N, T, H) is the output and
-    ``cache["c"][:, -1]`` the final cell state. ``layer_norm`` is None or a dict with the
-    :data:`LSTM_LAYER_NORM_PARAMS`; ``recurrent_mask`` is None or (N, H)."""
+    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H). Returns the :class:`LSTMCache` that
+    :func:`lstm_backward` needs; its ``h`` (N, T, H) is the output and ``c[:, -1]`` the final
+    cell state. ``layer_norm`` is None or a mapping of the :data:`LSTM_LAYER_NORM_PARAMS`;
+    ``recurrent_mask`` is None or (N, H)."""
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = x.dtype
     xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H)
-    cache = dict(x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b, layer_norm=layer_norm,
-                 recurrent_mask=recurrent_mask, eps=eps)
+    saved = None
     if layer_norm is not None:
-        xw, cache["xhat_x"], cache["rstd_x"] = _ln_rows_forward(
+        saved = {}
+        xw, saved["xhat_x"], saved["rstd_x"] = _ln_rows_forward(
             xw, layer_norm["gamma_x"], layer_norm["beta_x"], eps)
-        cache["xhat_h"] = np.empty((N, T, 4 * H), dtype)
-        cache["rstd_h"] = np.empty((N, T), dtype)
-        cache["xhat_c"] = np.empty((N, T, H), dtype)
-        cache["rstd_c"] = np.empty((N, T), dtype)
+        saved["xhat_h"] = np.empty((N, T, 4 * H), dtype)
+        saved["rstd_h"] = np.empty((N, T), dtype)
+        saved["xhat_c"] = np.empty((N, T, H), dtype)
+        saved["rstd_c"] = np.empty((N, T), dtype)
     hprev = np.empty((N, T, H), dtype)
     gates = np.empty((N, T, 4 * H), dtype)
     c = np.empty((N, T, H), dtype)
@@ -124,7 +100,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
         hprev[:, t] = h_prev if recurrent_mask is None else h_prev * recurrent_mask
         hw = hprev[:, t] @ Wh
         if layer_norm is not None:
-            hw, cache["xhat_h"][:, t], cache["rstd_h"][:, t] = _ln_rows_forward(
+            hw, saved["xhat_h"][:, t], saved["rstd_h"][:, t] = _ln_rows_forward(
                 hw, layer_norm["gamma_h"], layer_norm["beta_h"], eps)
         a = xw[:, t] + hw + b
         gates[:, t, :3 * H] = sigmoid(a[:, :3 * H])
@@ -132,26 +108,32 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
         i, f, o, g = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
         c[:, t] = f * c_prev + i * g
         if layer_norm is not None:
-            c_norm, cache["xhat_c"][:, t], cache["rstd_c"][:, t] = _ln_rows_forward(
+            c_norm, saved["xhat_c"][:, t], saved["rstd_c"][:, t] = _ln_rows_forward(
                 c[:, t], layer_norm["gamma_c"], layer_norm["beta_c"], eps)
             tc[:, t] = np.tanh(c_norm)
         else:
             tc[:, t] = np.tanh(c[:, t])
         h[:, t] = o * tc[:, t]
         h_prev, c_prev = h[:, t], c[:, t]
-    cache.update(hprev=hprev, gates=gates, c=c, tc=tc, h=h)
-    return cache
+    return lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc,
+                      h, saved)
 
 
 def lstm_backward(dh, dc_final, cache):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell
     state. Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, one
     gradient per :data:`LSTM_LAYER_NORM_PARAMS` name (``d`` + name)."""
-    x, Wx, Wh = cache["x"], cache["Wx"], cache["Wh"]
-    gates, c, tc, hprev = cache["gates"], cache["c"], cache["tc"], cache["hprev"]
-    layer_norm, mask = cache["layer_norm"], cache["recurrent_mask"]
-    N, T, D = x.shape
-    H = Wh.shape[0]
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got "
+                        f"{type(cache).__name__}")
+    cache.check()
+    x, Wx, Wh = cache.x, cache.Wx, cache.Wh
+    gates, c, tc, hprev = cache.gates, cache.c, cache.tc, cache.hprev
+    layer_norm, mask, saved = cache.layer_norm, cache.recurrent_mask, cache.ln_saved
+    N, T, D, H = cache.N, cache.T, cache.D, cache.H
+    for name, arr, shape in (("dh", dh, (N, T, H)), ("dc_final", dc_final, (N, H))):
+        if arr.shape != shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
     dtype = x.dtype
     da_all = np.empty((N, T, 4 * H), dtype)
     dhw_all = np.empty((N, T, 4 * H), dtype) if layer_norm is not None else da_all
@@ -167,12 +149,12 @@ def lstm_backward(dh, dc_final, cache):
         do = dht * tc[:, t]
         dcn = dht * o * (1 - tc[:, t] * tc[:, t])
         if layer_norm is not None:
-            grads["dgamma_c"] += np.sum(dcn * cache["xhat_c"][:, t], axis=0)
+            grads["dgamma_c"] += np.sum(dcn * saved["xhat_c"][:, t], axis=0)
             grads["dbeta_c"] += np.sum(dcn, axis=0)
-            dcn = _ln_rows_backward(dcn, cache["xhat_c"][:, t], cache["rstd_c"][:, t],
+            dcn = _ln_rows_backward(dcn, saved["xhat_c"][:, t], saved["rstd_c"][:, t],
                                     layer_norm["gamma_c"])
         dct = dcn + dc_next
-        c_prev = c[:, t - 1] if t > 0 else cache["c0"]
+        c_prev = c[:, t - 1] if t > 0 else cache.c0
         da = da_all[:, t]
         da[:, 0 * H:1 * H] = dct * g * i * (1 - i)
         da[:, 1 * H:2 * H] = dct * c_prev * f * (1 - f)
@@ -180,18 +162,18 @@ def lstm_backward(dh, dc_final, cache):
         da[:, 3 * H:4 * H] = dct * i * (1 - g * g)
         dc_next = dct * f
         if layer_norm is not None:
-            grads["dgamma_h"] += np.sum(da * cache["xhat_h"][:, t], axis=0)
+            grads["dgamma_h"] += np.sum(da * saved["xhat_h"][:, t], axis=0)
             grads["dbeta_h"] += np.sum(da, axis=0)
-            dhw_all[:, t] = _ln_rows_backward(da, cache["xhat_h"][:, t], cache["rstd_h"][:, t],
+            dhw_all[:, t] = _ln_rows_backward(da, saved["xhat_h"][:, t], saved["rstd_h"][:, t],
                                               layer_norm["gamma_h"])
         dh_next = dhw_all[:, t] @ Wh.T
         if mask is not None:
             dh_next = dh_next * mask
     dxw = da_all
     if layer_norm is not None:
-        grads["dgamma_x"] = np.sum(da_all * cache["xhat_x"], axis=(0, 1))
+        grads["dgamma_x"] = np.sum(da_all * saved["xhat_x"], axis=(0, 1))
         grads["dbeta_x"] = np.sum(da_all, axis=(0, 1))
-        dxw = _ln_rows_backward(da_all, cache["xhat_x"], cache["rstd_x"], layer_norm["gamma_x"])
+        dxw = _ln_rows_backward(da_all, saved["xhat_x"], saved["rstd_x"], layer_norm["gamma_x"])
     dxw2 = dxw.reshape(N * T, 4 * H)
     grads.update(
         dx=(dxw2 @ Wx.T).reshape(N, T, D),
@@ -204,23 +186,7 @@ def lstm_backward(dh, dc_final, cache):
     return grads
 
 
-def _step_functions(sequence_forward, sequence_backward):
-    """lstm_step_forward and lstm_step_backward of a backend: its sequence functions with T = 1
-    (the compiled module builds its pair from its own kernels with this too)."""
-    def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-        """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function, T = 1."""
-        cache = sequence_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None, 1e-5)
-        return cache["h"][:, 0], cache["c"][:, 0], cache
-
-    def lstm_step_backward(dnext_h, dnext_c, cache):
-        """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
-        grads = sequence_backward(dnext_h[:, None, :], dnext_c, cache)
-        return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
-                grads["db"])
-    return lstm_step_forward, lstm_step_backward
-
-
-lstm_step_forward, lstm_step_backward = _step_functions(lstm_forward, lstm_backward)
+lstm_step_forward, lstm_step_backward = step_functions(lstm_forward, lstm_backward)
 
 
 def matmul(a, b, trans_a=False, trans_b=False):
@@ -249,6 +215,9 @@ def all_finite(arr):
 
 def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2):
     """One Adam step in place (see the compiled twin for the formula)."""
+    for name, arr in (("g", g), ("m", m), ("v", v)):
+        if arr.shape != p.shape:   # NumPy would broadcast a smaller one silently
+            raise ValueError(f"{name} has shape {arr.shape}, expected {p.shape} (the shape of p)")
     dtype = p.dtype.type
     grad = g + dtype(l2) * p
     m *= dtype(beta1)

@@ -3,8 +3,9 @@
 Every function here checks its arguments (shapes, dtypes, values) and raises a ``ValueError``,
 ``TypeError`` or ``IndexError`` naming the argument, then calls the same-named function of the
 backend chosen in :mod:`rnnreg._backend` — the compiled ``rnnreg._kernels`` by default, or its
-NumPy twin in ``rnnreg._reference``. Both backends produce the same caches, so a cache made by
-one can be fed to the other's backward.
+NumPy twin in ``rnnreg._reference``. Both backends produce the same typed, read-only caches
+(:class:`LSTMCache`, :class:`LayerNormCache`), so a cache made by one can be fed to the other's
+backward; the compiled kernels check again, on the arrays' real dimensions, everything they read.
 
 Conventions
 -----------
@@ -20,10 +21,11 @@ import numpy as np
 
 from . import _backend
 from . import _validation as v
-from ._reference import GATE_ORDER, LSTM_LAYER_NORM_PARAMS
+from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache,
+                           LSTMCache, layer_norm_param_size)
 
 __all__ = [
-    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients",
+    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
     "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
@@ -48,7 +50,7 @@ def lstm_layer_norm_params(hidden_size, dtype=np.float64):
     H = v.positive_int(hidden_size, "hidden_size")
     params = {}
     for name in LSTM_LAYER_NORM_PARAMS:
-        size = H if name.endswith("_c") else 4 * H
+        size = layer_norm_param_size(name, H)
         params[name] = (np.ones if name.startswith("gamma") else np.zeros)(size, dtype)
     return params
 
@@ -75,7 +77,7 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
         c0 = v.float_array(c0, c0_name, ndim=2, dtype=dtype)
         v.check_shape(c0, c0_name, (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
-        if not isinstance(layer_norm, dict):
+        if not hasattr(layer_norm, "keys"):
             raise TypeError("layer_norm must be None or a dict of LN-LSTM parameters "
                             f"{LSTM_LAYER_NORM_PARAMS}, got {type(layer_norm).__name__}")
         missing = [k for k in LSTM_LAYER_NORM_PARAMS if k not in layer_norm]
@@ -83,7 +85,7 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
             raise ValueError(f"layer_norm is missing {missing}; it needs {LSTM_LAYER_NORM_PARAMS}")
         checked = {}
         for name in LSTM_LAYER_NORM_PARAMS:
-            size = H if name.endswith("_c") else 4 * H
+            size = layer_norm_param_size(name, H)
             checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1,
                                           dtype=dtype)
             v.check_shape(checked[name], f"layer_norm[{name!r}]", (size,))
@@ -94,7 +96,8 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
     return x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask
 
 
-def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=None, eps=1e-5):
+def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=None,
+                 eps=DEFAULT_EPS):
     """Run an LSTM over a whole sequence; the time loop runs inside the kernel.
 
     Parameters
@@ -118,17 +121,17 @@ def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=N
     Returns
     -------
     h : ndarray of shape (N, T, H)
-    cache : dict
-        Everything :func:`lstm_backward` needs; ``cache["c"]`` holds every cell state, so
-        ``cache["c"][:, -1]`` (also ``cache["c_final"]``) is the final one.
+        Read-only: it is saved in the cache for the backward pass (copy it to change it).
+    cache : LSTMCache
+        Everything :func:`lstm_backward` needs, read-only; ``cache.c`` holds every cell state,
+        so ``cache.c_final`` (= ``cache.c[:, -1]``) is the final one.
     """
     eps = v.positive_float(eps, "eps")
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask = _check_lstm_inputs(
         x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask)
     cache = _backend.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
-    v.finite_result(cache["c"], "lstm_forward", "x, Wx, Wh or b")
-    cache["c_final"] = cache["c"][:, -1]
-    return cache["h"], cache
+    v.finite_result(cache.c, "lstm_forward", "x, Wx, Wh or b")
+    return cache.h, cache
 
 
 def lstm_backward(dh, cache, dc_final=None):
@@ -138,7 +141,7 @@ def lstm_backward(dh, cache, dc_final=None):
     ----------
     dh : ndarray of shape (N, T, H)
         Upstream gradient of every output h(t).
-    cache : dict from :func:`lstm_forward`
+    cache : LSTMCache from :func:`lstm_forward`
     dc_final : ndarray of shape (N, H), optional
         Upstream gradient of the final cell state (for truncated BPTT across chunks).
 
@@ -148,11 +151,8 @@ def lstm_backward(dh, cache, dc_final=None):
         ``(dx, dh0, dc0, dWx, dWh, db, layer_norm)``; ``layer_norm`` maps each LN parameter
         name to its gradient, or is None without layer norm.
     """
-    cache = _check_cache(cache, ("x", "Wx", "Wh", "hprev", "gates", "c", "tc", "layer_norm",
-                                 "recurrent_mask"), "lstm_forward")
-    N, T, _ = cache["x"].shape
-    H = cache["Wh"].shape[0]
-    dtype = cache["x"].dtype
+    cache = _check_cache(cache, LSTMCache, "lstm_forward")
+    N, T, H, dtype = cache.N, cache.T, cache.H, cache.dtype
     dh = v.float_array(dh, "dh", ndim=3, dtype=dtype)
     v.check_shape(dh, "dh", (N, T, H), "(batch, time, hidden_size)")
     if dc_final is None:
@@ -164,7 +164,7 @@ def lstm_backward(dh, cache, dc_final=None):
     for name in ("dx", "dWx", "dWh", "dh0"):
         v.finite_result(grads[name], "lstm_backward", "dh, dc_final or the weights")
     ln = None
-    if cache["layer_norm"] is not None:
+    if cache.layer_norm is not None:
         ln = {name: grads["d" + name] for name in LSTM_LAYER_NORM_PARAMS}
     return LSTMGradients(grads["dx"], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
                          grads["db"], ln)
@@ -189,10 +189,11 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """-> (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx, dWh, db) for one step."""
-    cache = _check_cache(cache, ("x", "Wh", "gates"), "lstm_step_forward")
-    N = cache["x"].shape[0]
-    H = cache["Wh"].shape[0]
-    dtype = cache["x"].dtype
+    cache = _check_cache(cache, LSTMCache, "lstm_step_forward")
+    if cache.T != 1:
+        raise ValueError(f"cache holds {cache.T} time steps: lstm_step_backward takes the cache "
+                         "of lstm_step_forward (use lstm_backward for a sequence)")
+    N, H, dtype = cache.N, cache.H, cache.dtype
     dnext_h = v.float_array(dnext_h, "dnext_h", ndim=2, dtype=dtype)
     v.check_shape(dnext_h, "dnext_h", (N, H), "(batch, hidden_size)")
     dnext_c = v.float_array(dnext_c, "dnext_c", ndim=2, dtype=dtype)
@@ -203,15 +204,17 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return grads
 
 
-def _check_cache(cache, keys, made_by):
-    if not isinstance(cache, dict) or any(k not in cache for k in keys):
-        raise TypeError(f"cache must be the cache returned by {made_by}, got "
+def _check_cache(cache, kind, made_by):
+    """The cache, after checking it is the kind ``made_by`` returns and still holds arrays of
+    the shapes it was made with (it is read-only, but its arrays can be swapped by force)."""
+    if not isinstance(cache, kind):
+        raise TypeError(f"cache must be the {kind.__name__} returned by {made_by}, got "
                         f"{type(cache).__name__}")
-    return cache
+    return cache.check()
 
 
 # ----------------------------------------------------------------------------- layer norm
-def layer_norm_forward(x, gamma, beta, eps=1e-5):
+def layer_norm_forward(x, gamma, beta, eps=DEFAULT_EPS):
     """Layer normalization over the last axis (any leading shape).
 
     out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance of each row,
@@ -225,7 +228,7 @@ def layer_norm_forward(x, gamma, beta, eps=1e-5):
     Returns
     -------
     out : ndarray of shape (..., F)
-    cache : dict for :func:`layer_norm_backward`
+    cache : LayerNormCache for :func:`layer_norm_backward` (read-only)
     """
     x = v.float_array(x, "x", ndim=(1, None))
     F = x.shape[-1]
@@ -236,21 +239,19 @@ def layer_norm_forward(x, gamma, beta, eps=1e-5):
     eps = v.positive_float(eps, "eps")
     out, xhat, rstd = _backend.kernels().layer_norm_forward(x.reshape(-1, F), gamma, beta, eps)
     v.finite_result(out, "layer_norm_forward", "x, gamma or beta")
-    cache = dict(xhat=xhat, rstd=rstd, gamma=gamma, shape=x.shape)
-    return out.reshape(x.shape), cache
+    return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
 
 
 def layer_norm_backward(dout, cache):
     """-> (dx of x's shape, dgamma (F,), dbeta (F,))."""
-    cache = _check_cache(cache, ("xhat", "rstd", "gamma", "shape"), "layer_norm_forward")
-    dout = v.float_array(dout, "dout", dtype=cache["xhat"].dtype)
-    v.check_shape(dout, "dout", cache["shape"], "(the shape of the forward input)")
-    F = cache["shape"][-1]
+    cache = _check_cache(cache, LayerNormCache, "layer_norm_forward")
+    dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
+    v.check_shape(dout, "dout", cache.shape, "(the shape of the forward input)")
     dx, dgamma, dbeta = _backend.kernels().layer_norm_backward(
-        dout.reshape(-1, F), cache["xhat"], cache["rstd"], cache["gamma"])
+        dout.reshape(-1, cache.shape[-1]), cache.xhat, cache.rstd, cache.gamma)
     for arr in (dx, dgamma, dbeta):
         v.finite_result(arr, "layer_norm_backward", "dout or gamma")
-    return dx.reshape(cache["shape"]), dgamma, dbeta
+    return dx.reshape(cache.shape), dgamma, dbeta
 
 
 # ----------------------------------------------------------------------------- dropout

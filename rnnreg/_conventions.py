@@ -1,0 +1,284 @@
+"""The contracts every part of rnnreg agrees on, defined once.
+
+The compiled kernels (``rnnreg._kernels``), their NumPy twins (``rnnreg._reference``), the public
+wrappers (``rnnreg.functional``), the model, the optimizers and the trainer all import these
+names from here; none of them spells a gate order, a layer-norm name, a saved-array shape, a
+default or a dropout rule of its own.
+
+LSTM
+----
+Weights follow CS231n: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; the four blocks of the 4H
+axis are, in order, :data:`GATE_ORDER` = input ``i``, forget ``f``, output ``o``, candidate ``g``::
+
+    a_t = X_t + H_t + b             X_t = x_t Wx,  H_t = (h_{t-1} * m) Wh
+    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);   g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(C_t)             C_t = c_t
+
+``m`` is an optional recurrent-dropout mask of shape (N, H), the same at every step (Gal &
+Ghahramani, 2016). With layer normalization (Ba et al., 2016) the input and recurrent projections
+and the cell state are each normalized over their last axis::
+
+    X_t = LN(x_t Wx; gamma_x, beta_x),  H_t = LN((h_{t-1} * m) Wh; gamma_h, beta_h),
+    C_t = LN(c_t; gamma_c, beta_c)
+
+while the recurrence itself carries the un-normalized ``c_t``.
+
+What a forward pass saves for its backward pass is an :class:`LSTMCache` (or a
+:class:`LayerNormCache`): a typed, read-only object whose shapes are fixed when it is made. The
+compiled backward re-checks every array it reads against those shapes with integer compares, so a
+cache that was tampered with raises instead of being read out of bounds.
+"""
+import math
+import types
+from typing import Mapping, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LN_SAVED", "DEFAULT_EPS", "DROPOUT_RESOLUTION",
+    "dropout_threshold", "layer_norm_param_size", "ln_saved_shape", "is_decayed",
+    "decay_parameter_names", "stream_geometry", "LSTMCache", "lstm_cache", "LayerNormCache",
+    "freeze", "step_functions",
+]
+
+#: The order of the four gate blocks along the 4H axis of Wx, Wh and b.
+GATE_ORDER = ("i", "f", "o", "g")
+
+#: LN-LSTM parameters: gain and bias of the input projection (4H), the recurrent projection (4H)
+#: and the cell state (H), in this order everywhere (kernels, caches, gradients, checkpoints).
+LSTM_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
+
+#: What an LN-LSTM forward saves besides the plain arrays: for each normalized quantity its
+#: normalized value ``xhat`` (N, T, width) and reciprocal standard deviation ``rstd`` (N, T).
+LN_SAVED = ("xhat_x", "rstd_x", "xhat_h", "rstd_h", "xhat_c", "rstd_c")
+
+#: Layer norm's variance floor, the default of every function that takes ``eps``.
+DEFAULT_EPS = 1e-5
+
+
+def layer_norm_param_size(name, hidden_size):
+    """The length of LN-LSTM parameter ``name``: H for the cell's, 4H for the projections'."""
+    if name not in LSTM_LAYER_NORM_PARAMS:
+        raise KeyError(name)
+    return hidden_size if name.endswith("_c") else 4 * hidden_size
+
+
+def ln_saved_shape(name, N, T, H):
+    """The shape of saved LN array ``name`` for a batch of N sequences of T steps, hidden H."""
+    if name.startswith("rstd"):
+        return (N, T)
+    return (N, T, H if name.endswith("_c") else 4 * H)
+
+
+# ----------------------------------------------------------------------------- dropout
+#: Dropout compares 16-bit uniforms with a threshold: keep_prob is resolved to 1/65536.
+DROPOUT_RESOLUTION = 1 << 16
+
+
+def dropout_threshold(keep_prob):
+    """keep_prob as a count of 16-bit values: an element is kept when its 16-bit uniform is
+    below it. Rounded to the nearest 1/65536, and at least 1 so that something is kept.
+
+    The mask rule both backends follow: each 64-bit draw of the generator serves four elements;
+    element k is kept when bits 16*(k % 4) .. 16*(k % 4) + 15 of draw k // 4 are below this
+    threshold, and a kept element is scaled by 1 / keep_prob."""
+    return max(1, min(DROPOUT_RESOLUTION, int(round(keep_prob * DROPOUT_RESOLUTION))))
+
+
+# ----------------------------------------------------------------------------- weight decay
+def is_decayed(array):
+    """The weight-decay rule: weight matrices (2 or more axes) are decayed; biases and layer-norm
+    gains and biases (1 axis) never are."""
+    return np.ndim(array) >= 2
+
+
+def decay_parameter_names(params):
+    """The names in a dict name -> array that weight decay applies to, in the dict's order."""
+    return [name for name, p in params.items() if is_decayed(p)]
+
+
+# ----------------------------------------------------------------------------- batches
+def stream_geometry(num_tokens, batch_size):
+    """How a 1-D token stream of ``num_tokens`` is cut into parallel streams for truncated BPTT:
+    returns ``(streams, length)`` — ``streams`` rows of ``length`` inputs each (the targets are the
+    same rows shifted by one token). At most half the usable tokens become streams, so every
+    stream has at least two steps."""
+    streams = max(1, min(batch_size, (num_tokens - 1) // 2))
+    return streams, (num_tokens - 1) // streams
+
+
+# ----------------------------------------------------------------------------- caches
+def freeze(*arrays):
+    """Mark arrays a forward pass has just made read-only (in place: they are its own)."""
+    for arr in arrays:
+        arr.flags.writeable = False
+
+
+def _shape_error(label, arr, shape, dtype, made_by):
+    got = (f"shape {arr.shape} and dtype {arr.dtype}" if isinstance(arr, np.ndarray)
+           else f"a {type(arr).__name__}")
+    return ValueError(f"cache.{label} has {got}, expected shape {shape} and dtype {dtype}: the "
+                      f"cache was changed after {made_by} made it")
+
+
+class LSTMCache(NamedTuple):
+    """What an LSTM forward pass saves for its backward pass.
+
+    Made by ``lstm_forward`` (either backend) and read by ``lstm_backward``. A tuple, so its fields
+    cannot be reassigned; the arrays the forward pass computed are read-only; the dimensions
+    ``N, T, D, H`` are recorded when it is made. :meth:`check` compares every array with them,
+    and the compiled backward compares them again, on the arrays' real dimensions, before it
+    reads anything — a cache that was tampered with raises instead of being read out of bounds.
+
+    Fields: the inputs ``x (N, T, D), h0, c0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,)``,
+    ``layer_norm`` (None or a read-only mapping of the :data:`LSTM_LAYER_NORM_PARAMS`),
+    ``recurrent_mask`` (None or (N, H)), ``eps``; computed: ``hprev, c, tc, h (N, T, H)`` (the
+    masked recurrent input, the cell state, tanh of the (normalized) cell state, the output) and
+    ``gates (N, T, 4H)`` (activated, in :data:`GATE_ORDER`); ``ln_saved``: None or a read-only
+    mapping of the :data:`LN_SAVED` arrays. ``cache["h"]`` reads a field by name too.
+    """
+    x: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray
+    Wx: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    layer_norm: Optional[Mapping[str, np.ndarray]]
+    recurrent_mask: Optional[np.ndarray]
+    eps: float
+    hprev: np.ndarray
+    gates: np.ndarray
+    c: np.ndarray
+    tc: np.ndarray
+    h: np.ndarray
+    ln_saved: Optional[Mapping[str, np.ndarray]]
+    N: int
+    T: int
+    D: int
+    H: int
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key == "c_final":
+                return self.c_final
+            if key not in self._fields:
+                raise KeyError(f"LSTMCache has no field {key!r}")
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+    @property
+    def c_final(self):
+        """The final cell state, ``c[:, -1]`` (N, H)."""
+        return self.c[:, -1]
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    def expected_shapes(self):
+        """label -> shape of every array field (layer-norm ones labelled ``layer_norm['name']``
+        and ``ln_saved['name']``), from the dimensions recorded at creation."""
+        N, T, D, H = self.N, self.T, self.D, self.H
+        shapes = {"x": (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, 4 * H),
+                  "Wh": (H, 4 * H), "b": (4 * H,), "hprev": (N, T, H), "gates": (N, T, 4 * H),
+                  "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
+        if self.recurrent_mask is not None:
+            shapes["recurrent_mask"] = (N, H)
+        if self.layer_norm is not None:
+            for name in LSTM_LAYER_NORM_PARAMS:
+                shapes[f"layer_norm[{name!r}]"] = (layer_norm_param_size(name, H),)
+        if self.ln_saved is not None:
+            for name in LN_SAVED:
+                shapes[f"ln_saved[{name!r}]"] = ln_saved_shape(name, N, T, H)
+        return shapes
+
+    def check(self):
+        """Raise ValueError naming the first field that no longer agrees with the dimensions
+        recorded at creation (shape, dtype, or not an array at all); returns the cache."""
+        if (self.layer_norm is None) != (self.ln_saved is None):
+            raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
+        dtype = self.x.dtype if isinstance(self.x, np.ndarray) else None
+        for label, shape in self.expected_shapes().items():
+            if label.startswith("layer_norm["):
+                arr = self.layer_norm.get(label[12:-2])
+            elif label.startswith("ln_saved["):
+                arr = self.ln_saved.get(label[10:-2])
+            else:
+                arr = getattr(self, label)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise _shape_error(label, arr, shape, dtype, "lstm_forward")
+        if not (isinstance(self.eps, float) and math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"cache.eps must be a finite float > 0, got {self.eps!r}")
+        return self
+
+    def __repr__(self):
+        extras = "".join(f", {name}" for name in ("layer_norm", "recurrent_mask")
+                         if getattr(self, name) is not None)
+        return f"LSTMCache(N={self.N}, T={self.T}, D={self.D}, H={self.H}{extras})"
+
+
+def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc, h,
+               ln_saved=None):
+    """An :class:`LSTMCache` from a forward pass's arguments and the arrays it made (which
+    become read-only); the dimensions are read from x and Wh."""
+    freeze(hprev, gates, c, tc, h)
+    if ln_saved is not None:
+        freeze(*ln_saved.values())
+        ln_saved = types.MappingProxyType(dict(ln_saved))
+    if layer_norm is not None:
+        layer_norm = types.MappingProxyType({k: layer_norm[k] for k in LSTM_LAYER_NORM_PARAMS})
+    N, T, D = x.shape
+    return LSTMCache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, float(eps), hprev, gates,
+                     c, tc, h, ln_saved, N, T, D, Wh.shape[0])
+
+
+class LayerNormCache(NamedTuple):
+    """What :func:`rnnreg.layer_norm_forward` saves for its backward pass: ``xhat (M, F)`` and
+    ``rstd (M,)`` (read-only), the ``gamma (F,)`` used, and the ``shape`` of the forward input
+    (any leading axes, flattened to M rows of F features). ``cache["xhat"]`` works too."""
+    xhat: np.ndarray
+    rstd: np.ndarray
+    gamma: np.ndarray
+    shape: Tuple[int, ...]
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(f"LayerNormCache has no field {key!r}")
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+    def check(self):
+        """Raise ValueError unless the arrays still agree with ``shape``; returns the cache."""
+        if not (isinstance(self.shape, tuple) and self.shape
+                and all(isinstance(s, int) and s > 0 for s in self.shape)):
+            raise ValueError(f"cache.shape must be the forward input's shape, got {self.shape!r}")
+        F, M = self.shape[-1], math.prod(self.shape[:-1])
+        dtype = self.xhat.dtype if isinstance(self.xhat, np.ndarray) else None
+        for label, shape in (("xhat", (M, F)), ("rstd", (M,)), ("gamma", (F,))):
+            arr = getattr(self, label)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise _shape_error(label, arr, shape, dtype, "layer_norm_forward")
+        return self
+
+
+# ----------------------------------------------------------------------------- step functions
+def step_functions(sequence_forward, sequence_backward):
+    """A backend's ``lstm_step_forward`` and ``lstm_step_backward``: its sequence functions with
+    T = 1 (CS231n's one-step interface)."""
+    def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+        """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function, T = 1."""
+        cache = sequence_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None,
+                                 DEFAULT_EPS)
+        return cache.h[:, 0], cache.c[:, 0], cache
+
+    def lstm_step_backward(dnext_h, dnext_c, cache):
+        """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
+        if not isinstance(cache, LSTMCache) or cache.T != 1:
+            raise TypeError("cache must be the cache returned by lstm_step_forward, got "
+                            f"{cache!r}")
+        grads = sequence_backward(dnext_h[:, None, :], dnext_c, cache)
+        return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
+                grads["db"])
+    return lstm_step_forward, lstm_step_backward
