@@ -24,13 +24,17 @@ import numpy as np
 
 from . import _backend
 from . import _validation as v
-from .functional import GATE_ORDER, LSTM_LAYER_NORM_PARAMS, dropout_mask, lstm_layer_norm_params
+from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS,
+                           decay_parameter_names)
+from .functional import dropout_mask, lstm_layer_norm_params
 
 __all__ = ["RegularizedLSTM"]
 
 # The model calls the kernels directly: its inputs (token ids, states) are validated on the way
-# in and its parameters are its own (checked by load_state_dict), so the public wrappers' checks
-# would only repeat themselves on every step. Results are still checked for overflow.
+# in, and its parameters are compared with the shapes and dtype they were created with at every
+# forward pass (a few integer compares: `params` is a plain dict anyone can assign into), so the
+# public wrappers' checks would only repeat themselves on every step. The kernels check sizes
+# once more themselves; results are still checked for overflow.
 
 
 def _matmul(a, b, trans_a=False, trans_b=False):
@@ -101,6 +105,8 @@ class RegularizedLSTM:
         self._layer_names = [(f"W{layer}", f"b{layer}",
                               tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS))
                              for layer in range(self.num_layers)]
+        # name -> shape of every parameter, fixed at creation: the contract _check_params enforces.
+        self._param_shapes = {name: p.shape for name, p in self.params.items()}
         self.grads = {}
         self._cache = None
 
@@ -160,7 +166,25 @@ class RegularizedLSTM:
 
     def decay_parameter_names(self):
         """Names weight decay applies to: weight matrices only — never biases or LN gains."""
-        return [name for name, p in self.params.items() if p.ndim >= 2]
+        return decay_parameter_names(self.params)
+
+    def _check_params(self):
+        """Raise unless every parameter is still a C-contiguous array of the model's dtype and of
+        the shape it was created with (``params`` is a plain dict: anything can be assigned)."""
+        params, shapes, dtype = self.params, self._param_shapes, self.dtype
+        if len(params) != len(shapes):
+            raise ValueError(f"model.params must hold exactly {sorted(shapes)}, got "
+                             f"{sorted(params)}")
+        for name, shape in shapes.items():
+            p = params.get(name)
+            if (type(p) is not np.ndarray or p.shape != shape or p.dtype != dtype
+                    or not p.flags.c_contiguous):
+                got = (f"shape {p.shape}, dtype {p.dtype}" if isinstance(p, np.ndarray)
+                       else type(p).__name__)
+                raise ValueError(
+                    f"model.params[{name!r}] must be a C-contiguous {dtype} array of shape "
+                    f"{shape}, got {got}; change values in place (model.params[{name!r}][...] = "
+                    "new) or with load_state_dict")
 
     def weights(self):
         """The weight matrices weight decay applies to, as a list."""
@@ -222,6 +246,7 @@ class RegularizedLSTM:
         logits : ndarray of shape (N, T, output_size)
         state : (h, c), the final states, each (num_layers, N, H)
         """
+        self._check_params()
         inputs = v.token_array(inputs, "inputs", self.vocab_size, ndim=2)
         N, T = inputs.shape
         if targets is not None:
@@ -260,10 +285,10 @@ class RegularizedLSTM:
                 ln = dict(zip(LSTM_LAYER_NORM_PARAMS, map(params.__getitem__, ln_names)))
             cache = _backend.kernels().lstm_forward(
                 np.ascontiguousarray(x), h_init[layer], c_init[layer], W[:D], Wh,
-                params[b_name], ln, recurrent_mask, 1e-5)
-            v.finite_result(cache["c"], f"LSTM layer {layer}", "the weights or inputs")
-            h = cache["h"]
-            h_final[layer], c_final[layer] = h[:, -1], cache["c"][:, -1]
+                params[b_name], ln, recurrent_mask, DEFAULT_EPS)
+            v.finite_result(cache.c, f"LSTM layer {layer}", "the weights or inputs")
+            h = cache.h
+            h_final[layer], c_final[layer] = h[:, -1], cache.c_final
             x, mask = self._dropout(h, training)
             layer_caches.append(cache)
             dropout_masks.append(mask)
@@ -286,6 +311,7 @@ class RegularizedLSTM:
         """
         if self._cache is None or self._cache["dlogits"] is None:
             raise RuntimeError("backward() needs a preceding forward_batch(...) with targets")
+        self._check_params()
         cache = self._cache
         N, T = cache["shape"]
         H = self.hidden_size

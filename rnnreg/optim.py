@@ -17,13 +17,10 @@ import numpy as np
 
 from . import _backend
 from . import _validation as v
+from ._conventions import decay_parameter_names
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm", "l2_gradient",
            "constant_lr", "cosine_lr", "step_lr"]
-
-
-def _default_decay(params):
-    return [name for name, p in params.items() if p.ndim >= 2]
 
 
 def l2_gradient(params, weight_decay, decay):
@@ -67,7 +64,7 @@ class Optimizer:
         self.params = params
         self.lr = v.positive_float(lr, "lr")
         self.weight_decay = v.non_negative_float(weight_decay, "weight_decay")
-        self.decay = list(_default_decay(params) if decay is None else decay)
+        self.decay = list(decay_parameter_names(params) if decay is None else decay)
         unknown = [name for name in self.decay if name not in params]
         if unknown:
             raise ValueError(f"decay names parameters that do not exist: {unknown}")
@@ -75,9 +72,30 @@ class Optimizer:
         self.state = {}
 
     def _check_grads(self, grads):
+        """Raise unless grads holds, for every parameter, an array of its shape and dtype (NumPy
+        would broadcast a (1,) gradient over a whole matrix without a word); and unless every
+        parameter is still updatable in place."""
+        if not isinstance(grads, dict):
+            raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
         missing = [name for name in self.params if name not in grads]
         if missing:
             raise ValueError(f"grads is missing {missing}")
+        for name, p in self.params.items():
+            g = grads[name]
+            if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+                got = (f"shape {g.shape} and dtype {g.dtype}" if isinstance(g, np.ndarray)
+                       else type(g).__name__)
+                raise ValueError(f"grads[{name!r}] has {got}, expected shape {p.shape} and "
+                                 f"dtype {p.dtype} (those of the parameter)")
+            if not (p.flags.c_contiguous and p.flags.writeable):
+                raise ValueError(f"params[{name!r}] is no longer a writeable C-contiguous array")
+
+    def _check_lr(self):
+        """The learning rate can be set from outside (a schedule): it must be finite and > 0."""
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) \
+                or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
 
     def _coupled(self, grads):
         """Gradients with the coupled-L2 term λ·w added (new arrays; the inputs stay as they are)."""
@@ -94,12 +112,54 @@ class Optimizer:
                 "state": {k: {n: a.copy() for n, a in s.items()} for k, s in self.state.items()}}
 
     def load_state_dict(self, state):
-        self.lr = float(state["lr"])
-        self.weight_decay = float(state["weight_decay"])
-        self.step_count = int(state["step_count"])
-        self.decay = list(state["decay"])
-        self.state = {k: {n: np.array(a, copy=True) for n, a in s.items()}
-                      for k, s in state["state"].items()}
+        """Restore a :meth:`state_dict`, after checking all of it against these parameters
+        (names, shapes, dtypes, native byte order, finite values): a state from a file is
+        hostile input. Raises ValueError naming the first field that does not fit; nothing is
+        changed then."""
+        if not isinstance(state, dict):
+            raise ValueError(f"optimizer state must be a dict, got {type(state).__name__}")
+        for key in ("lr", "weight_decay", "step_count", "decay", "state"):
+            if key not in state:
+                raise ValueError(f"optimizer state is missing {key!r}")
+        lr = state["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+                math.isfinite(lr) and lr > 0):
+            raise ValueError(f"optimizer state 'lr' must be a finite number > 0, got {lr!r}")
+        weight_decay = state["weight_decay"]
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not (
+                math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError("optimizer state 'weight_decay' must be a finite number >= 0, got "
+                             f"{weight_decay!r}")
+        step_count = state["step_count"]
+        if isinstance(step_count, bool) or not isinstance(step_count, int) or step_count < 0:
+            raise ValueError(f"optimizer state 'step_count' must be an int >= 0, got {step_count!r}")
+        decay = state["decay"]
+        if not isinstance(decay, list) or any(name not in self.params for name in decay):
+            raise ValueError(f"optimizer state 'decay' must list parameter names, got {decay!r}")
+        slots = state["state"]
+        if not isinstance(slots, dict) or set(slots) != set(self.state):
+            raise ValueError(f"optimizer state 'state' must hold {sorted(self.state)}, got "
+                             f"{sorted(slots) if isinstance(slots, dict) else type(slots).__name__}")
+        restored = {}
+        for slot, arrays in slots.items():
+            if not isinstance(arrays, dict) or any(n not in self.params for n in arrays):
+                raise ValueError(f"optimizer state[{slot!r}] must map parameter names to arrays")
+            if arrays and set(arrays) != set(self.params) and slot != "velocity":
+                raise ValueError(f"optimizer state[{slot!r}] must hold every parameter or none")
+            restored[slot] = {}
+            for name, arr in arrays.items():
+                p = self.params[name]
+                if (not isinstance(arr, np.ndarray) or arr.shape != p.shape
+                        or arr.dtype != p.dtype or not arr.dtype.isnative):
+                    got = (f"shape {arr.shape}, dtype {arr.dtype.str}"
+                           if isinstance(arr, np.ndarray) else type(arr).__name__)
+                    raise ValueError(f"optimizer state[{slot!r}][{name!r}] has {got}; the "
+                                     f"parameter has shape {p.shape}, dtype {p.dtype.str}")
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"optimizer state[{slot!r}][{name!r}] holds NaN or inf")
+                restored[slot][name] = np.array(arr, copy=True, order="C")
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.step_count, self.decay, self.state = step_count, list(decay), restored
 
 
 class SGD(Optimizer):
@@ -115,6 +175,7 @@ class SGD(Optimizer):
 
     def step(self, grads):
         self._check_grads(grads)
+        self._check_lr()
         grads = self._coupled(grads)
         self.step_count += 1
         for name, p in self.params.items():
@@ -147,6 +208,7 @@ class Adam(Optimizer):
 
     def step(self, grads):
         self._check_grads(grads)
+        self._check_lr()
         self.step_count += 1
         b1, b2 = self.betas
         bias1 = 1 - b1 ** self.step_count
@@ -168,11 +230,12 @@ class Adam(Optimizer):
         decay_names = set(self.decay)
         for name, p in self.params.items():
             is_decayed = name in decay_names
-            g = np.ascontiguousarray(grads[name], dtype=p.dtype)
-            if g.shape != p.shape:
-                raise ValueError(f"grads[{name!r}] has shape {g.shape}, expected {p.shape}")
-            update(p, g, moments_m[name], moments_v[name], step_size, b1, b2, eps_hat,
-                   decay if is_decayed else 1.0, l2 if is_decayed else 0.0)
+            g = np.ascontiguousarray(grads[name])
+            try:
+                update(p, g, moments_m[name], moments_v[name], step_size, b1, b2, eps_hat,
+                       decay if is_decayed else 1.0, l2 if is_decayed else 0.0)
+            except (ValueError, TypeError) as exc:   # a moment that no longer fits its parameter
+                raise ValueError(f"Adam step for params[{name!r}]: {exc}") from exc
 
 
 class AdamW(Adam):
