@@ -198,9 +198,54 @@ class EarlyStoppingMonitor:
         """Everything needed to resume counting (settings, counters, best snapshot)."""
         return copy.deepcopy({k: getattr(self, k) for k in self._STATE_KEYS})
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, model=None):
+        """Restore a :meth:`state_dict` after checking every field (a state read from a file is
+        hostile input); with ``model``, the best-weights snapshot must hold exactly its
+        parameters' names, shapes and dtypes. Raises ValueError naming the field; nothing is
+        changed then."""
+        if not isinstance(state, dict):
+            raise ValueError(f"monitor state must be a dict, got {type(state).__name__}")
         missing = [k for k in self._STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}")
+
+        def number(key, optional=False, integral=False, low=None):
+            val = state[key]
+            if val is None and optional:
+                return
+            kind = numbers.Integral if integral else numbers.Real
+            if isinstance(val, bool) or not isinstance(val, kind) or (
+                    not integral and not math.isfinite(val)) or (low is not None and val < low):
+                raise ValueError(f"monitor state {key!r} must be a finite "
+                                 f"{'integer' if integral else 'number'}"
+                                 f"{f' >= {low}' if low is not None else ''}, got {val!r}")
+        for key in ("wait", "best_epoch", "stopped_epoch", "patience", "start_from_epoch"):
+            number(key, integral=True, low=0)
+        number("min_delta", low=0)
+        number("best", optional=True)
+        number("baseline", optional=True)
+        if state["mode"] not in ("min", "max"):
+            raise ValueError(f"monitor state 'mode' must be 'min' or 'max', got {state['mode']!r}")
+        for key in ("improved", "restore_best_weights"):
+            if not isinstance(state[key], bool):
+                raise ValueError(f"monitor state {key!r} must be a bool, got {state[key]!r}")
+        for key, optional in (("stop_reason", True), ("monitor", False)):
+            if not (isinstance(state[key], str) or (optional and state[key] is None)):
+                raise ValueError(f"monitor state {key!r} must be a string, got {state[key]!r}")
+        best_weights = state["best_weights"]
+        if best_weights is not None:
+            if not isinstance(best_weights, dict):
+                raise ValueError("monitor state 'best_weights' must be None or a dict of arrays")
+            reference = model.state_dict() if model is not None else None
+            if reference is not None and set(best_weights) != set(reference):
+                raise ValueError("monitor state 'best_weights' holds "
+                                 f"{sorted(best_weights)}, the model has {sorted(reference)}")
+            for name, arr in best_weights.items():
+                ok = isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.dtype.isnative
+                if ok and reference is not None:
+                    ok = arr.shape == reference[name].shape and arr.dtype == reference[name].dtype
+                if not ok or not np.isfinite(arr).all():
+                    raise ValueError(f"monitor state 'best_weights'[{name!r}] does not fit the "
+                                     "model (shape, dtype or non-finite values)")
         for k in self._STATE_KEYS:
             setattr(self, k, copy.deepcopy(state[k]))

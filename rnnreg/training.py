@@ -20,6 +20,7 @@ Reported losses are mean cross-entropy per token in nats; with coupled weight de
 training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
 Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
+import copy
 import dataclasses
 import math
 import sys
@@ -29,7 +30,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import _validation as v
-from .checkpoint import load_checkpoint, save_checkpoint
+from ._conventions import stream_geometry
+from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
@@ -129,8 +131,7 @@ def iterate_batches(data, batch_size, bptt, rng=None):
             rows = order[start:start + batch_size]
             yield inputs[rows], targets[rows], True
         return
-    batch_size = max(1, min(batch_size, (data.size - 1) // 2))
-    length = (data.size - 1) // batch_size
+    batch_size, length = stream_geometry(data.size, batch_size)
     streams = data[:length * batch_size + 1]
     inputs = streams[:-1].reshape(batch_size, length)
     targets = streams[1:].reshape(batch_size, length)
@@ -179,8 +180,8 @@ class _Progress:
 def _steps_per_epoch(data, batch_size, bptt):
     if isinstance(data, tuple):
         return math.ceil(len(data[0]) / batch_size)
-    batch_size = max(1, min(batch_size, (data.size - 1) // 2))
-    return math.ceil(((data.size - 1) // batch_size) / bptt)
+    _, length = stream_geometry(data.size, batch_size)
+    return math.ceil(length / bptt)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -226,12 +227,18 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
                    restored_best=False, test_loss=None)
     first_epoch = 0
     if resume_from is not None:
-        first_epoch = _restore(resume_from, model, optimizer, monitor, rng, history)
+        first_epoch = _restore(resume_from, model, optimizer, monitor, rng, history, config)
 
     steps = _steps_per_epoch(train, config.batch_size, config.bptt)
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
-        optimizer.lr = float(schedule(epoch))
+        lr = schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) \
+                or not (math.isfinite(lr) and lr > 0):
+            history["stop_reason"] = (f"the learning-rate schedule gave {lr!r} for epoch {epoch}; "
+                                      "a learning rate must be a finite number > 0")
+            return _finish(model, monitor, history, test, config, log, failed=True)
+        optimizer.lr = float(lr)
         progress = _Progress(steps, f"epoch {epoch}", config.progress)
         sum_loss = sum_ce = sum_norm = 0.0
         tokens = batches = 0
@@ -319,25 +326,142 @@ def _save(path, model, optimizer, monitor, rng, history, epoch, config):
     })
 
 
-def _restore(path, model, optimizer, monitor, rng, history):
-    payload = load_checkpoint(path)
+# Settings a resumed run may change: how long it runs, where it writes, whether it shows progress.
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_path")
+HISTORY_KEYS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds")
+
+
+def _expect_model_arrays(path, model):
+    """A check of a checkpoint's meta.json, before any array is read: every array must be one
+    of the model's parameters, its optimizer state or a best-weights snapshot, with exactly the
+    parameter's shape and dtype (so nothing larger than the model is ever decompressed)."""
+    specs = {name: {"shape": list(p.shape), "dtype": p.dtype.str} for name, p in model.params.items()}
+
+    def expect(meta):
+        for name, spec in meta["arrays"].items():
+            parts = name.strip("/").split("/")
+            param = parts[-1]
+            known = parts[0] == "model" and len(parts) == 2 or \
+                parts[:2] == ["optimizer", "state"] and len(parts) == 4 or \
+                parts[:2] == ["monitor", "best_weights"] and len(parts) == 3
+            if not known or param not in specs:
+                raise CheckpointError(f"{path}: array {name} is not a parameter of this model "
+                                      "(nor its optimizer or early-stopping state)")
+            if spec != specs[param]:
+                raise CheckpointError(f"{path}: {name} has shape {tuple(spec['shape'])} and "
+                                      f"dtype {spec['dtype']}; the model's {param} has "
+                                      f"{tuple(specs[param]['shape'])} and {specs[param]['dtype']}")
+    return expect
+
+
+def _checked_payload(path, payload, fields):
+    """payload, after checking it is a dict holding each field with a value of its kind."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: the payload is not a dict")
+    for field, kinds in fields.items():
+        if field not in payload:
+            raise CheckpointError(f"{path}: the checkpoint has no {field!r}")
+        if not isinstance(payload[field], kinds) or isinstance(payload[field], bool):
+            raise CheckpointError(f"{path}: {field!r} must be a {kinds}, got "
+                                  f"{type(payload[field]).__name__}")
+    return payload
+
+
+def _checked_rng_state(path, field, state, generator):
+    """A bit-generator state from a file, tried on a fresh generator of the same kind first."""
+    scratch = type(generator.bit_generator)()
+    try:
+        scratch.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: {field!r} is not a {type(scratch).__name__} state "
+                              f"({exc})") from exc
+    return scratch.state
+
+
+def _restore(path, model, optimizer, monitor, rng, history, config):
+    """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
+    optimizer and configuration before anything is changed. Returns the first epoch to run."""
+    payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
+    _checked_payload(path, payload, {
+        "epoch": int, "model_config": dict, "model": dict, "model_rng": dict,
+        "trainer_rng": dict, "optimizer": dict, "history": dict, "train_config": dict})
     if payload["model_config"] != model.config():
-        raise ValueError(f"checkpoint {path} holds a model {payload['model_config']}, "
-                         f"not this one {model.config()}")
+        raise CheckpointError(f"checkpoint {path} holds a model {payload['model_config']}, "
+                              f"not this one {model.config()}")
+    saved, current = payload["train_config"], config.to_dict()
+    differ = [f"{key} (checkpoint {saved.get(key)!r}, now {current.get(key)!r})"
+              for key in sorted(set(saved) | set(current))
+              if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
+    if differ:
+        raise CheckpointError(f"checkpoint {path} was trained with other settings: "
+                              f"{'; '.join(differ)}. Resume with the same settings (only "
+                              f"{', '.join(RESUMABLE_CHANGES)} may change) or start afresh.")
+    epoch = payload["epoch"]
+    if not 0 <= epoch < 10**9:
+        raise CheckpointError(f"{path}: 'epoch' must be >= 0, got {epoch}")
+    if set(payload["model"]) != set(model.params):
+        raise CheckpointError(f"{path}: the model weights are {sorted(payload['model'])}, "
+                              f"the model has {sorted(model.params)}")
+    for name, value in payload["model"].items():
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: model weight {name} holds NaN or inf")
+    model_rng = _checked_rng_state(path, "model_rng", payload["model_rng"], model.rng)
+    trainer_rng = _checked_rng_state(path, "trainer_rng", payload["trainer_rng"], rng)
+    saved_history = payload["history"]
+    for key in HISTORY_KEYS:
+        values = saved_history.get(key)
+        if not isinstance(values, list) or len(values) != len(saved_history.get("epoch", [])) \
+                or not all(val is None or isinstance(val, (int, float)) for val in values):
+            raise CheckpointError(f"{path}: history {key!r} must be a list of numbers, one per "
+                                  "epoch")
+    for key, kinds in (("best_epoch", int), ("best_val_loss", (int, float)),
+                       ("stopped_epoch", int), ("stop_reason", str), ("test_loss", (int, float))):
+        val = saved_history.get(key)
+        if not (val is None or (isinstance(val, kinds) and not isinstance(val, bool))):
+            raise CheckpointError(f"{path}: history {key!r} must be None or a {kinds}, got "
+                                  f"{val!r}")
+    if not isinstance(saved_history.get("restored_best", False), bool):
+        raise CheckpointError(f"{path}: history 'restored_best' must be a bool")
+    if monitor is not None and payload.get("monitor") is None:
+        raise CheckpointError(f"{path} was written without early stopping; this run uses it")
+    # Optimizer and monitor check their whole state before changing anything (ValueError).
+    probe_optimizer = type(optimizer).__new__(type(optimizer))
+    probe_optimizer.__dict__.update(optimizer.__dict__)
+    try:
+        probe_optimizer.load_state_dict(payload["optimizer"])
+        if monitor is not None:
+            probe_monitor = copy.copy(monitor)
+            probe_monitor.load_state_dict(payload["monitor"], model=model)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    # Everything fits: apply.
     model.load_state_dict(payload["model"])
-    model.rng.bit_generator.state = payload["model_rng"]
-    rng.bit_generator.state = payload["trainer_rng"]
-    optimizer.load_state_dict(payload["optimizer"])
-    if monitor is not None and payload["monitor"] is not None:
-        monitor.load_state_dict(payload["monitor"])
-    history.update(payload["history"])
-    return int(payload["epoch"]) + 1
+    model.rng.bit_generator.state = model_rng
+    rng.bit_generator.state = trainer_rng
+    optimizer.__dict__.update(probe_optimizer.__dict__)
+    if monitor is not None:
+        monitor.__dict__.update(probe_monitor.__dict__)
+    history.update({key: saved_history[key] for key in saved_history if key in history})
+    return epoch + 1
 
 
 def load_model(path):
-    """A RegularizedLSTM with the weights of a checkpoint written by :func:`fit`."""
+    """A RegularizedLSTM with the weights of a checkpoint written by :func:`fit`. The model's
+    settings are read and checked first; no array larger than that model's is decompressed."""
     from .model import RegularizedLSTM
-    payload = load_checkpoint(path)
-    model = RegularizedLSTM(**payload["model_config"])
-    model.load_state_dict(payload["model"])
+    config = read_meta(path)["payload"].get("model_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
+    try:
+        model = RegularizedLSTM(**config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
+    payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
+    weights = payload.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: no model weights")
+    try:
+        model.load_state_dict(weights)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
     return model
