@@ -8,7 +8,9 @@
 import argparse
 import json
 import os
+import shlex
 import sys
+import tempfile
 import time
 
 # The ablation of `rnnreg compare`: what each setting switches on, on top of the baseline.
@@ -60,8 +62,12 @@ def _run(args, name, vocab_size, train, val, test, overrides, out_dir, checkpoin
         config.checkpoint_path = os.path.join(out_dir, f"{name}.checkpoint.npz")
     started = time.perf_counter()
     log = (lambda line: print(f"[{name}] {line}", flush=True)) if not args.quiet else None
-    resume = config.checkpoint_path if getattr(args, "resume", False) and \
-        os.path.exists(config.checkpoint_path or "") else None
+    resume = None
+    if getattr(args, "resume", False):
+        if not os.path.exists(config.checkpoint_path):
+            raise FileNotFoundError(f"--resume: there is no checkpoint at {config.checkpoint_path} "
+                                    "to continue from (run without --resume to start afresh)")
+        resume = config.checkpoint_path
     history = fit(model, train, val, config, test=test, log=log, resume_from=resume)
     history["wall_seconds"] = time.perf_counter() - started
     history["model"] = model.config()
@@ -76,9 +82,19 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def _check_writable(folder):
+    """Create the output folder and write a file in it now, so that a read-only or full disk
+    shows before the first epoch rather than after it."""
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".rnnreg-write-test-") as probe:
+        probe.write(b"0" * 4096)
+        probe.flush()
+        os.fsync(probe.fileno())
+
+
 def _train(args):
     from .plotting import plot_learning_curves
-    os.makedirs(args.out, exist_ok=True)
+    _check_writable(args.out)
     description, vocab_size, train, val, test = _load_data(args)
     print(f"data: {description}")
     model, history = _run(args, "train", vocab_size, train, val, test, {}, args.out)
@@ -109,7 +125,7 @@ def _compare(args):
     import matplotlib
     matplotlib.use("Agg")
     from .plotting import plot_regularization_comparison, plot_weight_distributions
-    os.makedirs(args.out, exist_ok=True)
+    _check_writable(args.out)
     description, vocab_size, train, val, test = _load_data(args)
     print(f"data: {description}")
     settings = {name: SETTINGS[name] for name in args.settings}
@@ -174,6 +190,8 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (for developers)")
 
 
 def build_parser():
@@ -209,13 +227,43 @@ def build_parser():
     return parser
 
 
+def _interrupted(args, argv):
+    """What to tell a user who pressed Ctrl-C: where the last checkpoint is and how to go on."""
+    checkpoint = os.path.join(getattr(args, "out", ""), "train.checkpoint.npz")
+    if args.command != "train" or not os.path.exists(checkpoint):
+        return f"rnnreg {args.command}: interrupted; nothing was checkpointed to resume from"
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--resume" not in words:
+        words.append("--resume")
+    return (f"rnnreg train: interrupted; the last completed epoch is saved in {checkpoint}. "
+            f"Continue with: rnnreg {shlex.join(words)}")
+
+
 def main(argv=None):
+    """Run the command line; returns the exit status. A user's error (a bad value, a missing or
+    unusable file, a checkpoint that does not fit, a run that diverged, a full or read-only
+    disk) prints one line to stderr — no traceback unless --debug; Ctrl-C exits with 130."""
+    from .checkpoint import CheckpointError
+    from .training import TrainingError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, IndexError) as exc:
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print("\n" + _interrupted(args, argv), file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, IndexError, CheckpointError, FileNotFoundError) as exc:
+        if getattr(args, "debug", False):
+            raise
         print(f"rnnreg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (TrainingError, OSError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        message = exc.args[0] if isinstance(exc, TrainingError) and exc.args else exc
+        print(f"rnnreg {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
