@@ -3,9 +3,15 @@
 The compiled module ``rnnreg._kernels`` is the default. ``RNNREG_BACKEND=numpy`` in the
 environment, or :func:`set_backend` at run time, selects the pure-NumPy twins explicitly. If the
 extension cannot be imported, importing rnnreg warns once and falls back to NumPy — never silently.
+
+The choice is per thread, like scikit-learn's configuration: :func:`use_backend` and
+:func:`set_backend` change the calling thread's backend only, so one thread's ``with
+use_backend("numpy")`` cannot switch another thread's kernels mid-computation. A thread that has
+made no choice uses the process default: ``RNNREG_BACKEND``, or the compiled kernels.
 """
 import contextlib
 import os
+import threading
 import warnings
 
 from . import _reference
@@ -71,25 +77,34 @@ def _initial_backend():
     return "compiled"
 
 
-_active_name = _initial_backend()
-_active_module = _module_for(_active_name)
+class _ThreadChoice(threading.local):
+    """The backend of the current thread; each new thread starts from the process default."""
+
+    def __init__(self):
+        self.name = _DEFAULT_NAME
+        self.module = _DEFAULT_MODULE
+
+
+_DEFAULT_NAME = _initial_backend()
+_DEFAULT_MODULE = _module_for(_DEFAULT_NAME)
+_choice = _ThreadChoice()
 
 
 def get_backend():
-    """Name of the backend in use: ``"compiled"`` or ``"numpy"``."""
-    return _active_name
+    """Name of the backend the calling thread uses: ``"compiled"`` or ``"numpy"``."""
+    return _choice.name
 
 
 def set_backend(name):
-    """Select the kernels' implementation: ``"compiled"`` (default) or ``"numpy"``."""
-    global _active_name, _active_module
-    _active_module = _module_for(name)
-    _active_name = name
+    """Select the kernels' implementation for the calling thread: ``"compiled"`` (default) or
+    ``"numpy"``. Other threads keep theirs (set ``RNNREG_BACKEND`` to choose for every thread)."""
+    module = _module_for(name)
+    _choice.name, _choice.module = name, module
 
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Run a block with another backend, then restore the previous one."""
+    """Run a block with another backend in this thread, then restore the previous one."""
     previous = get_backend()
     set_backend(name)
     try:
@@ -99,5 +114,6 @@ def use_backend(name):
 
 
 def kernels():
-    """The module whose functions run now: ``rnnreg._kernels`` or ``rnnreg._reference``."""
-    return _active_module
+    """The module whose functions run now in this thread: ``rnnreg._kernels`` or
+    ``rnnreg._reference``."""
+    return _choice.module
