@@ -267,9 +267,17 @@ class LayerNormCache(NamedTuple):
 def step_functions(sequence_forward, sequence_backward):
     """A backend's ``lstm_step_forward`` and ``lstm_step_backward``: its sequence functions with
     T = 1 (CS231n's one-step interface)."""
+    def as_sequence(arr, name):
+        """arr (N, F) as (N, 1, F) for the sequence functions (which check everything else)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}")
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must have 2 axes, got {arr.ndim}")
+        return arr[:, None, :]
+
     def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
         """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function, T = 1."""
-        cache = sequence_forward(x[:, None, :], prev_h, prev_c, Wx, Wh, b, None, None,
+        cache = sequence_forward(as_sequence(x, "x"), prev_h, prev_c, Wx, Wh, b, None, None,
                                  DEFAULT_EPS)
         return cache.h[:, 0], cache.c[:, 0], cache
 
@@ -278,7 +286,7 @@ def step_functions(sequence_forward, sequence_backward):
         if not isinstance(cache, LSTMCache) or cache.T != 1:
             raise TypeError("cache must be the cache returned by lstm_step_forward, got "
                             f"{cache!r}")
-        grads = sequence_backward(dnext_h[:, None, :], dnext_c, cache)
+        grads = sequence_backward(as_sequence(dnext_h, "dnext_h"), dnext_c, cache)
         return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
                 grads["db"])
     return lstm_step_forward, lstm_step_backward

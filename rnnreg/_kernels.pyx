@@ -445,11 +445,19 @@ cdef inline bint _is_float32(object arr) except -1:
     return cnp.PyArray_Check(arr) and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT
 
 
-cdef inline object _as_dtype(cnp.ndarray total, int typenum):
-    """A float64 running sum returned in the kernel's dtype (itself when that is float64)."""
+cdef object _as_dtype(cnp.ndarray total, int typenum):
+    """A float64 running sum returned in the kernel's dtype (itself when that is float64). A sum
+    beyond float32's range becomes inf here without a NumPy warning: the public wrappers report
+    non-finite results themselves."""
     if typenum == cnp.NPY_DOUBLE:
         return total
-    return total.astype(np.float32)
+    cdef Py_ssize_t k, n = cnp.PyArray_SIZE(total)
+    out = _empty(cnp.NPY_FLOAT, n)
+    cdef const double* src = <const double*>_ptr(total)
+    cdef float* dst = <float*>_ptr(out)
+    for k in range(n):
+        dst[k] = <float>src[k]
+    return out
 
 
 # ----------------------------------------------------------------------------- layer norm
@@ -803,6 +811,10 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
         raise ValueError(f"cache dimensions must be >= 1, got N={N}, T={T}, D={D}, H={H}")
     s.x = _array(cache.x, "cache.x", tn, 3, N, T, D)
     s.c0 = _array(cache.c0, "cache.c0", tn, 2, N, H)
+    # Not read here, but part of the same forward pass: a cache is consistent as a whole or not.
+    _array(cache.h0, "cache.h0", tn, 2, N, H)
+    _array(cache.b, "cache.b", tn, 1, G)
+    _array(cache.h, "cache.h", tn, 3, N, T, H)
     s.Wx = _array(cache.Wx, "cache.Wx", tn, 2, D, G)
     s.Wh = _array(cache.Wh, "cache.Wh", tn, 2, H, G)
     s.hprev = _array(cache.hprev, "cache.hprev", tn, 3, N, T, H)

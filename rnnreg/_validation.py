@@ -25,6 +25,8 @@ def float_array(value, name, ndim=None, dtype=None, finite=True):
             arr = np.asarray(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of floats, got {type(value).__name__}") from exc
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:   # e.g. '>f8' read from a file
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
@@ -37,6 +39,8 @@ def float_array(value, name, ndim=None, dtype=None, finite=True):
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr)
+    if not arr.flags.aligned:   # the kernels read aligned memory only
+        arr = arr.copy()
     if finite and not all_finite(arr):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
@@ -45,16 +49,21 @@ def float_array(value, name, ndim=None, dtype=None, finite=True):
 def all_finite(arr):
     """Whether every entry of a float32/float64 array is finite: one vectorized pass in the
     compiled module when it is there (a NumPy test allocates a temporary as large as the input)."""
-    if _compiled_all_finite is not None and arr.flags.c_contiguous:
+    if (_compiled_all_finite is not None and arr.flags.c_contiguous and arr.flags.aligned
+            and arr.dtype.isnative):
         return _compiled_all_finite(arr)
     return bool(np.isfinite(arr).all())
 
 
+class NonFiniteResult(ValueError):
+    """Finite inputs overflowed into inf or NaN (training catches it as divergence)."""
+
+
 def finite_result(arr, what, inputs):
-    """Return arr, or raise ValueError when finite inputs overflowed into inf or NaN — a result
-    is never silently non-finite."""
+    """Return arr, or raise NonFiniteResult (a ValueError) when finite inputs overflowed into inf
+    or NaN — a result is never silently non-finite."""
     if not all_finite(arr):
-        raise ValueError(f"{what} overflowed: its result holds inf or NaN although every input "
+        raise NonFiniteResult(f"{what} overflowed: its result holds inf or NaN although every input "
                          f"was finite; {inputs} are too large in magnitude")
     return arr
 

@@ -232,11 +232,16 @@ def _interrupted(args, argv):
     checkpoint = os.path.join(getattr(args, "out", ""), "train.checkpoint.npz")
     if args.command != "train" or not os.path.exists(checkpoint):
         return f"rnnreg {args.command}: interrupted; nothing was checkpointed to resume from"
+    from .checkpoint import CheckpointError, read_meta
+    try:
+        epoch = f" ({read_meta(checkpoint)['payload']['epoch']})"
+    except (CheckpointError, OSError, KeyError, TypeError):
+        epoch = ""
     words = list(sys.argv[1:] if argv is None else argv)
     if "--resume" not in words:
         words.append("--resume")
-    return (f"rnnreg train: interrupted; the last completed epoch is saved in {checkpoint}. "
-            f"Continue with: rnnreg {shlex.join(words)}")
+    return (f"rnnreg train: interrupted; the last completed epoch{epoch} is saved in "
+            f"{checkpoint}. Continue with: rnnreg {shlex.join(words)}")
 
 
 def main(argv=None):

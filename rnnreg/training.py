@@ -246,15 +246,21 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt, rng):
             if new_sequence or state is None or state[0].shape[1] != len(inputs):
                 state = None
-            ce, _, state = model.forward_batch(inputs, targets, state, training=True)
-            grads = model.backward()
-            if config.clip_norm is not None:
-                norm = clip_grad_norm(grads, config.clip_norm)
+            try:
+                ce, _, state = model.forward_batch(inputs, targets, state, training=True)
+                grads = model.backward()
+            except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
+                ce, norm, overflow = math.nan, math.nan, exc
             else:
-                norm = global_norm(grads)
+                overflow = None
+                if config.clip_norm is not None:
+                    norm = clip_grad_norm(grads, config.clip_norm)
+                else:
+                    norm = global_norm(grads)
             if not (math.isfinite(ce) and math.isfinite(norm)):
                 progress.close()
-                what = "loss" if not math.isfinite(ce) else "gradient norm"
+                what = ("loss" if not math.isfinite(ce) else "gradient norm") if overflow is None \
+                    else f"result ({overflow})"
                 history["stop_reason"] = (f"non-finite {what} at epoch {epoch}, batch {batches} "
                                           f"(loss {ce}, gradient norm {norm}); lower the learning "
                                           "rate or enable clip_norm")

@@ -1,0 +1,269 @@
+"""Random inconsistent arguments for every compiled entry point (run by test_kernel_boundary.py
+in a child process, so that a crash shows as a signal instead of killing the test run).
+
+    python tests/kernel_fuzz.py SEED CASES   -> prints one JSON summary line, exits 0
+
+For each case: a kernel, a dtype and a valid set of arguments of random small sizes; then one
+corruption that makes the set inconsistent (a dimension off by one, an axis added or dropped, an
+empty axis, another dtype, swapped bytes, a misaligned or strided or read-only array, a non-array,
+two arguments swapped, a cache field replaced). The kernel must raise ValueError or TypeError.
+A corruption that keeps the set consistent — an ndarray subclass whose ``.shape`` lies — must
+give the same result as the honest call. Anything else is counted and reported.
+"""
+import json
+import sys
+
+import numpy as np
+
+from rnnreg import _backend, _reference
+
+K = _backend._kernels
+
+
+class LyingShape(np.ndarray):
+    """An ndarray that reports a false shape to Python code (the kernels must not ask it)."""
+
+    @property
+    def shape(self):
+        return (10**6,) * self.ndim
+
+    @property
+    def size(self):
+        return 10**12
+
+
+def _valid(kernel, rng, dtype):
+    """(positional arguments, names, which of them are arrays the kernel reads) for kernel."""
+    f = lambda *s: rng.standard_normal(s).astype(dtype)
+    N, T, D, H = (int(n) for n in rng.integers(1, 6, 4))
+    G = 4 * H
+    if kernel in ("lstm_forward", "lstm_backward"):
+        ln = None
+        if rng.random() < 0.5:
+            ln = {"gamma_x": f(G), "beta_x": f(G), "gamma_h": f(G), "beta_h": f(G),
+                  "gamma_c": f(H), "beta_c": f(H)}
+        mask = f(N, H) if rng.random() < 0.5 else None
+        fwd = [f(N, T, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5]
+        if kernel == "lstm_forward":
+            return fwd, ["x", "h0", "c0", "Wx", "Wh", "b", "layer_norm", "recurrent_mask", "eps"]
+        cache = K.lstm_forward(*fwd)
+        return [f(N, T, H), f(N, H), cache], ["dh", "dc_final", "cache"]
+    if kernel == "lstm_step_forward":
+        return [f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G)], \
+            ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
+    if kernel == "lstm_step_backward":
+        _, _, cache = K.lstm_step_forward(f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G))
+        return [f(N, H), f(N, H), cache], ["dnext_h", "dnext_c", "cache"]
+    if kernel == "layer_norm_forward":
+        return [f(N, D), f(D), f(D), 1e-5], ["x", "gamma", "beta", "eps"]
+    if kernel == "layer_norm_backward":
+        _, xhat, rstd = K.layer_norm_forward(f(N, D), f(D), f(D), 1e-5)
+        return [f(N, D), xhat, rstd, f(D)], ["dout", "xhat", "rstd", "gamma"]
+    if kernel == "dropout_forward":
+        return [f(N * D), 0.5, np.random.default_rng(0)], ["x", "keep_prob", "rng"]
+    if kernel == "dropout_backward":
+        return [f(N * D), f(N * D)], ["dout", "mask"]
+    if kernel == "matmul":
+        return [f(N, D), f(D, H), False, False], ["a", "b", "trans_a", "trans_b"]
+    if kernel == "softmax_cross_entropy":
+        return [f(N, D), rng.integers(0, D, N).astype(np.int64)], ["logits", "targets"]
+    if kernel == "all_finite":
+        return [f(N, D)], ["arr"]
+    if kernel == "adam_update":
+        return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0], \
+            ["p", "g", "m", "v", "step_size", "beta1", "beta2", "eps", "decay", "l2"]
+    raise AssertionError(kernel)
+
+
+KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
+           "layer_norm_forward", "layer_norm_backward", "dropout_forward", "dropout_backward",
+           "matmul", "softmax_cross_entropy", "all_finite", "adam_update"]
+ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
+                     "float16", "byteswap", "misaligned", "strided", "not_array", "lying_shape"]
+SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
+# In-place arguments that must also be writeable.
+WRITTEN = {("adam_update", "p"), ("adam_update", "m"), ("adam_update", "v")}
+# Arguments whose size nothing else constrains: growing them keeps the set consistent.
+FREE = {("all_finite", "arr"), ("dropout_forward", "x")}
+# Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
+CHECKED_SCALARS = {("lstm_forward", "eps"), ("layer_norm_forward", "eps"),
+                   ("dropout_forward", "keep_prob"), ("adam_update", "step_size"),
+                   ("adam_update", "beta1"), ("adam_update", "beta2"), ("adam_update", "eps"),
+                   ("adam_update", "l2")}
+
+
+def _misaligned(arr):
+    raw = np.zeros(arr.nbytes + 1, np.uint8)
+    out = raw[1:].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
+def _corrupt_array(arr, kind, rng):
+    """A corrupted stand-in for arr, or None when the corruption does not apply."""
+    if kind == "grow" or kind == "shrink":
+        axis = int(rng.integers(0, arr.ndim))
+        if kind == "shrink" and arr.shape[axis] < 2:
+            return None
+        new = list(arr.shape)
+        new[axis] += 1 if kind == "grow" else -1
+        return np.resize(arr, new).astype(arr.dtype)
+    if kind == "add_axis":
+        return arr[..., None].copy()
+    if kind == "drop_axis":
+        return arr.reshape(arr.shape[:-2] + (-1,)).copy() if arr.ndim > 1 else arr[0:1].reshape(())
+    if kind == "empty":
+        return np.take(arr, [], axis=int(rng.integers(0, arr.ndim)))
+    if kind == "other_float":
+        return arr.astype(np.float32 if arr.dtype == np.float64 else np.float64)
+    if kind in ("int64", "float16"):
+        return arr.astype(kind)
+    if kind == "byteswap":
+        return arr.astype(arr.dtype.newbyteorder())
+    if kind == "misaligned":
+        return _misaligned(arr)
+    if kind == "strided":
+        big = np.repeat(arr[..., None], 2, axis=-1)
+        return big[..., 0] if arr.size > 1 else None
+    if kind == "not_array":
+        return [arr.tolist(), None, "x", 3.0][int(rng.integers(0, 4))]
+    if kind == "lying_shape":
+        return arr.view(LyingShape)
+    raise AssertionError(kind)
+
+
+def _corrupt_cache(cache, rng):
+    """A copy of an LSTMCache with one field swapped for an inconsistent value."""
+    field = ["x", "h0", "c0", "Wx", "Wh", "hprev", "gates", "c", "tc", "N", "T", "D", "H",
+             "recurrent_mask", "layer_norm", "ln_saved"][int(rng.integers(0, 16))]
+    value = getattr(cache, field)
+    if field in ("N", "T", "D", "H"):
+        return cache._replace(**{field: value + int(rng.choice([-1, 1, 7]))})
+    if field in ("layer_norm", "ln_saved"):
+        if value is None:
+            other = cache.ln_saved if field == "layer_norm" else cache.layer_norm
+            return cache._replace(**{field: {} if other is None else None})
+        name = list(value)[int(rng.integers(0, len(value)))]
+        broken = dict(value)
+        broken[name] = np.resize(value[name], value[name].size + 1).astype(value[name].dtype)
+        return cache._replace(**{field: broken})
+    if value is None:   # no mask: give one of a wrong size
+        return cache._replace(recurrent_mask=np.ones((cache.N + 1, cache.H), cache.dtype))
+    bad = _corrupt_array(value, ["grow", "shrink", "other_float", "byteswap", "strided"][
+        int(rng.integers(0, 5))], rng)
+    return None if bad is None else cache._replace(**{field: bad})
+
+
+def _same(a, b):
+    if hasattr(a, "keys"):   # dicts of gradients, the caches' read-only mappings
+        return set(a.keys()) == set(b.keys()) and all(_same(a[k], b[k]) for k in a.keys())
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+    return a == b
+
+
+def _close(a, b):
+    if hasattr(a, "h") and hasattr(a, "gates"):   # LSTM caches: compare the outputs
+        return _close(a.h, b.h) and _close(a.c, b.c)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    return np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-6)
+
+
+def run(seed, cases):
+    rng = np.random.default_rng(seed)
+    summary = {"cases": 0, "raised": 0, "accepted": [], "other_errors": [], "lying_shape_ok": 0, "consistent": 0,
+               "kernels": {}}
+    for _ in range(cases):
+        kernel = KERNELS[int(rng.integers(0, len(KERNELS)))]
+        dtype = [np.float64, np.float32][int(rng.integers(0, 2))]
+        args, names = _valid(kernel, rng, dtype)
+        position = int(rng.integers(0, len(args)))
+        name, value = names[position], args[position]
+        label = f"{kernel}({name}"
+        bad = None
+        if isinstance(value, np.ndarray):
+            kind = ARRAY_CORRUPTIONS[int(rng.integers(0, len(ARRAY_CORRUPTIONS)))]
+            if (kernel, name) in WRITTEN and rng.random() < 0.2:
+                kind = "read_only"
+                bad = value.copy()
+                bad.flags.writeable = False
+            elif kind in ("grow", "shrink") and (kernel, name) in FREE:
+                continue   # any length is valid there
+            elif name == "targets" and kind in ("other_float", "float16", "int64"):
+                bad = value.astype(np.float64)
+            elif kind == "drop_axis" and (kernel, name) in (("all_finite", "arr"),
+                                                            ("adam_update", "p")):
+                continue   # any number of axes is valid there
+            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"),):
+                continue
+            elif kind == "empty" and kernel == "all_finite":
+                continue   # an empty array is all finite
+            elif kind == "other_float" and (kernel, name) in (("all_finite", "arr"),
+                                                              ("dropout_forward", "x")):
+                continue   # the only float array: either dtype is valid
+            elif kind == "empty" and kernel == "dropout_forward":
+                continue   # nothing to drop: an empty result is right
+            else:
+                bad = _corrupt_array(value, kind, rng)
+        elif name == "cache":
+            kind = "cache_field"
+            bad = _corrupt_cache(value, rng)
+        elif name in ("layer_norm", "recurrent_mask") and value is not None:
+            kind = "mapping" if name == "layer_norm" else "grow"
+            if name == "layer_norm":
+                bad = dict(value)
+                key = list(bad)[int(rng.integers(0, 6))]
+                if rng.random() < 0.5:
+                    del bad[key]
+                else:
+                    bad[key] = np.resize(bad[key], bad[key].size + 1).astype(bad[key].dtype)
+            else:
+                bad = _corrupt_array(value, "grow", rng)
+        elif (kernel, name) in CHECKED_SCALARS:
+            kind = SCALAR_CORRUPTIONS[int(rng.integers(0, len(SCALAR_CORRUPTIONS)))]
+            bad = {"nan": float("nan"), "negative": -1.0, "huge": float("inf")}[kind]
+        elif name == "rng":
+            kind, bad = "not_generator", np.random.PCG64(0)
+        else:
+            continue
+        if bad is None:
+            continue
+        label += f"={kind}, {np.dtype(dtype).name})"
+        broken = list(args)
+        broken[position] = bad
+        summary["cases"] += 1
+        summary["kernels"][kernel] = summary["kernels"].get(kernel, 0) + 1
+        try:
+            result = getattr(K, kernel)(*broken)
+        except (ValueError, TypeError):
+            summary["raised"] += 1
+            continue
+        except Exception as exc:   # noqa: BLE001 — reported, not hidden
+            summary["other_errors"].append(f"{label}: {type(exc).__name__}: {exc}")
+            continue
+        if kind == "lying_shape":
+            honest = getattr(K, kernel)(*[np.asarray(a) if isinstance(a, LyingShape) else a
+                                          for a in broken])
+            if kernel == "dropout_forward" or kernel == "adam_update" or _same(result, honest):
+                summary["lying_shape_ok"] += 1   # (random or in-place: no second result to match)
+                continue
+        elif kernel in ("matmul", "softmax_cross_entropy", "layer_norm_forward", "lstm_forward") \
+                and kind in ("grow", "shrink", "other_float"):
+            # Some of these stay consistent (b one column narrower, logits of another dtype or
+            # with more classes, a longer sequence): then the result must be the NumPy twin's.
+            try:
+                twin = getattr(_reference, kernel)(*broken)
+            except (ValueError, TypeError, IndexError):
+                twin = None
+            if twin is not None and _close(result, twin):
+                summary["consistent"] += 1
+                continue
+        summary["accepted"].append(label)
+    return summary
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(int(sys.argv[1]), int(sys.argv[2]))))
