@@ -104,6 +104,15 @@ def non_negative_float(value, name):
     return value
 
 
+def finite_float(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
 def positive_float(value, name):
     value = non_negative_float(value, name)
     if value == 0:

@@ -26,7 +26,8 @@ from . import _backend
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS,
                            decay_parameter_names)
-from .functional import dropout_mask, lstm_layer_norm_params
+from .functional import dropout_mask
+from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
 
 __all__ = ["RegularizedLSTM"]
 
@@ -68,6 +69,15 @@ class RegularizedLSTM:
     seed : int, np.random.Generator or None
         Source of the initial weights and of every dropout mask.
     dtype : float32 or float64
+    init : {"uniform", "pytorch", "keras"}
+        How the initial weights are drawn (see :mod:`rnnreg.init`): rnnreg's uniform(±1/√H)
+        scheme, PyTorch's ``nn.LSTM``/``nn.Linear`` defaults, or Keras's (Glorot input weights,
+        orthogonal recurrent weights, zero biases).
+    forget_bias : float, optional
+        Added to the forget-gate bias of every layer; default: the scheme's (0 for "uniform" and
+        "pytorch", 1 for "keras", i.e. ``unit_forget_bias``).
+    recurrent_init : None or "orthogonal"
+        "orthogonal" draws every Wh orthogonal, whatever the scheme.
 
     Attributes
     ----------
@@ -83,7 +93,7 @@ class RegularizedLSTM:
     def __init__(self, vocab_size, hidden_size, output_size=None, dropout_keep_prob=1.0,
                  use_layer_norm=False, *, num_layers=1, embedding_size=None,
                  recurrent_keep_prob=1.0, weight_keep_prob=1.0, variational=False, seed=None,
-                 dtype=np.float64):
+                 dtype=np.float64, init=DEFAULT_INIT, forget_bias=None, recurrent_init=None):
         self.vocab_size = v.positive_int(vocab_size, "vocab_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.output_size = (self.vocab_size if output_size is None
@@ -99,6 +109,14 @@ class RegularizedLSTM:
         self.dtype = np.dtype(dtype)
         if self.dtype not in v.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
+        self.init = init
+        self.forget_bias = (DEFAULT_FORGET_BIAS[init] if forget_bias is None
+                            else v.finite_float(forget_bias, "forget_bias"))
+        if recurrent_init not in (None, "orthogonal"):
+            raise ValueError(f"recurrent_init must be None or 'orthogonal', got {recurrent_init!r}")
+        self.recurrent_init = recurrent_init
         self.rng = v.as_generator(seed, "seed")
         self.params = self._init_params()
         # Parameter names per layer, built once (the forward pass runs at every step).
@@ -112,24 +130,13 @@ class RegularizedLSTM:
 
     # ------------------------------------------------------------------ parameters
     def _init_params(self):
-        H, dt = self.hidden_size, self.dtype
-        bound = 1.0 / np.sqrt(H)
-        params = {}
-        if self.embedding_size is not None:
-            params["embedding"] = self.rng.normal(0.0, 0.1, (self.vocab_size, self.embedding_size))
-        for layer in range(self.num_layers):
-            D = self._layer_input_size(layer)
-            params[f"W{layer}"] = self.rng.uniform(-bound, bound, (D + H, 4 * H))
-            b = np.zeros(4 * H)
-            b[H:2 * H] = 1.0  # forget-gate bias of 1: remember by default (Jozefowicz et al.)
-            params[f"b{layer}"] = b
-            if self.use_layer_norm:
-                for name, value in lstm_layer_norm_params(H).items():
-                    params[f"ln{layer}.{name}"] = value
-        limit = np.sqrt(6.0 / (H + self.output_size))
-        params["Why"] = self.rng.uniform(-limit, limit, (H, self.output_size))
-        params["by"] = np.zeros(self.output_size)
-        return {name: np.ascontiguousarray(p, dtype=dt) for name, p in params.items()}
+        params = initial_parameters(
+            self.init, self.rng, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+            output_size=self.output_size, embedding_size=self.embedding_size,
+            layer_input_sizes=[self._layer_input_size(k) for k in range(self.num_layers)],
+            use_layer_norm=self.use_layer_norm, forget_bias=self.forget_bias,
+            recurrent_init=self.recurrent_init)
+        return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}
 
     def _layer_input_size(self, layer):
         if layer > 0:
@@ -155,7 +162,8 @@ class RegularizedLSTM:
                     use_layer_norm=self.use_layer_norm, num_layers=self.num_layers,
                     embedding_size=self.embedding_size, recurrent_keep_prob=self.recurrent_keep_prob,
                     weight_keep_prob=self.weight_keep_prob, variational=self.variational,
-                    dtype=self.dtype.name)
+                    dtype=self.dtype.name, init=self.init, forget_bias=self.forget_bias,
+                    recurrent_init=self.recurrent_init)
 
     def parameters(self):
         """The parameters by name (the arrays themselves, updated in place by optimizers)."""
