@@ -158,6 +158,8 @@ def _bench(args):
 
 
 def _add_training_options(p, epochs, hidden, train_size, eval_size):
+    from .training import TrainConfig   # the training defaults are the library's, defined once
+    defaults = TrainConfig()
     p.add_argument("--data", choices=["stdlib", "synthetic"], default="stdlib",
                    help="stdlib: character-level text of the standard library's docstrings "
                         "(built in, no download); synthetic: the notebook's counting task")
@@ -176,18 +178,19 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
                    help="keep probability of weight-drop on Wh")
     p.add_argument("--variational", action="store_true", help="one dropout mask per sequence")
     p.add_argument("--layer-norm", action="store_true", help="LN-LSTM cells")
-    p.add_argument("--weight-decay", type=float, default=0.0, metavar="LAMBDA")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="LAMBDA")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer,
                    help="adamw makes weight decay decoupled")
-    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--lr-schedule", choices=["cosine", "step"], default=None)
-    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip (0 = off)")
+    p.add_argument("--clip", type=float, default=defaults.clip_norm,
+                   help="gradient-norm clip (0 = off)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience")
     p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--bptt", type=int, default=35, help="truncated-BPTT length")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--bptt", type=int, default=defaults.bptt, help="truncated-BPTT length")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument("--debug", action="store_true",
@@ -195,6 +198,7 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
 
 
 def build_parser():
+    from .training import TrainConfig
     parser = argparse.ArgumentParser(prog="rnnreg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,7 +212,8 @@ def build_parser():
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("train", help="train one model")
-    _add_training_options(p, epochs=14, hidden=256, train_size=20000, eval_size=10000)
+    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256, train_size=20000,
+                          eval_size=10000)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.set_defaults(func=_train)
