@@ -115,3 +115,23 @@ def test_the_scheme_travels_with_the_config():
 def test_bad_initialization_arguments(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
         RegularizedLSTM(V, H, **kwargs)
+
+
+def test_learning_benchmark_smoke(tmp_path):
+    """benchmarks/learning.py runs end to end (tiny settings) and writes its table and plot."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    out = tmp_path / "learning"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--jobs", "1", "--variants",
+                           "uniform-fb0", "keras-fb1", "--reference", "uniform-fb0",
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| keras-fb1 |" in proc.stdout and "| uniform-fb0 |" in proc.stdout
+    runs = json.loads((out / "learning.json").read_text())["runs"]
+    assert {r["variant"] for r in runs} == {"uniform-fb0", "keras-fb1"}
+    assert all(len(r["val_loss"]) == 2 for r in runs)
+    assert (out / "learning.png").read_bytes()[:4] == b"\x89PNG"
