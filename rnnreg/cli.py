@@ -199,8 +199,10 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
 
 def build_parser():
     from .training import TrainConfig
+    from . import __version__
     parser = argparse.ArgumentParser(prog="rnnreg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"rnnreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compare", help="train once per regularizer setting and compare them")

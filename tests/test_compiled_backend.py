@@ -64,11 +64,15 @@ def test_missing_extension_warns_and_falls_back(tmp_path):
     src = os.path.dirname(rnnreg.__file__)
     dst = tmp_path / "rnnreg"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_kernels*", "__pycache__"))
-    code = ("import warnings; warnings.simplefilter('always');\n"
-            "import rnnreg; print(rnnreg.get_backend())")
+    # An editable install (pip install -e) maps `rnnreg` to the checkout through a finder on
+    # sys.meta_path that would win over the copy: drop such finders first.
+    code = ("import sys, warnings; warnings.simplefilter('always');\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()];\n"
+            "import rnnreg; print(rnnreg.get_backend(), rnnreg.__file__)")
     env = {k: val for k, val in os.environ.items() if k != "RNNREG_BACKEND"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "numpy"
+    backend, location = out.stdout.split()
+    assert backend == "numpy" and location.startswith(str(dst)), out.stdout
     assert "compiled kernels could not be imported" in out.stderr
     assert out.stderr.count("RuntimeWarning") == 1
