@@ -17,11 +17,12 @@ import warnings
 from . import _reference
 
 def _cpu_has_avx2_fma():
+    """Asked of the CPU by the portable build itself (CPUID through the compiler's builtin)."""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
+        from . import _kernels as portable
     except ImportError:
         return False
-    return bool(features.get("AVX2") and features.get("FMA3"))
+    return portable.cpu_has_avx2_fma()
 
 
 def _import_compiled():

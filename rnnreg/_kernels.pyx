@@ -48,6 +48,27 @@ cdef extern from *:
 # initialization checks on, no optimization.
 DEBUG_BUILD = bool(RNNREG_DEBUG_BUILD)
 
+cdef extern from *:
+    """
+    /* Whether this CPU runs AVX2 and FMA code, asked of the CPU itself (CPUID, through the
+       compiler's builtin) rather than of another library's private tables. */
+    static int rn_cpu_has_avx2_fma(void) {
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int rn_cpu_has_avx2_fma() nogil
+
+
+def cpu_has_avx2_fma():
+    """Whether the CPU supports AVX2 and FMA (CPUID via the compiler's builtin; False where the
+    compiler has none): rnnreg._backend loads the AVX2 build of these kernels when it does."""
+    return bool(rn_cpu_has_avx2_fma())
+
 
 
 # ----------------------------------------------------------------------------- vectorized loops

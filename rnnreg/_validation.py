@@ -1,11 +1,13 @@
 """Input checks shared by the public functions: each error names the argument, what was
 expected and what came, so that nothing malformed ever reaches a compiled kernel."""
 import numbers
+from typing import Callable, Optional
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+_compiled_all_finite: Optional[Callable[[np.ndarray], bool]]
 try:
     from ._kernels import all_finite as _compiled_all_finite
 except ImportError:  # the NumPy fallback; rnnreg._backend has already warned

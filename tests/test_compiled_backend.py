@@ -76,3 +76,33 @@ def test_missing_extension_warns_and_falls_back(tmp_path):
     assert backend == "numpy" and location.startswith(str(dst)), out.stdout
     assert "compiled kernels could not be imported" in out.stderr
     assert out.stderr.count("RuntimeWarning") == 1
+
+
+def test_cpu_detection_asks_the_cpu_and_agrees_with_numpy():
+    detected = _backend._cpu_has_avx2_fma()
+    assert isinstance(detected, bool)
+    assert _backend._kernels.cpu_has_avx2_fma() == detected
+    try:   # NumPy's own (private) table, as a cross-check only: rnnreg does not depend on it
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        return
+    assert detected == bool(features.get("AVX2") and features.get("FMA3"))
+
+
+def test_the_type_stub_matches_the_compiled_module():
+    """rnnreg/_kernels.pyi declares exactly the compiled module's functions, and ships."""
+    import ast
+    import pathlib
+    stub = pathlib.Path(rnnreg.__file__).with_name("_kernels.pyi")
+    assert stub.exists() and stub.with_name("py.typed").exists()
+    declared = {node.name for node in ast.parse(stub.read_text()).body
+                if isinstance(node, ast.FunctionDef)}
+    compiled = {name for name in dir(_backend._kernels)
+                if callable(getattr(_backend._kernels, name))
+                and type(getattr(_backend._kernels, name)).__name__ in ("cython_function_or_method",
+                                                                       "builtin_function_or_method",
+                                                                       "function")
+                and getattr(getattr(_backend._kernels, name), "__module__", "").startswith(
+                    "rnnreg._kernels")}
+    compiled |= {"lstm_step_forward", "lstm_step_backward"}   # made by step_functions
+    assert declared == compiled
