@@ -1,0 +1,30 @@
+"""Every Python snippet in the README runs as written (headless), and prints what it says."""
+import contextlib
+import io
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_the_readme_has_snippets():
+    assert len(SNIPPETS) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_readme_snippet_runs(index):
+    import matplotlib
+    matplotlib.use("Agg")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(SNIPPETS[index], f"README snippet {index + 1}", "exec"), {"__name__": "readme"})
+    printed = out.getvalue()
+    # a line the snippet comments with its expected output, e.g. `print(...)  # (4, 15, 32) ...`
+    for line in SNIPPETS[index].splitlines():
+        if line.startswith("print(") and "#" in line:
+            expected = line.split("#", 1)[1].strip()
+            if expected.startswith("("):
+                assert expected in printed, (expected, printed)
