@@ -2,7 +2,7 @@
 
     rnnreg compare                 # the ablation on the built-in text: none, dropout, layer norm,
                                    # weight decay, early stopping, all — table + PNG
-    rnnreg train --dropout 0.7     # one run; history JSON, checkpoint, learning-curve PNG
+    rnnreg train --dropout 0.3     # one run (drop 30% of units); history, checkpoint, PNG
     rnnreg bench                   # compiled kernels vs their NumPy twins
 """
 import argparse
@@ -39,9 +39,11 @@ def _load_data(args):
 def _model_and_config(args, vocab_size, overrides):
     from .model import RegularizedLSTM
     from .training import TrainConfig
-    model_kwargs = dict(dropout_keep_prob=args.dropout, use_layer_norm=args.layer_norm,
-                        recurrent_keep_prob=args.recurrent_dropout,
-                        weight_keep_prob=args.weight_drop, variational=args.variational)
+    # The command line speaks PyTorch's and Keras's convention (the probability of dropping a
+    # unit); the Python API keeps the notebook's keep probabilities.
+    model_kwargs = dict(dropout_keep_prob=1.0 - args.dropout, use_layer_norm=args.layer_norm,
+                        recurrent_keep_prob=1.0 - args.recurrent_dropout,
+                        weight_keep_prob=1.0 - args.weight_drop, variational=args.variational)
     train_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt,
                         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                         clip_norm=args.clip if args.clip > 0 else None,
@@ -157,6 +159,18 @@ def _bench(args):
     return 0
 
 
+def _drop_probability(text):
+    """A command-line dropout rate: the probability of dropping, in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)")
+    return value
+
+
 def _add_training_options(p, epochs, hidden, train_size, eval_size):
     from .training import TrainConfig   # the training defaults are the library's, defined once
     defaults = TrainConfig()
@@ -170,12 +184,13 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
     p.add_argument("--hidden", type=int, default=hidden)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--embedding", type=int, default=None, help="embedding size (default one-hot)")
-    p.add_argument("--dropout", type=float, default=1.0, metavar="KEEP",
-                   help="keep probability of non-recurrent dropout (1 = off)")
-    p.add_argument("--recurrent-dropout", type=float, default=1.0, metavar="KEEP",
-                   help="keep probability of the recurrent mask on h(t-1)")
-    p.add_argument("--weight-drop", type=float, default=1.0, metavar="KEEP",
-                   help="keep probability of weight-drop on Wh")
+    p.add_argument("--dropout", type=_drop_probability, default=0.0, metavar="P",
+                   help="probability of dropping a unit in non-recurrent dropout, as in PyTorch "
+                        "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P")
+    p.add_argument("--recurrent-dropout", type=_drop_probability, default=0.0, metavar="P",
+                   help="probability of dropping a unit of h(t-1) (one mask per sequence)")
+    p.add_argument("--weight-drop", type=_drop_probability, default=0.0, metavar="P",
+                   help="probability of dropping a weight of Wh (DropConnect)")
     p.add_argument("--variational", action="store_true", help="one dropout mask per sequence")
     p.add_argument("--layer-norm", action="store_true", help="LN-LSTM cells")
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="LAMBDA")
@@ -205,7 +220,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"rnnreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compare", help="train once per regularizer setting and compare them")
+    p = sub.add_parser("compare", help="train once per regularizer setting and compare them",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # Defaults sized so that the unregularized model overfits within the run (its validation
     # loss turns up after ~6 epochs) and all six settings finish in a few minutes on 2 cores.
     _add_training_options(p, epochs=14, hidden=256, train_size=20000, eval_size=10000)
@@ -213,14 +229,16 @@ def build_parser():
     p.add_argument("--out", default="runs/compare")
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("train", help="train one model")
+    p = sub.add_parser("train", help="train one model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_training_options(p, epochs=TrainConfig.epochs, hidden=256, train_size=20000,
                           eval_size=10000)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("bench", help="time the compiled kernels against their NumPy twins")
+    p = sub.add_parser("bench", help="time the compiled kernels against their NumPy twins",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, few repeats")
     p.add_argument("--cases", nargs="+", choices=["lstm", "lstm_step", "layer_norm", "dropout", "epoch"])
     p.add_argument("--sizes", nargs="+", choices=["tiny", "small", "medium", "large"])

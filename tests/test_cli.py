@@ -4,13 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rnnreg.cli import main
 
 
 def test_train_writes_history_checkpoint_and_png(tmp_path, capsys):
     out = tmp_path / "train"
     rc = main(["train", "--data", "synthetic", "--train-size", "60", "--hidden", "12", "--epochs", "3",
-               "--dropout", "0.8", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
+               "--dropout", "0.2", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
                "--no-progress", "--quiet", "--out", str(out)])
     assert rc == 0
     history = json.loads((out / "history.json").read_text())
@@ -19,7 +21,7 @@ def test_train_writes_history_checkpoint_and_png(tmp_path, capsys):
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resume continues from the checkpoint instead of starting over
     rc = main(["train", "--data", "synthetic", "--train-size", "60", "--hidden", "12", "--epochs", "4",
-               "--dropout", "0.8", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
+               "--dropout", "0.2", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
                "--no-progress", "--quiet", "--out", str(out), "--resume"])
     assert rc == 0
 
@@ -39,9 +41,33 @@ def test_compare_on_the_real_corpus_writes_table_and_figures(tmp_path, capsys):
 
 
 def test_bad_arguments_give_a_clear_error(tmp_path, capsys):
-    rc = main(["train", "--data", "synthetic", "--dropout", "1.5", "--out", str(tmp_path)])
-    assert rc == 2
-    assert "dropout_keep_prob must be in (0, 1]" in capsys.readouterr().err
+    for bad in ("1.5", "1", "-0.1", "x"):
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--data", "synthetic", "--dropout", bad, "--out", str(tmp_path)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--dropout" in err and "Traceback" not in err
+    assert "probability of dropping" in err or "not a number" in err
+
+
+def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
+    """--dropout 0.25 drops a quarter of the units (PyTorch's and Keras's convention): the model
+    keeps 0.75; the help says so and shows the defaults."""
+    out = tmp_path / "run"
+    rc = main(["train", "--data", "synthetic", "--train-size", "40", "--hidden", "8",
+               "--epochs", "1", "--dropout", "0.25", "--recurrent-dropout", "0.5",
+               "--weight-drop", "0.1", "--no-progress", "--quiet", "--out", str(out)])
+    assert rc == 0
+    model = json.loads((out / "history.json").read_text())["model"]
+    assert (model["dropout_keep_prob"], model["recurrent_keep_prob"],
+            model["weight_keep_prob"]) == (0.75, 0.5, 0.9)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "probability of dropping" in help_text and "(default: 0.0)" in help_text
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("rnnreg ")
 
 
 def test_python_dash_m_and_bench_smoke(tmp_path):
