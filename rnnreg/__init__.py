@@ -4,7 +4,7 @@ Dropout, layer normalization, weight decay and early stopping, on compiled Cytho
 (``rnnreg._kernels``) with a pure-NumPy twin of each (``rnnreg._reference``).
 """
 from ._backend import get_backend, set_backend, use_backend
-from .data import generate_simple_dataset
+from .data import CharCorpus, Vocabulary, generate_simple_dataset
 from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LSTMCache,
                          LSTMGradients, dropout_backward,
                          dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
@@ -14,6 +14,7 @@ from .model import RegularizedLSTM
 from .plotting import (plot_learning_curves, plot_regularization_comparison,
                        plot_weight_distributions)
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
+from .training import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,7 @@ __all__ = [
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
     "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
     "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
-    "generate_simple_dataset",
+    "generate_simple_dataset", "CharCorpus", "Vocabulary", "save_model", "load_model",
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
     "get_backend", "set_backend", "use_backend",
 ]

@@ -3,6 +3,7 @@
     rnnreg compare                 # the ablation on the built-in text: none, dropout, layer norm,
                                    # weight decay, early stopping, all — table + PNG
     rnnreg train --dropout 0.3     # one run (drop 30% of units); history, checkpoint, PNG
+    rnnreg sample runs/train/train.checkpoint.npz --prime "The " --length 200
     rnnreg bench                   # compiled kernels vs their NumPy twins
 """
 import argparse
@@ -31,9 +32,10 @@ def _load_data(args):
     if args.data == "synthetic":
         vocab = 50
         make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
-        return "synthetic", vocab, make(args.train_size or 200, 1), make(100, 2), make(100, 3)
+        return "synthetic", vocab, make(args.train_size or 200, 1), make(100, 2), make(100, 3), None
     corpus = load_stdlib_docstrings(train_chars=args.train_size, eval_chars=args.eval_size)
-    return repr(corpus), corpus.vocab_size, corpus.train, corpus.val, corpus.test
+    return (repr(corpus), corpus.vocab_size, corpus.train, corpus.val, corpus.test,
+            corpus.vocabulary)
 
 
 def _model_and_config(args, vocab_size, overrides):
@@ -57,9 +59,11 @@ def _model_and_config(args, vocab_size, overrides):
     return model, TrainConfig(**train_kwargs)
 
 
-def _run(args, name, vocab_size, train, val, test, overrides, out_dir, checkpoint=True):
+def _run(args, name, vocab_size, train, val, test, overrides, out_dir, checkpoint=True,
+         vocabulary=None):
     from .training import fit
     model, config = _model_and_config(args, vocab_size, overrides)
+    model.vocabulary = vocabulary
     if checkpoint:
         config.checkpoint_path = os.path.join(out_dir, f"{name}.checkpoint.npz")
     started = time.perf_counter()
@@ -97,9 +101,10 @@ def _check_writable(folder):
 def _train(args):
     from .plotting import plot_learning_curves
     _check_writable(args.out)
-    description, vocab_size, train, val, test = _load_data(args)
+    description, vocab_size, train, val, test, vocabulary = _load_data(args)
     print(f"data: {description}")
-    model, history = _run(args, "train", vocab_size, train, val, test, {}, args.out)
+    model, history = _run(args, "train", vocab_size, train, val, test, {}, args.out,
+                          vocabulary=vocabulary)
     _write_json(os.path.join(args.out, "history.json"), history)
     fig = plot_learning_curves(history["train_loss"], history["val_loss"],
                                title=f"rnnreg train ({model.parameter_count():,} parameters)",
@@ -128,7 +133,7 @@ def _compare(args):
     matplotlib.use("Agg")
     from .plotting import plot_regularization_comparison, plot_weight_distributions
     _check_writable(args.out)
-    description, vocab_size, train, val, test = _load_data(args)
+    description, vocab_size, train, val, test, _ = _load_data(args)
     print(f"data: {description}")
     settings = {name: SETTINGS[name] for name in args.settings}
     results, weights = {}, {}
@@ -149,6 +154,18 @@ def _compare(args):
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
     print(f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json")
+    return 0
+
+
+def _sample(args):
+    from .training import load_model
+    model = load_model(args.checkpoint)
+    if model.vocabulary is None:
+        raise ValueError(f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "
+                         "such as --data synthetic): there is no text to sample")
+    text = model.generate(args.prime, args.length, temperature=args.temperature,
+                          top_k=args.top_k, rng=args.seed)
+    print(args.prime + text)
     return 0
 
 
@@ -236,6 +253,17 @@ def build_parser():
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="generate text from a trained model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint of `rnnreg train` or a file of save_model")
+    p.add_argument("--length", type=int, default=200, help="characters to generate")
+    p.add_argument("--prime", default="", help="text to start from")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1: more likely characters; above 1: more varied")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the K likeliest only")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
+    p.set_defaults(func=_sample)
 
     p = sub.add_parser("bench", help="time the compiled kernels against their NumPy twins",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

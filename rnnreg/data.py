@@ -63,7 +63,64 @@ STDLIB_MODULES = (
     "ftplib", "smtplib", "imaplib", "optparse", "gettext", "locale", "datetime", "tempfile",
     "configparser", "sched", "queue",
 )
-UNKNOWN = "\x00"  # vocabulary entry 0: any character the training split never showed
+UNKNOWN = "\x00"  # vocabulary entry 0: a character the vocabulary does not hold
+MAX_VOCABULARY = 1 << 20   # Unicode has fewer code points: a larger list from a file is refused
+
+
+class Vocabulary:
+    """Characters <-> integer ids, with an explicit unknown symbol.
+
+    Id 0 is :data:`UNKNOWN`; every other id is one character. A character the vocabulary does not
+    hold encodes to 0 — so does, when the vocabulary is built with ``min_count``, every character
+    seen fewer times than that in the training text, *in training too*, so that the unknown
+    symbol's weights are learned. It travels with the model: saved in checkpoints and model files
+    (as a plain list of strings) and checked when read back.
+    """
+
+    def __init__(self, chars):
+        chars = list(chars)
+        if not chars or chars[0] != UNKNOWN:
+            raise ValueError("a vocabulary's first entry must be the unknown symbol '\\x00'")
+        if len(chars) > MAX_VOCABULARY or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise ValueError("a vocabulary is a list of single characters")
+        if len(set(chars)) != len(chars):
+            raise ValueError("a vocabulary must not repeat a character")
+        self.chars = chars
+        self.index = {ch: i for i, ch in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text, min_count=1):
+        """The characters of ``text`` seen at least ``min_count`` times, sorted, after UNKNOWN."""
+        from collections import Counter
+        min_count = v.positive_int(min_count, "min_count")
+        counts = Counter(text)
+        counts.pop(UNKNOWN, None)
+        return cls([UNKNOWN] + sorted(ch for ch, n in counts.items() if n >= min_count))
+
+    def __len__(self):
+        return len(self.chars)
+
+    def __eq__(self, other):
+        return isinstance(other, Vocabulary) and other.chars == self.chars
+
+    def __repr__(self):
+        return f"Vocabulary({len(self)} symbols)"
+
+    def encode(self, text):
+        """int64 ids of the characters of ``text`` (0 for those the vocabulary lacks)."""
+        index = self.index
+        return np.fromiter((index.get(ch, 0) for ch in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids, unknown="\ufffd"):
+        """The text of ``ids``; the unknown symbol shows as ``unknown`` (U+FFFD by default)."""
+        chars = self.chars
+        ids = np.asarray(ids).ravel()
+        if ids.size and (ids.min() < 0 or ids.max() >= len(chars)):
+            raise IndexError(f"ids must be in [0, {len(chars)}), got {ids.min()}..{ids.max()}")
+        return "".join(unknown if i == 0 else chars[i] for i in ids.tolist())
+
+    def to_list(self):
+        return list(self.chars)
 
 
 class CharCorpus:
@@ -72,22 +129,24 @@ class CharCorpus:
     Attributes
     ----------
     train, val, test : int64 arrays of character ids (1-D token streams)
-    chars : list of str, the vocabulary built from the training split; id 0 is the unknown
-        character, to which validation and test characters unseen in training map.
+    vocabulary : Vocabulary built from the training split (characters seen fewer than
+        ``min_count`` times there map to the unknown id 0, as do validation and test characters
+        unseen in training)
+    chars : list of str, ``vocabulary.chars``
     """
 
-    def __init__(self, train_text, val_text, test_text, name="corpus"):
+    def __init__(self, train_text, val_text, test_text, name="corpus", min_count=1):
         self.name = name
-        self.chars = [UNKNOWN] + sorted(set(train_text) - {UNKNOWN})
-        self.index = {ch: i for i, ch in enumerate(self.chars)}
+        self.vocabulary = Vocabulary.from_text(train_text, min_count)
+        self.chars, self.index = self.vocabulary.chars, self.vocabulary.index
         self.train, self.val, self.test = (self.encode(t) for t in (train_text, val_text, test_text))
 
     @property
     def vocab_size(self):
-        return len(self.chars)
+        return len(self.vocabulary)
 
     def encode(self, text):
-        return np.fromiter((self.index.get(ch, 0) for ch in text), dtype=np.int64, count=len(text))
+        return self.vocabulary.encode(text)
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in np.asarray(ids).ravel())

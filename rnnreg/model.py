@@ -123,6 +123,9 @@ class RegularizedLSTM:
         self._layer_names = [(f"W{layer}", f"b{layer}",
                               tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS))
                              for layer in range(self.num_layers)]
+        # The characters behind the token ids, when the model reads text (a data.Vocabulary):
+        # saved with the model, needed to generate text.
+        self.vocabulary = None
         # name -> shape of every parameter, fixed at creation: the contract _check_params enforces.
         self._param_shapes = {name: p.shape for name, p in self.params.items()}
         self.grads = {}
@@ -379,6 +382,53 @@ class RegularizedLSTM:
         c = v.float_array(state[1], "state c", ndim=3, dtype=self.dtype)
         v.check_shape(c, "state c", expected, "(num_layers, batch, hidden_size)")
         return h, c
+
+    # ------------------------------------------------------------------ using a trained model
+    def logits(self, tokens, state=None):
+        """Next-token logits for token ids ``tokens`` (N, T) — or (T,) for one sequence — from
+        ``state`` (zeros when None), without dropout. Returns ``(logits (N, T, output_size),
+        state)``; pass the state back to continue the same sequences."""
+        tokens = np.asarray(tokens)
+        one = tokens.ndim == 1
+        _, logits, state = self.forward_batch(tokens[None, :] if one else tokens, None, state,
+                                              training=False)
+        return (logits[0] if one else logits), state
+
+    def generate(self, prime, length, temperature=1.0, top_k=None, rng=None):
+        """Sample ``length`` tokens after ``prime``.
+
+        ``prime``: text (needs ``model.vocabulary``) or a sequence of token ids. Each next token is
+        drawn from softmax(logits / temperature), restricted to the ``top_k`` most likely when
+        given; ``rng`` (a Generator or a seed) makes it reproducible. Returns the generated text
+        when prime is text, else the generated ids (int64 array)."""
+        length = v.positive_int(length, "length", minimum=0)
+        temperature = v.positive_float(temperature, "temperature")
+        if top_k is not None:
+            top_k = min(v.positive_int(top_k, "top_k"), self.output_size)
+        rng = v.as_generator(rng)
+        as_text = isinstance(prime, str)
+        if as_text:
+            if self.vocabulary is None:
+                raise ValueError("prime is text but this model has no vocabulary: pass token ids, "
+                                 "or set model.vocabulary")
+            ids = self.vocabulary.encode(prime)
+        else:
+            ids = v.token_array(prime, "prime", self.vocab_size, ndim=1)
+        if ids.size == 0:
+            ids = np.zeros(1, np.int64)   # no prime: start from the unknown symbol
+        logits, state = self.logits(ids)
+        last = logits[-1]
+        out = np.empty(length, np.int64)
+        for k in range(length):
+            scores = last.astype(np.float64) / temperature
+            if top_k is not None and top_k < scores.size:
+                cut = np.partition(scores, -top_k)[-top_k]
+                scores = np.where(scores >= cut, scores, -np.inf)
+            probs = np.exp(scores - scores.max())
+            out[k] = rng.choice(scores.size, p=probs / probs.sum())
+            logits, state = self.logits(out[k:k + 1], state)
+            last = logits[-1]
+        return self.vocabulary.decode(out, unknown="") if as_text else out
 
     # ------------------------------------------------------------------ the notebook's form
     def forward(self, x, y, h, c, training=True):

@@ -35,7 +35,8 @@ from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkp
 from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
-__all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError"]
+__all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError", "save_model",
+           "load_model"]
 
 
 class TrainingError(RuntimeError):
@@ -333,7 +334,37 @@ def _save(path, model, optimizer, monitor, rng, history, epoch, config):
         "monitor": monitor.state_dict() if monitor is not None else None,
         "history": history,
         "train_config": config.to_dict(),
+        "vocabulary": _vocabulary_list(model),
     })
+
+
+def _vocabulary_list(model):
+    vocabulary = getattr(model, "vocabulary", None)
+    return None if vocabulary is None else vocabulary.to_list()
+
+
+def _checked_vocabulary(path, payload, model):
+    """The vocabulary a checkpoint or model file holds (None if none), checked: a list of single
+    characters, unknown symbol first, as many as the model has input ids."""
+    from .data import Vocabulary
+    chars = payload.get("vocabulary")
+    if chars is None:
+        return None
+    try:
+        vocabulary = Vocabulary(chars) if isinstance(chars, list) else None
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: 'vocabulary' {exc}") from exc
+    if vocabulary is None or len(vocabulary) != model.vocab_size:
+        raise CheckpointError(f"{path}: 'vocabulary' must list the model's {model.vocab_size} "
+                              "input symbols")
+    return vocabulary
+
+
+def save_model(model, path):
+    """Write ``model`` for later use — weights, constructor settings and vocabulary, no
+    optimizer state — atomically, in the checkpoint format (read it with :func:`load_model`)."""
+    return save_checkpoint(path, {"model_config": model.config(), "model": model.state_dict(),
+                                  "vocabulary": _vocabulary_list(model)})
 
 
 # Settings a resumed run may change: how long it runs, where it writes, whether it shows progress.
@@ -444,8 +475,13 @@ def _restore(path, model, optimizer, monitor, rng, history, config):
             probe_monitor.load_state_dict(payload["monitor"], model=model)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    vocabulary = _checked_vocabulary(path, payload, model)
+    if vocabulary is not None and model.vocabulary is not None and vocabulary != model.vocabulary:
+        raise CheckpointError(f"{path} was trained with another vocabulary than this model's")
     # Everything fits: apply.
     model.load_state_dict(payload["model"])
+    if vocabulary is not None:
+        model.vocabulary = vocabulary
     model.rng.bit_generator.state = model_rng
     rng.bit_generator.state = trainer_rng
     optimizer.__dict__.update(probe_optimizer.__dict__)
@@ -456,8 +492,9 @@ def _restore(path, model, optimizer, monitor, rng, history, config):
 
 
 def load_model(path):
-    """A RegularizedLSTM with the weights of a checkpoint written by :func:`fit`. The model's
-    settings are read and checked first; no array larger than that model's is decompressed."""
+    """A RegularizedLSTM from a file of :func:`save_model` or a checkpoint of :func:`fit`: its
+    weights and, when saved, its vocabulary. The model's settings are read and checked first; no
+    array larger than that model's is decompressed."""
     from .model import RegularizedLSTM
     config = read_meta(path)["payload"].get("model_config")
     if not isinstance(config, dict):
@@ -474,4 +511,5 @@ def load_model(path):
         model.load_state_dict(weights)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+    model.vocabulary = _checked_vocabulary(path, payload, model)
     return model
