@@ -28,7 +28,12 @@ MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "wei
 
 
 def _load_data(args):
-    from .data import generate_simple_dataset, load_stdlib_docstrings
+    from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
+    if args.data not in (["stdlib"], ["synthetic"]):
+        corpus = CharCorpus.from_files(args.data, seed=args.seed)
+        return (f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus.train,
+                corpus.val, corpus.test, corpus.vocabulary)
+    args.data = args.data[0]
     if args.data == "synthetic":
         vocab = 50
         make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
@@ -148,8 +153,9 @@ def _compare(args):
     with open(os.path.join(args.out, "comparison.md"), "w") as f:
         f.write(f"data: {description}\n\n{table}\n")
     _write_json(os.path.join(args.out, "results.json"), results)
+    data_name = args.data if isinstance(args.data, str) else "your text"
     fig = plot_regularization_comparison(
-        results, title=f"Regularizers on {args.data} (held-out loss = test cross-entropy, nats/char)")
+        results, title=f"Regularizers on {data_name} (held-out loss = test cross-entropy, nats/char)")
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
@@ -191,9 +197,11 @@ def _drop_probability(text):
 def _add_training_options(p, epochs, hidden, train_size, eval_size):
     from .training import TrainConfig   # the training defaults are the library's, defined once
     defaults = TrainConfig()
-    p.add_argument("--data", choices=["stdlib", "synthetic"], default="stdlib",
-                   help="stdlib: character-level text of the standard library's docstrings "
-                        "(built in, no download); synthetic: the notebook's counting task")
+    p.add_argument("--data", nargs="+", default=["stdlib"], metavar="PATH",
+                   help="text to train on: files, folders (every *.txt inside) or glob patterns, "
+                        "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no "
+                        "download) — or 'synthetic', the notebook's counting task. Three files "
+                        "or more are split by document (seeded), fewer by line")
     p.add_argument("--train-size", type=int, default=train_size,
                    help="characters (or sequences) of training data to use")
     p.add_argument("--eval-size", type=int, default=eval_size,

@@ -1,4 +1,6 @@
 """Datasets: the notebook's synthetic sequences (a rule a model can learn)."""
+import os
+
 import numpy as np
 
 from . import _validation as v
@@ -154,6 +156,98 @@ class CharCorpus:
     def __repr__(self):
         return (f"CharCorpus({self.name!r}, vocab={self.vocab_size}, train={self.train.size}, "
                 f"val={self.val.size}, test={self.test.size} characters)")
+
+    split = "given"   # how the text was split into train / validation / test (for the log)
+
+    @classmethod
+    def from_text(cls, text, name="text", val_fraction=0.1, test_fraction=0.1, min_count=1):
+        """A corpus from one text: its lines split in order — the first ``1 - val_fraction -
+        test_fraction`` to training, the next ``val_fraction`` to validation, the rest to test."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        val_fraction, test_fraction = _fractions(val_fraction, test_fraction)
+        lines = text.splitlines(keepends=True)
+        if len(lines) < 3:
+            raise ValueError(f"{name}: needs at least 3 lines to split into train, validation "
+                             f"and test, got {len(lines)}")
+        a = min(len(lines) - 2, max(1, round(len(lines) * (1 - val_fraction - test_fraction))))
+        b = min(len(lines) - 1, max(a + 1, round(len(lines) * (1 - test_fraction))))
+        corpus = cls("".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:]), name=name,
+                     min_count=min_count)
+        corpus.split = (f"by line within one text: lines 1-{a} train, {a + 1}-{b} validation, "
+                        f"{b + 1}-{len(lines)} test")
+        return corpus
+
+    @classmethod
+    def from_files(cls, paths, seed=0, val_fraction=0.1, test_fraction=0.1, min_count=1,
+                   name=None):
+        """A corpus from text files: ``paths`` are files, folders (every ``*.txt`` inside, at
+        any depth, sorted) or glob patterns; each file must be UTF-8 (the error names the file
+        and the byte offset). With three files or more, documents stay whole: a random
+        ``val_fraction`` / ``test_fraction`` of the files (at least one each, fixed by ``seed``)
+        are held out. With fewer, their text is split by line (:meth:`from_text`)."""
+        files = _expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+        docs = [_read_utf8(f) for f in files]
+        label = name or (os.path.basename(os.path.normpath(str(paths))) if isinstance(
+            paths, (str, os.PathLike)) else f"{len(files)} files")
+        if len(docs) < 3:
+            return cls.from_text("\n\n".join(docs), label, val_fraction, test_fraction,
+                                 min_count)
+        val_fraction, test_fraction = _fractions(val_fraction, test_fraction)
+        order = v.as_generator(seed, "seed").permutation(len(docs))
+        n_val = max(1, round(val_fraction * len(docs)))
+        n_test = max(1, round(test_fraction * len(docs)))
+        n_val = min(n_val, len(docs) - 2)
+        n_test = min(n_test, len(docs) - 1 - n_val)
+        held_val, held_test = sorted(order[:n_val]), sorted(order[n_val:n_val + n_test])
+        train_ids = sorted(order[n_val + n_test:])
+        join = lambda ids: "\n\n".join(docs[k] for k in ids)
+        corpus = cls(join(train_ids), join(held_val), join(held_test), name=label,
+                     min_count=min_count)
+        corpus.split = (f"by document (seed {seed}): {len(train_ids)} files train, {n_val} "
+                        f"validation ({', '.join(os.path.basename(files[k]) for k in held_val)}), "
+                        f"{n_test} test ({', '.join(os.path.basename(files[k]) for k in held_test)})")
+        return corpus
+
+
+def _fractions(val_fraction, test_fraction):
+    val_fraction = v.probability(val_fraction, "val_fraction")
+    test_fraction = v.probability(test_fraction, "test_fraction")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction + test_fraction must leave text to train on, got "
+                         f"{val_fraction} + {test_fraction}")
+    return val_fraction, test_fraction
+
+
+def _expand_paths(paths):
+    """Files named by paths: files as given, folders as every *.txt below them (sorted), glob
+    patterns as what they match (sorted). Raises naming a path that gives no file."""
+    import glob
+    files = []
+    for path in paths:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(path, "**", "*.txt"), recursive=True))
+        elif any(ch in path for ch in "*?["):
+            found = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        elif os.path.isfile(path):
+            found = [path]
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if not found:
+            raise FileNotFoundError(f"{path}: no text files there (a folder gives its *.txt files)")
+        files.extend(found)
+    return files
+
+
+def _read_utf8(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8").replace(UNKNOWN, "")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                         "convert it to UTF-8 first") from None
 
 
 def load_stdlib_docstrings(train_chars=None, eval_chars=None):

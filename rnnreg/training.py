@@ -196,7 +196,9 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
     Parameters
     ----------
     model : RegularizedLSTM
-    train, val, test : (inputs, targets) pairs of (N, T) int arrays, or 1-D token streams
+    train, val, test : (inputs, targets) pairs of (N, T) int arrays, or 1-D token streams; or
+        ``train`` a :class:`~rnnreg.CharCorpus`, whose splits serve as val and test (unless given)
+        and whose vocabulary the model takes
     config : TrainConfig
     resume_from : path of a checkpoint written by an earlier ``fit`` (same model and config):
         training continues after its last epoch, with the same results as a run that never stopped.
@@ -211,6 +213,15 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
     """
     config = (config or TrainConfig()).validate()
     log = log or (lambda *args: None)
+    from .data import CharCorpus
+    if isinstance(train, CharCorpus):   # a corpus brings its splits and its vocabulary
+        corpus = train
+        train, val = corpus.train, corpus.val if val is None else val
+        test = corpus.test if test is None else test
+        if model.vocabulary is None:
+            model.vocabulary = corpus.vocabulary
+        elif model.vocabulary != corpus.vocabulary:
+            raise ValueError("train is a corpus with another vocabulary than model.vocabulary")
     train = _check_data(train, "train", model.vocab_size, model.output_size)
     if val is not None:
         val = _check_data(val, "val", model.vocab_size, model.output_size)

@@ -104,3 +104,67 @@ def test_sample_command_prints_the_same_text_for_the_same_seed(tmp_path, capsys)
                  "--epochs", "1", "--no-progress", "--quiet", "--out", str(tmp_path / "s")]) == 0
     assert main(["sample", str(tmp_path / "s" / "train.checkpoint.npz")]) == 2
     assert "no vocabulary" in capsys.readouterr().err
+
+
+def _write_books(folder, count=6):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "log", "and"]
+    for k in range(count):
+        lines = [" ".join(rng.choice(words, 8)) + "." for _ in range(60)]
+        (folder / f"book{k:02d}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_a_folder_of_text_files_is_split_by_document_fixed_by_the_seed(tmp_path):
+    folder = _write_books(tmp_path / "books")
+    (folder / "notes.md").write_text("not a .txt file")
+    a = CharCorpus.from_files(folder, seed=0)
+    b = CharCorpus.from_files(str(folder), seed=0)
+    c = CharCorpus.from_files(folder, seed=5)
+    np.testing.assert_array_equal(a.val, b.val)
+    assert "by document (seed 0): 4 files train, 1 validation" in a.split
+    assert a.split != c.split or not np.array_equal(a.val, c.val)
+    total = sum(len(p.read_text()) for p in folder.glob("*.txt"))
+    assert a.train.size + a.val.size + a.test.size == total + 2 * (6 - 3)   # "\n\n" joins
+    glob_corpus = CharCorpus.from_files(str(folder / "book0[0-2].txt"))
+    assert glob_corpus.split.startswith("by document")
+    single = CharCorpus.from_files(folder / "book00.txt")
+    assert single.split.startswith("by line") and single.val.size > 0 and single.test.size > 0
+
+
+def test_text_that_is_not_utf8_or_not_there_is_refused_naming_the_file(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 3)
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8 text \(byte 3 is 0xe9\)"):
+        CharCorpus.from_files(bad)
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        CharCorpus.from_files(tmp_path / "nothing-here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no text files"):
+        CharCorpus.from_files(tmp_path / "empty")
+
+
+def test_train_and_sample_on_your_own_text_from_the_command_line(tmp_path, capsys):
+    folder = _write_books(tmp_path / "books")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--hidden", "16", "--epochs", "2",
+                 "--no-progress", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "split by document (seed 0)" in printed
+    assert main(["sample", str(out / "train.checkpoint.npz"), "--prime", "the ", "--length",
+                 "30", "--seed", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("the ") and set(text.strip()) <= set("thecasonmdgrul. \n")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe oops")
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "bad.txt: not UTF-8" in capsys.readouterr().err
+
+
+def test_fit_takes_a_corpus():
+    corpus = CharCorpus.from_text(TEXT * 2 + "\n".join(["the mat sat"] * 30), name="toy")
+    model = RegularizedLSTM(corpus.vocab_size, 12, seed=0)
+    history = fit(model, corpus, config=TrainConfig(epochs=2, progress=False), log=None)
+    assert model.vocabulary == corpus.vocabulary
+    assert history["test_loss"] is not None and len(history["val_loss"]) == 2
