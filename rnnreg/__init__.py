@@ -14,6 +14,7 @@ from .model import RegularizedLSTM
 from .plotting import (plot_learning_curves, plot_regularization_comparison,
                        plot_weight_distributions)
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
+from .interop import from_torch, to_torch
 from .training import load_model, save_model
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
     "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
     "generate_simple_dataset", "CharCorpus", "Vocabulary", "save_model", "load_model",
+    "to_torch", "from_torch",
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
     "get_backend", "set_backend", "use_backend",
 ]

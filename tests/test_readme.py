@@ -15,7 +15,8 @@ def test_the_readme_has_snippets():
 
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
-def test_readme_snippet_runs(index):
+def test_readme_snippet_runs(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)    # snippets may write files (a saved model)
     import matplotlib
     matplotlib.use("Agg")
     out = io.StringIO()

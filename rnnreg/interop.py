@@ -1,0 +1,169 @@
+"""Take a model to PyTorch and back.
+
+:func:`to_torch` turns a :class:`~rnnreg.RegularizedLSTM` into a ``torch.nn.Module`` built from
+the standard layers — ``nn.Embedding`` (or one-hot inputs), ``nn.LSTM``, ``nn.Linear`` — whose
+``forward(tokens, state=None)`` returns ``(logits, (h, c))`` equal to ``model.logits`` (to
+rounding: 1e-10 in float64). :func:`from_torch` takes such a module back, or any module a user
+built from one ``nn.LSTM`` and one ``nn.Linear`` (and optionally one ``nn.Embedding``).
+
+The two conventions differ in two places, both handled here:
+
+* gate order: rnnreg's 4H axis is (i, f, o, g) (:data:`rnnreg.GATE_ORDER`); PyTorch's is
+  (i, f, g, o);
+* biases: PyTorch adds two (``bias_ih`` and ``bias_hh``); rnnreg has their sum. Exporting puts
+  the sum in ``bias_ih`` and zeros in ``bias_hh``.
+
+Layer-normalized LSTMs and weight-drop have no ``nn.LSTM`` equivalent and raise ``ValueError``.
+Dropout exports as ``nn.Dropout`` layers with the same rates (active in ``module.train()``, drawn
+by PyTorch, so not the same masks). torch is optional: ``pip install torch``.
+"""
+import numpy as np
+
+from ._conventions import GATE_ORDER
+
+__all__ = ["to_torch", "from_torch"]
+
+# rnnreg block k holds gate GATE_ORDER[k]; PyTorch's blocks are (i, f, g, o).
+TORCH_GATE_ORDER = ("i", "f", "g", "o")
+_TO_TORCH = [GATE_ORDER.index(g) for g in TORCH_GATE_ORDER]     # torch block j <- ours _TO_TORCH[j]
+_FROM_TORCH = [TORCH_GATE_ORDER.index(g) for g in GATE_ORDER]   # our block k <- torch's
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("PyTorch interop needs torch: pip install torch") from exc
+    return torch
+
+
+def _reorder(blocks, order, H):
+    """Rows (4H, ...) or entries (4H,) regrouped by gate block in ``order``."""
+    return np.concatenate([blocks[k * H:(k + 1) * H] for k in order])
+
+
+def _module_class():
+    torch = _torch()
+    nn = torch.nn
+
+    class RNNRegLM(nn.Module):
+        """An rnnreg language model in PyTorch layers: tokens (N, T) int64 -> logits (N, T, V).
+
+        ``embedding`` is an ``nn.Embedding`` or None (one-hot inputs of ``vocab_size``);
+        ``lstm`` an ``nn.LSTM(batch_first=True)``; ``head`` an ``nn.Linear``. The dropout layers
+        reproduce rnnreg's non-recurrent dropout (inputs when embedded, between layers, output)."""
+
+        def __init__(self, vocab_size, hidden_size, output_size, num_layers=1,
+                     embedding_size=None, dropout=0.0, dtype=torch.float64):
+            super().__init__()
+            self.vocab_size = vocab_size
+            self.embedding = (None if embedding_size is None
+                              else nn.Embedding(vocab_size, embedding_size, dtype=dtype))
+            self.input_dropout = nn.Dropout(dropout)
+            self.lstm = nn.LSTM(vocab_size if embedding_size is None else embedding_size,
+                                hidden_size, num_layers=num_layers, batch_first=True,
+                                dropout=dropout if num_layers > 1 else 0.0, dtype=dtype)
+            self.output_dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
+
+        def forward(self, tokens, state=None):
+            dtype = self.head.weight.dtype
+            if self.embedding is None:
+                x = nn.functional.one_hot(tokens, self.vocab_size).to(dtype)
+            else:
+                x = self.input_dropout(self.embedding(tokens))
+            out, state = self.lstm(x, state)
+            return self.head(self.output_dropout(out)), state
+
+    return RNNRegLM
+
+
+def to_torch(model):
+    """A ``torch.nn.Module`` computing what ``model`` computes (see the module docstring)."""
+    torch = _torch()
+    if model.use_layer_norm:
+        raise ValueError("an LN-LSTM has no nn.LSTM equivalent: layer-normalized models cannot "
+                         "be exported to standard PyTorch layers")
+    if model.weight_keep_prob < 1.0:
+        raise ValueError("weight-drop (weight_keep_prob < 1) has no nn.LSTM equivalent; "
+                         "build the model with weight_keep_prob=1 to export it")
+    dtype = torch.float64 if model.dtype == np.float64 else torch.float32
+    H, L = model.hidden_size, model.num_layers
+    module = _module_class()(model.vocab_size, H, model.output_size, L, model.embedding_size,
+                             1.0 - model.dropout_keep_prob, dtype)
+    p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
+    with torch.no_grad():
+        if module.embedding is not None:
+            module.embedding.weight.copy_(torch.from_numpy(p["embedding"]))
+        for layer in range(L):
+            W = p[f"W{layer}"]
+            D = W.shape[0] - H
+            getattr(module.lstm, f"weight_ih_l{layer}").copy_(
+                torch.from_numpy(_reorder(W[:D].T, _TO_TORCH, H)))
+            getattr(module.lstm, f"weight_hh_l{layer}").copy_(
+                torch.from_numpy(_reorder(W[D:].T, _TO_TORCH, H)))
+            getattr(module.lstm, f"bias_ih_l{layer}").copy_(
+                torch.from_numpy(_reorder(p[f"b{layer}"], _TO_TORCH, H)))
+            getattr(module.lstm, f"bias_hh_l{layer}").zero_()
+        module.head.weight.copy_(torch.from_numpy(p["Why"].T))
+        module.head.bias.copy_(torch.from_numpy(p["by"]))
+    module.eval()
+    module.rnnreg_vocabulary = model.vocabulary   # travels along (None for token-id models)
+    return module
+
+
+def _find(module, kind):
+    found = [m for m in module.modules() if isinstance(m, kind)]
+    return found
+
+
+def from_torch(module, vocabulary=None, seed=None):
+    """A :class:`~rnnreg.RegularizedLSTM` with the weights of ``module``: one made by
+    :func:`to_torch`, or any module holding exactly one ``nn.LSTM`` (unidirectional, no
+    projection), one ``nn.Linear`` on its output and at most one ``nn.Embedding`` (without one,
+    inputs are taken as one-hot over ``lstm.input_size`` symbols). The two PyTorch biases are
+    summed. ``vocabulary``: a :class:`~rnnreg.Vocabulary` for the model (default: the one
+    to_torch attached, if any)."""
+    torch = _torch()
+    from .model import RegularizedLSTM
+    nn = torch.nn
+    lstms, heads, embeddings = (_find(module, k) for k in (nn.LSTM, nn.Linear, nn.Embedding))
+    if len(lstms) != 1 or len(heads) != 1 or len(embeddings) > 1:
+        raise ValueError(f"from_torch needs one nn.LSTM, one nn.Linear and at most one "
+                         f"nn.Embedding; the module has {len(lstms)}, {len(heads)}, "
+                         f"{len(embeddings)}")
+    lstm, head = lstms[0], heads[0]
+    embedding = embeddings[0] if embeddings else None
+    if lstm.bidirectional or getattr(lstm, "proj_size", 0):
+        raise ValueError("a bidirectional or projected nn.LSTM has no rnnreg equivalent")
+    H, L = lstm.hidden_size, lstm.num_layers
+    if head.in_features != H:
+        raise ValueError(f"the nn.Linear reads {head.in_features} features, the LSTM gives {H}")
+    if embedding is not None and embedding.embedding_dim != lstm.input_size:
+        raise ValueError("the nn.Embedding's size does not match the LSTM's input size")
+    dtype = lstm.weight_ih_l0.dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"weights must be float32 or float64, got {dtype}")
+    vocab_size = embedding.num_embeddings if embedding is not None else lstm.input_size
+    model = RegularizedLSTM(vocab_size, H, head.out_features, num_layers=L,
+                            embedding_size=None if embedding is None else lstm.input_size,
+                            seed=seed, dtype=np.float64 if dtype == torch.float64 else np.float32)
+    as_np = lambda t: t.detach().cpu().to(torch.float64).numpy()
+    state = {}
+    if embedding is not None:
+        state["embedding"] = as_np(embedding.weight)
+    for layer in range(L):
+        w_ih = as_np(getattr(lstm, f"weight_ih_l{layer}"))
+        w_hh = as_np(getattr(lstm, f"weight_hh_l{layer}"))
+        bias = np.zeros(4 * H)
+        if lstm.bias:
+            bias = as_np(getattr(lstm, f"bias_ih_l{layer}")) + as_np(getattr(lstm, f"bias_hh_l{layer}"))
+        state[f"W{layer}"] = np.concatenate((_reorder(w_ih, _FROM_TORCH, H).T,
+                                             _reorder(w_hh, _FROM_TORCH, H).T))
+        state[f"b{layer}"] = _reorder(bias, _FROM_TORCH, H)
+    state["Why"] = as_np(head.weight).T
+    state["by"] = as_np(head.bias) if head.bias is not None else np.zeros(head.out_features)
+    model.load_state_dict(state)
+    model.vocabulary = vocabulary if vocabulary is not None else getattr(
+        module, "rnnreg_vocabulary", None)
+    return model
