@@ -8,6 +8,7 @@
 """
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
@@ -29,18 +30,18 @@ MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "wei
 
 def _load_data(args):
     from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
+    """-> (description, vocabulary size, data): data is a CharCorpus (its splits, documents and
+    vocabulary) or, for the synthetic task, a (train, val, test) triple of sequence pairs."""
     if args.data not in (["stdlib"], ["synthetic"]):
         corpus = CharCorpus.from_files(args.data, seed=args.seed)
-        return (f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus.train,
-                corpus.val, corpus.test, corpus.vocabulary)
+        return f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus
     args.data = args.data[0]
     if args.data == "synthetic":
         vocab = 50
         make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
-        return "synthetic", vocab, make(args.train_size or 200, 1), make(100, 2), make(100, 3), None
+        return "synthetic", vocab, (make(args.train_size or 200, 1), make(100, 2), make(100, 3))
     corpus = load_stdlib_docstrings(train_chars=args.train_size, eval_chars=args.eval_size)
-    return (repr(corpus), corpus.vocab_size, corpus.train, corpus.val, corpus.test,
-            corpus.vocabulary)
+    return f"{corpus!r}; split by document (fixed)", corpus.vocab_size, corpus
 
 
 def _model_and_config(args, vocab_size, overrides):
@@ -64,22 +65,28 @@ def _model_and_config(args, vocab_size, overrides):
     return model, TrainConfig(**train_kwargs)
 
 
-def _run(args, name, vocab_size, train, val, test, overrides, out_dir, checkpoint=True,
-         vocabulary=None):
+def _run(args, name, vocab_size, data, overrides, out_dir, checkpoint=True):
+    from .data import CharCorpus
     from .training import fit
     model, config = _model_and_config(args, vocab_size, overrides)
-    model.vocabulary = vocabulary
     if checkpoint:
         config.checkpoint_path = os.path.join(out_dir, f"{name}.checkpoint.npz")
     started = time.perf_counter()
-    log = (lambda line: print(f"[{name}] {line}", flush=True)) if not args.quiet else None
+    # Epoch lines go through the `rnnreg` logger (main() sends it to stdout); --quiet drops them.
+    log = (lambda line: logging.getLogger("rnnreg").info(f"[{name}] {line}")) \
+        if not args.quiet else (lambda line: None)
     resume = None
     if getattr(args, "resume", False):
         if not os.path.exists(config.checkpoint_path):
             raise FileNotFoundError(f"--resume: there is no checkpoint at {config.checkpoint_path} "
                                     "to continue from (run without --resume to start afresh)")
         resume = config.checkpoint_path
-    history = fit(model, train, val, config, test=test, log=log, resume_from=resume)
+    if isinstance(data, CharCorpus):   # fit takes its splits, documents and vocabulary
+        history = fit(model, data, None, config, log=log, resume_from=resume, name=name)
+    else:
+        train, val, test = data
+        history = fit(model, train, val, config, test=test, log=log, resume_from=resume,
+                      name=name)
     history["wall_seconds"] = time.perf_counter() - started
     history["model"] = model.config()
     history["train_config"] = config.to_dict()
@@ -106,14 +113,14 @@ def _check_writable(folder):
 def _train(args):
     from .plotting import plot_learning_curves
     _check_writable(args.out)
-    description, vocab_size, train, val, test, vocabulary = _load_data(args)
+    description, vocab_size, data = _load_data(args)
     print(f"data: {description}")
-    model, history = _run(args, "train", vocab_size, train, val, test, {}, args.out,
-                          vocabulary=vocabulary)
+    model, history = _run(args, "train", vocab_size, data, {}, args.out)
     _write_json(os.path.join(args.out, "history.json"), history)
     fig = plot_learning_curves(history["train_loss"], history["val_loss"],
                                title=f"rnnreg train ({model.parameter_count():,} parameters)",
-                               best_epoch=history["best_epoch"])
+                               best_epoch=history["best_epoch"],
+                               unit="nats/char" if model.vocabulary is not None else "nats per token")
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=100)
     print(f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
           f"test loss {history['test_loss']:.4f}; {history['wall_seconds']:.1f}s")
@@ -124,7 +131,7 @@ def _train(args):
 
 def comparison_table(results):
     """A markdown table of the ablation: held-out losses, epochs and wall time per setting."""
-    lines = ["| setting | best val loss | test loss | train loss (last) | epochs run | best epoch | wall time |",
+    lines = ["| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run | best epoch | wall time |",
              "|---|---|---|---|---|---|---|"]
     for name, h in results.items():
         lines.append(f"| {name} | {h['best_val_loss']:.4f} | {h['test_loss']:.4f} | "
@@ -138,12 +145,12 @@ def _compare(args):
     matplotlib.use("Agg")
     from .plotting import plot_regularization_comparison, plot_weight_distributions
     _check_writable(args.out)
-    description, vocab_size, train, val, test, _ = _load_data(args)
+    description, vocab_size, data = _load_data(args)
     print(f"data: {description}")
     settings = {name: SETTINGS[name] for name in args.settings}
     results, weights = {}, {}
     for name, overrides in settings.items():
-        model, history = _run(args, name, vocab_size, train, val, test, overrides, args.out,
+        model, history = _run(args, name, vocab_size, data, overrides, args.out,
                               checkpoint=False)
         results[name] = history
         weights[name] = model.weights()
@@ -155,7 +162,8 @@ def _compare(args):
     _write_json(os.path.join(args.out, "results.json"), results)
     data_name = args.data if isinstance(args.data, str) else "your text"
     fig = plot_regularization_comparison(
-        results, title=f"Regularizers on {data_name} (held-out loss = test cross-entropy, nats/char)")
+        results, title=f"Regularizers on {data_name} (held-out loss = test cross-entropy)",
+        unit="nats per token" if args.data == "synthetic" else "nats/char")
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
@@ -305,6 +313,18 @@ def _interrupted(args, argv):
             f"{checkpoint}. Continue with: rnnreg {shlex.join(words)}")
 
 
+def _log_to_stdout():
+    """Send the `rnnreg` logger's lines (one per epoch) to stdout, as plain lines."""
+    logger = logging.getLogger("rnnreg")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)   # looked up now: capture and redirection see it
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+
+
 def main(argv=None):
     """Run the command line; returns the exit status. A user's error (a bad value, a missing or
     unusable file, a checkpoint that does not fit, a run that diverged, a full or read-only
@@ -312,6 +332,7 @@ def main(argv=None):
     from .checkpoint import CheckpointError
     from .training import TrainingError
     args = build_parser().parse_args(argv)
+    _log_to_stdout()
     try:
         return args.func(args)
     except KeyboardInterrupt:

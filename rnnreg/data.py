@@ -142,6 +142,28 @@ class CharCorpus:
         self.vocabulary = Vocabulary.from_text(train_text, min_count)
         self.chars, self.index = self.vocabulary.chars, self.vocabulary.index
         self.train, self.val, self.test = (self.encode(t) for t in (train_text, val_text, test_text))
+        # Where each document starts in each split's stream: evaluation starts every document
+        # from a zero state (one text given as such is one document).
+        self.starts = {split: np.zeros(1, np.int64) for split in ("train", "val", "test")}
+
+    @classmethod
+    def from_documents(cls, train_docs, val_docs, test_docs, name="corpus", min_count=1,
+                       separator="\n\n", max_chars=(None, None, None)):
+        """A corpus whose splits are lists of documents, joined by ``separator``; each split
+        remembers where its documents start (and keeps only its first ``max_chars`` characters
+        when given)."""
+        texts, starts = [], []
+        for docs, limit in zip((train_docs, val_docs, test_docs), max_chars):
+            offsets = np.cumsum([0] + [len(d) + len(separator) for d in docs[:-1]])
+            text = separator.join(docs)
+            if limit is not None:
+                text = text[:limit]
+                offsets = offsets[offsets < max(1, len(text))]
+            texts.append(text)
+            starts.append(np.asarray(offsets, np.int64))
+        corpus = cls(*texts, name=name, min_count=min_count)
+        corpus.starts = dict(zip(("train", "val", "test"), starts))
+        return corpus
 
     @property
     def vocab_size(self):
@@ -201,9 +223,8 @@ class CharCorpus:
         n_test = min(n_test, len(docs) - 1 - n_val)
         held_val, held_test = sorted(order[:n_val]), sorted(order[n_val:n_val + n_test])
         train_ids = sorted(order[n_val + n_test:])
-        join = lambda ids: "\n\n".join(docs[k] for k in ids)
-        corpus = cls(join(train_ids), join(held_val), join(held_test), name=label,
-                     min_count=min_count)
+        corpus = cls.from_documents([docs[k] for k in train_ids], [docs[k] for k in held_val],
+                                    [docs[k] for k in held_test], name=label, min_count=min_count)
         corpus.split = (f"by document (seed {seed}): {len(train_ids)} files train, {n_val} "
                         f"validation ({', '.join(os.path.basename(files[k]) for k in held_val)}), "
                         f"{n_test} test ({', '.join(os.path.basename(files[k]) for k in held_test)})")
@@ -282,10 +303,7 @@ def load_stdlib_docstrings(train_chars=None, eval_chars=None):
     splits = {0: [], 18: [], 19: []}
     for k, doc in enumerate(docs):
         splits[k % 20 if k % 20 in (18, 19) else 0].append(doc)
-    train, val, test = ("\n\n".join(splits[k]) for k in (0, 18, 19))
-    if train_chars is not None:
-        train = train[:v.positive_int(train_chars, "train_chars")]
-    if eval_chars is not None:
-        n = v.positive_int(eval_chars, "eval_chars")
-        val, test = val[:n], test[:n]
-    return CharCorpus(train, val, test, name="stdlib-docstrings")
+    limit = None if train_chars is None else v.positive_int(train_chars, "train_chars")
+    held = None if eval_chars is None else v.positive_int(eval_chars, "eval_chars")
+    return CharCorpus.from_documents(splits[0], splits[18], splits[19], name="stdlib-docstrings",
+                                     max_chars=(limit, held, held))

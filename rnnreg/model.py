@@ -237,7 +237,7 @@ class RegularizedLSTM:
         mask = dropout_mask((N, 1, F), self.dropout_keep_prob, self.rng, self.dtype)
         return x * mask, mask
 
-    def forward_batch(self, inputs, targets=None, state=None, training=False):
+    def forward_batch(self, inputs, targets=None, state=None, training=False, resets=None):
         """Run a batch of token sequences.
 
         Parameters
@@ -249,6 +249,9 @@ class RegularizedLSTM:
             Each (num_layers, N, H); zeros when None.
         training : bool
             Draw dropout masks (otherwise every regularizer that adds noise is off).
+        resets : bool array of shape (N, T), optional
+            True where a new document starts: the state of that row is zeroed before that step
+            (and no gradient flows back across it).
 
         Returns
         -------
@@ -278,6 +281,7 @@ class RegularizedLSTM:
             # gradient is amplified by 1/sqrt(eps) per step. Zaremba et al. drop embeddings.
             x, input_mask = self._dropout(x, training)
         layer_caches, dropout_masks, weight_masks = [], [input_mask], []
+        segments, reset_rows = self._segments(resets, N, T)
         h_final, c_final = np.empty_like(h_init), np.empty_like(c_init)
         params = self.params
         for layer, (w_name, b_name, ln_names) in enumerate(self._layer_names):
@@ -294,12 +298,24 @@ class RegularizedLSTM:
             ln = None
             if self.use_layer_norm:
                 ln = dict(zip(LSTM_LAYER_NORM_PARAMS, map(params.__getitem__, ln_names)))
-            cache = _backend.kernels().lstm_forward(
-                np.ascontiguousarray(x), h_init[layer], c_init[layer], W[:D], Wh,
-                params[b_name], ln, recurrent_mask, DEFAULT_EPS)
-            v.finite_result(cache.c, f"LSTM layer {layer}", "the weights or inputs")
-            h = cache.h
-            h_final[layer], c_final[layer] = h[:, -1], cache.c_final
+            caches, outputs = [], []
+            h_state, c_state = h_init[layer], c_init[layer]
+            x_layer = np.ascontiguousarray(x)
+            for t0, t1 in segments:   # one kernel call per stretch without a document start
+                if t0 in reset_rows:
+                    keep = ~reset_rows[t0][:, None]
+                    h_state, c_state = h_state * keep, c_state * keep
+                cache = _backend.kernels().lstm_forward(
+                    x_layer if len(segments) == 1 else np.ascontiguousarray(x_layer[:, t0:t1]),
+                    np.ascontiguousarray(h_state), np.ascontiguousarray(c_state), W[:D], Wh,
+                    params[b_name], ln, recurrent_mask, DEFAULT_EPS)
+                v.finite_result(cache.c, f"LSTM layer {layer}", "the weights or inputs")
+                caches.append(cache)
+                outputs.append(cache.h)
+                h_state, c_state = cache.h[:, -1], cache.c_final
+            cache = caches
+            h = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+            h_final[layer], c_final[layer] = h_state, c_state
             x, mask = self._dropout(h, training)
             layer_caches.append(cache)
             dropout_masks.append(mask)
@@ -311,6 +327,7 @@ class RegularizedLSTM:
             loss, dlogits = _backend.kernels().softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
         self._cache = dict(inputs=inputs, top=x, dlogits=dlogits, layers=layer_caches,
+                           segments=segments, reset_rows=reset_rows,
                            dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T))
         return loss, logits.reshape(N, T, -1), (h_final, c_final)
 
@@ -349,7 +366,8 @@ class RegularizedLSTM:
             if dh_final is not None:
                 dh = dh.copy()
                 dh[:, -1] += dh_final[layer]
-            g = _backend.kernels().lstm_backward(dh, dcf, cache["layers"][layer])
+            g = self._layer_backward(dh, dcf, cache["layers"][layer], cache["segments"],
+                                     cache["reset_rows"])
             for name in ("dx", "dWx", "dWh"):
                 v.finite_result(g[name], f"LSTM layer {layer} backward", "the gradients")
             dWh = g["dWh"] if cache["weight_masks"][layer] is None else \
@@ -370,6 +388,49 @@ class RegularizedLSTM:
         # products of them); the dict lists them in the parameters' order.
         self.grads = {name: grads[name] for name in self.params}
         return self.grads
+
+    @staticmethod
+    def _segments(resets, N, T):
+        """The stretches [t0, t1) of the time axis between document starts, and for each start
+        t0 the rows (N,) that start a document there (their state is zeroed)."""
+        if resets is None:
+            return [(0, T)], {}
+        resets = np.asarray(resets, dtype=bool)
+        if resets.shape != (N, T):
+            raise ValueError(f"resets must have shape {(N, T)} (matching inputs), got "
+                             f"{resets.shape}")
+        cuts = [0] + [t for t in range(1, T) if resets[:, t].any()] + [T]
+        reset_rows = {t: resets[:, t].copy() for t in cuts[:-1] if resets[:, t].any()}
+        return list(zip(cuts[:-1], cuts[1:])), reset_rows
+
+    @staticmethod
+    def _layer_backward(dh, dc_final, caches, segments, reset_rows):
+        """lstm_backward over the segments of one layer, last first: the gradient reaching a
+        segment's initial state flows into the previous segment's final state, except for rows
+        whose state was zeroed there."""
+        kernels = _backend.kernels()
+        if len(caches) == 1:
+            return kernels.lstm_backward(dh, dc_final, caches[0])
+        dx_parts, total = [], None
+        dh_carry, dc_carry = None, dc_final
+        for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
+            dh_seg = np.array(dh[:, t0:t1])
+            if dh_carry is not None:
+                dh_seg[:, -1] += dh_carry
+            g = kernels.lstm_backward(dh_seg, np.ascontiguousarray(dc_carry), cache)
+            dx_parts.append(g["dx"])
+            dh_carry, dc_carry = g["dh0"], g["dc0"]
+            if t0 in reset_rows:
+                keep = ~reset_rows[t0][:, None]
+                dh_carry, dc_carry = dh_carry * keep, dc_carry * keep
+            if total is None:
+                total = {k: val.copy() for k, val in g.items() if k not in ("dx", "dh0", "dc0")}
+            else:
+                for k in total:
+                    total[k] += g[k]
+        total.update(dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1)),
+                     dh0=dh_carry, dc0=dc_carry)
+        return total
 
     def _check_state(self, state, batch):
         if state is None:

@@ -21,8 +21,9 @@ def _curve(values, name):
 
 
 def plot_learning_curves(train_losses, val_losses=None, title="Learning curves", best_epoch=None,
-                         ax=None):
-    """Training (and validation) loss per epoch; marks the best validation epoch.
+                         ax=None, unit="nats per token"):
+    """Training (and validation) loss per epoch; marks the best validation epoch. ``unit`` labels
+    the loss axis (cross-entropy is in nats per token; "nats/char" for character models).
 
     Returns the matplotlib Figure.
     """
@@ -42,7 +43,7 @@ def plot_learning_curves(train_losses, val_losses=None, title="Learning curves",
         ax.scatter([best_epoch], [val[best_epoch]], s=200, marker="*", color="green", zorder=5,
                    label=f"Best (epoch {best_epoch})")
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("Loss")
+    ax.set_ylabel(f"Loss ({unit})")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -50,7 +51,8 @@ def plot_learning_curves(train_losses, val_losses=None, title="Learning curves",
     return fig
 
 
-def plot_regularization_comparison(results, title="Regularization comparison", metric="val_loss"):
+def plot_regularization_comparison(results, title="Regularization comparison", metric="val_loss",
+                                   unit="nats per token"):
     """Compare runs: held-out loss per setting as bars, and every setting's curve.
 
     Parameters
@@ -80,12 +82,12 @@ def plot_regularization_comparison(results, title="Regularization comparison", m
         ax_bar.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{value:.3f}",
                     ha="center", va="bottom", fontsize=9)
     ax_bar.set_xlabel("Setting")
-    ax_bar.set_ylabel("Held-out loss")
+    ax_bar.set_ylabel(f"Held-out loss ({unit})")
     ax_bar.set_title("Held-out loss per setting (lower is better)")
     ax_bar.tick_params(axis="x", rotation=30)
     ax_bar.grid(True, axis="y", alpha=0.3)
     ax_curve.set_xlabel("Epoch")
-    ax_curve.set_ylabel(metric.replace("_", " ").capitalize())
+    ax_curve.set_ylabel(f"{metric.replace('_', ' ').capitalize()} ({unit})")
     ax_curve.set_title(f"{metric.replace('_', ' ').capitalize()} per epoch")
     ax_curve.grid(True, alpha=0.3)
     ax_curve.legend()
@@ -108,18 +110,31 @@ def plot_weight_distributions(weights, title="Weight distributions", bins=50):
         weights = {"weights": weights}
     if not weights:
         raise ValueError("weights must not be empty")
-    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 4), squeeze=False)
-    for ax, (name, value) in zip(axes[0], weights.items()):
+    flats = {}
+    for name, value in weights.items():
         arrays = value if isinstance(value, (list, tuple)) else [value]
         flat = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
         if flat.size == 0:
             raise ValueError(f"weights[{name!r}] is empty")
-        ax.hist(flat, bins=bins, alpha=0.75, edgecolor="black")
+        flats[name] = flat
+    # A grid with one x-axis and one set of bins for all settings, so they compare at a glance.
+    cols = min(3, len(flats))
+    rows = -(-len(flats) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False,
+                             sharex=True)
+    low = min(f.min() for f in flats.values())
+    high = max(f.max() for f in flats.values())
+    edges = np.linspace(low, high if high > low else low + 1, bins + 1)
+    for ax, (name, flat) in zip(axes.ravel(), flats.items()):
+        ax.hist(flat, bins=edges, alpha=0.75, edgecolor="black")
         ax.axvline(0, color="red", linestyle="--", linewidth=1.5)
-        ax.set_title(f"{name}\nstd={flat.std():.3f}, max|w|={np.abs(flat).max():.3f}")
-        ax.set_xlabel("Weight value")
+        ax.set_title(f"{name}: std={flat.std():.3f}, max|w|={np.abs(flat).max():.3f}", fontsize=10)
         ax.set_ylabel("Count")
         ax.grid(True, alpha=0.3)
+    for ax in axes.ravel()[len(flats):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("Weight value")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

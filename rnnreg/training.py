@@ -22,6 +22,7 @@ Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
 import copy
 import dataclasses
+import logging
 import math
 import sys
 import time
@@ -37,6 +38,9 @@ from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
 __all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError", "save_model",
            "load_model"]
+
+
+_logger = logging.getLogger("rnnreg")
 
 
 class TrainingError(RuntimeError):
@@ -144,29 +148,73 @@ def iterate_batches(data, batch_size, bptt, rng=None):
         yield inputs[:, start:start + bptt], targets[:, start:start + bptt], start == 0
 
 
-def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt):
-    """Mean cross-entropy per token on ``data`` (either kind), without dropout."""
+def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt, *,
+             starts=None, stats=None):
+    """Mean cross-entropy per token on ``data`` (either kind), without dropout.
+
+    A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is
+    read document by document — ``starts`` gives where each begins (default: one document) —
+    each from a zero state and in chunks of ``bptt`` with the state carried inside it, so that no
+    state runs on from one unrelated document into the next, no token is dropped and the result
+    does not depend on ``batch_size``. ``stats`` (a dict, optional) receives ``max_abs_c``, the
+    largest |cell state| seen."""
     data = _check_data(data, "data", model.vocab_size, model.output_size)
-    total, count, state = 0.0, 0, None
-    for inputs, targets, new_sequence in iterate_batches(data, batch_size, bptt):
-        if new_sequence:
-            state = None
+    total, count, max_c = 0.0, 0, 0.0
+
+    def run(inputs, targets, state):
+        nonlocal total, count, max_c
         loss, _, state = model.forward_batch(inputs, targets, state, training=False)
         total += loss * targets.size
         count += targets.size
+        max_c = max(max_c, max(float(np.abs(c.c).max()) for layer in model._cache["layers"]
+                               for c in layer))
+        return state
+
+    if isinstance(data, tuple):
+        for inputs, targets, _ in iterate_batches(data, batch_size, bptt):
+            run(inputs, targets, None)
+    else:
+        bounds = np.asarray([0] if starts is None else starts, np.int64)
+        ends = np.append(bounds[1:], data.size)
+        for begin, end in zip(bounds, ends):
+            doc = data[begin:end]
+            state = None
+            for k in range(0, doc.size - 1, bptt):
+                piece = doc[k:k + bptt + 1]
+                if piece.size >= 2:
+                    state = run(piece[None, :-1], piece[None, 1:], state)
+    if count == 0:
+        raise ValueError("data holds no document of two tokens or more to evaluate on")
+    if stats is not None:
+        stats["max_abs_c"] = max_c
     return total / count
 
 
 # ----------------------------------------------------------------------------- progress
 class _Progress:
-    """A one-line progress display on stderr, redrawn at most ten times a second."""
+    """A progress bar over one epoch's batches on stderr — only when stderr is a terminal, so a
+    log piped to a file holds lines, not redrawn frames. tqdm's (``tqdm.auto``: a widget in
+    notebooks, with rate and ETA) when tqdm is installed, else a plain one-line bar."""
 
     def __init__(self, total, label, enabled):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.done, self.last = 0, 0.0
+        self.total, self.label = total, label
+        self.enabled = enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.done, self.last, self.bar = 0, 0.0, None
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=label, leave=False, unit="batch",
+                                file=sys.stderr, mininterval=0.1)
 
     def update(self, loss):
         self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            return
         now = time.perf_counter()
         if self.enabled and (now - self.last > 0.1 or self.done == self.total):
             self.last = now
@@ -177,7 +225,9 @@ class _Progress:
             sys.stderr.flush()
 
     def close(self):
-        if self.enabled:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
             sys.stderr.write("\r" + " " * 79 + "\r")
             sys.stderr.flush()
 
@@ -190,7 +240,8 @@ def _steps_per_epoch(data, batch_size, bptt):
 
 
 # ----------------------------------------------------------------------------- the loop
-def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log=print):
+def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log=None,
+        name=None):
     """Train ``model`` and return its history.
 
     Parameters
@@ -202,7 +253,10 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
     config : TrainConfig
     resume_from : path of a checkpoint written by an earlier ``fit`` (same model and config):
         training continues after its last epoch, with the same results as a run that never stopped.
-    log : callable for one line per epoch (None for silence)
+    log : callable taking one line per epoch; by default the lines go to the ``rnnreg`` logger
+        at INFO level (``logging.basicConfig(level=logging.INFO)`` shows them)
+    name : str, optional
+        A label for the progress bar and log lines (e.g. the setting of a comparison)
 
     Returns
     -------
@@ -212,12 +266,17 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         ``best_val_loss``, ``stopped_epoch``, ``stop_reason``, ``restored_best``, ``test_loss``.
     """
     config = (config or TrainConfig()).validate()
-    log = log or (lambda *args: None)
+    log = log or _logger.info
     from .data import CharCorpus
-    if isinstance(train, CharCorpus):   # a corpus brings its splits and its vocabulary
+    val_starts = test_starts = train_starts = None
+    if isinstance(train, CharCorpus):   # a corpus brings its splits, documents and vocabulary
         corpus = train
-        train, val = corpus.train, corpus.val if val is None else val
-        test = corpus.test if test is None else test
+        train_starts = corpus.starts["train"]
+        if val is None:
+            val, val_starts = corpus.val, corpus.starts["val"]
+        if test is None:
+            test, test_starts = corpus.test, corpus.starts["test"]
+        train = corpus.train
         if model.vocabulary is None:
             model.vocabulary = corpus.vocabulary
         elif model.vocabulary != corpus.vocabulary:
@@ -238,7 +297,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
                                        restore_best_weights=config.restore_best_weights)
     history = {key: [] for key in ("epoch", "train_loss", "train_ce", "val_loss", "lr",
-                                   "grad_norm", "seconds")}
+                                   "grad_norm", "seconds", "max_abs_c")}
     history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None, stop_reason=None,
                    restored_best=False, test_loss=None)
     first_epoch = 0
@@ -246,6 +305,13 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         first_epoch = _restore(resume_from, model, optimizer, monitor, rng, history, config)
 
     steps = _steps_per_epoch(train, config.batch_size, config.bptt)
+    doc_starts = None
+    if train_starts is not None and not isinstance(train, tuple) and len(train_starts) > 1:
+        # Laid out as iterate_batches lays the stream: row r holds positions r*length ... .
+        rows, length = stream_geometry(train.size, config.batch_size)
+        is_start = np.zeros(train.size, bool)
+        is_start[np.asarray(train_starts)[1:]] = True
+        doc_starts = is_start[:rows * length].reshape(rows, length)
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         lr = schedule(epoch)
@@ -255,15 +321,21 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
                                       "a learning rate must be a finite number > 0")
             return _finish(model, monitor, history, test, config, log, failed=True)
         optimizer.lr = float(lr)
-        progress = _Progress(steps, f"epoch {epoch}", config.progress)
+        progress = _Progress(steps, f"{name + ' ' if name else ''}epoch {epoch}", config.progress)
         sum_loss = sum_ce = sum_norm = 0.0
         tokens = batches = 0
         state = None
+        column = 0
         for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt, rng):
             if new_sequence or state is None or state[0].shape[1] != len(inputs):
-                state = None
+                state, column = None, 0
+            resets = None
+            if doc_starts is not None:   # zero the state of a row where its next document begins
+                resets = doc_starts[:, column:column + inputs.shape[1]]
+            column += inputs.shape[1]
             try:
-                ce, _, state = model.forward_batch(inputs, targets, state, training=True)
+                ce, _, state = model.forward_batch(inputs, targets, state, training=True,
+                                                   resets=resets)
                 grads = model.backward()
             except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
                 ce, norm, overflow = math.nan, math.nan, exc
@@ -290,17 +362,21 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
             batches += 1
             progress.update(ce + penalty)
         progress.close()
-        val_loss = evaluate(model, val, config.batch_size, config.bptt) if val is not None else None
+        eval_stats = {}
+        val_loss = (evaluate(model, val, config.batch_size, config.bptt, starts=val_starts,
+                             stats=eval_stats) if val is not None else None)
         history["epoch"].append(epoch)
         history["train_loss"].append(sum_loss / tokens)
         history["train_ce"].append(sum_ce / tokens)
         history["val_loss"].append(val_loss)
         history["lr"].append(optimizer.lr)
         history["grad_norm"].append(sum_norm / batches)
+        history["max_abs_c"].append(eval_stats.get("max_abs_c"))
         history["seconds"].append(time.perf_counter() - started)
         line = (f"epoch {epoch:3d}  train {history['train_loss'][-1]:.4f}"
                 + (f"  val {val_loss:.4f}" if val_loss is not None else "")
                 + f"  lr {optimizer.lr:.2e}  |g| {history['grad_norm'][-1]:.2f}"
+                + (f"  |c|max {eval_stats['max_abs_c']:.1f}" if eval_stats else "")
                 + f"  {history['seconds'][-1]:.1f}s")
         go_on = True
         if monitor is not None:
@@ -318,10 +394,10 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
             _save(config.checkpoint_path, model, optimizer, monitor, rng, history, epoch, config)
         if not go_on:
             break
-    return _finish(model, monitor, history, test, config, log)
+    return _finish(model, monitor, history, test, config, log, test_starts=test_starts)
 
 
-def _finish(model, monitor, history, test, config, log, failed=False):
+def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None):
     if monitor is not None and config.restore_best_weights:
         history["restored_best"] = monitor.restore(model)
     if history["stop_reason"]:
@@ -330,7 +406,8 @@ def _finish(model, monitor, history, test, config, log, failed=False):
         restored = " (the best weights were restored)" if history["restored_best"] else ""
         raise TrainingError(history["stop_reason"] + restored, history)
     if test is not None:
-        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt)
+        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt,
+                                        starts=test_starts)
     return history
 
 
@@ -466,6 +543,14 @@ def _restore(path, model, optimizer, monitor, rng, history, config):
                 or not all(val is None or isinstance(val, (int, float)) for val in values):
             raise CheckpointError(f"{path}: history {key!r} must be a list of numbers, one per "
                                   "epoch")
+    saved_c = saved_history.get("max_abs_c")
+    n_epochs = len(saved_history["epoch"])
+    if saved_c is None:   # written before evaluation reported it
+        saved_history["max_abs_c"] = [None] * n_epochs
+    elif not (isinstance(saved_c, list) and len(saved_c) == n_epochs and all(
+            val is None or isinstance(val, (int, float)) for val in saved_c)):
+        raise CheckpointError(f"{path}: history 'max_abs_c' must be a list of numbers, one per "
+                              "epoch")
     for key, kinds in (("best_epoch", int), ("best_val_loss", (int, float)),
                        ("stopped_epoch", int), ("stop_reason", str), ("test_loss", (int, float))):
         val = saved_history.get(key)

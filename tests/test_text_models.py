@@ -168,3 +168,104 @@ def test_fit_takes_a_corpus():
     history = fit(model, corpus, config=TrainConfig(epochs=2, progress=False), log=None)
     assert model.vocabulary == corpus.vocabulary
     assert history["test_loss"] is not None and len(history["val_loss"]) == 2
+
+
+def _stream_model():
+    corpus = CharCorpus.from_documents(["the cat sat on the mat. " * 8, "a dog ran to the log. " * 5,
+                                        "zzz the end. " * 6],
+                                       ["the rat sat on a hat. " * 3, "dogs and cats. " * 4],
+                                       ["the end. x"], name="docs")
+    model = RegularizedLSTM(corpus.vocab_size, 10, seed=0)
+    return model, corpus
+
+
+def test_evaluation_starts_every_document_afresh_and_ignores_the_batch_size():
+    from rnnreg.training import evaluate
+    model, corpus = _stream_model()
+    starts = corpus.starts["val"]
+    assert list(starts) == [0, len("the rat sat on a hat. " * 3) + 2]
+    stats = {}
+    whole = evaluate(model, corpus.val, batch_size=8, bptt=7, starts=starts, stats=stats)
+    assert evaluate(model, corpus.val, batch_size=32, bptt=7, starts=starts) == whole
+    assert stats["max_abs_c"] > 0
+    # the same as each document on its own, weighted by its tokens: no state crosses documents
+    docs = [corpus.val[:starts[1]], corpus.val[starts[1]:]]
+    parts = [(evaluate(model, d, bptt=7), d.size - 1) for d in docs]
+    expected = sum(loss * n for loss, n in parts) / sum(n for _, n in parts)
+    assert whole == pytest.approx(expected, rel=1e-12)
+    # every token is counted: one long chunk gives the same mean
+    assert evaluate(model, docs[0], bptt=7) == pytest.approx(evaluate(model, docs[0], bptt=1000),
+                                                              rel=1e-9)
+
+
+def test_a_piped_log_is_lines_without_progress_frames(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "rnnreg", "train", "--data", "synthetic",
+                           "--train-size", "60", "--hidden", "8", "--epochs", "3",
+                           "--out", str(tmp_path / "run")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "\r" not in proc.stdout
+    epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("[train] epoch")]
+    assert len(epoch_lines) == 3
+
+
+def _reset_case(layers=2, ln=False):
+    model = RegularizedLSTM(7, 5, num_layers=layers, use_layer_norm=ln, seed=1)
+    rng = np.random.default_rng(3)
+    inputs, targets = rng.integers(0, 7, (2, 9)), rng.integers(0, 7, (2, 9))
+    resets = np.zeros((2, 9), bool)
+    resets[0, 3] = resets[1, 5] = resets[0, 7] = resets[1, 0] = True
+    return model, inputs, targets, resets
+
+
+def test_a_reset_starts_the_row_afresh_mid_batch():
+    model, inputs, _, resets = _reset_case()
+    state = tuple(np.full((2, 2, 5), 0.3) for _ in range(2))
+    _, logits, _ = model.forward_batch(inputs, None, state, resets=resets)
+    fresh, _ = model.logits(inputs[0, 3:7])                  # row 0 from its reset at t = 3
+    np.testing.assert_allclose(logits[0, 3:7], fresh, rtol=1e-12, atol=1e-12)
+    fresh1, _ = model.logits(inputs[1, :5])                  # row 1 reset at t = 0 and t = 5
+    np.testing.assert_allclose(logits[1, :5], fresh1, rtol=1e-12, atol=1e-12)
+    _, plain, _ = model.forward_batch(inputs, None, state)
+    _, none, _ = model.forward_batch(inputs, None, state, resets=np.zeros((2, 9), bool))
+    np.testing.assert_array_equal(plain, none)
+
+
+@pytest.mark.parametrize("ln", [False, True])
+def test_gradients_with_resets_match_finite_differences(ln):
+    from rnnreg.gradcheck import relative_error
+    model, inputs, targets, resets = _reset_case(ln=ln)
+    model.forward_batch(inputs, targets, resets=resets)
+    grads = model.backward()
+    for name in ("W0", "W1", "b0", "Why"):
+        p = model.params[name]
+        numeric = np.zeros_like(p)
+        for idx in np.ndindex(*p.shape[:1], *(min(4, n) for n in p.shape[1:])):
+            old = p[idx]
+            p[idx] = old + 1e-6
+            up = model.forward_batch(inputs, targets, resets=resets)[0]
+            p[idx] = old - 1e-6
+            down = model.forward_batch(inputs, targets, resets=resets)[0]
+            p[idx] = old
+            numeric[idx] = (up - down) / 2e-6
+        mask = numeric != 0
+        # central differences at h = 1e-6 on gradients of ~1e-5 carry ~1e-10 of rounding: 2e-5
+        assert relative_error(grads[name][mask], numeric[mask]) < 2e-5, name
+
+
+def test_training_on_documents_resets_the_state_at_their_starts(monkeypatch):
+    model, corpus = _stream_model()
+    seen = []
+    original = RegularizedLSTM.forward_batch
+
+    def spy(self, inputs, targets=None, state=None, training=False, resets=None):
+        if training:
+            seen.append(None if resets is None else resets.copy())
+        return original(self, inputs, targets, state, training, resets)
+    monkeypatch.setattr(RegularizedLSTM, "forward_batch", spy)
+    fit(model, corpus, config=TrainConfig(epochs=1, batch_size=2, bptt=10, progress=False),
+        log=None)
+    total = sum(int(r.sum()) for r in seen if r is not None)
+    assert total == len(corpus.starts["train"]) - 1   # every document start but the first
