@@ -122,6 +122,16 @@ def _shape_error(label, arr, shape, dtype, made_by):
                       f"cache was changed after {made_by} made it")
 
 
+def _field(cache, key, extra=()):
+    """``cache["name"]`` reads field (or property in ``extra``) ``name``, the form of earlier
+    releases' dict caches; an integer indexes the tuple as usual."""
+    if isinstance(key, str):
+        if key not in cache._fields and key not in extra:
+            raise KeyError(f"{type(cache).__name__} has no field {key!r}")
+        return getattr(cache, key)
+    return tuple.__getitem__(cache, key)
+
+
 class LSTMCache(NamedTuple):
     """What an LSTM forward pass saves for its backward pass.
 
@@ -159,13 +169,7 @@ class LSTMCache(NamedTuple):
     H: int
 
     def __getitem__(self, key):
-        if isinstance(key, str):
-            if key == "c_final":
-                return self.c_final
-            if key not in self._fields:
-                raise KeyError(f"LSTMCache has no field {key!r}")
-            return getattr(self, key)
-        return tuple.__getitem__(self, key)
+        return _field(self, key, extra=("c_final",))
 
     @property
     def c_final(self):
@@ -243,11 +247,7 @@ class LayerNormCache(NamedTuple):
     shape: Tuple[int, ...]
 
     def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self._fields:
-                raise KeyError(f"LayerNormCache has no field {key!r}")
-            return getattr(self, key)
-        return tuple.__getitem__(self, key)
+        return _field(self, key)
 
     def check(self):
         """Raise ValueError unless the arrays still agree with ``shape``; returns the cache."""

@@ -1,5 +1,6 @@
 """Input checks shared by the public functions: each error names the argument, what was
 expected and what came, so that nothing malformed ever reaches a compiled kernel."""
+import math
 import numbers
 from typing import Callable, Optional
 
@@ -104,6 +105,12 @@ def non_negative_float(value, name):
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return value
+
+
+def is_positive_finite(value):
+    """Whether value is a real number (not a bool), finite and > 0 — a usable learning rate."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
+            and math.isfinite(value) and value > 0)
 
 
 def finite_float(value, name):

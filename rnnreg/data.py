@@ -173,7 +173,8 @@ class CharCorpus:
         return self.vocabulary.encode(text)
 
     def decode(self, ids):
-        return "".join(self.chars[i] for i in np.asarray(ids).ravel())
+        """The text of ``ids``, the unknown symbol as itself (UNKNOWN)."""
+        return self.vocabulary.decode(ids, unknown=UNKNOWN)
 
     def __repr__(self):
         return (f"CharCorpus({self.name!r}, vocab={self.vocab_size}, train={self.train.size}, "

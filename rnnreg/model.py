@@ -423,8 +423,8 @@ class RegularizedLSTM:
             if t0 in reset_rows:
                 keep = ~reset_rows[t0][:, None]
                 dh_carry, dc_carry = dh_carry * keep, dc_carry * keep
-            if total is None:
-                total = {k: val.copy() for k, val in g.items() if k not in ("dx", "dh0", "dc0")}
+            if total is None:   # the kernel's fresh arrays: summed into in place
+                total = {k: val for k, val in g.items() if k not in ("dx", "dh0", "dc0")}
             else:
                 for k in total:
                     total[k] += g[k]

@@ -92,10 +92,8 @@ class Optimizer:
 
     def _check_lr(self):
         """The learning rate can be set from outside (a schedule): it must be finite and > 0."""
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) \
-                or not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if not v.is_positive_finite(self.lr):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
 
     def _coupled(self, grads):
         """Gradients with the coupled-L2 term λ·w added (new arrays; the inputs stay as they are)."""
@@ -122,8 +120,7 @@ class Optimizer:
             if key not in state:
                 raise ValueError(f"optimizer state is missing {key!r}")
         lr = state["lr"]
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
-                math.isfinite(lr) and lr > 0):
+        if not v.is_positive_finite(lr):
             raise ValueError(f"optimizer state 'lr' must be a finite number > 0, got {lr!r}")
         weight_decay = state["weight_decay"]
         if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not (

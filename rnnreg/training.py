@@ -315,8 +315,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         lr = schedule(epoch)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) \
-                or not (math.isfinite(lr) and lr > 0):
+        if not v.is_positive_finite(lr):
             history["stop_reason"] = (f"the learning-rate schedule gave {lr!r} for epoch {epoch}; "
                                       "a learning rate must be a finite number > 0")
             return _finish(model, monitor, history, test, config, log, failed=True)
