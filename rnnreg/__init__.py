@@ -11,11 +11,12 @@ from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LST
                          lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
                          lstm_step_forward, matmul)
 from .model import RegularizedLSTM
-from .plotting import (plot_learning_curves, plot_regularization_comparison,
+from .plotting import (plot_learning_curves, plot_regularization_comparison, plot_sweep,
                        plot_weight_distributions)
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
 from .interop import from_torch, to_torch
-from .training import load_model, save_model
+from .training import TrainConfig, evaluate, fit, load_model, save_model
+from .sweeps import sweep
 
 __version__ = "0.1.0"
 
@@ -25,8 +26,10 @@ __all__ = [
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
     "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
     "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
-    "generate_simple_dataset", "CharCorpus", "Vocabulary", "save_model", "load_model",
-    "to_torch", "from_torch",
+    "generate_simple_dataset", "CharCorpus", "Vocabulary", "fit", "TrainConfig", "evaluate",
+    "save_model", "load_model",
+    "to_torch", "from_torch", "sweep",
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
+    "plot_sweep",
     "get_backend", "set_backend", "use_backend",
 ]

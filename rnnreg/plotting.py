@@ -5,7 +5,8 @@ returns the Figure, so it works the same in a notebook, a script and headless (A
 """
 import numpy as np
 
-__all__ = ["plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions"]
+__all__ = ["plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
+           "plot_sweep"]
 
 
 def _pyplot():
@@ -22,10 +23,33 @@ def _curve(values, name):
 
 def plot_learning_curves(train_losses, val_losses=None, title="Learning curves", best_epoch=None,
                          ax=None, unit="nats per token"):
-    """Training (and validation) loss per epoch; marks the best validation epoch. ``unit`` labels
-    the loss axis (cross-entropy is in nats per token; "nats/char" for character models).
+    """Training (and validation) loss per epoch; marks the best validation epoch.
 
-    Returns the matplotlib Figure.
+    Parameters
+    ----------
+    train_losses : sequence of float
+        One per epoch.
+    val_losses : sequence of float, optional
+    title : str
+    best_epoch : int, optional
+        The epoch to mark (default: the lowest validation loss).
+    ax : matplotlib Axes, optional
+        Draw there instead of on a new Figure.
+    unit : str
+        Labels the loss axis (cross-entropy is in nats per token; "nats/char" for characters).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from rnnreg import plot_learning_curves
+    >>> fig = plot_learning_curves([2.0, 1.5, 1.2], [2.1, 1.7, 1.8])
+    >>> fig.axes[0].get_ylabel()
+    'Loss (nats per token)'
     """
     plt = _pyplot()
     train = _curve(train_losses, "train_losses")
@@ -60,8 +84,25 @@ def plot_regularization_comparison(results, title="Regularization comparison", m
     results : dict name -> history
         A history is a dict with lists ``"train_loss"`` and ``"val_loss"`` (one value per epoch),
         optionally ``"test_loss"`` (a number), or just a list of validation losses.
+    title : str
+    metric : str
+        The history key drawn as curves.
+    unit : str
+        Labels the loss axes.
 
-    Returns the matplotlib Figure (two panels).
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from rnnreg import plot_regularization_comparison
+    >>> fig = plot_regularization_comparison({"none": [2.0, 1.8, 1.9], "dropout": [2.0, 1.7, 1.6]})
+    >>> len(fig.axes)
+    2
     """
     plt = _pyplot()
     if not isinstance(results, dict) or not results:
@@ -97,13 +138,28 @@ def plot_regularization_comparison(results, title="Regularization comparison", m
 
 
 def plot_weight_distributions(weights, title="Weight distributions", bins=50):
-    """One histogram per setting of all its weights.
+    """One histogram per setting of all its weights, on one shared x-axis.
 
     Parameters
     ----------
     weights : dict name -> array or list of arrays (e.g. ``model.weights()``), or one array/list
+    title : str
+    bins : int
 
-    Returns the matplotlib Figure.
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from rnnreg import plot_weight_distributions
+    >>> rng = np.random.default_rng(0)
+    >>> fig = plot_weight_distributions({"none": rng.normal(0, 1, 100), "decay": rng.normal(0, 0.3, 100)})
+    >>> sum(ax.get_visible() for ax in fig.axes)
+    2
     """
     plt = _pyplot()
     if not isinstance(weights, dict):
@@ -138,3 +194,109 @@ def plot_weight_distributions(weights, title="Weight distributions", bins=50):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
+               unit="nats per token"):
+    """Held-out loss against each swept setting: one panel per setting (the trials as points,
+    the mean over the other settings as a line), or a heat map when exactly two settings were
+    swept on a grid. Failed trials are left out.
+
+    Parameters
+    ----------
+    records : list of dict
+        Trial records of :func:`rnnreg.sweeps.sweep` (``params`` and ``metric`` are read).
+    names : list of str, optional
+        The swept settings, in order (default: every name in the records' params).
+    log_scale : collection of str
+        Settings drawn on a log axis.
+    metric : str
+        The record field drawn (``"best_val_loss"`` or ``"test_loss"``).
+    unit : str
+        Labels the loss axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from rnnreg import plot_sweep
+    >>> records = [{"params": {"dropout": d, "hidden": h}, "best_val_loss": 2 - d + 1 / h}
+    ...            for d in (0.0, 0.3) for h in (64, 128)]
+    >>> fig = plot_sweep(records)                      # two settings on a grid: a heat map
+    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+    ('hidden', 'dropout')
+    """
+    plt = _pyplot()
+    done = [r for r in records if r.get("status", "done") == "done" and r.get(metric) is not None]
+    if not done:
+        raise ValueError("no finished trial to plot")
+    names = list(names or dict.fromkeys(n for r in records for n in r["params"]))
+    loss = np.array([r[metric] for r in done], dtype=float)
+    columns = {n: [r["params"].get(n) for r in done] for n in names}
+    levels = {n: list(dict.fromkeys(columns[n])) for n in names}
+    cells = len(levels[names[0]]) * len(levels[names[-1]])
+    if len(names) == 2 and len(set(zip(*columns.values()))) == cells <= 144:
+        # A grid over two settings: a heat map of the mean loss per cell.
+        rows, cols = (sorted(levels[n], key=_order_key) for n in names)
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for i, a in enumerate(rows):
+            for j, b in enumerate(cols):
+                cell = [lo for lo, x, y in zip(loss, columns[names[0]], columns[names[1]])
+                        if x == a and y == b]
+                grid[i, j] = np.mean(cell) if cell else np.nan
+        fig, ax = plt.subplots(figsize=(1.4 * len(cols) + 3, 1.0 * len(rows) + 2.5))
+        image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if np.isfinite(grid[i, j]):   # dark text on the light (low-loss) cells
+                    light = image.norm(grid[i, j]) < 0.5
+                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=9,
+                            color="black" if light else "white")
+        ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+        ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(names[0])
+        fig.colorbar(image, ax=ax, label=f"{metric} ({unit})")
+        ax.set_title(f"{metric} over {names[0]} × {names[1]} (lower is better)")
+        fig.tight_layout()
+        return fig
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], names):
+        values = columns[name]
+        numeric = all(_is_number(x) for x in values)
+        positions = np.array(values, dtype=float) if numeric else \
+            np.array([sorted(levels[name], key=_order_key).index(x) for x in values], float)
+        ax.scatter(positions, loss, alpha=0.7)
+        ordered = sorted(set(positions))
+        ax.plot(ordered, [loss[positions == p].mean() for p in ordered], "r-", linewidth=1.5,
+                label="mean")
+        if not numeric:
+            ax.set_xticks(range(len(levels[name])),
+                          [str(x) for x in sorted(levels[name], key=_order_key)])
+        if name in log_scale:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} ({unit})")
+    axes[0][0].legend()
+    fig.suptitle(f"{metric} against each swept setting ({len(done)} trials; lower is better)")
+    fig.tight_layout()
+    return fig
+
+
+def _order_key(value):
+    """Sort mixed setting values: None first, then numbers and booleans, then text."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))

@@ -1,0 +1,580 @@
+"""Sweeps: many independent training runs over regularization settings, on local processes
+(joblib) or a Dask cluster (``distributed``).
+
+    rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2 --out runs/sweep
+    rnnreg sweep --random 8 --space lr=1e-3:1e-2:log --space dropout=0:0.5 --out runs/rand
+    rnnreg sweep --grid hidden=64,128,256 --scheduler tcp://10.0.0.5:8786 --out runs/cluster
+
+A *trial* is one call of :func:`run_trial`: the settings of ``rnnreg train`` with some of them
+replaced by the trial's ``params``. It pins BLAS to one thread and is seeded by the settings
+alone, so the same trial gives the same numbers on any worker, locally or on a cluster; an
+exception inside it (a run that diverges, a setting the model refuses) becomes a record with
+``status = "failed"`` and the sweep goes on.
+
+The data are read once, in the process that starts the sweep, and sent to the workers with the
+trial, so cluster workers need rnnreg installed and nothing else — not the text files.
+
+Why ``distributed.Client`` directly rather than joblib's Dask backend: one future per trial gives
+each record as soon as its trial finishes (written to ``sweep.json`` then, which is what makes an
+interrupted sweep resumable), the address of the worker that ran it, and the scheduler's own
+handling of a worker that dies: its trials are rescheduled elsewhere (up to Dask's
+``distributed.scheduler.allowed-failures`` times, then recorded as failed). Locally, joblib's
+loky processes do the same work without a scheduler; when one is killed, joblib stops the batch,
+and the sweep resubmits every trial that has no record yet (``retries`` times).
+"""
+import argparse
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["sweep", "run_trial", "sweep_trials", "parse_grid", "parse_space", "sweep_table"]
+
+_logger = logging.getLogger("rnnreg")
+
+# Options of `rnnreg train` that are not training settings and cannot be swept.
+NOT_SWEEPABLE = ("data", "no-progress", "quiet", "debug")
+TIMING_FIELDS = ("seconds", "worker")   # the only fields of a record that differ between runs
+STATUS_DONE, STATUS_FAILED = "done", "failed"
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+# ----------------------------------------------------------------------------- the settings
+@functools.lru_cache(maxsize=None)
+def _training_actions():
+    """flag name (``dropout``, ``weight-decay``, ...) -> the argparse action of ``rnnreg train``:
+    its destination, type, choices and default, defined once in the command line."""
+    from .cli import _add_training_options
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_training_options(parser, epochs=20, hidden=256, train_size=20000, eval_size=10000)
+    return {action.option_strings[0][2:]: action for action in parser._actions
+            if action.option_strings}
+
+
+def default_settings():
+    """The settings of ``rnnreg train`` at their defaults, by destination name (``weight_decay``)."""
+    return {action.dest: action.default for action in _training_actions().values()}
+
+
+def settings_of(args):
+    """The training settings in a parsed command line (an argparse Namespace)."""
+    return {dest: getattr(args, dest) for dest in default_settings() if hasattr(args, dest)}
+
+
+def _sweepable():
+    return {name: action for name, action in _training_actions().items()
+            if name not in NOT_SWEEPABLE}
+
+
+def _convert(name, value):
+    """``value`` (a string from the command line, or a Python value) as the option ``name`` takes
+    it, checked by that option's own type and choices. The extra name ``setting`` is one of
+    ``rnnreg compare``'s named settings."""
+    from .cli import SETTINGS
+    if name == "setting":
+        if value not in SETTINGS:
+            raise ValueError(f"setting={value!r}: not one of {', '.join(SETTINGS)}")
+        return value
+    actions = _sweepable()
+    action = actions.get(name.replace("_", "-"))
+    if action is None:
+        raise ValueError(f"{name!r} cannot be swept; the settings that can: "
+                         f"{', '.join(sorted(actions))}, setting")
+    if action.type is int and isinstance(value, float) and value.is_integer():
+        value = int(value)   # a range's bound, 16.0, for an integer setting
+    text = str(value).strip()
+    if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(value, bool):
+            return value
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"{name}={value!r}: expected true or false")
+    if action.default is None and text.lower() == "none":
+        return None
+    try:
+        converted = action.type(text) if action.type is not None else text
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        expected = {int: "an integer", float: "a number"}.get(action.type)
+        raise ValueError(f"{name}={value!r}: " + (f"expected {expected}" if expected else str(exc))) \
+            from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"{name}={value!r}: not one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+def _dest(name):
+    return "setting" if name == "setting" else _sweepable()[name.replace("_", "-")].dest
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+def parse_grid(texts):
+    """``["dropout=0,0.3", "layer-norm=false,true"]`` -> ``{"dropout": [0.0, 0.3], ...}``."""
+    grid = {}
+    for text in texts or ():
+        name, sep, values = text.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--grid {text!r}: expected NAME=V1,V2,...")
+        grid[_flag(name.strip())] = [_convert(name.strip(), item) for item in values.split(",")]
+    return grid
+
+
+def parse_space(texts):
+    """``["lr=1e-3:1e-2:log", "dropout=0:0.5"]`` -> ``{"lr": (0.001, 0.01, True), ...}``."""
+    space = {}
+    for text in texts or ():
+        name, sep, bounds = text.partition("=")
+        parts = bounds.split(":")
+        if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+            raise ValueError(f"--space {text!r}: expected NAME=LOW:HIGH or NAME=LOW:HIGH:log")
+        try:
+            low, high = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"--space {text!r}: LOW and HIGH must be numbers") from None
+        log = len(parts) == 3
+        if not (math.isfinite(low) and math.isfinite(high) and low < high) or (log and low <= 0):
+            raise ValueError(f"--space {text!r}: need LOW < HIGH" + (", both > 0 on a log scale"
+                                                                     if log else ""))
+        _convert(name.strip(), low)   # the bounds themselves must be values the option takes
+        _convert(name.strip(), high)
+        space[_flag(name.strip())] = (low, high, log)
+    return space
+
+
+def sweep_trials(grid=None, random=0, space=None, seed=0):
+    """The trials' params, in a fixed order: the Cartesian product of ``grid`` (name -> values),
+    times ``random`` draws from ``space`` (name -> (low, high, log)) seeded by ``seed``. Integer
+    settings (``hidden``, ``patience``, ...) drawn from a space are rounded."""
+    grid = {_flag(name): [_convert(name, value) for value in values]
+            for name, values in (grid or {}).items()}
+    space = {_flag(name): bounds for name, bounds in (space or {}).items()}
+    if random and not space:
+        raise ValueError("random search needs a space (--space NAME=LOW:HIGH[:log])")
+    if space and not random:
+        raise ValueError("a space is searched by --random N (the number of draws)")
+    if set(grid) & set(space):
+        raise ValueError(f"{sorted(set(grid) & set(space))} both in the grid and the space")
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    if not random:
+        if not grid:
+            raise ValueError("nothing to sweep: give --grid NAME=V1,V2,... or --random N --space")
+        return combos
+    rng = np.random.default_rng(seed)
+    actions = _sweepable()
+    draws = []
+    for _ in range(random):
+        draw = {}
+        for name in sorted(space):
+            low, high, log = space[name]
+            value = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if log \
+                else float(rng.uniform(low, high))
+            if actions[name].type is int:
+                value = int(round(value))
+            draw[name] = _convert(name, value)
+        draws.append(draw)
+    return [dict(combo, **draw) for draw in draws for combo in combos]
+
+
+# ----------------------------------------------------------------------------- one trial
+def _worker_name():
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:pid{os.getpid()}"
+
+
+def _label(params):
+    if list(params) == ["setting"]:
+        return params["setting"]
+    return " ".join(f"{name}={value}" for name, value in params.items()) or "base"
+
+
+def run_trial(settings, params, data, vocab_size, return_weights=False):
+    """Train once with ``settings`` (destination name -> value, as :func:`default_settings`)
+    changed by ``params`` (flag name -> value), on ``data``; return the trial's record.
+
+    BLAS is pinned to one thread for the trial (when threadpoolctl is installed), so that N
+    workers use N cores and the numbers do not depend on the worker. An exception is recorded,
+    not raised: ``status`` is ``"failed"`` and ``error`` holds its message."""
+    from .cli import SETTINGS, _run
+    started = time.perf_counter()
+    record = {"params": dict(params), "best_val_loss": None, "test_loss": None,
+              "best_epoch": None, "epochs": 0, "seconds": None, "status": STATUS_DONE,
+              "error": None, "worker": _worker_name(), "history": None}
+    args = argparse.Namespace(**settings)
+    overrides = {}
+    for name, value in params.items():
+        if name == "setting":
+            overrides = dict(SETTINGS[value])
+        else:
+            setattr(args, _dest(name), value)
+    weights = None
+    try:
+        with _one_blas_thread():
+            model, history = _run(args, _label(params), vocab_size, data, overrides,
+                                  out_dir=None, checkpoint=False)
+    except Exception as exc:   # a failed trial is a result of the sweep, not its end
+        from .training import TrainingError
+        record["status"] = STATUS_FAILED
+        record["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}" \
+            if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+    else:
+        record.update(best_val_loss=history["best_val_loss"], test_loss=history["test_loss"],
+                      best_epoch=history["best_epoch"], epochs=len(history["epoch"]),
+                      history=history)
+        if return_weights:
+            weights = model.weights()
+    record["seconds"] = time.perf_counter() - started
+    return (record, weights) if return_weights else record
+
+
+class _one_blas_thread:
+    """threadpoolctl's limit of BLAS to one thread, or nothing when it is not installed."""
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            self.limits = None
+        else:
+            self.limits = threadpool_limits(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.limits is not None:
+            self.limits.restore_original_limits()
+        return False
+
+
+# ----------------------------------------------------------------------------- engines
+def _local(tasks, jobs, retries, on_record):
+    """Run ``tasks`` (key -> (callable args)) in ``jobs`` loky processes; a killed worker stops
+    joblib's batch, and the trials without a record are submitted again."""
+    try:
+        from joblib import Parallel, delayed
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+    except ImportError:
+        raise ImportError("--jobs N > 1 runs trials with joblib: pip install 'rnnreg[sweep]' "
+                          "(or --jobs 1 to run them one after another here)") from None
+    pending = dict(tasks)
+    for attempt in range(retries + 1):
+        try:
+            results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+                delayed(_keyed)(key, *task) for key, task in list(pending.items()))
+            for key, result in results:
+                pending.pop(key)
+                on_record(key, result)
+            return
+        except TerminatedWorkerError as exc:
+            _logger.warning(f"a worker process died ({str(exc).splitlines()[0]}); "
+                            f"resubmitting {len(pending)} trial(s)")
+            if attempt == retries:
+                for key in list(pending):
+                    on_record(key, _failed(tasks[key][1], f"worker process died: {exc}"))
+
+
+def _keyed(key, *task):
+    return key, run_trial(*task)
+
+
+def _dask_api():
+    try:
+        from distributed import Client, as_completed
+        from distributed.scheduler import KilledWorker
+    except ImportError:
+        raise ImportError("--scheduler runs trials on a Dask cluster: pip install "
+                          "'rnnreg[dask]' (here and on the workers)") from None
+    return Client, as_completed, KilledWorker
+
+
+def _dask(tasks, scheduler, on_record, on_slots):
+    """Run ``tasks`` on the Dask cluster at ``scheduler`` (an address, or a Client)."""
+    Client, as_completed, KilledWorker = _dask_api()
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        shared = {}   # one copy of each data set on the cluster, not one per trial
+        futures = {}
+        for key, (settings, params, data, vocab_size) in tasks.items():
+            if id(data) not in shared:
+                shared[id(data)] = client.scatter(data, broadcast=True)
+            future = client.submit(run_trial, settings, params, shared[id(data)], vocab_size,
+                                   pure=False)
+            futures[future] = key
+        on_slots(sum(client.nthreads().values()))
+        for future in as_completed(list(futures)):
+            key = futures[future]
+            try:
+                record = future.result()
+            except KilledWorker as exc:
+                record = _failed(tasks[key][1], f"workers died running this trial: {exc}")
+            on_record(key, record)
+    finally:
+        if not isinstance(scheduler, Client):
+            client.close()
+
+
+def _failed(params, message):
+    return {"params": dict(params), "best_val_loss": None, "test_loss": None, "best_epoch": None,
+            "epochs": 0, "seconds": None, "status": STATUS_FAILED, "error": message,
+            "worker": None, "history": None}
+
+
+# ----------------------------------------------------------------------------- progress
+class _TrialProgress:
+    """Trials done / running / failed, with an ETA: a tqdm bar on a terminal, else one log line
+    per finished trial; nothing when not enabled."""
+
+    def __init__(self, total, jobs, enabled):
+        self.total, self.jobs, self.done, self.failed = total, jobs, 0, 0
+        self.started = time.perf_counter()
+        self.enabled, self.bar = enabled, None
+        if enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def update(self, record):
+        self.done += 1
+        self.failed += record["status"] == STATUS_FAILED
+        running = min(self.jobs, self.total - self.done)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=self.failed, running=running)
+            return
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        result = (f"val {record['best_val_loss']:.4f} test {record['test_loss']:.4f}"
+                  if record["status"] == STATUS_DONE else f"FAILED {record['error']}")
+        _logger.info(f"[{self.done}/{self.total}, {self.failed} failed, {running} running, "
+                     f"ETA {eta:.0f}s] {_label(record['params'])}: {result} "
+                     f"({record['seconds'] or 0:.1f}s on {record['worker']})")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------- the sweep
+def _key(params):
+    """A trial's identity in sweep.json: its params, in a canonical JSON form."""
+    return json.dumps(params, sort_keys=True)
+
+
+def _read_previous(path, settings):
+    """The records of an earlier run of the same sweep (an empty dict when there is none)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+        saved, trials = previous["settings"], previous["trials"]
+        records = {_key(t["params"]): t for t in trials if t["status"] == STATUS_DONE}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a sweep.json of rnnreg ({exc}); use another --out") \
+            from None
+    differ = [f"{k} ({saved.get(k)!r}, now {settings.get(k)!r})"
+              for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
+    if differ:
+        raise ValueError(f"{path} holds a sweep with other settings: {'; '.join(differ)}. "
+                         "Rerun with the same settings to resume it, or use another --out")
+    return records
+
+
+def _json_settings(settings):
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _write_json(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=float)
+    os.replace(tmp, path)   # atomic: a reader sees the old file or the new one, never half
+
+
+def sweep(grid=None, *, random=0, space=None, settings=None, jobs=None, scheduler=None,
+          out=None, progress=True, retries=2, data=None, return_weights=False):
+    """Train once per trial and return the trials' records.
+
+    Parameters
+    ----------
+    grid : dict, optional
+        Setting name -> values; the Cartesian product is swept. Names are ``rnnreg train``'s
+        flags (``dropout``, ``recurrent-dropout``, ``weight-drop``, ``weight-decay``,
+        ``layer-norm``, ``patience``, ``lr``, ``hidden``, ...; underscores work too) — note that
+        ``dropout`` is the probability of *dropping*, as on the command line — or ``setting``,
+        one of ``rnnreg compare``'s named settings.
+    random : int
+        Number of random draws from ``space`` (name -> (low, high, log_scale)), seeded by the
+        settings' ``seed``; combined with every grid point.
+    settings : dict, optional
+        The other settings, by flag or destination name (``{"epochs": 3, "hidden": 64,
+        "data": ["book.txt"]}``); the rest keep ``rnnreg train``'s defaults.
+    jobs : int, optional
+        Local worker processes (default: the number of cores); 1 runs the trials here, one
+        after another.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler's address (``"tcp://host:8786"``) or a Client: the trials run there.
+    out : str, optional
+        A folder for ``sweep.json`` (rewritten, atomically, as each trial finishes), ``sweep.md``
+        and ``sweep.png``. Trials already done in its ``sweep.json`` are not run again.
+    data : CharCorpus, optional
+        The text to train on, instead of ``settings["data"]``.
+    progress : bool
+        A progress bar over trials on a terminal, else one log line (``rnnreg`` logger) per
+        finished trial; False: neither.
+    retries : int
+        How many times trials are resubmitted after a local worker process dies.
+    return_weights : bool
+        Also return each trial's final weights (``model.weights()``; local sweeps only) —
+        ``rnnreg compare`` draws its histograms from them.
+
+    Returns
+    -------
+    list of dict
+        One record per trial, in trial order: ``params``, ``best_val_loss``, ``test_loss``,
+        ``best_epoch``, ``epochs``, ``seconds``, ``status`` (``"done"``/``"failed"``),
+        ``error``, ``worker``, and ``history`` (the run's per-epoch history). With
+        ``return_weights``, a pair (records, weights per trial).
+
+    Examples
+    --------
+    >>> from rnnreg import sweep
+    >>> records = sweep({"dropout": [0.0, 0.5]}, jobs=1, progress=False,
+    ...                 settings={"data": ["synthetic"], "train_size": 40, "epochs": 1,
+    ...                           "hidden": 8})
+    >>> [(r["params"], r["status"]) for r in records]
+    [({'dropout': 0.0}, 'done'), ({'dropout': 0.5}, 'done')]
+    """
+    from .cli import _load_data
+    base = default_settings()
+    actions = _training_actions()
+    for name, value in (settings or {}).items():
+        dest = actions[_flag(name)].dest if _flag(name) in actions else name
+        if dest not in base:
+            raise ValueError(f"unknown setting {name!r}")
+        base[dest] = value
+    if isinstance(base["data"], str):
+        base["data"] = [base["data"]]
+    # Trials draw no progress bars (the sweep draws one over trials); their epoch lines show
+    # only when asked for (quiet=False) and only from trials run in this process.
+    base["no_progress"] = True
+    base["quiet"] = (settings or {}).get("quiet", True)
+    trials = sweep_trials(grid, random, space, seed=base["seed"])
+    if scheduler is not None:   # the missing extra, said before any data is read
+        _dask_api()
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+
+    # The data, read here once per distinct data setting (train-size, eval-size and seed choose it).
+    loaded = {}
+
+    def data_for(params):
+        view = dict(base, **{_dest(n): v for n, v in params.items() if n != "setting"})
+        key = (tuple(view["data"]), view["train_size"], view["eval_size"], view["seed"])
+        if key not in loaded:
+            if data is not None:
+                loaded[key] = (data.vocab_size, data)
+            else:
+                loaded[key] = _load_data(argparse.Namespace(**view))[1:]
+        return loaded[key]
+
+    header = {"settings": _json_settings({k: v for k, v in base.items()
+                                          if k not in ("no_progress", "quiet", "debug")})}
+    path = os.path.join(out, "sweep.json") if out else None
+    if out:
+        os.makedirs(out, exist_ok=True)
+    previous = _read_previous(path, header["settings"]) if path else {}
+    records = {}
+    tasks = {}
+    for index, params in enumerate(trials):
+        if _key(params) in previous:
+            records[index] = previous[_key(params)]
+        else:
+            vocab_size, trial_data = data_for(params)
+            tasks[index] = (base, params, trial_data, vocab_size)
+    if previous:
+        _logger.info(f"{out}: {len(records)} of {len(trials)} trials already done; "
+                     f"running {len(tasks)}")
+    bar = _TrialProgress(len(tasks), jobs, progress)
+    weights = {}
+
+    def on_record(index, result):
+        record, trial_weights = result if return_weights else (result, None)
+        records[index] = record
+        weights[index] = trial_weights
+        bar.update(record)
+        if path:
+            done = [records[i] for i in sorted(records)]
+            _write_json(path, dict(header, trials=done))
+
+    try:
+        if scheduler is not None:
+            if return_weights:
+                raise ValueError("return_weights is for local sweeps")
+            _dask(tasks, scheduler, on_record, on_slots=lambda n: setattr(bar, "jobs", n))
+        elif jobs == 1 or len(tasks) <= 1:
+            for index, task in tasks.items():
+                on_record(index, run_trial(*task, return_weights=return_weights))
+        else:
+            _local({i: t + (return_weights,) for i, t in tasks.items()}, min(jobs, len(tasks)),
+                   retries, on_record)
+    finally:
+        bar.close()
+    ordered = [records[i] for i in range(len(trials))]
+    if out:
+        swept = list(dict.fromkeys(name for params in trials for name in params))
+        with open(os.path.join(out, "sweep.md"), "w") as f:
+            f.write(sweep_table(ordered) + "\n")
+        from .plotting import plot_sweep
+        fig = plot_sweep(ordered, swept, log_scale={n for n, b in (space or {}).items() if b[2]},
+                         unit="nats per token" if base["data"] == ["synthetic"] else "nats/char")
+        fig.savefig(os.path.join(out, "sweep.png"), dpi=100)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    if return_weights:
+        return ordered, [weights.get(i) for i in range(len(trials))]
+    return ordered
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def sweep_table(records):
+    """A markdown table of the trials, best validation loss first (failed trials last). Trials
+    are ranked by validation loss — the held-out loss a choice of settings may be made on; the
+    test loss is reported beside it, not used to rank."""
+    names = list(dict.fromkeys(name for r in records for name in r["params"]))
+    done = sorted((r for r in records if r["status"] == STATUS_DONE),
+                  key=lambda r: r["best_val_loss"])
+    failed = [r for r in records if r["status"] != STATUS_DONE]
+    lines = ["| rank | " + " | ".join(names) + " | best val loss | test loss | best epoch | "
+             "epochs | seconds | worker |",
+             "|---" * (len(names) + 7) + "|"]
+    for rank, r in enumerate(done, 1):
+        lines.append(f"| {rank} | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+                     + f" | {r['best_val_loss']:.4f} | {r['test_loss']:.4f} | {r['best_epoch']} "
+                     f"| {r['epochs']} | {r['seconds']:.1f} | {r['worker']} |")
+    for r in failed:
+        lines.append("| failed | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+                     + f" | {r['error']} | | | | | {r['worker']} |")
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""Sweeps (rnnreg.sweep, `rnnreg sweep`): the trials a grid or a random search makes, records
+that are the same on any worker — local processes (joblib) or a Dask cluster — failures kept to
+their trial, a killed worker survived, and an interrupted sweep resumed."""
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from rnnreg import sweeps as sweep_module
+from rnnreg.cli import main
+from rnnreg.sweeps import (TIMING_FIELDS, parse_grid, parse_space, run_trial, sweep,
+                          sweep_table, sweep_trials)
+
+joblib = pytest.importorskip("joblib", reason="the sweep extra (pip install 'rnnreg[sweep]')")
+
+TINY = {"data": ["synthetic"], "train_size": 60, "epochs": 2, "hidden": 8}
+GRID = {"dropout": [0.0, 0.3], "hidden": [8, 16]}
+
+
+def comparable(record):
+    """A record without what depends on when and where it ran (wall times, the worker)."""
+    out = {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+    if out["history"] is not None:
+        out["history"] = {k: v for k, v in out["history"].items()
+                          if k not in ("seconds", "wall_seconds")}
+    return out
+
+
+# ----------------------------------------------------------------------------- the trials
+def test_grid_is_the_cartesian_product_in_order_with_values_typed_by_the_option():
+    grid = parse_grid(["dropout=0,0.3", "layer-norm=false,true", "patience=none,2"])
+    assert grid == {"dropout": [0.0, 0.3], "layer-norm": [False, True], "patience": [None, 2]}
+    trials = sweep_trials(grid)
+    assert len(trials) == 8
+    assert trials[0] == {"dropout": 0.0, "layer-norm": False, "patience": None}
+    assert trials[-1] == {"dropout": 0.3, "layer-norm": True, "patience": 2}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dropout=1.5", "not in [0, 1)"),
+    ("hidden=big", "expected an integer"),
+    ("optimizer=rmsprop", "not one of"),
+    ("layer-norm=maybe", "expected true or false"),
+    ("data=a.txt", "cannot be swept"),
+    ("colour=red", "cannot be swept"),
+    ("dropout", "NAME=V1,V2"),
+])
+def test_a_bad_grid_is_refused_naming_the_setting(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_grid([text])
+
+
+def test_random_search_is_seeded_in_range_and_rounds_integer_settings():
+    space = parse_space(["lr=1e-4:1e-1:log", "hidden=16:64"])
+    first = sweep_trials(random=20, space=space, seed=3)
+    assert first == sweep_trials(random=20, space=space, seed=3)
+    assert first != sweep_trials(random=20, space=space, seed=4)
+    assert all(1e-4 <= t["lr"] <= 1e-1 and 16 <= t["hidden"] <= 64 for t in first)
+    assert all(isinstance(t["hidden"], int) for t in first)
+    # a log scale spreads draws over the decades
+    assert min(t["lr"] for t in first) < 1e-3 and max(t["lr"] for t in first) > 1e-2
+    # combined with a grid: every draw at every grid point
+    both = sweep_trials({"layer-norm": [False, True]}, random=3, space=space, seed=0)
+    assert len(both) == 6 and both[0]["lr"] == both[1]["lr"]
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["lr=1e-2:1e-3"], "LOW < HIGH"), (["lr=0:1e-2:log"], "> 0 on a log scale"),
+    (["lr=a:b"], "must be numbers"), (["dropout=0:1"], "not in"), (["lr=1:2:ln"], "NAME=LOW"),
+])
+def test_a_bad_space_is_refused(texts, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_space(texts)
+
+
+def test_nothing_to_sweep_is_an_error():
+    with pytest.raises(ValueError, match="nothing to sweep"):
+        sweep_trials({})
+    with pytest.raises(ValueError, match="needs a space"):
+        sweep_trials(random=3)
+
+
+# ----------------------------------------------------------------------------- records
+def test_a_trial_is_deterministic_and_its_record_complete():
+    from rnnreg.cli import _load_data
+    import argparse
+    settings = sweep_module.default_settings()
+    settings.update(TINY, quiet=True, no_progress=True)
+    _, vocab, data = _load_data(argparse.Namespace(**settings))
+    one = run_trial(settings, {"dropout": 0.3}, data, vocab)
+    two = run_trial(settings, {"dropout": 0.3}, data, vocab)
+    assert comparable(one) == comparable(two)
+    assert set(one) == {"params", "best_val_loss", "test_loss", "best_epoch", "epochs",
+                        "seconds", "status", "error", "worker", "history"}
+    assert one["status"] == "done" and one["error"] is None and one["epochs"] == 2
+    assert one["history"]["model"]["dropout_keep_prob"] == pytest.approx(0.7)
+
+
+def test_failures_stay_in_their_trial():
+    records = sweep({"hidden": [0, 8], "lr": [1e-3]}, settings=TINY, jobs=1, progress=False)
+    failed, done = records
+    assert failed["status"] == "failed" and "hidden_size must be an integer >= 1" in failed["error"]
+    assert failed["best_val_loss"] is None
+    assert done["status"] == "done" and done["best_val_loss"] > 0
+    # a run that diverges is recorded with the trainer's message
+    diverged = sweep({"lr": [1e38]}, settings=dict(TINY, clip=0), jobs=1, progress=False)[0]
+    assert diverged["status"] == "failed" and "TrainingError: non-finite" in diverged["error"]
+    assert "failed" in sweep_table(records + [diverged])
+
+
+def test_two_local_workers_give_the_records_of_one(tmp_path):
+    serial = sweep(GRID, settings=TINY, jobs=1, progress=False)
+    parallel = sweep(GRID, settings=TINY, jobs=2, out=str(tmp_path), progress=False)
+    assert [comparable(r) for r in parallel] == [comparable(r) for r in serial]
+    assert len({r["worker"] for r in parallel}) >= 1
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [comparable(r) for r in saved["trials"]] == [comparable(r) for r in serial]
+    assert saved["settings"]["epochs"] == 2
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    table = (tmp_path / "sweep.md").read_text()
+    best = min(serial, key=lambda r: r["best_val_loss"])
+    assert table.splitlines()[2].startswith("| 1 | ") and f"{best['best_val_loss']:.4f}" in \
+        table.splitlines()[2]
+
+
+def test_each_trial_is_written_as_it_finishes_and_a_rerun_skips_them(tmp_path, monkeypatch):
+    written = []
+    real_write = sweep_module._write_json
+    monkeypatch.setattr(sweep_module, "_write_json",
+                        lambda path, obj: (written.append(len(obj["trials"])),
+                                           real_write(path, obj)))
+    first = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
+    assert written == [1, 2, 3, 4]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished trial ran again")
+    monkeypatch.setattr(sweep_module, "run_trial", must_not_run)
+    again = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
+    assert again == first
+    # an interrupted sweep: one trial missing from sweep.json -> only that one runs
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    saved["trials"] = saved["trials"][:3]
+    (tmp_path / "sweep.json").write_text(json.dumps(saved))
+    ran = []
+    monkeypatch.setattr(sweep_module, "run_trial",
+                        lambda *a, **k: (ran.append(a[1]), first[3])[1])
+    resumed = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
+    assert ran == [first[3]["params"]] and resumed == first
+    # other settings in the same folder are refused, naming what differs
+    with pytest.raises(ValueError, match=r"epochs \(2, now 3\)"):
+        sweep(GRID, settings=dict(TINY, epochs=3), jobs=1, out=str(tmp_path), progress=False)
+
+
+# ----------------------------------------------------------------------------- killed workers
+SLOW = {"data": ["synthetic"], "train_size": 3000, "epochs": 4, "hidden": 64}
+SLOW_GRID = {"dropout": [0.0, 0.2], "lr": [5e-3, 1e-2]}
+
+
+def _run_in_thread(fn):
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=fn()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _busy_child(parent, exclude=()):
+    """A child process of ``parent`` that is using the CPU (a worker mid-trial)."""
+    psutil = pytest.importorskip("psutil")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = [c for c in psutil.Process(parent).children(recursive=True)
+                    if c.pid not in exclude]
+        before = {}
+        for c in children:
+            try:
+                before[c.pid] = sum(c.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        time.sleep(0.4)
+        for c in children:
+            try:
+                if sum(c.cpu_times()[:2]) - before.get(c.pid, 1e9) > 0.2:
+                    return c.pid
+            except psutil.Error:
+                pass
+    raise AssertionError("no worker process got busy")
+
+
+def test_a_killed_local_worker_is_survived(caplog):
+    reference = sweep(SLOW_GRID, settings=SLOW, jobs=2, progress=False)
+    thread, box = _run_in_thread(lambda: sweep(SLOW_GRID, settings=SLOW, jobs=2, progress=False))
+    time.sleep(0.3)
+    os.kill(_busy_child(os.getpid()), signal.SIGKILL)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    records = box["result"]
+    assert [r["status"] for r in records] == ["done"] * 4
+    assert [comparable(r) for r in records] == [comparable(r) for r in reference]
+    assert "a worker process died" in caplog.text
+
+
+# ----------------------------------------------------------------------------- Dask
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed", reason="the dask extra")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_a_dask_cluster_gives_the_records_of_local_workers(dask_client, tmp_path):
+    local = sweep(GRID, settings=TINY, jobs=2, progress=False)
+    on_dask = sweep(GRID, settings=TINY, scheduler=dask_client, out=str(tmp_path),
+                    progress=False)
+    assert [comparable(r) for r in on_dask] == [comparable(r) for r in local]
+    workers = {r["worker"] for r in on_dask}
+    assert workers <= set(dask_client.scheduler_info()["workers"])
+    # the address form, as `--scheduler tcp://...` gives it
+    by_address = sweep({"dropout": [0.0], "hidden": [8]}, settings=TINY,
+                       scheduler=dask_client.scheduler.address,
+                       progress=False)
+    assert comparable(by_address[0]) == comparable(local[0])
+
+
+def test_a_killed_dask_worker_is_survived(dask_client):
+    reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
+    pids = dask_client.run(os.getpid)
+    thread, box = _run_in_thread(
+        lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=dask_client, progress=False))
+    deadline = time.monotonic() + 30
+    while not any(dask_client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.7)   # mid-trial
+    os.kill(next(iter(pids.values())), signal.SIGKILL)
+    thread.join(timeout=180)
+    assert not thread.is_alive()
+    records = box["result"]
+    assert [r["status"] for r in records] == ["done"] * 4
+    assert [comparable(r) for r in records] == [comparable(r) for r in reference]
+
+
+def test_scheduler_without_dask_says_how_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    code = main(["sweep", "--data", "synthetic", "--train-size", "60", "--epochs", "1",
+                 "--grid", "dropout=0,0.1", "--scheduler", "tcp://127.0.0.1:1",
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert "pip install 'rnnreg[dask]'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_the_sweep_command_writes_its_table_and_picture(tmp_path, capsys):
+    out = tmp_path / "s"
+    code = main(["sweep", "--data", "synthetic", "--train-size", "60", "--epochs", "2",
+                 "--hidden", "8", "--grid", "dropout=0,0.3", "--grid", "layer-norm=false,true",
+                 "--jobs", "2", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| rank | dropout | layer-norm |" in printed and "4 trials, 0 failed" in printed
+    saved = json.loads((out / "sweep.json").read_text())
+    assert [t["params"] for t in saved["trials"]] == sweep_trials(
+        {"dropout": [0.0, 0.3], "layer-norm": [False, True]})
+    assert all(t["status"] == "done" for t in saved["trials"])
+
+
+def test_compare_with_two_jobs_matches_one(tmp_path, capsys):
+    common = ["compare", "--data", "synthetic", "--train-size", "60", "--epochs", "2",
+              "--hidden", "8", "--settings", "none", "dropout", "weight_decay"]
+    assert main(common + ["--out", str(tmp_path / "a"), "--jobs", "1", "--quiet"]) == 0
+    assert main(common + ["--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
+    one = json.loads((tmp_path / "a" / "results.json").read_text())
+    two = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert list(one) == ["none", "dropout", "weight_decay"]
+    for name in one:
+        assert one[name]["val_loss"] == two[name]["val_loss"]
+        assert one[name]["test_loss"] == two[name]["test_loss"]
+    assert (tmp_path / "b" / "weights.png").exists()
