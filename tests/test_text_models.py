@@ -1,4 +1,6 @@
 """A model out: vocabulary that travels, logits, generation, model files, `rnnreg sample`."""
+import json
+
 import numpy as np
 import pytest
 
@@ -269,3 +271,25 @@ def test_training_on_documents_resets_the_state_at_their_starts(monkeypatch):
         log=None)
     total = sum(int(r.sum()) for r in seen if r is not None)
     assert total == len(corpus.starts["train"]) - 1   # every document start but the first
+
+
+def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
+    """Issue 11's runaway check on small settings: sized so that both settings overfit within
+    the run (validation turns up by 0.1-0.3 nats), yet over seeds 0-2 no curve climbs above its
+    first-epoch value (the runaway's signature: 2.71 -> 4.27 before documents were kept whole).
+    The full-size check is in the README ("compare")."""
+    pytest.importorskip("joblib")
+    from rnnreg.cli import main
+    small = ["compare", "--settings", "none", "dropout", "--epochs", "12", "--hidden", "128",
+             "--train-size", "6000", "--eval-size", "3000", "--batch-size", "4", "--bptt", "25",
+             "--lr", "1e-2", "--jobs", "2", "--quiet"]
+    overfit = 0
+    for seed in (0, 1, 2):
+        out = tmp_path / f"seed{seed}"
+        assert main(small + ["--seed", str(seed), "--out", str(out)]) == 0
+        results = json.loads((out / "results.json").read_text())
+        for name, history in results.items():
+            val = history["val_loss"]
+            assert max(val[1:]) < val[0], (seed, name, val)
+            overfit += val[-1] > min(val) + 0.05
+    assert overfit >= 4   # the check bites: most runs are past their best epoch
