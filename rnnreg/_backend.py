@@ -12,6 +12,7 @@ made no choice uses the process default: ``RNNREG_BACKEND``, or the compiled ker
 import contextlib
 import os
 import threading
+from typing import Iterator
 import warnings
 
 from . import _reference
@@ -91,21 +92,63 @@ _DEFAULT_MODULE = _module_for(_DEFAULT_NAME)
 _choice = _ThreadChoice()
 
 
-def get_backend():
-    """Name of the backend the calling thread uses: ``"compiled"`` or ``"numpy"``."""
+def get_backend() -> str:
+    """Name of the backend the calling thread uses: ``"compiled"`` or ``"numpy"``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from rnnreg import get_backend
+    >>> get_backend() in ("compiled", "numpy")
+    True
+    """
     return _choice.name
 
 
-def set_backend(name):
-    """Select the kernels' implementation for the calling thread: ``"compiled"`` (default) or
-    ``"numpy"``. Other threads keep theirs (set ``RNNREG_BACKEND`` to choose for every thread)."""
+def set_backend(name: str) -> None:
+    """Select the kernels' implementation for the calling thread.
+
+    Other threads keep theirs (set ``RNNREG_BACKEND`` to choose for every thread).
+
+    Parameters
+    ----------
+    name : {"compiled", "numpy"}
+        The compiled kernels (default) or their NumPy twins.
+
+    Examples
+    --------
+    >>> from rnnreg import get_backend, set_backend
+    >>> previous = get_backend()
+    >>> set_backend("numpy")
+    >>> get_backend()
+    'numpy'
+    >>> set_backend(previous)
+    """
     module = _module_for(name)
     _choice.name, _choice.module = name, module
 
 
 @contextlib.contextmanager
-def use_backend(name):
-    """Run a block with another backend in this thread, then restore the previous one."""
+def use_backend(name: str) -> Iterator[None]:
+    """Run a block with another backend in this thread, then restore the previous one.
+
+    Parameters
+    ----------
+    name : {"compiled", "numpy"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import get_backend, layer_norm_forward, use_backend
+    >>> with use_backend("numpy"):
+    ...     out, _ = layer_norm_forward(np.arange(4.0), np.ones(4), np.zeros(4))
+    ...     inside = get_backend()
+    >>> inside
+    'numpy'
+    """
     previous = get_backend()
     set_backend(name)
     try:

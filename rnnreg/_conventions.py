@@ -147,6 +147,19 @@ class LSTMCache(NamedTuple):
     masked recurrent input, the cell state, tanh of the (normalized) cell state, the output) and
     ``gates (N, T, 4H)`` (activated, in :data:`GATE_ORDER`); ``ln_saved``: None or a read-only
     mapping of the :data:`LN_SAVED` arrays. ``cache["h"]`` reads a field by name too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_forward
+    >>> rng = np.random.default_rng(0)
+    >>> h, cache = lstm_forward(rng.standard_normal((2, 5, 3)), np.zeros((2, 4)),
+    ...                         rng.standard_normal((3, 16)), rng.standard_normal((4, 16)),
+    ...                         np.zeros(16))
+    >>> (cache.N, cache.T, cache.D, cache.H), cache.gates.shape, cache["h"] is cache.h
+    ((2, 5, 3, 4), (2, 5, 16), True)
+    >>> cache.h.flags.writeable
+    False
     """
     x: np.ndarray
     h0: np.ndarray
@@ -240,7 +253,16 @@ def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gat
 class LayerNormCache(NamedTuple):
     """What :func:`rnnreg.layer_norm_forward` saves for its backward pass: ``xhat (M, F)`` and
     ``rstd (M,)`` (read-only), the ``gamma (F,)`` used, and the ``shape`` of the forward input
-    (any leading axes, flattened to M rows of F features). ``cache["xhat"]`` works too."""
+    (any leading axes, flattened to M rows of F features). ``cache["xhat"]`` works too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import layer_norm_forward
+    >>> out, cache = layer_norm_forward(np.ones((2, 3, 4)), np.ones(4), np.zeros(4))
+    >>> cache.xhat.shape, cache.rstd.shape, cache.shape
+    ((6, 4), (6,), (2, 3, 4))
+    """
     xhat: np.ndarray
     rstd: np.ndarray
     gamma: np.ndarray

@@ -2,9 +2,10 @@
 expected and what came, so that nothing malformed ever reaches a compiled kernel."""
 import math
 import numbers
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+from numpy.typing import NDArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -15,7 +16,7 @@ except ImportError:  # the NumPy fallback; rnnreg._backend has already warned
     _compiled_all_finite = None
 
 
-def float_array(value, name, ndim=None, dtype=None, finite=True):
+def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]:
     """Return ``value`` as a C-contiguous float32/float64 array, or raise naming ``name``.
 
     ndim: required number of dimensions (an int), or a minimum as ``(k, None)``.
@@ -62,7 +63,7 @@ class NonFiniteResult(ValueError):
     """Finite inputs overflowed into inf or NaN (training catches it as divergence)."""
 
 
-def finite_result(arr, what, inputs):
+def finite_result(arr, what, inputs) -> NDArray[Any]:
     """Return arr, or raise NonFiniteResult (a ValueError) when finite inputs overflowed into inf
     or NaN — a result is never silently non-finite."""
     if not all_finite(arr):
@@ -78,7 +79,7 @@ def check_shape(arr, name, expected, meaning=""):
         raise ValueError(f"{name} must have shape {tuple(expected)}{what}, got {arr.shape}")
 
 
-def probability(value, name, low_inclusive=False):
+def probability(value, name, low_inclusive=False) -> float:
     """A real number in (0, 1] (or [0, 1] with low_inclusive)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in (0, 1], got {value!r}")
@@ -90,7 +91,7 @@ def probability(value, name, low_inclusive=False):
     return value
 
 
-def positive_int(value, name, minimum=1):
+def positive_int(value, name, minimum=1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -122,14 +123,14 @@ def finite_float(value, name):
     return value
 
 
-def positive_float(value, name):
+def positive_float(value, name) -> float:
     value = non_negative_float(value, name)
     if value == 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
 
 
-def as_generator(rng, name="rng"):
+def as_generator(rng, name="rng") -> np.random.Generator:
     """A np.random.Generator from a Generator, an int seed or None (fresh OS entropy).
     The global ``np.random`` state is never used."""
     if isinstance(rng, np.random.Generator):
@@ -137,12 +138,12 @@ def as_generator(rng, name="rng"):
     if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
         if rng is not None and rng < 0:
             raise ValueError(f"{name} must be a non-negative seed, got {rng!r}")
-        return np.random.default_rng(rng)
+        return np.random.default_rng(None if rng is None else int(rng))
     raise TypeError(f"{name} must be a numpy.random.Generator, an int seed or None, got "
                     f"{type(rng).__name__}")
 
 
-def token_array(value, name, vocab_size, ndim=None):
+def token_array(value, name, vocab_size, ndim=None) -> NDArray[Any]:
     """Integer token ids, every one in [0, vocab_size): checked here, before any kernel."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":

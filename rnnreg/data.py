@@ -34,6 +34,13 @@ def generate_simple_dataset(seq_length, vocab_size, num_samples, seed=None, nois
     inputs : int64 array of shape (num_samples, seq_length)
     targets : int64 array of shape (num_samples, seq_length)
         ``targets[:, t]`` is the token that follows ``inputs[:, t]``.
+
+    Examples
+    --------
+    >>> from rnnreg import generate_simple_dataset
+    >>> inputs, targets = generate_simple_dataset(6, 20, 3, seed=0, noise=0.0)
+    >>> inputs.shape, bool((inputs[:, 1:] == targets[:, :-1]).all())
+    ((3, 6), True)
     """
     seq_length = v.positive_int(seq_length, "seq_length")
     vocab_size = v.positive_int(vocab_size, "vocab_size", minimum=2)
@@ -77,6 +84,20 @@ class Vocabulary:
     seen fewer times than that in the training text, *in training too*, so that the unknown
     symbol's weights are learned. It travels with the model: saved in checkpoints and model files
     (as a plain list of strings) and checked when read back.
+
+    Parameters
+    ----------
+    chars : list of str
+        The unknown symbol first, then one character per id, each once.
+
+    Examples
+    --------
+    >>> from rnnreg import Vocabulary
+    >>> vocab = Vocabulary.from_text("hello world", min_count=2)   # 'l' and 'o' occur twice or more
+    >>> len(vocab), vocab.encode("hello")
+    (3, array([0, 0, 1, 1, 2]))
+    >>> vocab.decode(vocab.encode("lol?"))
+    'lol\ufffd'
     """
 
     def __init__(self, chars):
@@ -128,6 +149,18 @@ class Vocabulary:
 class CharCorpus:
     """A character-level language-modelling corpus with fixed splits.
 
+    Build one with :meth:`from_text` (one text, split by line), :meth:`from_files` (files, folders
+    or globs; split by document when there are three files or more) or :meth:`from_documents`;
+    :func:`rnnreg.training.fit` takes it whole (its splits, documents and vocabulary).
+
+    Parameters
+    ----------
+    train_text, val_text, test_text : str
+    name : str
+        A label for logs.
+    min_count : int >= 1
+        Characters seen fewer times in the training text map to the unknown id 0.
+
     Attributes
     ----------
     train, val, test : int64 arrays of character ids (1-D token streams)
@@ -135,6 +168,18 @@ class CharCorpus:
         ``min_count`` times there map to the unknown id 0, as do validation and test characters
         unseen in training)
     chars : list of str, ``vocabulary.chars``
+    starts : dict split -> int64 array
+        Where each document of a split begins (training and evaluation reset the LSTM state there).
+
+    Examples
+    --------
+    >>> from rnnreg import CharCorpus
+    >>> text = "\\n".join(f"line {k}: the quick brown fox" for k in range(20))
+    >>> corpus = CharCorpus.from_text(text, name="foxes")
+    >>> corpus.train.size, corpus.val.size > 0, corpus.test.size > 0
+    (454, True, True)
+    >>> corpus.decode(corpus.encode("the fox"))
+    'the fox'
     """
 
     def __init__(self, train_text, val_text, test_text, name="corpus", min_count=1):

@@ -15,9 +15,10 @@ Conventions
   scaled by ``1 / keep_prob``, so nothing changes at evaluation time).
 * Arrays may be float32 or float64, but one call uses one dtype throughout.
 """
-from typing import NamedTuple, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _backend
 from . import _validation as v
@@ -33,7 +34,23 @@ __all__ = [
 
 
 class LSTMGradients(NamedTuple):
-    """Gradients returned by :func:`lstm_backward`."""
+    """Gradients returned by :func:`lstm_backward`, each of its forward argument's shape and
+    dtype: ``dx (N, T, D)``, ``dh0 (N, H)``, ``dc0 (N, H)``, ``dWx (D, 4H)``, ``dWh (H, 4H)``,
+    ``db (4H,)``, and ``layer_norm``: a dict of the LN parameters' gradients, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_backward, lstm_forward
+    >>> rng = np.random.default_rng(0)
+    >>> N, T, D, H = 2, 5, 3, 4
+    >>> h, cache = lstm_forward(rng.standard_normal((N, T, D)), np.zeros((N, H)),
+    ...                         0.1 * rng.standard_normal((D, 4 * H)),
+    ...                         0.1 * rng.standard_normal((H, 4 * H)), np.zeros(4 * H))
+    >>> grads = lstm_backward(np.ones_like(h), cache)
+    >>> grads.dx.shape, grads.dWh.shape, grads.layer_norm is None
+    ((2, 5, 3), (4, 16), True)
+    """
     dx: np.ndarray            #: (N, T, D)
     dh0: np.ndarray           #: (N, H)
     dc0: np.ndarray           #: (N, H)
@@ -44,9 +61,31 @@ class LSTMGradients(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- LSTM
-def lstm_layer_norm_params(hidden_size, dtype=np.float64):
+def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64) -> Dict[str, NDArray[np.floating]]:
     """Initial LN-LSTM parameters: gains of one, biases of zero (Ba et al., 2016).
-    ``gamma_x, beta_x, gamma_h, beta_h`` have shape (4H,), ``gamma_c, beta_c`` shape (H,)."""
+
+    Parameters
+    ----------
+    hidden_size : int
+        H, the LSTM's hidden size.
+    dtype : float32 or float64
+        The dtype of the arrays (the LSTM's).
+
+    Returns
+    -------
+    dict
+        One array per name in :data:`LSTM_LAYER_NORM_PARAMS`: ``gamma_x, beta_x, gamma_h,
+        beta_h`` of shape (4H,) normalize the input and recurrent projections, ``gamma_c,
+        beta_c`` of shape (H,) the cell state. Pass it as ``layer_norm=`` to
+        :func:`lstm_forward`.
+
+    Examples
+    --------
+    >>> from rnnreg import lstm_layer_norm_params
+    >>> params = lstm_layer_norm_params(4)
+    >>> {name: value.shape for name, value in params.items()}
+    {'gamma_x': (16,), 'beta_x': (16,), 'gamma_h': (16,), 'beta_h': (16,), 'gamma_c': (4,), 'beta_c': (4,)}
+    """
     H = v.positive_int(hidden_size, "hidden_size")
     params = {}
     for name in LSTM_LAYER_NORM_PARAMS:
@@ -96,18 +135,27 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
     return x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask
 
 
-def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=None,
-                 eps=DEFAULT_EPS):
+def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike,
+                 c0: Optional[ArrayLike] = None, *,
+                 layer_norm: Optional[Mapping[str, ArrayLike]] = None,
+                 recurrent_mask: Optional[ArrayLike] = None,
+                 eps: float = DEFAULT_EPS) -> Tuple[NDArray[np.floating], LSTMCache]:
     """Run an LSTM over a whole sequence; the time loop runs inside the kernel.
 
     Parameters
     ----------
     x : ndarray of shape (N, T, D)
+        Inputs, batch first; float32 or float64 (every array of one call has one dtype).
     h0 : ndarray of shape (N, H)
+        Initial hidden state.
     Wx : ndarray of shape (D, 4H)
+        Input weights, gate blocks in :data:`GATE_ORDER` (i, f, o, g).
     Wh : ndarray of shape (H, 4H)
+        Recurrent weights, same gate order.
     b : ndarray of shape (4H,)
-    c0 : ndarray of shape (N, H), optional (zeros)
+        Bias (one vector: PyTorch's two biases summed).
+    c0 : ndarray of shape (N, H), optional
+        Initial cell state (zeros when None).
     layer_norm : dict, optional
         LN-LSTM gains and biases (see :func:`lstm_layer_norm_params`): normalizes the input and
         recurrent projections and the cell state (Ba et al., 2016).
@@ -125,6 +173,28 @@ def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=N
     cache : LSTMCache
         Everything :func:`lstm_backward` needs, read-only; ``cache.c`` holds every cell state,
         so ``cache.c_final`` (= ``cache.c[:, -1]``) is the final one.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument whose shape, dtype or value does not fit; a ValueError too when
+        the result overflows to inf or NaN although every input was finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_forward, lstm_layer_norm_params
+    >>> rng = np.random.default_rng(0)
+    >>> N, T, D, H = 2, 5, 3, 4
+    >>> x = rng.standard_normal((N, T, D))
+    >>> Wx, Wh = 0.1 * rng.standard_normal((D, 4 * H)), 0.1 * rng.standard_normal((H, 4 * H))
+    >>> h, cache = lstm_forward(x, np.zeros((N, H)), Wx, Wh, np.zeros(4 * H))
+    >>> h.shape, cache.c_final.shape
+    ((2, 5, 4), (2, 4))
+    >>> h_ln, _ = lstm_forward(x, np.zeros((N, H)), Wx, Wh, np.zeros(4 * H),
+    ...                        layer_norm=lstm_layer_norm_params(H))
+    >>> bool(np.abs(h_ln).max() < 1)
+    True
     """
     eps = v.positive_float(eps, "eps")
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask = _check_lstm_inputs(
@@ -134,7 +204,8 @@ def lstm_forward(x, h0, Wx, Wh, b, c0=None, *, layer_norm=None, recurrent_mask=N
     return cache.h, cache
 
 
-def lstm_backward(dh, cache, dc_final=None):
+def lstm_backward(dh: ArrayLike, cache: LSTMCache,
+                  dc_final: Optional[ArrayLike] = None) -> LSTMGradients:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -150,6 +221,19 @@ def lstm_backward(dh, cache, dc_final=None):
     LSTMGradients
         ``(dx, dh0, dc0, dWx, dWh, db, layer_norm)``; ``layer_norm`` maps each LN parameter
         name to its gradient, or is None without layer norm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_backward, lstm_forward
+    >>> rng = np.random.default_rng(0)
+    >>> N, T, D, H = 2, 5, 3, 4
+    >>> h, cache = lstm_forward(rng.standard_normal((N, T, D)), np.zeros((N, H)),
+    ...                         0.1 * rng.standard_normal((D, 4 * H)),
+    ...                         0.1 * rng.standard_normal((H, 4 * H)), np.zeros(4 * H))
+    >>> dx, dh0, dc0, dWx, dWh, db, _ = lstm_backward(np.ones_like(h), cache)
+    >>> dx.shape, dWx.shape, db.shape
+    ((2, 5, 3), (3, 16), (16,))
     """
     cache = _check_cache(cache, LSTMCache, "lstm_forward")
     N, T, H, dtype = cache.N, cache.T, cache.H, cache.dtype
@@ -170,11 +254,41 @@ def lstm_backward(dh, cache, dc_final=None):
                          grads["db"], ln)
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike,
+                      Wh: ArrayLike, b: ArrayLike) -> Tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
     """One LSTM time step (CS231n's interface).
 
-    x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,)
-    -> (next_h (N, H), next_c (N, H), cache)
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+        Inputs of this step; float32 or float64.
+    prev_h, prev_c : ndarray of shape (N, H)
+        Hidden and cell state of the previous step.
+    Wx : ndarray of shape (D, 4H)
+        Input weights, gate blocks in :data:`GATE_ORDER` (i, f, o, g).
+    Wh : ndarray of shape (H, 4H)
+        Recurrent weights.
+    b : ndarray of shape (4H,)
+        Bias.
+
+    Returns
+    -------
+    next_h, next_c : ndarray of shape (N, H)
+        The new hidden and cell state.
+    cache : LSTMCache
+        For :func:`lstm_step_backward` (one time step, read-only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_step_forward
+    >>> rng = np.random.default_rng(0)
+    >>> N, D, H = 2, 3, 4
+    >>> x, h, c = rng.standard_normal((N, D)), np.zeros((N, H)), np.zeros((N, H))
+    >>> Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), np.zeros(4 * H)
+    >>> next_h, next_c, cache = lstm_step_forward(x, h, c, Wx, Wh, b)
+    >>> next_h.shape, next_c.shape, cache.T
+    ((2, 4), (2, 4), 1)
     """
     x = v.float_array(x, "x", ndim=2)
     if prev_c is None:
@@ -187,8 +301,35 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     return next_h, next_c, cache
 
 
-def lstm_step_backward(dnext_h, dnext_c, cache):
-    """-> (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx, dWh, db) for one step."""
+def lstm_step_backward(dnext_h: ArrayLike, dnext_c: ArrayLike,
+                       cache: LSTMCache) -> Tuple[NDArray[np.floating], ...]:
+    """Backward pass of one LSTM time step.
+
+    Parameters
+    ----------
+    dnext_h, dnext_c : ndarray of shape (N, H)
+        Upstream gradients of the step's hidden and cell outputs.
+    cache : LSTMCache
+        From :func:`lstm_step_forward`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import lstm_step_backward, lstm_step_forward
+    >>> rng = np.random.default_rng(0)
+    >>> N, D, H = 2, 3, 4
+    >>> h, c, cache = lstm_step_forward(rng.standard_normal((N, D)), np.zeros((N, H)),
+    ...                                 np.zeros((N, H)), rng.standard_normal((D, 4 * H)),
+    ...                                 rng.standard_normal((H, 4 * H)), np.zeros(4 * H))
+    >>> dx, dprev_h, dprev_c, dWx, dWh, db = lstm_step_backward(np.ones_like(h), np.zeros_like(c), cache)
+    >>> dx.shape, dWh.shape
+    ((2, 3), (4, 16))
+    """
     cache = _check_cache(cache, LSTMCache, "lstm_step_forward")
     if cache.T != 1:
         raise ValueError(f"cache holds {cache.T} time steps: lstm_step_backward takes the cache "
@@ -214,7 +355,8 @@ def _check_cache(cache, kind, made_by):
 
 
 # ----------------------------------------------------------------------------- layer norm
-def layer_norm_forward(x, gamma, beta, eps=DEFAULT_EPS):
+def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
+                       eps: float = DEFAULT_EPS) -> Tuple[NDArray[np.floating], LayerNormCache]:
     """Layer normalization over the last axis (any leading shape).
 
     out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance of each row,
@@ -223,12 +365,27 @@ def layer_norm_forward(x, gamma, beta, eps=DEFAULT_EPS):
     Parameters
     ----------
     x : ndarray of shape (..., F)
+        float32 or float64; each row (the last axis) is normalized on its own.
     gamma, beta : ndarray of shape (F,)
+        Gain and bias, of x's dtype.
+    eps : float
+        Added to the variance (> 0).
 
     Returns
     -------
     out : ndarray of shape (..., F)
-    cache : LayerNormCache for :func:`layer_norm_backward` (read-only)
+    cache : LayerNormCache
+        For :func:`layer_norm_backward` (read-only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import layer_norm_forward
+    >>> x = np.array([[1.0, 2.0, 3.0, 4.0], [10.0, 10.0, 10.0, 50.0]])
+    >>> out, cache = layer_norm_forward(x, np.ones(4), np.zeros(4))
+    >>> np.round(out, 3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-0.577, -0.577, -0.577,  1.732]])
     """
     x = v.float_array(x, "x", ndim=(1, None))
     F = x.shape[-1]
@@ -242,8 +399,35 @@ def layer_norm_forward(x, gamma, beta, eps=DEFAULT_EPS):
     return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
 
 
-def layer_norm_backward(dout, cache):
-    """-> (dx of x's shape, dgamma (F,), dbeta (F,))."""
+def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
+                        ) -> Tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+    """Backward pass of :func:`layer_norm_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray
+        Upstream gradient, of the forward input's shape and dtype.
+    cache : LayerNormCache
+        From :func:`layer_norm_forward`.
+
+    Returns
+    -------
+    dx : ndarray
+        Of the forward input's shape.
+    dgamma, dbeta : ndarray of shape (F,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import layer_norm_backward, layer_norm_forward
+    >>> x = np.random.default_rng(0).standard_normal((3, 4))
+    >>> out, cache = layer_norm_forward(x, np.ones(4), np.zeros(4))
+    >>> dx, dgamma, dbeta = layer_norm_backward(np.ones_like(out), cache)
+    >>> dbeta
+    array([3., 3., 3., 3.])
+    >>> bool(np.allclose(dx.sum(axis=1), 0))   # a shift of a row changes nothing
+    True
+    """
     cache = _check_cache(cache, LayerNormCache, "layer_norm_forward")
     dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
     v.check_shape(dout, "dout", cache.shape, "(the shape of the forward input)")
@@ -255,7 +439,9 @@ def layer_norm_backward(dout, cache):
 
 
 # ----------------------------------------------------------------------------- dropout
-def dropout_forward(x, keep_prob=0.8, training=True, rng=None):
+def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
+                    rng: Union[None, int, np.random.Generator] = None
+                    ) -> Tuple[NDArray[np.floating], Optional[NDArray[np.floating]]]:
     """Inverted dropout.
 
     Each element is kept with probability ``keep_prob`` and scaled by ``1 / keep_prob``, so the
@@ -277,6 +463,16 @@ def dropout_forward(x, keep_prob=0.8, training=True, rng=None):
     -------
     out : ndarray, x's shape
     mask : ndarray, x's shape, or None when not training
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import dropout_forward
+    >>> out, mask = dropout_forward(np.ones((2, 5)), keep_prob=0.5, rng=0)
+    >>> sorted(set(mask.ravel().tolist()))   # dropped, or kept and scaled by 1 / keep_prob
+    [0.0, 2.0]
+    >>> dropout_forward(np.ones(3), keep_prob=0.5, training=False)[1] is None
+    True
     """
     keep_prob = v.probability(keep_prob, "keep_prob")
     x = v.float_array(x, "x")
@@ -290,8 +486,28 @@ def dropout_forward(x, keep_prob=0.8, training=True, rng=None):
     return out.reshape(x.shape), mask.reshape(x.shape)
 
 
-def dropout_backward(dout, mask):
-    """dx = dout * mask; ``mask=None`` (from evaluation mode) passes dout through."""
+def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.floating]:
+    """Backward pass of :func:`dropout_forward`: ``dx = dout * mask``.
+
+    Parameters
+    ----------
+    dout : ndarray
+        Upstream gradient.
+    mask : ndarray of dout's shape and dtype, or None
+        The mask :func:`dropout_forward` returned; None (evaluation mode) passes dout through.
+
+    Returns
+    -------
+    dx : ndarray of dout's shape
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import dropout_backward, dropout_forward
+    >>> out, mask = dropout_forward(np.ones(6), keep_prob=0.5, rng=1)
+    >>> bool((dropout_backward(np.ones(6), mask) == mask).all())
+    True
+    """
     dout = v.float_array(dout, "dout")
     if mask is None:
         return dout
@@ -301,23 +517,70 @@ def dropout_backward(dout, mask):
     return v.finite_result(dx, "dropout_backward", "dout or mask").reshape(dout.shape)
 
 
-def dropout_mask(shape, keep_prob, rng=None, dtype=np.float64):
-    """A dropout mask of ``shape``: entries 0 or 1/keep_prob, drawn like :func:`dropout_forward`.
-    Use it for a recurrent mask that stays the same at every time step."""
+def dropout_mask(shape: Union[int, Sequence[int]], keep_prob: float,
+                 rng: Union[None, int, np.random.Generator] = None,
+                 dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+    """A dropout mask: entries 0 or 1/keep_prob, drawn like :func:`dropout_forward`.
+
+    Use it for a recurrent mask that stays the same at every time step
+    (``lstm_forward(..., recurrent_mask=dropout_mask((N, H), 0.75, rng))``).
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    keep_prob : float in (0, 1]
+        Probability of keeping a unit.
+    rng : numpy.random.Generator, int seed or None
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import dropout_mask
+    >>> mask = dropout_mask((2, 4), keep_prob=0.75, rng=0, dtype="float32")
+    >>> mask.shape, np.unique(mask)
+    ((2, 4), array([0.       , 1.3333334], dtype=float32))
+    """
     keep_prob = v.probability(keep_prob, "keep_prob")
     if np.dtype(dtype) not in v.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     shape = tuple(v.positive_int(s, "shape") for s in np.atleast_1d(shape).tolist())
     _, mask = dropout_forward(np.ones(shape, dtype), keep_prob, True, rng)
+    assert mask is not None   # training=True always draws one
     return mask
 
 
 # ----------------------------------------------------------------------------- matrix product
-def matmul(a, b, trans_a=False, trans_b=False):
+def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
+           trans_b: bool = False) -> NDArray[np.floating]:
     """``op(a) @ op(b)`` (op transposes when asked) on the kernels' BLAS.
 
     The model uses it for every matrix product outside the LSTM kernels, so one training step
     keeps to one BLAS thread pool.
+
+    Parameters
+    ----------
+    a, b : ndarray, 2-D, one float dtype
+    trans_a, trans_b : bool
+        Use the transpose of ``a`` (of ``b``).
+
+    Returns
+    -------
+    ndarray
+        C-contiguous, of a's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import matmul
+    >>> a = np.arange(6.0).reshape(2, 3)
+    >>> matmul(a, a, trans_b=True)
+    array([[ 5., 14.],
+           [14., 50.]])
     """
     a = v.float_array(a, "a", ndim=2)
     b = v.float_array(b, "b", ndim=2, dtype=a.dtype)

@@ -79,7 +79,36 @@ def _module_class():
 
 
 def to_torch(model):
-    """A ``torch.nn.Module`` computing what ``model`` computes (see the module docstring)."""
+    """A ``torch.nn.Module`` computing what ``model`` computes (needs torch).
+
+    Parameters
+    ----------
+    model : RegularizedLSTM
+        Without layer norm or weight-drop (``nn.LSTM`` has neither).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``nn.Embedding`` (or one-hot inputs), ``nn.LSTM``, ``nn.Linear`` in the model's dtype;
+        ``forward(tokens (N, T) int64, state=None)`` returns ``(logits (N, T, V), (h, c))``, equal
+        to ``model.logits`` to rounding. It carries ``module.vocabulary``.
+
+    Raises
+    ------
+    ValueError
+        For an LN-LSTM or weight-drop model.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from rnnreg import RegularizedLSTM, to_torch
+    >>> model = RegularizedLSTM(10, 8, seed=0)
+    >>> module = to_torch(model)
+    >>> tokens = np.array([[1, 2, 3]])
+    >>> logits, (h, c) = module(torch.from_numpy(tokens))
+    >>> float(np.abs(logits.detach().numpy() - model.logits(tokens)[0]).max()) < 1e-10
+    True
+    """
     torch = _torch()
     if model.use_layer_norm:
         raise ValueError("an LN-LSTM has no nn.LSTM equivalent: layer-normalized models cannot "
@@ -118,12 +147,38 @@ def _find(module, kind):
 
 
 def from_torch(module, vocabulary=None, seed=None):
-    """A :class:`~rnnreg.RegularizedLSTM` with the weights of ``module``: one made by
-    :func:`to_torch`, or any module holding exactly one ``nn.LSTM`` (unidirectional, no
-    projection), one ``nn.Linear`` on its output and at most one ``nn.Embedding`` (without one,
-    inputs are taken as one-hot over ``lstm.input_size`` symbols). The two PyTorch biases are
-    summed. ``vocabulary``: a :class:`~rnnreg.Vocabulary` for the model (default: the one
-    to_torch attached, if any)."""
+    """A :class:`~rnnreg.RegularizedLSTM` with the weights of a PyTorch module.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        One made by :func:`to_torch`, or any module holding exactly one ``nn.LSTM``
+        (unidirectional, no projection), one ``nn.Linear`` on its output and at most one
+        ``nn.Embedding`` (without one, inputs are taken as one-hot over ``lstm.input_size``
+        symbols). The two PyTorch biases are summed; the gate blocks reordered.
+    vocabulary : Vocabulary, optional
+        For the model (default: the one to_torch attached, if any).
+    seed : int or Generator, optional
+        For the model's dropout masks.
+
+    Returns
+    -------
+    RegularizedLSTM
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rnnreg import from_torch
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.embed = torch.nn.Embedding(12, 6)
+    ...         self.lstm = torch.nn.LSTM(6, 8, batch_first=True, dtype=torch.float64)
+    ...         self.head = torch.nn.Linear(8, 12, dtype=torch.float64)
+    >>> model = from_torch(Net().double())
+    >>> model.vocab_size, model.hidden_size, model.embedding_size
+    (12, 8, 6)
+    """
     torch = _torch()
     from .model import RegularizedLSTM
     nn = torch.nn

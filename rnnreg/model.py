@@ -88,6 +88,20 @@ class RegularizedLSTM:
         Filled by :meth:`backward`.
     Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
         ``Wc`` is the candidate (g) block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import RegularizedLSTM
+    >>> model = RegularizedLSTM(vocab_size=10, hidden_size=16, dropout_keep_prob=0.8,
+    ...                         use_layer_norm=True, seed=0, dtype="float32")
+    >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))   # (batch, time)
+    >>> loss, logits, state = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
+    >>> logits.shape, [s.shape for s in state]
+    ((4, 6, 10), [(1, 4, 16), (1, 4, 16)])
+    >>> grads = model.backward()          # model.grads, one per model.params entry
+    >>> sorted(grads) == sorted(model.params)
+    True
     """
 
     def __init__(self, vocab_size, hidden_size, output_size=None, dropout_keep_prob=1.0,

@@ -28,8 +28,23 @@ def _weight_list(weights):
 
 
 def compute_l2_penalty(weights, weight_decay):
-    """L2 penalty ``weight_decay / 2 * Σ w²`` over a list of arrays (or a dict's values).
+    """L2 penalty ``weight_decay / 2 * Σ w²``.
 
+    Parameters
+    ----------
+    weights : list of ndarray, or dict name -> ndarray
+        The arrays to penalize (e.g. ``model.weights()``: weight matrices, not biases or gains).
+    weight_decay : float >= 0
+        λ.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import compute_l2_penalty
     >>> compute_l2_penalty([np.array([3.0, 4.0])], 0.1)
     1.25
     """
@@ -39,7 +54,27 @@ def compute_l2_penalty(weights, weight_decay):
 
 
 def regularized_loss(model_loss, weights, weight_decay):
-    """``model_loss + compute_l2_penalty(weights, weight_decay)``."""
+    """The training objective with coupled weight decay: ``model_loss + compute_l2_penalty(weights,
+    weight_decay)``.
+
+    Parameters
+    ----------
+    model_loss : float
+        The data term (e.g. mean cross-entropy).
+    weights : list of ndarray, or dict name -> ndarray
+    weight_decay : float >= 0
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import regularized_loss
+    >>> regularized_loss(2.0, [np.array([3.0, 4.0])], 0.1)
+    3.25
+    """
     if isinstance(model_loss, bool) or not isinstance(model_loss, (numbers.Real, np.floating)):
         raise TypeError(f"model_loss must be a real number, got {model_loss!r}")
     if not math.isfinite(model_loss):
@@ -82,6 +117,15 @@ class EarlyStoppingMonitor:
         Snapshot the model on every improvement (``check(..., model=model)``) for :meth:`restore`.
     monitor : str
         The name of what is monitored, for messages and "auto" mode.
+
+    Examples
+    --------
+    >>> from rnnreg import EarlyStoppingMonitor
+    >>> monitor = EarlyStoppingMonitor(patience=2)
+    >>> [monitor.check(loss, epoch) for epoch, loss in enumerate([3.0, 2.5, 2.6, 2.7])]
+    [True, True, True, False]
+    >>> monitor.best_epoch, monitor.best
+    (1, 2.5)
     """
 
     def __init__(self, patience=5, verbose=False, *, min_delta=0.0, mode="auto", baseline=None,

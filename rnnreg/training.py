@@ -24,9 +24,10 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from ._conventions import stream_geometry
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
+
+if TYPE_CHECKING:
+    from .model import RegularizedLSTM
 
 __all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError", "save_model",
            "load_model"]
@@ -49,11 +53,53 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of :func:`fit`. ``patience=None`` turns early stopping off.
+    """Settings of :func:`fit`.
 
     The defaults are the command line's too (``rnnreg train --help``). Batch 8, BPTT 35 and Adam
     at 5e-3 learned fastest per epoch and per second among the settings compared by
-    ``benchmarks/learning.py`` (README, "Initialization and training defaults")."""
+    ``benchmarks/learning.py`` (README, "Initialization and training defaults").
+
+    Parameters
+    ----------
+    epochs : int
+    batch_size : int
+        Sequences (or parallel streams of a 1-D token stream) per step.
+    bptt : int
+        Truncated-BPTT length: steps per chunk of a stream; the state carries over, gradients stop.
+    optimizer : {"sgd", "adam", "adamw"}
+    lr : float
+    momentum : float
+        SGD only.
+    weight_decay : float
+        λ: coupled L2 (λ/2·Σw² added to the loss) for sgd and adam, decoupled for adamw.
+    clip_norm : float or None
+        Global gradient-norm clipping; None turns it off.
+    lr_schedule : None, "cosine", "step" or callable
+        A function epoch -> learning rate, or a named schedule.
+    patience : int or None
+        Early-stopping patience (None: no early stopping; needs validation data).
+    min_delta : float
+        The smallest decrease of the validation loss that counts as an improvement.
+    restore_best_weights : bool
+        With early stopping, end with the best epoch's weights.
+    seed : int
+        Shuffling, stream order and everything else the trainer draws.
+    progress : bool
+        A progress bar per epoch (only when stderr is a terminal).
+    checkpoint_path : str, optional
+        Write a checkpoint there after every epoch (``fit(..., resume_from=path)`` continues it).
+
+    Examples
+    --------
+    >>> from rnnreg import TrainConfig
+    >>> config = TrainConfig(epochs=5, weight_decay=1e-4, patience=2)
+    >>> config.validate().batch_size, config.clip_norm
+    (8, 5.0)
+    >>> TrainConfig(lr=-1).validate()
+    Traceback (most recent call last):
+        ...
+    ValueError: lr must be a finite number >= 0, got -1.0
+    """
     epochs: int = 20
     batch_size: int = 8
     bptt: int = 35
@@ -150,14 +196,41 @@ def iterate_batches(data, batch_size, bptt, rng=None):
 
 def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt, *,
              starts=None, stats=None):
-    """Mean cross-entropy per token on ``data`` (either kind), without dropout.
+    """Mean cross-entropy per token on ``data``, without dropout.
 
-    A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is
-    read document by document — ``starts`` gives where each begins (default: one document) —
-    each from a zero state and in chunks of ``bptt`` with the state carried inside it, so that no
-    state runs on from one unrelated document into the next, no token is dropped and the result
-    does not depend on ``batch_size``. ``stats`` (a dict, optional) receives ``max_abs_c``, the
-    largest |cell state| seen."""
+    A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is read
+    document by document — ``starts`` gives where each begins (default: one document) — each from
+    a zero state and in chunks of ``bptt`` with the state carried inside it, so that no state runs
+    on from one unrelated document into the next, no token is dropped and the result does not
+    depend on ``batch_size``.
+
+    Parameters
+    ----------
+    model : RegularizedLSTM
+    data : (inputs, targets) pair of int arrays (N, T), or a 1-D int array (a token stream)
+    batch_size : int
+        Sequences per forward pass (pairs only).
+    bptt : int
+        Chunk length of a stream.
+    starts : sequence of int, optional
+        Where each document of a stream begins.
+    stats : dict, optional
+        Receives ``max_abs_c``, the largest absolute cell state seen.
+
+    Returns
+    -------
+    float
+        Nats per token.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import RegularizedLSTM, evaluate
+    >>> model = RegularizedLSTM(12, 16, seed=0)
+    >>> loss = evaluate(model, np.arange(40) % 12)     # a 1-D stream: one document
+    >>> bool(abs(loss - np.log(12)) < 0.5)             # an untrained model: about log(V)
+    True
+    """
     data = _check_data(data, "data", model.vocab_size, model.output_size)
     total, count, max_c = 0.0, 0, 0.0
 
@@ -240,8 +313,10 @@ def _steps_per_epoch(data, batch_size, bptt):
 
 
 # ----------------------------------------------------------------------------- the loop
-def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log=None,
-        name=None):
+def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
+        config: Optional[TrainConfig] = None, *, test: Any = None,
+        resume_from: Optional[str] = None, log: Optional[Callable[[str], Any]] = None,
+        name: Optional[str] = None) -> Dict[str, Any]:
     """Train ``model`` and return its history.
 
     Parameters
@@ -264,6 +339,20 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         Lists per epoch — ``epoch``, ``train_loss``, ``train_ce``, ``val_loss``, ``lr``,
         ``grad_norm`` (mean pre-clipping norm), ``seconds`` — and ``best_epoch``,
         ``best_val_loss``, ``stopped_epoch``, ``stop_reason``, ``restored_best``, ``test_loss``.
+
+    Examples
+    --------
+    >>> from rnnreg import RegularizedLSTM, generate_simple_dataset
+    >>> from rnnreg.training import TrainConfig, fit
+    >>> train = generate_simple_dataset(10, 12, 64, seed=1)
+    >>> val = generate_simple_dataset(10, 12, 32, seed=2)
+    >>> model = RegularizedLSTM(12, 16, dropout_keep_prob=0.9, seed=0)
+    >>> history = fit(model, train, val, TrainConfig(epochs=3, patience=2, progress=False),
+    ...               log=lambda line: None)
+    >>> len(history["val_loss"]), history["best_epoch"] is not None
+    (3, True)
+    >>> bool(history["val_loss"][-1] < history["val_loss"][0])
+    True
     """
     config = (config or TrainConfig()).validate()
     log = log or _logger.info
@@ -296,7 +385,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
             raise ValueError("early stopping (patience) needs validation data: pass val")
         monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
                                        restore_best_weights=config.restore_best_weights)
-    history = {key: [] for key in ("epoch", "train_loss", "train_ce", "val_loss", "lr",
+    history: Dict[str, Any] = {key: [] for key in ("epoch", "train_loss", "train_ce", "val_loss", "lr",
                                    "grad_norm", "seconds", "max_abs_c")}
     history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None, stop_reason=None,
                    restored_best=False, test_loss=None)
@@ -325,6 +414,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
         tokens = batches = 0
         state = None
         column = 0
+        overflow: Optional[Exception]
         for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt, rng):
             if new_sequence or state is None or state[0].shape[1] != len(inputs):
                 state, column = None, 0
@@ -361,7 +451,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
             batches += 1
             progress.update(ce + penalty)
         progress.close()
-        eval_stats = {}
+        eval_stats: Dict[str, float] = {}
         val_loss = (evaluate(model, val, config.batch_size, config.bptt, starts=val_starts,
                              stats=eval_stats) if val is not None else None)
         history["epoch"].append(epoch)
@@ -386,7 +476,7 @@ def fit(model, train, val=None, config=None, *, test=None, resume_from=None, log
                                        or val_loss < history["best_val_loss"]):
             history["best_epoch"], history["best_val_loss"] = epoch, val_loss
         log(line)
-        if not go_on:
+        if not go_on and monitor is not None:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
         if config.checkpoint_path:
@@ -447,9 +537,30 @@ def _checked_vocabulary(path, payload, model):
     return vocabulary
 
 
-def save_model(model, path):
-    """Write ``model`` for later use — weights, constructor settings and vocabulary, no
-    optimizer state — atomically, in the checkpoint format (read it with :func:`load_model`)."""
+def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -> str:
+    """Write ``model`` for later use — weights, constructor settings and vocabulary, no optimizer
+    state — atomically, in the checkpoint format (read it with :func:`load_model`).
+
+    Parameters
+    ----------
+    model : RegularizedLSTM
+    path : str or os.PathLike
+        The file to write (``.npz``).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rnnreg import RegularizedLSTM, load_model, save_model
+    >>> model = RegularizedLSTM(10, 8, seed=0)
+    >>> path = save_model(model, os.path.join(tempfile.mkdtemp(), "model.npz"))
+    >>> load_model(path).config() == model.config()
+    True
+    """
     return save_checkpoint(path, {"model_config": model.config(), "model": model.state_dict(),
                                   "vocabulary": _vocabulary_list(model)})
 
@@ -586,10 +697,36 @@ def _restore(path, model, optimizer, monitor, rng, history, config):
     return epoch + 1
 
 
-def load_model(path):
+def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     """A RegularizedLSTM from a file of :func:`save_model` or a checkpoint of :func:`fit`: its
-    weights and, when saved, its vocabulary. The model's settings are read and checked first; no
-    array larger than that model's is decompressed."""
+    weights and, when saved, its vocabulary. The file is untrusted input: the model's settings
+    are read and checked first, and no array larger than that model's is decompressed (nothing is
+    unpickled).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    RegularizedLSTM
+
+    Raises
+    ------
+    rnnreg.checkpoint.CheckpointError
+        Naming what in the file is missing, malformed or does not fit.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from rnnreg import RegularizedLSTM, load_model, save_model
+    >>> model = RegularizedLSTM(10, 8, seed=0)
+    >>> path = save_model(model, os.path.join(tempfile.mkdtemp(), "model.npz"))
+    >>> tokens = np.arange(5)
+    >>> bool(np.array_equal(load_model(path).logits(tokens)[0], model.logits(tokens)[0]))
+    True
+    """
     from .model import RegularizedLSTM
     config = read_meta(path)["payload"].get("model_config")
     if not isinstance(config, dict):

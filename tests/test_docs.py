@@ -1,0 +1,73 @@
+"""The API reference: every public name is documented — numpydoc sections, shapes, an example —
+and every example runs, here, against the installed package (docs/ holds the Sphinx site that
+CI builds with warnings as errors)."""
+import doctest
+import importlib.util
+import inspect
+import os
+
+import matplotlib
+import pytest
+
+import rnnreg
+
+matplotlib.use("Agg")
+DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
+NEEDS_TORCH = {"to_torch", "from_torch"}
+CONSTANTS = {"GATE_ORDER", "LSTM_LAYER_NORM_PARAMS"}
+RETURNS_NOTHING = {"set_backend", "use_backend"}   # a setter and a context manager
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+DOCUMENTED = sorted(set(rnnreg.__all__) - CONSTANTS)
+
+
+def _sections(obj):
+    doc = inspect.getdoc(obj) or ""
+    lines = doc.splitlines()
+    return doc, {lines[i].strip() for i in range(len(lines) - 1)
+                 if lines[i + 1].strip().startswith("---")}
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_every_public_name_has_a_numpydoc_docstring_with_an_example(name):
+    obj = getattr(rnnreg, name)
+    doc, sections = _sections(obj)
+    assert doc.splitlines()[0].strip(), f"{name}: no one-line summary"
+    assert "Examples" in sections and ">>> " in doc, f"{name}: no Examples section"
+    takes = [p for p in inspect.signature(obj).parameters.values()
+             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)] if callable(obj) else []
+    is_tuple = isinstance(obj, type) and issubclass(obj, tuple)
+    if takes and not is_tuple:
+        assert "Parameters" in sections, f"{name}: parameters not documented"
+        documented = doc.split("Parameters")[1]
+        for p in takes:
+            assert p.name in documented, f"{name}: parameter {p.name!r} not documented"
+    if inspect.isfunction(obj) and name not in RETURNS_NOTHING:
+        assert "Returns" in sections, f"{name}: no Returns section"
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_every_example_runs(name):
+    if name in NEEDS_TORCH and importlib.util.find_spec("torch") is None:
+        pytest.skip("the example needs torch (the interop extra)")
+    obj = getattr(rnnreg, name)
+    tests = [t for t in doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
+             if t.examples]
+    assert tests, f"{name}: no example found"
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0, f"{name}: {runner.failures} example(s) failed (output above)"
+
+
+def test_the_reference_lists_every_public_name_and_its_examples_run():
+    api = os.path.join(DOCS, "api.rst")
+    if not os.path.exists(api):
+        pytest.skip("docs/ is not beside the tests")
+    with open(api) as f:
+        text = f.read()
+    missing = [name for name in rnnreg.__all__ if f"   {name}\n" not in text
+               and f".. data:: {name}\n" not in text]
+    assert not missing, f"not in docs/api.rst: {missing}"
+    result = doctest.testfile(api, module_relative=False, optionflags=FLAGS, verbose=False)
+    assert result.attempted >= 2 and result.failed == 0
