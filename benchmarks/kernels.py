@@ -1,8 +1,11 @@
 """Benchmarks: each compiled kernel against its NumPy twin — and PyTorch CPU when installed.
 
-    rnnreg bench                      # everything (several minutes); also python benchmarks/run.py
-    rnnreg bench --quick              # a smoke run: tiny sizes, few repeats
-    rnnreg bench --cases lstm --sizes tiny small --threads 1 --json out.json
+    python benchmarks/run.py            # everything (several minutes)
+    python benchmarks/run.py --quick    # a smoke run: tiny sizes, few repeats
+    python benchmarks/run.py --cases lstm --sizes tiny small --threads 1 --json out.json
+
+A development harness, kept out of the installed package: it reaches into rnnreg's private
+modules (the raw kernels and their twins).
 
 The headline is a ratio measured in one run: NumPy-twin time / compiled time (and PyTorch time /
 compiled time). Calls of the backends being compared alternate, and each figure is the median of
@@ -23,7 +26,7 @@ import time
 
 import numpy as np
 
-from . import _backend, _reference
+from rnnreg import _backend, _reference
 
 # name -> (N, D, H, T); tiny is the notebook's setting (one-hot vocab of 50)
 LSTM_SIZES = {"tiny": (1, 50, 32, 15), "small": (16, 64, 128, 35),
@@ -282,9 +285,9 @@ def bench_dropout(size, dtype, rng, repeats, quick):
 def bench_epoch(dtype, repeats, quick):
     """One training epoch of the notebook's setting: 200 sequences of 15 tokens, vocab 50,
     hidden 32, one sequence per update (as the notebook loops): forward, backward, Adam step."""
-    from .data import generate_simple_dataset
-    from .model import RegularizedLSTM
-    from .optim import Adam
+    from rnnreg.data import generate_simple_dataset
+    from rnnreg.model import RegularizedLSTM
+    from rnnreg.optim import Adam
     num = 20 if quick else 200
     inputs, targets = generate_simple_dataset(15, 50, num, seed=0)
 

@@ -71,8 +71,13 @@ def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
 
 
 def test_python_dash_m_and_bench_smoke(tmp_path):
+    version = subprocess.run([sys.executable, "-m", "rnnreg", "--version"], capture_output=True,
+                             text=True, check=True, cwd=tmp_path)
+    assert version.stdout.startswith("rnnreg ")
+    # the benchmark harness lives in benchmarks/, outside the installed package
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "rnnreg", "bench", "--quick", "--json", str(out)],
+    run = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    proc = subprocess.run([sys.executable, str(run), "--quick", "--json", str(out)],
                           capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "| lstm_forward+backward | tiny |" in proc.stdout
     data = json.loads(out.read_text())
