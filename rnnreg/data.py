@@ -2,14 +2,18 @@
 import os
 
 import numpy as np
+from numpy.typing import NDArray
+from typing import Optional, Sequence, Tuple, Union
 
 from . import _validation as v
 
 __all__ = ["generate_simple_dataset"]
 
 
-def generate_simple_dataset(seq_length, vocab_size, num_samples, seed=None, noise=0.05,
-                            steps=(1, 2, 3)):
+def generate_simple_dataset(seq_length: int, vocab_size: int, num_samples: int,
+                            seed: Union[None, int, np.random.Generator] = None,
+                            noise: float = 0.05, steps: Sequence[int] = (1, 2, 3)
+                            ) -> Tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Synthetic next-token sequences: counting in strides, with occasional jumps.
 
     Each sequence starts at a random token and repeatedly adds its own stride (drawn from
@@ -46,13 +50,13 @@ def generate_simple_dataset(seq_length, vocab_size, num_samples, seed=None, nois
     vocab_size = v.positive_int(vocab_size, "vocab_size", minimum=2)
     num_samples = v.positive_int(num_samples, "num_samples")
     noise = v.probability(noise, "noise", low_inclusive=True)
-    steps = np.asarray(steps)
-    if steps.ndim != 1 or steps.size == 0 or steps.dtype.kind not in "iu":
-        raise TypeError(f"steps must be a non-empty sequence of integers, got {steps!r}")
+    strides = np.asarray(steps)
+    if strides.ndim != 1 or strides.size == 0 or strides.dtype.kind not in "iu":
+        raise TypeError(f"steps must be a non-empty sequence of integers, got {strides!r}")
     rng = v.as_generator(seed, "seed")
     tokens = np.empty((num_samples, seq_length + 1), np.int64)
     tokens[:, 0] = rng.integers(0, vocab_size, num_samples)
-    stride = rng.choice(steps, num_samples)
+    stride = rng.choice(strides, num_samples)
     for t in range(1, seq_length + 1):
         tokens[:, t] = (tokens[:, t - 1] + stride) % vocab_size
         jump = rng.random(num_samples) < noise
@@ -228,7 +232,8 @@ class CharCorpus:
     split = "given"   # how the text was split into train / validation / test (for the log)
 
     @classmethod
-    def from_text(cls, text, name="text", val_fraction=0.1, test_fraction=0.1, min_count=1):
+    def from_text(cls, text: str, name: str = "text", val_fraction: float = 0.1,
+                  test_fraction: float = 0.1, min_count: int = 1) -> "CharCorpus":
         """A corpus from one text: its lines split in order — the first ``1 - val_fraction -
         test_fraction`` to training, the next ``val_fraction`` to validation, the rest to test."""
         if not isinstance(text, str):
@@ -247,8 +252,9 @@ class CharCorpus:
         return corpus
 
     @classmethod
-    def from_files(cls, paths, seed=0, val_fraction=0.1, test_fraction=0.1, min_count=1,
-                   name=None):
+    def from_files(cls, paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+                   seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                   min_count: int = 1, name: Optional[str] = None) -> "CharCorpus":
         """A corpus from text files: ``paths`` are files, folders (every ``*.txt`` inside, at
         any depth, sorted) or glob patterns; each file must be UTF-8 (the error names the file
         and the byte offset). With three files or more, documents stay whole: a random

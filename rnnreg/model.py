@@ -21,6 +21,8 @@ Regularizers, each switchable (a keep probability of 1 turns one off):
 Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from . import _backend
 from . import _validation as v
@@ -171,7 +173,7 @@ class RegularizedLSTM:
     Wc = property(lambda self: self._gate_block("g"), doc="Layer 0 candidate weights (D+H, H).")
     Why = property(lambda self: self.params["Why"], doc="Output projection (H, output_size).")
 
-    def config(self):
+    def config(self) -> Dict[str, Any]:
         """The constructor arguments (without the seed): ``RegularizedLSTM(**model.config())``
         builds a model of the same architecture."""
         return dict(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
@@ -186,7 +188,7 @@ class RegularizedLSTM:
         """The parameters by name (the arrays themselves, updated in place by optimizers)."""
         return self.params
 
-    def parameter_count(self):
+    def parameter_count(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
     def decay_parameter_names(self):
@@ -459,17 +461,20 @@ class RegularizedLSTM:
         return h, c
 
     # ------------------------------------------------------------------ using a trained model
-    def logits(self, tokens, state=None):
+    def logits(self, tokens: ArrayLike, state: Optional[Tuple[ArrayLike, ArrayLike]] = None
+               ) -> Tuple[NDArray[np.floating], Tuple[NDArray[np.floating], NDArray[np.floating]]]:
         """Next-token logits for token ids ``tokens`` (N, T) — or (T,) for one sequence — from
         ``state`` (zeros when None), without dropout. Returns ``(logits (N, T, output_size),
         state)``; pass the state back to continue the same sequences."""
-        tokens = np.asarray(tokens)
-        one = tokens.ndim == 1
-        _, logits, state = self.forward_batch(tokens[None, :] if one else tokens, None, state,
-                                              training=False)
-        return (logits[0] if one else logits), state
+        ids = np.asarray(tokens)
+        one = ids.ndim == 1
+        _, logits, new_state = self.forward_batch(ids[None, :] if one else ids, None, state,
+                                                  training=False)
+        return (logits[0] if one else logits), new_state
 
-    def generate(self, prime, length, temperature=1.0, top_k=None, rng=None):
+    def generate(self, prime: Union[str, Sequence[int]], length: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None,
+                 rng: Union[None, int, np.random.Generator] = None) -> Union[str, NDArray[np.int64]]:
         """Sample ``length`` tokens after ``prime``.
 
         ``prime``: text (needs ``model.vocabulary``) or a sequence of token ids. Each next token is

@@ -34,6 +34,7 @@ import sys
 import time
 
 import numpy as np
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["sweep", "run_trial", "sweep_trials", "parse_grid", "parse_space", "sweep_table"]
 
@@ -405,8 +406,11 @@ def _write_json(path, obj):
     os.replace(tmp, path)   # atomic: a reader sees the old file or the new one, never half
 
 
-def sweep(grid=None, *, random=0, space=None, settings=None, jobs=None, scheduler=None,
-          out=None, progress=True, retries=2, data=None, return_weights=False):
+def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0,
+          space: Optional[Mapping[str, Tuple[float, float, bool]]] = None,
+          settings: Optional[Mapping[str, Any]] = None, jobs: Optional[int] = None,
+          scheduler: Any = None, out: Optional[str] = None, progress: bool = True,
+          retries: int = 2, data: Any = None, return_weights: bool = False) -> Any:
     """Train once per trial and return the trials' records.
 
     Parameters
