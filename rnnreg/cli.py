@@ -33,14 +33,17 @@ def _load_data(args):
     """-> (description, vocabulary size, data): data is a CharCorpus (its splits, documents and
     vocabulary) or, for the synthetic task, a (train, val, test) triple of sequence pairs."""
     if args.data not in (["stdlib"], ["synthetic"]):
-        corpus = CharCorpus.from_files(args.data, seed=args.seed)
+        corpus = CharCorpus.from_files(args.data, seed=args.seed).limited(args.train_size,
+                                                                          args.eval_size)
         return f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus
     args.data = args.data[0]
+    train_size, eval_size = (given or default for given, default in
+                             zip((args.train_size, args.eval_size), BUILTIN_SIZES[args.data]))
     if args.data == "synthetic":
         vocab = 50
         make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
-        return "synthetic", vocab, (make(args.train_size or 200, 1), make(100, 2), make(100, 3))
-    corpus = load_stdlib_docstrings(train_chars=args.train_size, eval_chars=args.eval_size)
+        return "synthetic", vocab, (make(train_size, 1), make(eval_size, 2), make(eval_size, 3))
+    corpus = load_stdlib_docstrings(train_chars=train_size, eval_chars=eval_size)
     return f"{corpus!r}; split by document (fixed)", corpus.vocab_size, corpus
 
 
@@ -220,7 +223,11 @@ def _drop_probability(text):
     return value
 
 
-def _add_training_options(p, epochs, hidden, train_size, eval_size):
+# How much of the built-in texts a run reads unless told (a user's own text is read whole).
+BUILTIN_SIZES = {"stdlib": (20000, 10000), "synthetic": (200, 100)}
+
+
+def _add_training_options(p, epochs, hidden):
     from .training import TrainConfig   # the training defaults are the library's, defined once
     defaults = TrainConfig()
     p.add_argument("--data", nargs="+", default=["stdlib"], metavar="PATH",
@@ -228,10 +235,12 @@ def _add_training_options(p, epochs, hidden, train_size, eval_size):
                         "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no "
                         "download) — or 'synthetic', the notebook's counting task. Three files "
                         "or more are split by document (seeded), fewer by line")
-    p.add_argument("--train-size", type=int, default=train_size,
-                   help="characters (or sequences) of training data to use")
-    p.add_argument("--eval-size", type=int, default=eval_size,
-                   help="characters of validation and test data to use")
+    p.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help="characters (sequences for synthetic) of training data to use "
+                        "(default: all of your text; 20000 of stdlib, 200 of synthetic)")
+    p.add_argument("--eval-size", type=int, default=None, metavar="N",
+                   help="characters of validation and of test data to use (default: all of "
+                        "your text's; 10000 of stdlib)")
     p.add_argument("--hidden", type=int, default=hidden)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--embedding", type=int, default=None, help="embedding size (default one-hot)")
@@ -277,7 +286,7 @@ def build_parser():
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # Defaults sized so that the unregularized model overfits within the run (its validation
     # loss turns up after ~6 epochs) and all six settings finish in a few minutes on 2 cores.
-    _add_training_options(p, epochs=14, hidden=256, train_size=20000, eval_size=10000)
+    _add_training_options(p, epochs=14, hidden=256)
     # A cosine schedule (2 warm-up epochs, then decay to 0 at the last epoch): with a constant
     # rate, 1 of 6 validation curves (seeds 0-2 x none/dropout) rose above its first epoch late
     # in the run; with cosine none did, at the same best validation loss (README, "compare").
@@ -293,8 +302,7 @@ def build_parser():
     p = sub.add_parser("sweep", help="train once per trial of a grid or random search, on local "
                                      "processes or a Dask cluster",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256, train_size=20000,
-                          eval_size=10000)
+    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256)
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="sweep a training flag over these values (repeatable: the Cartesian "
                         "product), e.g. --grid dropout=0,0.3 --grid layer-norm=false,true")
@@ -314,8 +322,7 @@ def build_parser():
 
     p = sub.add_parser("train", help="train one model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256, train_size=20000,
-                          eval_size=10000)
+    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.set_defaults(func=_train)

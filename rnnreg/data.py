@@ -1,4 +1,5 @@
 """Datasets: the notebook's synthetic sequences (a rule a model can learn)."""
+import copy
 import os
 
 import numpy as np
@@ -231,6 +232,29 @@ class CharCorpus:
 
     split = "given"   # how the text was split into train / validation / test (for the log)
 
+    def limited(self, train_chars: Optional[int] = None,
+                eval_chars: Optional[int] = None) -> "CharCorpus":
+        """This corpus cut to its first ``train_chars`` training characters and ``eval_chars``
+        validation and test characters each (None keeps a split whole); the vocabulary stays.
+
+        Examples
+        --------
+        >>> from rnnreg import CharCorpus
+        >>> corpus = CharCorpus("abcdefgh", "abcd", "dcba").limited(5, 2)
+        >>> corpus.train.size, corpus.val.size, corpus.test.size, corpus.vocab_size
+        (5, 2, 2, 9)
+        """
+        out = copy.copy(self)
+        out.starts = dict(self.starts)
+        for split, limit in (("train", train_chars), ("val", eval_chars), ("test", eval_chars)):
+            if limit is None:
+                continue
+            limit = v.positive_int(limit, f"{split} size")
+            setattr(out, split, getattr(self, split)[:limit])
+            starts = self.starts[split]
+            out.starts[split] = starts[starts < max(1, limit)]
+        return out
+
     @classmethod
     def from_text(cls, text: str, name: str = "text", val_fraction: float = 0.1,
                   test_fraction: float = 0.1, min_count: int = 1) -> "CharCorpus":
@@ -262,8 +286,9 @@ class CharCorpus:
         are held out. With fewer, their text is split by line (:meth:`from_text`)."""
         files = _expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
         docs = [_read_utf8(f) for f in files]
-        label = name or (os.path.basename(os.path.normpath(str(paths))) if isinstance(
-            paths, (str, os.PathLike)) else f"{len(files)} files")
+        one_path = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        label = name or (os.path.basename(os.path.normpath(str(one_path[0])))
+                         if len(one_path) == 1 else f"{len(files)} files")
         if len(docs) < 3:
             return cls.from_text("\n\n".join(docs), label, val_fraction, test_fraction,
                                  min_count)

@@ -54,7 +54,7 @@ def _training_actions():
     its destination, type, choices and default, defined once in the command line."""
     from .cli import _add_training_options
     parser = argparse.ArgumentParser(add_help=False)
-    _add_training_options(parser, epochs=20, hidden=256, train_size=20000, eval_size=10000)
+    _add_training_options(parser, epochs=20, hidden=256)
     return {action.option_strings[0][2:]: action for action in parser._actions
             if action.option_strings}
 

@@ -293,3 +293,17 @@ def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
             assert max(val[1:]) < val[0], (seed, name, val)
             overfit += val[-1] > min(val) + 0.05
     assert overfit >= 4   # the check bites: most runs are past their best epoch
+
+
+def test_train_size_limits_your_text_and_defaults_to_all_of_it(tmp_path, capsys):
+    book = tmp_path / "book.txt"
+    book.write_text("\n".join(f"line {k}: a tale of two cities" for k in range(400)))
+    common = ["train", "--data", str(book), "--epochs", "1", "--hidden", "8", "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "all")]) == 0
+    whole = capsys.readouterr().out
+    assert "CharCorpus('book.txt', " in whole and "train=" in whole
+    n_train = int(whole.split("train=")[1].split(",")[0])
+    assert n_train > 9000    # the whole training split: 80% of ~12,600 characters
+    assert main(common + ["--train-size", "3000", "--eval-size", "500",
+                          "--out", str(tmp_path / "some")]) == 0
+    assert "train=3000, val=500, test=500 characters" in capsys.readouterr().out
