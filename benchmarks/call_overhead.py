@@ -64,13 +64,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=2000)
     args = parser.parse_args()
     print(f"rnnreg {rnnreg.__version__}, compiled variant {_backend.COMPILED_VARIANT}")
-    print("| call | dtype | kernel µs | public µs |")
-    print("|---|---|---|---|")
+    print("| call | dtype | kernel µs | public µs | public − kernel µs |")
+    print("|---|---|---|---|---|")
     for dtype in (np.float64, np.float32):
         for name, raw, public in cases(dtype):
             k = median_us(raw, args.repeats)
-            p = f"{median_us(public, args.repeats):.2f}" if public else "—"
-            print(f"| {name} | {np.dtype(dtype).name} | {k:.2f} | {p} |")
+            p = median_us(public, args.repeats) if public else None
+            shown = f"{p:.2f} | {p - k:+.2f}" if p is not None else "— | —"
+            print(f"| {name} | {np.dtype(dtype).name} | {k:.2f} | {shown} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Type stubs of the compiled kernels (rnnreg/_kernels.pyx; rnnreg/_kernels_avx2 is the same
 source built for AVX2). Arrays are C-contiguous, aligned, native-order float32 or float64 (one
 dtype per call) unless said otherwise; every function checks that and the sizes itself."""
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 import numpy as np
@@ -38,5 +38,6 @@ def matmul(a: FloatArray, b: FloatArray, trans_a: bool = ..., trans_b: bool = ..
 def softmax_cross_entropy(logits: FloatArray,
                           targets: npt.NDArray[np.int64]) -> tuple[float, FloatArray]: ...
 def all_finite(arr: FloatArray) -> bool: ...
+def first_nonfinite(arrays: Sequence[Optional[FloatArray]]) -> int: ...
 def adam_update(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, step_size: float,
                 beta1: float, beta2: float, eps: float, decay: float, l2: float) -> None: ...

@@ -985,9 +985,9 @@ def softmax_cross_entropy(logits, targets):
 
 
 # ----------------------------------------------------------------------------- validation helper
-def all_finite(arr):
-    """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
-    input checks: one vectorized pass, no temporary array)."""
+cdef bint _finite(object arr) except -1:
+    """Whether every entry of an accepted float32/float64 array is finite: one vectorized pass
+    (the GIL is released only when the pass is long enough to be worth it)."""
     cdef int ok
     cdef const float* fp
     cdef const double* dp
@@ -995,14 +995,37 @@ def all_finite(arr):
     if _is_float32(arr):
         fp = <const float*>_array(arr, "arr", cnp.NPY_FLOAT, ANY)
         n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+        if n < 16384:
+            return rn_all_finite_f(fp, n) != 0
         with nogil:
             ok = rn_all_finite_f(fp, n)
     else:
         dp = <const double*>_array(arr, "arr", cnp.NPY_DOUBLE, ANY)
         n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+        if n < 16384:
+            return rn_all_finite_d(dp, n) != 0
         with nogil:
             ok = rn_all_finite_d(dp, n)
     return ok != 0
+
+
+def all_finite(arr):
+    """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
+    input checks: one vectorized pass, no temporary array)."""
+    return _finite(arr)
+
+
+def first_nonfinite(arrays):
+    """The index in ``arrays`` (a tuple or list; None entries are skipped) of the first array
+    holding NaN or inf, or -1 when all are finite: one call for all the finiteness checks of a
+    public function's inputs and results. Each array must be C-contiguous, aligned, native
+    float32/float64 (TypeError otherwise)."""
+    cdef Py_ssize_t i = 0
+    for arr in arrays:
+        if arr is not None and not _finite(arr):
+            return i
+        i += 1
+    return -1
 
 
 # ----------------------------------------------------------------------------- optimizer

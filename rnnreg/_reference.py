@@ -213,6 +213,14 @@ def all_finite(arr):
     return bool(np.isfinite(arr).all())
 
 
+def first_nonfinite(arrays):
+    """The index of the first array holding NaN or inf (None skipped), or -1."""
+    for i, arr in enumerate(arrays):
+        if arr is not None and not all_finite(arr):
+            return i
+    return -1
+
+
 def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2):
     """One Adam step in place (see the compiled twin for the formula)."""
     for name, arr in (("g", g), ("m", m), ("v", v)):

@@ -7,6 +7,14 @@ NumPy twin in ``rnnreg._reference``. Both backends produce the same typed, read-
 (:class:`LSTMCache`, :class:`LayerNormCache`), so a cache made by one can be fed to the other's
 backward; the compiled kernels check again, on the arrays' real dimensions, everything they read.
 
+Speed: with the compiled backend every function first hands its arguments to the kernel as
+they are — the kernel checks sizes, dtypes, layout and alignment itself, with integer compares —
+and makes one compiled pass over the results (and, for the LSTM, the inputs) for NaN or inf.
+Only when the kernel refuses an argument, or a value is not finite, does the function take the
+checked path below it, which converts what can be converted (lists, strided or big-endian
+arrays) or raises the error naming the argument. So a call with usable arrays costs the kernel
+plus well under a microsecond (``benchmarks/call_overhead.py``).
+
 Conventions
 -----------
 * LSTM weights: ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)``; gate blocks in :data:`GATE_ORDER`
@@ -24,6 +32,17 @@ from . import _backend
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache,
                            LSTMCache, layer_norm_param_size)
+
+# Fast path: the compiled kernels when the calling thread uses them (None otherwise), and what a
+# kernel raises for an argument it refuses (the checked path then explains or converts).
+_COMPILED = _backend._kernels
+_REFUSED = (TypeError, ValueError, AttributeError, IndexError)
+
+
+def _compiled():
+    module = _backend._choice.module
+    return module if module is _COMPILED else None
+
 
 __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
@@ -196,6 +215,19 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
     >>> bool(np.abs(h_ln).max() < 1)
     True
     """
+    kernels = _compiled()
+    if kernels is not None and type(eps) is float:
+        try:
+            c_start = c0 if c0 is not None else np.zeros(h0.shape, h0.dtype)  # type: ignore[union-attr]
+            cache = kernels.lstm_forward(x, h0, c_start, Wx, Wh, b, layer_norm, recurrent_mask,
+                                         eps)
+        except _REFUSED:
+            pass
+        else:   # inputs and cell states all finite (a saturated gate can hide an inf input)
+            ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
+            if kernels.first_nonfinite((cache.c, cache.x, cache.h0, cache.c0, cache.Wx,
+                                        cache.Wh, cache.b, cache.recurrent_mask) + ln) < 0:
+                return cache.h, cache
     eps = v.positive_float(eps, "eps")
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask = _check_lstm_inputs(
         x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask)
@@ -235,6 +267,19 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
     >>> dx.shape, dWx.shape, db.shape
     ((2, 5, 3), (3, 16), (16,))
     """
+    kernels = _compiled()
+    if kernels is not None and type(cache) is LSTMCache:
+        # The compiled backward compares every array of the cache with dh on their real
+        # dimensions before it reads anything; a NaN or inf in dh shows in dx.
+        try:
+            grads = kernels.lstm_backward(
+                dh, dc_final if dc_final is not None else np.zeros_like(cache.c0), cache)
+        except _REFUSED:
+            pass
+        else:
+            if kernels.first_nonfinite((grads["dx"], grads["dWx"], grads["dWh"],
+                                        grads["dh0"])) < 0:
+                return _lstm_gradients(grads, cache)
     cache = _check_cache(cache, LSTMCache, "lstm_forward")
     N, T, H, dtype = cache.N, cache.T, cache.H, cache.dtype
     dh = v.float_array(dh, "dh", ndim=3, dtype=dtype)
@@ -247,6 +292,10 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
     grads = _backend.kernels().lstm_backward(dh, dc_final, cache)
     for name in ("dx", "dWx", "dWh", "dh0"):
         v.finite_result(grads[name], "lstm_backward", "dh, dc_final or the weights")
+    return _lstm_gradients(grads, cache)
+
+
+def _lstm_gradients(grads, cache):
     ln = None
     if cache.layer_norm is not None:
         ln = {name: grads["d" + name] for name in LSTM_LAYER_NORM_PARAMS}
@@ -387,6 +436,17 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     array([[-1.342, -0.447,  0.447,  1.342],
            [-0.577, -0.577, -0.577,  1.732]])
     """
+    kernels = _compiled()
+    if kernels is not None and type(eps) is float:
+        try:
+            rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])  # type: ignore[union-attr]
+            out, xhat, rstd = kernels.layer_norm_forward(rows, gamma, beta, eps)
+        except _REFUSED:
+            pass
+        else:   # a NaN or inf in x, gamma or beta makes its rows of out non-finite
+            if kernels.all_finite(out):
+                return (out if rows is x else out.reshape(x.shape),  # type: ignore[union-attr]
+                        LayerNormCache(xhat, rstd, gamma, x.shape))  # type: ignore[union-attr,arg-type]
     x = v.float_array(x, "x", ndim=(1, None))
     F = x.shape[-1]
     gamma = v.float_array(gamma, "gamma", ndim=1, dtype=x.dtype)
@@ -428,6 +488,18 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
     >>> bool(np.allclose(dx.sum(axis=1), 0))   # a shift of a row changes nothing
     True
     """
+    kernels = _compiled()
+    if kernels is not None and type(cache) is LayerNormCache and \
+            getattr(dout, "shape", None) == cache.shape:
+        try:
+            rows = dout.reshape(-1, cache.shape[-1])  # type: ignore[union-attr]
+            dx, dgamma, dbeta = kernels.layer_norm_backward(rows, cache.xhat, cache.rstd,
+                                                            cache.gamma)
+        except _REFUSED:
+            pass
+        else:
+            if kernels.first_nonfinite((dx, dgamma, dbeta)) < 0:
+                return dx.reshape(cache.shape), dgamma, dbeta
     cache = _check_cache(cache, LayerNormCache, "layer_norm_forward")
     dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
     v.check_shape(dout, "dout", cache.shape, "(the shape of the forward input)")
@@ -474,6 +546,19 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     >>> dropout_forward(np.ones(3), keep_prob=0.5, training=False)[1] is None
     True
     """
+    kernels = _compiled()
+    if kernels is not None and training is True and type(keep_prob) is float and \
+            keep_prob < 1.0 and type(rng) is np.random.Generator:
+        try:
+            flat = x if x.ndim == 1 else x.reshape(-1)  # type: ignore[union-attr]
+            out, mask = kernels.dropout_forward(flat, keep_prob, rng)
+        except _REFUSED:
+            pass
+        else:   # a dropped NaN or inf still shows: the kernel multiplies it by 0
+            if kernels.all_finite(out):
+                if flat is x:
+                    return out, mask
+                return out.reshape(x.shape), mask.reshape(x.shape)  # type: ignore[union-attr]
     keep_prob = v.probability(keep_prob, "keep_prob")
     x = v.float_array(x, "x")
     if not training:
@@ -508,6 +593,16 @@ def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.f
     >>> bool((dropout_backward(np.ones(6), mask) == mask).all())
     True
     """
+    kernels = _compiled()
+    if kernels is not None and mask is not None and \
+            getattr(dout, "shape", None) == getattr(mask, "shape", ()):
+        try:
+            dx = kernels.dropout_backward(dout.reshape(-1), mask.reshape(-1))  # type: ignore[union-attr]
+        except _REFUSED:
+            pass
+        else:
+            if kernels.all_finite(dx):
+                return dx.reshape(dout.shape)  # type: ignore[union-attr]
     dout = v.float_array(dout, "dout")
     if mask is None:
         return dout
@@ -582,6 +677,15 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
     array([[ 5., 14.],
            [14., 50.]])
     """
+    kernels = _compiled()
+    if kernels is not None:
+        try:
+            out = kernels.matmul(a, b, bool(trans_a), bool(trans_b))
+        except _REFUSED:
+            pass
+        else:   # a product of finite inputs can still overflow: one pass over the result
+            if kernels.first_nonfinite((out, a, b)) < 0:
+                return out
     a = v.float_array(a, "a", ndim=2)
     b = v.float_array(b, "b", ndim=2, dtype=a.dtype)
     inner_a = a.shape[0] if trans_a else a.shape[1]

@@ -69,6 +69,8 @@ def _valid(kernel, rng, dtype):
         return [f(N, D), rng.integers(0, D, N).astype(np.int64)], ["logits", "targets"]
     if kernel == "all_finite":
         return [f(N, D)], ["arr"]
+    if kernel == "first_nonfinite":
+        return [[f(N, D), None, f(D)]], ["arrays"]
     if kernel == "adam_update":
         return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0], \
             ["p", "g", "m", "v", "step_size", "beta1", "beta2", "eps", "decay", "l2"]
@@ -77,7 +79,7 @@ def _valid(kernel, rng, dtype):
 
 KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
            "layer_norm_forward", "layer_norm_backward", "dropout_forward", "dropout_backward",
-           "matmul", "softmax_cross_entropy", "all_finite", "adam_update"]
+           "matmul", "softmax_cross_entropy", "all_finite", "first_nonfinite", "adam_update"]
 ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
                      "float16", "byteswap", "misaligned", "strided", "not_array", "lying_shape"]
 SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
@@ -184,7 +186,14 @@ def run(seed, cases):
         name, value = names[position], args[position]
         label = f"{kernel}({name}"
         bad = None
-        if isinstance(value, np.ndarray):
+        if name == "arrays":   # a list of arrays: one of them malformed
+            kind = ["int64", "float16", "byteswap", "misaligned", "strided", "not_array"][
+                int(rng.integers(0, 6))]
+            bad = list(value)
+            bad[2] = _corrupt_array(value[2], kind, rng)
+            if bad[2] is None:
+                continue
+        elif isinstance(value, np.ndarray):
             kind = ARRAY_CORRUPTIONS[int(rng.integers(0, len(ARRAY_CORRUPTIONS)))]
             if (kernel, name) in WRITTEN and rng.random() < 0.2:
                 kind = "read_only"
