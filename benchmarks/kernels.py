@@ -1,21 +1,20 @@
-"""Benchmarks: each compiled kernel against its NumPy twin — and PyTorch CPU when installed.
+"""Benchmarks of what users get: rnnreg's public functions against what they would otherwise
+write — textbook NumPy (benchmarks/textbook.py) and PyTorch CPU when installed (nn.LSTM,
+F.layer_norm, F.dropout; TorchScript cell loops for LN-LSTM and dropout on h(t-1), which nn.LSTM
+cannot do) — plus a training epoch of ``fit`` against the same model trained in PyTorch.
 
-    python benchmarks/run.py            # everything (several minutes)
+    python benchmarks/run.py            # everything (many minutes), at 1 and 2 threads
     python benchmarks/run.py --quick    # a smoke run: tiny sizes, few repeats
-    python benchmarks/run.py --cases lstm --sizes tiny small --threads 1 --json out.json
+    python benchmarks/run.py --cases lstm epoch --sizes tiny small --threads 1 --json out.json
 
-A development harness, kept out of the installed package: it reaches into rnnreg's private
-modules (the raw kernels and their twins).
+A development harness, kept out of the installed package: its extra columns reach into
+rnnreg's private modules (the raw kernel without the public wrapper, and the bit-exact NumPy
+twin — the correctness oracle, a diagnostic rather than a baseline).
 
-The headline is a ratio measured in one run: NumPy-twin time / compiled time (and PyTorch time /
-compiled time). Calls of the backends being compared alternate, and each figure is the median of
-repeated samples, so a noisy shared machine moves both sides alike. The kernels are called
-directly (``rnnreg._kernels`` vs ``rnnreg._reference``), without the public wrappers' checks,
-which cost the same whichever backend runs. "Limits" columns put achieved throughput next to what
-the machine does on plain work of the same size: GFLOP/s of a BLAS matrix product with the LSTM's
-total multiply-adds, GB/s of a memory copy moving the same bytes. For the LSTM, "ceiling" is the
-speed-up over the NumPy twin that a kernel running at that matrix-product rate would reach: the
-bound the products alone put on the ratio. Nothing here asserts a time.
+Each ratio is measured in one run: the functions being compared are sampled in turn and each
+figure is the median of repeated samples, so a noisy shared machine moves all sides alike.
+BLAS (threadpoolctl) and PyTorch are pinned to the thread count of the row. Nothing here
+asserts a time.
 """
 import json
 import os
@@ -28,12 +27,14 @@ import numpy as np
 
 from rnnreg import _backend, _reference
 
+import textbook   # benchmarks/textbook.py, beside this file
+
 # name -> (N, D, H, T); tiny is the notebook's setting (one-hot vocab of 50)
 LSTM_SIZES = {"tiny": (1, 50, 32, 15), "small": (16, 64, 128, 35),
               "medium": (32, 256, 256, 35), "large": (64, 512, 512, 35)}
 LAYER_NORM_SIZES = {"tiny": (1, 32), "small": (32, 256), "medium": (64, 512), "large": (4096, 1024)}
-DROPOUT_SIZES = {"tiny": 10**3, "small": 10**5, "large": 10**7}
-CASES = ("lstm", "lstm_step", "layer_norm", "dropout", "epoch")
+DROPOUT_SIZES = {"small": 10**5, "large": 10**7}
+CASES = ("lstm", "ln_lstm", "h_dropout_lstm", "layer_norm", "dropout", "epoch")
 
 
 # ----------------------------------------------------------------------------- timing
@@ -125,6 +126,19 @@ class _Threads:
 
 
 # ----------------------------------------------------------------------------- cases
+# Every case times what a user calls — rnnreg's public functions — against what they would
+# otherwise write (textbook NumPy, benchmarks/textbook.py; PyTorch), with rnnreg's raw kernel
+# (no wrapper) and its NumPy twin (the bit-exact oracle) as extra columns. "speedup" is the
+# headline: textbook NumPy time / public time.
+def _row(t, **fields):
+    p = t["public"]
+    return dict(fields, public_s=p, kernel_s=t.get("kernel"), textbook_s=t.get("textbook"),
+                twin_s=t.get("twin"), torch_s=t.get("torch"),
+                speedup=t["textbook"] / p if "textbook" in t else None,
+                vs_twin=t["twin"] / p if "twin" in t else None,
+                vs_torch=t["torch"] / p if "torch" in t else None)
+
+
 def _lstm_inputs(N, D, H, T, dtype, rng):
     x = rng.standard_normal((N, T, D)).astype(dtype)
     h0 = np.zeros((N, H), dtype)
@@ -136,24 +150,16 @@ def _lstm_inputs(N, D, H, T, dtype, rng):
     return x, h0, c0, Wx, Wh, b, dh
 
 
-def _torch_lstm(N, D, H, T, dtype, x, dh):
+def _torch_dtype(dtype):
     torch = _torch()
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    lstm = torch.nn.LSTM(D, H, batch_first=True).to(tdtype)
-    tx = torch.from_numpy(x).requires_grad_(True)
-    tdh = torch.from_numpy(dh)
-
-    def forward():
-        with torch.no_grad():
-            lstm(tx)
-
-    def forward_backward():
-        out, _ = lstm(tx)
-        out.backward(tdh)
-    return forward, forward_backward
+    return torch.float32 if dtype == np.float32 else torch.float64
 
 
-def bench_lstm(size, dtype, rng, repeats, quick):
+def bench_lstm(size, dtype, rng, repeats, quick, variant="plain"):
+    """LSTM forward + backward over a sequence. ``variant``: "plain" (vs nn.LSTM), "layer_norm"
+    (LN-LSTM, vs a TorchScript cell loop) or "recurrent_dropout" (a mask on h(t-1), vs a
+    TorchScript loop) — the two nn.LSTM cannot do."""
+    import rnnreg
     K = _backend._kernels
     N, D, H, T = LSTM_SIZES[size]
     if quick:
@@ -161,178 +167,237 @@ def bench_lstm(size, dtype, rng, repeats, quick):
     x, h0, c0, Wx, Wh, b, dh = _lstm_inputs(N, D, H, T, dtype, rng)
     dc = np.zeros((N, H), dtype)
     eps = 1e-5
-    cache_k = K.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, eps)
-    cache_r = _reference.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, eps)
+    ln = rnnreg.lstm_layer_norm_params(H, dtype) if variant == "layer_norm" else None
+    mask = rnnreg.dropout_mask((N, H), 0.75, rng=1, dtype=dtype) \
+        if variant == "recurrent_dropout" else None
+    _, cache_p = rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)
+    cache_k = K.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)
+    cache_r = _reference.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)
     fns = {
-        "compiled_fwd": lambda: K.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, eps),
-        "numpy_fwd": lambda: _reference.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, eps),
-        "compiled_bwd": lambda: K.lstm_backward(dh, dc, cache_k),
-        "numpy_bwd": lambda: _reference.lstm_backward(dh, dc, cache_r),
+        "public": lambda: rnnreg.lstm_backward(dh, rnnreg.lstm_forward(
+            x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)[1]),
+        "kernel": lambda: K.lstm_backward(dh, dc, K.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask,
+                                                                 eps)),
+        "twin": lambda: _reference.lstm_backward(dh, dc, _reference.lstm_forward(
+            x, h0, c0, Wx, Wh, b, ln, mask, eps)),
     }
-    # The limit: one BLAS product with the forward pass's multiply-adds, on the kernels' BLAS.
-    xh = rng.standard_normal((N * T, D + H)).astype(dtype)
-    W = rng.standard_normal((D + H, 4 * H)).astype(dtype)
-    fns["matmul_same_work"] = lambda: K.matmul(xh, W)
-    if _torch():
-        fns["torch_fwd"], fns["torch_fwdbwd"] = _torch_lstm(N, D, H, T, dtype, x, dh)
+    if variant == "plain":
+        fns["textbook"] = lambda: textbook.lstm_backward(dh, textbook.lstm_forward(
+            x, h0, Wx, Wh, b)[1])
+    torch = _torch()
+    if torch:
+        fns["torch"] = _torch_lstm(variant, N, D, H, T, dtype, x, dh)
     t = compare(fns, repeats)
-    fwd_flops = 2.0 * N * T * (D + H) * 4 * H          # matrix products only
-    rows = []
-    base = dict(size=size, shape=f"N={N} D={D} H={H} T={T}", dtype=np.dtype(dtype).name)
-    compiled = t["compiled_fwd"] + t["compiled_bwd"]
-    numpy_ = t["numpy_fwd"] + t["numpy_bwd"]
-    mm_rate = fwd_flops / t["matmul_same_work"]
-    for case, c, n, flops, torch_t in (
-            ("lstm_forward", t["compiled_fwd"], t["numpy_fwd"], fwd_flops, t.get("torch_fwd")),
-            ("lstm_backward", t["compiled_bwd"], t["numpy_bwd"], 2 * fwd_flops, None),
-            ("lstm_forward+backward", compiled, numpy_, 3 * fwd_flops, t.get("torch_fwdbwd"))):
-        # ceiling: the speed-up a kernel running at the matmul limit would show against this
-        # NumPy time — where it is near the target, the products alone bound the ratio.
-        rows.append(dict(base, case=case, compiled_s=c, numpy_s=n, speedup=n / c,
-                         torch_s=torch_t, vs_torch=(torch_t / c) if torch_t else None,
-                         gflops=flops / c / 1e9, limit_gflops=mm_rate / 1e9,
-                         fraction_of_limit=(flops / c) / mm_rate,
-                         speedup_ceiling=n / (flops / mm_rate)))
-    return rows
+    case = {"plain": "lstm_forward+backward", "layer_norm": "ln_lstm_forward+backward",
+            "recurrent_dropout": "lstm_h_dropout_forward+backward"}[variant]
+    return [_row(t, size=size, shape=f"N={N} D={D} H={H} T={T}", dtype=np.dtype(dtype).name,
+                 case=case)]
 
 
-def bench_lstm_step(size, dtype, rng, repeats, quick):
-    K = _backend._kernels
-    N, D, H, _ = LSTM_SIZES[size]
-    x, h0, c0, Wx, Wh, b, _ = _lstm_inputs(N, D, H, 1, dtype, rng)
-    x = np.ascontiguousarray(x[:, 0])
-    dnh = rng.standard_normal((N, H)).astype(dtype)
-    dnc = np.zeros((N, H), dtype)
-    _, _, cache_k = K.lstm_step_forward(x, h0, c0, Wx, Wh, b)
-    _, _, cache_r = _reference.lstm_step_forward(x, h0, c0, Wx, Wh, b)
-    fns = {
-        "compiled_fwd": lambda: K.lstm_step_forward(x, h0, c0, Wx, Wh, b),
-        "numpy_fwd": lambda: _reference.lstm_step_forward(x, h0, c0, Wx, Wh, b),
-        "compiled_bwd": lambda: K.lstm_step_backward(dnh, dnc, cache_k),
-        "numpy_bwd": lambda: _reference.lstm_step_backward(dnh, dnc, cache_r),
-    }
-    t = compare(fns, repeats)
-    base = dict(size=size, shape=f"N={N} D={D} H={H}", dtype=np.dtype(dtype).name)
-    return [dict(base, case="lstm_step_forward", compiled_s=t["compiled_fwd"],
-                 numpy_s=t["numpy_fwd"], speedup=t["numpy_fwd"] / t["compiled_fwd"]),
-            dict(base, case="lstm_step_backward", compiled_s=t["compiled_bwd"],
-                 numpy_s=t["numpy_bwd"], speedup=t["numpy_bwd"] / t["compiled_bwd"])]
+def _torch_lstm(variant, N, D, H, T, dtype, x, dh):
+    torch = _torch()
+    td = _torch_dtype(dtype)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tdh = torch.from_numpy(dh)
+    if variant == "plain":
+        lstm = torch.nn.LSTM(D, H, batch_first=True).to(td)
 
+        def plain():
+            out, _ = lstm(tx)
+            out.backward(tdh)
+        return plain
+    ln_lstm, masked_lstm = textbook.torch_cells()
+    Wx = torch.randn(D, 4 * H, dtype=td, requires_grad=True)
+    Wh = torch.randn(H, 4 * H, dtype=td, requires_grad=True)
+    b = torch.zeros(4 * H, dtype=td, requires_grad=True)
+    h0, c0 = torch.zeros(N, H, dtype=td), torch.zeros(N, H, dtype=td)
+    tdh_t = tdh.transpose(0, 1)
+    if variant == "layer_norm":
+        params = [torch.ones(4 * H, dtype=td, requires_grad=True),
+                  torch.zeros(4 * H, dtype=td, requires_grad=True),
+                  torch.ones(4 * H, dtype=td, requires_grad=True),
+                  torch.zeros(4 * H, dtype=td, requires_grad=True),
+                  torch.ones(H, dtype=td, requires_grad=True),
+                  torch.zeros(H, dtype=td, requires_grad=True)]
 
-def _memory_bound_row(t, moved_bytes, **fields):
-    """A result row for a memory-bound kernel: the ratios, and GB/s next to a memory copy of
-    the same bytes (t holds median seconds for "compiled", "numpy", "copy", maybe "torch")."""
-    c = t["compiled"]
-    return dict(fields, compiled_s=c, numpy_s=t["numpy"], speedup=t["numpy"] / c,
-                torch_s=t.get("torch"), vs_torch=(t["torch"] / c) if "torch" in t else None,
-                gbps=moved_bytes / c / 1e9, limit_gbps=moved_bytes / t["copy"] / 1e9,
-                fraction_of_limit=t["copy"] / c)
+        def ln():
+            xw = (tx.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H).transpose(0, 1)
+            ln_lstm(xw, h0, c0, Wh, *params, b).backward(tdh_t)
+        return ln
+    mask = (torch.rand(N, H, dtype=td) < 0.75).to(td) / 0.75
+
+    def masked():
+        xw = (tx.reshape(N * T, D) @ Wx + b).reshape(N, T, 4 * H).transpose(0, 1)
+        masked_lstm(xw, h0, c0, Wh, mask).backward(tdh_t)
+    return masked
 
 
 def bench_layer_norm(size, dtype, rng, repeats, quick):
+    import rnnreg
     K = _backend._kernels
     M, F = LAYER_NORM_SIZES[size]
     x = (rng.standard_normal((M, F)) * 3 + 1).astype(dtype)
     gamma = rng.standard_normal(F).astype(dtype)
     beta = rng.standard_normal(F).astype(dtype)
     dout = rng.standard_normal((M, F)).astype(dtype)
-    _, xhat, rstd = K.layer_norm_forward(x, gamma, beta, 1e-5)
-    src = rng.standard_normal((3, M, F)).astype(dtype)   # a copy of 3 arrays' bytes: the limit
-    dst = np.empty_like(src)
-    fns = {
-        "compiled": lambda: (K.layer_norm_forward(x, gamma, beta, 1e-5),
-                             K.layer_norm_backward(dout, xhat, rstd, gamma)),
-        "numpy": lambda: (_reference.layer_norm_forward(x, gamma, beta, 1e-5),
-                          _reference.layer_norm_backward(dout, xhat, rstd, gamma)),
-        "copy": lambda: (np.copyto(dst, src), np.copyto(dst, src)),
-    }
+
+    def public():
+        rnnreg.layer_norm_backward(dout, rnnreg.layer_norm_forward(x, gamma, beta)[1])
+
+    def kernel():
+        _, xhat, rstd = K.layer_norm_forward(x, gamma, beta, 1e-5)
+        K.layer_norm_backward(dout, xhat, rstd, gamma)
+
+    def twin():
+        _, xhat, rstd = _reference.layer_norm_forward(x, gamma, beta, 1e-5)
+        _reference.layer_norm_backward(dout, xhat, rstd, gamma)
+    fns = {"public": public, "kernel": kernel, "twin": twin,
+           "textbook": lambda: textbook.layer_norm_backward(
+               dout, textbook.layer_norm_forward(x, gamma, beta)[1])}
     torch = _torch()
     if torch:
         tx = torch.from_numpy(x).requires_grad_(True)
         tg = torch.from_numpy(gamma).requires_grad_(True)
         tb = torch.from_numpy(beta).requires_grad_(True)
         td = torch.from_numpy(dout)
-
-        def torch_ln():
-            torch.nn.functional.layer_norm(tx, (F,), tg, tb, 1e-5).backward(td)
-        fns["torch"] = torch_ln
-    moved = 6 * M * F * np.dtype(dtype).itemsize   # forward: x in, out + xhat out; backward alike
-    return [_memory_bound_row(compare(fns, repeats), moved, size=size, shape=f"({M}, {F})",
-                              dtype=np.dtype(dtype).name, case="layer_norm_forward+backward")]
+        fns["torch"] = lambda: torch.nn.functional.layer_norm(tx, (F,), tg, tb, 1e-5).backward(td)
+    return [_row(compare(fns, repeats), size=size, shape=f"({M}, {F})",
+                 dtype=np.dtype(dtype).name, case="layer_norm_forward+backward")]
 
 
 def bench_dropout(size, dtype, rng, repeats, quick):
+    import rnnreg
     K = _backend._kernels
     n = DROPOUT_SIZES[size]
     x = rng.standard_normal(n).astype(dtype)
-    gen_c, gen_n = np.random.default_rng(1), np.random.default_rng(1)
-    src = rng.standard_normal(3 * n).astype(dtype)      # x in, out and mask out: 3 arrays' bytes
-    dst = np.empty_like(src)
+    gens = {k: np.random.default_rng(1) for k in ("public", "kernel", "twin", "textbook")}
     fns = {
-        "compiled": lambda: K.dropout_forward(x, 0.8, gen_c),
-        "numpy": lambda: _reference.dropout_forward(x, 0.8, gen_n),
-        "copy": lambda: np.copyto(dst, src),
+        "public": lambda: rnnreg.dropout_forward(x, 0.8, True, gens["public"]),
+        "kernel": lambda: K.dropout_forward(x, 0.8, gens["kernel"]),
+        "twin": lambda: _reference.dropout_forward(x, 0.8, gens["twin"]),
+        "textbook": lambda: textbook.dropout_forward(x, 0.8, gens["textbook"]),
     }
     torch = _torch()
     if torch:
         tx = torch.from_numpy(x)
         fns["torch"] = lambda: torch.nn.functional.dropout(tx, 0.2, training=True)
-    moved = 3 * n * np.dtype(dtype).itemsize
-    return [_memory_bound_row(compare(fns, repeats), moved, size=size, shape=f"{n:.0e} elements",
-                              dtype=np.dtype(dtype).name, case="dropout_forward")]
+    return [_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
+                 dtype=np.dtype(dtype).name, case="dropout_forward")]
+
+
+# ----------------------------------------------------------------------------- training epoch
+EPOCH_MODELS = {   # name -> rnnreg model settings
+    "plain": {},
+    "output dropout": {"dropout_keep_prob": 0.6},
+    "LN-LSTM": {"use_layer_norm": True},
+    "h(t-1) dropout": {"recurrent_keep_prob": 0.75, "variational": True},
+}
+
+
+def _epoch_data(quick):
+    from rnnreg.data import load_stdlib_docstrings
+    corpus = load_stdlib_docstrings(train_chars=4000 if quick else 20000, eval_chars=1000)
+    return corpus.train, corpus.vocab_size
+
+
+def _rnnreg_epoch(model_name, stream, V, H):
+    from rnnreg import RegularizedLSTM, TrainConfig, fit
+    model = RegularizedLSTM(V, H, seed=0, dtype="float32", **EPOCH_MODELS[model_name])
+    config = TrainConfig(epochs=1, progress=False)   # batch 8, BPTT 35, Adam 5e-3, clip 5
+    return lambda: fit(model, stream, None, config, log=lambda line: None)
+
+
+def _torch_epoch(model_name, stream, V, H, batch=8, bptt=35):
+    """The same epoch in PyTorch: one-hot inputs (an embedding lookup of the input weights),
+    nn.LSTM where it can, the TorchScript loops of benchmarks/textbook.py where it cannot;
+    Adam 5e-3, global-norm clipping at 5, the state carried across chunks and detached."""
+    torch = _torch()
+    F_ = torch.nn.functional
+    torch.manual_seed(0)
+    n = (stream.size - 1) // batch
+    inputs = torch.from_numpy(stream[:n * batch].reshape(batch, n).astype(np.int64))
+    targets = torch.from_numpy(stream[1:n * batch + 1].reshape(batch, n).astype(np.int64))
+    head = torch.nn.Linear(H, V)
+    if model_name in ("plain", "output dropout"):
+        lstm = torch.nn.LSTM(V, H, batch_first=True)
+        params = list(lstm.parameters()) + list(head.parameters())
+    else:
+        ln_lstm, masked_lstm = textbook.torch_cells()
+        Wx = torch.nn.Parameter(torch.randn(V, 4 * H) * 0.05)
+        Wh = torch.nn.Parameter(torch.randn(H, 4 * H) * 0.05)
+        b = torch.nn.Parameter(torch.zeros(4 * H))
+        ln = [torch.nn.Parameter(torch.ones(4 * H) if k % 2 == 0 else torch.zeros(4 * H))
+              for k in range(4)] + [torch.nn.Parameter(torch.ones(H)),
+                                    torch.nn.Parameter(torch.zeros(H))]
+        params = [Wx, Wh, b] + (ln if model_name == "LN-LSTM" else []) + list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=5e-3)
+
+    def epoch():
+        h = c = torch.zeros(batch, H)
+        state = None
+        for start in range(0, n, bptt):
+            x, y = inputs[:, start:start + bptt], targets[:, start:start + bptt]
+            if model_name in ("plain", "output dropout"):
+                out, state = lstm(F_.one_hot(x, V).float(), state)
+                state = tuple(s.detach() for s in state)
+                if model_name == "output dropout":
+                    out = F_.dropout(out, 0.4, training=True)
+            else:
+                xw = F_.embedding(x, Wx).transpose(0, 1)   # (T, N, 4H): the hoisted input product
+                if model_name == "LN-LSTM":
+                    hs = ln_lstm(xw, h, c, Wh, *ln, b)
+                else:
+                    mask = (torch.rand(batch, H) < 0.75).float() / 0.75
+                    hs = masked_lstm(xw + b, h, c, Wh, mask)
+                out = hs.transpose(0, 1)
+                h = out[:, -1].detach()   # (the scripted loops return h only: c restarts)
+            loss = F_.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+    return epoch
 
 
 def bench_epoch(dtype, repeats, quick):
-    """One training epoch of the notebook's setting: 200 sequences of 15 tokens, vocab 50,
-    hidden 32, one sequence per update (as the notebook loops): forward, backward, Adam step."""
-    from rnnreg.data import generate_simple_dataset
-    from rnnreg.model import RegularizedLSTM
-    from rnnreg.optim import Adam
-    num = 20 if quick else 200
-    inputs, targets = generate_simple_dataset(15, 50, num, seed=0)
-
-    def epoch_with(backend):
-        model = RegularizedLSTM(50, 32, dropout_keep_prob=0.8, use_layer_norm=True, seed=0,
-                                dtype=dtype)
-        optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-
-        def run():
-            with _backend.use_backend(backend):
-                for k in range(num):
-                    model.forward_batch(inputs[k:k + 1], targets[k:k + 1], training=True)
-                    optimizer.step(model.backward())
-        return run
-    t = compare({"compiled": epoch_with("compiled"), "numpy": epoch_with("numpy")},
-                repeats=max(3, repeats // 2), min_time=0.0)
-    return [dict(size="notebook", shape=f"{num} seqs x 15, V=50, H=32, LN, dropout",
-                 dtype=np.dtype(dtype).name, case="training epoch (model + Adam)",
-                 compiled_s=t["compiled"], numpy_s=t["numpy"],
-                 speedup=t["numpy"] / t["compiled"])]
+    """One training epoch of a char-level LM (float32, hidden 256, batch 8, BPTT 35, one-hot
+    vocabulary of the built-in text, Adam, clip 5): rnnreg's ``fit`` against PyTorch."""
+    if dtype != np.float32:
+        return []   # the epoch is a float32 case
+    stream, V = _epoch_data(quick)
+    H = 64 if quick else 256
+    rows = []
+    for name in EPOCH_MODELS:
+        fns = {"public": _rnnreg_epoch(name, stream, V, H)}
+        if _torch():
+            fns["torch"] = _torch_epoch(name, stream, V, H)
+        t = compare(fns, repeats=max(3, repeats // 2), min_time=0.0)
+        rows.append(_row(t, size=name, shape=f"{stream.size} chars, V={V}, H={H}, batch 8, "
+                         "BPTT 35", dtype="float32", case="training epoch"))
+    return rows
 
 
 # ----------------------------------------------------------------------------- driver
 def _fmt_time(s):
-    return "" if s is None else (f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms")
+    return "" if s is None else (f"{s * 1e6:.1f} µs" if s < 1e-3 else
+                                 (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"))
+
+
+def _ratio(r):
+    return f"**{r:.2f}×**" if r is not None else ""
 
 
 def markdown_table(rows):
-    lines = ["| case | size | shape | dtype | threads | compiled | NumPy twin | speed-up | "
-             "PyTorch | vs PyTorch | achieved | limit | of limit | ceiling |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | size | shape | dtype | threads | rnnreg | raw kernel | textbook NumPy | "
+             "vs NumPy | NumPy twin | vs twin | PyTorch | vs PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if "gflops" in r:
-            achieved, limit = f"{r['gflops']:.1f} GFLOP/s", f"{r['limit_gflops']:.1f} GFLOP/s"
-        elif "gbps" in r:
-            achieved, limit = f"{r['gbps']:.1f} GB/s", f"{r['limit_gbps']:.1f} GB/s"
-        else:
-            achieved = limit = ""
-        frac = f"{100 * r['fraction_of_limit']:.0f}%" if r.get("fraction_of_limit") else ""
-        vs_torch = f"{r['vs_torch']:.2f}×" if r.get("vs_torch") else ""
-        ceiling = f"{r['speedup_ceiling']:.1f}×" if r.get("speedup_ceiling") else ""
-        lines.append(f"| {r['case']} | {r['size']} | {r['shape']} | {r['dtype']} | "
-                     f"{r['threads']} | {_fmt_time(r['compiled_s'])} | {_fmt_time(r['numpy_s'])} | "
-                     f"**{r['speedup']:.1f}×** | {_fmt_time(r.get('torch_s'))} | {vs_torch} | "
-                     f"{achieved} | {limit} | {frac} | {ceiling} |")
+        lines.append(
+            f"| {r['case']} | {r['size']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
+            f"{_fmt_time(r['public_s'])} | {_fmt_time(r.get('kernel_s'))} | "
+            f"{_fmt_time(r.get('textbook_s'))} | {_ratio(r.get('speedup'))} | "
+            f"{_fmt_time(r.get('twin_s'))} | {_ratio(r.get('vs_twin'))} | "
+            f"{_fmt_time(r.get('torch_s'))} | {_ratio(r.get('vs_torch'))} |")
     return "\n".join(lines)
 
 
@@ -342,7 +407,7 @@ def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), thre
     if _backend._kernels is None:
         raise RuntimeError("the compiled kernels are not available: nothing to benchmark")
     repeats = repeats or (3 if quick else 7)
-    cases = cases or (("lstm", "layer_norm", "dropout", "epoch") if quick else CASES)
+    cases = cases or CASES
     if quick:
         sizes = sizes or ["tiny"]
         threads = threads if threads != (1, 2) else (1,)
@@ -356,10 +421,14 @@ def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), thre
                     if case == "epoch":
                         new = bench_epoch(dtype, repeats, quick)
                     else:
-                        table = {"lstm": LSTM_SIZES, "lstm_step": LSTM_SIZES,
-                                 "layer_norm": LAYER_NORM_SIZES, "dropout": DROPOUT_SIZES}[case]
-                        bench = {"lstm": bench_lstm, "lstm_step": bench_lstm_step,
-                                 "layer_norm": bench_layer_norm, "dropout": bench_dropout}[case]
+                        table = {"lstm": LSTM_SIZES, "ln_lstm": LSTM_SIZES,
+                                 "h_dropout_lstm": LSTM_SIZES, "layer_norm": LAYER_NORM_SIZES,
+                                 "dropout": DROPOUT_SIZES}[case]
+                        bench = {"lstm": bench_lstm, "layer_norm": bench_layer_norm,
+                                 "dropout": bench_dropout,
+                                 "ln_lstm": lambda *a: bench_lstm(*a, variant="layer_norm"),
+                                 "h_dropout_lstm": lambda *a: bench_lstm(
+                                     *a, variant="recurrent_dropout")}[case]
                         new = []
                         for size in (s for s in table if sizes is None or s in sizes):
                             new += bench(size, dtype, rng, repeats, quick)
@@ -367,8 +436,9 @@ def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), thre
                         r["threads"] = n_threads
                     rows += new
                     for r in new:
-                        print(f"  {r['case']:<32} {r['size']:<8} {r['dtype']:<8} "
-                              f"{n_threads} thr  {r['speedup']:6.1f}x NumPy"
+                        print(f"  {r['case']:<34} {r['size']:<15} {r['dtype']:<8} "
+                              f"{n_threads} thr"
+                              + (f"  {r['speedup']:6.2f}x NumPy" if r.get("speedup") else "")
                               + (f"  {r['vs_torch']:5.2f}x torch" if r.get("vs_torch") else ""),
                               file=sys.stderr, flush=True)
     info = machine_info()

@@ -1,9 +1,9 @@
 """Several runs of `python benchmarks/run.py --json` in one table: `python benchmarks/summarize.py a.json b.json ...`
 
-On a shared machine one run's ratios move by tens of percent (the NumPy twin's Python-heavy loop
-suffers most from a busy neighbour). This prints, for every case, the median over the runs and
-the range [lowest, highest] of the speed-up over the NumPy twin, of the ratio to PyTorch, and of
-the fraction of the machine's limit; the runs themselves stay in their JSON files.
+On a shared machine one run's ratios move by tens of percent (Python-heavy loops suffer most
+from a busy neighbour). This prints, for every case, the median over the runs and the range
+[lowest, highest] of the public functions' speed-up over textbook NumPy, over the NumPy twin and
+over PyTorch; the runs themselves stay in their JSON files.
 """
 import json
 import statistics
@@ -32,21 +32,19 @@ def summarize(paths, threads=None):
                 keys.append(key)
                 rows[key] = []
             rows[key].append(r)
-    times = lambda v: f"{v:.1f}×"  # noqa: E731
-    percent = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+    times = lambda v: f"{v:.2f}×"  # noqa: E731
     lines = [f"{len(paths)} runs; median [lowest–highest]", "",
-             "| case | size | shape | dtype | threads | speed-up vs NumPy twin | vs PyTorch | "
-             "of limit | ceiling |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| case | size | shape | dtype | threads | vs textbook NumPy | vs NumPy twin | "
+             "vs PyTorch |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in keys:
         if threads is not None and key[4] != threads:
             continue
         found = rows[key]
         lines.append("| " + " | ".join(map(str, key)) + " | "
-                     + " | ".join([_cell([r["speedup"] for r in found], times),
-                                   _cell([r.get("vs_torch") for r in found], lambda v: f"{v:.2f}×"),
-                                   _cell([r.get("fraction_of_limit") for r in found], percent),
-                                   _cell([r.get("speedup_ceiling") for r in found], times)])
+                     + " | ".join([_cell([r.get("speedup") for r in found], times),
+                                   _cell([r.get("vs_twin") for r in found], times),
+                                   _cell([r.get("vs_torch") for r in found], lambda v: f"{v:.2f}×")])
                      + " |")
     return "\n".join(lines)
 

@@ -714,6 +714,8 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
     s.Wx = _array(Wx, "Wx", tn, 2, D, G)
     s.b = _array(b, "b", tn, 1, G)
     s.h0 = _array(h0, "h0", tn, 2, N, H)
+    if c0 is None:   # a zero initial cell state
+        c0 = _zeros(tn, N, H)
     s.c0 = _array(c0, "c0", tn, 2, N, H)
     _positive_eps(eps)
     s.eps = eps
@@ -751,7 +753,7 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
-    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H) with Wx (D, 4H), Wh (H, 4H), b (4H,);
+    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H; c0 None: zeros) with Wx (D, 4H), Wh (H, 4H), b (4H,);
     ``layer_norm``: None or a mapping of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or
     (N, H); eps > 0. Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
     if _is_float32(x):
@@ -843,7 +845,8 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
     s.c = _array(cache.c, "cache.c", tn, 3, N, T, H)
     s.tc = _array(cache.tc, "cache.tc", tn, 3, N, T, H)
     g.dh = _array(dh, "dh", tn, 3, N, T, H)
-    _array(dc_final, "dc_final", tn, 2, N, H)
+    if dc_final is not None:
+        _array(dc_final, "dc_final", tn, 2, N, H)
     layer_norm, ln_saved = cache.layer_norm, cache.ln_saved
     if (layer_norm is None) != (ln_saved is None):
         raise TypeError("cache.layer_norm and cache.ln_saved must both be None or both set")
@@ -868,7 +871,8 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
     dhw = dxw = da
     if s.layer_norm:
         dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
-    dc_next = cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
+    dc_next = _zeros(tn, N, H) if dc_final is None else \
+        cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
     dh_next, row_buf = _zeros(tn, N, H), _empty(tn, H)
     dx, dWx, dWh = _empty(tn, N, T, D), _empty(tn, D, G), _empty(tn, H, G)
     db = _zeros(cnp.NPY_DOUBLE, G)
@@ -884,7 +888,8 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
 
 
 def lstm_backward(dh, dc_final, cache):
-    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state;
+    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state
+    (None: zero);
     cache: the LSTMCache of lstm_forward. Returns a dict with dx, dh0, dc0, dWx, dWh, db and,
     with layer norm, ``d`` + the name of each LSTM_LAYER_NORM_PARAMS entry."""
     if _is_float32(dh):

@@ -80,6 +80,8 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = x.dtype
+    if c0 is None:
+        c0 = np.zeros((N, H), dtype)
     xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H)
     saved = None
     if layer_norm is not None:
@@ -131,6 +133,8 @@ def lstm_backward(dh, dc_final, cache):
     gates, c, tc, hprev = cache.gates, cache.c, cache.tc, cache.hprev
     layer_norm, mask, saved = cache.layer_norm, cache.recurrent_mask, cache.ln_saved
     N, T, D, H = cache.N, cache.T, cache.D, cache.H
+    if dc_final is None:
+        dc_final = np.zeros((N, H), cache.x.dtype)
     for name, arr, shape in (("dh", dh, (N, T, H)), ("dc_final", dc_final, (N, H))):
         if arr.shape != shape:
             raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")

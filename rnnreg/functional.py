@@ -218,9 +218,7 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
     kernels = _compiled()
     if kernels is not None and type(eps) is float:
         try:
-            c_start = c0 if c0 is not None else np.zeros(h0.shape, h0.dtype)  # type: ignore[union-attr]
-            cache = kernels.lstm_forward(x, h0, c_start, Wx, Wh, b, layer_norm, recurrent_mask,
-                                         eps)
+            cache = kernels.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
         except _REFUSED:
             pass
         else:   # inputs and cell states all finite (a saturated gate can hide an inf input)
@@ -272,8 +270,7 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
         # The compiled backward compares every array of the cache with dh on their real
         # dimensions before it reads anything; a NaN or inf in dh shows in dx.
         try:
-            grads = kernels.lstm_backward(
-                dh, dc_final if dc_final is not None else np.zeros_like(cache.c0), cache)
+            grads = kernels.lstm_backward(dh, dc_final, cache)
         except _REFUSED:
             pass
         else:

@@ -81,7 +81,10 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
                           capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "| lstm_forward+backward | tiny |" in proc.stdout
     data = json.loads(out.read_text())
-    assert data["results"] and all(r["speedup"] > 0 for r in data["results"])
+    # public functions against textbook NumPy (where there is one), the twin and the raw kernel
+    assert data["results"] and all(r["public_s"] > 0 for r in data["results"])
+    assert all(r["speedup"] > 0 for r in data["results"] if r["case"] == "lstm_forward+backward")
+    assert {"ln_lstm_forward+backward", "training epoch"} <= {r["case"] for r in data["results"]}
     # benchmarks/summarize.py reads such files: two runs of the same rows give a median and range
     summarize = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize.py"
     table = subprocess.run([sys.executable, str(summarize), str(out), str(out)],
