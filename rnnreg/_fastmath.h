@@ -184,6 +184,22 @@ RN_INLINE int NAME(const T *restrict x, Py_ssize_t n) {                         
 RN_DEFINE_ALL_FINITE(rn_all_finite_d, double)
 RN_DEFINE_ALL_FINITE(rn_all_finite_f, float)
 
+/* Sum of squares in double (a float32 gradient norm cannot overflow on the way), in RN_LANES
+ * explicit lanes so that it vectorizes without reassociation; inf or NaN propagate. */
+#define RN_DEFINE_SUM_SQUARES(NAME, T)                                                        \
+RN_INLINE double NAME(const T *restrict x, Py_ssize_t n) {                                    \
+    double acc[RN_LANES], total = 0, v;                                                       \
+    Py_ssize_t i, j;                                                                          \
+    for (j = 0; j < RN_LANES; j++) acc[j] = 0;                                                \
+    for (i = 0; i + RN_LANES <= n; i += RN_LANES)                                             \
+        for (j = 0; j < RN_LANES; j++) { v = (double)x[i + j]; acc[j] += v * v; }             \
+    for (; i < n; i++) { v = (double)x[i]; acc[0] += v * v; }                                 \
+    for (j = 0; j < RN_LANES; j++) total += acc[j];                                           \
+    return total;                                                                             \
+}
+RN_DEFINE_SUM_SQUARES(rn_sum_squares_d, double)
+RN_DEFINE_SUM_SQUARES(rn_sum_squares_f, float)
+
 /* ------------------------------------------------------------------ layer norm, one row
  * Sums run in double: the mean, then the variance of the centred values (two passes: a large
  * mean cannot cancel). With vector types the sums run in two 4-double vectors (8 lanes, so

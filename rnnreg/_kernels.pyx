@@ -99,6 +99,8 @@ cdef extern from "_fastmath.h" nogil:
     double rn_exp_shifted_f(const float* x, float shift, float* out, Py_ssize_t n)
     int rn_all_finite_d(const double* x, Py_ssize_t n)
     int rn_all_finite_f(const float* x, Py_ssize_t n)
+    double rn_sum_squares_d(const double* x, Py_ssize_t n)
+    double rn_sum_squares_f(const float* x, Py_ssize_t n)
     void rn_gemm_nn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
                       Py_ssize_t sa_row, Py_ssize_t sa_col, const double* B, Py_ssize_t ldb,
                       double* C, Py_ssize_t ldc, int accumulate)
@@ -628,7 +630,7 @@ cdef struct LSTMGradArrays:
     void* da               # (N, T, 4H) gradient of the gate pre-activations
     void* dhw              # (N, T, 4H) of the recurrent projection (da without layer norm)
     void* dxw              # (N, T, 4H) of the input projection (da without layer norm)
-    void* dx               # (N, T, D)
+    void* dx               # (N, T, D), or NULL when the caller does not need it
     void* dWx              # (D, 4H)
     void* dWh              # (H, 4H)
     double* db             # (4H,) float64 sum, zeros in
@@ -815,10 +817,11 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
     # One matrix product for each weight gradient and for dx, over all time steps at once.
     _product(True, False, D, G, N * T, <const floating*>s.x, D, dxw, G, <floating*>g.dWx, G)
     _product(True, False, H, G, N * T, <const floating*>s.hprev, H, dhw, G, <floating*>g.dWh, G)
-    _product(False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G, <floating*>g.dx, D)
+    if g.dx != NULL:   # a one-hot input layer has no use for it: a product saved
+        _product(False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G, <floating*>g.dx, D)
 
 
-cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
+cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_dx):
     cdef int tn = _typenum(probe), k
     cdef LSTMArrays s
     cdef LSTMGradArrays g
@@ -874,11 +877,13 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
     dc_next = _zeros(tn, N, H) if dc_final is None else \
         cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
     dh_next, row_buf = _zeros(tn, N, H), _empty(tn, H)
-    dx, dWx, dWh = _empty(tn, N, T, D), _empty(tn, D, G), _empty(tn, H, G)
+    dx = _empty(tn, N, T, D) if need_dx else None
+    dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
     db = _zeros(cnp.NPY_DOUBLE, G)
     g.dh_next, g.dc_next, g.row_buf = _ptr(dh_next), _ptr(dc_next), _ptr(row_buf)
     g.da, g.dhw, g.dxw = _ptr(da), _ptr(dhw), _ptr(dxw)
-    g.dx, g.dWx, g.dWh, g.db = _ptr(dx), _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
+    g.dx = _ptr(dx) if need_dx else NULL
+    g.dWx, g.dWh, g.db = _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
     with nogil:
         _lstm_backward(probe, &s, &g)
     grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=_as_dtype(db, tn))
@@ -887,14 +892,15 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache):
     return grads
 
 
-def lstm_backward(dh, dc_final, cache):
+def lstm_backward(dh, dc_final, cache, bint need_dx=True):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state
     (None: zero);
-    cache: the LSTMCache of lstm_forward. Returns a dict with dx, dh0, dc0, dWx, dWh, db and,
-    with layer norm, ``d`` + the name of each LSTM_LAYER_NORM_PARAMS entry."""
+    cache: the LSTMCache of lstm_forward; need_dx False skips the input gradient (dx is None).
+    Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of
+    each LSTM_LAYER_NORM_PARAMS entry."""
     if _is_float32(dh):
-        return _lstm_backward_typed[float](0, dh, dc_final, cache)
-    return _lstm_backward_typed[double](0, dh, dc_final, cache)
+        return _lstm_backward_typed[float](0, dh, dc_final, cache, need_dx)
+    return _lstm_backward_typed[double](0, dh, dc_final, cache, need_dx)
 
 
 # One time step is the sequence kernel with T = 1, wrapped the same way as in the NumPy twin.
@@ -1018,6 +1024,26 @@ def all_finite(arr):
     """Whether every entry of a C-contiguous float32/float64 array is finite (for the wrappers'
     input checks: one vectorized pass, no temporary array)."""
     return _finite(arr)
+
+
+def sum_of_squares(arr):
+    """Σ x² over a C-contiguous float32/float64 array, summed in float64 (inf when a value or
+    the sum is infinite, NaN when one is NaN): the gradient norm of clipping, in one pass."""
+    cdef double total
+    cdef const float* fp
+    cdef const double* dp
+    cdef Py_ssize_t n
+    if _is_float32(arr):
+        fp = <const float*>_array(arr, "arr", cnp.NPY_FLOAT, ANY)
+        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+        with nogil:
+            total = rn_sum_squares_f(fp, n)
+    else:
+        dp = <const double*>_array(arr, "arr", cnp.NPY_DOUBLE, ANY)
+        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+        with nogil:
+            total = rn_sum_squares_d(dp, n)
+    return total
 
 
 def first_nonfinite(arrays):

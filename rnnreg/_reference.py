@@ -121,7 +121,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
                       h, saved)
 
 
-def lstm_backward(dh, dc_final, cache):
+def lstm_backward(dh, dc_final, cache, need_dx=True):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell
     state. Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, one
     gradient per :data:`LSTM_LAYER_NORM_PARAMS` name (``d`` + name)."""
@@ -180,7 +180,7 @@ def lstm_backward(dh, dc_final, cache):
         dxw = _ln_rows_backward(da_all, saved["xhat_x"], saved["rstd_x"], layer_norm["gamma_x"])
     dxw2 = dxw.reshape(N * T, 4 * H)
     grads.update(
-        dx=(dxw2 @ Wx.T).reshape(N, T, D),
+        dx=(dxw2 @ Wx.T).reshape(N, T, D) if need_dx else None,
         dh0=dh_next,
         dc0=dc_next,
         dWx=x.reshape(N * T, D).T @ dxw2,
@@ -215,6 +215,11 @@ def softmax_cross_entropy(logits, targets):
 def all_finite(arr):
     """Whether every entry is finite."""
     return bool(np.isfinite(arr).all())
+
+
+def sum_of_squares(arr):
+    """Σ x² summed in float64."""
+    return float(np.add.reduce(np.square(arr.ravel(), dtype=np.float64)))
 
 
 def first_nonfinite(arrays):

@@ -382,9 +382,11 @@ class RegularizedLSTM:
             if dh_final is not None:
                 dh = dh.copy()
                 dh[:, -1] += dh_final[layer]
+            # A one-hot input layer needs no input gradient: the kernel skips that product.
+            need_dx = layer > 0 or self.embedding_size is not None
             g = self._layer_backward(dh, dcf, cache["layers"][layer], cache["segments"],
-                                     cache["reset_rows"])
-            for name in ("dx", "dWx", "dWh"):
+                                     cache["reset_rows"], need_dx)
+            for name in ("dx", "dWx", "dWh") if need_dx else ("dWx", "dWh"):
                 v.finite_result(g[name], f"LSTM layer {layer} backward", "the gradients")
             dWh = g["dWh"] if cache["weight_masks"][layer] is None else \
                 g["dWh"] * cache["weight_masks"][layer]
@@ -420,20 +422,20 @@ class RegularizedLSTM:
         return list(zip(cuts[:-1], cuts[1:])), reset_rows
 
     @staticmethod
-    def _layer_backward(dh, dc_final, caches, segments, reset_rows):
+    def _layer_backward(dh, dc_final, caches, segments, reset_rows, need_dx=True):
         """lstm_backward over the segments of one layer, last first: the gradient reaching a
         segment's initial state flows into the previous segment's final state, except for rows
         whose state was zeroed there."""
         kernels = _backend.kernels()
         if len(caches) == 1:
-            return kernels.lstm_backward(dh, dc_final, caches[0])
+            return kernels.lstm_backward(dh, dc_final, caches[0], need_dx)
         dx_parts, total = [], None
         dh_carry, dc_carry = None, dc_final
         for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
             dh_seg = np.array(dh[:, t0:t1])
             if dh_carry is not None:
                 dh_seg[:, -1] += dh_carry
-            g = kernels.lstm_backward(dh_seg, np.ascontiguousarray(dc_carry), cache)
+            g = kernels.lstm_backward(dh_seg, np.ascontiguousarray(dc_carry), cache, need_dx)
             dx_parts.append(g["dx"])
             dh_carry, dc_carry = g["dh0"], g["dc0"]
             if t0 in reset_rows:
@@ -444,8 +446,8 @@ class RegularizedLSTM:
             else:
                 for k in total:
                     total[k] += g[k]
-        total.update(dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1)),
-                     dh0=dh_carry, dc0=dc_carry)
+        total.update(dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1))
+                     if need_dx else None, dh0=dh_carry, dc0=dc_carry)
         return total
 
     def _check_state(self, state, batch):

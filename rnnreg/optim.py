@@ -30,9 +30,9 @@ def l2_gradient(params, weight_decay, decay):
 
 def global_norm(arrays):
     """sqrt(Σ ||a||²) over a dict of arrays, summed in float64 so that large float32 gradients
-    cannot overflow it (no BLAS dot: see rnnreg.functional.matmul on keeping to one BLAS pool)."""
-    return math.sqrt(sum(float(np.add.reduce(np.square(a.ravel(), dtype=np.float64)))
-                         for a in arrays.values()))
+    cannot overflow it: one compiled pass per array (kernels.sum_of_squares), no temporary."""
+    sum_of_squares = _backend.kernels().sum_of_squares
+    return math.sqrt(sum(sum_of_squares(np.ascontiguousarray(a)) for a in arrays.values()))
 
 
 def clip_grad_norm(grads, max_norm):

@@ -69,6 +69,8 @@ def _valid(kernel, rng, dtype):
         return [f(N, D), rng.integers(0, D, N).astype(np.int64)], ["logits", "targets"]
     if kernel == "all_finite":
         return [f(N, D)], ["arr"]
+    if kernel == "sum_of_squares":
+        return [f(N, D)], ["arr"]
     if kernel == "first_nonfinite":
         return [[f(N, D), None, f(D)]], ["arrays"]
     if kernel == "adam_update":
@@ -79,14 +81,14 @@ def _valid(kernel, rng, dtype):
 
 KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
            "layer_norm_forward", "layer_norm_backward", "dropout_forward", "dropout_backward",
-           "matmul", "softmax_cross_entropy", "all_finite", "first_nonfinite", "adam_update"]
+           "matmul", "softmax_cross_entropy", "all_finite", "sum_of_squares", "first_nonfinite", "adam_update"]
 ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
                      "float16", "byteswap", "misaligned", "strided", "not_array", "lying_shape"]
 SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
 # In-place arguments that must also be writeable.
 WRITTEN = {("adam_update", "p"), ("adam_update", "m"), ("adam_update", "v")}
 # Arguments whose size nothing else constrains: growing them keeps the set consistent.
-FREE = {("all_finite", "arr"), ("dropout_forward", "x")}
+FREE = {("all_finite", "arr"), ("sum_of_squares", "arr"), ("dropout_forward", "x")}
 # Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
 CHECKED_SCALARS = {("lstm_forward", "eps"), ("layer_norm_forward", "eps"),
                    ("dropout_forward", "keep_prob"), ("adam_update", "step_size"),
@@ -204,13 +206,16 @@ def run(seed, cases):
             elif name == "targets" and kind in ("other_float", "float16", "int64"):
                 bad = value.astype(np.float64)
             elif kind == "drop_axis" and (kernel, name) in (("all_finite", "arr"),
+                                                            ("sum_of_squares", "arr"),
                                                             ("adam_update", "p")):
                 continue   # any number of axes is valid there
-            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"),):
+            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"),
+                                                           ("sum_of_squares", "arr")):
                 continue
-            elif kind == "empty" and kernel == "all_finite":
-                continue   # an empty array is all finite
+            elif kind == "empty" and kernel in ("all_finite", "sum_of_squares"):
+                continue   # an empty array is all finite, its sum of squares 0
             elif kind == "other_float" and (kernel, name) in (("all_finite", "arr"),
+                                                              ("sum_of_squares", "arr"),
                                                               ("dropout_forward", "x")):
                 continue   # the only float array: either dtype is valid
             elif kind == "empty" and kernel == "dropout_forward":

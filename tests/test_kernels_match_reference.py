@@ -300,3 +300,34 @@ def test_kernels_refuse_arrays_they_cannot_read_in_place():
     frozen.setflags(write=False)
     with pytest.raises(TypeError, match="writeable"):
         K.adam_update(frozen, np.ones(3), np.zeros(3), np.zeros(3), 0.1, 0.9, 0.999, 1e-8, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (64, 129), (2, 3, 1000)])
+def test_sum_of_squares_matches_reference(dtype, shape):
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype) * 10
+    K = _backend._kernels
+    assert K.sum_of_squares(x) == pytest.approx(_reference.sum_of_squares(x), rel=1e-12)
+    big = np.full(4, np.finfo(dtype).max / 2, dtype)     # float64 sums: no overflow for float32
+    assert np.isfinite(K.sum_of_squares(big)) == (dtype == np.float32)
+    x.flat[-1] = np.nan
+    assert np.isnan(K.sum_of_squares(x)) and np.isnan(_reference.sum_of_squares(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ln", [False, True])
+def test_lstm_backward_without_dx_gives_the_same_other_gradients(dtype, ln):
+    rng = np.random.default_rng(3)
+    N, T, D, H = 3, 6, 5, 4
+    f = lambda *s: (rng.standard_normal(s) * 0.5).astype(dtype)  # noqa: E731
+    params = rnnreg.lstm_layer_norm_params(H, dtype) if ln else None
+    for kernels in (_backend._kernels, _reference):
+        cache = kernels.lstm_forward(f(N, T, D), f(N, H), f(N, H), f(D, 4 * H), f(H, 4 * H),
+                                     f(4 * H), params, None, 1e-5)
+        dh = f(N, T, H)
+        full = kernels.lstm_backward(dh, None, cache)
+        lean = kernels.lstm_backward(dh, None, cache, False)
+        assert lean["dx"] is None and full["dx"] is not None
+        for name in full:
+            if name != "dx":
+                np.testing.assert_array_equal(lean[name], full[name])
