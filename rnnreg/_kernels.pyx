@@ -463,6 +463,14 @@ cdef inline object _frozen(cnp.ndarray arr):
     return arr
 
 
+cdef inline bint _finite_run(const floating* p, Py_ssize_t n) noexcept nogil:
+    """Whether n values just written (still in cache) are all finite."""
+    if floating is float:
+        return rn_all_finite_f(p, n) != 0
+    else:
+        return rn_all_finite_d(p, n) != 0
+
+
 cdef inline bint _is_float32(object arr) except -1:
     """Whether the kernels run arr in float32 (else float64; _array checks which it really is)."""
     return cnp.PyArray_Check(arr) and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT
@@ -484,7 +492,8 @@ cdef object _as_dtype(cnp.ndarray total, int typenum):
 
 
 # ----------------------------------------------------------------------------- layer norm
-cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps):
+cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps,
+                                      bint report_finite):
     cdef int tn = _typenum(probe)
     cdef const floating* xp = <const floating*>_array(x, "x", tn, 2)
     cdef Py_ssize_t r, m = _dim(x, 0), n = _dim(x, 1)
@@ -496,21 +505,28 @@ cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps
     cdef floating* op = <floating*>_ptr(out)
     cdef floating* hp = <floating*>_ptr(xhat)
     cdef floating* rp = <floating*>_ptr(rstd)
+    cdef bint finite = True
     with nogil:
         for r in range(m):
             _ln_row_forward(xp + r * n, n, gp, bp, eps, op + r * n, hp + r * n, rp + r)
+            if report_finite and finite:   # the row is still in cache: a cheap second look
+                finite = _finite_run(op + r * n, n)
+    if report_finite:
+        return out, _frozen(xhat), _frozen(rstd), finite
     return out, _frozen(xhat), _frozen(rstd)
 
 
-def layer_norm_forward(x, gamma, beta, double eps):
+def layer_norm_forward(x, gamma, beta, double eps, bint report_finite=False):
     """x (M, F), gamma (F,), beta (F,), eps > 0 -> (out (M, F), xhat (M, F), rstd (M,)); xhat
-    and rstd, saved for the backward pass, are read-only."""
+    and rstd, saved for the backward pass, are read-only. report_finite: a fourth element tells
+    whether out is all finite (checked row by row as it is written)."""
     if _is_float32(x):
-        return _layer_norm_forward_typed[float](0, x, gamma, beta, eps)
-    return _layer_norm_forward_typed[double](0, x, gamma, beta, eps)
+        return _layer_norm_forward_typed[float](0, x, gamma, beta, eps, report_finite)
+    return _layer_norm_forward_typed[double](0, x, gamma, beta, eps, report_finite)
 
 
-cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma):
+cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma,
+                                       bint report_finite):
     cdef int tn = _typenum(probe)
     cdef const floating* dp = <const floating*>_array(dout, "dout", tn, 2)
     cdef Py_ssize_t r, m = _dim(dout, 0), n = _dim(dout, 1)
@@ -523,21 +539,28 @@ cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma):
     cdef floating* dxp = <floating*>_ptr(dx)
     cdef double* dgp = <double*>_ptr(dgamma)
     cdef double* dbp = <double*>_ptr(dbeta)
+    cdef bint finite = True
     with nogil:
         for r in range(m):
             _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgp, dbp)
-    return dx, _as_dtype(dgamma, tn), _as_dtype(dbeta, tn)
+            if report_finite and finite:
+                finite = _finite_run(dxp + r * n, n)
+    dgamma, dbeta = _as_dtype(dgamma, tn), _as_dtype(dbeta, tn)
+    if report_finite:
+        return dx, dgamma, dbeta, finite and _finite(dgamma) and _finite(dbeta)
+    return dx, dgamma, dbeta
 
 
-def layer_norm_backward(dout, xhat, rstd, gamma):
-    """dout (M, F), xhat (M, F), rstd (M,), gamma (F,) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
+def layer_norm_backward(dout, xhat, rstd, gamma, bint report_finite=False):
+    """dout (M, F), xhat (M, F), rstd (M,), gamma (F,) -> (dx (M, F), dgamma (F,), dbeta (F,));
+    report_finite: a fourth element tells whether all three are finite."""
     if _is_float32(dout):
-        return _layer_norm_backward_typed[float](0, dout, xhat, rstd, gamma)
-    return _layer_norm_backward_typed[double](0, dout, xhat, rstd, gamma)
+        return _layer_norm_backward_typed[float](0, dout, xhat, rstd, gamma, report_finite)
+    return _layer_norm_backward_typed[double](0, dout, xhat, rstd, gamma, report_finite)
 
 
 # ----------------------------------------------------------------------------- dropout
-cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng):
+cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bint report_finite):
     # One 64-bit draw serves four elements (the rule of _conventions.dropout_threshold): element
     # k is kept when 16-bit slice k % 4 (lowest bits first) of draw k // 4 is below `threshold`.
     # The NumPy twin reads the same draws (Generator.integers over the full uint64 range returns
@@ -556,24 +579,35 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng):
     cdef floating* mp = <floating*>_ptr(mask)
     bit_generator = rng.bit_generator
     cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    cdef Py_ssize_t k0, k1
+    cdef bint finite = True
     with bit_generator.lock, nogil:
-        for k in range(0, n, 4):
-            raw = bitgen.next_uint64(bitgen.state)
-            for j in range(min(4, n - k)):
-                if ((raw >> (16 * j)) & 0xFFFF) < threshold:
-                    mp[k + j] = scale
-                else:
-                    mp[k + j] = 0
-                op[k + j] = xp[k + j] * mp[k + j]
+        # Blocks of 4096 elements (a multiple of 4: the draws run as without blocks), so that
+        # the finiteness look at each block's results finds them in cache. A dropped NaN or inf
+        # still shows: it is multiplied by 0.
+        for k0 in range(0, n, 4096):
+            k1 = min(n, k0 + 4096)
+            for k in range(k0, k1, 4):
+                raw = bitgen.next_uint64(bitgen.state)
+                for j in range(min(4, n - k)):
+                    if ((raw >> (16 * j)) & 0xFFFF) < threshold:
+                        mp[k + j] = scale
+                    else:
+                        mp[k + j] = 0
+                    op[k + j] = xp[k + j] * mp[k + j]
+            if report_finite and finite:
+                finite = _finite_run(op + k0, k1 - k0)
+    if report_finite:
+        return out, mask, finite
     return out, mask
 
 
-def dropout_forward(x, double keep_prob, rng):
+def dropout_forward(x, double keep_prob, rng, bint report_finite=False):
     """x (M,), keep_prob in (0, 1], rng a np.random.Generator -> (out, mask); draws from
-    ``rng`` under its lock."""
+    ``rng`` under its lock. report_finite: a third element tells whether out is all finite."""
     if _is_float32(x):
-        return _dropout_forward_typed[float](0, x, keep_prob, rng)
-    return _dropout_forward_typed[double](0, x, keep_prob, rng)
+        return _dropout_forward_typed[float](0, x, keep_prob, rng, report_finite)
+    return _dropout_forward_typed[double](0, x, keep_prob, rng, report_finite)
 
 
 cdef object _dropout_backward_typed(floating probe, dout, mask):

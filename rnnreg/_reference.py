@@ -39,22 +39,24 @@ def _ln_rows_backward(dout, xhat, rstd, gamma):
 
 
 # ----------------------------------------------------------------------------- layer norm
-def layer_norm_forward(x, gamma, beta, eps):
+def layer_norm_forward(x, gamma, beta, eps, report_finite=False):
     """x (M, F), gamma (F,), beta (F,) -> (out (M, F), xhat (M, F), rstd (M,)); xhat and rstd,
-    saved for the backward pass, are read-only."""
+    saved for the backward pass, are read-only. report_finite adds whether out is finite."""
     out, xhat, rstd = _ln_rows_forward(x, gamma, beta, eps)
     freeze(xhat, rstd)
-    return out, xhat, rstd
+    return (out, xhat, rstd, all_finite(out)) if report_finite else (out, xhat, rstd)
 
 
-def layer_norm_backward(dout, xhat, rstd, gamma):
-    """dout (M, F) -> (dx (M, F), dgamma (F,), dbeta (F,))."""
+def layer_norm_backward(dout, xhat, rstd, gamma, report_finite=False):
+    """dout (M, F) -> (dx (M, F), dgamma (F,), dbeta (F,)); report_finite adds whether all
+    three are finite."""
     dx = _ln_rows_backward(dout, xhat, rstd, gamma)
-    return dx, np.sum(dout * xhat, axis=0), np.sum(dout, axis=0)
+    grads = dx, np.sum(dout * xhat, axis=0), np.sum(dout, axis=0)
+    return grads + (first_nonfinite(grads) < 0,) if report_finite else grads
 
 
 # ----------------------------------------------------------------------------- dropout
-def dropout_forward(x, keep_prob, rng):
+def dropout_forward(x, keep_prob, rng, report_finite=False):
     """x (M,) -> (out, mask), by the rule of :func:`rnnreg._conventions.dropout_threshold`:
     each 64-bit draw of ``rng`` serves four elements."""
     n = x.shape[0]
@@ -64,7 +66,8 @@ def dropout_forward(x, keep_prob, rng):
     scale = x.dtype.type(1.0 / keep_prob)
     mask = np.where(uniforms < dropout_threshold(keep_prob), scale, x.dtype.type(0))
     mask = mask.astype(x.dtype, copy=False)
-    return x * mask, mask
+    out = x * mask
+    return (out, mask, all_finite(out)) if report_finite else (out, mask)
 
 
 def dropout_backward(dout, mask):

@@ -437,11 +437,11 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     if kernels is not None and type(eps) is float:
         try:
             rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])  # type: ignore[union-attr]
-            out, xhat, rstd = kernels.layer_norm_forward(rows, gamma, beta, eps)
+            out, xhat, rstd, finite = kernels.layer_norm_forward(rows, gamma, beta, eps, True)
         except _REFUSED:
             pass
         else:   # a NaN or inf in x, gamma or beta makes its rows of out non-finite
-            if kernels.all_finite(out):
+            if finite:
                 return (out if rows is x else out.reshape(x.shape),  # type: ignore[union-attr]
                         LayerNormCache(xhat, rstd, gamma, x.shape))  # type: ignore[union-attr,arg-type]
     x = v.float_array(x, "x", ndim=(1, None))
@@ -490,12 +490,12 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
             getattr(dout, "shape", None) == cache.shape:
         try:
             rows = dout.reshape(-1, cache.shape[-1])  # type: ignore[union-attr]
-            dx, dgamma, dbeta = kernels.layer_norm_backward(rows, cache.xhat, cache.rstd,
-                                                            cache.gamma)
+            dx, dgamma, dbeta, finite = kernels.layer_norm_backward(
+                rows, cache.xhat, cache.rstd, cache.gamma, True)
         except _REFUSED:
             pass
         else:
-            if kernels.first_nonfinite((dx, dgamma, dbeta)) < 0:
+            if finite:
                 return dx.reshape(cache.shape), dgamma, dbeta
     cache = _check_cache(cache, LayerNormCache, "layer_norm_forward")
     dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
@@ -548,11 +548,11 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
             keep_prob < 1.0 and type(rng) is np.random.Generator:
         try:
             flat = x if x.ndim == 1 else x.reshape(-1)  # type: ignore[union-attr]
-            out, mask = kernels.dropout_forward(flat, keep_prob, rng)
+            out, mask, finite = kernels.dropout_forward(flat, keep_prob, rng, True)
         except _REFUSED:
             pass
         else:   # a dropped NaN or inf still shows: the kernel multiplies it by 0
-            if kernels.all_finite(out):
+            if finite:
                 if flat is x:
                     return out, mask
                 return out.reshape(x.shape), mask.reshape(x.shape)  # type: ignore[union-attr]

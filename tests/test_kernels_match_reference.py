@@ -331,3 +331,28 @@ def test_lstm_backward_without_dx_gives_the_same_other_gradients(dtype, ln):
         for name in full:
             if name != "dx":
                 np.testing.assert_array_equal(lean[name], full[name])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", [None, "first", "last"])
+def test_fused_finiteness_flags_agree_with_the_twin(dtype, where):
+    """report_finite: the kernels check their results as they write them (blocks, rows) and
+    say whether all are finite; a NaN anywhere in the input must flip the flag — also where
+    dropout drops it (NaN * 0 is NaN) and across the dropout kernel's 4096-element blocks."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((9, 700)).astype(dtype)
+    if where is not None:
+        x.flat[0 if where == "first" else -1] = np.nan
+    gamma, beta = np.ones(700, dtype), np.zeros(700, dtype)
+    expected = where is None
+    for kernels in (_backend._kernels, _reference):
+        *_, finite = kernels.layer_norm_forward(x, gamma, beta, 1e-5, True)
+        assert finite is expected
+        _, xhat, rstd = kernels.layer_norm_forward(np.ones_like(x), gamma, beta, 1e-5)
+        *_, finite = kernels.layer_norm_backward(x, xhat, rstd, gamma, True)
+        assert finite is expected
+        flat = x.reshape(-1)
+        out, mask, finite = kernels.dropout_forward(flat, 0.5, np.random.default_rng(0), True)
+        assert finite is expected
+        plain = kernels.dropout_forward(flat, 0.5, np.random.default_rng(0))
+        np.testing.assert_array_equal(plain[1], mask)   # the flag changes no draw
