@@ -281,8 +281,20 @@ def bench_dropout(size, dtype, rng, repeats, quick):
     if torch:
         tx = torch.from_numpy(x)
         fns["torch"] = lambda: torch.nn.functional.dropout(tx, 0.2, training=True)
-    return [_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
+    rows = [_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
                  dtype=np.dtype(dtype).name, case="dropout_forward")]
+    # With the result and mask written into buffers reused across calls, on both sides.
+    out, mask, uniform = np.empty_like(x), np.empty_like(x), np.empty(n)
+    fns = {
+        "public": lambda: rnnreg.dropout_forward(x, 0.8, True, gens["public"], out=out,
+                                                 mask_out=mask),
+        "kernel": lambda: K.dropout_forward(x, 0.8, gens["kernel"], False, out, mask),
+        "textbook": lambda: textbook.dropout_forward_into(x, 0.8, gens["textbook"], uniform,
+                                                          out, mask),
+    }
+    rows.append(_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
+                     dtype=np.dtype(dtype).name, case="dropout_forward, out= buffers"))
+    return rows
 
 
 # ----------------------------------------------------------------------------- training epoch

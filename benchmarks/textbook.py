@@ -80,6 +80,15 @@ def dropout_forward(x, keep_prob, rng):
     return x * mask, mask
 
 
+def dropout_forward_into(x, keep_prob, rng, uniform, out, mask):
+    """The same with every array preallocated (as a careful user reusing buffers would)."""
+    rng.random(out=uniform)
+    np.less(uniform, keep_prob, out=mask, casting="unsafe")
+    mask /= x.dtype.type(keep_prob)
+    np.multiply(x, mask, out=out)
+    return out, mask
+
+
 # ----------------------------------------------------------------------------- PyTorch
 def torch_cells():
     """TorchScript LSTM loops for what nn.LSTM cannot do — layer-normalized cells and dropout on

@@ -560,7 +560,22 @@ def layer_norm_backward(dout, xhat, rstd, gamma, bint report_finite=False):
 
 
 # ----------------------------------------------------------------------------- dropout
-cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bint report_finite):
+cdef int _disjoint(object a, str a_name, object b, str b_name, bint same_ok) except -1:
+    """Raise unless the memory of accepted arrays a and b does not overlap (or, when same_ok,
+    is exactly the same: an elementwise loop may write where it reads)."""
+    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a), nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
+    if same_ok and pa == pb and na == nb:
+        return 0
+    if pa < pb + nb and pb < pa + na:
+        raise ValueError(f"{a_name} overlaps {b_name}" + ("" if not same_ok else
+                         f" (it may be {b_name} itself, or apart from it)"))
+    return 0
+
+
+cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bint report_finite,
+                                   out, mask):
     # One 64-bit draw serves four elements (the rule of _conventions.dropout_threshold): element
     # k is kept when 16-bit slice k % 4 (lowest bits first) of draw k // 4 is below `threshold`.
     # The NumPy twin reads the same draws (Generator.integers over the full uint64 range returns
@@ -574,7 +589,17 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bin
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     cdef uint64_t raw, threshold = dropout_threshold(keep_prob)
     cdef floating scale = <floating>(1.0 / keep_prob)
-    out, mask = _empty(tn, n), _empty(tn, n)
+    if out is None:
+        out = _empty(tn, n)
+    else:   # the caller's buffer (x itself for in-place dropout): no fresh pages to fault in
+        _same_shape(out, "out", tn, x, "x", True)
+        _disjoint(out, "out", x, "x", True)
+    if mask is None:
+        mask = _empty(tn, n)
+    else:
+        _same_shape(mask, "mask", tn, x, "x", True)
+        _disjoint(mask, "mask", x, "x", False)
+        _disjoint(mask, "mask", out, "out", False)
     cdef floating* op = <floating*>_ptr(out)
     cdef floating* mp = <floating*>_ptr(mask)
     bit_generator = rng.bit_generator
@@ -602,12 +627,13 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bin
     return out, mask
 
 
-def dropout_forward(x, double keep_prob, rng, bint report_finite=False):
+def dropout_forward(x, double keep_prob, rng, bint report_finite=False, out=None, mask=None):
     """x (M,), keep_prob in (0, 1], rng a np.random.Generator -> (out, mask); draws from
-    ``rng`` under its lock. report_finite: a third element tells whether out is all finite."""
+    ``rng`` under its lock. report_finite: a third element tells whether out is all finite.
+    out, mask: (M,) writeable arrays to write into (out may be x; mask overlaps neither)."""
     if _is_float32(x):
-        return _dropout_forward_typed[float](0, x, keep_prob, rng, report_finite)
-    return _dropout_forward_typed[double](0, x, keep_prob, rng, report_finite)
+        return _dropout_forward_typed[float](0, x, keep_prob, rng, report_finite, out, mask)
+    return _dropout_forward_typed[double](0, x, keep_prob, rng, report_finite, out, mask)
 
 
 cdef object _dropout_backward_typed(floating probe, dout, mask):

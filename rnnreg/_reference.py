@@ -56,9 +56,11 @@ def layer_norm_backward(dout, xhat, rstd, gamma, report_finite=False):
 
 
 # ----------------------------------------------------------------------------- dropout
-def dropout_forward(x, keep_prob, rng, report_finite=False):
+def dropout_forward(x, keep_prob, rng, report_finite=False, out=None, mask=None):
     """x (M,) -> (out, mask), by the rule of :func:`rnnreg._conventions.dropout_threshold`:
-    each 64-bit draw of ``rng`` serves four elements."""
+    each 64-bit draw of ``rng`` serves four elements; written into ``out`` / ``mask`` when
+    given (out may be x)."""
+    mask_out = mask
     n = x.shape[0]
     draws = rng.integers(0, 1 << 64, size=(n + 3) // 4, dtype=np.uint64)  # = next_uint64 each
     shifts = np.array([0, 16, 32, 48], dtype=np.uint64)
@@ -66,8 +68,23 @@ def dropout_forward(x, keep_prob, rng, report_finite=False):
     scale = x.dtype.type(1.0 / keep_prob)
     mask = np.where(uniforms < dropout_threshold(keep_prob), scale, x.dtype.type(0))
     mask = mask.astype(x.dtype, copy=False)
-    out = x * mask
-    return (out, mask, all_finite(out)) if report_finite else (out, mask)
+    result = x * mask
+    if out is not None:
+        if out.shape != x.shape or out.dtype != x.dtype:
+            raise ValueError(f"out has shape {out.shape}, expected {x.shape} (the shape of x)")
+        if np.shares_memory(out, x) and out.__array_interface__["data"][0] != \
+                x.__array_interface__["data"][0]:
+            raise ValueError("out overlaps x")
+        out[...] = result
+        result = out
+    if mask_out is not None:
+        if mask_out.shape != x.shape or mask_out.dtype != x.dtype:
+            raise ValueError(f"mask has shape {mask_out.shape}, expected {x.shape}")
+        if np.shares_memory(mask_out, x) or np.shares_memory(mask_out, result):
+            raise ValueError("mask overlaps x or out")
+        mask_out[...] = mask
+        mask = mask_out
+    return (result, mask, all_finite(result)) if report_finite else (result, mask)
 
 
 def dropout_backward(dout, mask):

@@ -509,7 +509,9 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
 
 # ----------------------------------------------------------------------------- dropout
 def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
-                    rng: Union[None, int, np.random.Generator] = None
+                    rng: Union[None, int, np.random.Generator] = None, *,
+                    out: Optional[NDArray[np.floating]] = None,
+                    mask_out: Optional[NDArray[np.floating]] = None
                     ) -> Tuple[NDArray[np.floating], Optional[NDArray[np.floating]]]:
     """Inverted dropout.
 
@@ -527,11 +529,17 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
         Source of the mask. Each 64-bit draw of the generator gives four 16-bit uniforms; the
         element at C-order position k is kept when uniform k is below keep_prob, which is thus
         resolved to the nearest 1/65536. Both backends draw the same mask for one seed.
+    out, mask_out : ndarray of x's shape and dtype, C-contiguous, optional
+        Buffers to write the result and the mask into (``out`` may be ``x`` itself; the mask
+        overlaps neither). Reusing them across calls saves a large mask the cost of fresh
+        memory pages (``benchmarks/run.py``, dropout rows).
 
     Returns
     -------
     out : ndarray, x's shape
+        ``out`` itself when given.
     mask : ndarray, x's shape, or None when not training
+        ``mask_out`` itself when given.
 
     Examples
     --------
@@ -545,27 +553,61 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     """
     kernels = _compiled()
     if kernels is not None and training is True and type(keep_prob) is float and \
-            keep_prob < 1.0 and type(rng) is np.random.Generator:
+            keep_prob < 1.0 and type(rng) is np.random.Generator and \
+            _flat_buffer(out, x) is not False and _flat_buffer(mask_out, x) is not False:
         try:
             flat = x if x.ndim == 1 else x.reshape(-1)  # type: ignore[union-attr]
-            out, mask, finite = kernels.dropout_forward(flat, keep_prob, rng, True)
+            result, mask, finite = kernels.dropout_forward(
+                flat, keep_prob, rng, True, _flat_buffer(out, x), _flat_buffer(mask_out, x))
         except _REFUSED:
             pass
         else:   # a dropped NaN or inf still shows: the kernel multiplies it by 0
             if finite:
-                if flat is x:
-                    return out, mask
-                return out.reshape(x.shape), mask.reshape(x.shape)  # type: ignore[union-attr]
+                return _shaped(result, out, x), _shaped(mask, mask_out, x)
     keep_prob = v.probability(keep_prob, "keep_prob")
     x = v.float_array(x, "x")
+    for name, buffer in (("out", out), ("mask_out", mask_out)):
+        if buffer is not None and not (isinstance(buffer, np.ndarray) and
+                                       buffer.shape == x.shape and buffer.dtype == x.dtype and
+                                       buffer.flags.c_contiguous and buffer.flags.writeable):
+            raise ValueError(f"{name} must be a writeable C-contiguous {x.dtype} array of x's "
+                             f"shape {x.shape}")
     if not training:
         return x, None
     rng = v.as_generator(rng)
     if keep_prob == 1.0:
-        return x.copy(), np.ones_like(x)
-    out, mask = _backend.kernels().dropout_forward(x.reshape(-1), keep_prob, rng)
-    v.finite_result(out, "dropout_forward", "x (scaled by 1/keep_prob)")
-    return out.reshape(x.shape), mask.reshape(x.shape)
+        result, mask = x.copy(), np.ones_like(x)
+    else:
+        result, mask = _backend.kernels().dropout_forward(x.reshape(-1), keep_prob, rng)
+        v.finite_result(result, "dropout_forward", "x (scaled by 1/keep_prob)")
+    if mask_out is not None:
+        if np.shares_memory(mask_out, x) or (out is not None and np.shares_memory(mask_out, out)):
+            raise ValueError("mask_out overlaps x or out")
+        np.copyto(mask_out, mask.reshape(x.shape))
+        mask = mask_out
+    if out is not None:
+        np.copyto(out, result.reshape(x.shape))
+        result = out
+    return result.reshape(x.shape), mask.reshape(x.shape)
+
+
+def _flat_buffer(buffer, x):
+    """A caller's output buffer as the kernel's 1-D view of it: None when there is none, False
+    when it cannot be one (the checked path then explains) — never a copy, so that what the
+    kernel writes lands in the caller's array."""
+    if buffer is None:
+        return None
+    if type(buffer) is not np.ndarray or not buffer.flags.c_contiguous or \
+            buffer.shape != getattr(x, "shape", None):
+        return False
+    return buffer.reshape(-1)
+
+
+def _shaped(result, buffer, x):
+    """The kernel's 1-D result as the caller sees it: their buffer, or x's shape."""
+    if buffer is not None:
+        return buffer
+    return result if result.ndim == x.ndim else result.reshape(x.shape)
 
 
 def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.floating]:

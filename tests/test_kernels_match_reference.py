@@ -356,3 +356,50 @@ def test_fused_finiteness_flags_agree_with_the_twin(dtype, where):
         assert finite is expected
         plain = kernels.dropout_forward(flat, 0.5, np.random.default_rng(0))
         np.testing.assert_array_equal(plain[1], mask)   # the flag changes no draw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_into_callers_buffers(dtype):
+    x = np.random.default_rng(2).standard_normal((3, 5000)).astype(dtype)
+    expected_out, expected_mask = rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5))
+    out, mask = np.empty_like(x), np.empty_like(x)
+    got_out, got_mask = rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=out,
+                                               mask_out=mask)
+    assert got_out is out and got_mask is mask
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(mask, expected_mask)
+    inplace = x.copy()   # out may be x itself
+    rnnreg.dropout_forward(inplace, 0.7, True, np.random.default_rng(5), out=inplace)
+    np.testing.assert_array_equal(inplace, expected_out)
+    with _backend.use_backend("numpy"):   # the twin honours the buffers too
+        twin_out = np.empty_like(x)
+        rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=twin_out)
+        np.testing.assert_array_equal(twin_out, expected_out)
+    for bad in (np.empty((3, 4999), dtype), np.empty((5000, 3), dtype).T,
+                np.empty_like(x, dtype=np.float16), [0.0] * x.size):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
+            rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=bad)
+    with pytest.raises(ValueError, match="overlaps"):
+        rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), mask_out=x)
+
+
+def test_dropout_kernel_checks_the_buffers_it_writes():
+    K = _backend._kernels
+    x = np.ones(100)
+    gen = np.random.default_rng(0)
+    read_only = np.empty(100)
+    read_only.flags.writeable = False
+    with pytest.raises(TypeError, match="out must be"):
+        K.dropout_forward(x, 0.5, gen, False, read_only)
+    with pytest.raises(ValueError, match="out has shape"):
+        K.dropout_forward(x, 0.5, gen, False, np.empty(99))
+    with pytest.raises(TypeError, match="mask must be"):
+        K.dropout_forward(x, 0.5, gen, False, None, np.empty(100, np.float32))
+    shared = np.empty(150)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        K.dropout_forward(shared[:100], 0.5, gen, False, shared[50:])
+    with pytest.raises(ValueError, match="mask overlaps x"):
+        K.dropout_forward(x, 0.5, gen, False, None, x)
+    out = np.empty(100)
+    with pytest.raises(ValueError, match="mask overlaps out"):
+        K.dropout_forward(x, 0.5, gen, False, out, out)
