@@ -1,0 +1,45 @@
+"""Where one training epoch's time goes: the plain character LM of the epoch benchmark (float32,
+hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in text), one BLAS thread.
+
+    python benchmarks/profile_epoch.py [--hidden 256] [--top 15]
+
+Prints the wall time of one epoch of ``fit`` (after a warm-up epoch) and a cProfile table of two
+more; the compiled kernels show up under the Python functions that call them
+(``model.forward_batch``, ``model._layer_backward``, ...). A diagnostic: the README's speed
+table comes from ``benchmarks/run.py --cases epoch``.
+"""
+import argparse
+import cProfile
+import pstats
+import time
+
+from threadpoolctl import threadpool_limits
+
+from rnnreg import RegularizedLSTM, TrainConfig, fit
+from rnnreg.data import load_stdlib_docstrings
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
+    model = RegularizedLSTM(corpus.vocab_size, args.hidden, seed=0, dtype="float32")
+    config = TrainConfig(epochs=1, progress=False)
+    quiet = lambda line: None  # noqa: E731
+    with threadpool_limits(1):
+        fit(model, corpus.train, None, config, log=quiet)   # warm-up
+        started = time.perf_counter()
+        fit(model, corpus.train, None, config, log=quiet)
+        print(f"one epoch: {time.perf_counter() - started:.3f} s")
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(2):
+            fit(model, corpus.train, None, config, log=quiet)
+        profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
