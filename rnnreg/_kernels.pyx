@@ -1056,28 +1056,22 @@ def softmax_cross_entropy(logits, targets):
 
 
 # ----------------------------------------------------------------------------- validation helper
+cdef bint _finite_typed(floating probe, object arr) except -1:
+    cdef const floating* p = <const floating*>_array(arr, "arr", _typenum(probe), ANY)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+    cdef bint ok
+    if n < 16384:   # releasing the GIL costs more than so short a pass
+        return _finite_run(p, n)
+    with nogil:
+        ok = _finite_run(p, n)
+    return ok
+
+
 cdef bint _finite(object arr) except -1:
-    """Whether every entry of an accepted float32/float64 array is finite: one vectorized pass
-    (the GIL is released only when the pass is long enough to be worth it)."""
-    cdef int ok
-    cdef const float* fp
-    cdef const double* dp
-    cdef Py_ssize_t n
+    """Whether every entry of an accepted float32/float64 array is finite: one vectorized pass."""
     if _is_float32(arr):
-        fp = <const float*>_array(arr, "arr", cnp.NPY_FLOAT, ANY)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
-        if n < 16384:
-            return rn_all_finite_f(fp, n) != 0
-        with nogil:
-            ok = rn_all_finite_f(fp, n)
-    else:
-        dp = <const double*>_array(arr, "arr", cnp.NPY_DOUBLE, ANY)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
-        if n < 16384:
-            return rn_all_finite_d(dp, n) != 0
-        with nogil:
-            ok = rn_all_finite_d(dp, n)
-    return ok != 0
+        return _finite_typed[float](0, arr)
+    return _finite_typed[double](0, arr)
 
 
 def all_finite(arr):
@@ -1086,24 +1080,24 @@ def all_finite(arr):
     return _finite(arr)
 
 
+cdef double _sum_of_squares_typed(floating probe, object arr) except? -1:
+    cdef const floating* p = <const floating*>_array(arr, "arr", _typenum(probe), ANY)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+    cdef double total
+    with nogil:
+        if floating is float:
+            total = rn_sum_squares_f(p, n)
+        else:
+            total = rn_sum_squares_d(p, n)
+    return total
+
+
 def sum_of_squares(arr):
     """Σ x² over a C-contiguous float32/float64 array, summed in float64 (inf when a value or
     the sum is infinite, NaN when one is NaN): the gradient norm of clipping, in one pass."""
-    cdef double total
-    cdef const float* fp
-    cdef const double* dp
-    cdef Py_ssize_t n
     if _is_float32(arr):
-        fp = <const float*>_array(arr, "arr", cnp.NPY_FLOAT, ANY)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
-        with nogil:
-            total = rn_sum_squares_f(fp, n)
-    else:
-        dp = <const double*>_array(arr, "arr", cnp.NPY_DOUBLE, ANY)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
-        with nogil:
-            total = rn_sum_squares_d(dp, n)
-    return total
+        return _sum_of_squares_typed[float](0, arr)
+    return _sum_of_squares_typed[double](0, arr)
 
 
 def first_nonfinite(arrays):
