@@ -552,13 +552,14 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     True
     """
     kernels = _compiled()
+    out_flat, mask_flat = _flat_buffer(out, x), _flat_buffer(mask_out, x)
     if kernels is not None and training is True and type(keep_prob) is float and \
             keep_prob < 1.0 and type(rng) is np.random.Generator and \
-            _flat_buffer(out, x) is not False and _flat_buffer(mask_out, x) is not False:
+            out_flat is not False and mask_flat is not False:
         try:
             flat = x if x.ndim == 1 else x.reshape(-1)  # type: ignore[union-attr]
-            result, mask, finite = kernels.dropout_forward(
-                flat, keep_prob, rng, True, _flat_buffer(out, x), _flat_buffer(mask_out, x))
+            result, mask, finite = kernels.dropout_forward(flat, keep_prob, rng, True,
+                                                           out_flat, mask_flat)
         except _REFUSED:
             pass
         else:   # a dropped NaN or inf still shows: the kernel multiplies it by 0
