@@ -6,6 +6,7 @@ on and without optimization, for the debug run of the kernel tests.
 import os
 import platform
 import sys
+import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
@@ -40,20 +41,50 @@ MSVC_ARGS = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2", "/fp:precise"]
 STRIP_ARGS = ["-Wl,-S"] if sys.platform == "darwin" else ["-s"] if sys.platform.startswith("linux") else []
 
 
+# The kernels split their loops across threads with OpenMP when the compiler has it (GCC, Clang
+# with libomp, MSVC); without it the same source compiles to serial loops. RNNREG_OPENMP=0 builds
+# the serial version on purpose (CI tests that results do not depend on it).
+OPENMP_WANTED = os.environ.get("RNNREG_OPENMP", "1") not in ("", "0")
+
+
+def _compiler_has_openmp(compiler, compile_flag, link_flag):
+    """Whether this compiler compiles and links a program using OpenMP with these flags."""
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "openmp_probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=[compile_flag])
+            compiler.link_executable(objects, "openmp_probe", output_dir=tmp,
+                                     extra_postargs=[link_flag] if link_flag else [])
+        except Exception:   # CompileError, LinkError, or a compiler that cannot link programs
+            return False
+    return True
+
+
 class build_ext(_build_ext):
     """Compiler-specific flags: GCC and Clang take GCC_LIKE_ARGS (and the AVX2 build its -m
     flags), MSVC takes MSVC_ARGS and builds only the portable module (it has no GCC vector
-    extensions nor __builtin_cpu_supports, so the AVX2 module could never be chosen)."""
+    extensions nor __builtin_cpu_supports, so the AVX2 module could never be chosen). OpenMP
+    flags are added when a probe program builds with them."""
 
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
             self.extensions = [e for e in self.extensions if not e.name.endswith("_avx2")]
+        openmp_compile, openmp_link = ("/openmp", None) if msvc else ("-fopenmp", "-fopenmp")
+        openmp = OPENMP_WANTED and _compiler_has_openmp(self.compiler, openmp_compile,
+                                                         openmp_link)
+        print(f"rnnreg: building with OpenMP: {'yes' if openmp else 'no'}")
         for ext in self.extensions:
             simd = ["-mavx2", "-mfma"] if ext.name.endswith("_avx2") else []
-            ext.extra_compile_args = MSVC_ARGS if msvc else GCC_LIKE_ARGS + simd
-            if not DEBUG_BUILD and not msvc:
-                ext.extra_link_args = STRIP_ARGS
+            ext.extra_compile_args = (MSVC_ARGS if msvc else GCC_LIKE_ARGS) + simd
+            ext.extra_link_args = STRIP_ARGS if not DEBUG_BUILD and not msvc else []
+            if openmp:
+                ext.extra_compile_args = ext.extra_compile_args + [openmp_compile]
+                if openmp_link:
+                    ext.extra_link_args = ext.extra_link_args + [openmp_link]
         super().build_extensions()
 
 
@@ -62,6 +93,9 @@ def kernel_extension(name, source, optional=False):
         name,
         [source],
         include_dirs=[np.get_include(), "rnnreg"],
+        # dladdr/dlopen (finding the BLAS's thread setting, see _kernels.pyx) are in libdl
+        # before glibc 2.34, which manylinux2014 still targets.
+        libraries=["dl"] if sys.platform.startswith("linux") else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("RNNREG_DEBUG_BUILD", "1" if DEBUG_BUILD else "0")],
         optional=optional,

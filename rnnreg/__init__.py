@@ -3,7 +3,7 @@
 Dropout, layer normalization, weight decay and early stopping, on compiled Cython kernels
 (``rnnreg._kernels``) with a pure-NumPy twin of each (``rnnreg._reference``).
 """
-from ._backend import get_backend, set_backend, use_backend
+from ._backend import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from .data import CharCorpus, Vocabulary, generate_simple_dataset
 from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LSTMCache,
                          LSTMGradients, dropout_backward,
@@ -31,5 +31,5 @@ __all__ = [
     "to_torch", "from_torch", "sweep",
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
     "plot_sweep",
-    "get_backend", "set_backend", "use_backend",
+    "get_backend", "set_backend", "use_backend", "get_num_threads", "set_num_threads",
 ]

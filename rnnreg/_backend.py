@@ -161,3 +161,81 @@ def kernels():
     """The module whose functions run now in this thread: ``rnnreg._kernels`` or
     ``rnnreg._reference``."""
     return _choice.module
+
+
+def _threads_from_environment():
+    """RNNREG_NUM_THREADS: at most this many threads per kernel call (unset or 0: no limit)."""
+    text = os.environ.get("RNNREG_NUM_THREADS", "").strip()
+    if not text:
+        return 0
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ValueError(f"RNNREG_NUM_THREADS must be a non-negative integer, got {text!r}")
+    return limit
+
+
+if _kernels is not None:
+    _kernels._set_thread_limit(_threads_from_environment())
+
+
+def set_num_threads(n: "int | None") -> None:
+    """Limit the threads one call of the compiled kernels shares its work among.
+
+    A call uses the smallest of ``n``, OpenMP's limit (``OMP_NUM_THREADS``, threadpoolctl's
+    ``"openmp"`` limit) and the threads the BLAS is allowed (``OPENBLAS_NUM_THREADS``,
+    threadpoolctl's ``"blas"`` limit), so ``threadpoolctl.threadpool_limits(1)`` makes rnnreg
+    single-threaded. The number of threads never changes a result: the work is split so that
+    every value is computed the same way on one thread or several (the BLAS, which would not
+    guarantee that, is held to one thread during a kernel call and rnnreg shares the products
+    among its own threads instead). Process-wide, like OpenMP's and BLAS's own settings; the
+    environment variable ``RNNREG_NUM_THREADS`` sets it at import.
+
+    Parameters
+    ----------
+    n : int or None
+        At most this many threads (>= 1), or None for no limit of rnnreg's own.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import get_num_threads, lstm_forward, set_num_threads
+    >>> rng = np.random.default_rng(0)
+    >>> x, h0 = rng.standard_normal((8, 5, 3)), np.zeros((8, 4))
+    >>> Wx, Wh, b = rng.standard_normal((3, 16)), rng.standard_normal((4, 16)), np.zeros(16)
+    >>> set_num_threads(1)
+    >>> get_num_threads()
+    1
+    >>> one, _ = lstm_forward(x, h0, Wx, Wh, b)
+    >>> set_num_threads(None)
+    >>> every, _ = lstm_forward(x, h0, Wx, Wh, b)
+    >>> bool(np.array_equal(one, every))
+    True
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be an integer >= 1 or None, got {n!r}")
+    if _kernels is None:
+        return
+    _kernels._set_thread_limit(0 if n is None else n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the next compiled kernel call of this thread will use.
+
+    1 when the build has no OpenMP or the NumPy backend is in use.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from rnnreg import get_num_threads
+    >>> get_num_threads() >= 1
+    True
+    """
+    if _kernels is None or _choice.name != "compiled":
+        return 1
+    return int(_kernels._thread_info()["threads"])

@@ -31,8 +31,9 @@ from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, log, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
+from cython.parallel cimport prange
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -303,6 +304,169 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+
+
+# ----------------------------------------------------------------------------- threads
+# The kernels share their work among threads with OpenMP (when the build has it, see setup.py),
+# and split it so that the number of threads never changes a result:
+# - the time loop of a sequence is split by sequences of the batch: every product and every
+#   elementwise step computes a row from that row alone (rn_gemm_packed makes each row with the
+#   same operations whatever rows share its call), and sums over the batch (the layer-norm
+#   parameters' gradients) are made per sequence, then added in sequence order;
+# - a large product is split into blocks of columns (or rows) of its result (PRODUCT_PARTS), a
+#   split that depends on the product's shape only, each block one single-threaded BLAS call.
+# So BLAS must not thread a block on its own (OpenBLAS's threaded products do not round like its
+# single-threaded ones): for the length of a kernel call, BLAS is set to one thread (through its
+# own setting, found next to the sgemm these kernels call) and rnnreg's threads do the sharing.
+# A call uses min(OpenMP's limit, the threads BLAS was allowed, rnnreg.set_num_threads) threads,
+# so threadpoolctl limits on either library, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS all hold.
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define RN_HAVE_OPENMP 1
+    static int rn_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define RN_HAVE_OPENMP 0
+    static int rn_openmp_max_threads(void) { return 1; }
+    #endif
+
+    typedef void (*rn_set_threads_t)(int);
+    typedef int (*rn_get_threads_t)(void);
+    static rn_set_threads_t rn_blas_set_threads = NULL;
+    static rn_get_threads_t rn_blas_get_threads = NULL;
+
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <dlfcn.h>
+    /* Find the thread setting of the BLAS library that serves blas_function: the library that
+       holds it, reopened without loading anything new (RTLD_NOLOAD), searched with its
+       dependencies for OpenBLAS's setter under the names scipy's and NumPy's builds give it. */
+    static int rn_find_blas_threads(void *blas_function) {
+        static const char *const names[][2] = {
+            {"scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"},
+            {"openblas_set_num_threads", "openblas_get_num_threads"},
+            {"scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"},
+            {"openblas_set_num_threads64_", "openblas_get_num_threads64_"},
+        };
+        Dl_info info;
+        void *library, *set, *get;
+        size_t i;
+        if (!dladdr(blas_function, &info) || info.dli_fname == NULL) return 0;
+        library = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+        if (library == NULL) return 0;
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            set = dlsym(library, names[i][0]);
+            get = dlsym(library, names[i][1]);
+            if (set != NULL && get != NULL) {
+                rn_blas_set_threads = (rn_set_threads_t)set;
+                rn_blas_get_threads = (rn_get_threads_t)get;
+                return 1;
+            }
+        }
+        return 0;
+    }
+    #else
+    static int rn_find_blas_threads(void *blas_function) { (void)blas_function; return 0; }
+    #endif
+    /* -1: this BLAS's setting is unknown to rnnreg (not OpenBLAS) */
+    static int rn_get_blas_threads(void) {
+        return rn_blas_get_threads != NULL ? rn_blas_get_threads() : -1;
+    }
+    static void rn_set_blas_threads(int n) { if (rn_blas_set_threads != NULL) rn_blas_set_threads(n); }
+    """
+    int RN_HAVE_OPENMP
+    int rn_openmp_max_threads() nogil
+    int rn_find_blas_threads(void* blas_function) nogil
+    int rn_get_blas_threads() nogil
+    void rn_set_blas_threads(int n) nogil
+
+cdef bint _blas_threads_known = rn_find_blas_threads(<void*>sgemm)
+cdef int _thread_limit = 0          # rnnreg.set_num_threads; 0: none of rnnreg's own
+cdef int _calls_in_flight = 0       # kernel calls between _acquire_threads and _release_threads
+cdef int _blas_threads_outside = -1  # BLAS's setting before the first of them pinned it to 1
+
+
+def _set_thread_limit(int limit):
+    """rnnreg.set_num_threads's compiled half: kernel calls use at most ``limit`` threads (0: no
+    limit of rnnreg's own). Returns the previous limit."""
+    global _thread_limit
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    previous = _thread_limit
+    _thread_limit = limit
+    return previous
+
+
+def _thread_info():
+    """What a kernel call would use now: a dict with ``openmp`` (the build has it),
+    ``blas_threads_known`` (rnnreg found the BLAS's thread setting), ``limit`` (set_num_threads;
+    0 none) and ``threads`` (the threads the next call gets)."""
+    n = _acquire_threads()
+    _release_threads()
+    return dict(openmp=bool(RN_HAVE_OPENMP), blas_threads_known=bool(_blas_threads_known),
+                limit=_thread_limit, threads=n)
+
+
+cdef int _acquire_threads() noexcept:
+    """Called with the GIL held, just before a kernel's nogil work (and _release_threads just
+    after, the GIL held again): pins BLAS to one thread while any kernel call runs and returns
+    the number of threads this call may use. The GIL orders the calls of Python threads, so the
+    count of calls in flight needs no lock of its own."""
+    global _calls_in_flight, _blas_threads_outside
+    cdef int n = rn_openmp_max_threads()
+    if _calls_in_flight == 0:
+        _blas_threads_outside = rn_get_blas_threads()
+        if _blas_threads_outside > 1:
+            rn_set_blas_threads(1)
+    _calls_in_flight += 1
+    if 1 <= _blas_threads_outside < n:
+        n = _blas_threads_outside
+    if 0 < _thread_limit < n:
+        n = _thread_limit
+    return n if n > 1 else 1
+
+
+cdef void _release_threads() noexcept:
+    global _calls_in_flight
+    _calls_in_flight -= 1
+    if _calls_in_flight == 0 and _blas_threads_outside > 1:
+        rn_set_blas_threads(_blas_threads_outside)
+
+
+# A large product is split into PRODUCT_PARTS blocks along its longer side (so that what each
+# block packs again, the other operand, is the smaller one), blocks at least PRODUCT_MIN_PART
+# wide and a multiple of 16: four parts feed two or four cores, and cost one thread 1-12%
+# against one whole BLAS call where blocks of 256 columns cost 10-20% (benchmarks/products.py).
+cdef enum:
+    PRODUCT_PARTS = 4
+    PRODUCT_MIN_PART = 64
+
+
+cdef void _product_split(int n_threads, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                         Py_ssize_t k, const floating* a, Py_ssize_t lda, const floating* b,
+                         Py_ssize_t ldb, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """_product (no accumulate) in blocks of columns of C, or of rows when C is taller than
+    wide, shared among n_threads threads. The blocks depend on the shape alone and each is
+    computed by one thread, so the result is the same bit for bit with any number of threads."""
+    cdef bint by_columns = n >= m
+    cdef Py_ssize_t size = n if by_columns else m
+    cdef Py_ssize_t parts = size // PRODUCT_MIN_PART, width, blocks, i, lo, w
+    if parts > PRODUCT_PARTS:
+        parts = PRODUCT_PARTS
+    if parts <= 1 or m * n * k <= SMALL_PRODUCT:
+        _product(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
+        return
+    width = ((size + parts - 1) // parts + 15) // 16 * 16
+    blocks = (size + width - 1) // width
+    for i in prange(blocks, num_threads=n_threads, schedule="static"):
+        lo = i * width
+        w = size - lo if size - lo < width else width
+        if by_columns:
+            _product(trans_a, trans_b, m, w, k, a, lda, b + (lo * ldb if trans_b else lo), ldb,
+                     c + lo, ldc)
+        else:
+            _product(trans_a, trans_b, w, n, k, a + (lo if trans_a else lo * lda), lda, b, ldb,
+                     c + lo * ldc, ldc)
 
 
 cdef inline void _ln_row_forward(const floating* x, Py_ssize_t n, const floating* gamma,
@@ -664,6 +828,7 @@ def dropout_backward(dout, mask):
 cdef struct LSTMArrays:
     Py_ssize_t N, T, D, H
     double eps
+    int n_threads          # threads the loops may share the work among (_acquire_threads)
     const void* x          # (N, T, D)
     const void* h0         # (N, H)
     const void* c0         # (N, H)
@@ -686,7 +851,7 @@ cdef struct LSTMGradArrays:
     const void* dh         # (N, T, H) upstream gradient of every output
     void* dh_next          # (N, H): zeros in, dh0 out
     void* dc_next          # (N, H): the final cell state's gradient in, dc0 out
-    void* row_buf          # (H,) scratch
+    void* row_buf          # (n_threads, H) scratch
     void* da               # (N, T, 4H) gradient of the gate pre-activations
     void* dhw              # (N, T, 4H) of the recurrent projection (da without layer norm)
     void* dxw              # (N, T, 4H) of the input projection (da without layer norm)
@@ -695,16 +860,16 @@ cdef struct LSTMGradArrays:
     void* dWh              # (H, 4H)
     double* db             # (4H,) float64 sum, zeros in
     double* ln[6]          # float64 sums per LSTM_LAYER_NORM_PARAMS, zeros in
+    double* ln_parts       # with layer norm: (N, 2*4H + 2*H) zeros, each sequence's own sums
 
 
-cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
-                        floating* scratch) noexcept nogil:
-    """Fill the saved arrays of s. With layer norm xw (N, T, 4H) receives the normalized input
-    projection; without it xw is NULL and both projections are summed in the gate slots.
-    scratch: H values."""
-    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, j, row
+cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
+                             const StepWeights* recurrent, const floating* xw, floating* scratch,
+                             Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    """The time loop for sequences n0 <= n < n1 of the batch, the input projection already in
+    the gate slots (or normalized in xw). scratch: H values."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, j, row
     cdef bint summed = not s.layer_norm
-    cdef const floating* x = <const floating*>s.x
     cdef const floating* h0 = <const floating*>s.h0
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* b = <const floating*>s.b
@@ -720,20 +885,9 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
     cdef const floating* c_prev
     cdef floating* a
     cdef floating* dst
-    cdef StepWeights recurrent
-
-    # The input projection of every time step in one matrix product — straight into the gate
-    # slots when nothing has to be done to it before the recurrent projection is added.
-    _product(False, False, N * T, G, D, x, D, <const floating*>s.Wx, G,
-             gates if summed else xw, G)
-    if not summed:
-        for row in range(N * T):
-            _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
-                            saved[0] + row * G, saved[1] + row)
-    _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
     for t in range(T):
         # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
-        for n in range(N):
+        for n in range(n0, n1):
             src = h0 + n * H if t == 0 else h + (n * T + t - 1) * H
             dst = hprev + (n * T + t) * H
             if mask != NULL:
@@ -742,8 +896,9 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
             else:
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _step_product(&recurrent, N, hprev + t * H, T * H, gates + t * G, T * G, summed)
-        for n in range(N):
+        _step_product(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
+                      gates + (n0 * T + t) * G, T * G, summed)
+        for n in range(n0, n1):
             row = n * T + t
             a = gates + row * G
             if not summed:
@@ -757,6 +912,44 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
                 _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
             else:
                 _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
+
+
+cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Into how many parts the batch's time loop is split: one per thread, on the packed step
+    product only (its rows do not depend on the rows beside them; BLAS's might), at most N."""
+    if w.packed == NULL or n_threads <= 1:
+        return 1
+    return N if N < n_threads else n_threads
+
+
+cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
+                        floating* scratch) noexcept nogil:
+    """Fill the saved arrays of s. With layer norm xw (N, T, 4H) receives the normalized input
+    projection; without it xw is NULL and both projections are summed in the gate slots.
+    scratch: H values per thread (s.n_threads)."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, row, part, parts
+    cdef bint summed = not s.layer_norm
+    cdef const floating** ln = <const floating**>s.ln
+    cdef floating** saved = <floating**>s.ln_saved
+    cdef floating* gates = <floating*>s.gates
+    cdef StepWeights recurrent
+
+    # The input projection of every time step in one matrix product — straight into the gate
+    # slots when nothing has to be done to it before the recurrent projection is added.
+    _product_split(s.n_threads, False, False, N * T, G, D, <const floating*>s.x, D,
+                   <const floating*>s.Wx, G, gates if summed else xw, G)
+    if not summed:
+        for row in prange(N * T, num_threads=s.n_threads, schedule="static"):
+            _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
+                            saved[0] + row * G, saved[1] + row)
+    _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
+    parts = _row_parts(&recurrent, N, s.n_threads)
+    if parts == 1:
+        _lstm_forward_rows(probe, s, &recurrent, xw, scratch, 0, N)
+    else:
+        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+            _lstm_forward_rows(probe, s, &recurrent, xw, scratch + part * H, part * N // parts,
+                               (part + 1) * N // parts)
     free(recurrent.packed)
 
 
@@ -799,12 +992,17 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
     gates, hprev = _empty(tn, N, T, G), _empty(tn, N, T, H)
     c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
     s.gates, s.hprev, s.c, s.tc, s.h = _ptr(gates), _ptr(hprev), _ptr(c), _ptr(tc), _ptr(h)
-    scratch = _empty(tn, H)
     xw = _empty(tn, N, T, G) if s.layer_norm else None
     cdef floating* xw_p = <floating*>_ptr(xw) if s.layer_norm else NULL
-    cdef floating* scratch_p = <floating*>_ptr(scratch)
-    with nogil:
-        _lstm_forward(probe, &s, xw_p, scratch_p)
+    cdef floating* scratch_p
+    s.n_threads = _acquire_threads()
+    try:
+        scratch = _empty(tn, s.n_threads, H)
+        scratch_p = <floating*>_ptr(scratch)
+        with nogil:
+            _lstm_forward(probe, &s, xw_p, scratch_p)
+    finally:
+        _release_threads()
     if saved is not None:
         for arr in saved.values():
             _frozen(arr)
@@ -824,17 +1022,18 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
     return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
 
 
-cdef void _lstm_backward(floating probe, const LSTMArrays* s,
-                         const LSTMGradArrays* g) noexcept nogil:
-    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
-    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row, k
+cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
+                              const StepWeights* recurrent_t, floating* row_buf, Py_ssize_t n0,
+                              Py_ssize_t n1) noexcept nogil:
+    """Backpropagation through time for sequences n0 <= n < n1; the layer-norm parameters'
+    gradients of the recurrent and cell normalizations go to each sequence's g.ln_parts row.
+    row_buf: H values."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k
     cdef const floating* dh = <const floating*>g.dh
     cdef floating* dh_next = <floating*>g.dh_next
     cdef floating* dc_next = <floating*>g.dc_next
-    cdef floating* row_buf = <floating*>g.row_buf
     cdef floating* da = <floating*>g.da
     cdef floating* dhw = <floating*>g.dhw
-    cdef floating* dxw = <floating*>g.dxw
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* mask = <const floating*>s.mask
     cdef const floating* gates = <const floating*>s.gates
@@ -845,40 +1044,85 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
     cdef const floating* a
     cdef const floating* c_prev
     cdef floating* da_row
-    cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
-
-    _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
+    cdef double* sums
     for t in range(T - 1, -1, -1):
-        for n in range(N):
+        for n in range(n0, n1):
             row = n * T + t
             a = gates + row * G
             da_row = da + row * G
+            sums = g.ln_parts + n * (2 * G + 2 * H) if s.layer_norm else NULL
             _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
             if s.layer_norm:
                 _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
-                                 g.ln[4], g.ln[5])
+                                 sums + 2 * G, sums + 2 * G + H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
             if s.layer_norm:
                 _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
-                                 dhw + row * G, g.ln[2], g.ln[3])
+                                 dhw + row * G, sums, sums + G)
         # dh(t-1) = (dhw(t) @ Wh^T) * mask
-        _step_product(&recurrent_t, N, dhw + t * G, T * G, dh_next, H, False)
+        _step_product(recurrent_t, n1 - n0, dhw + (n0 * T + t) * G, T * G, dh_next + n0 * H, H,
+                      False)
         if mask != NULL:
-            for k in range(N * H):
+            for k in range(n0 * H, n1 * H):
                 dh_next[k] = dh_next[k] * mask[k]
+
+
+cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
+                     double* total) noexcept nogil:
+    """total[j] += parts[i * stride + j] for i = 0, 1, ..., count - 1 in turn (a fixed order)."""
+    cdef Py_ssize_t i, j
+    for i in range(count):
+        for j in range(n):
+            total[j] += parts[i * stride + j]
+
+
+cdef void _lstm_backward(floating probe, const LSTMArrays* s,
+                         const LSTMGradArrays* g) noexcept nogil:
+    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row, part, parts
+    cdef Py_ssize_t stride = 2 * G + 2 * H
+    cdef floating* row_buf = <floating*>g.row_buf
+    cdef floating* da = <floating*>g.da
+    cdef floating* dxw = <floating*>g.dxw
+    cdef const floating** ln = <const floating**>s.ln
+    cdef const floating** saved = <const floating**>s.ln_saved
+    cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
+
+    _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
+    parts = _row_parts(&recurrent_t, N, s.n_threads)
+    if parts == 1:
+        _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf, 0, N)
+    else:
+        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+            _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * H,
+                                part * N // parts, (part + 1) * N // parts)
     free(recurrent_t.packed)
 
     _sum_rows(da, N * T, G, g.db)
     if s.layer_norm:
-        for row in range(N * T):
-            _ln_row_backward(da + row * G, saved[0] + row * G, saved[1][row], ln[0], G,
-                             dxw + row * G, g.ln[0], g.ln[1])
+        # The sequences' sums added in sequence order, whichever thread made them.
+        _add_parts(g.ln_parts, N, stride, G, g.ln[2])
+        _add_parts(g.ln_parts + G, N, stride, G, g.ln[3])
+        _add_parts(g.ln_parts + 2 * G, N, stride, H, g.ln[4])
+        _add_parts(g.ln_parts + 2 * G + H, N, stride, H, g.ln[5])
+        memset(g.ln_parts, 0, N * stride * sizeof(double))
+        for n in prange(N, num_threads=s.n_threads, schedule="static"):
+            for t in range(T):
+                row = n * T + t
+                _ln_row_backward(da + row * G, saved[0] + row * G, saved[1][row], ln[0], G,
+                                 dxw + row * G, g.ln_parts + n * stride,
+                                 g.ln_parts + n * stride + G)
+        _add_parts(g.ln_parts, N, stride, G, g.ln[0])
+        _add_parts(g.ln_parts + G, N, stride, G, g.ln[1])
     # One matrix product for each weight gradient and for dx, over all time steps at once.
-    _product(True, False, D, G, N * T, <const floating*>s.x, D, dxw, G, <floating*>g.dWx, G)
-    _product(True, False, H, G, N * T, <const floating*>s.hprev, H, dhw, G, <floating*>g.dWh, G)
+    _product_split(s.n_threads, True, False, D, G, N * T, <const floating*>s.x, D, dxw, G,
+                   <floating*>g.dWx, G)
+    _product_split(s.n_threads, True, False, H, G, N * T, <const floating*>s.hprev, H,
+                   <const floating*>g.dhw, G, <floating*>g.dWh, G)
     if g.dx != NULL:   # a one-hot input layer has no use for it: a product saved
-        _product(False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G, <floating*>g.dx, D)
+        _product_split(s.n_threads, False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G,
+                       <floating*>g.dx, D)
 
 
 cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_dx):
@@ -936,16 +1180,25 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
         dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
     dc_next = _zeros(tn, N, H) if dc_final is None else \
         cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
-    dh_next, row_buf = _zeros(tn, N, H), _empty(tn, H)
+    dh_next = _zeros(tn, N, H)
     dx = _empty(tn, N, T, D) if need_dx else None
     dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
     db = _zeros(cnp.NPY_DOUBLE, G)
-    g.dh_next, g.dc_next, g.row_buf = _ptr(dh_next), _ptr(dc_next), _ptr(row_buf)
+    if s.layer_norm:
+        ln_parts = _zeros(cnp.NPY_DOUBLE, N, 2 * G + 2 * H)
+        g.ln_parts = <double*>_ptr(ln_parts)
+    g.dh_next, g.dc_next = _ptr(dh_next), _ptr(dc_next)
     g.da, g.dhw, g.dxw = _ptr(da), _ptr(dhw), _ptr(dxw)
     g.dx = _ptr(dx) if need_dx else NULL
     g.dWx, g.dWh, g.db = _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
-    with nogil:
-        _lstm_backward(probe, &s, &g)
+    s.n_threads = _acquire_threads()
+    try:
+        row_buf = _empty(tn, s.n_threads, H)
+        g.row_buf = _ptr(row_buf)
+        with nogil:
+            _lstm_backward(probe, &s, &g)
+    finally:
+        _release_threads()
     grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=_as_dtype(db, tn))
     for name, total in ln_acc.items():
         grads["d" + name] = _as_dtype(total, tn)
@@ -986,8 +1239,10 @@ cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
                          f"{_blas_int_max}; transpose the product instead (b @ a)^T")
     out = _empty(tn, m, n)
     cdef floating* op = <floating*>_ptr(out)
+    cdef int n_threads = _acquire_threads()
     with nogil:
-        _product(trans_a, trans_b, m, n, k, ap, lda, bp, ldb, op, n)
+        _product_split(n_threads, trans_a, trans_b, m, n, k, ap, lda, bp, ldb, op, n)
+    _release_threads()
     return out
 
 

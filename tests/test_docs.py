@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
 NEEDS_TORCH = {"to_torch", "from_torch"}
 CONSTANTS = {"GATE_ORDER", "LSTM_LAYER_NORM_PARAMS"}
-RETURNS_NOTHING = {"set_backend", "use_backend"}   # a setter and a context manager
+RETURNS_NOTHING = {"set_backend", "use_backend", "set_num_threads"}   # setters, a context manager
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 DOCUMENTED = sorted(set(rnnreg.__all__) - CONSTANTS)

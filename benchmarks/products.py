@@ -1,0 +1,59 @@
+"""What splitting a large product into blocks costs and gains: ``rnnreg.matmul`` (the kernels'
+split, see PRODUCT_PARTS in rnnreg/_kernels.pyx) against one whole SciPy BLAS call, on one
+thread and on two. A diagnostic for choosing the split, not a headline.
+
+    python benchmarks/products.py [--repeats 7]
+
+Shapes: the weight gradients and input product of the large LSTM of the speed table (N 64,
+T 35, D = H = 512: N*T = 2240 rows, 4H = 2048 gate columns).
+"""
+import argparse
+import time
+
+import numpy as np
+import scipy.linalg.blas as blas
+from threadpoolctl import threadpool_limits
+
+import rnnreg
+
+SHAPES = [  # (m, k, n, trans_a): dWh = hprev^T @ dgates, the input product, dx
+    (512, 2240, 2048, True),
+    (2240, 512, 2048, False),
+    (2240, 2048, 512, False),
+]
+
+
+def median_ms(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print("| dtype | m, k, n | threads | rnnreg.matmul (split) | one SciPy BLAS call | ratio |")
+    print("|---|---|---|---|---|---|")
+    for dtype in (np.float64, np.float32):
+        gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
+        for m, k, n, trans_a in SHAPES:
+            a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+            b = rng.standard_normal((k, n)).astype(dtype)
+            # Fortran BLAS on C arrays: C^T = B^T @ op(A)^T, no copies.
+            whole = (lambda: gemm(1.0, b.T, a)) if trans_a else (lambda: gemm(1.0, b.T, a.T))
+            assert np.allclose(whole().T, rnnreg.matmul(a, b, trans_a), rtol=1e-3, atol=1e-2)
+            for threads in (1, 2):
+                with threadpool_limits(threads):
+                    split_ms = median_ms(lambda: rnnreg.matmul(a, b, trans_a), args.repeats)
+                    whole_ms = median_ms(whole, args.repeats)
+                print(f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {threads} | {split_ms:.1f} ms "
+                      f"| {whole_ms:.1f} ms | {whole_ms / split_ms:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

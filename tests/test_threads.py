@@ -1,0 +1,207 @@
+"""Threads: the compiled kernels share their work among OpenMP threads, and the number of
+threads never changes a result (bit for bit), whatever limits it: rnnreg.set_num_threads,
+threadpoolctl (OpenMP or BLAS), or the environment."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import rnnreg
+from rnnreg import (RegularizedLSTM, TrainConfig, fit, get_num_threads, lstm_backward,
+                    lstm_forward, lstm_layer_norm_params, matmul, set_num_threads)
+from rnnreg._backend import _kernels
+
+pytestmark = pytest.mark.skipif(_kernels is None, reason="compiled kernels not built")
+
+INFO = _kernels._thread_info() if _kernels is not None else {}
+# On a machine with two cores and an OpenMP build the "several threads" runs below really use
+# several; elsewhere they are still run and must agree, but prove less.
+SEVERAL = min(os.cpu_count() or 1, 4)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_limit():
+    set_num_threads(None)
+    yield
+    set_num_threads(None)
+
+
+def test_an_unlimited_call_uses_every_core_on_an_openmp_build():
+    if not INFO["openmp"] or (os.cpu_count() or 1) < 2:
+        pytest.skip("a single core or a build without OpenMP")
+    assert get_num_threads() >= 2
+
+
+@pytest.mark.parametrize("limit", ["rnnreg", "threadpoolctl", "threadpoolctl-blas",
+                                   "threadpoolctl-openmp"])
+def test_every_kind_of_limit_is_honoured(limit):
+    if limit == "rnnreg":
+        set_num_threads(1)
+        assert get_num_threads() == 1
+        return
+    user_api = {"threadpoolctl": None, "threadpoolctl-blas": "blas",
+                "threadpoolctl-openmp": "openmp"}[limit]
+    if user_api == "blas" and not INFO["blas_threads_known"]:
+        pytest.skip("this BLAS's thread setting is not one rnnreg reads")
+    if user_api == "openmp" and not INFO["openmp"]:
+        pytest.skip("a build without OpenMP uses one thread anyway")
+    with threadpool_limits(1, user_api=user_api):
+        assert get_num_threads() == 1
+
+
+def _blas_threads():
+    return sorted((lib["filepath"], lib["num_threads"]) for lib in threadpool_info()
+                  if lib["user_api"] == "blas")
+
+
+def _lstm_arrays(rng, N, T, D, H, dtype, layer_norm, masked):
+    x = rng.standard_normal((N, T, D)).astype(dtype)
+    h0 = rng.standard_normal((N, H)).astype(dtype)
+    Wx = (rng.standard_normal((D, 4 * H)) / np.sqrt(D)).astype(dtype)
+    Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
+    b = rng.standard_normal(4 * H).astype(dtype)
+    ln = None
+    if layer_norm:
+        ln = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype)
+              for k, v in lstm_layer_norm_params(H, dtype=dtype).items()}
+    mask = (rng.random((N, H)) < 0.8).astype(dtype) / dtype(0.8) if masked else None
+    dh = rng.standard_normal((N, T, H)).astype(dtype)
+    return x, h0, Wx, Wh, b, ln, mask, dh
+
+
+def _lstm_run(arrays):
+    x, h0, Wx, Wh, b, ln, mask, dh = arrays
+    h, cache = lstm_forward(x, h0, Wx, Wh, b, layer_norm=ln, recurrent_mask=mask)
+    grads = lstm_backward(dh, cache)._asdict()
+    ln_grads = grads.pop("layer_norm") or {}
+    return {"h": h, **grads, **{"d" + name: value for name, value in ln_grads.items()}}
+
+
+# Batches that split among threads (N > 4) and one that does not; hidden sizes whose products
+# split into column blocks (4H >= 512) and one that does not; N*T >= 512 splits dx by rows.
+SHAPES = [(8, 35, 81, 256), (16, 35, 20, 128), (5, 7, 6, 8), (3, 4, 5, 6), (9, 60, 40, 64)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layer_norm,masked", [(False, False), (True, False), (False, True),
+                                               (True, True)])
+def test_lstm_results_are_the_same_bit_for_bit_with_any_number_of_threads(dtype, shape,
+                                                                          layer_norm, masked):
+    arrays = _lstm_arrays(np.random.default_rng(sum(shape)), *shape, dtype, layer_norm, masked)
+    set_num_threads(1)
+    one = _lstm_run(arrays)
+    set_num_threads(None)
+    several = _lstm_run(arrays)
+    with threadpool_limits(1):
+        limited = _lstm_run(arrays)
+    for name in one:
+        np.testing.assert_array_equal(several[name], one[name], err_msg=name)
+        np.testing.assert_array_equal(limited[name], one[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n,trans_a,trans_b", [(600, 70, 1030, False, False),
+                                                    (1100, 256, 81, False, False),
+                                                    (81, 560, 1024, True, False),
+                                                    (560, 1024, 81, False, True),
+                                                    (700, 64, 600, True, True)])
+def test_matmul_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, m, k, n, trans_a,
+                                                                   trans_b):
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    set_num_threads(1)
+    one = matmul(a, b, trans_a, trans_b)
+    set_num_threads(None)
+    several = matmul(a, b, trans_a, trans_b)
+    np.testing.assert_array_equal(several, one)
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(one, expected, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_gives_the_same_model_with_one_thread_or_several(dtype):
+    text = "the quick brown fox jumps over the lazy dog.\n" * 60
+    corpus = rnnreg.CharCorpus.from_text(text)
+
+    def train():
+        model = RegularizedLSTM(corpus.vocab_size, 64, dropout_keep_prob=0.8,
+                                use_layer_norm=True, num_layers=2, recurrent_keep_prob=0.9,
+                                seed=3, dtype=dtype)
+        config = TrainConfig(epochs=2, batch_size=8, bptt=20, progress=False, seed=3)
+        history = fit(model, corpus.train, corpus.val, config, log=lambda line: None)
+        return model, history
+
+    set_num_threads(1)
+    model_one, history_one = train()
+    set_num_threads(None)
+    model_several, history_several = train()
+    assert history_one["val_loss"] == history_several["val_loss"]
+    for name, value in model_one.params.items():
+        np.testing.assert_array_equal(model_several.params[name], value, err_msg=name)
+
+
+def test_blas_gets_its_own_setting_back_after_every_call():
+    before = _blas_threads()
+    arrays = _lstm_arrays(np.random.default_rng(0), 8, 10, 30, 128, np.float64, True, True)
+    _lstm_run(arrays)
+    matmul(np.ones((600, 40)), np.ones((40, 600)))
+    assert _blas_threads() == before
+    with threadpool_limits(1, user_api="blas"):
+        _lstm_run(arrays)
+        assert all(n == 1 for _, n in _blas_threads())
+    assert _blas_threads() == before
+
+
+def test_calls_from_several_python_threads_agree_and_restore_blas():
+    before = _blas_threads()
+    arrays = _lstm_arrays(np.random.default_rng(1), 8, 20, 30, 128, np.float32, True, False)
+    expected = _lstm_run(arrays)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(3):
+                results.append(_lstm_run(arrays))
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert len(results) == 9
+    for result in results:
+        for name in expected:
+            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_refuses_what_is_not_a_thread_count(bad):
+    with pytest.raises(ValueError, match="n must be an integer >= 1 or None"):
+        set_num_threads(bad)
+
+
+def test_the_kernel_setter_refuses_a_negative_limit():
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        _kernels._set_thread_limit(-1)
+
+
+@pytest.mark.parametrize("value,expected", [("1", "1"), ("", "ok"), ("0", "ok"),
+                                            ("x", "RNNREG_NUM_THREADS must be")])
+def test_the_environment_variable_limits_threads_at_import(value, expected):
+    code = ("import rnnreg\n"
+            "n = rnnreg.get_num_threads()\n"
+            "print(n if n == 1 and {value!r} == '1' else 'ok')\n").format(value=value)
+    env = dict(os.environ, RNNREG_NUM_THREADS=value)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert expected in (run.stdout + run.stderr)
