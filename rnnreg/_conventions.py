@@ -132,6 +132,28 @@ def _field(cache, key, extra=()):
     return tuple.__getitem__(cache, key)
 
 
+# One-hot inputs reach the LSTM functions as token ids: x (N, T) of TOKEN_DTYPE, each in [0, D)
+# where D is the number of rows of Wx. The input projection is then a gather of rows of Wx (the
+# same numbers as the one-hot product, exactly: every other term is an exact zero) and its
+# gradient a scatter-add of rows in row order; there is no input gradient.
+TOKEN_DTYPE = np.dtype(np.int64)
+
+
+def is_token_input(x):
+    """Whether x is meant as token ids: a 2-axis ndarray of integers (checked further by
+    check_token_input; anything else is the float input (N, T, D))."""
+    return isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype.kind in "iu"
+
+
+def check_token_input(x, D, name="x"):
+    """Raise unless x is a TOKEN_DTYPE array of ids in [0, D)."""
+    if x.dtype != TOKEN_DTYPE:
+        raise TypeError(f"{name}: token ids must be {TOKEN_DTYPE}, got {x.dtype}")
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= D):
+        raise ValueError(f"{name}: token ids must lie in [0, {D}) (the rows of Wx), got ids "
+                         f"from {int(x.min())} to {int(x.max())}")
+
+
 class LSTMCache(NamedTuple):
     """What an LSTM forward pass saves for its backward pass.
 
@@ -191,13 +213,19 @@ class LSTMCache(NamedTuple):
 
     @property
     def dtype(self):
-        return self.x.dtype
+        """The float dtype of the pass (h0's: x may hold token ids)."""
+        return self.h0.dtype
+
+    @property
+    def tokens(self):
+        """Whether x holds token ids (N, T) in [0, D): one-hot inputs, never built as vectors."""
+        return is_token_input(self.x)
 
     def expected_shapes(self):
         """label -> shape of every array field (layer-norm ones labelled ``layer_norm['name']``
         and ``ln_saved['name']``), from the dimensions recorded at creation."""
         N, T, D, H = self.N, self.T, self.D, self.H
-        shapes = {"x": (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, 4 * H),
+        shapes = {"x": (N, T) if self.tokens else (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, 4 * H),
                   "Wh": (H, 4 * H), "b": (4 * H,), "hprev": (N, T, H), "gates": (N, T, 4 * H),
                   "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
         if self.recurrent_mask is not None:
@@ -215,7 +243,9 @@ class LSTMCache(NamedTuple):
         recorded at creation (shape, dtype, or not an array at all); returns the cache."""
         if (self.layer_norm is None) != (self.ln_saved is None):
             raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
-        dtype = self.x.dtype if isinstance(self.x, np.ndarray) else None
+        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
+        if self.tokens:
+            check_token_input(self.x, self.D, "cache.x")
         for label, shape in self.expected_shapes().items():
             if label.startswith("layer_norm["):
                 arr = self.layer_norm.get(label[12:-2])
@@ -223,8 +253,9 @@ class LSTMCache(NamedTuple):
                 arr = self.ln_saved.get(label[10:-2])
             else:
                 arr = getattr(self, label)
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
-                raise _shape_error(label, arr, shape, dtype, "lstm_forward")
+            wanted = TOKEN_DTYPE if label == "x" and self.tokens else dtype
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != wanted:
+                raise _shape_error(label, arr, shape, wanted, "lstm_forward")
         if not (isinstance(self.eps, float) and math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"cache.eps must be a finite float > 0, got {self.eps!r}")
         return self
@@ -245,7 +276,8 @@ def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gat
         ln_saved = types.MappingProxyType(dict(ln_saved))
     if layer_norm is not None:
         layer_norm = types.MappingProxyType({k: layer_norm[k] for k in LSTM_LAYER_NORM_PARAMS})
-    N, T, D = x.shape
+    N, T = x.shape[:2]
+    D = Wx.shape[0]
     return LSTMCache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, float(eps), hprev, gates,
                      c, tc, h, ln_saved, N, T, D, Wh.shape[0])
 

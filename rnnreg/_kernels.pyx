@@ -440,6 +440,7 @@ cdef void _release_threads() noexcept:
 cdef enum:
     PRODUCT_PARTS = 4
     PRODUCT_MIN_PART = 64
+    PARALLEL_MIN = 1 << 15   # elements below which a memory-bound loop stays on one thread
 
 
 cdef void _product_split(int n_threads, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -633,6 +634,27 @@ cdef inline bint _finite_run(const floating* p, Py_ssize_t n) noexcept nogil:
         return rn_all_finite_f(p, n) != 0
     else:
         return rn_all_finite_d(p, n) != 0
+
+
+cdef inline bint _is_tokens(object x) except -1:
+    """Whether x is meant as token ids (a 2-axis integer ndarray; _array then checks that it is
+    int64, aligned, C-contiguous): see TOKEN_DTYPE in rnnreg._conventions."""
+    return (cnp.PyArray_Check(x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 2
+            and cnp.PyArray_ISINTEGER(<cnp.ndarray>x))
+
+
+cdef int _check_ids(const int64_t* ids, Py_ssize_t n, Py_ssize_t D, str name) except -1:
+    """Raise ValueError unless every one of the n ids lies in [0, D) (they index rows of Wx)."""
+    cdef Py_ssize_t i, bad = -1
+    with nogil:
+        for i in range(n):
+            if ids[i] < 0 or ids[i] >= D:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(f"{name}: token ids must lie in [0, {D}) (the rows of Wx), got "
+                         f"{ids[bad]} at position {bad}")
+    return 0
 
 
 cdef inline bint _is_float32(object arr) except -1:
@@ -829,7 +851,8 @@ cdef struct LSTMArrays:
     Py_ssize_t N, T, D, H
     double eps
     int n_threads          # threads the loops may share the work among (_acquire_threads)
-    const void* x          # (N, T, D)
+    const void* x          # (N, T, D), or NULL when tokens is set
+    const int64_t* tokens  # (N, T) ids in [0, D) standing for one-hot rows of x, or NULL
     const void* h0         # (N, H)
     const void* c0         # (N, H)
     const void* Wx         # (D, 4H)
@@ -861,6 +884,35 @@ cdef struct LSTMGradArrays:
     double* db             # (4H,) float64 sum, zeros in
     double* ln[6]          # float64 sums per LSTM_LAYER_NORM_PARAMS, zeros in
     double* ln_parts       # with layer norm: (N, 2*4H + 2*H) zeros, each sequence's own sums
+
+
+cdef void _gather_rows(int n_threads, const int64_t* ids, Py_ssize_t rows, Py_ssize_t G,
+                       const floating* table, floating* out) noexcept nogil:
+    """out[r] = table[ids[r]] for each of the rows (G values each); ids already checked."""
+    cdef Py_ssize_t r
+    for r in prange(rows, num_threads=n_threads if rows * G >= PARALLEL_MIN else 1,
+                    schedule="static"):
+        memcpy(out + r * G, table + ids[r] * G, G * sizeof(floating))
+
+
+cdef void _add_rows_at(int n_threads, const int64_t* ids, Py_ssize_t rows, Py_ssize_t G,
+                       const floating* src, Py_ssize_t D, floating* total) noexcept nogil:
+    """total (D, G) = 0, then total[ids[r]] += src[r] for r = 0, 1, ... in turn: the gradient of
+    _gather_rows. Threads share the columns, so every sum runs in row order on any number."""
+    cdef Py_ssize_t part, parts = n_threads, lo, hi, r, j
+    cdef floating* dst
+    cdef const floating* row
+    if rows * G < PARALLEL_MIN or G < 64 * parts:
+        parts = 1
+    memset(total, 0, D * G * sizeof(floating))
+    for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+        lo = part * G // parts
+        hi = (part + 1) * G // parts
+        for r in range(rows):
+            dst = total + ids[r] * G
+            row = src + r * G
+            for j in range(lo, hi):
+                dst[j] = dst[j] + row[j]
 
 
 cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
@@ -936,8 +988,12 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
 
     # The input projection of every time step in one matrix product — straight into the gate
     # slots when nothing has to be done to it before the recurrent projection is added.
-    _product_split(s.n_threads, False, False, N * T, G, D, <const floating*>s.x, D,
-                   <const floating*>s.Wx, G, gates if summed else xw, G)
+    if s.tokens != NULL:   # one-hot rows: the product picks rows of Wx (exactly)
+        _gather_rows(s.n_threads, s.tokens, N * T, G, <const floating*>s.Wx,
+                     gates if summed else xw)
+    else:
+        _product_split(s.n_threads, False, False, N * T, G, D, <const floating*>s.x, D,
+                       <const floating*>s.Wx, G, gates if summed else xw, G)
     if not summed:
         for row in prange(N * T, num_threads=s.n_threads, schedule="static"):
             _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
@@ -958,8 +1014,14 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
     cdef int tn = _typenum(probe), k
     cdef LSTMArrays s
     memset(&s, 0, sizeof(s))
-    s.x = _array(x, "x", tn, 3)
-    s.N, s.T, s.D = _dim(x, 0), _dim(x, 1), _dim(x, 2)
+    if _is_tokens(x):   # one-hot inputs given as ids: D is the number of rows of Wx
+        s.tokens = <const int64_t*>_array(x, "x", cnp.NPY_INT64, 2)
+        s.N, s.T = _dim(x, 0), _dim(x, 1)
+        _array(Wx, "Wx", tn, 2)
+        s.D = _dim(Wx, 0)
+    else:
+        s.x = _array(x, "x", tn, 3)
+        s.N, s.T, s.D = _dim(x, 0), _dim(x, 1), _dim(x, 2)
     s.Wh = _array(Wh, "Wh", tn, 2)
     s.H = _dim(Wh, 0)
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
@@ -967,6 +1029,8 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
     _nonempty("Wh", H)
     _array(Wh, "Wh", tn, 2, H, G)
     s.Wx = _array(Wx, "Wx", tn, 2, D, G)
+    if s.tokens != NULL:
+        _check_ids(s.tokens, N * T, D, "x")
     s.b = _array(b, "b", tn, 1, G)
     s.h0 = _array(h0, "h0", tn, 2, N, H)
     if c0 is None:   # a zero initial cell state
@@ -1013,10 +1077,11 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
-    """Run an LSTM over x (N, T, D) from (h0, c0) (N, H; c0 None: zeros) with Wx (D, 4H), Wh (H, 4H), b (4H,);
+    """Run an LSTM over x (N, T, D) — or over one-hot inputs given as int64 token ids x (N, T)
+    in [0, D) — from (h0, c0) (N, H; c0 None: zeros) with Wx (D, 4H), Wh (H, 4H), b (4H,);
     ``layer_norm``: None or a mapping of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or
     (N, H); eps > 0. Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
-    if _is_float32(x):
+    if _is_float32(Wx if _is_tokens(x) else x):
         return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
                                           eps)
     return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
@@ -1116,11 +1181,14 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
         _add_parts(g.ln_parts, N, stride, G, g.ln[0])
         _add_parts(g.ln_parts + G, N, stride, G, g.ln[1])
     # One matrix product for each weight gradient and for dx, over all time steps at once.
-    _product_split(s.n_threads, True, False, D, G, N * T, <const floating*>s.x, D, dxw, G,
-                   <floating*>g.dWx, G)
+    if s.tokens != NULL:
+        _add_rows_at(s.n_threads, s.tokens, N * T, G, dxw, D, <floating*>g.dWx)
+    else:
+        _product_split(s.n_threads, True, False, D, G, N * T, <const floating*>s.x, D, dxw, G,
+                       <floating*>g.dWx, G)
     _product_split(s.n_threads, True, False, H, G, N * T, <const floating*>s.hprev, H,
                    <const floating*>g.dhw, G, <floating*>g.dWh, G)
-    if g.dx != NULL:   # a one-hot input layer has no use for it: a product saved
+    if g.dx != NULL:   # a one-hot input layer has no use for it (token ids have none)
         _product_split(s.n_threads, False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G,
                        <floating*>g.dx, D)
 
@@ -1139,7 +1207,12 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
     if N < 1 or T < 1 or D < 1 or H < 1:
         raise ValueError(f"cache dimensions must be >= 1, got N={N}, T={T}, D={D}, H={H}")
-    s.x = _array(cache.x, "cache.x", tn, 3, N, T, D)
+    if _is_tokens(cache.x):
+        s.tokens = <const int64_t*>_array(cache.x, "cache.x", cnp.NPY_INT64, 2, N, T)
+        _check_ids(s.tokens, N * T, D, "cache.x")
+        need_dx = False   # ids have no gradient
+    else:
+        s.x = _array(cache.x, "cache.x", tn, 3, N, T, D)
     s.c0 = _array(cache.c0, "cache.c0", tn, 2, N, H)
     # Not read here, but part of the same forward pass: a cache is consistent as a whole or not.
     _array(cache.h0, "cache.h0", tn, 2, N, H)
@@ -1208,7 +1281,8 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
 def lstm_backward(dh, dc_final, cache, bint need_dx=True):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state
     (None: zero);
-    cache: the LSTMCache of lstm_forward; need_dx False skips the input gradient (dx is None).
+    cache: the LSTMCache of lstm_forward; need_dx False skips the input gradient (dx is None;
+    always None for token-id inputs).
     Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of
     each LSTM_LAYER_NORM_PARAMS entry."""
     if _is_float32(dh):

@@ -11,7 +11,8 @@ check their cache first (:meth:`LSTMCache.check`), as the compiled ones do.
 import numpy as np
 
 from ._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, LSTMCache,
-                           dropout_threshold, freeze, lstm_cache, step_functions)
+                           check_token_input, dropout_threshold, freeze, is_token_input,
+                           lstm_cache, step_functions)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -97,12 +98,17 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
     :func:`lstm_backward` needs; its ``h`` (N, T, H) is the output and ``c[:, -1]`` the final
     cell state. ``layer_norm`` is None or a mapping of the :data:`LSTM_LAYER_NORM_PARAMS`;
     ``recurrent_mask`` is None or (N, H)."""
-    N, T, D = x.shape
     H = h0.shape[1]
-    dtype = x.dtype
+    dtype = h0.dtype
+    if is_token_input(x):   # one-hot inputs as ids: the product is a gather of rows of Wx
+        check_token_input(x, Wx.shape[0])
+        N, T = x.shape
+        xw = Wx[x]
+    else:
+        N, T, D = x.shape
+        xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H)
     if c0 is None:
         c0 = np.zeros((N, H), dtype)
-    xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H)
     saved = None
     if layer_norm is not None:
         saved = {}
@@ -154,11 +160,11 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     layer_norm, mask, saved = cache.layer_norm, cache.recurrent_mask, cache.ln_saved
     N, T, D, H = cache.N, cache.T, cache.D, cache.H
     if dc_final is None:
-        dc_final = np.zeros((N, H), cache.x.dtype)
+        dc_final = np.zeros((N, H), cache.dtype)
     for name, arr, shape in (("dh", dh, (N, T, H)), ("dc_final", dc_final, (N, H))):
         if arr.shape != shape:
             raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-    dtype = x.dtype
+    dtype = cache.dtype
     da_all = np.empty((N, T, 4 * H), dtype)
     dhw_all = np.empty((N, T, 4 * H), dtype) if layer_norm is not None else da_all
     grads = {}
@@ -199,11 +205,16 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         grads["dbeta_x"] = np.sum(da_all, axis=(0, 1))
         dxw = _ln_rows_backward(da_all, saved["xhat_x"], saved["rstd_x"], layer_norm["gamma_x"])
     dxw2 = dxw.reshape(N * T, 4 * H)
+    if cache.tokens:   # the gather's gradient: rows added into the ids' rows, in row order
+        dWx = np.zeros((D, 4 * H), dtype)
+        np.add.at(dWx, x.reshape(-1), dxw2)
+    else:
+        dWx = x.reshape(N * T, D).T @ dxw2
     grads.update(
-        dx=(dxw2 @ Wx.T).reshape(N, T, D) if need_dx else None,
+        dx=(dxw2 @ Wx.T).reshape(N, T, D) if need_dx and not cache.tokens else None,
         dh0=dh_next,
         dc0=dc_next,
-        dWx=x.reshape(N * T, D).T @ dxw2,
+        dWx=dWx,
         dWh=hprev.reshape(N * T, H).T @ dhw_all.reshape(N * T, 4 * H),
         db=np.sum(da_all, axis=(0, 1)),
     )

@@ -30,8 +30,8 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _backend
 from . import _validation as v
-from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache,
-                           LSTMCache, layer_norm_param_size)
+from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
+                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size)
 
 # Fast path: the compiled kernels when the calling thread uses them (None otherwise), and what a
 # kernel raises for an argument it refuses (the checked path then explains or converts).
@@ -115,9 +115,23 @@ def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64) -> D
 
 def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name="h0",
                        c0_name="c0"):
-    x = v.float_array(x, "x", ndim=3)
-    dtype = x.dtype
-    N, T, D = x.shape
+    ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if ids.ndim == 2 and ids.dtype.kind in "iu":   # one-hot inputs given as token ids
+        Wx = v.float_array(Wx, "Wx", ndim=2)
+        dtype = Wx.dtype
+        N, T = ids.shape
+        D = Wx.shape[0]
+        if N * T == 0:
+            raise ValueError(f"x must not be empty, got shape {ids.shape}")
+        if ids.dtype.kind == "u" and int(ids.max()) >= 2**63:   # would wrap in int64
+            raise ValueError(f"x: token ids must lie in [0, {D}) (the rows of Wx), got "
+                             f"{int(ids.max())}")
+        x = np.ascontiguousarray(ids, dtype=TOKEN_DTYPE)   # any integer type, order, layout
+        check_token_input(x, D)
+    else:
+        x = v.float_array(x, "x", ndim=3)
+        dtype = x.dtype
+        N, T, D = x.shape
     Wx = v.float_array(Wx, "Wx", ndim=2, dtype=dtype)
     if Wx.shape[0] != D or Wx.shape[1] % 4 != 0:
         raise ValueError(f"Wx must have shape (D, 4*hidden_size) with D = {D} (x's last axis), "
@@ -163,8 +177,11 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
 
     Parameters
     ----------
-    x : ndarray of shape (N, T, D)
-        Inputs, batch first; float32 or float64 (every array of one call has one dtype).
+    x : ndarray of shape (N, T, D), or integer ndarray of shape (N, T)
+        Inputs, batch first; float32 or float64 (every array of one call has one dtype). Or
+        one-hot inputs given by their token ids in [0, D): the input product is then a gather
+        of rows of ``Wx`` (the same numbers as with one-hot vectors, without building them),
+        and :func:`lstm_backward` gives ``dx`` None.
     h0 : ndarray of shape (N, H)
         Initial hidden state.
     Wx : ndarray of shape (D, 4H)
@@ -223,7 +240,8 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
             pass
         else:   # inputs and cell states all finite (a saturated gate can hide an inf input)
             ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
-            if kernels.first_nonfinite((cache.c, cache.x, cache.h0, cache.c0, cache.Wx,
+            if kernels.first_nonfinite((cache.c, None if cache.tokens else cache.x, cache.h0,
+                                        cache.c0, cache.Wx,
                                         cache.Wh, cache.b, cache.recurrent_mask) + ln) < 0:
                 return cache.h, cache
     eps = v.positive_float(eps, "eps")
@@ -287,7 +305,7 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
         dc_final = v.float_array(dc_final, "dc_final", ndim=2, dtype=dtype)
         v.check_shape(dc_final, "dc_final", (N, H), "(batch, hidden_size)")
     grads = _backend.kernels().lstm_backward(dh, dc_final, cache)
-    for name in ("dx", "dWx", "dWh", "dh0"):
+    for name in ("dx", "dWx", "dWh", "dh0") if grads["dx"] is not None else ("dWx", "dWh", "dh0"):
         v.finite_result(grads[name], "lstm_backward", "dh, dc_final or the weights")
     return _lstm_gradients(grads, cache)
 

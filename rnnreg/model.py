@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from . import _backend
 from . import _validation as v
-from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS,
+from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
                            decay_parameter_names)
 from .functional import dropout_mask
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
@@ -285,9 +285,9 @@ class RegularizedLSTM:
         h_init, c_init = self._check_state(state, N)
         H, dt = self.hidden_size, self.dtype
         if self.embedding_size is None:
-            x = np.zeros((N * T, self.vocab_size), dt)
-            x[np.arange(N * T), inputs.reshape(-1)] = 1
-            x = x.reshape(N, T, self.vocab_size)
+            # One-hot inputs go to the first layer as their ids: its input product becomes a
+            # gather of rows of Wx (the same numbers), its weight gradient a scatter-add.
+            x = np.ascontiguousarray(inputs, dtype=TOKEN_DTYPE)
         else:
             x = self.params["embedding"][inputs]
         input_mask = None

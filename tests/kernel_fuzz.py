@@ -43,7 +43,9 @@ def _valid(kernel, rng, dtype):
             ln = {"gamma_x": f(G), "beta_x": f(G), "gamma_h": f(G), "beta_h": f(G),
                   "gamma_c": f(H), "beta_c": f(H)}
         mask = f(N, H) if rng.random() < 0.5 else None
-        fwd = [f(N, T, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5]
+        # x as floats (N, T, D), or as one-hot inputs given by their token ids (N, T) in [0, D)
+        x = rng.integers(0, D, (N, T)).astype(np.int64) if rng.random() < 0.3 else f(N, T, D)
+        fwd = [x, f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5]
         if kernel == "lstm_forward":
             return fwd, ["x", "h0", "c0", "Wx", "Wh", "b", "layer_norm", "recurrent_mask", "eps"]
         cache = K.lstm_forward(*fwd)
@@ -153,6 +155,10 @@ def _corrupt_cache(cache, rng):
         return cache._replace(**{field: broken})
     if value is None:   # no mask: give one of a wrong size
         return cache._replace(recurrent_mask=np.ones((cache.N + 1, cache.H), cache.dtype))
+    if field == "x" and value.dtype == np.int64 and rng.random() < 0.5:
+        bad = value.copy()   # token ids: one outside [0, D)
+        bad.flat[int(rng.integers(0, bad.size))] = [-1, cache.D, 2**62][int(rng.integers(0, 3))]
+        return cache._replace(x=bad)
     bad = _corrupt_array(value, ["grow", "shrink", "other_float", "byteswap", "strided"][
         int(rng.integers(0, 5))], rng)
     return None if bad is None else cache._replace(**{field: bad})
@@ -205,6 +211,16 @@ def run(seed, cases):
                 continue   # any length is valid there
             elif name == "targets" and kind in ("other_float", "float16", "int64"):
                 bad = value.astype(np.float64)
+            elif name == "x" and value.dtype == np.int64 and (kind == "int64" or
+                                                              rng.random() < 0.3):
+                # token ids: another integer type, or one id outside [0, D)
+                if kind == "int64":
+                    bad = value.astype(np.int32)
+                else:
+                    kind = "token_out_of_range"
+                    bad = value.copy()
+                    bad.flat[int(rng.integers(0, bad.size))] = \
+                        [-1, args[3].shape[0], 2**62][int(rng.integers(0, 3))]
             elif kind == "drop_axis" and (kernel, name) in (("all_finite", "arr"),
                                                             ("sum_of_squares", "arr"),
                                                             ("adam_update", "p")):

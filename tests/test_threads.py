@@ -105,6 +105,24 @@ def test_lstm_results_are_the_same_bit_for_bit_with_any_number_of_threads(dtype,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_token_id_inputs_are_the_same_bit_for_bit_with_any_number_of_threads(dtype, layer_norm):
+    rng = np.random.default_rng(7)
+    x, h0, Wx, Wh, b, ln, mask, dh = _lstm_arrays(rng, 8, 35, 81, 256, dtype, layer_norm, True)
+    ids = rng.integers(0, 81, (8, 35))
+    arrays = (ids, h0, Wx, Wh, b, ln, mask, dh)
+    set_num_threads(1)
+    one = _lstm_run(arrays)
+    set_num_threads(None)
+    several = _lstm_run(arrays)
+    for name in one:
+        if one[name] is None:
+            assert several[name] is None
+        else:
+            np.testing.assert_array_equal(several[name], one[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n,trans_a,trans_b", [(600, 70, 1030, False, False),
                                                     (1100, 256, 81, False, False),
                                                     (81, 560, 1024, True, False),
