@@ -177,8 +177,24 @@ def _threads_from_environment():
     return limit
 
 
+def _array_cache_from_environment():
+    """RNNREG_ARRAY_CACHE_MB: how much freed result memory the kernels keep for reuse (default
+    256; 0 keeps none). See "result memory" in rnnreg/_kernels.pyx."""
+    text = os.environ.get("RNNREG_ARRAY_CACHE_MB", "").strip()
+    if not text:
+        return 256
+    try:
+        megabytes = int(text)
+    except ValueError:
+        megabytes = -1
+    if megabytes < 0:
+        raise ValueError(f"RNNREG_ARRAY_CACHE_MB must be a non-negative integer, got {text!r}")
+    return megabytes
+
+
 if _kernels is not None:
     _kernels._set_thread_limit(_threads_from_environment())
+    _kernels._set_array_cache_limit(_array_cache_from_environment() << 20)
 
 
 def set_num_threads(n: "int | None") -> None:
