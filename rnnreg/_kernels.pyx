@@ -441,6 +441,17 @@ cdef enum:
     PRODUCT_PARTS = 4
     PRODUCT_MIN_PART = 64
     PARALLEL_MIN = 1 << 15   # elements below which a memory-bound loop stays on one thread
+    LN_BLOCK_ROWS = 256      # rows per block of the layer-norm backward's parameter sums
+
+
+cdef int _threads_for(Py_ssize_t elements) noexcept:
+    """Threads for a loop over this many elements that calls no BLAS: one below PARALLEL_MIN
+    (where starting threads costs more than it saves), else what a kernel call may use."""
+    if elements < PARALLEL_MIN:
+        return 1
+    cdef int n = _acquire_threads()
+    _release_threads()
+    return n
 
 
 cdef void _product_split(int n_threads, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -842,14 +853,15 @@ cdef object _layer_norm_forward_typed(floating probe, x, gamma, beta, double eps
     cdef floating* op = <floating*>_ptr(out)
     cdef floating* hp = <floating*>_ptr(xhat)
     cdef floating* rp = <floating*>_ptr(rstd)
-    cdef bint finite = True
+    cdef Py_ssize_t nonfinite_rows = 0
+    cdef int n_threads = _threads_for(m * n)
     with nogil:
-        for r in range(m):
+        for r in prange(m, num_threads=n_threads, schedule="static"):
             _ln_row_forward(xp + r * n, n, gp, bp, eps, op + r * n, hp + r * n, rp + r)
-            if report_finite and finite:   # the row is still in cache: a cheap second look
-                finite = _finite_run(op + r * n, n)
+            if report_finite:   # the row is still in cache: a cheap second look
+                nonfinite_rows += 0 if _finite_run(op + r * n, n) else 1
     if report_finite:
-        return out, _frozen(xhat), _frozen(rstd), finite
+        return out, _frozen(xhat), _frozen(rstd), nonfinite_rows == 0
     return out, _frozen(xhat), _frozen(rstd)
 
 
@@ -876,16 +888,47 @@ cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma,
     cdef floating* dxp = <floating*>_ptr(dx)
     cdef double* dgp = <double*>_ptr(dgamma)
     cdef double* dbp = <double*>_ptr(dbeta)
-    cdef bint finite = True
+    # The gain and bias gradients are sums over rows: each block of LN_BLOCK_ROWS rows sums
+    # into its own pair of rows, added in block order after — the same sums on any number of
+    # threads. (One block, the rows in order, up to LN_BLOCK_ROWS rows.)
+    cdef Py_ssize_t blocks = (m + LN_BLOCK_ROWS - 1) // LN_BLOCK_ROWS, block, r0, r1
+    cdef Py_ssize_t nonfinite_rows = 0
+    cdef int n_threads = _threads_for(m * n) if blocks > 1 else 1
+    parts = _zeros(cnp.NPY_DOUBLE, blocks, 2 * n) if blocks > 1 else None
+    cdef double* pp = <double*>_ptr(parts) if blocks > 1 else NULL
     with nogil:
-        for r in range(m):
-            _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgp, dbp)
-            if report_finite and finite:
-                finite = _finite_run(dxp + r * n, n)
+        if blocks == 1:
+            for r in range(m):
+                _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgp, dbp)
+                if report_finite:
+                    nonfinite_rows += 0 if _finite_run(dxp + r * n, n) else 1
+        else:
+            for block in prange(blocks, num_threads=n_threads, schedule="static"):
+                r0 = block * LN_BLOCK_ROWS
+                r1 = m if m - r0 < LN_BLOCK_ROWS else r0 + LN_BLOCK_ROWS
+                nonfinite_rows += _ln_rows_backward(dp, hp, rp, gp, n, dxp, r0, r1,
+                                                    pp + block * 2 * n, pp + block * 2 * n + n,
+                                                    report_finite)
+            _add_parts(pp, blocks, 2 * n, n, dgp)
+            _add_parts(pp + n, blocks, 2 * n, n, dbp)
     dgamma, dbeta = _as_dtype(dgamma, tn), _as_dtype(dbeta, tn)
     if report_finite:
-        return dx, dgamma, dbeta, finite and _finite(dgamma) and _finite(dbeta)
+        return dx, dgamma, dbeta, nonfinite_rows == 0 and _finite(dgamma) and _finite(dbeta)
     return dx, dgamma, dbeta
+
+
+cdef Py_ssize_t _ln_rows_backward(const floating* dp, const floating* hp, const floating* rp,
+                                  const floating* gp, Py_ssize_t n, floating* dxp, Py_ssize_t r0,
+                                  Py_ssize_t r1, double* dgamma, double* dbeta,
+                                  bint report_finite) noexcept nogil:
+    """Rows r0 <= r < r1 of the layer-norm backward, their gain and bias gradients summed into
+    dgamma, dbeta; returns how many of the rows' dx are not all finite (0 unless asked)."""
+    cdef Py_ssize_t r, bad = 0
+    for r in range(r0, r1):
+        _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgamma, dbeta)
+        if report_finite and not _finite_run(dxp + r * n, n):
+            bad += 1
+    return bad
 
 
 def layer_norm_backward(dout, xhat, rstd, gamma, bint report_finite=False):

@@ -223,3 +223,21 @@ def test_the_environment_variable_limits_threads_at_import(value, expected):
     env = dict(os.environ, RNNREG_NUM_THREADS=value)
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert expected in (run.stdout + run.stderr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4096, 64), (700, 300), (257, 1024), (3, 32)])
+def test_layer_norm_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, shape):
+    from rnnreg import layer_norm_backward, layer_norm_forward
+    rng = np.random.default_rng(shape[0])
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma = (1 + rng.standard_normal(shape[1]) / 10).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    results = []
+    for limit in (1, None):
+        set_num_threads(limit)
+        out, cache = layer_norm_forward(x, gamma, beta)
+        results.append((out, *layer_norm_backward(dout, cache)))
+    for one, several in zip(*results):
+        np.testing.assert_array_equal(several, one)
