@@ -117,3 +117,24 @@ def test_the_environment_variable_sets_the_limit_at_import(value, ok):
         assert run.returncode == 0 and run.stdout.strip() == value, run.stderr
     else:
         assert run.returncode != 0 and "RNNREG_ARRAY_CACHE_MB must be" in run.stderr
+
+
+def test_blocks_of_sizes_no_longer_asked_for_make_way_for_new_ones():
+    rng = np.random.default_rng(5)
+    a, b = _product(rng)
+    one_block = BIG[0] * BIG[1] * 4
+    K._set_array_cache_limit(2 * one_block)
+    old = [K.matmul(a, b) for _ in range(2)]
+    del old                                   # two blocks of the old size fill the limit
+    assert K._array_cache_info()[0] == 2 * one_block
+    a2 = np.ascontiguousarray(a[:BIG[0] // 2])
+    new = K.matmul(a2, b)                     # half the size: a new block
+    address = new.__array_interface__["data"][0]
+    del new                                   # kept: the oldest block of the old size leaves
+    kept, _ = K._array_cache_info()
+    assert kept == one_block + one_block // 2
+    again = K.matmul(a2, b)
+    assert again.__array_interface__["data"][0] == address
+    big = np.ones((1, (2 * one_block) // 4 + 16), np.float32)   # above the limit: never kept
+    assert K._array_cache_info()[0] <= 2 * one_block
+    del big
