@@ -440,7 +440,7 @@ cdef void _release_threads() noexcept:
 cdef enum:
     PRODUCT_PARTS = 4
     PRODUCT_MIN_PART = 64
-    PARALLEL_MIN = 1 << 15   # elements below which a memory-bound loop stays on one thread
+    PARALLEL_MIN = 1 << 18   # elements below which a memory-bound loop stays on one thread
     LN_BLOCK_ROWS = 256      # rows per block of the layer-norm backward's parameter sums
 
 
