@@ -163,38 +163,27 @@ def kernels():
     return _choice.module
 
 
-def _threads_from_environment():
-    """RNNREG_NUM_THREADS: at most this many threads per kernel call (unset or 0: no limit)."""
-    text = os.environ.get("RNNREG_NUM_THREADS", "").strip()
+def _count_from_environment(name, default):
+    """A non-negative integer setting from the environment variable ``name`` (``default`` when
+    it is unset or blank); anything else raises ValueError naming the variable."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return 0
+        return default
     try:
-        limit = int(text)
+        value = int(text)
     except ValueError:
-        limit = -1
-    if limit < 0:
-        raise ValueError(f"RNNREG_NUM_THREADS must be a non-negative integer, got {text!r}")
-    return limit
-
-
-def _array_cache_from_environment():
-    """RNNREG_ARRAY_CACHE_MB: how much freed result memory the kernels keep for reuse (default
-    256; 0 keeps none). See "result memory" in rnnreg/_kernels.pyx."""
-    text = os.environ.get("RNNREG_ARRAY_CACHE_MB", "").strip()
-    if not text:
-        return 256
-    try:
-        megabytes = int(text)
-    except ValueError:
-        megabytes = -1
-    if megabytes < 0:
-        raise ValueError(f"RNNREG_ARRAY_CACHE_MB must be a non-negative integer, got {text!r}")
-    return megabytes
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {text!r}")
+    return value
 
 
 if _kernels is not None:
-    _kernels._set_thread_limit(_threads_from_environment())
-    _kernels._set_array_cache_limit(_array_cache_from_environment() << 20)
+    # RNNREG_NUM_THREADS: at most this many threads per kernel call (0: no limit of rnnreg's).
+    _kernels._set_thread_limit(_count_from_environment("RNNREG_NUM_THREADS", 0))
+    # RNNREG_ARRAY_CACHE_MB: freed result memory kept for reuse (see "result memory" in
+    # rnnreg/_kernels.pyx; 0 keeps none).
+    _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256) << 20)
 
 
 def set_num_threads(n: "int | None") -> None:
