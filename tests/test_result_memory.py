@@ -108,11 +108,13 @@ def test_lstm_results_are_the_same_with_and_without_kept_blocks():
 
 
 @pytest.mark.parametrize("value,ok", [("0", True), ("64", True), ("x", False), ("-1", False)])
-def test_the_environment_variable_sets_the_limit_at_import(value, ok):
+def test_the_environment_variable_sets_the_limit_at_import(value, ok, tmp_path):
     code = ("from rnnreg._backend import _kernels as K\n"
             "print(K._array_cache_info()[1] >> 20)\n")
     env = dict(os.environ, RNNREG_ARRAY_CACHE_MB=value)
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # Run outside the source tree, so that the installed (compiled) rnnreg is the one imported.
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
     if ok:
         assert run.returncode == 0 and run.stdout.strip() == value, run.stderr
     else:

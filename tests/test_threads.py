@@ -216,12 +216,14 @@ def test_the_kernel_setter_refuses_a_negative_limit():
 
 @pytest.mark.parametrize("value,expected", [("1", "1"), ("", "ok"), ("0", "ok"),
                                             ("x", "RNNREG_NUM_THREADS must be")])
-def test_the_environment_variable_limits_threads_at_import(value, expected):
+def test_the_environment_variable_limits_threads_at_import(value, expected, tmp_path):
     code = ("import rnnreg\n"
             "n = rnnreg.get_num_threads()\n"
             "print(n if n == 1 and {value!r} == '1' else 'ok')\n").format(value=value)
     env = dict(os.environ, RNNREG_NUM_THREADS=value)
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # Run outside the source tree, so that the installed (compiled) rnnreg is the one imported.
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
     assert expected in (run.stdout + run.stderr)
 
 
