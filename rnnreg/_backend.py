@@ -184,6 +184,10 @@ if _kernels is not None:
     # RNNREG_ARRAY_CACHE_MB: freed result memory kept for reuse (see "result memory" in
     # rnnreg/_kernels.pyx; 0 keeps none).
     _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256) << 20)
+    # A process made by fork runs the kernels on one thread: GNU OpenMP's thread pool does not
+    # survive fork (a child using it would hang). Spawned processes start afresh.
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_kernels._after_fork_in_child)
 
 
 def set_num_threads(n: "int | None") -> None:

@@ -382,6 +382,7 @@ cdef extern from *:
 
 cdef bint _blas_threads_known = rn_find_blas_threads(<void*>sgemm)
 cdef int _thread_limit = 0          # rnnreg.set_num_threads; 0: none of rnnreg's own
+cdef bint _forked = False           # this process is a fork of one that may have used OpenMP
 cdef int _calls_in_flight = 0       # kernel calls between _acquire_threads and _release_threads
 cdef int _blas_threads_outside = -1  # BLAS's setting before the first of them pinned it to 1
 
@@ -397,6 +398,15 @@ def _set_thread_limit(int limit):
     return previous
 
 
+def _after_fork_in_child():
+    """Called in a child process made by fork (os.register_at_fork, rnnreg._backend): GNU
+    OpenMP's thread pool does not survive fork, and a child that opened a parallel region on the
+    parent's pool would wait for threads that no longer exist. Every later call here runs on
+    one thread, whatever the limits say."""
+    global _forked
+    _forked = True
+
+
 def _thread_info():
     """What a kernel call would use now: a dict with ``openmp`` (the build has it),
     ``blas_threads_known`` (rnnreg found the BLAS's thread setting), ``limit`` (set_num_threads;
@@ -404,7 +414,7 @@ def _thread_info():
     n = _acquire_threads()
     _release_threads()
     return dict(openmp=bool(RN_HAVE_OPENMP), blas_threads_known=bool(_blas_threads_known),
-                limit=_thread_limit, threads=n)
+                limit=_thread_limit, threads=n, forked=bool(_forked))
 
 
 cdef int _acquire_threads() noexcept:
@@ -423,6 +433,8 @@ cdef int _acquire_threads() noexcept:
         n = _blas_threads_outside
     if 0 < _thread_limit < n:
         n = _thread_limit
+    if _forked:
+        n = 1
     return n if n > 1 else 1
 
 

@@ -243,3 +243,41 @@ def test_layer_norm_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, sh
         results.append((out, *layer_norm_backward(dout, cache)))
     for one, several in zip(*results):
         np.testing.assert_array_equal(several, one)
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp
+import numpy as np
+import rnnreg
+from rnnreg import lstm_forward, layer_norm_forward, matmul
+
+def work(_):
+    rng = np.random.default_rng(0)
+    h, _ = lstm_forward(rng.standard_normal((8, 35, 81)), np.zeros((8, 256)),
+                        rng.standard_normal((81, 1024)) / 9, rng.standard_normal((256, 1024)) / 16,
+                        np.zeros(1024))
+    out, _ = layer_norm_forward(rng.standard_normal((600, 1024)), np.ones(1024), np.zeros(1024))
+    p = matmul(rng.standard_normal((600, 300)), rng.standard_normal((300, 1100)))
+    return float(h.sum()), float(out.sum()), float(p.sum()), rnnreg.get_num_threads()
+
+if __name__ == "__main__":
+    parent = work(0)            # the parent's OpenMP thread pool is started here
+    with mp.get_context("fork").Pool(2) as pool:
+        children = pool.map(work, range(2))
+    assert all(c[:3] == parent[:3] for c in children), (parent, children)
+    assert all(c[3] == 1 for c in children), children
+    print("ok", parent[3])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_on_one_thread_with_the_same_results(tmp_path):
+    """GNU OpenMP's pool does not survive fork: without rnnreg's at-fork hook a child that used
+    the kernels after its parent had would wait forever. The script runs in its own process with
+    a timeout, so a hang fails the test instead of stopping the run."""
+    script = tmp_path / "fork_after_threads.py"
+    script.write_text(FORK_SCRIPT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ok")
