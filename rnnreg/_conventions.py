@@ -225,9 +225,9 @@ class LSTMCache(NamedTuple):
         """label -> shape of every array field (layer-norm ones labelled ``layer_norm['name']``
         and ``ln_saved['name']``), from the dimensions recorded at creation."""
         N, T, D, H = self.N, self.T, self.D, self.H
-        shapes = {"x": (N, T) if self.tokens else (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, 4 * H),
-                  "Wh": (H, 4 * H), "b": (4 * H,), "hprev": (N, T, H), "gates": (N, T, 4 * H),
-                  "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
+        shapes = {"x": (N, T) if self.tokens else (N, T, D), "h0": (N, H), "c0": (N, H),
+                  "Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,), "hprev": (N, T, H),
+                  "gates": (N, T, 4 * H), "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
         if self.recurrent_mask is not None:
             shapes["recurrent_mask"] = (N, H)
         if self.layer_norm is not None:

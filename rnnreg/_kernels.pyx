@@ -31,7 +31,7 @@ from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, log, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 from numpy.random cimport bitgen_t
@@ -410,11 +410,23 @@ def _after_fork_in_child():
 def _thread_info():
     """What a kernel call would use now: a dict with ``openmp`` (the build has it),
     ``blas_threads_known`` (rnnreg found the BLAS's thread setting), ``limit`` (set_num_threads;
-    0 none) and ``threads`` (the threads the next call gets)."""
-    n = _acquire_threads()
-    _release_threads()
+    0 none), ``threads`` (the threads the next call gets) and ``forked``."""
     return dict(openmp=bool(RN_HAVE_OPENMP), blas_threads_known=bool(_blas_threads_known),
-                limit=_thread_limit, threads=n, forked=bool(_forked))
+                limit=_thread_limit, threads=_allowed_threads(), forked=bool(_forked))
+
+
+cdef int _allowed_threads() noexcept:
+    """The threads a call may use now: min(OpenMP's limit, BLAS's own setting — as it was before
+    a call in flight pinned it —, set_num_threads), and one in a forked child. GIL held."""
+    cdef int n = rn_openmp_max_threads()
+    cdef int blas = _blas_threads_outside if _calls_in_flight > 0 else rn_get_blas_threads()
+    if 1 <= blas < n:
+        n = blas
+    if 0 < _thread_limit < n:
+        n = _thread_limit
+    if _forked:
+        n = 1
+    return n if n > 1 else 1
 
 
 cdef int _acquire_threads() noexcept:
@@ -423,19 +435,12 @@ cdef int _acquire_threads() noexcept:
     the number of threads this call may use. The GIL orders the calls of Python threads, so the
     count of calls in flight needs no lock of its own."""
     global _calls_in_flight, _blas_threads_outside
-    cdef int n = rn_openmp_max_threads()
     if _calls_in_flight == 0:
         _blas_threads_outside = rn_get_blas_threads()
         if _blas_threads_outside > 1:
             rn_set_blas_threads(1)
     _calls_in_flight += 1
-    if 1 <= _blas_threads_outside < n:
-        n = _blas_threads_outside
-    if 0 < _thread_limit < n:
-        n = _thread_limit
-    if _forked:
-        n = 1
-    return n if n > 1 else 1
+    return _allowed_threads()
 
 
 cdef void _release_threads() noexcept:
@@ -457,13 +462,10 @@ cdef enum:
 
 
 cdef int _threads_for(Py_ssize_t elements) noexcept:
-    """Threads for a loop over this many elements that calls no BLAS: one below PARALLEL_MIN
-    (where starting threads costs more than it saves), else what a kernel call may use."""
-    if elements < PARALLEL_MIN:
-        return 1
-    cdef int n = _acquire_threads()
-    _release_threads()
-    return n
+    """Threads for a loop over this many elements that calls no BLAS (so BLAS needs no pin):
+    one below PARALLEL_MIN (where starting threads costs more than it saves), else what a
+    kernel call may use."""
+    return 1 if elements < PARALLEL_MIN else _allowed_threads()
 
 
 cdef void _product_split(int n_threads, bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -938,10 +940,8 @@ cdef object _layer_norm_backward_typed(floating probe, dout, xhat, rstd, gamma,
     cdef double* pp = <double*>_ptr(parts) if blocks > 1 else NULL
     with nogil:
         if blocks == 1:
-            for r in range(m):
-                _ln_row_backward(dp + r * n, hp + r * n, rp[r], gp, n, dxp + r * n, dgp, dbp)
-                if report_finite:
-                    nonfinite_rows += 0 if _finite_run(dxp + r * n, n) else 1
+            nonfinite_rows = _ln_rows_backward(dp, hp, rp, gp, n, dxp, 0, m, dgp, dbp,
+                                               report_finite)
         else:
             for block in prange(blocks, num_threads=n_threads, schedule="static"):
                 r0 = block * LN_BLOCK_ROWS
