@@ -24,6 +24,17 @@ and the cell state are each normalized over their last axis::
 
 while the recurrence itself carries the un-normalized ``c_t``.
 
+Zoneout (Krueger et al., 2016) makes each unit keep its previous value at random instead of
+updating it. With per-unit, per-step weights ``u_h, u_c (N, T, H)`` the step above computes the
+candidates ``c~_t = f * c_{t-1} + i * g`` and ``h~_t = o * tanh(C~_t)`` (``C~_t`` = ``c~_t`` or its
+layer norm), and the state it carries on is::
+
+    c_t = u_c * c_{t-1} + (1 - u_c) * c~_t
+    h_t = u_h * h_{t-1} + (1 - u_h) * h~_t
+
+In training ``u ~ Bernoulli(z)`` (0 or 1, drawn per unit and step: :func:`zoneout_weights`); in
+evaluation ``u = z``, the expectation. ``u = 0`` everywhere is the plain LSTM exactly.
+
 What a forward pass saves for its backward pass is an :class:`LSTMCache` (or a
 :class:`LayerNormCache`): a typed, read-only object whose shapes are fixed when it is made. The
 compiled backward re-checks every array it reads against those shapes with integer compares, so a
@@ -39,7 +50,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LN_SAVED", "DEFAULT_EPS", "DROPOUT_RESOLUTION",
     "dropout_threshold", "layer_norm_param_size", "ln_saved_shape", "is_decayed",
     "decay_parameter_names", "stream_geometry", "LSTMCache", "lstm_cache", "LayerNormCache",
-    "freeze", "step_functions",
+    "freeze", "step_functions", "zoneout_weights",
 ]
 
 #: The order of the four gate blocks along the 4H axis of Wx, Wh and b.
@@ -84,6 +95,13 @@ def dropout_threshold(keep_prob):
     element k is kept when bits 16*(k % 4) .. 16*(k % 4) + 15 of draw k // 4 are below this
     threshold, and a kept element is scaled by 1 / keep_prob."""
     return max(1, min(DROPOUT_RESOLUTION, int(round(keep_prob * DROPOUT_RESOLUTION))))
+
+
+def zoneout_weights(keep_mask):
+    """Zoneout's training weights u (0 or 1) from a dropout mask drawn with keep_prob = z: a unit
+    whose mask entry is non-zero (probability z) keeps its previous value. One rule for both
+    backends, so the same seed gives the same zoneout masks in each."""
+    return (keep_mask != 0).astype(keep_mask.dtype)
 
 
 # ----------------------------------------------------------------------------- weight decay
@@ -168,7 +186,9 @@ class LSTMCache(NamedTuple):
     ``recurrent_mask`` (None or (N, H)), ``eps``; computed: ``hprev, c, tc, h (N, T, H)`` (the
     masked recurrent input, the cell state, tanh of the (normalized) cell state, the output) and
     ``gates (N, T, 4H)`` (activated, in :data:`GATE_ORDER`); ``ln_saved``: None or a read-only
-    mapping of the :data:`LN_SAVED` arrays. ``cache["h"]`` reads a field by name too.
+    mapping of the :data:`LN_SAVED` arrays; ``zoneout_h``, ``zoneout_c``: None or the zoneout
+    weights (N, T, H) of the pass (with zoneout, ``c`` and ``h`` are the zoned states).
+    ``cache["h"]`` reads a field by name too.
 
     Examples
     --------
@@ -202,6 +222,8 @@ class LSTMCache(NamedTuple):
     T: int
     D: int
     H: int
+    zoneout_h: Optional[np.ndarray] = None
+    zoneout_c: Optional[np.ndarray] = None
 
     def __getitem__(self, key):
         return _field(self, key, extra=("c_final",))
@@ -230,6 +252,9 @@ class LSTMCache(NamedTuple):
                   "gates": (N, T, 4 * H), "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
         if self.recurrent_mask is not None:
             shapes["recurrent_mask"] = (N, H)
+        for name in ("zoneout_h", "zoneout_c"):
+            if getattr(self, name) is not None:
+                shapes[name] = (N, T, H)
         if self.layer_norm is not None:
             for name in LSTM_LAYER_NORM_PARAMS:
                 shapes[f"layer_norm[{name!r}]"] = (layer_norm_param_size(name, H),)
@@ -261,13 +286,14 @@ class LSTMCache(NamedTuple):
         return self
 
     def __repr__(self):
-        extras = "".join(f", {name}" for name in ("layer_norm", "recurrent_mask")
+        extras = "".join(f", {name}" for name in ("layer_norm", "recurrent_mask", "zoneout_h",
+                                                  "zoneout_c")
                          if getattr(self, name) is not None)
         return f"LSTMCache(N={self.N}, T={self.T}, D={self.D}, H={self.H}{extras})"
 
 
 def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc, h,
-               ln_saved=None):
+               ln_saved=None, zoneout_h=None, zoneout_c=None):
     """An :class:`LSTMCache` from a forward pass's arguments and the arrays it made (which
     become read-only); the dimensions are read from x and Wh."""
     freeze(hprev, gates, c, tc, h)
@@ -279,7 +305,7 @@ def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gat
     N, T = x.shape[:2]
     D = Wx.shape[0]
     return LSTMCache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, float(eps), hprev, gates,
-                     c, tc, h, ln_saved, N, T, D, Wh.shape[0])
+                     c, tc, h, ln_saved, N, T, D, Wh.shape[0], zoneout_h, zoneout_c)
 
 
 class LayerNormCache(NamedTuple):

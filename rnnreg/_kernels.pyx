@@ -1107,6 +1107,8 @@ cdef struct LSTMArrays:
     const void* Wh         # (H, 4H)
     const void* b          # (4H,)
     const void* mask       # (N, H) recurrent-dropout mask, or NULL
+    const void* zone_h     # (N, T, H) zoneout weights of h (see _conventions), or NULL
+    const void* zone_c     # (N, T, H) zoneout weights of c, or NULL
     bint layer_norm        # whether ln and ln_saved are set
     const void* ln[6]      # LSTM_LAYER_NORM_PARAMS: (4H,) x4, (H,) x2
     # Saved by the forward pass for the backward pass:
@@ -1122,7 +1124,9 @@ cdef struct LSTMGradArrays:
     const void* dh         # (N, T, H) upstream gradient of every output
     void* dh_next          # (N, H): zeros in, dh0 out
     void* dc_next          # (N, H): the final cell state's gradient in, dc0 out
-    void* row_buf          # (n_threads, H) scratch
+    void* row_buf          # (n_threads, 2H) scratch
+    const void* zero_row   # (H,) zeros, with zoneout on h
+    void* zone_carry       # (N, H): with zoneout on h, u_h * dh(t), the part that skips step t
     void* da               # (N, T, 4H) gradient of the gate pre-activations
     void* dhw              # (N, T, 4H) of the recurrent projection (da without layer norm)
     void* dxw              # (N, T, 4H) of the input projection (da without layer norm)
@@ -1174,6 +1178,8 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* b = <const floating*>s.b
     cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
     cdef floating* hprev = <floating*>s.hprev
     cdef floating* gates = <floating*>s.gates
     cdef floating* c = <floating*>s.c
@@ -1183,6 +1189,7 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
     cdef floating** saved = <floating**>s.ln_saved
     cdef const floating* src
     cdef const floating* c_prev
+    cdef const floating* u
     cdef floating* a
     cdef floating* dst
     for t in range(T):
@@ -1212,6 +1219,18 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
                 _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
             else:
                 _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
+            # Zoneout: the candidates just written become u * previous + (1 - u) * candidate.
+            if zone_c != NULL:
+                u = zone_c + row * H
+                dst = c + row * H
+                for j in range(H):
+                    dst[j] = u[j] * c_prev[j] + (1 - u[j]) * dst[j]
+            if zone_h != NULL:
+                u = zone_h + row * H
+                src = h0 + n * H if t == 0 else h + (row - 1) * H
+                dst = h + row * H
+                for j in range(H):
+                    dst[j] = u[j] * src[j] + (1 - u[j]) * dst[j]
 
 
 cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
@@ -1258,7 +1277,7 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
 
 
 cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
-                                recurrent_mask, double eps):
+                                recurrent_mask, double eps, zoneout_h, zoneout_c):
     cdef int tn = _typenum(probe), k
     cdef LSTMArrays s
     memset(&s, 0, sizeof(s))
@@ -1301,6 +1320,10 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
             s.ln_saved[k] = _ptr(arr)
     if recurrent_mask is not None:
         s.mask = _array(recurrent_mask, "recurrent_mask", tn, 2, N, H)
+    if zoneout_h is not None:
+        s.zone_h = _array(zoneout_h, "zoneout_h", tn, 3, N, T, H)
+    if zoneout_c is not None:
+        s.zone_c = _array(zoneout_c, "zoneout_c", tn, 3, N, T, H)
     gates, hprev = _empty(tn, N, T, G), _empty(tn, N, T, H)
     c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
     s.gates, s.hprev, s.c, s.tc, s.h = _ptr(gates), _ptr(hprev), _ptr(c), _ptr(tc), _ptr(h)
@@ -1321,18 +1344,22 @@ cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm
         saved = MappingProxyType(saved)
         ln_params = MappingProxyType(ln_params)
     return LSTMCache(x, h0, c0, Wx, Wh, b, ln_params, recurrent_mask, eps, _frozen(hprev),
-                     _frozen(gates), _frozen(c), _frozen(tc), _frozen(h), saved, N, T, D, H)
+                     _frozen(gates), _frozen(c), _frozen(tc), _frozen(h), saved, N, T, D, H,
+                     zoneout_h, zoneout_c)
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps):
+def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps, zoneout_h=None,
+                 zoneout_c=None):
     """Run an LSTM over x (N, T, D) — or over one-hot inputs given as int64 token ids x (N, T)
     in [0, D) — from (h0, c0) (N, H; c0 None: zeros) with Wx (D, 4H), Wh (H, 4H), b (4H,);
     ``layer_norm``: None or a mapping of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or
-    (N, H); eps > 0. Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
+    (N, H); eps > 0; ``zoneout_h``, ``zoneout_c``: None or zoneout weights (N, T, H) (see
+    _conventions). Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
     if _is_float32(Wx if _is_tokens(x) else x):
         return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
-                                          eps)
-    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
+                                          eps, zoneout_h, zoneout_c)
+    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
+                                       zoneout_h, zoneout_c)
 
 
 cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
@@ -1340,8 +1367,8 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
                               Py_ssize_t n1) noexcept nogil:
     """Backpropagation through time for sequences n0 <= n < n1; the layer-norm parameters'
     gradients of the recurrent and cell normalizations go to each sequence's g.ln_parts row.
-    row_buf: H values."""
-    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k
+    row_buf: 2H values."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
     cdef const floating* dh = <const floating*>g.dh
     cdef floating* dh_next = <floating*>g.dh_next
     cdef floating* dc_next = <floating*>g.dc_next
@@ -1349,6 +1376,13 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
     cdef floating* dhw = <floating*>g.dhw
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
+    cdef const floating* zero_row = <const floating*>g.zero_row
+    cdef floating* carry = <floating*>g.zone_carry
+    cdef floating* zone_buf = row_buf + H   # dh~ of the step, then u_c * dc(t)
+    cdef const floating* u
+    cdef floating total
     cdef const floating* gates = <const floating*>s.gates
     cdef const floating* c = <const floating*>s.c
     cdef const floating* tc = <const floating*>s.tc
@@ -1364,12 +1398,30 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
             a = gates + row * G
             da_row = da + row * G
             sums = g.ln_parts + n * (2 * G + 2 * H) if s.layer_norm else NULL
-            _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
+            if zone_h != NULL:
+                # h_t = u h(t-1) + (1 - u) h~_t: u of h_t's gradient skips the step (carry),
+                # 1 - u of it reaches the cell's output h~_t.
+                u = zone_h + row * H
+                for j in range(H):
+                    total = dh[row * H + j] + dh_next[n * H + j]
+                    carry[n * H + j] = u[j] * total
+                    zone_buf[j] = (1 - u[j]) * total
+                _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H)
+            else:
+                _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
             if s.layer_norm:
                 _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
                                  sums + 2 * G, sums + 2 * G + H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
+            if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
+                u = zone_c + row * H
+                for j in range(H):
+                    zone_buf[j] = u[j] * dc_next[n * H + j]
+                    dc_next[n * H + j] = (1 - u[j]) * dc_next[n * H + j]
             _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
+            if zone_c != NULL:
+                for j in range(H):
+                    dc_next[n * H + j] = dc_next[n * H + j] + zone_buf[j]
             if s.layer_norm:
                 _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
                                  dhw + row * G, sums, sums + G)
@@ -1379,6 +1431,9 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
         if mask != NULL:
             for k in range(n0 * H, n1 * H):
                 dh_next[k] = dh_next[k] * mask[k]
+        if zone_h != NULL:
+            for k in range(n0 * H, n1 * H):
+                dh_next[k] = dh_next[k] + carry[k]
 
 
 cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
@@ -1408,7 +1463,7 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
         _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf, 0, N)
     else:
         for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
-            _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * H,
+            _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
                                 part * N // parts, (part + 1) * N // parts)
     free(recurrent_t.packed)
 
@@ -1495,6 +1550,13 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
                 s.ln_saved[k] = _array(arr, f"cache.ln_saved[{name!r}]", tn, 2, N, T)
     if cache.recurrent_mask is not None:
         s.mask = _array(cache.recurrent_mask, "cache.recurrent_mask", tn, 2, N, H)
+    zone_carry = zero_row = None
+    if cache.zoneout_h is not None:
+        s.zone_h = _array(cache.zoneout_h, "cache.zoneout_h", tn, 3, N, T, H)
+        zone_carry, zero_row = _empty(tn, N, H), _zeros(tn, H)
+        g.zone_carry, g.zero_row = _ptr(zone_carry), _ptr(zero_row)
+    if cache.zoneout_c is not None:
+        s.zone_c = _array(cache.zoneout_c, "cache.zoneout_c", tn, 3, N, T, H)
     da = _empty(tn, N, T, G)
     dhw = dxw = da
     if s.layer_norm:
@@ -1514,7 +1576,7 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
     g.dWx, g.dWh, g.db = _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
     s.n_threads = _acquire_threads()
     try:
-        row_buf = _empty(tn, s.n_threads, H)
+        row_buf = _empty(tn, s.n_threads, 2 * H)
         g.row_buf = _ptr(row_buf)
         with nogil:
             _lstm_backward(probe, &s, &g)

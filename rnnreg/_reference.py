@@ -93,11 +93,16 @@ def dropout_backward(dout, mask):
 
 
 # ----------------------------------------------------------------------------- LSTM
-def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
+def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_h=None,
+                 zoneout_c=None):
     """Run an LSTM over x (N, T, D) from (h0, c0) (N, H). Returns the :class:`LSTMCache` that
     :func:`lstm_backward` needs; its ``h`` (N, T, H) is the output and ``c[:, -1]`` the final
     cell state. ``layer_norm`` is None or a mapping of the :data:`LSTM_LAYER_NORM_PARAMS`;
-    ``recurrent_mask`` is None or (N, H)."""
+    ``recurrent_mask`` is None or (N, H); ``zoneout_h``, ``zoneout_c`` None or the zoneout
+    weights (N, T, H) of h and c (see :mod:`rnnreg._conventions`)."""
+    for name, arr in (("zoneout_h", zoneout_h), ("zoneout_c", zoneout_c)):
+        if arr is not None and arr.shape != h0.shape[:1] + x.shape[1:2] + h0.shape[1:]:
+            raise ValueError(f"{name} has shape {arr.shape}, expected (N, T, H)")
     H = h0.shape[1]
     dtype = h0.dtype
     if is_token_input(x):   # one-hot inputs as ids: the product is a gather of rows of Wx
@@ -142,9 +147,15 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps):
         else:
             tc[:, t] = np.tanh(c[:, t])
         h[:, t] = o * tc[:, t]
+        if zoneout_c is not None:   # c[:, t] held the candidate c~_t until here
+            u = zoneout_c[:, t]
+            c[:, t] = u * c_prev + (1 - u) * c[:, t]
+        if zoneout_h is not None:
+            u = zoneout_h[:, t]
+            h[:, t] = u * h_prev + (1 - u) * h[:, t]
         h_prev, c_prev = h[:, t], c[:, t]
     return lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc,
-                      h, saved)
+                      h, saved, zoneout_h, zoneout_c)
 
 
 def lstm_backward(dh, dc_final, cache, need_dx=True):
@@ -171,11 +182,19 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     if layer_norm is not None:
         for name in ("gamma_h", "beta_h", "gamma_c", "beta_c"):
             grads["d" + name] = np.zeros_like(layer_norm[name])
+    zone_h, zone_c = cache.zoneout_h, cache.zoneout_c
     dh_next = np.zeros((N, H), dtype)
     dc_next = dc_final
     for t in reversed(range(T)):
         i, f, o, g = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
         dht = dh[:, t] + dh_next
+        carry_h = carry_c = None
+        if zone_h is not None:   # h_t = u h_{t-1} + (1 - u) h~_t
+            carry_h = zone_h[:, t] * dht
+            dht = (1 - zone_h[:, t]) * dht
+        if zone_c is not None:   # c_t = u c_{t-1} + (1 - u) c~_t
+            carry_c = zone_c[:, t] * dc_next
+            dc_next = (1 - zone_c[:, t]) * dc_next
         do = dht * tc[:, t]
         dcn = dht * o * (1 - tc[:, t] * tc[:, t])
         if layer_norm is not None:
@@ -191,6 +210,8 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         da[:, 2 * H:3 * H] = do * o * (1 - o)
         da[:, 3 * H:4 * H] = dct * i * (1 - g * g)
         dc_next = dct * f
+        if carry_c is not None:
+            dc_next = dc_next + carry_c
         if layer_norm is not None:
             grads["dgamma_h"] += np.sum(da * saved["xhat_h"][:, t], axis=0)
             grads["dbeta_h"] += np.sum(da, axis=0)
@@ -199,6 +220,8 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         dh_next = dhw_all[:, t] @ Wh.T
         if mask is not None:
             dh_next = dh_next * mask
+        if carry_h is not None:
+            dh_next = dh_next + carry_h
     dxw = da_all
     if layer_norm is not None:
         grads["dgamma_x"] = np.sum(da_all * saved["xhat_x"], axis=(0, 1))

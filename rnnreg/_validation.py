@@ -91,6 +91,16 @@ def probability(value, name, low_inclusive=False) -> float:
     return value
 
 
+def rate(value, name) -> float:
+    """A probability of dropping or zoning out, in [0, 1) (0: off)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1) (0 turns it off), got {value!r}")
+    return value
+
+
 def positive_int(value, name, minimum=1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")

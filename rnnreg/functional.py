@@ -31,7 +31,8 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from . import _backend
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
-                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size)
+                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size,
+                           zoneout_weights)
 
 # Fast path: the compiled kernels when the calling thread uses them (None otherwise), and what a
 # kernel raises for an argument it refuses (the checked path then explains or converts).
@@ -48,7 +49,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
-    "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
+    "dropout_forward", "dropout_backward", "dropout_mask", "zoneout_mask", "matmul",
 ]
 
 
@@ -114,7 +115,7 @@ def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64) -> D
 
 
 def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name="h0",
-                       c0_name="c0"):
+                       c0_name="c0", zoneout_h=None, zoneout_c=None):
     ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
     if ids.ndim == 2 and ids.dtype.kind in "iu":   # one-hot inputs given as token ids
         Wx = v.float_array(Wx, "Wx", ndim=2)
@@ -165,14 +166,21 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
     if recurrent_mask is not None:
         recurrent_mask = v.float_array(recurrent_mask, "recurrent_mask", ndim=2, dtype=dtype)
         v.check_shape(recurrent_mask, "recurrent_mask", (N, H), "(batch, hidden_size)")
-    return x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask
+    zoneout = []
+    for name, weights in (("zoneout_h", zoneout_h), ("zoneout_c", zoneout_c)):
+        if weights is not None:
+            weights = v.float_array(weights, name, ndim=3, dtype=dtype)
+            v.check_shape(weights, name, (N, T, H), "(batch, time, hidden_size)")
+        zoneout.append(weights)
+    return (x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask) + tuple(zoneout)
 
 
 def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike,
                  c0: Optional[ArrayLike] = None, *,
                  layer_norm: Optional[Mapping[str, ArrayLike]] = None,
                  recurrent_mask: Optional[ArrayLike] = None,
-                 eps: float = DEFAULT_EPS) -> Tuple[NDArray[np.floating], LSTMCache]:
+                 eps: float = DEFAULT_EPS, zoneout_h: Optional[ArrayLike] = None,
+                 zoneout_c: Optional[ArrayLike] = None) -> Tuple[NDArray[np.floating], LSTMCache]:
     """Run an LSTM over a whole sequence; the time loop runs inside the kernel.
 
     Parameters
@@ -201,6 +209,13 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
         :func:`dropout_mask`.
     eps : float
         Layer-norm variance floor.
+    zoneout_h, zoneout_c : ndarray of shape (N, T, H), optional
+        Zoneout (Krueger et al., 2016) of the hidden and the cell state: each step's state is
+        ``u * previous + (1 - u) * new`` per unit, for the weights ``u`` given here (the
+        candidate ``h~_t = o * tanh(c~_t)`` is computed from the un-zoned cell ``c~_t``). In
+        training, ``u`` is 0 or 1 with probability z of 1 (:func:`zoneout_mask`); in evaluation
+        ``u = z`` everywhere, the expectation. Inside the compiled time loop, forward and
+        backward.
 
     Returns
     -------
@@ -235,19 +250,23 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
     kernels = _compiled()
     if kernels is not None and type(eps) is float:
         try:
-            cache = kernels.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
+            cache = kernels.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
+                                         zoneout_h, zoneout_c)
         except _REFUSED:
             pass
         else:   # inputs and cell states all finite (a saturated gate can hide an inf input)
             ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
-            if kernels.first_nonfinite((cache.c, None if cache.tokens else cache.x, cache.h0,
-                                        cache.c0, cache.Wx,
+            if kernels.first_nonfinite((cache.c, cache.h, None if cache.tokens else cache.x,
+                                        cache.h0, cache.c0, cache.Wx,
                                         cache.Wh, cache.b, cache.recurrent_mask) + ln) < 0:
                 return cache.h, cache
     eps = v.positive_float(eps, "eps")
-    x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask = _check_lstm_inputs(
-        x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask)
-    cache = _backend.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps)
+    x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h, zoneout_c = _check_lstm_inputs(
+        x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h=zoneout_h,
+        zoneout_c=zoneout_c)
+    cache = _backend.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
+                                            zoneout_h, zoneout_c)
+    v.finite_result(cache.h, "lstm_forward", "zoneout_h or zoneout_c")
     v.finite_result(cache.c, "lstm_forward", "x, Wx, Wh or b")
     return cache.h, cache
 
@@ -705,6 +724,39 @@ def dropout_mask(shape: Union[int, Sequence[int]], keep_prob: float,
     _, mask = dropout_forward(np.ones(shape, dtype), keep_prob, True, rng)
     assert mask is not None   # training=True always draws one
     return mask
+
+
+def zoneout_mask(shape: Union[int, Sequence[int]], zoneout: float,
+                 rng: Union[None, int, np.random.Generator] = None,
+                 dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+    """Zoneout's training weights for :func:`lstm_forward`: 1 (keep the previous state) with
+    probability ``zoneout``, else 0 — one per unit and time step (Krueger et al., 2016).
+
+    Drawn by the dropout rule (:func:`dropout_mask` with ``keep_prob = zoneout``, resolved to
+    1/65536), so both backends give the same weights from the same seed.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        (N, T, H) for :func:`lstm_forward`.
+    zoneout : float in (0, 1]
+        Probability that a unit keeps its previous value at a step.
+    rng : numpy.random.Generator, int seed or None
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``, entries 0 or 1
+
+    Examples
+    --------
+    >>> from rnnreg import zoneout_mask
+    >>> u = zoneout_mask((2, 3, 4), 0.25, rng=0)
+    >>> u.shape, sorted(set(u.ravel().tolist())) == [0.0, 1.0]
+    ((2, 3, 4), True)
+    """
+    zoneout = v.probability(zoneout, "zoneout")
+    return zoneout_weights(dropout_mask(shape, zoneout, rng, dtype))
 
 
 # ----------------------------------------------------------------------------- matrix product

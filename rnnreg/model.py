@@ -16,6 +16,16 @@ Regularizers, each switchable (a keep probability of 1 turns one off):
 * ``weight_keep_prob``: weight-drop (DropConnect) on every hidden-to-hidden matrix Wh, one mask
   per forward pass (Merity et al., 2017).
 * ``use_layer_norm``: the LN-LSTM cell (Ba et al., 2016).
+* ``zoneout_hidden``, ``zoneout_cell``: zoneout (Krueger et al., 2016) of h and c, inside the
+  compiled time loop: in training each unit keeps its previous value with probability z,
+  ``h_t = d * h_{t-1} + (1 - d) * h~_t``, ``d ~ Bernoulli(z)`` per unit and step (likewise c); in
+  evaluation the expectation ``z * h_{t-1} + (1 - z) * h~_t``.
+* AWD-LSTM's (Merity, Keskar & Socher, 2017), besides weight-drop and variational dropout:
+  ``embedding_keep_prob`` (embedding dropout: whole rows of the embedding matrix dropped per
+  batch, kept rows scaled by 1/keep), ``activation_reg`` α (AR, ``α · mean((m * h_t)²)`` on the
+  last layer's dropped output), ``temporal_activation_reg`` β (TAR, ``β · mean((h_t − h_{t−1})²)``
+  on its output before dropout), ``tie_weights`` (the output projection is the embedding
+  matrix transposed: one parameter). NT-ASGD and variable-length BPTT live in the trainer.
 * weight decay and early stopping live in the optimizer and the trainer.
 
 Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
@@ -28,7 +38,7 @@ from . import _backend
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
                            decay_parameter_names)
-from .functional import dropout_mask
+from .functional import dropout_mask, zoneout_mask
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
 
 __all__ = ["RegularizedLSTM"]
@@ -80,6 +90,18 @@ class RegularizedLSTM:
         "pytorch", 1 for "keras", i.e. ``unit_forget_bias``).
     recurrent_init : None or "orthogonal"
         "orthogonal" draws every Wh orthogonal, whatever the scheme.
+    zoneout_hidden, zoneout_cell : float in [0, 1)
+        Zoneout probabilities z of the hidden and of the cell state (0: off).
+    embedding_keep_prob : float in (0, 1]
+        Keep probability of each embedding row (embedding dropout; needs an embedding).
+    activation_reg : float >= 0
+        α of activation regularization (AR), added to the training loss.
+    temporal_activation_reg : float >= 0
+        β of temporal activation regularization (TAR), added to the training loss.
+    tie_weights : bool
+        Use the embedding matrix, transposed, as the output projection (no ``Why``). Needs
+        ``embedding_size == hidden_size`` (default: hidden_size) and
+        ``output_size == vocab_size``.
 
     Attributes
     ----------
@@ -109,7 +131,9 @@ class RegularizedLSTM:
     def __init__(self, vocab_size, hidden_size, output_size=None, dropout_keep_prob=1.0,
                  use_layer_norm=False, *, num_layers=1, embedding_size=None,
                  recurrent_keep_prob=1.0, weight_keep_prob=1.0, variational=False, seed=None,
-                 dtype=np.float64, init=DEFAULT_INIT, forget_bias=None, recurrent_init=None):
+                 dtype=np.float64, init=DEFAULT_INIT, forget_bias=None, recurrent_init=None,
+                 zoneout_hidden=0.0, zoneout_cell=0.0, embedding_keep_prob=1.0,
+                 activation_reg=0.0, temporal_activation_reg=0.0, tie_weights=False):
         self.vocab_size = v.positive_int(vocab_size, "vocab_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.output_size = (self.vocab_size if output_size is None
@@ -120,6 +144,27 @@ class RegularizedLSTM:
         self.dropout_keep_prob = v.probability(dropout_keep_prob, "dropout_keep_prob")
         self.recurrent_keep_prob = v.probability(recurrent_keep_prob, "recurrent_keep_prob")
         self.weight_keep_prob = v.probability(weight_keep_prob, "weight_keep_prob")
+        self.zoneout_hidden = v.rate(zoneout_hidden, "zoneout_hidden")
+        self.zoneout_cell = v.rate(zoneout_cell, "zoneout_cell")
+        self.embedding_keep_prob = v.probability(embedding_keep_prob, "embedding_keep_prob")
+        self.activation_reg = v.non_negative_float(activation_reg, "activation_reg")
+        self.temporal_activation_reg = v.non_negative_float(temporal_activation_reg,
+                                                            "temporal_activation_reg")
+        self.tie_weights = bool(tie_weights)
+        if self.tie_weights:
+            if self.embedding_size is None:
+                self.embedding_size = self.hidden_size
+            if self.embedding_size != self.hidden_size:
+                raise ValueError(
+                    f"tie_weights needs embedding_size == hidden_size (the output projection is "
+                    f"the embedding matrix transposed), got embedding_size={self.embedding_size}, "
+                    f"hidden_size={self.hidden_size}")
+            if self.output_size != self.vocab_size:
+                raise ValueError(f"tie_weights needs output_size == vocab_size, got output_size="
+                                 f"{self.output_size}, vocab_size={self.vocab_size}")
+        if self.embedding_keep_prob < 1.0 and self.embedding_size is None:
+            raise ValueError("embedding_keep_prob < 1 (embedding dropout) needs an embedding "
+                             "layer: give embedding_size (one-hot inputs have no rows to drop)")
         self.use_layer_norm = bool(use_layer_norm)
         self.variational = bool(variational)
         self.dtype = np.dtype(dtype)
@@ -146,6 +191,8 @@ class RegularizedLSTM:
         self._param_shapes = {name: p.shape for name, p in self.params.items()}
         self.grads = {}
         self._cache = None
+        #: The AR + TAR terms of the last training forward pass (already in its loss).
+        self.last_penalty = 0.0
 
     # ------------------------------------------------------------------ parameters
     def _init_params(self):
@@ -155,6 +202,8 @@ class RegularizedLSTM:
             layer_input_sizes=[self._layer_input_size(k) for k in range(self.num_layers)],
             use_layer_norm=self.use_layer_norm, forget_bias=self.forget_bias,
             recurrent_init=self.recurrent_init)
+        if self.tie_weights:   # drawn all the same, so the other parameters match an untied model
+            del params["Why"]
         return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}
 
     def _layer_input_size(self, layer):
@@ -171,7 +220,9 @@ class RegularizedLSTM:
     Wf = property(lambda self: self._gate_block("f"), doc="Layer 0 forget-gate weights (D+H, H).")
     Wo = property(lambda self: self._gate_block("o"), doc="Layer 0 output-gate weights (D+H, H).")
     Wc = property(lambda self: self._gate_block("g"), doc="Layer 0 candidate weights (D+H, H).")
-    Why = property(lambda self: self.params["Why"], doc="Output projection (H, output_size).")
+    Why = property(lambda self: self.params["embedding"].T if self.tie_weights
+                   else self.params["Why"],
+                   doc="Output projection (H, output_size); the embedding's transpose when tied.")
 
     def config(self) -> Dict[str, Any]:
         """The constructor arguments (without the seed): ``RegularizedLSTM(**model.config())``
@@ -182,7 +233,11 @@ class RegularizedLSTM:
                     embedding_size=self.embedding_size, recurrent_keep_prob=self.recurrent_keep_prob,
                     weight_keep_prob=self.weight_keep_prob, variational=self.variational,
                     dtype=self.dtype.name, init=self.init, forget_bias=self.forget_bias,
-                    recurrent_init=self.recurrent_init)
+                    recurrent_init=self.recurrent_init, zoneout_hidden=self.zoneout_hidden,
+                    zoneout_cell=self.zoneout_cell, embedding_keep_prob=self.embedding_keep_prob,
+                    activation_reg=self.activation_reg,
+                    temporal_activation_reg=self.temporal_activation_reg,
+                    tie_weights=self.tie_weights)
 
     def parameters(self):
         """The parameters by name (the arrays themselves, updated in place by optimizers)."""
@@ -284,12 +339,19 @@ class RegularizedLSTM:
             v.check_shape(targets, "targets", (N, T), "(matching inputs)")
         h_init, c_init = self._check_state(state, N)
         H, dt = self.hidden_size, self.dtype
+        row_mask = None
         if self.embedding_size is None:
             # One-hot inputs go to the first layer as their ids: its input product becomes a
             # gather of rows of Wx (the same numbers), its weight gradient a scatter-add.
             x = np.ascontiguousarray(inputs, dtype=TOKEN_DTYPE)
         else:
             x = self.params["embedding"][inputs]
+            if training and self.embedding_keep_prob < 1.0:
+                # Embedding dropout: a word's whole row is dropped (or scaled by 1/keep) for
+                # the batch, wherever the word occurs (Merity et al. 2017, after Gal 2016).
+                row_mask = dropout_mask((self.vocab_size,), self.embedding_keep_prob, self.rng,
+                                        dt)
+                x *= row_mask[inputs][..., None]
         input_mask = None
         if self.embedding_size is not None:
             # On one-hot inputs dropout would drop whole tokens, and with layer norm a dropped
@@ -311,6 +373,8 @@ class RegularizedLSTM:
             recurrent_mask = None
             if training and self.recurrent_keep_prob < 1.0:
                 recurrent_mask = dropout_mask((N, H), self.recurrent_keep_prob, self.rng, dt)
+            zone_h = self._zoneout((N, T, H), self.zoneout_hidden, training)
+            zone_c = self._zoneout((N, T, H), self.zoneout_cell, training)
             ln = None
             if self.use_layer_norm:
                 ln = dict(zip(LSTM_LAYER_NORM_PARAMS, map(params.__getitem__, ln_names)))
@@ -321,10 +385,13 @@ class RegularizedLSTM:
                 if t0 in reset_rows:
                     keep = ~reset_rows[t0][:, None]
                     h_state, c_state = h_state * keep, c_state * keep
+                whole = len(segments) == 1
                 cache = _backend.kernels().lstm_forward(
-                    x_layer if len(segments) == 1 else np.ascontiguousarray(x_layer[:, t0:t1]),
+                    x_layer if whole else np.ascontiguousarray(x_layer[:, t0:t1]),
                     np.ascontiguousarray(h_state), np.ascontiguousarray(c_state), W[:D], Wh,
-                    params[b_name], ln, recurrent_mask, DEFAULT_EPS)
+                    params[b_name], ln, recurrent_mask, DEFAULT_EPS,
+                    zone_h if whole or zone_h is None else np.ascontiguousarray(zone_h[:, t0:t1]),
+                    zone_c if whole or zone_c is None else np.ascontiguousarray(zone_c[:, t0:t1]))
                 v.finite_result(cache.c, f"LSTM layer {layer}", "the weights or inputs")
                 caches.append(cache)
                 outputs.append(cache.h)
@@ -336,16 +403,47 @@ class RegularizedLSTM:
             layer_caches.append(cache)
             dropout_masks.append(mask)
             weight_masks.append(weight_mask)
-        logits = _matmul(np.ascontiguousarray(x).reshape(N * T, H), self.params["Why"]) \
-            + self.params["by"]
+        top = np.ascontiguousarray(x).reshape(N * T, H)
+        if self.tie_weights:
+            logits = _matmul(top, self.params["embedding"], trans_b=True) + self.params["by"]
+        else:
+            logits = _matmul(top, self.params["Why"]) + self.params["by"]
         loss, dlogits = None, None
+        penalty = 0.0
         if targets is not None:
             loss, dlogits = _backend.kernels().softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
-        self._cache = dict(inputs=inputs, top=x, dlogits=dlogits, layers=layer_caches,
-                           segments=segments, reset_rows=reset_rows,
-                           dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T))
+            if training:
+                penalty = self._activation_penalty(top, h)
+                loss += penalty
+        self.last_penalty = penalty
+        self._cache = dict(inputs=inputs, top=x, top_h=h, dlogits=dlogits, layers=layer_caches,
+                           segments=segments, reset_rows=reset_rows, row_mask=row_mask,
+                           dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T),
+                           training=training)
         return loss, logits.reshape(N, T, -1), (h_final, c_final)
+
+    def _zoneout(self, shape, z, training):
+        """Zoneout weights u (N, T, H) of one layer, or None when z is 0: Bernoulli(z) draws in
+        training, the expectation z in evaluation."""
+        if z == 0.0:
+            return None
+        if training:
+            return zoneout_mask(shape, z, self.rng, self.dtype)
+        return np.full(shape, z, self.dtype)
+
+    def _activation_penalty(self, top, h):
+        """AR + TAR of a training pass (Merity et al. 2017, section 4.6): ``α · mean(top²)`` over
+        the last layer's dropped output ``top`` (N*T, H) and ``β · mean((h_t − h_{t−1})²)`` over
+        its output ``h`` (N, T, H) before dropout, t within the batch."""
+        penalty = 0.0
+        if self.activation_reg:
+            penalty += self.activation_reg * float(np.mean(np.square(top, dtype=np.float64)))
+        if self.temporal_activation_reg and h.shape[1] > 1:
+            diff = h[:, 1:] - h[:, :-1]
+            penalty += self.temporal_activation_reg * float(
+                np.mean(np.square(diff, dtype=np.float64)))
+        return penalty
 
     def backward(self, dh_final=None, dc_final=None):
         """Gradients of the last :meth:`forward_batch` loss for every parameter.
@@ -369,13 +467,29 @@ class RegularizedLSTM:
         grads = {}
         dlogits = cache["dlogits"]
         top = np.ascontiguousarray(cache["top"]).reshape(N * T, H)
-        grads["Why"] = _matmul(top, dlogits, trans_a=True)
+        if self.tie_weights:
+            output_grad = _matmul(dlogits, top, trans_a=True)   # (V, H): added to the embedding's
+            dx = _matmul(dlogits, self.params["embedding"])
+        else:
+            grads["Why"] = _matmul(top, dlogits, trans_a=True)
+            dx = _matmul(dlogits, self.params["Why"], trans_b=True)
         grads["by"] = dlogits.sum(axis=0)
-        dx = _matmul(dlogits, self.params["Why"], trans_b=True).reshape(N, T, H)
+        training = cache["training"]
+        if training and self.activation_reg:   # d/dtop of α · mean(top²)
+            dx += (2.0 * self.activation_reg / top.size) * top
+        dx = dx.reshape(N, T, H)
         for layer in reversed(range(self.num_layers)):
             w_name, b_name, ln_names = self._layer_names[layer]
             mask = cache["dropout_masks"][layer + 1]
             dh = dx if mask is None else dx * mask
+            if (training and self.temporal_activation_reg and T > 1
+                    and layer == self.num_layers - 1):   # d/dh of β · mean((h_t − h_{t−1})²)
+                h_top = cache["top_h"]
+                step = (2.0 * self.temporal_activation_reg / (N * (T - 1) * H)) * \
+                    (h_top[:, 1:] - h_top[:, :-1])
+                dh = np.array(dh)
+                dh[:, 1:] += step
+                dh[:, :-1] -= step
             dcf = np.zeros((N, H), self.dtype) if dc_final is None else \
                 np.ascontiguousarray(dc_final[layer], dtype=self.dtype)
             dh = np.ascontiguousarray(dh, dtype=self.dtype)
@@ -399,9 +513,13 @@ class RegularizedLSTM:
         if self.embedding_size is not None:
             mask = cache["dropout_masks"][0]
             demb = dx if mask is None else dx * mask
+            if cache["row_mask"] is not None:
+                demb = demb * cache["row_mask"][cache["inputs"]][..., None]
             grads["embedding"] = np.zeros_like(self.params["embedding"])
             np.add.at(grads["embedding"], cache["inputs"].reshape(-1),
                       demb.reshape(N * T, -1))
+            if self.tie_weights:
+                grads["embedding"] += output_grad
         # Every gradient is already a C-contiguous array of the model's dtype (kernel outputs and
         # products of them); the dict lists them in the parameters' order.
         self.grads = {name: grads[name] for name in self.params}
