@@ -9,7 +9,7 @@ from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LST
                          LSTMGradients, dropout_backward,
                          dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
                          lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
-                         lstm_step_forward, matmul)
+                         lstm_step_forward, matmul, zoneout_mask)
 from .model import RegularizedLSTM
 from .plotting import (plot_learning_curves, plot_regularization_comparison, plot_sweep,
                        plot_weight_distributions)
@@ -24,7 +24,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
-    "dropout_forward", "dropout_backward", "dropout_mask", "matmul",
+    "dropout_forward", "dropout_backward", "dropout_mask", "zoneout_mask", "matmul",
     "RegularizedLSTM", "EarlyStoppingMonitor", "compute_l2_penalty", "regularized_loss",
     "generate_simple_dataset", "CharCorpus", "Vocabulary", "fit", "TrainConfig", "evaluate",
     "save_model", "load_model",

@@ -15,6 +15,11 @@ import sys
 import tempfile
 import time
 
+# NT-ASGD's SGD learning rate in the "awd" setting (AWD-LSTM clips the gradient norm at 0.25
+# and takes large SGD steps; on the built-in text with one-hot inputs this rate learned fastest
+# of 1, 3, 10 and 30 — README, "AWD-LSTM").
+AWD_LR = 10.0
+
 # The ablation of `rnnreg compare`: what each setting switches on, on top of the baseline.
 SETTINGS = {
     "none": {},
@@ -23,9 +28,18 @@ SETTINGS = {
     "weight_decay": {"weight_decay": 3e-4},
     "early_stopping": {"patience": 3},
     "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 3e-4, "patience": 3},
+    # Krueger et al.'s character-level setting: zone out half the cell units, 5% of the hidden.
+    "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
+    # AWD-LSTM's whole set (Merity et al. 2017): weight-drop on Wh, variational dropout,
+    # embedding dropout, AR and TAR, tied weights, NT-ASGD and variable-length BPTT.
+    "awd": {"weight_keep_prob": 0.75, "dropout_keep_prob": 0.6, "variational": True,
+            "embedding_keep_prob": 0.9, "activation_reg": 2.0, "temporal_activation_reg": 1.0,
+            "tie_weights": True, "optimizer": "nt-asgd", "lr": AWD_LR, "lr_schedule": None,
+            "variable_bptt": True, "clip_norm": 0.25},
 }
 MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "weight_keep_prob",
-              "variational")
+              "variational", "zoneout_hidden", "zoneout_cell", "embedding_keep_prob",
+              "activation_reg", "temporal_activation_reg", "tie_weights")
 
 
 def _load_data(args):
@@ -54,13 +68,18 @@ def _model_and_config(args, vocab_size, overrides):
     # unit); the Python API keeps the notebook's keep probabilities.
     model_kwargs = dict(dropout_keep_prob=1.0 - args.dropout, use_layer_norm=args.layer_norm,
                         recurrent_keep_prob=1.0 - args.recurrent_dropout,
-                        weight_keep_prob=1.0 - args.weight_drop, variational=args.variational)
+                        weight_keep_prob=1.0 - args.weight_drop, variational=args.variational,
+                        zoneout_hidden=args.zoneout, zoneout_cell=args.zoneout_cell,
+                        embedding_keep_prob=1.0 - args.embedding_dropout,
+                        activation_reg=args.ar, temporal_activation_reg=args.tar,
+                        tie_weights=args.tie_weights)
     train_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt,
                         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                         clip_norm=args.clip if args.clip > 0 else None,
                         lr_schedule=None if args.lr_schedule in (None, "constant")
                         else args.lr_schedule, patience=args.patience, seed=args.seed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, nonmono=args.nonmono,
+                        variable_bptt=args.variable_bptt)
     for key, value in overrides.items():
         (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
     model = RegularizedLSTM(vocab_size, args.hidden, vocab_size, num_layers=args.layers,
@@ -223,12 +242,24 @@ def _drop_probability(text):
     return value
 
 
+def _penalty_rate(text):
+    """A command-line penalty rate (AR's α, TAR's β): a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0.0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (0 = off)")
+    return value
+
+
 # How much of the built-in texts a run reads unless told (a user's own text is read whole).
 BUILTIN_SIZES = {"stdlib": (20000, 10000), "synthetic": (200, 100)}
 
 
 def _add_training_options(p, epochs, hidden):
-    from .training import TrainConfig   # the training defaults are the library's, defined once
+    # the training defaults are the library's, defined once
+    from .training import OPTIMIZERS, TrainConfig
     defaults = TrainConfig()
     p.add_argument("--data", nargs="+", default=["stdlib"], metavar="PATH",
                    help="text to train on: files, folders (every *.txt inside) or glob patterns, "
@@ -253,9 +284,32 @@ def _add_training_options(p, epochs, hidden):
                    help="probability of dropping a weight of Wh (DropConnect)")
     p.add_argument("--variational", action="store_true", help="one dropout mask per sequence")
     p.add_argument("--layer-norm", action="store_true", help="LN-LSTM cells")
+    p.add_argument("--zoneout", type=_drop_probability, default=0.0, metavar="Z",
+                   help="zoneout of the hidden state: probability that a unit keeps its previous "
+                        "value at a step (Krueger et al. 2016; 0 = off)")
+    p.add_argument("--zoneout-cell", type=_drop_probability, default=0.0, metavar="Z",
+                   help="zoneout of the cell state (0 = off)")
+    p.add_argument("--embedding-dropout", type=_drop_probability, default=0.0, metavar="P",
+                   help="probability of dropping a whole row of the embedding matrix per batch "
+                        "(AWD-LSTM; needs --embedding or --tie-weights)")
+    p.add_argument("--ar", type=_penalty_rate, default=0.0, metavar="ALPHA",
+                   help="activation regularization: ALPHA * mean(dropped output^2) of the last "
+                        "layer, added to the training loss (AWD-LSTM uses 2)")
+    p.add_argument("--tar", type=_penalty_rate, default=0.0, metavar="BETA",
+                   help="temporal activation regularization: BETA * mean((h_t - h_t-1)^2) of the "
+                        "last layer (AWD-LSTM uses 1)")
+    p.add_argument("--tie-weights", action="store_true",
+                   help="the output projection is the embedding matrix transposed (the embedding "
+                        "size is then the hidden size)")
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="LAMBDA")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer,
-                   help="adamw makes weight decay decoupled")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer,
+                   help="adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
+                        "iterates once validation stops improving for --nonmono epochs (AWD-LSTM)")
+    p.add_argument("--nonmono", type=int, default=defaults.nonmono, metavar="N",
+                   help="NT-ASGD's non-monotone interval, in epochs")
+    p.add_argument("--variable-bptt", action="store_true",
+                   help="draw each chunk's length around --bptt, the learning rate scaled by "
+                        "length / bptt (AWD-LSTM)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--lr-schedule", choices=["constant", "cosine", "step"], default="constant",
                    help="cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "

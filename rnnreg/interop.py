@@ -13,9 +13,13 @@ The two conventions differ in two places, both handled here:
 * biases: PyTorch adds two (``bias_ih`` and ``bias_hh``); rnnreg has their sum. Exporting puts
   the sum in ``bias_ih`` and zeros in ``bias_hh``.
 
-Layer-normalized LSTMs and weight-drop have no ``nn.LSTM`` equivalent and raise ``ValueError``.
-Dropout exports as ``nn.Dropout`` layers with the same rates (active in ``module.train()``, drawn
-by PyTorch, so not the same masks). torch is optional: ``pip install torch``.
+Layer-normalized LSTMs, weight-drop and zoneout (which changes evaluation too: the state is
+``z·previous + (1 − z)·new``) have no ``nn.LSTM`` equivalent and raise ``ValueError`` naming
+them. Dropout exports as ``nn.Dropout`` layers with the same rates (active in
+``module.train()``, drawn by PyTorch, so not the same masks). Tied weights export tied: the
+head's weight *is* the embedding's parameter. What acts only in training and only through the
+loss or the masks — embedding dropout, AR, TAR — is not part of a module: the exported module
+computes what the model computes in evaluation. torch is optional: ``pip install torch``.
 """
 import numpy as np
 
@@ -116,6 +120,10 @@ def to_torch(model):
     if model.weight_keep_prob < 1.0:
         raise ValueError("weight-drop (weight_keep_prob < 1) has no nn.LSTM equivalent; "
                          "build the model with weight_keep_prob=1 to export it")
+    zoned = [name for name in ("zoneout_hidden", "zoneout_cell") if getattr(model, name) > 0]
+    if zoned:
+        raise ValueError(f"zoneout ({', '.join(zoned)} > 0) has no nn.LSTM equivalent: it "
+                         "changes the recurrence in evaluation too (z·previous + (1 − z)·new)")
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     H, L = model.hidden_size, model.num_layers
     module = _module_class()(model.vocab_size, H, model.output_size, L, model.embedding_size,
@@ -134,7 +142,10 @@ def to_torch(model):
             getattr(module.lstm, f"bias_ih_l{layer}").copy_(
                 torch.from_numpy(_reorder(p[f"b{layer}"], _TO_TORCH, H)))
             getattr(module.lstm, f"bias_hh_l{layer}").zero_()
-        module.head.weight.copy_(torch.from_numpy(p["Why"].T))
+        if model.tie_weights:   # one parameter, as in the model
+            module.head.weight = module.embedding.weight
+        else:
+            module.head.weight.copy_(torch.from_numpy(p["Why"].T))
         module.head.bias.copy_(torch.from_numpy(p["by"]))
     module.eval()
     module.rnnreg_vocabulary = model.vocabulary   # travels along (None for token-id models)
@@ -200,9 +211,11 @@ def from_torch(module, vocabulary=None, seed=None):
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"weights must be float32 or float64, got {dtype}")
     vocab_size = embedding.num_embeddings if embedding is not None else lstm.input_size
+    tied = embedding is not None and head.weight is embedding.weight
     model = RegularizedLSTM(vocab_size, H, head.out_features, num_layers=L,
                             embedding_size=None if embedding is None else lstm.input_size,
-                            seed=seed, dtype=np.float64 if dtype == torch.float64 else np.float32)
+                            seed=seed, dtype=np.float64 if dtype == torch.float64 else np.float32,
+                            tie_weights=tied)
     as_np = lambda t: t.detach().cpu().to(torch.float64).numpy()
     state = {}
     if embedding is not None:
@@ -216,7 +229,8 @@ def from_torch(module, vocabulary=None, seed=None):
         state[f"W{layer}"] = np.concatenate((_reorder(w_ih, _FROM_TORCH, H).T,
                                              _reorder(w_hh, _FROM_TORCH, H).T))
         state[f"b{layer}"] = _reorder(bias, _FROM_TORCH, H)
-    state["Why"] = as_np(head.weight).T
+    if not tied:
+        state["Why"] = as_np(head.weight).T
     state["by"] = as_np(head.bias) if head.bias is not None else np.zeros(head.out_features)
     model.load_state_dict(state)
     model.vocabulary = vocabulary if vocabulary is not None else getattr(

@@ -11,6 +11,7 @@ Weight decay comes in two forms:
 Either way only the names in ``decay`` are decayed — by default the weight matrices (ndim >= 2),
 never biases or layer-norm gains and biases.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -19,7 +20,7 @@ from . import _backend
 from . import _validation as v
 from ._conventions import decay_parameter_names
 
-__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm", "l2_gradient",
+__all__ = ["SGD", "Adam", "AdamW", "NTASGD", "clip_grad_norm", "global_norm", "l2_gradient",
            "constant_lr", "cosine_lr", "step_lr"]
 
 
@@ -108,6 +109,11 @@ class Optimizer:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "step_count": self.step_count,
                 "decay": list(self.decay),
                 "state": {k: {n: a.copy() for n, a in s.items()} for k, s in self.state.items()}}
+
+    def evaluation_weights(self):
+        """A context in which the parameters hold the weights to evaluate (and to keep as the
+        best ones): the parameters themselves, except for averaging optimizers (:class:`NTASGD`)."""
+        return contextlib.nullcontext()
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`, after checking all of it against these parameters
@@ -244,6 +250,117 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  decay=None):
         super().__init__(params, lr, betas, eps, weight_decay, decay)
+
+
+class NTASGD(Optimizer):
+    """Non-monotonically triggered averaged SGD (NT-ASGD; Merity, Keskar & Socher 2017, Alg. 1).
+
+    Plain SGD, ``w -= lr · (g + λw)``, until the validation loss stops improving: at check k
+    (one per epoch, :meth:`record`) averaging starts when ``k > n`` and
+    ``L_k > min(L_0, ..., L_{k-n-1})`` — the loss is worse than the best one seen before the last
+    ``n = nonmono`` checks. From then on the optimizer keeps the running average of the iterates
+    after the trigger, ``w̄ = (1/m) Σ_{i=1..m} w_i``, and that average is what evaluation, early
+    stopping and the final model use (:meth:`evaluation_weights`); SGD itself goes on from the
+    last iterate. Its whole state (the losses seen, the trigger step, the average) is in
+    :meth:`state_dict`, so a resumed run continues exactly.
+    """
+
+    KIND = "nt-asgd"
+
+    def __init__(self, params, lr=1.0, weight_decay=0.0, decay=None, nonmono=5):
+        super().__init__(params, lr, weight_decay, decay)
+        self.nonmono = v.positive_int(nonmono, "nonmono")
+        self.val_losses = []
+        self.averaging_since = None   # step_count when averaging began, or None
+        self.state = {"average": {}}
+
+    @property
+    def averaging(self):
+        return self.averaging_since is not None
+
+    def step(self, grads):
+        self._check_grads(grads)
+        self._check_lr()
+        grads = self._coupled(grads)
+        self.step_count += 1
+        for name, p in self.params.items():
+            p -= self.lr * grads[name]
+        if self.averaging:
+            count = self.step_count - self.averaging_since   # 1 at the first averaged iterate
+            average = self.state["average"]
+            for name, p in self.params.items():
+                if count == 1:
+                    average[name] = p.copy()
+                else:
+                    average[name] += (p - average[name]) / count
+
+    def record(self, val_loss):
+        """Note an epoch's validation loss; returns True when it starts the averaging."""
+        val_loss = float(val_loss)
+        losses, n = self.val_losses, self.nonmono
+        triggered = (not self.averaging and len(losses) > n and val_loss > min(losses[:-n]))
+        if triggered:
+            self.averaging_since = self.step_count
+        losses.append(val_loss)
+        return triggered
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """The averaged weights in the parameters for the length of the context (once there
+        is an average), the SGD iterate back after it."""
+        average = self.state["average"]
+        if not average:
+            yield
+            return
+        iterate = {name: p.copy() for name, p in self.params.items()}
+        try:
+            for name, p in self.params.items():
+                p[...] = average[name]
+            yield
+        finally:
+            for name, p in self.params.items():
+                p[...] = iterate[name]
+
+    def use_average(self):
+        """Put the averaged weights into the parameters for good (the end of training)."""
+        for name, p in self.params.items():
+            if name in self.state["average"]:
+                p[...] = self.state["average"][name]
+
+    def state_dict(self):
+        state = super().state_dict()
+        state.update(kind=self.KIND, nonmono=self.nonmono, val_losses=list(self.val_losses),
+                     averaging_since=self.averaging_since)
+        return state
+
+    def load_state_dict(self, state):
+        if not isinstance(state, dict) or state.get("kind") != self.KIND:
+            kind = state.get("kind", "sgd, adam or adamw") if isinstance(state, dict) else None
+            raise ValueError(f"optimizer state is not an NT-ASGD state (it is {kind!r}'s): a run "
+                             "cannot switch optimizers on resume")
+        nonmono, losses, since = (state.get("nonmono"), state.get("val_losses"),
+                                  state.get("averaging_since"))
+        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono != self.nonmono:
+            raise ValueError(f"optimizer state 'nonmono' is {nonmono!r}, this run's is "
+                             f"{self.nonmono}")
+        if not isinstance(losses, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                for x in losses):
+            raise ValueError("optimizer state 'val_losses' must be a list of finite numbers")
+        step_count = state.get("step_count")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)
+                                  or not isinstance(step_count, int)
+                                  or not 0 <= since <= step_count):
+            raise ValueError("optimizer state 'averaging_since' must be None or a step count "
+                             f"<= step_count, got {since!r}")
+        slots = state.get("state")
+        if isinstance(slots, dict) and isinstance(slots.get("average"), dict) and \
+                bool(slots["average"]) != (since is not None and step_count > since):
+            raise ValueError("optimizer state 'average' must be present exactly when averaging "
+                             "has taken a step")
+        super().load_state_dict(state)
+        self.val_losses = [float(x) for x in losses]
+        self.averaging_since = since
 
 
 # ----------------------------------------------------------------------------- schedules

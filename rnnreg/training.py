@@ -34,7 +34,7 @@ import numpy as np
 from . import _validation as v
 from ._conventions import stream_geometry
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
-from .optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
+from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
 if TYPE_CHECKING:
@@ -66,7 +66,10 @@ class TrainConfig:
         Sequences (or parallel streams of a 1-D token stream) per step.
     bptt : int
         Truncated-BPTT length: steps per chunk of a stream; the state carries over, gradients stop.
-    optimizer : {"sgd", "adam", "adamw"}
+    optimizer : {"sgd", "adam", "adamw", "nt-asgd"}
+        "nt-asgd": SGD that switches to averaging its iterates once validation has not improved
+        for ``nonmono`` epochs (AWD-LSTM's NT-ASGD, :class:`rnnreg.optim.NTASGD`); evaluation,
+        early stopping and the final model then use the averaged weights. Needs validation data.
     lr : float
     momentum : float
         SGD only.
@@ -88,6 +91,13 @@ class TrainConfig:
         A progress bar per epoch (only when stderr is a terminal).
     checkpoint_path : str, optional
         Write a checkpoint there after every epoch (``fit(..., resume_from=path)`` continues it).
+    nonmono : int
+        NT-ASGD's non-monotone interval n (epochs).
+    variable_bptt : bool
+        AWD-LSTM's variable-length BPTT on token streams: each chunk's length is drawn from
+        N(bptt, 5²) — N(bptt/2, 5²) with probability 0.05 — at least min(5, bptt), and the
+        learning rate of its step is scaled by length / bptt, so that every token weighs the
+        same and the chunk boundaries fall in different places every epoch.
 
     Examples
     --------
@@ -115,6 +125,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     checkpoint_path: Optional[str] = None
+    nonmono: int = 5
+    variable_bptt: bool = False
 
     def to_dict(self):
         """The settings as JSON-able values (a function given as lr_schedule is left out)."""
@@ -124,8 +136,10 @@ class TrainConfig:
         v.positive_int(self.epochs, "epochs")
         v.positive_int(self.batch_size, "batch_size")
         v.positive_int(self.bptt, "bptt")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got "
+                             f"{self.optimizer!r}")
+        v.positive_int(self.nonmono, "nonmono")
         v.positive_float(self.lr, "lr")
         v.non_negative_float(self.weight_decay, "weight_decay")
         if self.clip_norm is not None:
@@ -139,11 +153,18 @@ class TrainConfig:
         return self
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw", "nt-asgd")
+#: Optimizers whose weight decay is coupled L2 (a term of the loss), not decoupled.
+COUPLED_DECAY = ("sgd", "adam", "nt-asgd")
+
+
 def make_optimizer(model, config):
     params = model.parameters()
     decay = model.decay_parameter_names()
     if config.optimizer == "sgd":
         return SGD(params, config.lr, config.momentum, config.weight_decay, decay)
+    if config.optimizer == "nt-asgd":
+        return NTASGD(params, config.lr, config.weight_decay, decay, nonmono=config.nonmono)
     if config.optimizer == "adam":
         return Adam(params, config.lr, weight_decay=config.weight_decay, decay=decay)
     return AdamW(params, config.lr, weight_decay=config.weight_decay, decay=decay)
@@ -172,12 +193,25 @@ def _check_data(data, name, vocab_size, output_size):
     return stream
 
 
-def iterate_batches(data, batch_size, bptt, rng=None):
+def variable_bptt_lengths(total, bptt, rng):
+    """Chunk lengths covering ``total`` steps, drawn as AWD-LSTM draws them: around ``bptt``
+    (95%) or ``bptt / 2`` (5%), normal with standard deviation 5, at least min(5, bptt)."""
+    lengths, covered, shortest = [], 0, min(5, bptt)
+    while covered < total:
+        base = bptt if rng.random() < 0.95 else bptt / 2
+        length = min(max(shortest, int(rng.normal(base, 5))), total - covered)
+        lengths.append(length)
+        covered += length
+    return lengths
+
+
+def iterate_batches(data, batch_size, bptt, rng=None, lengths=None):
     """Yield ``(inputs, targets, new_sequence)`` batches.
 
     For a pair (N, T) the rows are shuffled with ``rng`` (in order when None) and every batch
     starts a new sequence. For a 1-D stream, ``batch_size`` contiguous streams are read side by
-    side in chunks of ``bptt`` steps; only the first chunk starts new sequences.
+    side in chunks of ``bptt`` steps — or of the given ``lengths`` (see
+    :func:`variable_bptt_lengths`); only the first chunk starts new sequences.
     """
     if isinstance(data, tuple):
         inputs, targets = data
@@ -190,8 +224,12 @@ def iterate_batches(data, batch_size, bptt, rng=None):
     streams = data[:length * batch_size + 1]
     inputs = streams[:-1].reshape(batch_size, length)
     targets = streams[1:].reshape(batch_size, length)
-    for start in range(0, length, bptt):
-        yield inputs[:, start:start + bptt], targets[:, start:start + bptt], start == 0
+    if lengths is None:
+        lengths = [bptt] * math.ceil(length / bptt)
+    start = 0
+    for size in lengths:
+        yield inputs[:, start:start + size], targets[:, start:start + size], start == 0
+        start += size
 
 
 def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt, *,
@@ -375,10 +413,15 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         val = _check_data(val, "val", model.vocab_size, model.output_size)
     if test is not None:
         test = _check_data(test, "test", model.vocab_size, model.output_size)
+    if config.optimizer == "nt-asgd" and val is None:
+        raise ValueError("optimizer 'nt-asgd' is triggered by the validation loss: pass val")
+    if config.variable_bptt and isinstance(train, tuple):
+        raise ValueError("variable_bptt cuts a token stream into chunks; train is (inputs, "
+                         "targets) pairs of whole sequences, which are not cut")
     rng = np.random.default_rng(config.seed)
     optimizer = make_optimizer(model, config)
     schedule = _schedule(config)
-    coupled_decay = config.weight_decay if config.optimizer in ("sgd", "adam") else 0.0
+    coupled_decay = config.weight_decay if config.optimizer in COUPLED_DECAY else 0.0
     monitor = None
     if config.patience is not None:
         if val is None:
@@ -407,15 +450,22 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         if not v.is_positive_finite(lr):
             history["stop_reason"] = (f"the learning-rate schedule gave {lr!r} for epoch {epoch}; "
                                       "a learning rate must be a finite number > 0")
-            return _finish(model, monitor, history, test, config, log, failed=True)
+            return _finish(model, monitor, history, test, config, log, failed=True,
+                           optimizer=optimizer)
         optimizer.lr = float(lr)
+        lengths = None
+        if config.variable_bptt:
+            lengths = variable_bptt_lengths(stream_geometry(train.size, config.batch_size)[1],
+                                            config.bptt, rng)
+            steps = len(lengths)
         progress = _Progress(steps, f"{name + ' ' if name else ''}epoch {epoch}", config.progress)
         sum_loss = sum_ce = sum_norm = 0.0
         tokens = batches = 0
         state = None
         column = 0
         overflow: Optional[Exception]
-        for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt, rng):
+        for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt,
+                                                             rng, lengths):
             if new_sequence or state is None or state[0].shape[1] != len(inputs):
                 state, column = None, 0
             resets = None
@@ -423,8 +473,9 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
                 resets = doc_starts[:, column:column + inputs.shape[1]]
             column += inputs.shape[1]
             try:
-                ce, _, state = model.forward_batch(inputs, targets, state, training=True,
-                                                   resets=resets)
+                loss, _, state = model.forward_batch(inputs, targets, state, training=True,
+                                                     resets=resets)
+                ce = loss - model.last_penalty   # the AR/TAR terms are in loss and gradient
                 grads = model.backward()
             except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
                 ce, norm, overflow = math.nan, math.nan, exc
@@ -441,9 +492,13 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
                 history["stop_reason"] = (f"non-finite {what} at epoch {epoch}, batch {batches} "
                                           f"(loss {ce}, gradient norm {norm}); lower the learning "
                                           "rate or enable clip_norm")
-                return _finish(model, monitor, history, test, config, log, failed=True)
+                return _finish(model, monitor, history, test, config, log, failed=True,
+                               optimizer=optimizer)
+            if lengths is not None:   # every token weighs the same, whatever its chunk's length
+                optimizer.lr = float(lr) * inputs.shape[1] / config.bptt
             optimizer.step(grads)
             penalty = compute_l2_penalty(model.weights(), coupled_decay) if coupled_decay else 0.0
+            penalty += model.last_penalty
             sum_loss += (ce + penalty) * targets.size
             sum_ce += ce * targets.size
             sum_norm += norm
@@ -451,9 +506,14 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
             batches += 1
             progress.update(ce + penalty)
         progress.close()
+        optimizer.lr = float(lr)
         eval_stats: Dict[str, float] = {}
-        val_loss = (evaluate(model, val, config.batch_size, config.bptt, starts=val_starts,
-                             stats=eval_stats) if val is not None else None)
+        with optimizer.evaluation_weights():   # NT-ASGD's average, once it averages
+            val_loss = (evaluate(model, val, config.batch_size, config.bptt, starts=val_starts,
+                                 stats=eval_stats) if val is not None else None)
+            go_on = True
+            if monitor is not None:   # snapshots the weights evaluated when they are the best
+                go_on = monitor.check(val_loss, epoch, model=model)
         history["epoch"].append(epoch)
         history["train_loss"].append(sum_loss / tokens)
         history["train_ce"].append(sum_ce / tokens)
@@ -467,9 +527,9 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
                 + f"  lr {optimizer.lr:.2e}  |g| {history['grad_norm'][-1]:.2f}"
                 + (f"  |c|max {eval_stats['max_abs_c']:.1f}" if eval_stats else "")
                 + f"  {history['seconds'][-1]:.1f}s")
-        go_on = True
+        if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
+            line += "  (NT-ASGD: averaging from here on)"
         if monitor is not None:
-            go_on = monitor.check(val_loss, epoch, model=model)
             history["best_epoch"], history["best_val_loss"] = monitor.best_epoch, monitor.best
             line += "  *" if monitor.improved else ""
         elif val_loss is not None and (history["best_val_loss"] is None
@@ -483,10 +543,14 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
             _save(config.checkpoint_path, model, optimizer, monitor, rng, history, epoch, config)
         if not go_on:
             break
-    return _finish(model, monitor, history, test, config, log, test_starts=test_starts)
+    return _finish(model, monitor, history, test, config, log, test_starts=test_starts,
+                   optimizer=optimizer)
 
 
-def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None):
+def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None,
+            optimizer=None):
+    if isinstance(optimizer, NTASGD):   # the model is the weights that were evaluated
+        optimizer.use_average()
     if monitor is not None and config.restore_best_weights:
         history["restored_best"] = monitor.restore(model)
     if history["stop_reason"]:
@@ -628,6 +692,8 @@ def _restore(path, model, optimizer, monitor, rng, history, config):
         raise CheckpointError(f"checkpoint {path} holds a model {payload['model_config']}, "
                               f"not this one {model.config()}")
     saved, current = payload["train_config"], config.to_dict()
+    # A setting added after the checkpoint was written is at its default there.
+    saved = dict(TrainConfig().to_dict(), **saved)
     differ = [f"{key} (checkpoint {saved.get(key)!r}, now {current.get(key)!r})"
               for key in sorted(set(saved) | set(current))
               if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
