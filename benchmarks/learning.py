@@ -1,6 +1,8 @@
 """How fast do models learn under each initialization scheme — and under PyTorch's defaults?
+And what does each regularizer do to the held-out loss?
 
     python benchmarks/learning.py                       # the full table (~10 min on 2 cores)
+    python benchmarks/learning.py --regularizers        # each regularizer vs none and vs dropout
     python benchmarks/learning.py --quick               # a smoke run (one text, one seed, 2 epochs)
     python benchmarks/learning.py --variants uniform-fb0 torch --seeds 0 1 2 --epochs 20
 
@@ -43,6 +45,30 @@ VARIANTS = {
     "batch32-bptt50-lr5e-3": {"train": {"batch_size": 32, "bptt": 50, "lr": 5e-3}},
 }
 INIT_VARIANTS = ["uniform-fb1", "uniform-fb0", "pytorch", "keras-fb1", "keras-fb0", "torch"]
+# Each regularizer alone on the default model (one-hot input, hidden 128, Adam), and AWD-LSTM's
+# whole set; the settings are those of `rnnreg compare` (rnnreg/cli.py SETTINGS). Embedding
+# dropout and tying need an embedding layer: "embedding" is their baseline.
+VARIANTS.update({
+    "none": {},
+    "dropout": {"dropout_keep_prob": 0.6},
+    "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
+    "dropout+zoneout": {"dropout_keep_prob": 0.6, "zoneout_hidden": 0.05, "zoneout_cell": 0.5},
+    "ar-tar": {"activation_reg": 2.0, "temporal_activation_reg": 1.0},
+    "dropout+ar-tar": {"dropout_keep_prob": 0.6, "activation_reg": 2.0,
+                       "temporal_activation_reg": 1.0},
+    "embedding": {"embedding_size": 128},
+    "embedding-dropout": {"embedding_size": 128, "embedding_keep_prob": 0.9},
+    "tied": {"tie_weights": True},
+    "variable-bptt": {"train": {"variable_bptt": True}},
+    "nt-asgd": {"train": {"optimizer": "nt-asgd", "lr": 10.0, "clip": 0.25}},
+    "awd": {"weight_keep_prob": 0.75, "dropout_keep_prob": 0.6, "variational": True,
+            "embedding_keep_prob": 0.9, "activation_reg": 2.0, "temporal_activation_reg": 1.0,
+            "tie_weights": True,
+            "train": {"optimizer": "nt-asgd", "lr": 10.0, "clip": 0.25, "variable_bptt": True}},
+})
+REGULARIZER_VARIANTS = ["none", "dropout", "zoneout", "dropout+zoneout", "ar-tar",
+                        "dropout+ar-tar", "embedding", "embedding-dropout", "tied",
+                        "variable-bptt", "nt-asgd", "awd"]
 BASE = {"hidden": 128, "batch_size": 8, "bptt": 35, "lr": 3e-3, "clip": 5.0}
 EPOCH_MARKS = (5, 10, 20)
 
@@ -99,7 +125,9 @@ def run_rnnreg(corpus, variant, seed, epochs, base):
     model = RegularizedLSTM(corpus.vocab_size, settings["hidden"], seed=seed, dtype=np.float32,
                             **model_kwargs)
     config = TrainConfig(epochs=epochs, batch_size=settings["batch_size"], bptt=settings["bptt"],
-                         lr=settings["lr"], clip_norm=settings["clip"], seed=seed, progress=False)
+                         lr=settings["lr"], clip_norm=settings["clip"], seed=seed, progress=False,
+                         optimizer=settings.get("optimizer", "adam"),
+                         variable_bptt=settings.get("variable_bptt", False))
     history = fit(model, corpus.train, corpus.val, config, log=None)
     return history["val_loss"], list(np.cumsum(history["seconds"]))
 
@@ -261,8 +289,14 @@ def main(argv=None):
     parser.add_argument("--from-json", metavar="PATH",
                         help="summarize the runs of an earlier learning.json instead of running")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--regularizers", action="store_true",
+                        help="the regularizer variants, compared with 'none' and with 'dropout'")
     parser.add_argument("--out", default="benchmarks/results/learning")
     args = parser.parse_args(argv)
+    if args.regularizers:
+        args.variants, args.reference = REGULARIZER_VARIANTS, "none"
+        args.out = args.out if args.out != parser.get_default("out") else \
+            "benchmarks/results/regularizers"
     if args.quick:
         args.seeds, args.epochs, args.train_chars, args.eval_chars = [0], 2, 3000, 1000
         args.texts = args.texts or ["docstrings-small"]
@@ -296,6 +330,9 @@ def main(argv=None):
     budget = args.budget or round(0.5 * max(
         _mean([r["seconds"][-1] for r in runs if r["variant"] == v]) for v in args.variants), 1)
     rows, table = summarize(runs, budget, args.reference)
+    if args.regularizers and "dropout" in args.variants:
+        _, vs_dropout = summarize(runs, budget, "dropout")
+        table += ("\n\nThe same runs, paired differences to dropout alone:\n\n" + vs_dropout)
     os.makedirs(args.out, exist_ok=True)
     import platform
     head = (f"{len(texts)} texts ({', '.join(texts)}), seeds {args.seeds}, {args.epochs} epochs, "

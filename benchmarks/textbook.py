@@ -125,3 +125,34 @@ def torch_cells():
         return torch.stack(outputs)
 
     return ln_lstm, masked_lstm
+
+
+def torch_zoneout_cell():
+    """A TorchScript zoneout LSTM loop (Krueger et al. 2016) as a PyTorch user writes it — no
+    fused module has zoneout: the input projection hoisted, the recurrence scripted, the
+    Bernoulli(z) masks drawn per unit and step inside the loop in training (the expectation in
+    evaluation). ``f(xw (T, N, 4H), h, c, Wh (H, 4H), zh, zc, training) -> (hs (T, N, H), h, c)``,
+    gate blocks (i, f, o, g)."""
+    import torch
+
+    @torch.jit.script
+    def zoneout_lstm(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, Wh: torch.Tensor,
+                     zh: float, zc: float, training: bool):
+        outputs = []
+        for t in range(xw.shape[0]):
+            a = xw[t] + h @ Wh
+            i, f, o, g = a.chunk(4, 1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if training:
+                dc = (torch.rand_like(c) < zc).to(c.dtype)
+                dh = (torch.rand_like(h) < zh).to(h.dtype)
+            else:
+                dc = torch.full_like(c, zc)
+                dh = torch.full_like(h, zh)
+            c = dc * c + (1 - dc) * c_new
+            h = dh * h + (1 - dh) * h_new
+            outputs.append(h)
+        return torch.stack(outputs), h, c
+
+    return zoneout_lstm

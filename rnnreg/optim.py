@@ -252,7 +252,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, decay)
 
 
-class NTASGD(Optimizer):
+class NTASGD(SGD):
     """Non-monotonically triggered averaged SGD (NT-ASGD; Merity, Keskar & Socher 2017, Alg. 1).
 
     Plain SGD, ``w -= lr · (g + λw)``, until the validation loss stops improving: at check k
@@ -268,23 +268,18 @@ class NTASGD(Optimizer):
     KIND = "nt-asgd"
 
     def __init__(self, params, lr=1.0, weight_decay=0.0, decay=None, nonmono=5):
-        super().__init__(params, lr, weight_decay, decay)
+        super().__init__(params, lr, 0.0, weight_decay, decay)
         self.nonmono = v.positive_int(nonmono, "nonmono")
         self.val_losses = []
         self.averaging_since = None   # step_count when averaging began, or None
-        self.state = {"average": {}}
+        self.state["average"] = {}
 
     @property
     def averaging(self):
         return self.averaging_since is not None
 
     def step(self, grads):
-        self._check_grads(grads)
-        self._check_lr()
-        grads = self._coupled(grads)
-        self.step_count += 1
-        for name, p in self.params.items():
-            p -= self.lr * grads[name]
+        super().step(grads)
         if self.averaging:
             count = self.step_count - self.averaging_since   # 1 at the first averaged iterate
             average = self.state["average"]

@@ -19,6 +19,14 @@ def pytest_report_header(config):
             f"{rnnreg.__file__})")
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def backend(request):
+    """Runs a test once on each backend (the compiled kernels and their NumPy twins)."""
+    import rnnreg
+    with rnnreg.use_backend(request.param):
+        yield request.param
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

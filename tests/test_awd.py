@@ -15,13 +15,6 @@ from rnnreg.gradcheck import numerical_gradient, relative_error
 from rnnreg.optim import NTASGD, Adam
 from rnnreg.training import iterate_batches, variable_bptt_lengths
 
-BACKENDS = ["compiled", "numpy"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with rnnreg.use_backend(request.param):
-        yield request.param
 
 
 def _batch(V=7, N=3, T=5, seed=0):

@@ -6,13 +6,6 @@ import rnnreg
 from rnnreg.gradcheck import numerical_gradient, relative_error
 
 GRAD_TOL = 1e-7
-BACKENDS = ["compiled", "numpy"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with rnnreg.use_backend(request.param):
-        yield request.param
 
 
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])

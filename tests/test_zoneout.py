@@ -73,12 +73,6 @@ def zoneout_lstm_by_the_paper(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, 
     return np.stack(hs, axis=1), np.stack(cs, axis=1)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with rnnreg.use_backend(request.param):
-        yield request.param
-
-
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])
 @pytest.mark.parametrize("mask", [False, True], ids=["nomask", "recurrent-dropout"])
 @pytest.mark.parametrize("z", [(0.3, 0.0), (0.0, 0.4), (0.3, 0.4)], ids=["h", "c", "both"])
