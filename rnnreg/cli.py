@@ -5,6 +5,9 @@
     rnnreg train --dropout 0.3     # one run (drop 30% of units); history, checkpoint, PNG
     rnnreg sample runs/train/train.checkpoint.npz --prime "The " --length 200
     rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2
+
+argparse over the library: the training options, the named settings and the run itself are
+:mod:`rnnreg.runs`'s; no library module imports this one.
 """
 import argparse
 import json
@@ -13,109 +16,6 @@ import os
 import shlex
 import sys
 import tempfile
-import time
-
-# NT-ASGD's SGD learning rate in the "awd" setting (AWD-LSTM clips the gradient norm at 0.25
-# and takes large SGD steps; on the built-in text with one-hot inputs this rate learned fastest
-# of 1, 3, 10 and 30 — README, "AWD-LSTM").
-AWD_LR = 10.0
-
-# The ablation of `rnnreg compare`: what each setting switches on, on top of the baseline.
-SETTINGS = {
-    "none": {},
-    "dropout": {"dropout_keep_prob": 0.6},
-    "layer_norm": {"use_layer_norm": True},
-    "weight_decay": {"weight_decay": 3e-4},
-    "early_stopping": {"patience": 3},
-    "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 3e-4, "patience": 3},
-    # Krueger et al.'s character-level setting: zone out half the cell units, 5% of the hidden.
-    "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
-    # AWD-LSTM's whole set (Merity et al. 2017): weight-drop on Wh, variational dropout,
-    # embedding dropout, AR and TAR, tied weights, NT-ASGD and variable-length BPTT.
-    "awd": {"weight_keep_prob": 0.75, "dropout_keep_prob": 0.6, "variational": True,
-            "embedding_keep_prob": 0.9, "activation_reg": 2.0, "temporal_activation_reg": 1.0,
-            "tie_weights": True, "optimizer": "nt-asgd", "lr": AWD_LR, "lr_schedule": None,
-            "variable_bptt": True, "clip_norm": 0.25},
-}
-# What `rnnreg compare` runs unless told: the ablation of the notebook's four regularizers.
-CLASSIC_SETTINGS = ("none", "dropout", "layer_norm", "weight_decay", "early_stopping", "all")
-MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "weight_keep_prob",
-              "variational", "zoneout_hidden", "zoneout_cell", "embedding_keep_prob",
-              "activation_reg", "temporal_activation_reg", "tie_weights")
-
-
-def _load_data(args):
-    from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
-    """-> (description, vocabulary size, data): data is a CharCorpus (its splits, documents and
-    vocabulary) or, for the synthetic task, a (train, val, test) triple of sequence pairs."""
-    if args.data not in (["stdlib"], ["synthetic"]):
-        corpus = CharCorpus.from_files(args.data, seed=args.seed).limited(args.train_size,
-                                                                          args.eval_size)
-        return f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus
-    args.data = args.data[0]
-    train_size, eval_size = (given or default for given, default in
-                             zip((args.train_size, args.eval_size), BUILTIN_SIZES[args.data]))
-    if args.data == "synthetic":
-        vocab = 50
-        make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
-        return "synthetic", vocab, (make(train_size, 1), make(eval_size, 2), make(eval_size, 3))
-    corpus = load_stdlib_docstrings(train_chars=train_size, eval_chars=eval_size)
-    return f"{corpus!r}; split by document (fixed)", corpus.vocab_size, corpus
-
-
-def _model_and_config(args, vocab_size, overrides):
-    from .model import RegularizedLSTM
-    from .training import TrainConfig
-    # The command line speaks PyTorch's and Keras's convention (the probability of dropping a
-    # unit); the Python API keeps the notebook's keep probabilities.
-    model_kwargs = dict(dropout_keep_prob=1.0 - args.dropout, use_layer_norm=args.layer_norm,
-                        recurrent_keep_prob=1.0 - args.recurrent_dropout,
-                        weight_keep_prob=1.0 - args.weight_drop, variational=args.variational,
-                        zoneout_hidden=args.zoneout, zoneout_cell=args.zoneout_cell,
-                        embedding_keep_prob=1.0 - args.embedding_dropout,
-                        activation_reg=args.ar, temporal_activation_reg=args.tar,
-                        tie_weights=args.tie_weights)
-    train_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt,
-                        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                        clip_norm=args.clip if args.clip > 0 else None,
-                        lr_schedule=None if args.lr_schedule in (None, "constant")
-                        else args.lr_schedule, patience=args.patience, seed=args.seed,
-                        progress=not args.no_progress, nonmono=args.nonmono,
-                        variable_bptt=args.variable_bptt)
-    for key, value in overrides.items():
-        (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
-    model = RegularizedLSTM(vocab_size, args.hidden, vocab_size, num_layers=args.layers,
-                            embedding_size=args.embedding, seed=args.seed,
-                            dtype=args.dtype, **model_kwargs)
-    return model, TrainConfig(**train_kwargs)
-
-
-def _run(args, name, vocab_size, data, overrides, out_dir, checkpoint=True):
-    from .data import CharCorpus
-    from .training import fit
-    model, config = _model_and_config(args, vocab_size, overrides)
-    if checkpoint:
-        config.checkpoint_path = os.path.join(out_dir, f"{name}.checkpoint.npz")
-    started = time.perf_counter()
-    # Epoch lines go through the `rnnreg` logger (main() sends it to stdout); --quiet drops them.
-    log = (lambda line: logging.getLogger("rnnreg").info(f"[{name}] {line}")) \
-        if not args.quiet else (lambda line: None)
-    resume = None
-    if getattr(args, "resume", False):
-        if not os.path.exists(config.checkpoint_path):
-            raise FileNotFoundError(f"--resume: there is no checkpoint at {config.checkpoint_path} "
-                                    "to continue from (run without --resume to start afresh)")
-        resume = config.checkpoint_path
-    if isinstance(data, CharCorpus):   # fit takes its splits, documents and vocabulary
-        history = fit(model, data, None, config, log=log, resume_from=resume, name=name)
-    else:
-        train, val, test = data
-        history = fit(model, train, val, config, test=test, log=log, resume_from=resume,
-                      name=name)
-    history["wall_seconds"] = time.perf_counter() - started
-    history["model"] = model.config()
-    history["train_config"] = config.to_dict()
-    return model, history
 
 
 def _write_json(path, obj):
@@ -135,12 +35,23 @@ def _check_writable(folder):
         os.fsync(probe.fileno())
 
 
+def _epoch_log(args, name):
+    """Epoch lines go through the `rnnreg` logger (main() sends it to stdout); --quiet drops them."""
+    if args.quiet:
+        return lambda line: None
+    return lambda line: logging.getLogger("rnnreg").info(f"[{name}] {line}")
+
+
 def _train(args):
     from .plotting import plot_learning_curves
+    from .runs import load_data, train_run
     _check_writable(args.out)
-    description, vocab_size, data = _load_data(args)
+    settings = vars(args)
+    description, vocab_size, data = load_data(settings)
     print(f"data: {description}")
-    model, history = _run(args, "train", vocab_size, data, {}, args.out)
+    model, history = train_run(settings, data, vocab_size, name="train",
+                               checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
+                               resume=args.resume, log=_epoch_log(args, "train"))
     _write_json(os.path.join(args.out, "history.json"), history)
     fig = plot_learning_curves(history["train_loss"], history["val_loss"],
                                title=f"rnnreg train ({model.parameter_count():,} parameters)",
@@ -170,10 +81,11 @@ def _compare(args):
     matplotlib.use("Agg")
     from .data import CharCorpus
     from .plotting import plot_regularization_comparison, plot_weight_distributions
+    from .runs import load_data
     from .sweeps import settings_of, sweep
     from .training import TrainingError
     _check_writable(args.out)
-    description, vocab_size, data = _load_data(args)
+    description, vocab_size, data = load_data(vars(args))
     print(f"data: {description}")
     # A sweep over the named settings: --jobs N trains N of them at once.
     records, trial_weights = sweep(
@@ -232,107 +144,9 @@ def _sample(args):
     return 0
 
 
-def _drop_probability(text):
-    """A command-line dropout rate: the probability of dropping, in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)")
-    return value
-
-
-def _penalty_rate(text):
-    """A command-line penalty rate (AR's α, TAR's β): a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value >= 0.0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (0 = off)")
-    return value
-
-
-# How much of the built-in texts a run reads unless told (a user's own text is read whole).
-BUILTIN_SIZES = {"stdlib": (20000, 10000), "synthetic": (200, 100)}
-
-
-def _add_training_options(p, epochs, hidden):
-    # the training defaults are the library's, defined once
-    from .training import OPTIMIZERS, TrainConfig
-    defaults = TrainConfig()
-    p.add_argument("--data", nargs="+", default=["stdlib"], metavar="PATH",
-                   help="text to train on: files, folders (every *.txt inside) or glob patterns, "
-                        "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no "
-                        "download) — or 'synthetic', the notebook's counting task. Three files "
-                        "or more are split by document (seeded), fewer by line")
-    p.add_argument("--train-size", type=int, default=None, metavar="N",
-                   help="characters (sequences for synthetic) of training data to use "
-                        "(default: all of your text; 20000 of stdlib, 200 of synthetic)")
-    p.add_argument("--eval-size", type=int, default=None, metavar="N",
-                   help="characters of validation and of test data to use (default: all of "
-                        "your text's; 10000 of stdlib)")
-    p.add_argument("--hidden", type=int, default=hidden)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--embedding", type=int, default=None, help="embedding size (default one-hot)")
-    p.add_argument("--dropout", type=_drop_probability, default=0.0, metavar="P",
-                   help="probability of dropping a unit in non-recurrent dropout, as in PyTorch "
-                        "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P")
-    p.add_argument("--recurrent-dropout", type=_drop_probability, default=0.0, metavar="P",
-                   help="probability of dropping a unit of h(t-1) (one mask per sequence)")
-    p.add_argument("--weight-drop", type=_drop_probability, default=0.0, metavar="P",
-                   help="probability of dropping a weight of Wh (DropConnect)")
-    p.add_argument("--variational", action="store_true", help="one dropout mask per sequence")
-    p.add_argument("--layer-norm", action="store_true", help="LN-LSTM cells")
-    p.add_argument("--zoneout", type=_drop_probability, default=0.0, metavar="Z",
-                   help="zoneout of the hidden state: probability that a unit keeps its previous "
-                        "value at a step (Krueger et al. 2016; 0 = off)")
-    p.add_argument("--zoneout-cell", type=_drop_probability, default=0.0, metavar="Z",
-                   help="zoneout of the cell state (0 = off)")
-    p.add_argument("--embedding-dropout", type=_drop_probability, default=0.0, metavar="P",
-                   help="probability of dropping a whole row of the embedding matrix per batch "
-                        "(AWD-LSTM; needs --embedding or --tie-weights)")
-    p.add_argument("--ar", type=_penalty_rate, default=0.0, metavar="ALPHA",
-                   help="activation regularization: ALPHA * mean(dropped output^2) of the last "
-                        "layer, added to the training loss (AWD-LSTM uses 2)")
-    p.add_argument("--tar", type=_penalty_rate, default=0.0, metavar="BETA",
-                   help="temporal activation regularization: BETA * mean((h_t - h_t-1)^2) of the "
-                        "last layer (AWD-LSTM uses 1)")
-    p.add_argument("--tie-weights", action="store_true",
-                   help="the output projection is the embedding matrix transposed (the embedding "
-                        "size is then the hidden size)")
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="LAMBDA")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer,
-                   help="adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
-                        "iterates once validation stops improving for --nonmono epochs (AWD-LSTM)")
-    p.add_argument("--nonmono", type=int, default=defaults.nonmono, metavar="N",
-                   help="NT-ASGD's non-monotone interval, in epochs")
-    p.add_argument("--variable-bptt", action="store_true",
-                   help="draw each chunk's length around --bptt, the learning rate scaled by "
-                        "length / bptt (AWD-LSTM)")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--lr-schedule", choices=["constant", "cosine", "step"], default="constant",
-                   help="cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "
-                        "halved every third of the run")
-    p.add_argument("--clip", type=float, default=defaults.clip_norm,
-                   help="gradient-norm clip (0 = off)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--bptt", type=int, default=defaults.bptt, help="truncated-BPTT length")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float32")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    p.add_argument("--debug", action="store_true",
-                   help="show the full traceback of an error (for developers)")
-
-
 def build_parser():
-    from .training import TrainConfig
     from . import __version__
+    from .runs import CLASSIC_SETTINGS, SETTINGS, add_options
     parser = argparse.ArgumentParser(prog="rnnreg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rnnreg {__version__}")
@@ -342,7 +156,7 @@ def build_parser():
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # Defaults sized so that the unregularized model overfits within the run (its validation
     # loss turns up after ~6 epochs) and all six settings finish in a few minutes on 2 cores.
-    _add_training_options(p, epochs=14, hidden=256)
+    add_options(p, epochs=14)
     # A cosine schedule (2 warm-up epochs, then decay to 0 at the last epoch): with a constant
     # rate, 1 of 6 validation curves (seeds 0-2 x none/dropout) rose above its first epoch late
     # in the run; with cosine none did, at the same best validation loss (README, "compare").
@@ -360,7 +174,7 @@ def build_parser():
     p = sub.add_parser("sweep", help="train once per trial of a grid or random search, on local "
                                      "processes or a Dask cluster",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256)
+    add_options(p)
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="sweep a training flag over these values (repeatable: the Cartesian "
                         "product), e.g. --grid dropout=0,0.3 --grid layer-norm=false,true")
@@ -380,7 +194,7 @@ def build_parser():
 
     p = sub.add_parser("train", help="train one model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_training_options(p, epochs=TrainConfig.epochs, hidden=256)
+    add_options(p)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.set_defaults(func=_train)

@@ -23,7 +23,6 @@ loky processes do the same work without a scheduler; when one is killed, joblib 
 and the sweep resubmits every trial that has no record yet (``retries`` times).
 """
 import argparse
-import functools
 import itertools
 import json
 import logging
@@ -36,32 +35,19 @@ import time
 import numpy as np
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from .runs import SETTINGS, TRAINING_OPTIONS, default_settings, load_data, train_run
+
 __all__ = ["sweep", "run_trial", "sweep_trials", "parse_grid", "parse_space", "sweep_table"]
 
 _logger = logging.getLogger("rnnreg")
 
-# Options of `rnnreg train` that are not training settings and cannot be swept.
-NOT_SWEEPABLE = ("data", "no-progress", "quiet", "debug")
 TIMING_FIELDS = ("seconds", "worker")   # the only fields of a record that differ between runs
 STATUS_DONE, STATUS_FAILED = "done", "failed"
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 # ----------------------------------------------------------------------------- the settings
-@functools.lru_cache(maxsize=None)
-def _training_actions():
-    """flag name (``dropout``, ``weight-decay``, ...) -> the argparse action of ``rnnreg train``:
-    its destination, type, choices and default, defined once in the command line."""
-    from .cli import _add_training_options
-    parser = argparse.ArgumentParser(add_help=False)
-    _add_training_options(parser, epochs=20, hidden=256)
-    return {action.option_strings[0][2:]: action for action in parser._actions
-            if action.option_strings}
-
-
-def default_settings():
-    """The settings of ``rnnreg train`` at their defaults, by destination name (``weight_decay``)."""
-    return {action.dest: action.default for action in _training_actions().values()}
+_OPTIONS = {option.flag: option for option in TRAINING_OPTIONS}
 
 
 def settings_of(args):
@@ -70,28 +56,26 @@ def settings_of(args):
 
 
 def _sweepable():
-    return {name: action for name, action in _training_actions().items()
-            if name not in NOT_SWEEPABLE}
+    return {flag: option for flag, option in _OPTIONS.items() if option.sweepable}
 
 
 def _convert(name, value):
     """``value`` (a string from the command line, or a Python value) as the option ``name`` takes
     it, checked by that option's own type and choices. The extra name ``setting`` is one of
     ``rnnreg compare``'s named settings."""
-    from .cli import SETTINGS
     if name == "setting":
         if value not in SETTINGS:
             raise ValueError(f"setting={value!r}: not one of {', '.join(SETTINGS)}")
         return value
-    actions = _sweepable()
-    action = actions.get(name.replace("_", "-"))
+    options = _sweepable()
+    action = options.get(name.replace("_", "-"))
     if action is None:
         raise ValueError(f"{name!r} cannot be swept; the settings that can: "
-                         f"{', '.join(sorted(actions))}, setting")
+                         f"{', '.join(sorted(options))}, setting")
     if action.type is int and isinstance(value, float) and value.is_integer():
         value = int(value)   # a range's bound, 16.0, for an integer setting
     text = str(value).strip()
-    if isinstance(action, argparse._StoreTrueAction):
+    if action.switch:
         if isinstance(value, bool):
             return value
         if text.lower() in _TRUE + _FALSE:
@@ -207,23 +191,25 @@ def run_trial(settings, params, data, vocab_size, return_weights=False):
     BLAS is pinned to one thread for the trial (when threadpoolctl is installed), so that N
     workers use N cores and the numbers do not depend on the worker. An exception is recorded,
     not raised: ``status`` is ``"failed"`` and ``error`` holds its message."""
-    from .cli import SETTINGS, _run
     started = time.perf_counter()
     record = {"params": dict(params), "best_val_loss": None, "test_loss": None,
               "best_epoch": None, "epochs": 0, "seconds": None, "status": STATUS_DONE,
               "error": None, "worker": _worker_name(), "history": None}
-    args = argparse.Namespace(**settings)
+    trial_settings = dict(settings)
     overrides = {}
     for name, value in params.items():
         if name == "setting":
             overrides = dict(SETTINGS[value])
         else:
-            setattr(args, _dest(name), value)
+            trial_settings[_dest(name)] = value
     weights = None
+    label = _label(params)
+    log = None if trial_settings.get("quiet", True) else \
+        (lambda line: _logger.info(f"[{label}] {line}"))
     try:
         with _one_blas_thread():
-            model, history = _run(args, _label(params), vocab_size, data, overrides,
-                                  out_dir=None, checkpoint=False)
+            model, history = train_run(trial_settings, data, vocab_size, name=label,
+                                       overrides=overrides, log=log)
     except Exception as exc:   # a failed trial is a result of the sweep, not its end
         from .training import TrainingError
         record["status"] = STATUS_FAILED
@@ -463,11 +449,9 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     >>> [(r["params"], r["status"]) for r in records]
     [({'dropout': 0.0}, 'done'), ({'dropout': 0.5}, 'done')]
     """
-    from .cli import _load_data
     base = default_settings()
-    actions = _training_actions()
     for name, value in (settings or {}).items():
-        dest = actions[_flag(name)].dest if _flag(name) in actions else name
+        dest = _OPTIONS[_flag(name)].dest if _flag(name) in _OPTIONS else name
         if dest not in base:
             raise ValueError(f"unknown setting {name!r}")
         base[dest] = value
@@ -496,7 +480,7 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
             if data is not None:
                 loaded[key] = (data.vocab_size, data)
             else:
-                loaded[key] = _load_data(argparse.Namespace(**view))[1:]
+                loaded[key] = load_data(view)[1:]
         return loaded[key]
 
     header = {"settings": _json_settings({k: v for k, v in base.items()

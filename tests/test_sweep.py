@@ -87,11 +87,10 @@ def test_nothing_to_sweep_is_an_error():
 
 # ----------------------------------------------------------------------------- records
 def test_a_trial_is_deterministic_and_its_record_complete():
-    from rnnreg.cli import _load_data
-    import argparse
+    from rnnreg.runs import load_data
     settings = sweep_module.default_settings()
     settings.update(TINY, quiet=True, no_progress=True)
-    _, vocab, data = _load_data(argparse.Namespace(**settings))
+    _, vocab, data = load_data(settings)
     one = run_trial(settings, {"dropout": 0.3}, data, vocab)
     two = run_trial(settings, {"dropout": 0.3}, data, vocab)
     assert comparable(one) == comparable(two)

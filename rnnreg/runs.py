@@ -1,0 +1,316 @@
+"""What a training run *is*, defined once: its options, the named settings of ``rnnreg compare``,
+the data by name or path, and one function that builds a model and trains it from a dict of
+settings.
+
+``rnnreg train``, ``rnnreg compare``, ``rnnreg sweep`` and Python users all call
+:func:`train_run`; the command line (:mod:`rnnreg.cli`) is argparse over :data:`TRAINING_OPTIONS`,
+and the sweep (:mod:`rnnreg.sweeps`) reads the same table to convert and check the values it
+sweeps. Settings are keyed by destination name (``weight_decay``); the table's ``flag`` is the
+command line's (``weight-decay``). Dropout rates here are the command line's convention — the
+probability of *dropping* — and become the model's keep probabilities in :func:`build_run`.
+"""
+import argparse
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from .training import OPTIMIZERS, TrainConfig
+
+__all__ = ["Option", "TRAINING_OPTIONS", "SETTINGS", "CLASSIC_SETTINGS", "default_settings",
+           "load_data", "build_run", "train_run", "add_options"]
+
+# NT-ASGD's SGD learning rate in the "awd" setting (AWD-LSTM clips the gradient norm at 0.25
+# and takes large SGD steps). On the built-in text with the compare defaults this rate reached
+# the lowest validation loss of 1, 3, 10 and 30 (benchmarks/results/awd-lr/sweep.md).
+AWD_LR = 10.0
+
+# The ablation of `rnnreg compare`: what each setting switches on, on top of the baseline, as
+# model keyword arguments and training settings.
+SETTINGS: Dict[str, Dict[str, Any]] = {
+    "none": {},
+    "dropout": {"dropout_keep_prob": 0.6},
+    "layer_norm": {"use_layer_norm": True},
+    "weight_decay": {"weight_decay": 3e-4},
+    "early_stopping": {"patience": 3},
+    "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 3e-4, "patience": 3},
+    # Krueger et al.'s character-level setting: zone out half the cell units, 5% of the hidden.
+    "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
+    # AWD-LSTM's whole set (Merity et al. 2017): weight-drop on Wh, variational dropout,
+    # embedding dropout, AR and TAR, tied weights, NT-ASGD and variable-length BPTT.
+    "awd": {"weight_keep_prob": 0.75, "dropout_keep_prob": 0.6, "variational": True,
+            "embedding_keep_prob": 0.9, "activation_reg": 2.0, "temporal_activation_reg": 1.0,
+            "tie_weights": True, "optimizer": "nt-asgd", "lr": AWD_LR, "lr_schedule": None,
+            "variable_bptt": True, "clip_norm": 0.25},
+}
+#: What `rnnreg compare` runs unless told: the ablation of the notebook's four regularizers.
+CLASSIC_SETTINGS = ("none", "dropout", "layer_norm", "weight_decay", "early_stopping", "all")
+#: Keys of a named setting that are model keyword arguments (the rest are TrainConfig fields).
+MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "weight_keep_prob",
+              "variational", "zoneout_hidden", "zoneout_cell", "embedding_keep_prob",
+              "activation_reg", "temporal_activation_reg", "tie_weights")
+#: How much of the built-in texts a run reads unless told (a user's own text is read whole).
+BUILTIN_SIZES = {"stdlib": (20000, 10000), "synthetic": (200, 100)}
+
+
+# ----------------------------------------------------------------------------- value types
+def drop_probability(text):
+    """A dropout or zoneout rate: the probability of dropping (or keeping), in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)")
+    return value
+
+
+def penalty_rate(text):
+    """A penalty rate (AR's α, TAR's β): a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (0 = off)")
+    return value
+
+
+# ----------------------------------------------------------------------------- the options
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One training option: its command-line ``flag`` (``weight-decay``), value ``type`` (a
+    function from text), ``default``, ``help``, and ``choices``; ``switch`` options are on/off
+    (``--layer-norm``); ``sweepable`` is False for options that say how, not what, to train."""
+    flag: str
+    help: str
+    default: Any = None
+    type: Optional[Callable[[str], Any]] = None
+    choices: Optional[Tuple[Any, ...]] = None
+    switch: bool = False
+    metavar: Optional[str] = None
+    many: bool = False             # takes one or more values (nargs="+")
+    sweepable: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_")
+
+
+_DEFAULTS = TrainConfig()
+TRAINING_OPTIONS: Tuple[Option, ...] = (
+    Option("data", "text to train on: files, folders (every *.txt inside) or glob patterns, "
+           "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
+           "'synthetic', the notebook's counting task. Three files or more are split by "
+           "document (seeded), fewer by line", default=["stdlib"], metavar="PATH", many=True,
+           sweepable=False),
+    Option("train-size", "characters (sequences for synthetic) of training data to use "
+           "(default: all of your text; 20000 of stdlib, 200 of synthetic)", type=int,
+           metavar="N"),
+    Option("eval-size", "characters of validation and of test data to use (default: all of "
+           "your text's; 10000 of stdlib)", type=int, metavar="N"),
+    Option("hidden", "LSTM hidden size", default=256, type=int),
+    Option("layers", "LSTM layers", default=1, type=int),
+    Option("embedding", "embedding size (default one-hot)", type=int),
+    Option("dropout", "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
+           "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P", default=0.0,
+           type=drop_probability, metavar="P"),
+    Option("recurrent-dropout", "probability of dropping a unit of h(t-1) (one mask per "
+           "sequence)", default=0.0, type=drop_probability, metavar="P"),
+    Option("weight-drop", "probability of dropping a weight of Wh (DropConnect)", default=0.0,
+           type=drop_probability, metavar="P"),
+    Option("variational", "one dropout mask per sequence", default=False, switch=True),
+    Option("layer-norm", "LN-LSTM cells", default=False, switch=True),
+    Option("zoneout", "zoneout of the hidden state: probability that a unit keeps its previous "
+           "value at a step (Krueger et al. 2016; 0 = off)", default=0.0, type=drop_probability,
+           metavar="Z"),
+    Option("zoneout-cell", "zoneout of the cell state (0 = off)", default=0.0,
+           type=drop_probability, metavar="Z"),
+    Option("embedding-dropout", "probability of dropping a whole row of the embedding matrix "
+           "per batch (AWD-LSTM; needs --embedding or --tie-weights)", default=0.0,
+           type=drop_probability, metavar="P"),
+    Option("ar", "activation regularization: ALPHA * mean(dropped output^2) of the last layer, "
+           "added to the training loss (AWD-LSTM uses 2)", default=0.0, type=penalty_rate,
+           metavar="ALPHA"),
+    Option("tar", "temporal activation regularization: BETA * mean((h_t - h_t-1)^2) of the last "
+           "layer (AWD-LSTM uses 1)", default=0.0, type=penalty_rate, metavar="BETA"),
+    Option("tie-weights", "the output projection is the embedding matrix transposed (the "
+           "embedding size is then the hidden size)", default=False, switch=True),
+    Option("weight-decay", "λ: coupled L2 for sgd, adam and nt-asgd, decoupled for adamw",
+           default=_DEFAULTS.weight_decay, type=float, metavar="LAMBDA"),
+    Option("optimizer", "adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
+           "iterates once validation stops improving for --nonmono epochs (AWD-LSTM)",
+           default=_DEFAULTS.optimizer, choices=OPTIMIZERS),
+    Option("nonmono", "NT-ASGD's non-monotone interval, in epochs", default=_DEFAULTS.nonmono,
+           type=int, metavar="N"),
+    Option("variable-bptt", "draw each chunk's length around --bptt, the learning rate scaled "
+           "by length / bptt (AWD-LSTM)", default=False, switch=True),
+    Option("lr", "learning rate", default=_DEFAULTS.lr, type=float),
+    Option("lr-schedule", "cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "
+           "halved every third of the run", default="constant",
+           choices=("constant", "cosine", "step")),
+    Option("clip", "gradient-norm clip (0 = off)", default=_DEFAULTS.clip_norm, type=float),
+    Option("patience", "early-stopping patience (epochs without improvement)", type=int),
+    Option("epochs", "epochs to train", default=_DEFAULTS.epochs, type=int),
+    Option("batch-size", "sequences (or parallel streams of the text) per step",
+           default=_DEFAULTS.batch_size, type=int),
+    Option("bptt", "truncated-BPTT length", default=_DEFAULTS.bptt, type=int),
+    Option("dtype", "floating-point type of the model", default="float32",
+           choices=("float64", "float32")),
+    Option("seed", "seed of the weights, the masks, the data split and the batch order",
+           default=_DEFAULTS.seed, type=int),
+    Option("no-progress", "no progress bars", default=False, switch=True, sweepable=False),
+    Option("quiet", "no per-epoch lines", default=False, switch=True, sweepable=False),
+    Option("debug", "show the full traceback of an error (for developers)", default=False,
+           switch=True, sweepable=False),
+)
+
+
+def add_options(parser, options=TRAINING_OPTIONS, **defaults):
+    """Declare ``options`` on an argparse parser (``defaults``: dest -> a command's own default,
+    e.g. ``epochs=14``)."""
+    for option in options:
+        default = defaults.get(option.dest, option.default)
+        if option.switch:
+            parser.add_argument(f"--{option.flag}", action="store_true", help=option.help)
+        else:
+            parser.add_argument(f"--{option.flag}", type=option.type, default=default,
+                                choices=option.choices, metavar=option.metavar,
+                                nargs="+" if option.many else None, help=option.help)
+
+
+def default_settings() -> Dict[str, Any]:
+    """Every training setting at its default, by destination name (``weight_decay``)."""
+    return {option.dest: option.default for option in TRAINING_OPTIONS}
+
+
+# ----------------------------------------------------------------------------- data
+def load_data(settings: Mapping[str, Any]) -> Tuple[str, int, Any]:
+    """The data a run's settings name (``data``, ``train_size``, ``eval_size``, ``seed``):
+    returns ``(description, vocabulary size, data)``, where data is a
+    :class:`~rnnreg.CharCorpus` (its splits, documents and vocabulary) or, for ``"synthetic"``,
+    a (train, val, test) triple of sequence pairs.
+
+    Examples
+    --------
+    >>> from rnnreg.runs import load_data
+    >>> description, vocab_size, (train, val, test) = load_data(
+    ...     {"data": ["synthetic"], "train_size": 30, "eval_size": 10, "seed": 0})
+    >>> description, vocab_size, train[0].shape
+    ('synthetic', 50, (30, 15))
+    """
+    from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
+    paths = settings["data"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if paths not in (["stdlib"], ["synthetic"]):
+        corpus = CharCorpus.from_files(paths, seed=settings["seed"]).limited(
+            settings.get("train_size"), settings.get("eval_size"))
+        return f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus
+    name = paths[0]
+    train_size, eval_size = (given or default for given, default in
+                             zip((settings.get("train_size"), settings.get("eval_size")),
+                                 BUILTIN_SIZES[name]))
+    if name == "synthetic":
+        vocab = 50
+        make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
+        return "synthetic", vocab, (make(train_size, 1), make(eval_size, 2), make(eval_size, 3))
+    corpus = load_stdlib_docstrings(train_chars=train_size, eval_chars=eval_size)
+    return f"{corpus!r}; split by document (fixed)", corpus.vocab_size, corpus
+
+
+# ----------------------------------------------------------------------------- one run
+def build_run(settings: Mapping[str, Any], vocab_size: int,
+              overrides: Optional[Mapping[str, Any]] = None):
+    """The model and TrainConfig a run's settings describe (command-line conventions: dropout
+    rates are drop probabilities), with ``overrides`` (model keyword arguments or TrainConfig
+    fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
+    from .model import RegularizedLSTM
+    s = settings
+    model_kwargs = dict(dropout_keep_prob=1.0 - s["dropout"], use_layer_norm=s["layer_norm"],
+                        recurrent_keep_prob=1.0 - s["recurrent_dropout"],
+                        weight_keep_prob=1.0 - s["weight_drop"], variational=s["variational"],
+                        zoneout_hidden=s["zoneout"], zoneout_cell=s["zoneout_cell"],
+                        embedding_keep_prob=1.0 - s["embedding_dropout"],
+                        activation_reg=s["ar"], temporal_activation_reg=s["tar"],
+                        tie_weights=s["tie_weights"])
+    train_kwargs = dict(epochs=s["epochs"], batch_size=s["batch_size"], bptt=s["bptt"],
+                        optimizer=s["optimizer"], lr=s["lr"], weight_decay=s["weight_decay"],
+                        clip_norm=s["clip"] if s["clip"] > 0 else None,
+                        lr_schedule=None if s["lr_schedule"] in (None, "constant")
+                        else s["lr_schedule"], patience=s["patience"], seed=s["seed"],
+                        progress=not s["no_progress"], nonmono=s["nonmono"],
+                        variable_bptt=s["variable_bptt"])
+    for key, value in (overrides or {}).items():
+        (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
+    model = RegularizedLSTM(vocab_size, s["hidden"], vocab_size, num_layers=s["layers"],
+                            embedding_size=s["embedding"], seed=s["seed"], dtype=s["dtype"],
+                            **model_kwargs)
+    return model, TrainConfig(**train_kwargs)
+
+
+def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optional[int] = None,
+              *, name: str = "train", overrides: Optional[Mapping[str, Any]] = None,
+              checkpoint_path: Optional[str] = None, resume: bool = False,
+              log: Optional[Callable[[str], Any]] = None):
+    """Build a model from ``settings`` and train it: what ``rnnreg train`` does, and each trial
+    of ``rnnreg compare`` and ``rnnreg sweep``.
+
+    Parameters
+    ----------
+    settings : dict
+        Training settings by destination name; missing ones take :func:`default_settings`.
+    data, vocab_size : optional
+        Data already loaded (as :func:`load_data` returns it); by default the settings' ``data``
+        is loaded.
+    name : str
+        The run's label (log lines, progress bar).
+    overrides : dict, optional
+        A named setting's changes (see :data:`SETTINGS`), applied on top of ``settings``.
+    checkpoint_path : str, optional
+        Checkpoint every epoch there; with ``resume``, continue from it.
+    log : callable, optional
+        Receives one line per epoch (default: none).
+
+    Returns
+    -------
+    (RegularizedLSTM, dict)
+        The trained model and its history (with ``wall_seconds``, ``model`` and
+        ``train_config`` added).
+
+    Examples
+    --------
+    >>> from rnnreg.runs import train_run
+    >>> model, history = train_run({"data": ["synthetic"], "train_size": 40, "epochs": 2,
+    ...                             "hidden": 8, "no_progress": True})
+    >>> len(history["epoch"]), history["model"]["hidden_size"]
+    (2, 8)
+    """
+    from .data import CharCorpus
+    from .training import fit
+    settings = dict(default_settings(), **settings)
+    if data is None:
+        _, vocab_size, data = load_data(settings)
+    if vocab_size is None:
+        raise ValueError("vocab_size is needed with data")
+    model, config = build_run(settings, vocab_size, overrides)
+    config.checkpoint_path = checkpoint_path
+    started = time.perf_counter()
+    log = log or (lambda line: None)
+    resume_from = None
+    if resume:
+        import os
+        if checkpoint_path is None or not os.path.exists(checkpoint_path):
+            raise FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint_path} "
+                                    "to continue from (run without --resume to start afresh)")
+        resume_from = checkpoint_path
+    if isinstance(data, CharCorpus):   # fit takes its splits, documents and vocabulary
+        history = fit(model, data, None, config, log=log, resume_from=resume_from, name=name)
+    else:
+        train, val, test = data
+        history = fit(model, train, val, config, test=test, log=log, resume_from=resume_from,
+                      name=name)
+    history["wall_seconds"] = time.perf_counter() - started
+    history["model"] = model.config()
+    history["train_config"] = config.to_dict()
+    return model, history
