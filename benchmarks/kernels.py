@@ -171,8 +171,6 @@ def bench_lstm(size, dtype, rng, repeats, quick, variant="plain"):
     mask = rnnreg.dropout_mask((N, H), 0.75, rng=1, dtype=dtype) \
         if variant == "recurrent_dropout" else None
     _, cache_p = rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)
-    cache_k = K.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)
-    cache_r = _reference.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)
     fns = {
         "public": lambda: rnnreg.lstm_backward(dh, rnnreg.lstm_forward(
             x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)[1]),

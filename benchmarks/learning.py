@@ -333,13 +333,20 @@ def main(argv=None):
     if args.regularizers and "dropout" in args.variants:
         _, vs_dropout = summarize(runs, budget, "dropout")
         table += ("\n\nThe same runs, paired differences to dropout alone:\n\n" + vs_dropout)
+    if args.regularizers and "embedding" in args.variants:
+        embedded = [r for r in runs if r["variant"] in ("embedding", "embedding-dropout", "tied")]
+        _, vs_embedding = summarize(embedded, budget, "embedding")
+        table += ("\n\nEmbedding dropout and tying against their own baseline, the same model "
+                  "with an embedding of 128 and nothing else:\n\n" + vs_embedding)
     os.makedirs(args.out, exist_ok=True)
     import platform
     head = (f"{len(texts)} texts ({', '.join(texts)}), seeds {args.seeds}, {args.epochs} epochs, "
             f"train {args.train_chars} / eval {args.eval_chars} chars, Adam lr {args.lr:g}, "
             f"hidden {BASE['hidden']}, batch {BASE['batch_size']}, BPTT {BASE['bptt']} (unless the "
             f"variant changes them), {args.jobs} workers; "
-            f"{platform.processor() or platform.machine()}; {time.perf_counter() - started:.0f} s")
+            f"{platform.processor() or platform.machine()}; "
+            + (f"summarized from {args.from_json}" if args.from_json
+               else f"{time.perf_counter() - started:.0f} s"))
     text = (f"{head}\n\nBest validation loss (nats/char), mean ± standard error over texts and "
             f"seeds; in parentheses the mean paired difference (± its standard error) to "
             f"{args.reference} on the same text and seed (negative = better).\n\n{table}\n")

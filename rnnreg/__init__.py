@@ -15,7 +15,8 @@ from .plotting import (plot_learning_curves, plot_regularization_comparison, plo
                        plot_weight_distributions)
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
 from .interop import from_torch, to_torch
-from .training import TrainConfig, evaluate, fit, load_model, save_model
+from .checkpoint import load_model, save_model
+from .training import TrainConfig, evaluate, fit
 from .sweeps import sweep
 
 __version__ = "0.1.0"

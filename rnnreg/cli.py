@@ -67,7 +67,8 @@ def _train(args):
 
 def comparison_table(results):
     """A markdown table of the ablation: held-out losses, epochs and wall time per setting."""
-    lines = ["| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run | best epoch | wall time |",
+    lines = ["| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run "
+             "| best epoch | wall time |",
              "|---|---|---|---|---|---|---|"]
     for name, h in results.items():
         lines.append(f"| {name} | {h['best_val_loss']:.4f} | {h['test_loss']:.4f} | "
@@ -133,7 +134,7 @@ def _sweep(args):
 
 
 def _sample(args):
-    from .training import load_model
+    from .checkpoint import load_model
     model = load_model(args.checkpoint)
     if model.vocabulary is None:
         raise ValueError(f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "

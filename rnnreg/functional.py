@@ -23,7 +23,7 @@ Conventions
   scaled by ``1 / keep_prob``, so nothing changes at evaluation time).
 * Arrays may be float32 or float64, but one call uses one dtype throughout.
 """
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -81,7 +81,8 @@ class LSTMGradients(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- LSTM
-def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64) -> Dict[str, NDArray[np.floating]]:
+def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64
+                           ) -> Dict[str, NDArray[np.floating]]:
     """Initial LN-LSTM parameters: gains of one, biases of zero (Ba et al., 2016).
 
     Parameters
@@ -338,7 +339,8 @@ def _lstm_gradients(grads, cache):
 
 
 def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike,
-                      Wh: ArrayLike, b: ArrayLike) -> Tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
+                      Wh: ArrayLike, b: ArrayLike
+                      ) -> Tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
     """One LSTM time step (CS231n's interface).
 
     Parameters

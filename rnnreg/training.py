@@ -20,11 +20,9 @@ Reported losses are mean cross-entropy per token in nats; with coupled weight de
 training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
 Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
-import copy
 import dataclasses
 import logging
 import math
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
@@ -33,15 +31,15 @@ import numpy as np
 
 from . import _validation as v
 from ._conventions import stream_geometry
-from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .checkpoint import (load_model, restore_training_state, save_model,  # noqa: F401 (API)
+                         save_training_state)
 from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor, compute_l2_penalty
 
 if TYPE_CHECKING:
     from .model import RegularizedLSTM
 
-__all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError", "save_model",
-           "load_model"]
+__all__ = ["TrainConfig", "fit", "evaluate", "iterate_batches", "TrainingError"]
 
 
 _logger = logging.getLogger("rnnreg")
@@ -434,7 +432,8 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
                    restored_best=False, test_loss=None)
     first_epoch = 0
     if resume_from is not None:
-        first_epoch = _restore(resume_from, model, optimizer, monitor, rng, history, config)
+        first_epoch = restore_training_state(resume_from, model, optimizer, monitor, rng,
+                                             history, config)
 
     steps = _steps_per_epoch(train, config.batch_size, config.bptt)
     doc_starts = None
@@ -540,7 +539,8 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
         if config.checkpoint_path:
-            _save(config.checkpoint_path, model, optimizer, monitor, rng, history, epoch, config)
+            save_training_state(config.checkpoint_path, model, optimizer, monitor, rng, history,
+                                epoch, config)
         if not go_on:
             break
     return _finish(model, monitor, history, test, config, log, test_starts=test_starts,
@@ -562,252 +562,3 @@ def _finish(model, monitor, history, test, config, log, failed=False, test_start
         history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt,
                                         starts=test_starts)
     return history
-
-
-def _save(path, model, optimizer, monitor, rng, history, epoch, config):
-    save_checkpoint(path, {
-        "epoch": epoch,
-        "model_config": model.config(),
-        "model": model.state_dict(),
-        "model_rng": model.rng.bit_generator.state,
-        "trainer_rng": rng.bit_generator.state,
-        "optimizer": optimizer.state_dict(),
-        "monitor": monitor.state_dict() if monitor is not None else None,
-        "history": history,
-        "train_config": config.to_dict(),
-        "vocabulary": _vocabulary_list(model),
-    })
-
-
-def _vocabulary_list(model):
-    vocabulary = getattr(model, "vocabulary", None)
-    return None if vocabulary is None else vocabulary.to_list()
-
-
-def _checked_vocabulary(path, payload, model):
-    """The vocabulary a checkpoint or model file holds (None if none), checked: a list of single
-    characters, unknown symbol first, as many as the model has input ids."""
-    from .data import Vocabulary
-    chars = payload.get("vocabulary")
-    if chars is None:
-        return None
-    try:
-        vocabulary = Vocabulary(chars) if isinstance(chars, list) else None
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: 'vocabulary' {exc}") from exc
-    if vocabulary is None or len(vocabulary) != model.vocab_size:
-        raise CheckpointError(f"{path}: 'vocabulary' must list the model's {model.vocab_size} "
-                              "input symbols")
-    return vocabulary
-
-
-def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -> str:
-    """Write ``model`` for later use — weights, constructor settings and vocabulary, no optimizer
-    state — atomically, in the checkpoint format (read it with :func:`load_model`).
-
-    Parameters
-    ----------
-    model : RegularizedLSTM
-    path : str or os.PathLike
-        The file to write (``.npz``).
-
-    Returns
-    -------
-    str
-        The path written.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from rnnreg import RegularizedLSTM, load_model, save_model
-    >>> model = RegularizedLSTM(10, 8, seed=0)
-    >>> path = save_model(model, os.path.join(tempfile.mkdtemp(), "model.npz"))
-    >>> load_model(path).config() == model.config()
-    True
-    """
-    return save_checkpoint(path, {"model_config": model.config(), "model": model.state_dict(),
-                                  "vocabulary": _vocabulary_list(model)})
-
-
-# Settings a resumed run may change: how long it runs, where it writes, whether it shows progress.
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_path")
-HISTORY_KEYS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds")
-
-
-def _expect_model_arrays(path, model):
-    """A check of a checkpoint's meta.json, before any array is read: every array must be one
-    of the model's parameters, its optimizer state or a best-weights snapshot, with exactly the
-    parameter's shape and dtype (so nothing larger than the model is ever decompressed)."""
-    specs = {name: {"shape": list(p.shape), "dtype": p.dtype.str} for name, p in model.params.items()}
-
-    def expect(meta):
-        for name, spec in meta["arrays"].items():
-            parts = name.strip("/").split("/")
-            param = parts[-1]
-            known = parts[0] == "model" and len(parts) == 2 or \
-                parts[:2] == ["optimizer", "state"] and len(parts) == 4 or \
-                parts[:2] == ["monitor", "best_weights"] and len(parts) == 3
-            if not known or param not in specs:
-                raise CheckpointError(f"{path}: array {name} is not a parameter of this model "
-                                      "(nor its optimizer or early-stopping state)")
-            if spec != specs[param]:
-                raise CheckpointError(f"{path}: {name} has shape {tuple(spec['shape'])} and "
-                                      f"dtype {spec['dtype']}; the model's {param} has "
-                                      f"{tuple(specs[param]['shape'])} and {specs[param]['dtype']}")
-    return expect
-
-
-def _checked_payload(path, payload, fields):
-    """payload, after checking it is a dict holding each field with a value of its kind."""
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: the payload is not a dict")
-    for field, kinds in fields.items():
-        if field not in payload:
-            raise CheckpointError(f"{path}: the checkpoint has no {field!r}")
-        if not isinstance(payload[field], kinds) or isinstance(payload[field], bool):
-            raise CheckpointError(f"{path}: {field!r} must be a {kinds}, got "
-                                  f"{type(payload[field]).__name__}")
-    return payload
-
-
-def _checked_rng_state(path, field, state, generator):
-    """A bit-generator state from a file, tried on a fresh generator of the same kind first."""
-    scratch = type(generator.bit_generator)()
-    try:
-        scratch.state = state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise CheckpointError(f"{path}: {field!r} is not a {type(scratch).__name__} state "
-                              f"({exc})") from exc
-    return scratch.state
-
-
-def _restore(path, model, optimizer, monitor, rng, history, config):
-    """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
-    optimizer and configuration before anything is changed. Returns the first epoch to run."""
-    payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
-    _checked_payload(path, payload, {
-        "epoch": int, "model_config": dict, "model": dict, "model_rng": dict,
-        "trainer_rng": dict, "optimizer": dict, "history": dict, "train_config": dict})
-    if payload["model_config"] != model.config():
-        raise CheckpointError(f"checkpoint {path} holds a model {payload['model_config']}, "
-                              f"not this one {model.config()}")
-    saved, current = payload["train_config"], config.to_dict()
-    # A setting added after the checkpoint was written is at its default there.
-    saved = dict(TrainConfig().to_dict(), **saved)
-    differ = [f"{key} (checkpoint {saved.get(key)!r}, now {current.get(key)!r})"
-              for key in sorted(set(saved) | set(current))
-              if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
-    if differ:
-        raise CheckpointError(f"checkpoint {path} was trained with other settings: "
-                              f"{'; '.join(differ)}. Resume with the same settings (only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change) or start afresh.")
-    epoch = payload["epoch"]
-    if not 0 <= epoch < 10**9:
-        raise CheckpointError(f"{path}: 'epoch' must be >= 0, got {epoch}")
-    if set(payload["model"]) != set(model.params):
-        raise CheckpointError(f"{path}: the model weights are {sorted(payload['model'])}, "
-                              f"the model has {sorted(model.params)}")
-    for name, value in payload["model"].items():
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{path}: model weight {name} holds NaN or inf")
-    model_rng = _checked_rng_state(path, "model_rng", payload["model_rng"], model.rng)
-    trainer_rng = _checked_rng_state(path, "trainer_rng", payload["trainer_rng"], rng)
-    saved_history = payload["history"]
-    for key in HISTORY_KEYS:
-        values = saved_history.get(key)
-        if not isinstance(values, list) or len(values) != len(saved_history.get("epoch", [])) \
-                or not all(val is None or isinstance(val, (int, float)) for val in values):
-            raise CheckpointError(f"{path}: history {key!r} must be a list of numbers, one per "
-                                  "epoch")
-    saved_c = saved_history.get("max_abs_c")
-    n_epochs = len(saved_history["epoch"])
-    if saved_c is None:   # written before evaluation reported it
-        saved_history["max_abs_c"] = [None] * n_epochs
-    elif not (isinstance(saved_c, list) and len(saved_c) == n_epochs and all(
-            val is None or isinstance(val, (int, float)) for val in saved_c)):
-        raise CheckpointError(f"{path}: history 'max_abs_c' must be a list of numbers, one per "
-                              "epoch")
-    for key, kinds in (("best_epoch", int), ("best_val_loss", (int, float)),
-                       ("stopped_epoch", int), ("stop_reason", str), ("test_loss", (int, float))):
-        val = saved_history.get(key)
-        if not (val is None or (isinstance(val, kinds) and not isinstance(val, bool))):
-            raise CheckpointError(f"{path}: history {key!r} must be None or a {kinds}, got "
-                                  f"{val!r}")
-    if not isinstance(saved_history.get("restored_best", False), bool):
-        raise CheckpointError(f"{path}: history 'restored_best' must be a bool")
-    if monitor is not None and payload.get("monitor") is None:
-        raise CheckpointError(f"{path} was written without early stopping; this run uses it")
-    # Optimizer and monitor check their whole state before changing anything (ValueError).
-    probe_optimizer = type(optimizer).__new__(type(optimizer))
-    probe_optimizer.__dict__.update(optimizer.__dict__)
-    try:
-        probe_optimizer.load_state_dict(payload["optimizer"])
-        if monitor is not None:
-            probe_monitor = copy.copy(monitor)
-            probe_monitor.load_state_dict(payload["monitor"], model=model)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-    vocabulary = _checked_vocabulary(path, payload, model)
-    if vocabulary is not None and model.vocabulary is not None and vocabulary != model.vocabulary:
-        raise CheckpointError(f"{path} was trained with another vocabulary than this model's")
-    # Everything fits: apply.
-    model.load_state_dict(payload["model"])
-    if vocabulary is not None:
-        model.vocabulary = vocabulary
-    model.rng.bit_generator.state = model_rng
-    rng.bit_generator.state = trainer_rng
-    optimizer.__dict__.update(probe_optimizer.__dict__)
-    if monitor is not None:
-        monitor.__dict__.update(probe_monitor.__dict__)
-    history.update({key: saved_history[key] for key in saved_history if key in history})
-    return epoch + 1
-
-
-def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
-    """A RegularizedLSTM from a file of :func:`save_model` or a checkpoint of :func:`fit`: its
-    weights and, when saved, its vocabulary. The file is untrusted input: the model's settings
-    are read and checked first, and no array larger than that model's is decompressed (nothing is
-    unpickled).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    RegularizedLSTM
-
-    Raises
-    ------
-    rnnreg.checkpoint.CheckpointError
-        Naming what in the file is missing, malformed or does not fit.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> import numpy as np
-    >>> from rnnreg import RegularizedLSTM, load_model, save_model
-    >>> model = RegularizedLSTM(10, 8, seed=0)
-    >>> path = save_model(model, os.path.join(tempfile.mkdtemp(), "model.npz"))
-    >>> tokens = np.arange(5)
-    >>> bool(np.array_equal(load_model(path).logits(tokens)[0], model.logits(tokens)[0]))
-    True
-    """
-    from .model import RegularizedLSTM
-    config = read_meta(path)["payload"].get("model_config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
-    try:
-        model = RegularizedLSTM(**config)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
-    payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
-    weights = payload.get("model")
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"{path}: no model weights")
-    try:
-        model.load_state_dict(weights)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-    model.vocabulary = _checked_vocabulary(path, payload, model)
-    return model

@@ -83,7 +83,8 @@ def _valid(kernel, rng, dtype):
 
 KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
            "layer_norm_forward", "layer_norm_backward", "dropout_forward", "dropout_backward",
-           "matmul", "softmax_cross_entropy", "all_finite", "sum_of_squares", "first_nonfinite", "adam_update"]
+           "matmul", "softmax_cross_entropy", "all_finite", "sum_of_squares", "first_nonfinite",
+           "adam_update"]
 ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
                      "float16", "byteswap", "misaligned", "strided", "not_array", "lying_shape"]
 SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
@@ -184,8 +185,8 @@ def _close(a, b):
 
 def run(seed, cases):
     rng = np.random.default_rng(seed)
-    summary = {"cases": 0, "raised": 0, "accepted": [], "other_errors": [], "lying_shape_ok": 0, "consistent": 0,
-               "kernels": {}}
+    summary = {"cases": 0, "raised": 0, "accepted": [], "other_errors": [], "lying_shape_ok": 0,
+               "consistent": 0, "kernels": {}}
     for _ in range(cases):
         kernel = KERNELS[int(rng.integers(0, len(KERNELS)))]
         dtype = [np.float64, np.float32][int(rng.integers(0, 2))]

@@ -3,7 +3,6 @@ tying, NT-ASGD and variable-length BPTT — each against an independent implemen
 formula given the same masks, by finite differences, and through fit, the CLI and checkpoints."""
 import json
 import math
-import os
 
 import numpy as np
 import pytest

@@ -150,9 +150,12 @@ def test_caches_are_interchangeable_between_backends(dtype, rng):
 def test_lstm_step_matches_reference(dtype, shape, layout):
     rng = np.random.default_rng(sum(shape))
     N, D, H = shape
-    x, h, c = (_layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((N, D), (N, H), (N, H)))
-    Wx, Wh, b = (_layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
-    dnh, dnc = rng.standard_normal((N, H)).astype(dtype), rng.standard_normal((N, H)).astype(dtype)
+    x, h, c = (_layout(rng.standard_normal(s).astype(dtype), layout, rng)
+               for s in ((N, D), (N, H), (N, H)))
+    Wx, Wh, b = (_layout(rng.standard_normal(s).astype(dtype), layout, rng)
+                 for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    dnh = rng.standard_normal((N, H)).astype(dtype)
+    dnc = rng.standard_normal((N, H)).astype(dtype)
     results = {}
     for backend in ("compiled", "numpy"):
         with rnnreg.use_backend(backend):

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 
-import rnnreg
 from rnnreg import CharCorpus, RegularizedLSTM, Vocabulary, load_model, save_model
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnreg.cli import main
