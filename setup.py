@@ -1,4 +1,4 @@
-"""Build rnnreg's compiled kernels (rnnreg/_kernels.pyx) with Cython against NumPy's headers.
+"""Build rnnreg's compiled kernels (src/rnnreg/_kernels.pyx) with Cython against NumPy's headers.
 
 RNNREG_DEBUG_BUILD=1 compiles the same source with bounds, wraparound and initialization checks
 on and without optimization, for the debug run of the kernel tests.
@@ -92,7 +92,7 @@ def kernel_extension(name, source, optional=False):
     return Extension(
         name,
         [source],
-        include_dirs=[np.get_include(), "rnnreg"],
+        include_dirs=[np.get_include(), os.path.join("src", "rnnreg")],
         # dladdr/dlopen (finding the BLAS's thread setting, see _kernels.pyx) are in libdl
         # before glibc 2.34, which manylinux2014 still targets.
         libraries=["dl"] if sys.platform.startswith("linux") else [],
@@ -102,11 +102,11 @@ def kernel_extension(name, source, optional=False):
     )
 
 
-extensions = [kernel_extension("rnnreg._kernels", "rnnreg/_kernels.pyx")]
+extensions = [kernel_extension("rnnreg._kernels", "src/rnnreg/_kernels.pyx")]
 if platform.machine().lower() in ("x86_64", "amd64") and not DEBUG_BUILD:
     # A second build of the same source for CPUs with AVX2 and FMA, picked at import time.
     # Optional: a compiler that does not know the flags skips it, and the portable build serves.
-    extensions.append(kernel_extension("rnnreg._kernels_avx2", "rnnreg/_kernels_avx2.pyx",
+    extensions.append(kernel_extension("rnnreg._kernels_avx2", "src/rnnreg/_kernels_avx2.pyx",
                                        optional=True))
 
 # Debug and release builds keep separate build trees (and debug always re-cythonizes): pip builds

@@ -46,7 +46,7 @@ VARIANTS = {
 }
 INIT_VARIANTS = ["uniform-fb1", "uniform-fb0", "pytorch", "keras-fb1", "keras-fb0", "torch"]
 # Each regularizer alone on the default model (one-hot input, hidden 128, Adam), and AWD-LSTM's
-# whole set; the settings are those of `rnnreg compare` (rnnreg/cli.py SETTINGS). Embedding
+# whole set; the settings are those of `rnnreg compare` (rnnreg.runs.SETTINGS). Embedding
 # dropout and tying need an embedding layer: "embedding" is their baseline.
 VARIANTS.update({
     "none": {},

@@ -45,9 +45,13 @@ def _valid(kernel, rng, dtype):
         mask = f(N, H) if rng.random() < 0.5 else None
         # x as floats (N, T, D), or as one-hot inputs given by their token ids (N, T) in [0, D)
         x = rng.integers(0, D, (N, T)).astype(np.int64) if rng.random() < 0.3 else f(N, T, D)
-        fwd = [x, f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5]
+        # zoneout weights (N, T, H) of h and of c, each present or not
+        zone = [(rng.random((N, T, H)) < 0.3).astype(dtype) if rng.random() < 0.4 else None
+                for _ in range(2)]
+        fwd = [x, f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5] + zone
         if kernel == "lstm_forward":
-            return fwd, ["x", "h0", "c0", "Wx", "Wh", "b", "layer_norm", "recurrent_mask", "eps"]
+            return fwd, ["x", "h0", "c0", "Wx", "Wh", "b", "layer_norm", "recurrent_mask", "eps",
+                         "zoneout_h", "zoneout_c"]
         cache = K.lstm_forward(*fwd)
         return [f(N, T, H), f(N, H), cache], ["dh", "dc_final", "cache"]
     if kernel == "lstm_step_forward":
@@ -142,8 +146,11 @@ def _corrupt_array(arr, kind, rng):
 def _corrupt_cache(cache, rng):
     """A copy of an LSTMCache with one field swapped for an inconsistent value."""
     field = ["x", "h0", "c0", "Wx", "Wh", "hprev", "gates", "c", "tc", "N", "T", "D", "H",
-             "recurrent_mask", "layer_norm", "ln_saved"][int(rng.integers(0, 16))]
+             "recurrent_mask", "layer_norm", "ln_saved", "zoneout_h", "zoneout_c"][
+        int(rng.integers(0, 18))]
     value = getattr(cache, field)
+    if field.startswith("zoneout") and value is None:   # none: give weights a step too many
+        return cache._replace(**{field: np.ones((cache.N, cache.T + 1, cache.H), cache.dtype)})
     if field in ("N", "T", "D", "H"):
         return cache._replace(**{field: value + int(rng.choice([-1, 1, 7]))})
     if field in ("layer_norm", "ln_saved"):
@@ -242,6 +249,9 @@ def run(seed, cases):
         elif name == "cache":
             kind = "cache_field"
             bad = _corrupt_cache(value, rng)
+        elif name in ("zoneout_h", "zoneout_c") and value is None:
+            kind, bad = "grow", np.ones((1, 1, 1), args[0].dtype if args[0].dtype.kind == "f"
+                                        else args[3].dtype)
         elif name in ("layer_norm", "recurrent_mask") and value is not None:
             kind = "mapping" if name == "layer_norm" else "grow"
             if name == "layer_norm":

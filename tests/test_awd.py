@@ -363,6 +363,7 @@ def test_sweeps_can_search_the_new_regularizers():
         parse_grid(["zoneout=1.2"])
 
 
+@pytest.mark.slow
 def test_compare_runs_the_zoneout_and_awd_settings(tmp_path, capsys):
     code = main(["compare", "--settings", "zoneout", "awd", "--epochs", "2", "--hidden", "16",
                  "--train-size", "1500", "--eval-size", "600", "--quiet", "--no-progress",

@@ -26,6 +26,7 @@ def test_train_writes_history_checkpoint_and_png(tmp_path, capsys):
     assert rc == 0
 
 
+@pytest.mark.slow
 def test_compare_on_the_real_corpus_writes_table_and_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
     rc = main(["compare", "--train-size", "3000", "--eval-size", "600", "--hidden", "16",
@@ -70,6 +71,7 @@ def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("rnnreg ")
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_bench_smoke(tmp_path):
     version = subprocess.run([sys.executable, "-m", "rnnreg", "--version"], capture_output=True,
                              text=True, check=True, cwd=tmp_path)

@@ -9,6 +9,8 @@ import pytest
 import rnnreg
 from rnnreg import _backend
 
+pytestmark = pytest.mark.kernels
+
 
 def test_compiled_extension_is_in_use():
     assert _backend._kernels is not None, f"rnnreg._kernels failed to import: {_backend._IMPORT_ERROR}"

@@ -5,6 +5,8 @@ import pytest
 import rnnreg
 from rnnreg.gradcheck import numerical_gradient, relative_error
 
+pytestmark = pytest.mark.kernels
+
 GRAD_TOL = 1e-7
 
 

@@ -117,6 +117,7 @@ def test_bad_initialization_arguments(kwargs, name):
         RegularizedLSTM(V, H, **kwargs)
 
 
+@pytest.mark.slow
 def test_learning_benchmark_smoke(tmp_path):
     """benchmarks/learning.py runs end to end (tiny settings) and writes its table and plot."""
     import json

@@ -14,6 +14,8 @@ import pytest
 import rnnreg
 from rnnreg import LayerNormCache, LSTMCache, _backend, _reference
 
+pytestmark = pytest.mark.kernels
+
 K = _backend._kernels
 HERE = os.path.dirname(os.path.abspath(__file__))
 

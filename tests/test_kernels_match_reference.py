@@ -8,6 +8,8 @@ import pytest
 import rnnreg
 from rnnreg import _backend, _reference
 
+pytestmark = pytest.mark.kernels
+
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
 # (N, T, D, H): batch 1, hidden 1 and T 1 included. The kernels' matrix products run as plain

@@ -37,6 +37,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_writing_loses_nothing_saved_before(tmp_path):
     """SIGKILL a process that rewrites its checkpoint in a loop, at arbitrary moments: the file
     on disk is always a complete checkpoint, at least as new as the last write it reported."""

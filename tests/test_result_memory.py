@@ -10,7 +10,8 @@ import pytest
 
 from rnnreg._backend import _kernels as K
 
-pytestmark = pytest.mark.skipif(K is None, reason="compiled kernels not built")
+pytestmark = [pytest.mark.kernels,
+              pytest.mark.skipif(K is None, reason="compiled kernels not built")]
 
 BIG = (300, 256)   # 300 KB in float32: above the 64 KiB from which blocks are kept
 

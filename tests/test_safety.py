@@ -26,6 +26,8 @@ from rnnreg.cli import main
 from rnnreg.optim import SGD, Adam
 from rnnreg.training import TrainConfig, TrainingError, evaluate, fit, load_model
 
+pytestmark = pytest.mark.safety
+
 
 def _task():
     return generate_simple_dataset(8, 10, 64, seed=1), generate_simple_dataset(8, 10, 32, seed=2)
@@ -235,6 +237,7 @@ def test_an_object_array_is_never_unpickled(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     """A small file whose member inflates to 400 MB: refused from the sizes in the zip directory
     and meta.json, before anything is decompressed (memory stays flat)."""

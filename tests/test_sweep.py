@@ -156,7 +156,8 @@ def test_each_trial_is_written_as_it_finishes_and_a_rerun_skips_them(tmp_path, m
 
 
 # ----------------------------------------------------------------------------- killed workers
-SLOW = {"data": ["synthetic"], "train_size": 3000, "epochs": 4, "hidden": 64}
+# Trials long enough (seconds each, also on a loaded machine) to be killed mid-trial.
+SLOW = {"data": ["synthetic"], "train_size": 3000, "epochs": 8, "hidden": 64}
 SLOW_GRID = {"dropout": [0.0, 0.2], "lr": [5e-3, 1e-2]}
 
 
@@ -190,6 +191,7 @@ def _busy_child(parent, exclude=()):
     raise AssertionError("no worker process got busy")
 
 
+@pytest.mark.slow
 def test_a_killed_local_worker_is_survived(caplog):
     reference = sweep(SLOW_GRID, settings=SLOW, jobs=2, progress=False)
     thread, box = _run_in_thread(lambda: sweep(SLOW_GRID, settings=SLOW, jobs=2, progress=False))
@@ -215,6 +217,7 @@ def dask_client():
     cluster.close()
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_records_of_local_workers(dask_client, tmp_path):
     local = sweep(GRID, settings=TINY, jobs=2, progress=False)
     on_dask = sweep(GRID, settings=TINY, scheduler=dask_client, out=str(tmp_path),
@@ -229,6 +232,7 @@ def test_a_dask_cluster_gives_the_records_of_local_workers(dask_client, tmp_path
     assert comparable(by_address[0]) == comparable(local[0])
 
 
+@pytest.mark.slow
 def test_a_killed_dask_worker_is_survived(dask_client):
     reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
     pids = dask_client.run(os.getpid)

@@ -89,6 +89,7 @@ def test_model_files_and_checkpoints_carry_the_vocabulary(tmp_path):
         load_model(path)
 
 
+@pytest.mark.slow
 def test_sample_command_prints_the_same_text_for_the_same_seed(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--train-size", "4000", "--eval-size", "1000", "--hidden", "16",
@@ -272,6 +273,7 @@ def test_training_on_documents_resets_the_state_at_their_starts(monkeypatch):
     assert total == len(corpus.starts["train"]) - 1   # every document start but the first
 
 
+@pytest.mark.slow
 def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
     """Issue 11's runaway check on small settings: sized so that both settings overfit within
     the run (validation turns up by 0.1-0.3 nats), yet over seeds 0-2 no curve climbs above its

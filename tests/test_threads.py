@@ -15,7 +15,8 @@ from rnnreg import (RegularizedLSTM, TrainConfig, fit, get_num_threads, lstm_bac
                     lstm_forward, lstm_layer_norm_params, matmul, set_num_threads)
 from rnnreg._backend import _kernels
 
-pytestmark = pytest.mark.skipif(_kernels is None, reason="compiled kernels not built")
+pytestmark = [pytest.mark.kernels,
+              pytest.mark.skipif(_kernels is None, reason="compiled kernels not built")]
 
 INFO = _kernels._thread_info() if _kernels is not None else {}
 # On a machine with two cores and an OpenMP build the "several threads" runs below really use

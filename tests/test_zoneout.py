@@ -9,6 +9,8 @@ from rnnreg import _reference
 from rnnreg._backend import _kernels
 from rnnreg.gradcheck import numerical_gradient, relative_error
 
+pytestmark = pytest.mark.kernels
+
 BACKENDS = ["compiled", "numpy"]
 LN_NAMES = rnnreg.LSTM_LAYER_NORM_PARAMS
 

@@ -18,6 +18,7 @@ from .interop import from_torch, to_torch
 from .checkpoint import load_model, save_model
 from .training import TrainConfig, evaluate, fit
 from .sweeps import sweep
+from .gradcheck import numerical_gradient, relative_error
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,5 @@ __all__ = [
     "plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
     "plot_sweep",
     "get_backend", "set_backend", "use_backend", "get_num_threads", "set_num_threads",
+    "numerical_gradient", "relative_error",
 ]

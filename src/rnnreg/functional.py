@@ -766,8 +766,8 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
            trans_b: bool = False) -> NDArray[np.floating]:
     """``op(a) @ op(b)`` (op transposes when asked) on the kernels' BLAS.
 
-    The model uses it for every matrix product outside the LSTM kernels, so one training step
-    keeps to one BLAS thread pool.
+    The model's output projection and its gradients use it (the LSTM's products run inside the
+    sequence kernels), so one training step keeps to one BLAS and one thread setting.
 
     Parameters
     ----------

@@ -1,4 +1,7 @@
-"""Datasets: the notebook's synthetic sequences (a rule a model can learn)."""
+"""Data: the notebook's synthetic sequences (a rule a model can learn), and text — a
+:class:`Vocabulary` of characters, a :class:`CharCorpus` with fixed train / validation / test
+splits (from a text, files, folders or documents), and the built-in corpus of the standard
+library's docstrings (:func:`load_stdlib_docstrings`)."""
 import copy
 import os
 
@@ -8,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 from . import _validation as v
 
-__all__ = ["generate_simple_dataset"]
+__all__ = ["generate_simple_dataset", "Vocabulary", "CharCorpus", "load_stdlib_docstrings"]
 
 
 def generate_simple_dataset(seq_length: int, vocab_size: int, num_samples: int,
