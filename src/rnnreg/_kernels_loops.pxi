@@ -1,0 +1,233 @@
+# Part of rnnreg/_kernels.pyx (included there, in order): vectorized loops and matrix products.
+# ----------------------------------------------------------------------------- vectorized loops
+cdef extern from "_fastmath.h" nogil:
+    void rn_gates_d(double* a, const double* xw, const double* b, Py_ssize_t H)
+    void rn_gates_f(float* a, const float* xw, const float* b, Py_ssize_t H)
+    void rn_cell_d(const double* a, const double* c_prev, double* c, Py_ssize_t H)
+    void rn_cell_f(const float* a, const float* c_prev, float* c, Py_ssize_t H)
+    void rn_out_d(const double* u, const double* o, double* tc, double* h, Py_ssize_t H)
+    void rn_out_f(const float* u, const float* o, float* tc, float* h, Py_ssize_t H)
+    void rn_bwd_out_d(const double* dh, const double* dh_next, const double* a, const double* tc,
+                      double* da, double* dt, Py_ssize_t H)
+    void rn_bwd_out_f(const float* dh, const float* dh_next, const float* a, const float* tc,
+                      float* da, float* dt, Py_ssize_t H)
+    void rn_bwd_cell_d(const double* dcell, double* dc_next, const double* a, const double* c_prev,
+                       double* da, Py_ssize_t H)
+    void rn_bwd_cell_f(const float* dcell, float* dc_next, const float* a, const float* c_prev,
+                       float* da, Py_ssize_t H)
+    void rn_ln_fwd_d(const double* x, Py_ssize_t n, const double* gamma, const double* beta,
+                     double eps, double* out, double* xhat, double* rstd)
+    void rn_ln_fwd_f(const float* x, Py_ssize_t n, const float* gamma, const float* beta,
+                     double eps, float* out, float* xhat, float* rstd)
+    void rn_ln_bwd_acc_d(const double* dout, const double* xhat, double rstd, const double* gamma,
+                         Py_ssize_t n, double* dx, double* dgamma, double* dbeta)
+    void rn_ln_bwd_acc_f(const float* dout, const float* xhat, float rstd, const float* gamma,
+                         Py_ssize_t n, float* dx, double* dgamma, double* dbeta)
+    double rn_exp_shifted_d(const double* x, double shift, double* out, Py_ssize_t n)
+    double rn_exp_shifted_f(const float* x, float shift, float* out, Py_ssize_t n)
+    int rn_all_finite_d(const double* x, Py_ssize_t n)
+    int rn_all_finite_f(const float* x, Py_ssize_t n)
+    double rn_sum_squares_d(const double* x, Py_ssize_t n)
+    double rn_sum_squares_f(const float* x, Py_ssize_t n)
+    void rn_gemm_nn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
+                      Py_ssize_t sa_row, Py_ssize_t sa_col, const double* B, Py_ssize_t ldb,
+                      double* C, Py_ssize_t ldc, int accumulate)
+    void rn_gemm_nn_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
+                      Py_ssize_t sa_row, Py_ssize_t sa_col, const float* B, Py_ssize_t ldb,
+                      float* C, Py_ssize_t ldc, int accumulate)
+    Py_ssize_t rn_pack_d_size(Py_ssize_t k, Py_ssize_t n)
+    Py_ssize_t rn_pack_f_size(Py_ssize_t k, Py_ssize_t n)
+    void rn_pack_d(Py_ssize_t k, Py_ssize_t n, const double* B, Py_ssize_t sb_row,
+                   Py_ssize_t sb_col, double* packed)
+    void rn_pack_f(Py_ssize_t k, Py_ssize_t n, const float* B, Py_ssize_t sb_row,
+                   Py_ssize_t sb_col, float* packed)
+    void rn_gemm_packed_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
+                          Py_ssize_t lda, const double* packed, double* C, Py_ssize_t ldc,
+                          int accumulate)
+    void rn_gemm_packed_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
+                          Py_ssize_t lda, const float* packed, float* C, Py_ssize_t ldc,
+                          int accumulate)
+    void rn_gemm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
+                      const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
+    void rn_gemm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
+                      const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc)
+
+# Products run as plain loops (rn_gemm_* in _fastmath.h) instead of BLAS when they have at most
+# SMALL_BATCH rows (a time step of a tiny batch) or at most SMALL_PRODUCT multiply-adds (the whole
+# sequence of the notebook's setting): below these sizes a BLAS call's fixed cost — checks and
+# packing the operands — is larger than the arithmetic (measure: benchmarks/small_products.py).
+# A time step of a larger batch multiplies the same Wh at every step: it runs on a copy of Wh
+# packed once per sequence (StepWeights below), where BLAS would pack Wh again at every step.
+cdef enum:
+    SMALL_BATCH = 4
+    SMALL_PRODUCT = 1 << 17
+
+
+cdef inline void _gates(floating* a, const floating* xw, const floating* b,
+                        Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_gates_f(a, xw, b, H)
+    else:
+        rn_gates_d(a, xw, b, H)
+
+
+cdef inline void _cell(const floating* a, const floating* c_prev, floating* c,
+                       Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_cell_f(a, c_prev, c, H)
+    else:
+        rn_cell_d(a, c_prev, c, H)
+
+
+cdef inline void _out(const floating* u, const floating* o, floating* tc, floating* h,
+                      Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_out_f(u, o, tc, h, H)
+    else:
+        rn_out_d(u, o, tc, h, H)
+
+
+cdef inline void _bwd_out(const floating* dh, const floating* dh_next, const floating* a,
+                          const floating* tc, floating* da, floating* dt,
+                          Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_bwd_out_f(dh, dh_next, a, tc, da, dt, H)
+    else:
+        rn_bwd_out_d(dh, dh_next, a, tc, da, dt, H)
+
+
+cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const floating* a,
+                           const floating* c_prev, floating* da, Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_bwd_cell_f(dcell, dc_next, a, c_prev, da, H)
+    else:
+        rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
+
+
+# BLAS takes its dimensions as 32-bit ints. A product with any dimension or row stride above
+# _blas_int_max runs on the plain loops (which index with Py_ssize_t) instead of being cast down.
+# The limit is a variable only so that tests can lower it and reach that path with small arrays.
+cdef Py_ssize_t _blas_int_max = INT_MAX
+
+
+def _set_blas_int_max(Py_ssize_t limit):
+    """Testing hook: products with a dimension above ``limit`` skip BLAS (default INT_MAX).
+    Returns the previous limit."""
+    global _blas_int_max
+    if limit < 1 or limit > INT_MAX:
+        raise ValueError(f"limit must be in [1, {INT_MAX}], got {limit}")
+    previous = _blas_int_max
+    _blas_int_max = limit
+    return previous
+
+
+cdef inline bint _fits_blas(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t lda,
+                            Py_ssize_t ldb, Py_ssize_t ldc) noexcept nogil:
+    cdef Py_ssize_t top = _blas_int_max
+    return m <= top and n <= top and k <= top and lda <= top and ldb <= top and ldc <= top
+
+
+cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                          const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                          floating* c, Py_ssize_t ldc, bint accumulate=False) noexcept nogil:
+    """Row-major C (m, n) = op(A) @ op(B), or C += op(A) @ op(B) when accumulate is set (not
+    with trans_b): plain loops for small products (see SMALL_PRODUCT) and for dimensions BLAS's
+    ints cannot hold, BLAS otherwise. lda, ldb, ldc are the row strides of A, B, C as stored.
+    Not both trans_a and trans_b (no caller needs it; matmul refuses it above the BLAS limit)."""
+    if ((m <= SMALL_BATCH or m * n * k <= SMALL_PRODUCT or not _fits_blas(m, n, k, lda, ldb, ldc))
+            and not (trans_a and trans_b)):
+        if trans_b:       # entries are dot products of rows of A and rows of B
+            if floating is float:
+                rn_gemm_nt_f(m, n, k, a, lda, b, ldb, c, ldc)
+            else:
+                rn_gemm_nt_d(m, n, k, a, lda, b, ldb, c, ldc)
+        elif trans_a:     # A^T: the stored matrix read with its strides swapped
+            if floating is float:
+                rn_gemm_nn_f(m, n, k, a, 1, lda, b, ldb, c, ldc, accumulate)
+            else:
+                rn_gemm_nn_d(m, n, k, a, 1, lda, b, ldb, c, ldc, accumulate)
+        else:
+            if floating is float:
+                rn_gemm_nn_f(m, n, k, a, lda, 1, b, ldb, c, ldc, accumulate)
+            else:
+                rn_gemm_nn_d(m, n, k, a, lda, 1, b, ldb, c, ldc, accumulate)
+    else:
+        _gemm(trans_a, trans_b, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb,
+              1 if accumulate else 0, c, <int>ldc)
+
+
+cdef struct StepWeights:
+    # The recurrent weights one sequence multiplies at every step: B (k, n), packed once for
+    # rn_gemm_packed (see _fastmath.h) when the batch is larger than SMALL_BATCH, else read as is.
+    void* packed        # NULL: use b_rows with _product
+    const void* b_rows  # B row-major, or B^T row-major when transposed
+    bint transposed
+    Py_ssize_t k, n
+
+
+cdef inline void _step_weights_init(StepWeights* w, Py_ssize_t N, Py_ssize_t k, Py_ssize_t n,
+                                    const floating* b, bint transposed) noexcept nogil:
+    """B (k, n) = b (row-major (k, n)), or b^T when transposed (b row-major (n, k))."""
+    w.packed = NULL
+    w.b_rows = b
+    w.transposed = transposed
+    w.k = k
+    w.n = n
+    if N <= SMALL_BATCH:
+        return
+    if floating is float:
+        w.packed = malloc(rn_pack_f_size(k, n) * sizeof(float))
+    else:
+        w.packed = malloc(rn_pack_d_size(k, n) * sizeof(double))
+    if w.packed == NULL:   # out of memory for the copy: every step goes to BLAS instead
+        return
+    if floating is float:
+        rn_pack_f(k, n, b, 1 if transposed else n, k if transposed else 1, <float*>w.packed)
+    else:
+        rn_pack_d(k, n, b, 1 if transposed else n, k if transposed else 1, <double*>w.packed)
+
+
+cdef inline void _step_product(const StepWeights* w, Py_ssize_t m, const floating* a,
+                               Py_ssize_t lda, floating* c, Py_ssize_t ldc,
+                               bint accumulate) noexcept nogil:
+    """C (m, n) = A (m, k) @ B, or C += A @ B, for one time step (accumulate not with a
+    transposed B on the unpacked path)."""
+    if w.packed != NULL:
+        if floating is float:
+            rn_gemm_packed_f(m, w.n, w.k, a, lda, <const float*>w.packed, c, ldc, accumulate)
+        else:
+            rn_gemm_packed_d(m, w.n, w.k, a, lda, <const double*>w.packed, c, ldc, accumulate)
+    elif w.transposed:
+        _product(False, True, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.k, c, ldc)
+    else:
+        _product(False, False, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.n, c, ldc,
+                 accumulate)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)   # libm's sqrt would compute in double and round differently
+    else:
+        return sqrt(x)
+
+
+cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                const floating* a, int lda, const floating* b, int ldb,
+                floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C, with lda/ldb/ldc the row strides.
+
+    Fortran BLAS is column-major, and a row-major matrix read column-major is its transpose, so
+    we ask BLAS for C^T = op(B)^T @ op(A)^T: swap the operands, keep the transpose flags.
+    """
+    cdef char ta = b'N'
+    cdef char tb = b'N'
+    if trans_a:
+        ta = b'T'
+    if trans_b:
+        tb = b'T'
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)

@@ -1,0 +1,513 @@
+# Part of rnnreg/_kernels.pyx (included there, in order): LSTM.
+# ----------------------------------------------------------------------------- LSTM
+# The arrays of one LSTM sequence, passed to the loops by name (so that no two can be swapped
+# silently in a long argument list). Pointers are void* because a struct cannot be generic over
+# `floating`: every loop casts them to its own type. Row r = n*T + t of an (N, T, ...) array is
+# sequence n at step t.
+cdef struct LSTMArrays:
+    Py_ssize_t N, T, D, H
+    double eps
+    int n_threads          # threads the loops may share the work among (_acquire_threads)
+    const void* x          # (N, T, D), or NULL when tokens is set
+    const int64_t* tokens  # (N, T) ids in [0, D) standing for one-hot rows of x, or NULL
+    const void* h0         # (N, H)
+    const void* c0         # (N, H)
+    const void* Wx         # (D, 4H)
+    const void* Wh         # (H, 4H)
+    const void* b          # (4H,)
+    const void* mask       # (N, H) recurrent-dropout mask, or NULL
+    const void* zone_h     # (N, T, H) zoneout weights of h (see _conventions), or NULL
+    const void* zone_c     # (N, T, H) zoneout weights of c, or NULL
+    bint layer_norm        # whether ln and ln_saved are set
+    const void* ln[6]      # LSTM_LAYER_NORM_PARAMS: (4H,) x4, (H,) x2
+    # Saved by the forward pass for the backward pass:
+    void* hprev            # (N, T, H) h(t-1) * mask, the recurrent input of step t
+    void* gates            # (N, T, 4H) activated gates, in GATE_ORDER
+    void* c                # (N, T, H) cell state
+    void* tc               # (N, T, H) tanh of the (normalized) cell state
+    void* h                # (N, T, H) output
+    void* ln_saved[6]      # LN_SAVED: xhat (N, T, 4H | H) and rstd (N, T), in turn
+
+
+cdef struct LSTMGradArrays:
+    const void* dh         # (N, T, H) upstream gradient of every output
+    void* dh_next          # (N, H): zeros in, dh0 out
+    void* dc_next          # (N, H): the final cell state's gradient in, dc0 out
+    void* row_buf          # (n_threads, 2H) scratch
+    const void* zero_row   # (H,) zeros, with zoneout on h
+    void* zone_carry       # (N, H): with zoneout on h, u_h * dh(t), the part that skips step t
+    void* da               # (N, T, 4H) gradient of the gate pre-activations
+    void* dhw              # (N, T, 4H) of the recurrent projection (da without layer norm)
+    void* dxw              # (N, T, 4H) of the input projection (da without layer norm)
+    void* dx               # (N, T, D), or NULL when the caller does not need it
+    void* dWx              # (D, 4H)
+    void* dWh              # (H, 4H)
+    double* db             # (4H,) float64 sum, zeros in
+    double* ln[6]          # float64 sums per LSTM_LAYER_NORM_PARAMS, zeros in
+    double* ln_parts       # with layer norm: (N, 2*4H + 2*H) zeros, each sequence's own sums
+
+
+cdef void _gather_rows(int n_threads, const int64_t* ids, Py_ssize_t rows, Py_ssize_t G,
+                       const floating* table, floating* out) noexcept nogil:
+    """out[r] = table[ids[r]] for each of the rows (G values each); ids already checked."""
+    cdef Py_ssize_t r
+    for r in prange(rows, num_threads=n_threads if rows * G >= PARALLEL_MIN else 1,
+                    schedule="static"):
+        memcpy(out + r * G, table + ids[r] * G, G * sizeof(floating))
+
+
+cdef void _add_rows_at(int n_threads, const int64_t* ids, Py_ssize_t rows, Py_ssize_t G,
+                       const floating* src, Py_ssize_t D, floating* total) noexcept nogil:
+    """total (D, G) = 0, then total[ids[r]] += src[r] for r = 0, 1, ... in turn: the gradient of
+    _gather_rows. Threads share the columns, so every sum runs in row order on any number."""
+    cdef Py_ssize_t part, parts = n_threads, lo, hi, r, j
+    cdef floating* dst
+    cdef const floating* row
+    if rows * G < PARALLEL_MIN or G < 64 * parts:
+        parts = 1
+    memset(total, 0, D * G * sizeof(floating))
+    for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+        lo = part * G // parts
+        hi = (part + 1) * G // parts
+        for r in range(rows):
+            dst = total + ids[r] * G
+            row = src + r * G
+            for j in range(lo, hi):
+                dst[j] = dst[j] + row[j]
+
+
+cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
+                             const StepWeights* recurrent, const floating* xw, floating* scratch,
+                             Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    """The time loop for sequences n0 <= n < n1 of the batch, the input projection already in
+    the gate slots (or normalized in xw). scratch: H values."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, j, row
+    cdef bint summed = not s.layer_norm
+    cdef const floating* h0 = <const floating*>s.h0
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* b = <const floating*>s.b
+    cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
+    cdef floating* hprev = <floating*>s.hprev
+    cdef floating* gates = <floating*>s.gates
+    cdef floating* c = <floating*>s.c
+    cdef floating* tc = <floating*>s.tc
+    cdef floating* h = <floating*>s.h
+    cdef const floating** ln = <const floating**>s.ln
+    cdef floating** saved = <floating**>s.ln_saved
+    cdef const floating* src
+    cdef const floating* c_prev
+    cdef const floating* u
+    cdef floating* a
+    cdef floating* dst
+    for t in range(T):
+        # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
+        for n in range(n0, n1):
+            src = h0 + n * H if t == 0 else h + (n * T + t - 1) * H
+            dst = hprev + (n * T + t) * H
+            if mask != NULL:
+                for j in range(H):
+                    dst[j] = src[j] * mask[n * H + j]
+            else:
+                memcpy(dst, src, H * sizeof(floating))
+        # Recurrent projection, written straight into this step's gate slots (row stride T*G).
+        _step_product(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
+                      gates + (n0 * T + t) * G, T * G, summed)
+        for n in range(n0, n1):
+            row = n * T + t
+            a = gates + row * G
+            if not summed:
+                _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
+            _gates(a, NULL if summed else xw + row * G, b, H)
+            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
+            _cell(a, c_prev, c + row * H, H)
+            if not summed:
+                _ln_row_forward(c + row * H, H, ln[4], ln[5], s.eps, scratch, saved[4] + row * H,
+                                saved[5] + row)
+                _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
+            else:
+                _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
+            # Zoneout: the candidates just written become u * previous + (1 - u) * candidate.
+            if zone_c != NULL:
+                u = zone_c + row * H
+                dst = c + row * H
+                for j in range(H):
+                    dst[j] = u[j] * c_prev[j] + (1 - u[j]) * dst[j]
+            if zone_h != NULL:
+                u = zone_h + row * H
+                src = h0 + n * H if t == 0 else h + (row - 1) * H
+                dst = h + row * H
+                for j in range(H):
+                    dst[j] = u[j] * src[j] + (1 - u[j]) * dst[j]
+
+
+cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Into how many parts the batch's time loop is split: one per thread, on the packed step
+    product only (its rows do not depend on the rows beside them; BLAS's might), at most N."""
+    if w.packed == NULL or n_threads <= 1:
+        return 1
+    return N if N < n_threads else n_threads
+
+
+cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
+                        floating* scratch) noexcept nogil:
+    """Fill the saved arrays of s. With layer norm xw (N, T, 4H) receives the normalized input
+    projection; without it xw is NULL and both projections are summed in the gate slots.
+    scratch: H values per thread (s.n_threads)."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, row, part, parts
+    cdef bint summed = not s.layer_norm
+    cdef const floating** ln = <const floating**>s.ln
+    cdef floating** saved = <floating**>s.ln_saved
+    cdef floating* gates = <floating*>s.gates
+    cdef StepWeights recurrent
+
+    # The input projection of every time step in one matrix product — straight into the gate
+    # slots when nothing has to be done to it before the recurrent projection is added.
+    if s.tokens != NULL:   # one-hot rows: the product picks rows of Wx (exactly)
+        _gather_rows(s.n_threads, s.tokens, N * T, G, <const floating*>s.Wx,
+                     gates if summed else xw)
+    else:
+        _product_split(s.n_threads, False, False, N * T, G, D, <const floating*>s.x, D,
+                       <const floating*>s.Wx, G, gates if summed else xw, G)
+    if not summed:
+        for row in prange(N * T, num_threads=s.n_threads, schedule="static"):
+            _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
+                            saved[0] + row * G, saved[1] + row)
+    _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
+    parts = _row_parts(&recurrent, N, s.n_threads)
+    if parts == 1:
+        _lstm_forward_rows(probe, s, &recurrent, xw, scratch, 0, N)
+    else:
+        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+            _lstm_forward_rows(probe, s, &recurrent, xw, scratch + part * H, part * N // parts,
+                               (part + 1) * N // parts)
+    free(recurrent.packed)
+
+
+cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
+                                recurrent_mask, double eps, zoneout_h, zoneout_c):
+    cdef int tn = _typenum(probe), k
+    cdef LSTMArrays s
+    memset(&s, 0, sizeof(s))
+    if _is_tokens(x):   # one-hot inputs given as ids: D is the number of rows of Wx
+        s.tokens = <const int64_t*>_array(x, "x", cnp.NPY_INT64, 2)
+        s.N, s.T = _dim(x, 0), _dim(x, 1)
+        _array(Wx, "Wx", tn, 2)
+        s.D = _dim(Wx, 0)
+    else:
+        s.x = _array(x, "x", tn, 3)
+        s.N, s.T, s.D = _dim(x, 0), _dim(x, 1), _dim(x, 2)
+    s.Wh = _array(Wh, "Wh", tn, 2)
+    s.H = _dim(Wh, 0)
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
+    _nonempty("x", N * T * D)
+    _nonempty("Wh", H)
+    _array(Wh, "Wh", tn, 2, H, G)
+    s.Wx = _array(Wx, "Wx", tn, 2, D, G)
+    if s.tokens != NULL:
+        _check_ids(s.tokens, N * T, D, "x")
+    s.b = _array(b, "b", tn, 1, G)
+    s.h0 = _array(h0, "h0", tn, 2, N, H)
+    if c0 is None:   # a zero initial cell state
+        c0 = _zeros(tn, N, H)
+    s.c0 = _array(c0, "c0", tn, 2, N, H)
+    _positive_eps(eps)
+    s.eps = eps
+    ln_params = saved = None
+    if layer_norm is not None:
+        s.layer_norm = True
+        ln_params = {}
+        for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
+            arr = _item(layer_norm, name, "layer_norm")
+            s.ln[k] = _array(arr, f"layer_norm[{name!r}]", tn, 1, H if k >= 4 else G)
+            ln_params[name] = arr
+        saved = {}
+        for k, name in enumerate(LN_SAVED):   # xhat (N, T, G | H), then its rstd (N, T)
+            arr = _empty(tn, N, T, (H if k == 4 else G)) if k % 2 == 0 else _empty(tn, N, T)
+            saved[name] = arr
+            s.ln_saved[k] = _ptr(arr)
+    if recurrent_mask is not None:
+        s.mask = _array(recurrent_mask, "recurrent_mask", tn, 2, N, H)
+    if zoneout_h is not None:
+        s.zone_h = _array(zoneout_h, "zoneout_h", tn, 3, N, T, H)
+    if zoneout_c is not None:
+        s.zone_c = _array(zoneout_c, "zoneout_c", tn, 3, N, T, H)
+    gates, hprev = _empty(tn, N, T, G), _empty(tn, N, T, H)
+    c, tc, h = _empty(tn, N, T, H), _empty(tn, N, T, H), _empty(tn, N, T, H)
+    s.gates, s.hprev, s.c, s.tc, s.h = _ptr(gates), _ptr(hprev), _ptr(c), _ptr(tc), _ptr(h)
+    xw = _empty(tn, N, T, G) if s.layer_norm else None
+    cdef floating* xw_p = <floating*>_ptr(xw) if s.layer_norm else NULL
+    cdef floating* scratch_p
+    s.n_threads = _acquire_threads()
+    try:
+        scratch = _empty(tn, s.n_threads, H)
+        scratch_p = <floating*>_ptr(scratch)
+        with nogil:
+            _lstm_forward(probe, &s, xw_p, scratch_p)
+    finally:
+        _release_threads()
+    if saved is not None:
+        for arr in saved.values():
+            _frozen(arr)
+        saved = MappingProxyType(saved)
+        ln_params = MappingProxyType(ln_params)
+    return LSTMCache(x, h0, c0, Wx, Wh, b, ln_params, recurrent_mask, eps, _frozen(hprev),
+                     _frozen(gates), _frozen(c), _frozen(tc), _frozen(h), saved, N, T, D, H,
+                     zoneout_h, zoneout_c)
+
+
+def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps, zoneout_h=None,
+                 zoneout_c=None):
+    """Run an LSTM over x (N, T, D) — or over one-hot inputs given as int64 token ids x (N, T)
+    in [0, D) — from (h0, c0) (N, H; c0 None: zeros) with Wx (D, 4H), Wh (H, 4H), b (4H,);
+    ``layer_norm``: None or a mapping of the LSTM_LAYER_NORM_PARAMS; ``recurrent_mask``: None or
+    (N, H); eps > 0; ``zoneout_h``, ``zoneout_c``: None or zoneout weights (N, T, H) (see
+    _conventions). Returns an LSTMCache whose ``h`` (N, T, H) is the output."""
+    if _is_float32(Wx if _is_tokens(x) else x):
+        return _lstm_forward_typed[float](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask,
+                                          eps, zoneout_h, zoneout_c)
+    return _lstm_forward_typed[double](0, x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
+                                       zoneout_h, zoneout_c)
+
+
+cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
+                              const StepWeights* recurrent_t, floating* row_buf, Py_ssize_t n0,
+                              Py_ssize_t n1) noexcept nogil:
+    """Backpropagation through time for sequences n0 <= n < n1; the layer-norm parameters'
+    gradients of the recurrent and cell normalizations go to each sequence's g.ln_parts row.
+    row_buf: 2H values."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
+    cdef const floating* dh = <const floating*>g.dh
+    cdef floating* dh_next = <floating*>g.dh_next
+    cdef floating* dc_next = <floating*>g.dc_next
+    cdef floating* da = <floating*>g.da
+    cdef floating* dhw = <floating*>g.dhw
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
+    cdef const floating* zero_row = <const floating*>g.zero_row
+    cdef floating* carry = <floating*>g.zone_carry
+    cdef floating* zone_buf = row_buf + H   # dh~ of the step, then u_c * dc(t)
+    cdef const floating* u
+    cdef floating total
+    cdef const floating* gates = <const floating*>s.gates
+    cdef const floating* c = <const floating*>s.c
+    cdef const floating* tc = <const floating*>s.tc
+    cdef const floating** ln = <const floating**>s.ln
+    cdef const floating** saved = <const floating**>s.ln_saved
+    cdef const floating* a
+    cdef const floating* c_prev
+    cdef floating* da_row
+    cdef double* sums
+    for t in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            row = n * T + t
+            a = gates + row * G
+            da_row = da + row * G
+            sums = g.ln_parts + n * (2 * G + 2 * H) if s.layer_norm else NULL
+            if zone_h != NULL:
+                # h_t = u h(t-1) + (1 - u) h~_t: u of h_t's gradient skips the step (carry),
+                # 1 - u of it reaches the cell's output h~_t.
+                u = zone_h + row * H
+                for j in range(H):
+                    total = dh[row * H + j] + dh_next[n * H + j]
+                    carry[n * H + j] = u[j] * total
+                    zone_buf[j] = (1 - u[j]) * total
+                _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H)
+            else:
+                _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
+            if s.layer_norm:
+                _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
+                                 sums + 2 * G, sums + 2 * G + H)
+            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
+            if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
+                u = zone_c + row * H
+                for j in range(H):
+                    zone_buf[j] = u[j] * dc_next[n * H + j]
+                    dc_next[n * H + j] = (1 - u[j]) * dc_next[n * H + j]
+            _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
+            if zone_c != NULL:
+                for j in range(H):
+                    dc_next[n * H + j] = dc_next[n * H + j] + zone_buf[j]
+            if s.layer_norm:
+                _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
+                                 dhw + row * G, sums, sums + G)
+        # dh(t-1) = (dhw(t) @ Wh^T) * mask
+        _step_product(recurrent_t, n1 - n0, dhw + (n0 * T + t) * G, T * G, dh_next + n0 * H, H,
+                      False)
+        if mask != NULL:
+            for k in range(n0 * H, n1 * H):
+                dh_next[k] = dh_next[k] * mask[k]
+        if zone_h != NULL:
+            for k in range(n0 * H, n1 * H):
+                dh_next[k] = dh_next[k] + carry[k]
+
+
+cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
+                     double* total) noexcept nogil:
+    """total[j] += parts[i * stride + j] for i = 0, 1, ..., count - 1 in turn (a fixed order)."""
+    cdef Py_ssize_t i, j
+    for i in range(count):
+        for j in range(n):
+            total[j] += parts[i * stride + j]
+
+
+cdef void _lstm_backward(floating probe, const LSTMArrays* s,
+                         const LSTMGradArrays* g) noexcept nogil:
+    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row, part, parts
+    cdef Py_ssize_t stride = 2 * G + 2 * H
+    cdef floating* row_buf = <floating*>g.row_buf
+    cdef floating* da = <floating*>g.da
+    cdef floating* dxw = <floating*>g.dxw
+    cdef const floating** ln = <const floating**>s.ln
+    cdef const floating** saved = <const floating**>s.ln_saved
+    cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
+
+    _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
+    parts = _row_parts(&recurrent_t, N, s.n_threads)
+    if parts == 1:
+        _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf, 0, N)
+    else:
+        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+            _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
+                                part * N // parts, (part + 1) * N // parts)
+    free(recurrent_t.packed)
+
+    _sum_rows(da, N * T, G, g.db)
+    if s.layer_norm:
+        # The sequences' sums added in sequence order, whichever thread made them.
+        _add_parts(g.ln_parts, N, stride, G, g.ln[2])
+        _add_parts(g.ln_parts + G, N, stride, G, g.ln[3])
+        _add_parts(g.ln_parts + 2 * G, N, stride, H, g.ln[4])
+        _add_parts(g.ln_parts + 2 * G + H, N, stride, H, g.ln[5])
+        memset(g.ln_parts, 0, N * stride * sizeof(double))
+        for n in prange(N, num_threads=s.n_threads, schedule="static"):
+            for t in range(T):
+                row = n * T + t
+                _ln_row_backward(da + row * G, saved[0] + row * G, saved[1][row], ln[0], G,
+                                 dxw + row * G, g.ln_parts + n * stride,
+                                 g.ln_parts + n * stride + G)
+        _add_parts(g.ln_parts, N, stride, G, g.ln[0])
+        _add_parts(g.ln_parts + G, N, stride, G, g.ln[1])
+    # One matrix product for each weight gradient and for dx, over all time steps at once.
+    if s.tokens != NULL:
+        _add_rows_at(s.n_threads, s.tokens, N * T, G, dxw, D, <floating*>g.dWx)
+    else:
+        _product_split(s.n_threads, True, False, D, G, N * T, <const floating*>s.x, D, dxw, G,
+                       <floating*>g.dWx, G)
+    _product_split(s.n_threads, True, False, H, G, N * T, <const floating*>s.hprev, H,
+                   <const floating*>g.dhw, G, <floating*>g.dWh, G)
+    if g.dx != NULL:   # a one-hot input layer has no use for it (token ids have none)
+        _product_split(s.n_threads, False, True, N * T, D, G, dxw, G, <const floating*>s.Wx, G,
+                       <floating*>g.dx, D)
+
+
+cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_dx):
+    cdef int tn = _typenum(probe), k
+    cdef LSTMArrays s
+    cdef LSTMGradArrays g
+    memset(&s, 0, sizeof(s))
+    memset(&g, 0, sizeof(g))
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got "
+                        f"{type(cache).__name__}")
+    # The dimensions recorded in the cache; every array is checked against them.
+    s.N, s.T, s.D, s.H = cache.N, cache.T, cache.D, cache.H
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H
+    if N < 1 or T < 1 or D < 1 or H < 1:
+        raise ValueError(f"cache dimensions must be >= 1, got N={N}, T={T}, D={D}, H={H}")
+    if _is_tokens(cache.x):
+        s.tokens = <const int64_t*>_array(cache.x, "cache.x", cnp.NPY_INT64, 2, N, T)
+        _check_ids(s.tokens, N * T, D, "cache.x")
+        need_dx = False   # ids have no gradient
+    else:
+        s.x = _array(cache.x, "cache.x", tn, 3, N, T, D)
+    s.c0 = _array(cache.c0, "cache.c0", tn, 2, N, H)
+    # Not read here, but part of the same forward pass: a cache is consistent as a whole or not.
+    _array(cache.h0, "cache.h0", tn, 2, N, H)
+    _array(cache.b, "cache.b", tn, 1, G)
+    _array(cache.h, "cache.h", tn, 3, N, T, H)
+    s.Wx = _array(cache.Wx, "cache.Wx", tn, 2, D, G)
+    s.Wh = _array(cache.Wh, "cache.Wh", tn, 2, H, G)
+    s.hprev = _array(cache.hprev, "cache.hprev", tn, 3, N, T, H)
+    s.gates = _array(cache.gates, "cache.gates", tn, 3, N, T, G)
+    s.c = _array(cache.c, "cache.c", tn, 3, N, T, H)
+    s.tc = _array(cache.tc, "cache.tc", tn, 3, N, T, H)
+    g.dh = _array(dh, "dh", tn, 3, N, T, H)
+    if dc_final is not None:
+        _array(dc_final, "dc_final", tn, 2, N, H)
+    layer_norm, ln_saved = cache.layer_norm, cache.ln_saved
+    if (layer_norm is None) != (ln_saved is None):
+        raise TypeError("cache.layer_norm and cache.ln_saved must both be None or both set")
+    ln_acc = {}
+    if layer_norm is not None:
+        s.layer_norm = True
+        for k, name in enumerate(LSTM_LAYER_NORM_PARAMS):
+            s.ln[k] = _array(_item(layer_norm, name, "cache.layer_norm"),
+                             f"cache.layer_norm[{name!r}]", tn, 1, H if k >= 4 else G)
+            ln_acc[name] = _zeros(cnp.NPY_DOUBLE, H if k >= 4 else G)
+            g.ln[k] = <double*>_ptr(ln_acc[name])
+        for k, name in enumerate(LN_SAVED):
+            arr = _item(ln_saved, name, "cache.ln_saved")
+            if k % 2 == 0:
+                s.ln_saved[k] = _array(arr, f"cache.ln_saved[{name!r}]", tn, 3, N, T,
+                                       H if k == 4 else G)
+            else:
+                s.ln_saved[k] = _array(arr, f"cache.ln_saved[{name!r}]", tn, 2, N, T)
+    if cache.recurrent_mask is not None:
+        s.mask = _array(cache.recurrent_mask, "cache.recurrent_mask", tn, 2, N, H)
+    zone_carry = zero_row = None
+    if cache.zoneout_h is not None:
+        s.zone_h = _array(cache.zoneout_h, "cache.zoneout_h", tn, 3, N, T, H)
+        zone_carry, zero_row = _empty(tn, N, H), _zeros(tn, H)
+        g.zone_carry, g.zero_row = _ptr(zone_carry), _ptr(zero_row)
+    if cache.zoneout_c is not None:
+        s.zone_c = _array(cache.zoneout_c, "cache.zoneout_c", tn, 3, N, T, H)
+    da = _empty(tn, N, T, G)
+    dhw = dxw = da
+    if s.layer_norm:
+        dhw, dxw = _empty(tn, N, T, G), _empty(tn, N, T, G)
+    dc_next = _zeros(tn, N, H) if dc_final is None else \
+        cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
+    dh_next = _zeros(tn, N, H)
+    dx = _empty(tn, N, T, D) if need_dx else None
+    dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
+    db = _zeros(cnp.NPY_DOUBLE, G)
+    if s.layer_norm:
+        ln_parts = _zeros(cnp.NPY_DOUBLE, N, 2 * G + 2 * H)
+        g.ln_parts = <double*>_ptr(ln_parts)
+    g.dh_next, g.dc_next = _ptr(dh_next), _ptr(dc_next)
+    g.da, g.dhw, g.dxw = _ptr(da), _ptr(dhw), _ptr(dxw)
+    g.dx = _ptr(dx) if need_dx else NULL
+    g.dWx, g.dWh, g.db = _ptr(dWx), _ptr(dWh), <double*>_ptr(db)
+    s.n_threads = _acquire_threads()
+    try:
+        row_buf = _empty(tn, s.n_threads, 2 * H)
+        g.row_buf = _ptr(row_buf)
+        with nogil:
+            _lstm_backward(probe, &s, &g)
+    finally:
+        _release_threads()
+    grads = dict(dx=dx, dh0=dh_next, dc0=dc_next, dWx=dWx, dWh=dWh, db=_as_dtype(db, tn))
+    for name, total in ln_acc.items():
+        grads["d" + name] = _as_dtype(total, tn)
+    return grads
+
+
+def lstm_backward(dh, dc_final, cache, bint need_dx=True):
+    """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state
+    (None: zero);
+    cache: the LSTMCache of lstm_forward; need_dx False skips the input gradient (dx is None;
+    always None for token-id inputs).
+    Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of
+    each LSTM_LAYER_NORM_PARAMS entry."""
+    if _is_float32(dh):
+        return _lstm_backward_typed[float](0, dh, dc_final, cache, need_dx)
+    return _lstm_backward_typed[double](0, dh, dc_final, cache, need_dx)
+
+
+# One time step is the sequence kernel with T = 1, wrapped the same way as in the NumPy twin.
+lstm_step_forward, lstm_step_backward = step_functions(lstm_forward, lstm_backward)
