@@ -28,3 +28,69 @@ def test_no_module_but_the_entry_points_imports_the_command_line():
     assert len(sources) > 10
     importers = [p.name for p in sources if "cli" in _imports(p)]
     assert importers == ["__main__.py"], importers
+
+
+def _imported_modules(path):
+    """Full names of the modules a package source imports (relative imports made absolute)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = ("rnnreg." + node.module if node.module else "rnnreg") if node.level else \
+                (node.module or "")
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_only_the_backend_imports_the_kernels_and_only_the_door_asks_it():
+    """rnnreg._backend imports the compiled module and the twin; rnnreg._ops, the one door,
+    asks it which one runs; everything else computes through the door (__init__ re-exports the
+    backend switches, the public API)."""
+    for path in sorted(PACKAGE.glob("*.py")):
+        imported = _imported_modules(path)
+        kernels = {m for m in imported
+                   if m.split(".")[-1] in ("_kernels", "_kernels_avx2", "_reference")}
+        if path.name != "_backend.py":
+            assert not kernels, f"{path.name} imports {kernels}"
+        if path.name not in ("_backend.py", "_ops.py", "__init__.py"):
+            assert "rnnreg._backend" not in imported, f"{path.name} imports rnnreg._backend"
+
+
+def test_the_numpy_backend_switches_every_kernel(monkeypatch):
+    """Under use_backend("numpy") no compiled kernel runs: a training epoch of a model with every
+    regularizer, the public functions and the optimizers, with every compiled function made to
+    fail."""
+    import numpy as np
+    from rnnreg import _backend
+    compiled = _backend._kernels
+    if compiled is None:
+        return
+    for name in dir(compiled):
+        if callable(getattr(compiled, name)) and not name.startswith("__") and \
+                name not in ("LSTMCache", "MappingProxyType", "step_functions",
+                             "dropout_threshold"):
+            monkeypatch.setattr(compiled, name, _fails(name), raising=False)
+    with rnnreg.use_backend("numpy"):
+        model = rnnreg.RegularizedLSTM(9, 6, embedding_size=6, num_layers=2, use_layer_norm=True,
+                                       dropout_keep_prob=0.8, recurrent_keep_prob=0.9,
+                                       weight_keep_prob=0.9, zoneout_cell=0.3,
+                                       embedding_keep_prob=0.9, activation_reg=1.0,
+                                       temporal_activation_reg=1.0, tie_weights=True, seed=0)
+        stream = np.arange(300) % 9
+        rnnreg.fit(model, stream, stream[:100],
+                   rnnreg.TrainConfig(epochs=1, weight_decay=1e-4, progress=False),
+                   log=lambda line: None)
+        h, cache = rnnreg.lstm_forward(np.ones((2, 3, 4)), np.zeros((2, 5)), np.ones((4, 20)),
+                                       np.ones((5, 20)), np.zeros(20))
+        rnnreg.lstm_backward(np.ones_like(h), cache)
+        rnnreg.layer_norm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3))
+        rnnreg.dropout_forward(np.ones(10), 0.5, rng=0)
+        rnnreg.matmul(np.ones((2, 2)), np.ones((2, 2)))
+
+
+def _fails(name):
+    def call(*args, **kwargs):
+        raise AssertionError(f"the compiled {name} ran under use_backend('numpy')")
+    return call

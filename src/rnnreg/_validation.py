@@ -2,18 +2,15 @@
 expected and what came, so that nothing malformed ever reaches a compiled kernel."""
 import math
 import numbers
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _ops
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-_compiled_all_finite: Optional[Callable[[np.ndarray], bool]]
-try:
-    from ._kernels import all_finite as _compiled_all_finite
-except ImportError:  # the NumPy fallback; rnnreg._backend has already warned
-    _compiled_all_finite = None
 
 
 def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]:
@@ -52,11 +49,8 @@ def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]
 
 def all_finite(arr):
     """Whether every entry of a float32/float64 array is finite: one vectorized pass in the
-    compiled module when it is there (a NumPy test allocates a temporary as large as the input)."""
-    if (_compiled_all_finite is not None and arr.flags.c_contiguous and arr.flags.aligned
-            and arr.dtype.isnative):
-        return _compiled_all_finite(arr)
-    return bool(np.isfinite(arr).all())
+    compiled module when it runs (a NumPy test allocates a temporary as large as the input)."""
+    return _ops.all_finite(arr)
 
 
 class NonFiniteResult(ValueError):

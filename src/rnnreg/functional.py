@@ -28,21 +28,14 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from . import _backend
+from . import _ops
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
                            LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size,
                            zoneout_weights)
 
-# Fast path: the compiled kernels when the calling thread uses them (None otherwise), and what a
-# kernel raises for an argument it refuses (the checked path then explains or converts).
-_COMPILED = _backend._kernels
-_REFUSED = (TypeError, ValueError, AttributeError, IndexError)
-
-
-def _compiled():
-    module = _backend._choice.module
-    return module if module is _COMPILED else None
+# Every function below first tries the fast path of rnnreg._ops (the compiled kernel on the
+# arguments as they are, the result accepted when finite), then the checked path under it.
 
 
 __all__ = [
@@ -248,28 +241,29 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
     >>> bool(np.abs(h_ln).max() < 1)
     True
     """
-    kernels = _compiled()
-    if kernels is not None and type(eps) is float:
-        try:
-            cache = kernels.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
-                                         zoneout_h, zoneout_c)
-        except _REFUSED:
-            pass
-        else:   # inputs and cell states all finite (a saturated gate can hide an inf input)
-            ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
-            if kernels.first_nonfinite((cache.c, cache.h, None if cache.tokens else cache.x,
-                                        cache.h0, cache.c0, cache.Wx,
-                                        cache.Wh, cache.b, cache.recurrent_mask) + ln) < 0:
-                return cache.h, cache
+    if type(eps) is float:
+        cache = _ops.fast(lambda k: k.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm,
+                                                   recurrent_mask, eps, zoneout_h, zoneout_c),
+                          _finite_lstm_pass)
+        if cache is not None:
+            return cache.h, cache
     eps = v.positive_float(eps, "eps")
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h, zoneout_c = _check_lstm_inputs(
         x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h=zoneout_h,
         zoneout_c=zoneout_c)
-    cache = _backend.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
-                                            zoneout_h, zoneout_c)
+    cache = _ops.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
+                                        zoneout_h, zoneout_c)
     v.finite_result(cache.h, "lstm_forward", "zoneout_h or zoneout_c")
     v.finite_result(cache.c, "lstm_forward", "x, Wx, Wh or b")
     return cache.h, cache
+
+
+def _finite_lstm_pass(kernels, cache):
+    """Inputs and states of a forward pass all finite (a saturated gate can hide an inf input)."""
+    ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
+    return kernels.first_nonfinite((cache.c, cache.h, None if cache.tokens else cache.x,
+                                    cache.h0, cache.c0, cache.Wx, cache.Wh, cache.b,
+                                    cache.recurrent_mask) + ln) < 0
 
 
 def lstm_backward(dh: ArrayLike, cache: LSTMCache,
@@ -303,18 +297,14 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
     >>> dx.shape, dWx.shape, db.shape
     ((2, 5, 3), (3, 16), (16,))
     """
-    kernels = _compiled()
-    if kernels is not None and type(cache) is LSTMCache:
+    if type(cache) is LSTMCache:
         # The compiled backward compares every array of the cache with dh on their real
         # dimensions before it reads anything; a NaN or inf in dh shows in dx.
-        try:
-            grads = kernels.lstm_backward(dh, dc_final, cache)
-        except _REFUSED:
-            pass
-        else:
-            if kernels.first_nonfinite((grads["dx"], grads["dWx"], grads["dWh"],
-                                        grads["dh0"])) < 0:
-                return _lstm_gradients(grads, cache)
+        grads = _ops.fast(lambda k: k.lstm_backward(dh, dc_final, cache),
+                          lambda k, g: k.first_nonfinite((g["dx"], g["dWx"], g["dWh"],
+                                                          g["dh0"])) < 0)
+        if grads is not None:
+            return _lstm_gradients(grads, cache)
     cache = _check_cache(cache, LSTMCache, "lstm_forward")
     N, T, H, dtype = cache.N, cache.T, cache.H, cache.dtype
     dh = v.float_array(dh, "dh", ndim=3, dtype=dtype)
@@ -324,7 +314,7 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
     else:
         dc_final = v.float_array(dc_final, "dc_final", ndim=2, dtype=dtype)
         v.check_shape(dc_final, "dc_final", (N, H), "(batch, hidden_size)")
-    grads = _backend.kernels().lstm_backward(dh, dc_final, cache)
+    grads = _ops.kernels().lstm_backward(dh, dc_final, cache)
     for name in ("dx", "dWx", "dWh", "dh0") if grads["dx"] is not None else ("dWx", "dWh", "dh0"):
         v.finite_result(grads[name], "lstm_backward", "dh, dc_final or the weights")
     return _lstm_gradients(grads, cache)
@@ -381,7 +371,7 @@ def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: Ar
     args = _check_lstm_inputs(x[:, None, :], prev_h, Wx, Wh, b, prev_c, None, None,
                               h0_name="prev_h", c0_name="prev_c")
     x3, h0, Wx, Wh, b, c0 = args[:6]
-    next_h, next_c, cache = _backend.kernels().lstm_step_forward(x3[:, 0], h0, c0, Wx, Wh, b)
+    next_h, next_c, cache = _ops.kernels().lstm_step_forward(x3[:, 0], h0, c0, Wx, Wh, b)
     v.finite_result(next_c, "lstm_step_forward", "x, Wx, Wh or b")
     return next_h, next_c, cache
 
@@ -424,7 +414,7 @@ def lstm_step_backward(dnext_h: ArrayLike, dnext_c: ArrayLike,
     v.check_shape(dnext_h, "dnext_h", (N, H), "(batch, hidden_size)")
     dnext_c = v.float_array(dnext_c, "dnext_c", ndim=2, dtype=dtype)
     v.check_shape(dnext_c, "dnext_c", (N, H), "(batch, hidden_size)")
-    grads = _backend.kernels().lstm_step_backward(dnext_h, dnext_c, cache)
+    grads = _ops.kernels().lstm_step_backward(dnext_h, dnext_c, cache)
     for arr in grads:
         v.finite_result(arr, "lstm_step_backward", "dnext_h, dnext_c or the weights")
     return grads
@@ -472,17 +462,15 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     array([[-1.342, -0.447,  0.447,  1.342],
            [-0.577, -0.577, -0.577,  1.732]])
     """
-    kernels = _compiled()
-    if kernels is not None and type(eps) is float:
-        try:
-            rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])  # type: ignore[union-attr]
-            out, xhat, rstd, finite = kernels.layer_norm_forward(rows, gamma, beta, eps, True)
-        except _REFUSED:
-            pass
-        else:   # a NaN or inf in x, gamma or beta makes its rows of out non-finite
-            if finite:
-                return (out if rows is x else out.reshape(x.shape),  # type: ignore[union-attr]
-                        LayerNormCache(xhat, rstd, gamma, x.shape))  # type: ignore[union-attr,arg-type]
+    if type(eps) is float:
+        # a NaN or inf in x, gamma or beta makes its rows of out non-finite
+        done = _ops.fast(lambda k: k.layer_norm_forward(
+            x if x.ndim == 2 else x.reshape(-1, x.shape[-1]),  # type: ignore[union-attr]
+            gamma, beta, eps, True), lambda k, result: result[3])
+        if done is not None:
+            out, xhat, rstd, _ = done
+            return (out.reshape(x.shape),  # type: ignore[union-attr]
+                    LayerNormCache(xhat, rstd, gamma, x.shape))  # type: ignore[union-attr,arg-type]
     x = v.float_array(x, "x", ndim=(1, None))
     F = x.shape[-1]
     gamma = v.float_array(gamma, "gamma", ndim=1, dtype=x.dtype)
@@ -490,7 +478,7 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     beta = v.float_array(beta, "beta", ndim=1, dtype=x.dtype)
     v.check_shape(beta, "beta", (F,), "(features,) matching x's last axis")
     eps = v.positive_float(eps, "eps")
-    out, xhat, rstd = _backend.kernels().layer_norm_forward(x.reshape(-1, F), gamma, beta, eps)
+    out, xhat, rstd = _ops.kernels().layer_norm_forward(x.reshape(-1, F), gamma, beta, eps)
     v.finite_result(out, "layer_norm_forward", "x, gamma or beta")
     return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
 
@@ -524,22 +512,17 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
     >>> bool(np.allclose(dx.sum(axis=1), 0))   # a shift of a row changes nothing
     True
     """
-    kernels = _compiled()
-    if kernels is not None and type(cache) is LayerNormCache and \
-            getattr(dout, "shape", None) == cache.shape:
-        try:
-            rows = dout.reshape(-1, cache.shape[-1])  # type: ignore[union-attr]
-            dx, dgamma, dbeta, finite = kernels.layer_norm_backward(
-                rows, cache.xhat, cache.rstd, cache.gamma, True)
-        except _REFUSED:
-            pass
-        else:
-            if finite:
-                return dx.reshape(cache.shape), dgamma, dbeta
+    if type(cache) is LayerNormCache and getattr(dout, "shape", None) == cache.shape:
+        done = _ops.fast(lambda k: k.layer_norm_backward(
+            dout.reshape(-1, cache.shape[-1]),  # type: ignore[union-attr]
+            cache.xhat, cache.rstd, cache.gamma, True), lambda k, result: result[3])
+        if done is not None:
+            dx, dgamma, dbeta, _ = done
+            return dx.reshape(cache.shape), dgamma, dbeta
     cache = _check_cache(cache, LayerNormCache, "layer_norm_forward")
     dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
     v.check_shape(dout, "dout", cache.shape, "(the shape of the forward input)")
-    dx, dgamma, dbeta = _backend.kernels().layer_norm_backward(
+    dx, dgamma, dbeta = _ops.kernels().layer_norm_backward(
         dout.reshape(-1, cache.shape[-1]), cache.xhat, cache.rstd, cache.gamma)
     for arr in (dx, dgamma, dbeta):
         v.finite_result(arr, "layer_norm_backward", "dout or gamma")
@@ -590,20 +573,15 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     >>> dropout_forward(np.ones(3), keep_prob=0.5, training=False)[1] is None
     True
     """
-    kernels = _compiled()
     out_flat, mask_flat = _flat_buffer(out, x), _flat_buffer(mask_out, x)
-    if kernels is not None and training is True and type(keep_prob) is float and \
-            keep_prob < 1.0 and type(rng) is np.random.Generator and \
-            out_flat is not False and mask_flat is not False:
-        try:
-            flat = x if x.ndim == 1 else x.reshape(-1)  # type: ignore[union-attr]
-            result, mask, finite = kernels.dropout_forward(flat, keep_prob, rng, True,
-                                                           out_flat, mask_flat)
-        except _REFUSED:
-            pass
-        else:   # a dropped NaN or inf still shows: the kernel multiplies it by 0
-            if finite:
-                return _shaped(result, out, x), _shaped(mask, mask_out, x)
+    if training is True and type(keep_prob) is float and keep_prob < 1.0 and \
+            type(rng) is np.random.Generator and out_flat is not False and mask_flat is not False:
+        # a dropped NaN or inf still shows: the kernel multiplies it by 0
+        done = _ops.fast(lambda k: k.dropout_forward(
+            x if x.ndim == 1 else x.reshape(-1),  # type: ignore[union-attr]
+            keep_prob, rng, True, out_flat, mask_flat), lambda k, result: result[2])
+        if done is not None:
+            return _shaped(done[0], out, x), _shaped(done[1], mask_out, x)
     keep_prob = v.probability(keep_prob, "keep_prob")
     x = v.float_array(x, "x")
     for name, buffer in (("out", out), ("mask_out", mask_out)):
@@ -618,7 +596,7 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     if keep_prob == 1.0:
         result, mask = x.copy(), np.ones_like(x)
     else:
-        result, mask = _backend.kernels().dropout_forward(x.reshape(-1), keep_prob, rng)
+        result, mask = _ops.kernels().dropout_forward(x.reshape(-1), keep_prob, rng)
         v.finite_result(result, "dropout_forward", "x (scaled by 1/keep_prob)")
     if mask_out is not None:
         if np.shares_memory(mask_out, x) or (out is not None and np.shares_memory(mask_out, out)):
@@ -672,22 +650,18 @@ def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.f
     >>> bool((dropout_backward(np.ones(6), mask) == mask).all())
     True
     """
-    kernels = _compiled()
-    if kernels is not None and mask is not None and \
-            getattr(dout, "shape", None) == getattr(mask, "shape", ()):
-        try:
-            dx = kernels.dropout_backward(dout.reshape(-1), mask.reshape(-1))  # type: ignore[union-attr]
-        except _REFUSED:
-            pass
-        else:
-            if kernels.all_finite(dx):
-                return dx.reshape(dout.shape)  # type: ignore[union-attr]
+    if mask is not None and getattr(dout, "shape", None) == getattr(mask, "shape", ()):
+        dx = _ops.fast(lambda k: k.dropout_backward(dout.reshape(-1),  # type: ignore[union-attr]
+                                                    mask.reshape(-1)),  # type: ignore[union-attr]
+                       lambda k, result: k.all_finite(result))
+        if dx is not None:
+            return dx.reshape(dout.shape)  # type: ignore[union-attr]
     dout = v.float_array(dout, "dout")
     if mask is None:
         return dout
     mask = v.float_array(mask, "mask", dtype=dout.dtype)
     v.check_shape(mask, "mask", dout.shape, "(the shape of dout)")
-    dx = _backend.kernels().dropout_backward(dout.reshape(-1), mask.reshape(-1))
+    dx = _ops.kernels().dropout_backward(dout.reshape(-1), mask.reshape(-1))
     return v.finite_result(dx, "dropout_backward", "dout or mask").reshape(dout.shape)
 
 
@@ -789,15 +763,11 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
     array([[ 5., 14.],
            [14., 50.]])
     """
-    kernels = _compiled()
-    if kernels is not None:
-        try:
-            out = kernels.matmul(a, b, bool(trans_a), bool(trans_b))
-        except _REFUSED:
-            pass
-        else:   # a product of finite inputs can still overflow: one pass over the result
-            if kernels.first_nonfinite((out, a, b)) < 0:
-                return out
+    # a product of finite inputs can still overflow: one pass over the result
+    out = _ops.fast(lambda k: k.matmul(a, b, bool(trans_a), bool(trans_b)),
+                    lambda k, result: k.first_nonfinite((result, a, b)) < 0)
+    if out is not None:
+        return out
     a = v.float_array(a, "a", ndim=2)
     b = v.float_array(b, "b", ndim=2, dtype=a.dtype)
     inner_a = a.shape[0] if trans_a else a.shape[1]
@@ -806,5 +776,5 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
         raise ValueError(f"a and b do not chain: op(a) has {inner_a} columns, op(b) has "
                          f"{inner_b} rows (shapes {a.shape} and {b.shape}, trans_a={trans_a}, "
                          f"trans_b={trans_b})")
-    out = _backend.kernels().matmul(a, b, bool(trans_a), bool(trans_b))
+    out = _ops.kernels().matmul(a, b, bool(trans_a), bool(trans_b))
     return v.finite_result(out, "matmul", "a or b")

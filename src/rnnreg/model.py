@@ -34,24 +34,24 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-from . import _backend
+from . import _ops
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
                            decay_parameter_names)
-from .functional import dropout_mask, zoneout_mask
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
 
 __all__ = ["RegularizedLSTM"]
 
-# The model calls the kernels directly: its inputs (token ids, states) are validated on the way
-# in, and its parameters are compared with the shapes and dtype they were created with at every
-# forward pass (a few integer compares: `params` is a plain dict anyone can assign into), so the
-# public wrappers' checks would only repeat themselves on every step. The kernels check sizes
-# once more themselves; results are still checked for overflow.
+# The model calls the kernels through rnnreg._ops (not the public functions): its inputs (token
+# ids, states) are validated on the way in, and its parameters are compared with the shapes and
+# dtype they were created with at every forward pass (a few integer compares: `params` is a plain
+# dict anyone can assign into), so the public wrappers' checks would only repeat themselves on
+# every step. The kernels check sizes once more themselves; results are still checked for
+# overflow.
 
 
 def _matmul(a, b, trans_a=False, trans_b=False):
-    out = _backend.kernels().matmul(a, b, trans_a, trans_b)
+    out = _ops.kernels().matmul(a, b, trans_a, trans_b)
     return v.finite_result(out, "the model's output projection", "the weights or activations")
 
 
@@ -302,10 +302,10 @@ class RegularizedLSTM:
             return x, None
         N, T, F = x.shape
         if not self.variational:   # mask and product in one kernel call
-            out, mask = _backend.kernels().dropout_forward(
+            out, mask = _ops.kernels().dropout_forward(
                 np.ascontiguousarray(x).reshape(-1), self.dropout_keep_prob, self.rng)
             return out.reshape(x.shape), mask.reshape(x.shape)
-        mask = dropout_mask((N, 1, F), self.dropout_keep_prob, self.rng, self.dtype)
+        mask = _ops.dropout_mask((N, 1, F), self.dropout_keep_prob, self.rng, self.dtype)
         return x * mask, mask
 
     def forward_batch(self, inputs, targets=None, state=None, training=False, resets=None):
@@ -349,7 +349,7 @@ class RegularizedLSTM:
             if training and self.embedding_keep_prob < 1.0:
                 # Embedding dropout: a word's whole row is dropped (or scaled by 1/keep) for
                 # the batch, wherever the word occurs (Merity et al. 2017, after Gal 2016).
-                row_mask = dropout_mask((self.vocab_size,), self.embedding_keep_prob, self.rng,
+                row_mask = _ops.dropout_mask((self.vocab_size,), self.embedding_keep_prob, self.rng,
                                         dt)
                 x *= row_mask[inputs][..., None]
         input_mask = None
@@ -368,11 +368,11 @@ class RegularizedLSTM:
             Wh = W[D:]
             weight_mask = None
             if training and self.weight_keep_prob < 1.0:
-                weight_mask = dropout_mask(Wh.shape, self.weight_keep_prob, self.rng, dt)
+                weight_mask = _ops.dropout_mask(Wh.shape, self.weight_keep_prob, self.rng, dt)
                 Wh = Wh * weight_mask
             recurrent_mask = None
             if training and self.recurrent_keep_prob < 1.0:
-                recurrent_mask = dropout_mask((N, H), self.recurrent_keep_prob, self.rng, dt)
+                recurrent_mask = _ops.dropout_mask((N, H), self.recurrent_keep_prob, self.rng, dt)
             zone_h = self._zoneout((N, T, H), self.zoneout_hidden, training)
             zone_c = self._zoneout((N, T, H), self.zoneout_cell, training)
             ln = None
@@ -386,7 +386,7 @@ class RegularizedLSTM:
                     keep = ~reset_rows[t0][:, None]
                     h_state, c_state = h_state * keep, c_state * keep
                 whole = len(segments) == 1
-                cache = _backend.kernels().lstm_forward(
+                cache = _ops.kernels().lstm_forward(
                     x_layer if whole else np.ascontiguousarray(x_layer[:, t0:t1]),
                     np.ascontiguousarray(h_state), np.ascontiguousarray(c_state), W[:D], Wh,
                     params[b_name], ln, recurrent_mask, DEFAULT_EPS,
@@ -411,7 +411,7 @@ class RegularizedLSTM:
         loss, dlogits = None, None
         penalty = 0.0
         if targets is not None:
-            loss, dlogits = _backend.kernels().softmax_cross_entropy(
+            loss, dlogits = _ops.kernels().softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
             if training:
                 penalty = self._activation_penalty(top, h)
@@ -423,13 +423,21 @@ class RegularizedLSTM:
                            training=training)
         return loss, logits.reshape(N, T, -1), (h_final, c_final)
 
+    def largest_cell_state(self) -> float:
+        """The largest absolute cell state |c| of the last :meth:`forward_batch`, over every
+        layer, sequence and step (how far the cells have grown: the trainer logs it)."""
+        if self._cache is None:
+            raise RuntimeError("largest_cell_state() needs a preceding forward_batch(...)")
+        return max(float(np.abs(cache.c).max()) for layer in self._cache["layers"]
+                   for cache in layer)
+
     def _zoneout(self, shape, z, training):
         """Zoneout weights u (N, T, H) of one layer, or None when z is 0: Bernoulli(z) draws in
         training, the expectation z in evaluation."""
         if z == 0.0:
             return None
         if training:
-            return zoneout_mask(shape, z, self.rng, self.dtype)
+            return _ops.zoneout_mask(shape, z, self.rng, self.dtype)
         return np.full(shape, z, self.dtype)
 
     def _activation_penalty(self, top, h):
@@ -544,7 +552,7 @@ class RegularizedLSTM:
         """lstm_backward over the segments of one layer, last first: the gradient reaching a
         segment's initial state flows into the previous segment's final state, except for rows
         whose state was zeroed there."""
-        kernels = _backend.kernels()
+        kernels = _ops.kernels()
         if len(caches) == 1:
             return kernels.lstm_backward(dh, dc_final, caches[0], need_dx)
         dx_parts, total = [], None

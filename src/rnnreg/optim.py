@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import _backend
+from . import _ops
 from . import _validation as v
 from ._conventions import decay_parameter_names
 
@@ -32,8 +32,7 @@ def l2_gradient(params, weight_decay, decay):
 def global_norm(arrays):
     """sqrt(Σ ||a||²) over a dict of arrays, summed in float64 so that large float32 gradients
     cannot overflow it: one compiled pass per array (kernels.sum_of_squares), no temporary."""
-    sum_of_squares = _backend.kernels().sum_of_squares
-    return math.sqrt(sum(sum_of_squares(np.ascontiguousarray(a)) for a in arrays.values()))
+    return math.sqrt(sum(_ops.sum_of_squares(a) for a in arrays.values()))
 
 
 def clip_grad_norm(grads, max_norm):
@@ -222,7 +221,7 @@ class Adam(Optimizer):
         # decoupled decay scales the weights by `decay`.
         step_size = self.lr * math.sqrt(bias2) / bias1
         eps_hat = self.eps * math.sqrt(bias2)
-        update = _backend.kernels().adam_update
+        update = _ops.kernels().adam_update
         if not self.state["m"]:
             for name, p in self.params.items():
                 self.state["m"][name] = np.zeros_like(p)

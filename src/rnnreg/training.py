@@ -34,7 +34,8 @@ from ._conventions import stream_geometry
 from .checkpoint import (load_model, restore_training_state, save_model,  # noqa: F401 (API)
                          save_training_state)
 from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
-from .regularization import EarlyStoppingMonitor, compute_l2_penalty
+from . import _ops
+from .regularization import EarlyStoppingMonitor
 
 if TYPE_CHECKING:
     from .model import RegularizedLSTM
@@ -275,8 +276,7 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
         loss, _, state = model.forward_batch(inputs, targets, state, training=False)
         total += loss * targets.size
         count += targets.size
-        max_c = max(max_c, max(float(np.abs(c.c).max()) for layer in model._cache["layers"]
-                               for c in layer))
+        max_c = max(max_c, model.largest_cell_state())
         return state
 
     if isinstance(data, tuple):
@@ -496,7 +496,9 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
             if lengths is not None:   # every token weighs the same, whatever its chunk's length
                 optimizer.lr = float(lr) * inputs.shape[1] / config.bptt
             optimizer.step(grads)
-            penalty = compute_l2_penalty(model.weights(), coupled_decay) if coupled_decay else 0.0
+            # λ/2·Σw² (compute_l2_penalty's value, without re-checking the model's own arrays)
+            penalty = 0.5 * coupled_decay * sum(_ops.sum_of_squares(w) for w in model.weights()) \
+                if coupled_decay else 0.0
             penalty += model.last_penalty
             sum_loss += (ce + penalty) * targets.size
             sum_ce += ce * targets.size
