@@ -391,143 +391,203 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     True
     """
     config = (config or TrainConfig()).validate()
-    log = log or _logger.info
-    from .data import CharCorpus
-    val_starts = test_starts = train_starts = None
-    if isinstance(train, CharCorpus):   # a corpus brings its splits, documents and vocabulary
-        corpus = train
-        train_starts = corpus.starts["train"]
-        if val is None:
-            val, val_starts = corpus.val, corpus.starts["val"]
-        if test is None:
-            test, test_starts = corpus.test, corpus.starts["test"]
-        train = corpus.train
-        if model.vocabulary is None:
-            model.vocabulary = corpus.vocabulary
-        elif model.vocabulary != corpus.vocabulary:
-            raise ValueError("train is a corpus with another vocabulary than model.vocabulary")
-    train = _check_data(train, "train", model.vocab_size, model.output_size)
-    if val is not None:
-        val = _check_data(val, "val", model.vocab_size, model.output_size)
-    if test is not None:
-        test = _check_data(test, "test", model.vocab_size, model.output_size)
-    if config.optimizer == "nt-asgd" and val is None:
-        raise ValueError("optimizer 'nt-asgd' is triggered by the validation loss: pass val")
-    if config.variable_bptt and isinstance(train, tuple):
-        raise ValueError("variable_bptt cuts a token stream into chunks; train is (inputs, "
-                         "targets) pairs of whole sequences, which are not cut")
-    rng = np.random.default_rng(config.seed)
-    optimizer = make_optimizer(model, config)
-    schedule = _schedule(config)
-    coupled_decay = config.weight_decay if config.optimizer in COUPLED_DECAY else 0.0
-    monitor = None
-    if config.patience is not None:
-        if val is None:
-            raise ValueError("early stopping (patience) needs validation data: pass val")
-        monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
-                                       restore_best_weights=config.restore_best_weights)
-    history: Dict[str, Any] = {key: [] for key in ("epoch", "train_loss", "train_ce", "val_loss", "lr",
-                                   "grad_norm", "seconds", "max_abs_c")}
-    history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None, stop_reason=None,
-                   restored_best=False, test_loss=None)
+    data = _Data.prepare(model, train, val, test, config)
+    run = _Run(model, data, config, log or _logger.info, name)
     first_epoch = 0
     if resume_from is not None:
-        first_epoch = restore_training_state(resume_from, model, optimizer, monitor, rng,
-                                             history, config)
-
-    steps = _steps_per_epoch(train, config.batch_size, config.bptt)
-    doc_starts = None
-    if train_starts is not None and not isinstance(train, tuple) and len(train_starts) > 1:
-        # Laid out as iterate_batches lays the stream: row r holds positions r*length ... .
-        rows, length = stream_geometry(train.size, config.batch_size)
-        is_start = np.zeros(train.size, bool)
-        is_start[np.asarray(train_starts)[1:]] = True
-        doc_starts = is_start[:rows * length].reshape(rows, length)
+        first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
+                                             run.rng, run.history, config)
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
-        lr = schedule(epoch)
+        lr = run.learning_rate(epoch)
+        train_loss, train_ce, grad_norm = run.train_epoch(epoch, lr)
+        val_loss, max_abs_c, go_on = run.validate(epoch)
+        run.record(epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
+                   time.perf_counter() - started)
+        run.checkpoint(epoch)
+        if not go_on:
+            break
+    return run.finish()
+
+
+HISTORY_LISTS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds",
+                 "max_abs_c")
+
+
+@dataclasses.dataclass
+class _Data:
+    """The checked data of a run: the splits, where each document of a stream starts, and the
+    rows of the training stream's layout where a document begins (None: one document)."""
+    train: Any
+    val: Any
+    test: Any
+    val_starts: Any = None
+    test_starts: Any = None
+    doc_starts: Any = None
+
+    @classmethod
+    def prepare(cls, model, train, val, test, config):
+        from .data import CharCorpus
+        val_starts = test_starts = train_starts = None
+        if isinstance(train, CharCorpus):   # a corpus brings its splits, documents, vocabulary
+            corpus = train
+            train_starts = corpus.starts["train"]
+            if val is None:
+                val, val_starts = corpus.val, corpus.starts["val"]
+            if test is None:
+                test, test_starts = corpus.test, corpus.starts["test"]
+            train = corpus.train
+            if model.vocabulary is None:
+                model.vocabulary = corpus.vocabulary
+            elif model.vocabulary != corpus.vocabulary:
+                raise ValueError("train is a corpus with another vocabulary than model.vocabulary")
+        train = _check_data(train, "train", model.vocab_size, model.output_size)
+        if val is not None:
+            val = _check_data(val, "val", model.vocab_size, model.output_size)
+        if test is not None:
+            test = _check_data(test, "test", model.vocab_size, model.output_size)
+        if config.optimizer == "nt-asgd" and val is None:
+            raise ValueError("optimizer 'nt-asgd' is triggered by the validation loss: pass val")
+        if config.patience is not None and val is None:
+            raise ValueError("early stopping (patience) needs validation data: pass val")
+        if config.variable_bptt and isinstance(train, tuple):
+            raise ValueError("variable_bptt cuts a token stream into chunks; train is (inputs, "
+                             "targets) pairs of whole sequences, which are not cut")
+        doc_starts = None
+        if train_starts is not None and not isinstance(train, tuple) and len(train_starts) > 1:
+            # Laid out as iterate_batches lays the stream: row r holds positions r*length ... .
+            rows, length = stream_geometry(train.size, config.batch_size)
+            is_start = np.zeros(train.size, bool)
+            is_start[np.asarray(train_starts)[1:]] = True
+            doc_starts = is_start[:rows * length].reshape(rows, length)
+        return cls(train, val, test, val_starts, test_starts, doc_starts)
+
+
+class _Run:
+    """One run of :func:`fit`: its generator, optimizer, schedule, early-stopping monitor and
+    history, and the steps of an epoch."""
+
+    def __init__(self, model, data, config, log, name):
+        self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
+        self.rng = np.random.default_rng(config.seed)
+        self.optimizer = make_optimizer(model, config)
+        self.schedule = _schedule(config)
+        self.coupled_decay = config.weight_decay if config.optimizer in COUPLED_DECAY else 0.0
+        self.monitor = None
+        if config.patience is not None:
+            self.monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
+                                                restore_best_weights=config.restore_best_weights)
+        self.history: Dict[str, Any] = {key: [] for key in HISTORY_LISTS}
+        self.history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None,
+                            stop_reason=None, restored_best=False, test_loss=None)
+
+    def fail(self, reason):
+        self.history["stop_reason"] = reason
+        self.finish(failed=True)
+
+    def learning_rate(self, epoch):
+        """The schedule's rate for this epoch (a rate that is not a finite number > 0 ends
+        the run)."""
+        lr = self.schedule(epoch)
         if not v.is_positive_finite(lr):
-            history["stop_reason"] = (f"the learning-rate schedule gave {lr!r} for epoch {epoch}; "
-                                      "a learning rate must be a finite number > 0")
-            return _finish(model, monitor, history, test, config, log, failed=True,
-                           optimizer=optimizer)
-        optimizer.lr = float(lr)
+            self.fail(f"the learning-rate schedule gave {lr!r} for epoch {epoch}; a learning "
+                      "rate must be a finite number > 0")
+        return float(lr)
+
+    def train_epoch(self, epoch, lr):
+        """One pass over the training data: forward, backward, clip, step per batch, the state
+        carried across the chunks of a stream. Returns (train loss with its penalties, plain
+        cross-entropy, mean pre-clipping gradient norm)."""
+        model, config, optimizer, train = self.model, self.config, self.optimizer, self.data.train
+        optimizer.lr = lr
         lengths = None
         if config.variable_bptt:
             lengths = variable_bptt_lengths(stream_geometry(train.size, config.batch_size)[1],
-                                            config.bptt, rng)
-            steps = len(lengths)
-        progress = _Progress(steps, f"{name + ' ' if name else ''}epoch {epoch}", config.progress)
+                                            config.bptt, self.rng)
+        steps = len(lengths) if lengths is not None else \
+            _steps_per_epoch(train, config.batch_size, config.bptt)
+        progress = _Progress(steps, f"{self.name + ' ' if self.name else ''}epoch {epoch}",
+                             config.progress)
         sum_loss = sum_ce = sum_norm = 0.0
-        tokens = batches = 0
+        tokens = batches = column = 0
         state = None
-        column = 0
-        overflow: Optional[Exception]
-        for inputs, targets, new_sequence in iterate_batches(train, config.batch_size, config.bptt,
-                                                             rng, lengths):
-            if new_sequence or state is None or state[0].shape[1] != len(inputs):
-                state, column = None, 0
-            resets = None
-            if doc_starts is not None:   # zero the state of a row where its next document begins
-                resets = doc_starts[:, column:column + inputs.shape[1]]
-            column += inputs.shape[1]
-            try:
-                loss, _, state = model.forward_batch(inputs, targets, state, training=True,
-                                                     resets=resets)
-                ce = loss - model.last_penalty   # the AR/TAR terms are in loss and gradient
-                grads = model.backward()
-            except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
-                ce, norm, overflow = math.nan, math.nan, exc
-            else:
-                overflow = None
-                if config.clip_norm is not None:
-                    norm = clip_grad_norm(grads, config.clip_norm)
-                else:
-                    norm = global_norm(grads)
-            if not (math.isfinite(ce) and math.isfinite(norm)):
-                progress.close()
-                what = ("loss" if not math.isfinite(ce) else "gradient norm") if overflow is None \
-                    else f"result ({overflow})"
-                history["stop_reason"] = (f"non-finite {what} at epoch {epoch}, batch {batches} "
-                                          f"(loss {ce}, gradient norm {norm}); lower the learning "
-                                          "rate or enable clip_norm")
-                return _finish(model, monitor, history, test, config, log, failed=True,
-                               optimizer=optimizer)
-            if lengths is not None:   # every token weighs the same, whatever its chunk's length
-                optimizer.lr = float(lr) * inputs.shape[1] / config.bptt
-            optimizer.step(grads)
-            # λ/2·Σw² (compute_l2_penalty's value, without re-checking the model's own arrays)
-            penalty = 0.5 * coupled_decay * sum(_ops.sum_of_squares(w) for w in model.weights()) \
-                if coupled_decay else 0.0
-            penalty += model.last_penalty
-            sum_loss += (ce + penalty) * targets.size
-            sum_ce += ce * targets.size
-            sum_norm += norm
-            tokens += targets.size
-            batches += 1
-            progress.update(ce + penalty)
-        progress.close()
-        optimizer.lr = float(lr)
-        eval_stats: Dict[str, float] = {}
-        with optimizer.evaluation_weights():   # NT-ASGD's average, once it averages
-            val_loss = (evaluate(model, val, config.batch_size, config.bptt, starts=val_starts,
-                                 stats=eval_stats) if val is not None else None)
-            go_on = True
-            if monitor is not None:   # snapshots the weights evaluated when they are the best
-                go_on = monitor.check(val_loss, epoch, model=model)
-        history["epoch"].append(epoch)
-        history["train_loss"].append(sum_loss / tokens)
-        history["train_ce"].append(sum_ce / tokens)
-        history["val_loss"].append(val_loss)
-        history["lr"].append(optimizer.lr)
-        history["grad_norm"].append(sum_norm / batches)
-        history["max_abs_c"].append(eval_stats.get("max_abs_c"))
-        history["seconds"].append(time.perf_counter() - started)
-        line = (f"epoch {epoch:3d}  train {history['train_loss'][-1]:.4f}"
+        try:
+            for inputs, targets, new_sequence in iterate_batches(train, config.batch_size,
+                                                                 config.bptt, self.rng, lengths):
+                if new_sequence or state is None or state[0].shape[1] != len(inputs):
+                    state, column = None, 0
+                resets = None
+                if self.data.doc_starts is not None:   # zero a row's state where a document starts
+                    resets = self.data.doc_starts[:, column:column + inputs.shape[1]]
+                column += inputs.shape[1]
+                ce, grads, norm, state = self._batch(inputs, targets, state, resets, epoch,
+                                                     batches)
+                if lengths is not None:   # every token weighs the same, whatever its chunk's length
+                    optimizer.lr = lr * inputs.shape[1] / config.bptt
+                optimizer.step(grads)
+                # λ/2·Σw² (compute_l2_penalty's value, without re-checking the model's own arrays)
+                penalty = 0.5 * self.coupled_decay * sum(
+                    _ops.sum_of_squares(w) for w in model.weights()) if self.coupled_decay else 0.0
+                penalty += model.last_penalty
+                sum_loss += (ce + penalty) * targets.size
+                sum_ce += ce * targets.size
+                sum_norm += norm
+                tokens += targets.size
+                batches += 1
+                progress.update(ce + penalty)
+        finally:
+            progress.close()
+        optimizer.lr = lr
+        return sum_loss / tokens, sum_ce / tokens, sum_norm / batches
+
+    def _batch(self, inputs, targets, state, resets, epoch, batch):
+        """Forward and backward of one batch; returns (cross-entropy, clipped gradients,
+        pre-clipping norm, state). A loss or gradient that is not finite ends the run."""
+        model, config = self.model, self.config
+        try:
+            loss, _, state = model.forward_batch(inputs, targets, state, training=True,
+                                                 resets=resets)
+            ce = loss - model.last_penalty   # the AR/TAR terms are in loss and gradient
+            grads = model.backward()
+        except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
+            self.fail(f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, "
+                      "gradient norm nan); lower the learning rate or enable clip_norm")
+        norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None \
+            else global_norm(grads)
+        if not (math.isfinite(ce) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(ce) else "gradient norm"
+            self.fail(f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient "
+                      f"norm {norm}); lower the learning rate or enable clip_norm")
+        return ce, grads, norm, state
+
+    def validate(self, epoch):
+        """The validation loss (NT-ASGD's averaged weights, once it averages), the largest cell
+        state seen, and whether training goes on (the early-stopping check, which snapshots the
+        evaluated weights when they are the best)."""
+        data, config = self.data, self.config
+        stats: Dict[str, float] = {}
+        go_on = True
+        with self.optimizer.evaluation_weights():
+            val_loss = (evaluate(self.model, data.val, config.batch_size, config.bptt,
+                                 starts=data.val_starts, stats=stats)
+                        if data.val is not None else None)
+            if self.monitor is not None:
+                go_on = self.monitor.check(val_loss, epoch, model=self.model)
+        return val_loss, stats.get("max_abs_c"), go_on
+
+    def record(self, epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
+               seconds):
+        """The epoch into the history, its line into the log; NT-ASGD's trigger."""
+        history, monitor, optimizer = self.history, self.monitor, self.optimizer
+        for key, value in (("epoch", epoch), ("train_loss", train_loss), ("train_ce", train_ce),
+                           ("val_loss", val_loss), ("lr", optimizer.lr), ("grad_norm", grad_norm),
+                           ("max_abs_c", max_abs_c), ("seconds", seconds)):
+            history[key].append(value)
+        line = (f"epoch {epoch:3d}  train {train_loss:.4f}"
                 + (f"  val {val_loss:.4f}" if val_loss is not None else "")
-                + f"  lr {optimizer.lr:.2e}  |g| {history['grad_norm'][-1]:.2f}"
-                + (f"  |c|max {eval_stats['max_abs_c']:.1f}" if eval_stats else "")
-                + f"  {history['seconds'][-1]:.1f}s")
+                + f"  lr {optimizer.lr:.2e}  |g| {grad_norm:.2f}"
+                + (f"  |c|max {max_abs_c:.1f}" if max_abs_c is not None else "")
+                + f"  {seconds:.1f}s")
         if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
             line += "  (NT-ASGD: averaging from here on)"
         if monitor is not None:
@@ -536,17 +596,20 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         elif val_loss is not None and (history["best_val_loss"] is None
                                        or val_loss < history["best_val_loss"]):
             history["best_epoch"], history["best_val_loss"] = epoch, val_loss
-        log(line)
+        self.log(line)
         if not go_on and monitor is not None:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
-        if config.checkpoint_path:
-            save_training_state(config.checkpoint_path, model, optimizer, monitor, rng, history,
-                                epoch, config)
-        if not go_on:
-            break
-    return _finish(model, monitor, history, test, config, log, test_starts=test_starts,
-                   optimizer=optimizer)
+
+    def checkpoint(self, epoch):
+        if self.config.checkpoint_path:
+            save_training_state(self.config.checkpoint_path, self.model, self.optimizer,
+                                self.monitor, self.rng, self.history, epoch, self.config)
+
+    def finish(self, failed=False):
+        return _finish(self.model, self.monitor, self.history, self.data.test, self.config,
+                       self.log, failed=failed, test_starts=self.data.test_starts,
+                       optimizer=self.optimizer)
 
 
 def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None,
