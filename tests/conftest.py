@@ -27,6 +27,56 @@ def backend(request):
         yield request.param
 
 
+# A toy text whose vocabulary and splits every text-model test can reason about by eye: "z" and
+# "q" occur once each, "~" only in validation.
+TOY_TEXT = "the cat sat on the mat. the dog sat on the log. " * 20 + "zq"
+
+
+@pytest.fixture
+def toy_corpus():
+    """A function ``(min_count=1) -> CharCorpus`` of TOY_TEXT with small fixed splits."""
+    from rnnreg import CharCorpus
+
+    def make(min_count=1):
+        return CharCorpus(TOY_TEXT, "the rat sat. ~", "a cat on a mat.", name="toy",
+                          min_count=min_count)
+    return make
+
+
+@pytest.fixture
+def train_toy_model(toy_corpus):
+    """A function ``(path=None, epochs=3) -> (model, corpus, path)``: a small model trained on the
+    toy corpus, checkpointed at ``path`` when given."""
+    from rnnreg import RegularizedLSTM, TrainConfig, fit
+
+    def train(path=None, epochs=3):
+        corpus = toy_corpus()
+        model = RegularizedLSTM(corpus.vocab_size, 24, seed=0)
+        model.vocabulary = corpus.vocabulary
+        path = None if path is None else str(path)
+        fit(model, corpus.train, corpus.val, TrainConfig(epochs=epochs, lr=2e-2, progress=False,
+                                                         checkpoint_path=path), log=None)
+        return model, corpus, path
+    return train
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """A function ``(code) -> stdout`` that runs code in a fresh interpreter (working directory
+    tmp_path) and fails the test when it exits non-zero."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(code):
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (f"child exited with {proc.returncode}\nstdout: "
+                                      f"{proc.stdout}\nstderr: {proc.stderr}")
+        return proc.stdout
+    return run
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -1,11 +1,13 @@
 """The command line end to end, on small settings."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rnnreg import load_model
 from rnnreg.cli import main
 
 
@@ -92,3 +94,54 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
     table = subprocess.run([sys.executable, str(summarize), str(out), str(out)],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert "2 runs" in table and "| lstm_forward+backward | tiny |" in table
+
+
+def test_cli_flags_reach_the_model_and_trainer(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20",
+                 "--epochs", "2", "--hidden", "8", "--zoneout", "0.1", "--zoneout-cell", "0.5",
+                 "--embedding-dropout", "0.1", "--ar", "2", "--tar", "1", "--tie-weights",
+                 "--optimizer", "nt-asgd", "--lr", "1", "--nonmono", "1", "--quiet",
+                 "--no-progress", "--out", str(out)])
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["model"]["zoneout_hidden"] == 0.1 and history["model"]["zoneout_cell"] == 0.5
+    assert history["model"]["embedding_keep_prob"] == pytest.approx(0.9)
+    assert history["model"]["tie_weights"] and history["model"]["activation_reg"] == 2.0
+    assert history["train_config"]["optimizer"] == "nt-asgd"
+    assert load_model(str(out / "train.checkpoint.npz")).tie_weights
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--zoneout", "1"], "--zoneout"), (["--zoneout-cell", "-0.1"], "--zoneout-cell"),
+    (["--embedding-dropout", "1.5"], "--embedding-dropout"), (["--ar", "-1"], "--ar"),
+    (["--tar", "inf"], "--tar"), (["--tar", "nan"], "--tar"),
+    (["--optimizer", "asgd"], "--optimizer"),
+])
+def test_cli_refuses_bad_rates_naming_the_flag(argv, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "synthetic", "--out", str(tmp_path)] + argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_cli_tying_unequal_sizes_is_one_line(capsys, tmp_path):
+    code = main(["train", "--data", "synthetic", "--train-size", "20", "--eval-size", "10",
+                 "--epochs", "1", "--hidden", "8", "--embedding", "4", "--tie-weights",
+                 "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "embedding_size == hidden_size" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_compare_runs_the_zoneout_and_awd_settings(tmp_path, capsys):
+    code = main(["compare", "--settings", "zoneout", "awd", "--epochs", "2", "--hidden", "16",
+                 "--train-size", "1500", "--eval-size", "600", "--quiet", "--no-progress",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"zoneout", "awd"}
+    assert results["awd"]["model"]["tie_weights"] is True
+    assert results["awd"]["train_config"]["optimizer"] == "nt-asgd"
+    assert results["zoneout"]["model"]["zoneout_cell"] == 0.5
+    assert all(math.isfinite(h["test_loss"]) for h in results.values())

@@ -3,6 +3,7 @@ optional extra; CI installs it)."""
 import numpy as np
 import pytest
 
+import rnnreg
 from rnnreg import RegularizedLSTM, from_torch, to_torch
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (pip install torch)")
@@ -84,3 +85,17 @@ def test_what_nn_lstm_cannot_express_is_refused_clearly():
 def test_dropout_rates_travel_to_the_module():
     module = to_torch(RegularizedLSTM(5, 4, dropout_keep_prob=0.7, num_layers=2, seed=0))
     assert module.output_dropout.p == pytest.approx(0.3) and module.lstm.dropout == pytest.approx(0.3)
+
+
+def test_tied_model_exports_tied_and_comes_back():
+    torch = pytest.importorskip("torch")
+    model = RegularizedLSTM(9, 6, tie_weights=True, seed=1)
+    module = rnnreg.to_torch(model)
+    assert module.head.weight is module.embedding.weight
+    tokens = np.random.default_rng(0).integers(0, 9, (2, 5))
+    logits = module(torch.from_numpy(tokens))[0].detach().numpy()
+    assert np.abs(logits - model.logits(tokens)[0]).max() < 1e-10
+    back = rnnreg.from_torch(module)
+    assert back.tie_weights and np.array_equal(back.logits(tokens)[0], model.logits(tokens)[0])
+    with pytest.raises(ValueError, match="zoneout_hidden"):
+        rnnreg.to_torch(RegularizedLSTM(9, 6, zoneout_hidden=0.1))

@@ -63,6 +63,7 @@ def test_the_numpy_backend_switches_every_kernel(monkeypatch):
     regularizer, the public functions and the optimizers, with every compiled function made to
     fail."""
     import numpy as np
+
     from rnnreg import _backend
     compiled = _backend._kernels
     if compiled is None:

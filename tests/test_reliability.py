@@ -12,8 +12,7 @@ import pytest
 
 import rnnreg
 from rnnreg import RegularizedLSTM, generate_simple_dataset
-from rnnreg import checkpoint as ckpt
-from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnreg.checkpoint import load_checkpoint
 from rnnreg.gradcheck import relative_error
 from rnnreg.training import TrainConfig, evaluate, fit
 
@@ -65,42 +64,6 @@ def test_a_process_killed_while_writing_loses_nothing_saved_before(tmp_path):
         assert (payload["model"]["stamp"] == payload["epoch"]).all()   # one consistent write
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     assert len(leftovers) <= 6   # a killed writer may leave its temporary file, never a torn target
-
-
-def test_a_failed_write_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
-    path = str(tmp_path / "ck.npz")
-    save_checkpoint(path, {"epoch": 1, "model": {"W": np.ones(3)}})
-
-    def broken_replace(src, dst):
-        raise OSError("disk full")
-    monkeypatch.setattr(ckpt.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"epoch": 2, "model": {"W": np.zeros(3)}})
-    monkeypatch.undo()
-    assert load_checkpoint(path)["epoch"] == 1
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
-
-
-def test_checkpoint_holds_what_resuming_needs(tmp_path):
-    train, val = _task()
-    path = str(tmp_path / "ck.npz")
-    model = RegularizedLSTM(12, 8, seed=0, dropout_keep_prob=0.8)
-    fit(model, train, val, TrainConfig(epochs=2, batch_size=16, patience=3, progress=False,
-                                       checkpoint_path=path), log=None)
-    payload = load_checkpoint(path)
-    assert {"model", "optimizer", "monitor", "model_rng", "trainer_rng", "history",
-            "model_config", "epoch"} <= set(payload)
-    assert set(payload["optimizer"]["state"]["m"]) == set(model.params)
-    assert payload["monitor"]["patience"] == 3
-
-
-def test_a_checkpoint_of_another_format_version_is_refused(tmp_path, monkeypatch):
-    path = str(tmp_path / "ck.npz")
-    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 99)
-    save_checkpoint(path, {"epoch": 1})
-    monkeypatch.undo()
-    with pytest.raises(CheckpointError, match="format version 99"):
-        load_checkpoint(path)
 
 
 # ----------------------------------------------------------------------------- exploding gradients

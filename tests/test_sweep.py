@@ -13,8 +13,7 @@ import pytest
 
 from rnnreg import sweeps as sweep_module
 from rnnreg.cli import main
-from rnnreg.sweeps import (TIMING_FIELDS, parse_grid, parse_space, run_trial, sweep,
-                          sweep_table, sweep_trials)
+from rnnreg.sweeps import TIMING_FIELDS, parse_grid, parse_space, run_trial, sweep, sweep_table, sweep_trials
 
 joblib = pytest.importorskip("joblib", reason="the sweep extra (pip install 'rnnreg[sweep]')")
 
@@ -286,3 +285,12 @@ def test_compare_with_two_jobs_matches_one(tmp_path, capsys):
         assert one[name]["val_loss"] == two[name]["val_loss"]
         assert one[name]["test_loss"] == two[name]["test_loss"]
     assert (tmp_path / "b" / "weights.png").exists()
+
+
+def test_sweeps_can_search_the_new_regularizers():
+    from rnnreg.sweeps import parse_grid, sweep_trials
+    grid = parse_grid(["zoneout=0,0.1", "tie-weights=false,true", "ar=0,2",
+                       "optimizer=adam,nt-asgd", "variable-bptt=false,true"])
+    assert len(sweep_trials(grid)) == 32
+    with pytest.raises(ValueError, match="zoneout"):
+        parse_grid(["zoneout=1.2"])

@@ -4,46 +4,34 @@ import json
 import numpy as np
 import pytest
 
-from rnnreg import CharCorpus, RegularizedLSTM, Vocabulary, load_model, save_model
-from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnreg import CharCorpus, RegularizedLSTM, Vocabulary
 from rnnreg.cli import main
 from rnnreg.data import UNKNOWN
 from rnnreg.training import TrainConfig, fit
 
-TEXT = "the cat sat on the mat. the dog sat on the log. " * 20 + "zq"
 
 
-def _corpus(min_count=1):
-    return CharCorpus(TEXT, "the rat sat. ~", "a cat on a mat.", name="toy", min_count=min_count)
 
 
-def test_vocabulary_round_trip_and_unknown_symbol():
-    corpus = _corpus()
+def test_vocabulary_round_trip_and_unknown_symbol(toy_corpus):
+    corpus = toy_corpus()
     vocab = corpus.vocabulary
     assert vocab.chars[0] == UNKNOWN and len(vocab) == corpus.vocab_size
     ids = vocab.encode("the cat~")
     assert ids[-1] == 0                                      # "~" was never in training
     assert vocab.decode(ids) == "the cat\ufffd"
     assert Vocabulary(vocab.to_list()) == vocab
-    rare = _corpus(min_count=2)                              # "z" and "q" seen once: unknown
+    rare = toy_corpus(min_count=2)                              # "z" and "q" seen once: unknown
     assert "z" not in rare.vocabulary.index and (rare.train == 0).sum() == 2
     for bad in ([], ["a", UNKNOWN], [UNKNOWN, "a", "a"], [UNKNOWN, "ab"], [UNKNOWN, 3]):
         with pytest.raises(ValueError):
             Vocabulary(bad)
 
 
-def _trained_model(tmp_path=None, epochs=3):
-    corpus = _corpus()
-    model = RegularizedLSTM(corpus.vocab_size, 24, seed=0)
-    model.vocabulary = corpus.vocabulary
-    path = None if tmp_path is None else str(tmp_path / "ck.npz")
-    fit(model, corpus.train, corpus.val, TrainConfig(epochs=epochs, lr=2e-2, progress=False,
-                                                     checkpoint_path=path), log=None)
-    return model, corpus, path
 
 
-def test_logits_carry_state_like_one_long_sequence():
-    model, corpus, _ = _trained_model()
+def test_logits_carry_state_like_one_long_sequence(train_toy_model):
+    model, corpus, _ = train_toy_model()
     ids = corpus.train[:30]
     whole, state = model.logits(ids)
     first, s1 = model.logits(ids[:12])
@@ -55,8 +43,8 @@ def test_logits_carry_state_like_one_long_sequence():
     assert batch.shape == (2, 30, corpus.vocab_size)
 
 
-def test_generation_is_reproducible_and_respects_top_k():
-    model, corpus, _ = _trained_model()
+def test_generation_is_reproducible_and_respects_top_k(train_toy_model):
+    model, corpus, _ = train_toy_model()
     a = model.generate("the ", 60, temperature=0.8, rng=3)
     b = model.generate("the ", 60, temperature=0.8, rng=3)
     c = model.generate("the ", 60, temperature=0.8, rng=4)
@@ -68,25 +56,6 @@ def test_generation_is_reproducible_and_respects_top_k():
         RegularizedLSTM(5, 4, seed=0).generate("abc", 3)
     with pytest.raises(ValueError, match="temperature"):
         model.generate("the ", 3, temperature=0)
-
-
-def test_model_files_and_checkpoints_carry_the_vocabulary(tmp_path):
-    model, corpus, ckpt = _trained_model(tmp_path)
-    path = str(tmp_path / "model.npz")
-    save_model(model, path)
-    for source in (path, ckpt):
-        loaded = load_model(source)
-        assert loaded.vocabulary == corpus.vocabulary
-    loaded = load_model(path)
-    for name, value in model.params.items():
-        np.testing.assert_array_equal(loaded.params[name], value)
-    assert loaded.generate("the ", 30, rng=5) == model.generate("the ", 30, rng=5)
-    assert "optimizer" not in load_checkpoint(path)
-    payload = load_checkpoint(path)
-    payload["vocabulary"] = payload["vocabulary"][:-1]       # one symbol short of the model
-    save_checkpoint(path, payload)
-    with pytest.raises(CheckpointError, match="vocabulary"):
-        load_model(path)
 
 
 @pytest.mark.slow
@@ -164,8 +133,9 @@ def test_train_and_sample_on_your_own_text_from_the_command_line(tmp_path, capsy
     assert "bad.txt: not UTF-8" in capsys.readouterr().err
 
 
-def test_fit_takes_a_corpus():
-    corpus = CharCorpus.from_text(TEXT * 2 + "\n".join(["the mat sat"] * 30), name="toy")
+def test_fit_takes_a_corpus(toy_corpus):
+    text = ("the cat sat on the mat. the dog sat on the log. " * 20 + "zq") * 2
+    corpus = CharCorpus.from_text(text + "\n".join(["the mat sat"] * 30), name="toy")
     model = RegularizedLSTM(corpus.vocab_size, 12, seed=0)
     history = fit(model, corpus, config=TrainConfig(epochs=2, progress=False), log=None)
     assert model.vocabulary == corpus.vocabulary

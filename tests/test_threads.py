@@ -11,8 +11,17 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import rnnreg
-from rnnreg import (RegularizedLSTM, TrainConfig, fit, get_num_threads, lstm_backward,
-                    lstm_forward, lstm_layer_norm_params, matmul, set_num_threads)
+from rnnreg import (
+    RegularizedLSTM,
+    TrainConfig,
+    fit,
+    get_num_threads,
+    lstm_backward,
+    lstm_forward,
+    lstm_layer_norm_params,
+    matmul,
+    set_num_threads,
+)
 from rnnreg._backend import _kernels
 
 pytestmark = [pytest.mark.kernels,

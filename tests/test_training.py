@@ -1,14 +1,16 @@
-"""Optimizers, weight decay, the trainer, checkpoints and resume."""
+"""The trainer (rnnreg.training): batches, truncated and variable-length BPTT, weight decay,
+clipping, schedules, NT-ASGD in fit, evaluation."""
 import math
 
 import numpy as np
 import pytest
 
-from rnnreg import RegularizedLSTM, compute_l2_penalty, generate_simple_dataset
-from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+import rnnreg
+from rnnreg import RegularizedLSTM, TrainConfig, compute_l2_penalty, fit, generate_simple_dataset
+from rnnreg.checkpoint import load_checkpoint
 from rnnreg.gradcheck import numerical_gradient, relative_error
 from rnnreg.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_lr, l2_gradient
-from rnnreg.training import TrainConfig, TrainingError, evaluate, fit, iterate_batches, load_model
+from rnnreg.training import TrainingError, evaluate, iterate_batches, variable_bptt_lengths
 
 
 def _small_task(seed=1):
@@ -175,55 +177,6 @@ def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_pa
     assert load_checkpoint(path)["epoch"] == 2  # the last completed epoch, intact
 
 
-def test_checkpoint_round_trip(tmp_path):
-    train, val = _small_task()
-    model = RegularizedLSTM(12, 16, seed=0, use_layer_norm=True, num_layers=2, embedding_size=5)
-    path = tmp_path / "run.npz"
-    fit(model, train, val, TrainConfig(epochs=2, batch_size=16, patience=2, progress=False,
-                                       checkpoint_path=str(path)), log=None)
-    payload = load_checkpoint(path)
-    assert payload["epoch"] == 1
-    restored = load_model(path)
-    for name, value in model.state_dict().items():
-        # restore_best_weights may have rolled `model` back; the checkpoint holds the last epoch
-        assert restored.params[name].shape == value.shape
-    assert restored.config() == model.config()
-
-
-def test_resume_is_bit_identical(tmp_path):
-    train, val = _small_task()
-    config = dict(epochs=4, batch_size=16, seed=7, progress=False, patience=10)
-    straight = RegularizedLSTM(12, 16, seed=1, dropout_keep_prob=0.8)
-    h_straight = fit(straight, train, val, TrainConfig(**config), log=None)
-
-    path = str(tmp_path / "ck.npz")
-    first = RegularizedLSTM(12, 16, seed=1, dropout_keep_prob=0.8)
-    fit(first, train, val, TrainConfig(**{**config, "epochs": 2}, checkpoint_path=path), log=None)
-    resumed = RegularizedLSTM(12, 16, seed=999, dropout_keep_prob=0.8)  # state comes from the file
-    h_resumed = fit(resumed, train, val, TrainConfig(**config), resume_from=path, log=None)
-    assert h_resumed["train_loss"] == h_straight["train_loss"]
-    assert h_resumed["val_loss"] == h_straight["val_loss"]
-    for name, value in straight.state_dict().items():
-        np.testing.assert_array_equal(resumed.params[name], value)
-
-
-def test_corrupted_checkpoint_is_refused_clearly(tmp_path):
-    path = tmp_path / "c.npz"
-    save_checkpoint(str(path), {"model": {"W": np.arange(6.0).reshape(2, 3)}, "epoch": 3})
-    good = path.read_bytes()
-    path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupted"):
-        load_checkpoint(str(path))
-    # flip bytes inside the array data: the checksum catches it
-    data = bytearray(good)
-    idx = data.find(np.arange(6.0).tobytes())
-    assert idx > 0
-    data[idx + 3] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError):
-        load_checkpoint(str(path))
-
-
 def test_global_norm_of_large_float32_gradients_does_not_overflow():
     from rnnreg.optim import global_norm
     grads = {"w": np.full(4, 1e30, np.float32)}
@@ -243,3 +196,68 @@ def test_layer_norm_lstm_with_dropout_keeps_gradients_tame():
     assert max(float(np.abs(g).max()) for g in grads.values()) < 10
     assert model._cache["dropout_masks"][0] is None          # one-hot input: not dropped
     assert model._cache["dropout_masks"][1] is not None      # the output is
+
+
+def _stream(n=600, seed=0, V=9):
+    rng = np.random.default_rng(seed)
+    return (np.arange(n) + rng.integers(0, 2, n)) % V
+
+
+def test_fit_with_nt_asgd_evaluates_and_ends_with_the_averaged_weights():
+    train, val = _stream(800), _stream(300, 1)
+    model = RegularizedLSTM(9, 8, seed=0)
+    lines = []
+    config = TrainConfig(epochs=6, optimizer="nt-asgd", lr=10.0, nonmono=1, progress=False)
+    history = fit(model, train, val, config, log=lines.append)
+    assert any("averaging" in line for line in lines)
+    # The final model is the average (what was evaluated last).
+    assert abs(rnnreg.evaluate(model, val) - history["val_loss"][-1]) < 1e-12
+
+
+def test_nt_asgd_needs_validation_data():
+    with pytest.raises(ValueError, match="nt-asgd"):
+        fit(RegularizedLSTM(9, 8), _stream(), None,
+            TrainConfig(epochs=1, optimizer="nt-asgd", progress=False), log=lambda _: None)
+
+
+# ----------------------------------------------------------------------------- variable BPTT
+def test_variable_bptt_lengths_cover_the_stream_around_bptt():
+    rng = np.random.default_rng(0)
+    lengths = variable_bptt_lengths(100_000, 35, rng)
+    assert sum(lengths) == 100_000 and min(lengths) >= 1
+    assert min(lengths[:-1]) >= 5
+    # 95% around 35, 5% around 17.5 (sd 5): mean 0.95*35 + 0.05*17.5 - 0.5 (int truncation)
+    assert abs(np.mean(lengths[:-1]) - (0.95 * 35 + 0.05 * 17.5 - 0.5)) < 0.3
+    assert 4.5 < np.std([x for x in lengths if x > 25]) < 6
+
+
+def test_variable_bptt_scales_each_steps_learning_rate(monkeypatch):
+    """The step of a chunk of length L uses lr · L / bptt (Merity et al. 2017, 4.1)."""
+    seen = []
+    original = rnnreg.optim.SGD.step
+
+    def spy(self, grads):
+        seen.append(self.lr)
+        return original(self, grads)
+    monkeypatch.setattr(rnnreg.optim.SGD, "step", spy)
+    config = TrainConfig(epochs=1, optimizer="sgd", lr=0.2, bptt=20, batch_size=2,
+                         variable_bptt=True, progress=False, seed=3)
+    fit(RegularizedLSTM(9, 8, seed=0), _stream(2000), None, config, log=lambda _: None)
+    lengths = variable_bptt_lengths(999, 20, np.random.default_rng(3))
+    assert np.allclose(seen, [0.2 * n / 20 for n in lengths])
+    assert len(set(seen)) > 3
+
+
+def test_variable_bptt_is_for_streams_not_sequence_pairs():
+    pairs = rnnreg.generate_simple_dataset(6, 9, 16, seed=0)
+    with pytest.raises(ValueError, match="variable_bptt"):
+        fit(RegularizedLSTM(9, 8), pairs, None, TrainConfig(epochs=1, variable_bptt=True,
+                                                             progress=False))
+
+
+def test_iterate_batches_with_lengths_reads_every_token_once():
+    stream = np.arange(201)
+    chunks = list(iterate_batches(stream, 4, 10, lengths=[7, 13, 20, 10]))
+    assert [c[0].shape[1] for c in chunks] == [7, 13, 20, 10]
+    assert np.array_equal(np.concatenate([c[0] for c in chunks], axis=1).ravel(),
+                          np.arange(200))
