@@ -141,7 +141,10 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"head": head, "threads": args.threads, "rows": rows}, f, indent=2)
-        print(f"\nwrote {args.json}")
+        table = os.path.splitext(args.json)[0] + ".md"
+        with open(table, "w") as f:
+            f.write(head + "\n\n" + "\n".join(lines) + "\n")
+        print(f"\nwrote {args.json} and {table}")
     return 0
 
 

@@ -29,3 +29,20 @@ def test_readme_snippet_runs(index, tmp_path, monkeypatch):
             expected = line.split("#", 1)[1].strip()
             if expected.startswith("("):
                 assert expected in printed, (expected, printed)
+
+
+def test_every_marked_table_matches_the_recorded_run_it_names():
+    """The README's tables of numbers are copies of recorded results (benchmarks/readme_tables.py
+    writes them): a rerun that changes a record, or a hand edit, fails here until regenerated."""
+    import importlib.util
+    script = README.parent / "benchmarks" / "readme_tables.py"
+    if not script.exists():
+        pytest.skip("benchmarks/ is not beside the tests")
+    spec = importlib.util.spec_from_file_location("readme_tables", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = README.read_text(encoding="utf-8")
+    assert text.count("<!-- table: ") >= 5
+    _, changed = module.regenerate(text)
+    assert not changed, f"README tables differ from their records: {changed}; run python " \
+        "benchmarks/readme_tables.py"
