@@ -352,5 +352,83 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
                 np.lib.format.write_array(raw, np.frombuffer(json.dumps(meta).encode(), np.uint8))
                 data = raw.getvalue()
             dst.writestr(info.filename, data)
-    with pytest.raises(CheckpointError, match="the model's W0"):
+    with pytest.raises(CheckpointError, match="W0"):
         load_model(meta_path)
+
+
+# ----------------------------------------------------------------------------- wrong and crafted files
+def _crafted_model_file(path, hidden):
+    """A tiny model file whose model_config declares a model of ``hidden`` units (~700 bytes):
+    a hostile file claiming a huge model."""
+    meta = {"format_version": ckpt.FORMAT_VERSION, "arrays": {}, "sha256": "0" * 64,
+            "payload": {"model_config": {"vocab_size": 50, "hidden_size": hidden}}}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        raw = io.BytesIO()
+        np.lib.format.write_array(raw, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        zf.writestr("meta.json.npy", raw.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("hidden", [20_000, 2**30])
+def test_a_small_file_declaring_a_huge_model_is_refused_at_once(tmp_path, hidden):
+    import time
+    path = _crafted_model_file(str(tmp_path / "crafted.npz"), hidden)
+    assert os.path.getsize(path) < 1000
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(CheckpointError):
+            load_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0
+    assert peak < 50_000_000
+
+
+def test_members_claiming_more_than_the_file_can_hold_are_refused(tmp_path):
+    model = RegularizedLSTM(10, 8, seed=0)
+    path = save_model(model, str(tmp_path / "m.npz"))
+    data = bytearray(open(path, "rb").read())
+    # the central directory's uncompressed size of the first member: claim 2 GB
+    directory = data.rfind(b"PK\x01\x02")
+    data[directory + 24:directory + 28] = (2**31 - 1).to_bytes(4, "little")
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError, match="refused before decompressing|corrupted"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "json", "other", "dev-zero"])
+def test_the_wrong_kind_of_file_is_named_as_such(tmp_path, kind):
+    if kind == "folder":
+        path, message = str(tmp_path), "is a folder"
+    elif kind == "json":
+        path, message = str(tmp_path / "history.json"), "JSON file"
+        open(path, "w").write('{"epoch": [0]}')
+    elif kind == "other":
+        path, message = str(tmp_path / "notes.txt"), "not a zip archive"
+        open(path, "w").write("some notes")
+    else:
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero")
+        path, message = "/dev/zero", "not a regular file"
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_a_corrupted_member_is_a_checkpoint_error_not_a_zlib_error(tmp_path):
+    model = RegularizedLSTM(10, 8, seed=0)
+    path = str(tmp_path / "m.npz")
+    with zipfile.ZipFile(save_model(model, str(tmp_path / "plain.npz"))) as src, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    data = bytearray(open(path, "rb").read())
+    start = data.find(b"PK\x03\x04", 10)   # the second member's local header
+    name_length = int.from_bytes(data[start + 26:start + 28], "little")
+    body = start + 30 + name_length
+    for k in range(body + 40, body + 80):   # scramble its deflate stream
+        data[k] ^= 0x5A
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_model(path)

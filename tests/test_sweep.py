@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from rnnreg import sweeps as sweep_module
@@ -294,3 +295,28 @@ def test_sweeps_can_search_the_new_regularizers():
     assert len(sweep_trials(grid)) == 32
     with pytest.raises(ValueError, match="zoneout"):
         parse_grid(["zoneout=1.2"])
+
+
+def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_records(tmp_path):
+    out = str(tmp_path / "sw")
+    first = sweep({"dropout": [0.0, 0.3]}, settings=TINY, jobs=1, out=out, progress=False)
+    second = sweep({"dropout": [0.5]}, settings=TINY, jobs=1, out=out, progress=False)
+    assert [r["params"] for r in second] == [{"dropout": 0.5}]
+    with open(os.path.join(out, "sweep.json")) as f:
+        kept = json.load(f)["trials"]
+    assert sorted(r["params"]["dropout"] for r in kept) == [0.0, 0.3, 0.5]
+    assert [comparable(r) for r in kept if r["params"]["dropout"] != 0.5] == \
+        [comparable(r) for r in first]
+    table = open(os.path.join(out, "sweep.md")).read()   # the folder's table: all three
+    assert len([ln for ln in table.splitlines() if re.match(r"\| \d+ \|", ln)]) == 3
+
+
+def test_sweep_json_is_strict_json(tmp_path):
+    """A diverged value is written as null, never NaN or Infinity (which strict parsers reject)."""
+    from rnnreg.sweeps import _write_json
+    path = str(tmp_path / "s.json")
+    _write_json(path, {"trials": [{"best_val_loss": float("nan"), "history": {
+        "val_loss": [1.0, float("inf"), np.float32("nan")]}}]})
+    text = open(path).read()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["trials"][0]["history"]["val_loss"] == [1.0, None, None]

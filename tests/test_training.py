@@ -261,3 +261,23 @@ def test_iterate_batches_with_lengths_reads_every_token_once():
     assert [c[0].shape[1] for c in chunks] == [7, 13, 20, 10]
     assert np.array_equal(np.concatenate([c[0] for c in chunks], axis=1).ravel(),
                           np.arange(200))
+
+
+def test_resuming_a_run_that_stopped_early_gives_the_same_result(tmp_path):
+    """A finished run stays finished: resuming it neither trains on nor changes its result."""
+    train = generate_simple_dataset(10, 12, 96, seed=1)
+    val = generate_simple_dataset(10, 12, 32, seed=2)
+    test = generate_simple_dataset(10, 12, 32, seed=3)
+    path = str(tmp_path / "run.npz")
+    config = TrainConfig(epochs=40, patience=1, lr=3e-2, progress=False, checkpoint_path=path)
+    model = RegularizedLSTM(12, 16, seed=0)
+    first = fit(model, train, val, config, test=test, log=lambda line: None)
+    assert first["stopped_epoch"] is not None and first["stopped_epoch"] < 39
+    lines = []
+    again = RegularizedLSTM(12, 16, seed=0)
+    second = fit(again, train, val, config, test=test, resume_from=path, log=lines.append)
+    assert any("stopped early" in line and "nothing to resume" in line for line in lines)
+    for key in ("epoch", "val_loss", "best_epoch", "stopped_epoch", "test_loss"):
+        assert second[key] == first[key], key
+    for name in model.params:
+        assert np.array_equal(again.params[name], model.params[name]), name

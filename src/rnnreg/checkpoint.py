@@ -19,8 +19,10 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
+import zlib
 
 from typing import TYPE_CHECKING, Union
 
@@ -119,6 +121,12 @@ ALLOWED_DTYPES = frozenset(np.dtype(t).str for t in (np.float32, np.float64, np.
 MAX_META_BYTES = 16 << 20       # meta.json: shapes, scalars, RNG states, history
 MAX_NPY_HEADER = 65536 + 16     # the largest header of a .npy member (format 1.0) we accept
 MAX_MEMBERS = 100_000
+# Deflate cannot compress better than about 1032:1, so members that claim more than this many
+# bytes per byte of the file are lying: refused before anything is decompressed.
+MAX_EXPANSION = 1100
+# What rnnreg's files are read with: a failure of any of these is a CheckpointError, one line.
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
+                NotImplementedError, RuntimeError)
 
 
 def _fail(path, message):
@@ -189,15 +197,42 @@ def read_meta(path):
     """The checked meta.json of a checkpoint (format version, array names, shapes and dtypes,
     the payload's JSON part), read without decompressing any array."""
     with _open(path) as archive:
-        return _meta(path, archive)[0]
+        try:
+            return _meta(path, archive)[0]
+        except _READ_ERRORS as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or "
+                                  f"corrupted): {exc}") from exc
 
 
 def _open(path):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    """The file as a zip archive: only a regular file (a folder, a pipe or a device such as
+    /dev/zero is refused before anything is read), and only a zip archive (a JSON file, a file
+    of another program: said as such, not as a damaged checkpoint)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path} is a folder, not a model file or checkpoint (.npz)")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path} is not a regular file (a pipe, device or socket), not a "
+                              "model file or checkpoint")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc}") from exc
+    if head[:2] != b"PK":
+        what = "a JSON file" if head[:1] in (b"{", b"[") else "not a zip archive"
+        raise CheckpointError(f"{path} is not an rnnreg model file or checkpoint ({what}; "
+                              "rnnreg writes .npz archives)")
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted): "
                               f"{exc}") from exc
 
@@ -206,6 +241,10 @@ def _meta(path, archive):
     infos = archive.infolist()
     if len(infos) > MAX_MEMBERS:
         raise _fail(path, f"{len(infos)} members, more than a checkpoint holds")
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_EXPANSION * max(os.path.getsize(path), 1) + MAX_META_BYTES:
+        raise _fail(path, f"its members claim {declared} bytes, more than a file of "
+                          f"{os.path.getsize(path)} bytes can hold: refused before decompressing")
     members = {info.filename: info for info in infos}
     info = members.pop("meta.json.npy", None)
     if info is None:
@@ -246,7 +285,7 @@ def load_checkpoint(path, expect=None):
                 expect(meta)
             arrays = {name: _read_member(path, archive, members[name[1:] + ".npy"], spec)
                       for name, spec in meta["arrays"].items()}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        except _READ_ERRORS as exc:
             if isinstance(exc, CheckpointError):
                 raise
             raise CheckpointError(f"{path} is not a readable checkpoint (truncated or "
@@ -466,6 +505,42 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
     return epoch + 1
 
 
+def _check_declared_model(path, config, meta):
+    """Before a model is built from a file's model_config: the weights it declares must be
+    exactly those of that config, so a small file cannot make load_model build (allocate) a
+    model larger than the arrays the file really holds."""
+    from .model import parameter_shapes
+    try:
+        sizes = {k: config.get(k) for k in ("vocab_size", "hidden_size", "num_layers")}
+        for key, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        output_size = config.get("output_size") or sizes["vocab_size"]
+        embedding_size = config.get("embedding_size")
+        if config.get("tie_weights") and embedding_size is None:
+            embedding_size = sizes["hidden_size"]
+        for value in (output_size, embedding_size):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 < value < 2**31):
+                raise ValueError(f"output_size and embedding_size must be positive ints, got "
+                                 f"{value!r}")
+        if sizes["num_layers"] > 1024:
+            raise ValueError(f"num_layers {sizes['num_layers']} is not a model rnnreg builds")
+        shapes = parameter_shapes(sizes["vocab_size"], sizes["hidden_size"], output_size,
+                                  sizes["num_layers"], embedding_size,
+                                  bool(config.get("use_layer_norm")),
+                                  bool(config.get("tie_weights")))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
+    declared = {name[len("/model/"):]: tuple(spec["shape"]) for name, spec in
+                meta["arrays"].items() if name.startswith("/model/")}
+    if declared != shapes:
+        differ = sorted(set(declared) ^ set(shapes)) or sorted(
+            name for name in shapes if declared[name] != shapes[name])
+        raise CheckpointError(f"{path}: its weights are not those of the model its "
+                              f"model_config describes (differ: {differ[:5]})")
+
+
 def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     """A RegularizedLSTM from a file of :func:`save_model` or a checkpoint of :func:`fit`: its
     weights and, when saved, its vocabulary. The file is untrusted input: the model's settings
@@ -497,9 +572,11 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     True
     """
     from .model import RegularizedLSTM
-    config = read_meta(path)["payload"].get("model_config")
+    meta = read_meta(path)
+    config = meta["payload"].get("model_config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
+    _check_declared_model(path, config, meta)
     try:
         model = RegularizedLSTM(**config)
     except (TypeError, ValueError) as exc:

@@ -3,7 +3,9 @@
 splits (from a text, files, folders or documents), and the built-in corpus of the standard
 library's docstrings (:func:`load_stdlib_docstrings`)."""
 import copy
+import fnmatch
 import os
+import stat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -320,24 +322,65 @@ def _fractions(val_fraction, test_fraction):
     return val_fraction, test_fraction
 
 
+def _is_regular_file(path):
+    """A regular file (or a link to one): not a folder, a named pipe, a device or a socket,
+    which a reader would block on or read without end."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _text_files_below(folder, pattern="*.txt"):
+    """Regular files below ``folder`` whose names (or, for a pattern with a folder part, whose
+    paths) match ``pattern``, sorted. Linked folders are not entered, so a link loop (``ln -s .
+    self``) can neither repeat files nor run without end."""
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in names:
+            path = os.path.join(root, name)
+            if os.sep in pattern:   # "**/" matches no folder too, as in glob
+                match = fnmatch.fnmatch(path, pattern) or \
+                    fnmatch.fnmatch(path, pattern.replace("**" + os.sep, ""))
+            else:
+                match = fnmatch.fnmatch(name, pattern)
+            if match and _is_regular_file(path):
+                found.append(path)
+    return sorted(found)
+
+
 def _expand_paths(paths):
     """Files named by paths: files as given, folders as every *.txt below them (sorted), glob
-    patterns as what they match (sorted). Raises naming a path that gives no file."""
+    patterns as what they match (sorted). Only regular files are read (a named pipe would block);
+    linked folders are not entered, and a file reached twice (through a link) is read once.
+    Raises naming a path that gives no file."""
     import glob
-    files = []
+    files, seen = [], set()
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            found = sorted(glob.glob(os.path.join(path, "**", "*.txt"), recursive=True))
+            found = _text_files_below(path)
         elif any(ch in path for ch in "*?["):
-            found = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
-        elif os.path.isfile(path):
+            if "**" in path:   # a recursive pattern: walked without entering linked folders
+                base = path.split("**", 1)[0].rstrip("/" + os.sep) or os.curdir
+                found = _text_files_below(base, path) if os.path.isdir(base) else []
+            else:
+                found = sorted(f for f in glob.glob(path) if _is_regular_file(f))
+        elif os.path.exists(path):
+            if not _is_regular_file(path):
+                raise ValueError(f"{path}: not a regular file (a folder, pipe, device or "
+                                 "socket); give text files or folders of them")
             found = [path]
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
         if not found:
             raise FileNotFoundError(f"{path}: no text files there (a folder gives its *.txt files)")
-        files.extend(found)
+        for f in found:
+            real = os.path.realpath(f)
+            if real not in seen:
+                seen.add(real)
+                files.append(f)
     return files
 
 

@@ -40,7 +40,28 @@ from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKE
                            decay_parameter_names)
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
 
-__all__ = ["RegularizedLSTM"]
+__all__ = ["RegularizedLSTM", "parameter_shapes"]
+
+
+def parameter_shapes(vocab_size, hidden_size, output_size, num_layers, embedding_size,
+                     use_layer_norm, tie_weights):
+    """name -> shape of every parameter of a model of these sizes, in the model's order, computed
+    without allocating any (a file's declared model is checked against it before it is built)."""
+    from ._conventions import layer_norm_param_size
+    H = hidden_size
+    shapes = {}
+    if embedding_size is not None:
+        shapes["embedding"] = (vocab_size, embedding_size)
+    for layer in range(num_layers):
+        D = H if layer > 0 else (vocab_size if embedding_size is None else embedding_size)
+        shapes[f"W{layer}"], shapes[f"b{layer}"] = (D + H, 4 * H), (4 * H,)
+        if use_layer_norm:
+            for name in LSTM_LAYER_NORM_PARAMS:
+                shapes[f"ln{layer}.{name}"] = (layer_norm_param_size(name, H),)
+    if not tie_weights:
+        shapes["Why"] = (H, output_size)
+    shapes["by"] = (output_size,)
+    return shapes
 
 # The model calls the kernels through rnnreg._ops (not the public functions): its inputs (token
 # ids, states) are validated on the way in, and its parameters are compared with the shapes and
@@ -179,7 +200,13 @@ class RegularizedLSTM:
             raise ValueError(f"recurrent_init must be None or 'orthogonal', got {recurrent_init!r}")
         self.recurrent_init = recurrent_init
         self.rng = v.as_generator(seed, "seed")
+        # name -> shape of every parameter, fixed at creation: the contract _check_params enforces
+        # (and load_model checks a file against before building anything).
+        self._param_shapes = parameter_shapes(
+            self.vocab_size, self.hidden_size, self.output_size, self.num_layers,
+            self.embedding_size, self.use_layer_norm, self.tie_weights)
         self.params = self._init_params()
+        assert {name: p.shape for name, p in self.params.items()} == self._param_shapes
         # Parameter names per layer, built once (the forward pass runs at every step).
         self._layer_names = [(f"W{layer}", f"b{layer}",
                               tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS))
@@ -187,8 +214,6 @@ class RegularizedLSTM:
         # The characters behind the token ids, when the model reads text (a data.Vocabulary):
         # saved with the model, needed to generate text.
         self.vocabulary = None
-        # name -> shape of every parameter, fixed at creation: the contract _check_params enforces.
-        self._param_shapes = {name: p.shape for name, p in self.params.items()}
         self.grads = {}
         self._cache = None
         #: The AR + TAR terms of the last training forward pass (already in its loss).

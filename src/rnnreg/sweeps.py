@@ -362,14 +362,15 @@ def _key(params):
 
 
 def _read_previous(path, settings):
-    """The records of an earlier run of the same sweep (an empty dict when there is none)."""
+    """The records of earlier sweeps in the same folder, by trial key (an empty dict when there
+    are none): every one is kept in sweep.json; those done are not run again."""
     if not os.path.exists(path):
         return {}
     try:
         with open(path) as f:
             previous = json.load(f)
         saved, trials = previous["settings"], previous["trials"]
-        records = {_key(t["params"]): t for t in trials if t["status"] == STATUS_DONE}
+        records = {_key(t["params"]): t for t in trials}
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a sweep.json of rnnreg ({exc}); use another --out") \
             from None
@@ -385,10 +386,24 @@ def _json_settings(settings):
     return json.loads(json.dumps(settings, default=str))
 
 
+def _json_safe(obj):
+    """obj with every float that is not finite (a diverged loss) as None: strict JSON has no
+    NaN or Infinity, and a record's status says what happened."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(val) for k, val in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(val) for val in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def _write_json(path, obj):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
+        json.dump(_json_safe(obj), f, indent=1, default=float, allow_nan=False)
     os.replace(tmp, path)   # atomic: a reader sees the old file or the new one, never half
 
 
@@ -492,14 +507,18 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     records = {}
     tasks = {}
     for index, params in enumerate(trials):
-        if _key(params) in previous:
+        if previous.get(_key(params), {}).get("status") == STATUS_DONE:
             records[index] = previous[_key(params)]
         else:
             vocab_size, trial_data = data_for(params)
             tasks[index] = (base, params, trial_data, vocab_size)
+    # Records of earlier sweeps in this folder that this one does not repeat: kept, after its own.
+    current = {_key(params) for params in trials}
+    kept = [record for key, record in previous.items() if key not in current]
     if previous:
         _logger.info(f"{out}: {len(records)} of {len(trials)} trials already done; "
-                     f"running {len(tasks)}")
+                     f"running {len(tasks)}" + (f"; keeping {len(kept)} records of earlier "
+                                                "sweeps" if kept else ""))
     bar = _TrialProgress(len(tasks), jobs, progress)
     weights = {}
 
@@ -509,7 +528,7 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         weights[index] = trial_weights
         bar.update(record)
         if path:
-            done = [records[i] for i in sorted(records)]
+            done = [records[i] for i in sorted(records)] + kept
             _write_json(path, dict(header, trials=done))
 
     try:
@@ -526,12 +545,13 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     finally:
         bar.close()
     ordered = [records[i] for i in range(len(trials))]
-    if out:
-        swept = list(dict.fromkeys(name for params in trials for name in params))
+    if out:   # the folder's table and plot: this sweep's trials and those kept from earlier ones
+        folder = ordered + kept
+        swept = list(dict.fromkeys(name for r in folder for name in r["params"]))
         with open(os.path.join(out, "sweep.md"), "w") as f:
-            f.write(sweep_table(ordered) + "\n")
+            f.write(sweep_table(folder) + "\n")
         from .plotting import plot_sweep
-        fig = plot_sweep(ordered, swept, log_scale={n for n, b in (space or {}).items() if b[2]},
+        fig = plot_sweep(folder, swept, log_scale={n for n, b in (space or {}).items() if b[2]},
                          unit="nats per token" if base["data"] == ["synthetic"] else "nats/char")
         fig.savefig(os.path.join(out, "sweep.png"), dpi=100)
         import matplotlib.pyplot as plt

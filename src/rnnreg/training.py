@@ -397,6 +397,10 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     if resume_from is not None:
         first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
                                              run.rng, run.history, config)
+        if run.history["stopped_epoch"] is not None:   # early stopping ended it: it stays ended
+            run.log(f"the run in {resume_from} stopped early at epoch "
+                    f"{run.history['stopped_epoch']}; nothing to resume")
+            return run.finish()
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         lr = run.learning_rate(epoch)

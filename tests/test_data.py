@@ -1,0 +1,65 @@
+"""Reading a user's text (rnnreg.data): folders and patterns give regular files only, each once,
+whatever links or pipes lie among them — nothing hangs, nothing leaks across splits."""
+import os
+
+import pytest
+
+from rnnreg import CharCorpus
+from rnnreg.data import _expand_paths
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX file kinds")
+
+
+def _documents(folder, n=5):
+    folder.mkdir(exist_ok=True)
+    for k in range(n):
+        (folder / f"doc{k}.txt").write_text(f"document {k}: " + "the cat sat. " * 20)
+    return folder
+
+
+def test_a_named_pipe_in_a_folder_is_skipped_not_read(tmp_path):
+    folder = _documents(tmp_path / "t", 3)
+    os.mkfifo(folder / "a.txt")   # reading it would block for ever
+    files = _expand_paths([str(folder)])
+    assert sorted(os.path.basename(f) for f in files) == ["doc0.txt", "doc1.txt", "doc2.txt"]
+    corpus = CharCorpus.from_files([str(folder)], seed=0)
+    assert sum(len(corpus.starts[s]) for s in ("train", "val", "test")) == 3
+
+
+def test_a_named_pipe_given_by_name_is_refused_naming_it(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(ValueError, match="pipe.txt: not a regular file"):
+        _expand_paths([str(tmp_path / "pipe.txt")])
+
+
+def test_a_link_loop_reads_every_document_once(tmp_path):
+    folder = _documents(tmp_path / "t")
+    os.symlink(".", folder / "self")
+    files = _expand_paths([str(folder)])
+    assert len(files) == 5
+    corpus = CharCorpus.from_files([str(folder)], seed=0)
+    counts = {s: len(corpus.starts[s]) for s in ("train", "val", "test")}
+    assert sum(counts.values()) == 5, counts   # no copy of a document in two splits
+
+
+def test_two_link_loops_end_at_once(tmp_path):
+    folder = _documents(tmp_path / "t")
+    os.symlink(".", folder / "a")
+    os.symlink(".", folder / "b")
+    assert len(_expand_paths([str(folder)])) == 5
+    assert len(_expand_paths([str(folder / "**" / "*.txt")])) == 5
+
+
+def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
+    folder = _documents(tmp_path / "t", 3)
+    os.symlink(folder / "doc0.txt", folder / "alias.txt")
+    files = _expand_paths([str(folder), str(folder / "doc1.txt"), str(folder / "*.txt")])
+    assert len(files) == 3
+
+
+def test_a_recursive_pattern_matches_the_top_folder_too(tmp_path):
+    folder = _documents(tmp_path / "t", 2)
+    sub = _documents(folder / "sub", 2)
+    (sub / "notes.md").write_text("not text")
+    files = _expand_paths([str(folder / "**" / "*.txt")])
+    assert len(files) == 4
