@@ -99,3 +99,48 @@ def test_tied_model_exports_tied_and_comes_back():
     assert back.tie_weights and np.array_equal(back.logits(tokens)[0], model.logits(tokens)[0])
     with pytest.raises(ValueError, match="zoneout_hidden"):
         rnnreg.to_torch(RegularizedLSTM(9, 6, zoneout_hidden=0.1))
+
+
+def _lm(extra=None, embedding_kwargs=None):
+    """A hand-built language model: embedding, LSTM, (extra layer,) head."""
+    class LM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(11, 6, **(embedding_kwargs or {}))
+            self.rnn = torch.nn.LSTM(6, 6, batch_first=True)
+            self.extra = extra
+            self.out = torch.nn.Linear(6, 11)
+
+        def forward(self, tokens, state=None):
+            y, state = self.rnn(self.emb(tokens), state)
+            if self.extra is not None:
+                y = self.extra(y)
+            return self.out(y), state
+    return LM().double()
+
+
+def test_a_layer_the_converter_does_not_map_is_refused_by_name():
+    with pytest.raises(ValueError, match="LayerNorm at 'extra'"):
+        from_torch(_lm(torch.nn.LayerNorm(6)))
+    with pytest.raises(ValueError, match="Tanh at 'extra'"):
+        from_torch(_lm(torch.nn.Tanh()))
+
+
+def test_an_embedding_that_renormalizes_is_refused():
+    with pytest.raises(ValueError, match="max_norm"):
+        from_torch(_lm(embedding_kwargs={"max_norm": 0.1}))
+
+
+def test_a_forward_that_does_more_than_the_layers_is_caught_on_a_probe():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(11, 6)
+            self.rnn = torch.nn.LSTM(6, 6, batch_first=True)
+            self.out = torch.nn.Linear(6, 11)
+
+        def forward(self, tokens):
+            y, _ = self.rnn(self.emb(tokens) * 2.0)   # arithmetic no layer declares
+            return self.out(y)
+    with pytest.raises(ValueError, match="differ from the module's"):
+        from_torch(Scaled().double())

@@ -250,6 +250,36 @@ def test_a_killed_dask_worker_is_survived(dask_client):
     assert [comparable(r) for r in records] == [comparable(r) for r in reference]
 
 
+@pytest.mark.slow
+def test_a_one_worker_cluster_whose_worker_dies_still_records_every_trial():
+    """The only worker killed mid-sweep: its nanny starts a new one, the lost trials are
+    submitted again with their data, and every trial ends with a record — no traceback."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
+        pid = next(iter(client.run(os.getpid).values()))
+        thread, box = _run_in_thread(
+            lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=client, progress=False))
+        deadline = time.monotonic() + 60   # wait for the event: a trial running on the worker
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(client.processing().values())
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=240)
+        assert not thread.is_alive() and "result" in box
+        records = box["result"]
+        assert len(records) == 4 and all(r["status"] in ("done", "failed") for r in records)
+        done = [(comparable(r), comparable(ref)) for r, ref in zip(records, reference)
+                if r["status"] == "done"]
+        assert done and all(a == b for a, b in done)
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_scheduler_without_dask_says_how_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "distributed", None)
     code = main(["sweep", "--data", "synthetic", "--train-size", "60", "--epochs", "1",
@@ -320,3 +350,17 @@ def test_sweep_json_is_strict_json(tmp_path):
     text = open(path).read()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text)["trials"][0]["history"]["val_loss"] == [1.0, None, None]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"settings": 3, "trials": []}',
+                                     '{"settings": {}, "trials": ["x"]}',
+                                     '{"settings": {}, "trials": [{"params": {}}]}', "NaN"])
+def test_a_corrupted_sweep_json_is_one_line_not_a_traceback(content, tmp_path, capsys):
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "sweep.json").write_text(content)
+    code = main(["sweep", "--data", "synthetic", "--train-size", "40", "--epochs", "1",
+                 "--hidden", "8", "--grid", "dropout=0", "--jobs", "1", "--no-progress",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a sweep.json of rnnreg" in err and "Traceback" not in err

@@ -163,9 +163,10 @@ def kernels():
     return _choice.module
 
 
-def _count_from_environment(name, default):
+def _count_from_environment(name, default, maximum):
     """A non-negative integer setting from the environment variable ``name`` (``default`` when
-    it is unset or blank); anything else raises ValueError naming the variable."""
+    it is unset or blank), at most ``maximum``; anything else raises ValueError naming the
+    variable."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -173,17 +174,18 @@ def _count_from_environment(name, default):
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {text!r}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from 0 to {maximum}, got {text!r}")
     return value
 
 
 if _kernels is not None:
     # RNNREG_NUM_THREADS: at most this many threads per kernel call (0: no limit of rnnreg's).
-    _kernels._set_thread_limit(_count_from_environment("RNNREG_NUM_THREADS", 0))
+    _kernels._set_thread_limit(_count_from_environment("RNNREG_NUM_THREADS", 0, 2**16))
     # RNNREG_ARRAY_CACHE_MB: freed result memory kept for reuse (see "result memory" in
     # rnnreg/_kernels.pyx; 0 keeps none).
-    _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256) << 20)
+    _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256,
+                                                           2**40) << 20)
     # A process made by fork runs the kernels on one thread: GNU OpenMP's thread pool does not
     # survive fork (a child using it would hang). Spawned processes start afresh.
     if hasattr(os, "register_at_fork"):

@@ -193,6 +193,7 @@ def from_torch(module, vocabulary=None, seed=None):
     torch = _torch()
     from .model import RegularizedLSTM
     nn = torch.nn
+    _refuse_what_is_not_mapped(module, nn)
     lstms, heads, embeddings = (_find(module, k) for k in (nn.LSTM, nn.Linear, nn.Embedding))
     if len(lstms) != 1 or len(heads) != 1 or len(embeddings) > 1:
         raise ValueError(f"from_torch needs one nn.LSTM, one nn.Linear and at most one "
@@ -207,6 +208,12 @@ def from_torch(module, vocabulary=None, seed=None):
         raise ValueError(f"the nn.Linear reads {head.in_features} features, the LSTM gives {H}")
     if embedding is not None and embedding.embedding_dim != lstm.input_size:
         raise ValueError("the nn.Embedding's size does not match the LSTM's input size")
+    if embedding is not None and embedding.max_norm is not None:
+        raise ValueError(f"nn.Embedding(max_norm={embedding.max_norm}) renormalizes the rows it "
+                         "looks up: rnnreg's embedding has no equivalent")
+    if not lstm.batch_first:
+        raise ValueError("an nn.LSTM with batch_first=False reads (T, N, ...) inputs; rnnreg "
+                         "maps batch-first modules (batch_first=True)")
     dtype = lstm.weight_ih_l0.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"weights must be float32 or float64, got {dtype}")
@@ -235,4 +242,61 @@ def from_torch(module, vocabulary=None, seed=None):
     model.load_state_dict(state)
     model.vocabulary = vocabulary if vocabulary is not None else getattr(
         module, "rnnreg_vocabulary", None)
+    _check_on_a_probe(module, model, torch)
     return model
+
+
+# Modules from_torch maps (or that compute nothing in evaluation), and containers of them.
+_MAPPED = ("LSTM", "Linear", "Embedding", "Dropout", "Identity")
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _refuse_what_is_not_mapped(module, nn):
+    """Refuse, by name, any torch module inside ``module`` that from_torch cannot map (a layer
+    norm between the LSTM and the head, an activation, ...): dropping it silently would give
+    another model."""
+    for name, child in module.named_modules():
+        if child is module and type(child).__module__.split(".")[0] != "torch":
+            continue   # the user's own container: what its forward does is checked on a probe
+        kind = type(child).__name__
+        if isinstance(child, (nn.LSTM, nn.Linear, nn.Embedding, nn.Dropout, nn.Identity,
+                              nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            continue
+        if type(child).__module__.split(".")[0] != "torch" and not any(
+                True for _ in child.parameters(recurse=False)):
+            continue   # a user's container holding mapped layers
+        raise ValueError(f"from_torch maps {', '.join(_MAPPED)} layers (in containers); the "
+                         f"module holds {kind} at {name or 'its top'!r}, which it cannot map")
+
+
+def _check_on_a_probe(module, model, torch):
+    """The converted model must compute what the module computes: logits on a probe input,
+    compared before the model is returned (a module without a forward of its own is a plain
+    container of the mapped layers, checked by its structure alone)."""
+    if type(module).forward is torch.nn.Module.forward:
+        return
+    tokens = np.random.default_rng(0).integers(0, model.vocab_size, (2, 5))
+    expected, _ = model.logits(tokens)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.from_numpy(tokens))
+    except Exception as exc:   # a forward that takes other inputs than token ids
+        raise ValueError(f"from_torch could not check the converted model: the module's "
+                         f"forward did not take token ids (N, T) ({type(exc).__name__}: "
+                         f"{exc})") from exc
+    finally:
+        module.train(was_training)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    logits = np.asarray(logits.detach().cpu().to(torch.float64).numpy())
+    if logits.shape != expected.shape:
+        raise ValueError(f"from_torch: the module's forward gives logits of shape "
+                         f"{logits.shape}, the converted model {expected.shape}: the module does "
+                         "something the converter does not map")
+    tolerance = 1e-9 if model.dtype == np.float64 else 1e-4
+    worst = float(np.abs(logits - expected).max())
+    if not worst <= tolerance * max(1.0, float(np.abs(expected).max())):
+        raise ValueError(f"from_torch: the converted model's logits differ from the module's by "
+                         f"up to {worst:.3g} on a probe input: the module's forward does "
+                         "something the converter does not map")

@@ -284,26 +284,37 @@ def _dask_api():
     return Client, as_completed, KilledWorker
 
 
-def _dask(tasks, scheduler, on_record, on_slots):
-    """Run ``tasks`` on the Dask cluster at ``scheduler`` (an address, or a Client)."""
-    Client, as_completed, KilledWorker = _dask_api()
+def _dask(tasks, scheduler, on_record, on_slots, retries=2):
+    """Run ``tasks`` on the Dask cluster at ``scheduler`` (an address, or a Client). Each trial
+    carries its data (nothing lives only on a worker that may die); a trial whose worker died,
+    or whose future was lost or cancelled with it, is submitted again (``retries`` times), then
+    recorded as failed — the sweep itself never ends in a traceback."""
+    Client, as_completed, _ = _dask_api()
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    attempts = {key: 0 for key in tasks}
+
+    def submit(key):
+        settings, params, data, vocab_size = tasks[key]
+        return client.submit(run_trial, settings, params, data, vocab_size, pure=False)
     try:
-        shared = {}   # one copy of each data set on the cluster, not one per trial
-        futures = {}
-        for key, (settings, params, data, vocab_size) in tasks.items():
-            if id(data) not in shared:
-                shared[id(data)] = client.scatter(data, broadcast=True)
-            future = client.submit(run_trial, settings, params, shared[id(data)], vocab_size,
-                                   pure=False)
-            futures[future] = key
+        futures = {submit(key): key for key in tasks}
         on_slots(sum(client.nthreads().values()))
-        for future in as_completed(list(futures)):
-            key = futures[future]
+        queue = as_completed(list(futures))
+        for future in queue:
+            key = futures.pop(future)
             try:
                 record = future.result()
-            except KilledWorker as exc:
-                record = _failed(tasks[key][1], f"workers died running this trial: {exc}")
+            except Exception as exc:   # KilledWorker, CancelledError, a lost connection, ...
+                attempts[key] += 1
+                if attempts[key] <= retries:
+                    _logger.warning(f"trial {_label(tasks[key][1])}: {type(exc).__name__} "
+                                    f"({exc}); submitting it again ({attempts[key]}/{retries})")
+                    again = submit(key)
+                    futures[again] = key
+                    queue.add(again)
+                    continue
+                record = _failed(tasks[key][1], f"workers died running this trial: "
+                                                f"{type(exc).__name__}: {exc}")
             on_record(key, record)
     finally:
         if not isinstance(scheduler, Client):
@@ -371,9 +382,12 @@ def _read_previous(path, settings):
             previous = json.load(f)
         saved, trials = previous["settings"], previous["trials"]
         records = {_key(t["params"]): t for t in trials}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a sweep.json of rnnreg ({exc}); use another --out") \
-            from None
+        if not isinstance(saved, dict) or not all(isinstance(t.get("status"), str)
+                                                  for t in records.values()):
+            raise ValueError("its settings or the status of a trial are missing")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a sweep.json of rnnreg ({type(exc).__name__}: {exc}); "
+                         "use another --out") from None
     differ = [f"{k} ({saved.get(k)!r}, now {settings.get(k)!r})"
               for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
     if differ:
@@ -535,7 +549,8 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         if scheduler is not None:
             if return_weights:
                 raise ValueError("return_weights is for local sweeps")
-            _dask(tasks, scheduler, on_record, on_slots=lambda n: setattr(bar, "jobs", n))
+            _dask(tasks, scheduler, on_record, on_slots=lambda n: setattr(bar, "jobs", n),
+                  retries=retries)
         elif jobs == 1 or len(tasks) <= 1:
             for index, task in tasks.items():
                 on_record(index, run_trial(*task, return_weights=return_weights))
