@@ -449,7 +449,7 @@ class RegularizedLSTM:
         return loss, logits.reshape(N, T, -1), (h_final, c_final)
 
     def largest_cell_state(self) -> float:
-        """The largest absolute cell state |c| of the last :meth:`forward_batch`, over every
+        """The largest absolute cell state ``|c|`` of the last :meth:`forward_batch`, over every
         layer, sequence and step (how far the cells have grown: the trainer logs it)."""
         if self._cache is None:
             raise RuntimeError("largest_cell_state() needs a preceding forward_batch(...)")
