@@ -1,5 +1,6 @@
 """The command line end to end, on small settings."""
 import json
+import os
 import math
 import subprocess
 import sys
@@ -145,3 +146,38 @@ def test_compare_runs_the_zoneout_and_awd_settings(tmp_path, capsys):
     assert results["awd"]["train_config"]["optimizer"] == "nt-asgd"
     assert results["zoneout"]["model"]["zoneout_cell"] == 0.5
     assert all(math.isfinite(h["test_loss"]) for h in results.values())
+
+
+def test_the_model_file_holds_the_weights_the_run_reports(tmp_path, capsys):
+    """After early stopping restores the best epoch, the model file on disk is that epoch's: its
+    test loss is the one the run reports (the checkpoint, for resuming, holds the last epoch)."""
+    import rnnreg
+    from rnnreg.runs import load_data
+    out = tmp_path / "es"
+    argv = ["train", "--layer-norm", "--patience", "1", "--epochs", "8", "--hidden", "32",
+            "--eval-size", "2000", "--train-size", "6000", "--lr", "0.02", "--quiet",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert history["restored_best"] and str(out / "model.npz") in printed
+    _, _, corpus = load_data({"data": ["stdlib"], "train_size": 6000, "eval_size": 2000,
+                              "seed": 0})
+    for name in ("model.npz", "best.npz"):
+        model = rnnreg.load_model(str(out / name))
+        loss = rnnreg.evaluate(model, corpus.test, starts=corpus.starts["test"])
+        assert loss == pytest.approx(history["test_loss"], rel=1e-6), name
+        assert oct((out / name).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert main(["sample", str(out), "--length", "10", "--prime", "The "]) == 0
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_sample_refuses_a_folder_without_a_model_in_one_line(tmp_path, capsys):
+    assert main(["sample", str(tmp_path)]) == 2   # a user error
+    err = capsys.readouterr().err
+    assert "folder without a model file" in err and "Traceback" not in err

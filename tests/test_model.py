@@ -152,3 +152,47 @@ def test_tying_unequal_sizes_is_refused_clearly():
         RegularizedLSTM(7, 5, embedding_size=4, tie_weights=True)
     with pytest.raises(ValueError, match="output_size == vocab_size"):
         RegularizedLSTM(7, 5, output_size=6, tie_weights=True)
+
+
+# ----------------------------------------------------------------------------- sampling
+def _text_model():
+    from rnnreg import CharCorpus
+    corpus = CharCorpus.from_text("abcabcabd\n" * 30)
+    model = RegularizedLSTM(corpus.vocab_size, 8, seed=0)
+    model.vocabulary = corpus.vocabulary
+    return model
+
+
+def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
+    from rnnreg.model import _next_token
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    draws = {_next_token(logits, 1.0, None, 0.75, False, rng) for _ in range(300)}
+    assert draws == {0, 1}                       # 0.5 + 0.3 >= 0.75; 0.5 alone is not
+    draws = {_next_token(logits, 1.0, None, 0.5, False, rng) for _ in range(100)}
+    assert draws == {0}                          # 0.5 reaches 0.5
+    draws = {_next_token(logits, 1.0, 3, 0.99, False, rng) for _ in range(300)}
+    assert draws == {0, 1, 2}                    # top_k first, then top_p
+    assert _next_token(logits, 1.0, None, None, True, rng) == 0
+
+
+def test_sampling_is_seeded_and_greedy_is_the_argmax_path():
+    model = _text_model()
+    assert model.generate("ab", 20, top_p=0.8, rng=3) == model.generate("ab", 20, top_p=0.8, rng=3)
+    greedy = model.generate("ab", 10, greedy=True)
+    ids = model.vocabulary.encode("ab")
+    logits, state = model.logits(ids)
+    expected = []
+    for _ in range(10):
+        nxt = int(np.argmax(logits[-1]))
+        expected.append(nxt)
+        logits, state = model.logits(np.array([nxt]), state)
+    assert greedy == model.vocabulary.decode(np.array(expected), unknown="")
+
+
+def test_a_prime_with_characters_the_vocabulary_lacks_is_refused_naming_them():
+    model = _text_model()
+    with pytest.raises(ValueError, match="'xz'"):
+        model.generate("abzx", 5)
+    with pytest.raises(ValueError, match="top_p"):
+        model.generate("ab", 5, top_p=1.5)

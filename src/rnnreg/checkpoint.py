@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .model import RegularizedLSTM
 
 FORMAT_VERSION = 1
+# The process's umask (read once: os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_meta",
            "FORMAT_VERSION", "save_model", "load_model", "save_training_state",
            "restore_training_state"]
@@ -94,6 +97,9 @@ def save_checkpoint(path, payload):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        # mkstemp makes the file 0600; give it the mode any other file gets (0644 under the
+        # usual umask of 022), as np.save or open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getvalue())
             f.flush()
@@ -371,7 +377,7 @@ def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -
 
 
 # Settings a resumed run may change: how long it runs, where it writes, whether it shows progress.
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_path")
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_path", "best_model_path", "model_path")
 HISTORY_KEYS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds")
 
 

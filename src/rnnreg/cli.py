@@ -49,9 +49,11 @@ def _train(args):
     settings = vars(args)
     description, vocab_size, data = load_data(settings)
     print(f"data: {description}")
+    best, final = os.path.join(args.out, "best.npz"), os.path.join(args.out, "model.npz")
     model, history = train_run(settings, data, vocab_size, name="train",
                                checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
-                               resume=args.resume, log=_epoch_log(args, "train"))
+                               resume=args.resume, log=_epoch_log(args, "train"),
+                               best_model_path=best, model_path=final)
     _write_json(os.path.join(args.out, "history.json"), history)
     fig = plot_learning_curves(history["train_loss"], history["val_loss"],
                                title=f"rnnreg train ({model.parameter_count():,} parameters)",
@@ -60,8 +62,10 @@ def _train(args):
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=100)
     print(f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
           f"test loss {history['test_loss']:.4f}; {history['wall_seconds']:.1f}s")
-    print(f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz, "
+    print(f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz (to resume), "
           f"{args.out}/learning_curves.png")
+    print(f"model: {final} (the weights reported above); best validation: {best}; sample with: "
+          f"rnnreg sample {args.out}")
     return 0
 
 
@@ -92,7 +96,7 @@ def _compare(args):
     records, trial_weights = sweep(
         {"setting": list(args.settings)}, settings=settings_of(args), jobs=args.jobs,
         progress=args.jobs > 1 and not args.quiet,   # one process: its epoch lines show instead
-        return_weights=True,
+        return_weights=True, model_dir=os.path.join(args.out, "models"),
         data=data if isinstance(data, CharCorpus) else None)
     failed = [f"{r['params']['setting']}: {r['error']}" for r in records if r["status"] != "done"]
     if failed:
@@ -112,7 +116,9 @@ def _compare(args):
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
-    print(f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json")
+    print(f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json; each "
+          f"setting's best model in {args.out}/models/ (rnnreg sample "
+          f"{args.out}/models/{args.settings[0]}.npz)")
     return 0
 
 
@@ -133,14 +139,26 @@ def _sweep(args):
     return 0
 
 
+def _model_file(path):
+    """A model file, or a run folder's: its best.npz, else its model.npz, else its checkpoint."""
+    if not os.path.isdir(path):
+        return path
+    for name in ("best.npz", "model.npz", "train.checkpoint.npz"):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise FileNotFoundError(f"{path} is a folder without a model file (best.npz, model.npz or "
+                            "train.checkpoint.npz): give a run folder of rnnreg train, or a file")
+
+
 def _sample(args):
     from .checkpoint import load_model
+    args.checkpoint = _model_file(args.checkpoint)
     model = load_model(args.checkpoint)
     if model.vocabulary is None:
         raise ValueError(f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "
                          "such as --data synthetic): there is no text to sample")
     text = model.generate(args.prime, args.length, temperature=args.temperature,
-                          top_k=args.top_k, rng=args.seed)
+                          top_k=args.top_k, rng=args.seed, top_p=args.top_p, greedy=args.greedy)
     print(args.prime + text)
     return 0
 
@@ -202,12 +220,19 @@ def build_parser():
 
     p = sub.add_parser("sample", help="generate text from a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint of `rnnreg train` or a file of save_model")
+    p.add_argument("checkpoint", metavar="MODEL",
+                   help="a run folder of `rnnreg train` (its best.npz), a model file of "
+                        "save_model, or a checkpoint")
     p.add_argument("--length", type=int, default=200, help="characters to generate")
     p.add_argument("--prime", default="", help="text to start from")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="below 1: more likely characters; above 1: more varied")
     p.add_argument("--top-k", type=int, default=None, help="sample among the K likeliest only")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample among the smallest set of likeliest characters whose probability "
+                        "reaches P (nucleus sampling; after --top-k)")
+    p.add_argument("--greedy", action="store_true",
+                   help="take the likeliest character every time (no sampling)")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
     p.set_defaults(func=_sample)
 

@@ -43,6 +43,29 @@ from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_param
 __all__ = ["RegularizedLSTM", "parameter_shapes"]
 
 
+def _next_token(logits, temperature, top_k, top_p, greedy, rng):
+    """One token from a row of logits: the most likely (greedy), or a draw from softmax(logits /
+    temperature) restricted to the top_k most likely, then to the smallest most-likely set whose
+    probability reaches top_p."""
+    scores = logits.astype(np.float64)
+    if greedy:
+        return int(np.argmax(scores))
+    scores = scores / temperature
+    if top_k is not None and top_k < scores.size:
+        cut = np.partition(scores, -top_k)[-top_k]
+        scores = np.where(scores >= cut, scores, -np.inf)
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        keep = order[:int(np.searchsorted(cumulative, top_p)) + 1]   # reaches top_p
+        kept = np.zeros_like(probs)
+        kept[keep] = probs[keep]
+        probs = kept / kept.sum()
+    return int(rng.choice(probs.size, p=probs))
+
+
 def parameter_shapes(vocab_size, hidden_size, output_size, num_layers, embedding_size,
                      use_layer_norm, tie_weights):
     """name -> shape of every parameter of a model of these sizes, in the model's order, computed
@@ -627,23 +650,65 @@ class RegularizedLSTM:
 
     def generate(self, prime: Union[str, Sequence[int]], length: int, temperature: float = 1.0,
                  top_k: Optional[int] = None,
-                 rng: Union[None, int, np.random.Generator] = None) -> Union[str, NDArray[np.int64]]:
+                 rng: Union[None, int, np.random.Generator] = None, *,
+                 top_p: Optional[float] = None,
+                 greedy: bool = False) -> Union[str, NDArray[np.int64]]:
         """Sample ``length`` tokens after ``prime``.
 
-        ``prime``: text (needs ``model.vocabulary``) or a sequence of token ids. Each next token is
-        drawn from softmax(logits / temperature), restricted to the ``top_k`` most likely when
-        given; ``rng`` (a Generator or a seed) makes it reproducible. Returns the generated text
-        when prime is text, else the generated ids (int64 array)."""
+        Parameters
+        ----------
+        prime : str or sequence of int
+            Text (needs ``model.vocabulary``) or token ids to start from. A character the
+            vocabulary does not hold is an error naming it (it would be read as the unknown
+            symbol, which is not what was typed).
+        length : int
+            Tokens to generate.
+        temperature : float > 0
+            Each next token is drawn from softmax(logits / temperature).
+        top_k : int, optional
+            Draw among the ``top_k`` most likely tokens only.
+        rng : np.random.Generator, int seed or None
+            The same seed gives the same text.
+        top_p : float in (0, 1], optional
+            Nucleus sampling: draw among the smallest set of most likely tokens whose
+            probability reaches ``top_p`` (after ``top_k``, as Hugging Face's ``generate``).
+        greedy : bool
+            Take the most likely token at every step (no draw; temperature, top_k, top_p and rng
+            play no part).
+
+        Returns
+        -------
+        str or ndarray of int64
+            The generated text when prime is text, else the generated ids.
+
+        Examples
+        --------
+        >>> from rnnreg import CharCorpus, RegularizedLSTM
+        >>> corpus = CharCorpus.from_text("abcabcabc.\\n" * 20)
+        >>> model = RegularizedLSTM(corpus.vocab_size, 8, seed=0)
+        >>> model.vocabulary = corpus.vocabulary
+        >>> model.generate("ab", 20, top_p=0.9, rng=0) == model.generate("ab", 20, top_p=0.9, rng=0)
+        True
+        >>> model.generate("ab", 3, greedy=True) == model.generate("ab", 3, greedy=True)
+        True
+        """
         length = v.positive_int(length, "length", minimum=0)
         temperature = v.positive_float(temperature, "temperature")
         if top_k is not None:
             top_k = min(v.positive_int(top_k, "top_k"), self.output_size)
+        if top_p is not None:
+            top_p = v.probability(top_p, "top_p")
         rng = v.as_generator(rng)
         as_text = isinstance(prime, str)
         if as_text:
             if self.vocabulary is None:
                 raise ValueError("prime is text but this model has no vocabulary: pass token ids, "
                                  "or set model.vocabulary")
+            unknown = sorted(set(str(ch) for ch in prime if ch not in self.vocabulary.index))
+            if unknown:
+                raise ValueError(f"prime holds characters the model's vocabulary does not: "
+                                 f"{''.join(unknown)!r}; the model would read each as its unknown "
+                                 "symbol")
             ids = self.vocabulary.encode(prime)
         else:
             ids = v.token_array(prime, "prime", self.vocab_size, ndim=1)
@@ -653,12 +718,7 @@ class RegularizedLSTM:
         last = logits[-1]
         out = np.empty(length, np.int64)
         for k in range(length):
-            scores = last.astype(np.float64) / temperature
-            if top_k is not None and top_k < scores.size:
-                cut = np.partition(scores, -top_k)[-top_k]
-                scores = np.where(scores >= cut, scores, -np.inf)
-            probs = np.exp(scores - scores.max())
-            out[k] = rng.choice(scores.size, p=probs / probs.sum())
+            out[k] = _next_token(last, temperature, top_k, top_p, greedy, rng)
             logits, state = self.logits(out[k:k + 1], state)
             last = logits[-1]
         return self.vocabulary.decode(out, unknown="") if as_text else out

@@ -252,7 +252,8 @@ def build_run(settings: Mapping[str, Any], vocab_size: int,
 def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optional[int] = None,
               *, name: str = "train", overrides: Optional[Mapping[str, Any]] = None,
               checkpoint_path: Optional[str] = None, resume: bool = False,
-              log: Optional[Callable[[str], Any]] = None):
+              log: Optional[Callable[[str], Any]] = None, best_model_path: Optional[str] = None,
+              model_path: Optional[str] = None):
     """Build a model from ``settings`` and train it: what ``rnnreg train`` does, and each trial
     of ``rnnreg compare`` and ``rnnreg sweep``.
 
@@ -269,6 +270,9 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
         A named setting's changes (see :data:`SETTINGS`), applied on top of ``settings``.
     checkpoint_path : str, optional
         Checkpoint every epoch there; with ``resume``, continue from it.
+    best_model_path, model_path : str, optional
+        Model files: the best weights whenever validation improves, and the weights the run
+        reports at its end (see :class:`~rnnreg.TrainConfig`).
     log : callable, optional
         Receives one line per epoch (default: none).
 
@@ -295,6 +299,7 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
         raise ValueError("vocab_size is needed with data")
     model, config = build_run(settings, vocab_size, overrides)
     config.checkpoint_path = checkpoint_path
+    config.best_model_path, config.model_path = best_model_path, model_path
     started = time.perf_counter()
     log = log or (lambda line: None)
     resume_from = None

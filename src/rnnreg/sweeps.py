@@ -184,13 +184,14 @@ def _label(params):
     return " ".join(f"{name}={value}" for name, value in params.items()) or "base"
 
 
-def run_trial(settings, params, data, vocab_size, return_weights=False):
+def run_trial(settings, params, data, vocab_size, return_weights=False, model_path=None):
     """Train once with ``settings`` (destination name -> value, as :func:`default_settings`)
     changed by ``params`` (flag name -> value), on ``data``; return the trial's record.
 
     BLAS is pinned to one thread for the trial (when threadpoolctl is installed), so that N
     workers use N cores and the numbers do not depend on the worker. An exception is recorded,
-    not raised: ``status`` is ``"failed"`` and ``error`` holds its message."""
+    not raised: ``status`` is ``"failed"`` and ``error`` holds its message.
+    ``model_path``: write the trial's best model file there (as ``rnnreg train``'s best.npz)."""
     started = time.perf_counter()
     record = {"params": dict(params), "best_val_loss": None, "test_loss": None,
               "best_epoch": None, "epochs": 0, "seconds": None, "status": STATUS_DONE,
@@ -209,7 +210,8 @@ def run_trial(settings, params, data, vocab_size, return_weights=False):
     try:
         with _one_blas_thread():
             model, history = train_run(trial_settings, data, vocab_size, name=label,
-                                       overrides=overrides, log=log)
+                                       overrides=overrides, log=log,
+                                       best_model_path=model_path)
     except Exception as exc:   # a failed trial is a result of the sweep, not its end
         from .training import TrainingError
         record["status"] = STATUS_FAILED
@@ -425,7 +427,8 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
           space: Optional[Mapping[str, Tuple[float, float, bool]]] = None,
           settings: Optional[Mapping[str, Any]] = None, jobs: Optional[int] = None,
           scheduler: Any = None, out: Optional[str] = None, progress: bool = True,
-          retries: int = 2, data: Any = None, return_weights: bool = False) -> Any:
+          retries: int = 2, data: Any = None, return_weights: bool = False,
+          model_dir: Optional[str] = None) -> Any:
     """Train once per trial and return the trials' records.
 
     Parameters
@@ -457,6 +460,9 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         finished trial; False: neither.
     retries : int
         How many times trials are resubmitted after a local worker process dies.
+    model_dir : str, optional
+        Keep each trial's best model there, as ``<trial label>.npz`` (local sweeps only;
+        ``rnnreg compare`` keeps one per setting).
     return_weights : bool
         Also return each trial's final weights (``model.weights()``; local sweeps only) —
         ``rnnreg compare`` draws its histograms from them.
@@ -526,6 +532,13 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         else:
             vocab_size, trial_data = data_for(params)
             tasks[index] = (base, params, trial_data, vocab_size)
+    if model_dir is not None:
+        if scheduler is not None:
+            raise ValueError("model_dir is for local sweeps (a cluster's workers write on their "
+                             "own disks)")
+        os.makedirs(model_dir, exist_ok=True)
+    model_paths = {index: None if model_dir is None else os.path.join(
+        model_dir, _file_name(_label(trials[index])) + ".npz") for index in tasks}
     # Records of earlier sweeps in this folder that this one does not repeat: kept, after its own.
     current = {_key(params) for params in trials}
     kept = [record for key, record in previous.items() if key not in current]
@@ -553,9 +566,11 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
                   retries=retries)
         elif jobs == 1 or len(tasks) <= 1:
             for index, task in tasks.items():
-                on_record(index, run_trial(*task, return_weights=return_weights))
+                on_record(index, run_trial(*task, return_weights=return_weights,
+                                           model_path=model_paths[index]))
         else:
-            _local({i: t + (return_weights,) for i, t in tasks.items()}, min(jobs, len(tasks)),
+            _local({i: t + (return_weights, model_paths[i]) for i, t in tasks.items()},
+                   min(jobs, len(tasks)),
                    retries, on_record)
     finally:
         bar.close()
@@ -574,6 +589,11 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     if return_weights:
         return ordered, [weights.get(i) for i in range(len(trials))]
     return ordered
+
+
+def _file_name(label):
+    """A trial's label as a file name: letters, digits and ._=- kept, the rest as _."""
+    return "".join(ch if ch.isalnum() or ch in "._=-" else "_" for ch in label) or "trial"
 
 
 def _fmt(value):

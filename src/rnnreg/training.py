@@ -90,6 +90,12 @@ class TrainConfig:
         A progress bar per epoch (only when stderr is a terminal).
     checkpoint_path : str, optional
         Write a checkpoint there after every epoch (``fit(..., resume_from=path)`` continues it).
+    best_model_path : str, optional
+        Write a model file (:func:`rnnreg.save_model`: weights, settings, vocabulary) there
+        whenever the validation loss improves: the best weights seen, as they were evaluated.
+    model_path : str, optional
+        Write a model file there at the end: the weights the run reports (its test loss is
+        theirs) — the best ones when early stopping restores them.
     nonmono : int
         NT-ASGD's non-monotone interval n (epochs).
     variable_bptt : bool
@@ -124,6 +130,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     checkpoint_path: Optional[str] = None
+    best_model_path: Optional[str] = None
+    model_path: Optional[str] = None
     nonmono: int = 5
     variable_bptt: bool = False
 
@@ -577,6 +585,10 @@ class _Run:
                         if data.val is not None else None)
             if self.monitor is not None:
                 go_on = self.monitor.check(val_loss, epoch, model=self.model)
+            best = self.history["best_val_loss"]
+            if config.best_model_path and val_loss is not None and (
+                    best is None or val_loss < best):   # the best so far, as evaluated
+                save_model(self.model, config.best_model_path)
         return val_loss, stats.get("max_abs_c"), go_on
 
     def record(self, epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
@@ -611,9 +623,12 @@ class _Run:
                                 self.monitor, self.rng, self.history, epoch, self.config)
 
     def finish(self, failed=False):
-        return _finish(self.model, self.monitor, self.history, self.data.test, self.config,
-                       self.log, failed=failed, test_starts=self.data.test_starts,
-                       optimizer=self.optimizer)
+        history = _finish(self.model, self.monitor, self.history, self.data.test, self.config,
+                          self.log, failed=failed, test_starts=self.data.test_starts,
+                          optimizer=self.optimizer)
+        if self.config.model_path:   # the weights whose test loss the history reports
+            save_model(self.model, self.config.model_path)
+        return history
 
 
 def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None,
