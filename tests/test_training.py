@@ -281,3 +281,25 @@ def test_resuming_a_run_that_stopped_early_gives_the_same_result(tmp_path):
         assert second[key] == first[key], key
     for name in model.params:
         assert np.array_equal(again.params[name], model.params[name]), name
+
+
+def test_verbose_levels_print_epoch_lines_with_the_total_and_an_eta(capsys):
+    train, val = _small_task()
+    fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=3), verbose=2)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 3 and lines[0].startswith("epoch   0/3") and "ETA" in lines[0]
+    assert "ETA" not in lines[-1]   # nothing left
+    fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=2), verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="verbose"):
+        fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=1), verbose=3)
+
+
+def test_auto_verbosity_is_silent_when_piped_and_shows_in_a_notebook(monkeypatch):
+    from rnnreg import training
+    monkeypatch.setattr(training, "_in_notebook", lambda: False)
+    monkeypatch.setattr(training.sys.stderr, "isatty", lambda: False, raising=False)
+    assert training._verbosity("auto") == 0
+    monkeypatch.setattr(training, "_in_notebook", lambda: True)   # a Jupyter kernel
+    assert training._verbosity("auto") == 1
+    assert training._Progress(3, "epoch 0", True).enabled

@@ -308,14 +308,43 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
 
 
 # ----------------------------------------------------------------------------- progress
+def _in_notebook():
+    """Whether this runs in a Jupyter kernel (where stderr is no terminal, but tqdm.auto draws a
+    widget)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _interactive():
+    return _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
+def _verbosity(verbose):
+    """fit's verbose as 0, 1 or 2 ("auto": 1 in a terminal or notebook, else 0)."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1 if _interactive() else 0
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 class _Progress:
-    """A progress bar over one epoch's batches on stderr — only when stderr is a terminal, so a
-    log piped to a file holds lines, not redrawn frames. tqdm's (``tqdm.auto``: a widget in
-    notebooks, with rate and ETA) when tqdm is installed, else a plain one-line bar."""
+    """A progress bar over one epoch's batches — only on a terminal (stderr) or in a notebook,
+    so that a log piped to a file holds lines, not redrawn frames. tqdm's (``tqdm.auto``: a
+    widget in notebooks, with rate and ETA) when tqdm is installed, else a plain one-line bar."""
 
     def __init__(self, total, label, enabled):
         self.total, self.label = total, label
-        self.enabled = enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.enabled = enabled and _interactive()
         self.done, self.last, self.bar = 0, 0.0, None
         if self.enabled:
             try:
@@ -360,7 +389,7 @@ def _steps_per_epoch(data, batch_size, bptt):
 def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         config: Optional[TrainConfig] = None, *, test: Any = None,
         resume_from: Optional[str] = None, log: Optional[Callable[[str], Any]] = None,
-        name: Optional[str] = None) -> Dict[str, Any]:
+        name: Optional[str] = None, verbose: Union[int, str] = "auto") -> Dict[str, Any]:
     """Train ``model`` and return its history.
 
     Parameters
@@ -372,10 +401,16 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     config : TrainConfig
     resume_from : path of a checkpoint written by an earlier ``fit`` (same model and config):
         training continues after its last epoch, with the same results as a run that never stopped.
-    log : callable taking one line per epoch; by default the lines go to the ``rnnreg`` logger
-        at INFO level (``logging.basicConfig(level=logging.INFO)`` shows them)
+    log : callable taking one line per epoch (``epoch i/N``, the losses, the learning rate, the
+        gradient norm, seconds and the ETA of the run); when not given, the lines are printed
+        (``verbose`` 1 or 2) or go to the ``rnnreg`` logger at INFO level (``verbose=0``)
     name : str, optional
         A label for the progress bar and log lines (e.g. the setting of a comparison)
+    verbose : {"auto", 0, 1, 2}
+        As in Keras: 0 silent, 1 a progress bar per epoch (in a terminal, or a widget in a
+        Jupyter notebook through ``tqdm.auto``) and a line per epoch, 2 a line per epoch. "auto"
+        is 1 in a terminal or a notebook and 0 otherwise (a script whose output is piped, a test).
+        ``TrainConfig(progress=False)`` turns the bar off whatever the level.
 
     Returns
     -------
@@ -399,8 +434,11 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     True
     """
     config = (config or TrainConfig()).validate()
+    level = _verbosity(verbose)
+    if log is None:
+        log = _logger.info if level == 0 else (lambda line: print(line, flush=True))
     data = _Data.prepare(model, train, val, test, config)
-    run = _Run(model, data, config, log or _logger.info, name)
+    run = _Run(model, data, config, log, name, bar=level == 1)
     first_epoch = 0
     if resume_from is not None:
         first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
@@ -479,8 +517,9 @@ class _Run:
     """One run of :func:`fit`: its generator, optimizer, schedule, early-stopping monitor and
     history, and the steps of an epoch."""
 
-    def __init__(self, model, data, config, log, name):
+    def __init__(self, model, data, config, log, name, bar=True):
         self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
+        self.bar = bar and config.progress
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = make_optimizer(model, config)
         self.schedule = _schedule(config)
@@ -519,7 +558,7 @@ class _Run:
         steps = len(lengths) if lengths is not None else \
             _steps_per_epoch(train, config.batch_size, config.bptt)
         progress = _Progress(steps, f"{self.name + ' ' if self.name else ''}epoch {epoch}",
-                             config.progress)
+                             self.bar)
         sum_loss = sum_ce = sum_norm = 0.0
         tokens = batches = column = 0
         state = None
@@ -599,11 +638,13 @@ class _Run:
                            ("val_loss", val_loss), ("lr", optimizer.lr), ("grad_norm", grad_norm),
                            ("max_abs_c", max_abs_c), ("seconds", seconds)):
             history[key].append(value)
-        line = (f"epoch {epoch:3d}  train {train_loss:.4f}"
+        epochs = self.config.epochs
+        remaining = (epochs - 1 - epoch) * sum(history["seconds"]) / len(history["seconds"])
+        line = (f"epoch {epoch:3d}/{epochs}  train {train_loss:.4f}"
                 + (f"  val {val_loss:.4f}" if val_loss is not None else "")
                 + f"  lr {optimizer.lr:.2e}  |g| {grad_norm:.2f}"
                 + (f"  |c|max {max_abs_c:.1f}" if max_abs_c is not None else "")
-                + f"  {seconds:.1f}s")
+                + f"  {seconds:.1f}s" + (f"  ETA {_duration(remaining)}" if remaining > 0 else ""))
         if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
             line += "  (NT-ASGD: averaging from here on)"
         if monitor is not None:
