@@ -49,11 +49,18 @@ def _train(args):
     settings = vars(args)
     description, vocab_size, data = load_data(settings)
     print(f"data: {description}")
+    from . import __version__
+    from .callbacks import CSVLogger
     best, final = os.path.join(args.out, "best.npz"), os.path.join(args.out, "model.npz")
+    callbacks = [CSVLogger(args.csv, append=args.resume)] if args.csv else []
     model, history = train_run(settings, data, vocab_size, name="train",
                                checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
                                resume=args.resume, log=_epoch_log(args, "train"),
-                               best_model_path=best, model_path=final)
+                               best_model_path=best, model_path=final, callbacks=callbacks)
+    # What made this run, so that a history.json can be traced back to it.
+    history.update(data=description, rnnreg_version=__version__, seed=args.seed,
+                   command="rnnreg " + shlex.join(sys.argv[1:] if args.argv is None
+                                                  else args.argv))
     _write_json(os.path.join(args.out, "history.json"), history)
     fig = plot_learning_curves(history["train_loss"], history["val_loss"],
                                title=f"rnnreg train ({model.parameter_count():,} parameters)",
@@ -216,6 +223,8 @@ def build_parser():
     add_options(p)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
+    p.add_argument("--csv", default=None, metavar="PATH",
+                   help="also write one row per epoch to this CSV file, flushed as it goes")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="generate text from a trained model",
@@ -275,6 +284,7 @@ def main(argv=None):
     from .checkpoint import CheckpointError
     from .training import TrainingError
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     _log_to_stdout()
     try:
         return args.func(args)

@@ -148,8 +148,8 @@ TRAINING_OPTIONS: Tuple[Option, ...] = (
            "by length / bptt (AWD-LSTM)", default=False, switch=True),
     Option("lr", "learning rate", default=_DEFAULTS.lr, type=float),
     Option("lr-schedule", "cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "
-           "halved every third of the run", default="constant",
-           choices=("constant", "cosine", "step")),
+           "halved every third of the run; plateau: halved when validation has not improved "
+           "for 2 epochs", default="constant", choices=("constant", "cosine", "step", "plateau")),
     Option("clip", "gradient-norm clip (0 = off)", default=_DEFAULTS.clip_norm, type=float),
     Option("patience", "early-stopping patience (epochs without improvement)", type=int),
     Option("epochs", "epochs to train", default=_DEFAULTS.epochs, type=int),
@@ -253,7 +253,7 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
               *, name: str = "train", overrides: Optional[Mapping[str, Any]] = None,
               checkpoint_path: Optional[str] = None, resume: bool = False,
               log: Optional[Callable[[str], Any]] = None, best_model_path: Optional[str] = None,
-              model_path: Optional[str] = None):
+              model_path: Optional[str] = None, callbacks=()):
     """Build a model from ``settings`` and train it: what ``rnnreg train`` does, and each trial
     of ``rnnreg compare`` and ``rnnreg sweep``.
 
@@ -275,6 +275,8 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
         reports at its end (see :class:`~rnnreg.TrainConfig`).
     log : callable, optional
         Receives one line per epoch (default: none).
+    callbacks : sequence of rnnreg.callbacks.Callback
+        Passed to :func:`~rnnreg.fit`.
 
     Returns
     -------
@@ -310,11 +312,12 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
                                     "to continue from (run without --resume to start afresh)")
         resume_from = checkpoint_path
     if isinstance(data, CharCorpus):   # fit takes its splits, documents and vocabulary
-        history = fit(model, data, None, config, log=log, resume_from=resume_from, name=name)
+        history = fit(model, data, None, config, log=log, resume_from=resume_from, name=name,
+                      callbacks=callbacks)
     else:
         train, val, test = data
         history = fit(model, train, val, config, test=test, log=log, resume_from=resume_from,
-                      name=name)
+                      name=name, callbacks=callbacks)
     history["wall_seconds"] = time.perf_counter() - started
     history["model"] = model.config()
     history["train_config"] = config.to_dict()

@@ -25,7 +25,7 @@ import logging
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -76,8 +76,9 @@ class TrainConfig:
         λ: coupled L2 (λ/2·Σw² added to the loss) for sgd and adam, decoupled for adamw.
     clip_norm : float or None
         Global gradient-norm clipping; None turns it off.
-    lr_schedule : None, "cosine", "step" or callable
-        A function epoch -> learning rate, or a named schedule.
+    lr_schedule : None, "cosine", "step", "plateau" or callable
+        A function epoch -> learning rate, or a named schedule; "plateau" halves the rate when
+        validation has not improved for 2 epochs (:class:`rnnreg.callbacks.ReduceLROnPlateau`).
     patience : int or None
         Early-stopping patience (None: no early stopping; needs validation data).
     min_delta : float
@@ -123,7 +124,7 @@ class TrainConfig:
     momentum: float = 0.9             # SGD only
     weight_decay: float = 0.0         # coupled L2 for sgd/adam, decoupled for adamw
     clip_norm: Optional[float] = 5.0  # global gradient-norm clipping; None turns it off
-    lr_schedule: Union[None, str, Callable[[int], float]] = None  # None, "cosine", "step" or epoch -> lr
+    lr_schedule: Union[None, str, Callable[[int], float]] = None  # a name, or epoch -> lr
     patience: Optional[int] = None
     min_delta: float = 0.0
     restore_best_weights: bool = True
@@ -154,9 +155,9 @@ class TrainConfig:
         if self.patience is not None:
             v.positive_int(self.patience, "patience", minimum=0)
         if not (self.lr_schedule is None or callable(self.lr_schedule)
-                or self.lr_schedule in ("cosine", "step")):
-            raise ValueError("lr_schedule must be None, 'cosine', 'step' or a function epoch -> lr, "
-                             f"got {self.lr_schedule!r}")
+                or self.lr_schedule in ("cosine", "step", "plateau")):
+            raise ValueError("lr_schedule must be None, 'cosine', 'step', 'plateau' or a function "
+                             f"epoch -> lr, got {self.lr_schedule!r}")
         return self
 
 
@@ -178,7 +179,7 @@ def make_optimizer(model, config):
 
 
 def _schedule(config):
-    if config.lr_schedule is None:
+    if config.lr_schedule in (None, "plateau"):   # plateau: a callback scales the constant rate
         return lambda epoch: config.lr
     if config.lr_schedule == "cosine":
         return cosine_lr(config.lr, config.epochs, warmup_epochs=min(2, config.epochs - 1))
@@ -389,7 +390,8 @@ def _steps_per_epoch(data, batch_size, bptt):
 def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         config: Optional[TrainConfig] = None, *, test: Any = None,
         resume_from: Optional[str] = None, log: Optional[Callable[[str], Any]] = None,
-        name: Optional[str] = None, verbose: Union[int, str] = "auto") -> Dict[str, Any]:
+        name: Optional[str] = None, verbose: Union[int, str] = "auto",
+        callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """Train ``model`` and return its history.
 
     Parameters
@@ -411,6 +413,10 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         Jupyter notebook through ``tqdm.auto``) and a line per epoch, 2 a line per epoch. "auto"
         is 1 in a terminal or a notebook and 0 otherwise (a script whose output is piped, a test).
         ``TrainConfig(progress=False)`` turns the bar off whatever the level.
+    callbacks : sequence of :class:`rnnreg.callbacks.Callback`
+        Called with a :class:`~rnnreg.callbacks.BatchEnd` after every optimizer step and an
+        :class:`~rnnreg.callbacks.EpochEnd` after every epoch; ``on_epoch_end`` returning False
+        stops training (the history's ``stop_reason`` names the callback).
 
     Returns
     -------
@@ -438,7 +444,7 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     if log is None:
         log = _logger.info if level == 0 else (lambda line: print(line, flush=True))
     data = _Data.prepare(model, train, val, test, config)
-    run = _Run(model, data, config, log, name, bar=level == 1)
+    run = _Run(model, data, config, log, name, bar=level == 1, callbacks=callbacks)
     first_epoch = 0
     if resume_from is not None:
         first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
@@ -452,8 +458,8 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         lr = run.learning_rate(epoch)
         train_loss, train_ce, grad_norm = run.train_epoch(epoch, lr)
         val_loss, max_abs_c, go_on = run.validate(epoch)
-        run.record(epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
-                   time.perf_counter() - started)
+        go_on = run.record(epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
+                           time.perf_counter() - started)
         run.checkpoint(epoch)
         if not go_on:
             break
@@ -517,9 +523,14 @@ class _Run:
     """One run of :func:`fit`: its generator, optimizer, schedule, early-stopping monitor and
     history, and the steps of an epoch."""
 
-    def __init__(self, model, data, config, log, name, bar=True):
+    def __init__(self, model, data, config, log, name, bar=True, callbacks=()):
+        from .callbacks import ReduceLROnPlateau
         self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
         self.bar = bar and config.progress
+        self.callbacks = list(callbacks)
+        if config.lr_schedule == "plateau":
+            self.callbacks.append(ReduceLROnPlateau())
+        self.lr_scale = 1.0   # what ReduceLROnPlateau has made of the schedule's rates
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = make_optimizer(model, config)
         self.schedule = _schedule(config)
@@ -539,7 +550,7 @@ class _Run:
     def learning_rate(self, epoch):
         """The schedule's rate for this epoch (a rate that is not a finite number > 0 ends
         the run)."""
-        lr = self.schedule(epoch)
+        lr = self.schedule(epoch) * self.lr_scale
         if not v.is_positive_finite(lr):
             self.fail(f"the learning-rate schedule gave {lr!r} for epoch {epoch}; a learning "
                       "rate must be a finite number > 0")
@@ -586,6 +597,12 @@ class _Run:
                 tokens += targets.size
                 batches += 1
                 progress.update(ce + penalty)
+                if self.callbacks:
+                    from .callbacks import BatchEnd
+                    event = BatchEnd(epoch, batches - 1, ce + penalty, norm, optimizer.lr)
+                    for callback in self.callbacks:
+                        if hasattr(callback, "on_batch_end"):
+                            callback.on_batch_end(event)
         finally:
             progress.close()
         optimizer.lr = lr
@@ -657,6 +674,18 @@ class _Run:
         if not go_on and monitor is not None:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
+        if self.callbacks:
+            from .callbacks import EpochEnd
+            event = EpochEnd(epoch, self.config.epochs, train_loss, train_ce, val_loss,
+                             optimizer.lr, grad_norm, max_abs_c, seconds, history, self.model,
+                             trainer=self)
+            for callback in self.callbacks:
+                if hasattr(callback, "on_epoch_end") and callback.on_epoch_end(event) is False \
+                        and go_on:
+                    go_on = False
+                    history["stopped_epoch"] = epoch
+                    history["stop_reason"] = f"{type(callback).__name__} stopped training"
+        return go_on
 
     def checkpoint(self, epoch):
         if self.config.checkpoint_path:

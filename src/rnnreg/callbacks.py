@@ -1,0 +1,143 @@
+"""Hooks into :func:`rnnreg.fit`: structured events after every batch and every epoch.
+
+A callback is an object with any of the methods ``on_batch_end(event)`` and
+``on_epoch_end(event)``; ``fit(..., callbacks=[...])`` calls them in order. ``on_epoch_end``
+returning False stops training after that epoch (as Keras's ``model.stop_training``, or an
+Optuna pruner). The events are typed: :class:`BatchEnd` and :class:`EpochEnd`.
+
+Built on them: :class:`CSVLogger` (one row per epoch, flushed as it goes — ``rnnreg train
+--csv``), :class:`ReduceLROnPlateau` (``lr_schedule="plateau"``, ``--lr-schedule plateau``) and
+:class:`SampleText` (text from the model every few epochs). Early stopping stays the trainer's
+own monitor (``TrainConfig.patience``), which checkpoints and restores with the run.
+"""
+import csv
+import dataclasses
+import math
+import os
+from typing import Any, Callable, Dict, Optional
+
+__all__ = ["Callback", "BatchEnd", "EpochEnd", "CSVLogger", "ReduceLROnPlateau", "SampleText"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchEnd:
+    """After an optimizer step: the epoch, the batch's index in it, its training loss (with the
+    penalties), its gradient norm before clipping, and the learning rate used."""
+    epoch: int
+    batch: int
+    loss: float
+    grad_norm: float
+    lr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochEnd:
+    """After an epoch's evaluation: what the history records for it (``val_loss`` None without
+    validation data), the epochs the run is set to, the history so far and the model."""
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_ce: float
+    val_loss: Optional[float]
+    lr: float
+    grad_norm: float
+    max_abs_c: Optional[float]
+    seconds: float
+    history: Dict[str, Any]
+    model: Any
+    trainer: Any = dataclasses.field(repr=False, default=None)
+
+
+class Callback:
+    """The base of callbacks (any object with these methods serves as one)."""
+
+    def on_batch_end(self, event: BatchEnd) -> None:
+        """Called after every optimizer step."""
+
+    def on_epoch_end(self, event: EpochEnd) -> Optional[bool]:
+        """Called after every epoch; return False to stop training."""
+        return None
+
+
+class CSVLogger(Callback):
+    """One row per epoch (epoch, train_loss, train_ce, val_loss, lr, grad_norm, max_abs_c,
+    seconds) in a CSV file, flushed as it goes, so that a run can be watched or plotted while it
+    trains. ``append`` continues a file (a resumed run).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
+    >>> from rnnreg.callbacks import CSVLogger
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> _ = fit(RegularizedLSTM(12, 8, seed=0), generate_simple_dataset(6, 12, 32, seed=1),
+    ...         generate_simple_dataset(6, 12, 16, seed=2), TrainConfig(epochs=2),
+    ...         callbacks=[CSVLogger(path)], verbose=0)
+    >>> open(path).read().splitlines()[0]
+    'epoch,train_loss,train_ce,val_loss,lr,grad_norm,max_abs_c,seconds'
+    """
+
+    FIELDS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "max_abs_c",
+              "seconds")
+
+    def __init__(self, path, append=False):
+        self.path = os.fspath(path)
+        self.append = bool(append)
+        self._started = False
+
+    def on_epoch_end(self, event):
+        fresh = not self._started and not (self.append and os.path.exists(self.path))
+        with open(self.path, "w" if fresh else "a", newline="") as f:
+            writer = csv.writer(f)
+            if fresh:
+                writer.writerow(self.FIELDS)
+            writer.writerow(["" if getattr(event, k) is None else getattr(event, k)
+                             for k in self.FIELDS])
+            f.flush()
+        self._started = True
+        return None
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when the validation loss has not improved (by
+    more than ``min_delta``) for ``patience`` epochs, down to ``min_lr`` — Keras's and PyTorch's
+    rule. It scales whatever the schedule gives from then on."""
+
+    def __init__(self, factor=0.5, patience=2, min_delta=0.0, min_lr=0.0):
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+        self.factor, self.patience = float(factor), patience
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.best, self.wait = math.inf, 0
+
+    def on_epoch_end(self, event):
+        if event.val_loss is None or event.trainer is None:
+            return None
+        if event.val_loss < self.best - self.min_delta:
+            self.best, self.wait = event.val_loss, 0
+            return None
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.wait = 0
+            scale = event.trainer.lr_scale * self.factor
+            if event.lr * self.factor >= self.min_lr:
+                event.trainer.lr_scale = scale
+        return None
+
+
+class SampleText(Callback):
+    """Every ``every`` epochs, ``length`` characters from the model after ``prime`` (seeded),
+    passed to ``log`` (print by default): how the model writes as it learns."""
+
+    def __init__(self, prime="The ", length=80, every=1, seed=0,
+                 log: Optional[Callable[[str], Any]] = None):
+        self.prime, self.length, self.every, self.seed = prime, length, every, seed
+        self.log = log or print
+
+    def on_epoch_end(self, event):
+        if (event.epoch + 1) % self.every == 0 and event.model.vocabulary is not None:
+            text = event.model.generate(self.prime, self.length, rng=self.seed)
+            self.log(f"epoch {event.epoch} sample: {self.prime + text!r}")
+        return None

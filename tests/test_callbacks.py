@@ -1,0 +1,113 @@
+"""Hooks into fit (rnnreg.callbacks): structured events, stopping, and the callbacks built on
+them — the CSV log, reduce-on-plateau, samples."""
+import csv
+import json
+import types
+
+import numpy as np
+import pytest
+
+from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
+from rnnreg.callbacks import BatchEnd, Callback, CSVLogger, EpochEnd, ReduceLROnPlateau, SampleText
+from rnnreg.cli import main
+
+
+def _task():
+    return generate_simple_dataset(8, 12, 64, seed=1), generate_simple_dataset(8, 12, 32, seed=2)
+
+
+class Recorder(Callback):
+    def __init__(self, stop_after=None):
+        self.batches, self.epochs, self.stop_after = [], [], stop_after
+
+    def on_batch_end(self, event):
+        self.batches.append(event)
+
+    def on_epoch_end(self, event):
+        self.epochs.append(event)
+        if self.stop_after is not None and event.epoch >= self.stop_after:
+            return False
+        return None
+
+
+def test_events_carry_what_the_history_records():
+    train, val = _task()
+    recorder = Recorder()
+    history = fit(RegularizedLSTM(12, 8, seed=0), train, val,
+                  TrainConfig(epochs=3, batch_size=16), callbacks=[recorder], verbose=0)
+    assert [e.epoch for e in recorder.epochs] == [0, 1, 2]
+    assert all(isinstance(e, EpochEnd) and e.epochs == 3 for e in recorder.epochs)
+    assert [e.val_loss for e in recorder.epochs] == history["val_loss"]
+    assert [e.train_loss for e in recorder.epochs] == history["train_loss"]
+    assert len(recorder.batches) == 3 * 4 and all(isinstance(b, BatchEnd)
+                                                   for b in recorder.batches)
+    assert [b.batch for b in recorder.batches[:4]] == [0, 1, 2, 3]
+
+
+def test_a_callback_can_stop_training_and_is_named():
+    train, val = _task()
+    history = fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=10),
+                  callbacks=[Recorder(stop_after=1)], verbose=0)
+    assert len(history["epoch"]) == 2 and history["stopped_epoch"] == 1
+    assert history["stop_reason"] == "Recorder stopped training"
+
+
+def test_the_csv_log_has_a_row_per_epoch_as_it_goes(tmp_path):
+    train, val = _task()
+    path = tmp_path / "log.csv"
+    seen = []
+
+    class Peek(Callback):   # after the CSV logger: the row of this epoch is already on disk
+        def on_epoch_end(self, event):
+            seen.append(len(path.read_text().splitlines()))
+    history = fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=3),
+                  callbacks=[CSVLogger(path), Peek()], verbose=0)
+    assert seen == [2, 3, 4]
+    rows = list(csv.DictReader(path.open()))
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(history["val_loss"])
+
+
+def test_reduce_on_plateau_halves_after_patience_epochs_without_improvement():
+    trainer = types.SimpleNamespace(lr_scale=1.0)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=2)
+
+    def epoch(k, val):
+        return EpochEnd(k, 10, 1.0, 1.0, val, 0.1 * trainer.lr_scale, 1.0, None, 0.1, {}, None,
+                        trainer=trainer)
+    for k, val in enumerate([2.0, 1.5, 1.6, 1.7, 1.4, 1.45, 1.5]):
+        plateau.on_epoch_end(epoch(k, val))
+    assert trainer.lr_scale == 0.25   # after 1.6, 1.7; after 1.45, 1.5
+
+
+def test_the_plateau_schedule_lowers_the_rate_in_fit():
+    train, val = _task()
+    history = fit(RegularizedLSTM(12, 16, seed=0), train, val,
+                  TrainConfig(epochs=15, lr=0.05, lr_schedule="plateau"), verbose=0)
+    lrs, val_losses = history["lr"], history["val_loss"]
+    assert lrs[0] == 0.05 and min(lrs) < 0.05 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+    first_cut = next(k for k, lr in enumerate(lrs) if lr < 0.05)
+    best_before = min(val_losses[:first_cut - 2])
+    assert all(x >= best_before for x in val_losses[first_cut - 2:first_cut])   # 2 flat epochs
+
+
+def test_samples_are_logged_every_few_epochs():
+    from rnnreg import CharCorpus
+    corpus = CharCorpus.from_text("the cat sat.\n" * 40)
+    lines = []
+    fit(RegularizedLSTM(corpus.vocab_size, 8, seed=0), corpus, None,
+        TrainConfig(epochs=4), callbacks=[SampleText("the ", 10, every=2, log=lines.append)],
+        verbose=0)
+    assert len(lines) == 2 and lines[0].startswith("epoch 1 sample: 'the ")
+
+
+def test_cli_writes_a_csv_and_a_history_that_says_what_made_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20",
+            "--epochs", "2", "--hidden", "8", "--quiet", "--no-progress", "--out", str(out),
+            "--csv", str(tmp_path / "log.csv"), "--lr-schedule", "plateau"]
+    assert main(argv) == 0
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 3
+    history = json.loads((out / "history.json").read_text())
+    assert history["data"] == "synthetic" and history["seed"] == 0
+    assert history["rnnreg_version"] and history["command"].startswith("rnnreg train --data")
+    assert np.isfinite(history["test_loss"])
