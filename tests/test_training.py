@@ -303,3 +303,25 @@ def test_auto_verbosity_is_silent_when_piped_and_shows_in_a_notebook(monkeypatch
     monkeypatch.setattr(training, "_in_notebook", lambda: True)   # a Jupyter kernel
     assert training._verbosity("auto") == 1
     assert training._Progress(3, "epoch 0", True).enabled
+
+
+@pytest.mark.slow
+def test_a_notebook_shows_the_progress_bar_and_the_epoch_lines():
+    """fit's default in a Jupyter kernel: a tqdm widget per epoch and a line per epoch (run in a
+    real kernel through nbclient, when it is installed — CI installs it)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset\n"
+        "train = generate_simple_dataset(10, 12, 128, seed=1)\n"
+        "val = generate_simple_dataset(10, 12, 32, seed=2)\n"
+        "history = fit(RegularizedLSTM(12, 16, seed=0), train, val, TrainConfig(epochs=2))\n")]
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    widgets = [o for o in outputs if o.get("output_type") == "display_data"
+               and "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert len(widgets) == 2                                   # one bar per epoch
+    assert "epoch   0/2" in text and "epoch   1/2" in text
