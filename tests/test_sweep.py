@@ -364,3 +364,52 @@ def test_a_corrupted_sweep_json_is_one_line_not_a_traceback(content, tmp_path, c
                  "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "is not a sweep.json of rnnreg" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- pruning
+# The good settings first, so that the later, worse trials have curves to fall behind.
+PRUNE_GRID = {"lr": [1e-2, 3e-3, 3e-4, 1e-4], "hidden": [24, 8]}
+PRUNE_SETTINGS = {"data": ["synthetic"], "train_size": 200, "epochs": 6, "quiet": True}
+
+
+@pytest.mark.parametrize("rule", ["median", "asha"])
+def test_pruning_stops_trials_that_fall_behind_and_records_them(rule, tmp_path):
+    out = str(tmp_path / rule)
+    records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False,
+                    prune=rule)
+    pruned = [r for r in records if r["status"] == "pruned"]
+    assert pruned and len(pruned) < len(records)
+    for r in pruned:   # stopped early, with the curve it had
+        assert r["epochs"] < 6 and len(r["history"]["val_loss"]) == r["epochs"]
+    best_kept = min(r["best_val_loss"] for r in records if r["status"] == "done")
+    assert best_kept <= min(r["best_val_loss"] for r in pruned)
+    # a rerun runs nothing again: pruned trials are finished trials
+    again = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False,
+                  prune=rule)
+    assert [r["status"] for r in again] == [r["status"] for r in records]
+    assert "| pruned |" in open(os.path.join(out, "sweep.md")).read()
+
+
+def test_the_asha_rule_keeps_the_best_third_at_each_rung(tmp_path):
+    from rnnreg.callbacks import EpochEnd
+    from rnnreg.sweeps import Pruner
+    curves = str(tmp_path / "c.jsonl")
+    open(curves, "w").close()
+
+    def report(trial, epoch, loss):
+        pruner = Pruner("asha", curves, trial)
+        pruner.on_epoch_end(EpochEnd(epoch, 9, 0, 0, loss, 0.1, 0, None, 0, {}, None))
+        return pruner.pruned
+    assert [report(t, 0, loss) for t, loss in (("a", 3.0), ("b", 2.0))] == [False, False]
+    assert report("c", 0, 2.5) is True     # 3 reported at rung 1: keep the best ceil(3/3) = 1
+    assert report("d", 1, 9.0) is False     # epoch 2 is no rung
+    assert report("e", 0, 1.0) is False     # the best so far
+
+
+def test_categorical_choices_in_a_random_search():
+    space = parse_space(["optimizer=adam|adamw|sgd", "lr=1e-3:1e-2:log"])
+    assert space["optimizer"] == ["adam", "adamw", "sgd"]
+    trials = sweep_trials(random=30, space=space, seed=0)
+    assert {t["optimizer"] for t in trials} == {"adam", "adamw", "sgd"}
+    with pytest.raises(ValueError, match="optimizer"):
+        parse_space(["optimizer=adam|lbfgs"])

@@ -137,12 +137,14 @@ def _sweep(args):
     _check_writable(args.out)
     records = sweep(grid, random=args.random, space=space, settings=settings_of(args),
                     jobs=args.jobs, scheduler=args.scheduler, out=args.out,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, prune=args.prune)
     print()
     print(sweep_table(records))
-    failed = sum(r["status"] != "done" for r in records)
-    print(f"\n{len(records)} trials, {failed} failed; wrote {args.out}/sweep.json, sweep.md, "
-          "sweep.png")
+    failed = sum(r["status"] == "failed" for r in records)
+    pruned = [r for r in records if r["status"] == "pruned"]
+    print(f"\n{len(records)} trials, {failed} failed, {len(pruned)} pruned (stopped after "
+          f"{sum(r['epochs'] for r in pruned)} epochs in all); wrote {args.out}/sweep.json, "
+          "sweep.md, sweep.png")
     return 0
 
 
@@ -206,8 +208,13 @@ def build_parser():
                         "product), e.g. --grid dropout=0,0.3 --grid layer-norm=false,true")
     p.add_argument("--random", type=int, default=0, metavar="N",
                    help="random search: N draws from the --space ranges (seeded by --seed)")
-    p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH[:log]",
-                   help="a range for random search (repeatable), e.g. --space lr=1e-3:1e-2:log")
+    p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH[:log]|A|B",
+                   help="a range for random search (repeatable), e.g. --space lr=1e-3:1e-2:log, "
+                        "or choices, e.g. --space optimizer=adam|adamw")
+    p.add_argument("--prune", choices=["median", "asha"], default=None,
+                   help="stop trials whose validation loss falls behind: median (behind the "
+                        "median of the others at the same epoch) or asha (successive halving "
+                        "at 1, 3, 9, ... epochs); pruned trials are recorded with their curves")
     p.add_argument("--jobs", type=int, default=None,
                    help="local worker processes (default: the number of cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",

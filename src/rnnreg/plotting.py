@@ -203,8 +203,8 @@ def _is_number(value):
 def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
                unit="nats per token"):
     """Held-out loss against each swept setting: one panel per setting (the trials as points,
-    the mean over the other settings as a line), or a heat map when exactly two settings were
-    swept on a grid. Failed trials are left out.
+    and, where a value repeats (a grid), the mean over the other settings as a line), or a heat
+    map when exactly two settings were swept on a grid. Failed and pruned trials are left out.
 
     Parameters
     ----------
@@ -275,15 +275,19 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
         numeric = all(_is_number(x) for x in values)
         positions = np.array(values, dtype=float) if numeric else \
             np.array([sorted(levels[name], key=_order_key).index(x) for x in values], float)
-        ax.scatter(positions, loss, alpha=0.7)
+        ax.scatter(positions, loss, alpha=0.7, label="trials")
         ordered = sorted(set(positions))
-        ax.plot(ordered, [loss[positions == p].mean() for p in ordered], "r-", linewidth=1.5,
-                label="mean")
+        if len(ordered) < len(positions):   # repeated values (a grid): the mean over the others
+            ax.plot(ordered, [loss[positions == p].mean() for p in ordered], "r-", linewidth=1.5,
+                    label="mean over the other settings")
         if not numeric:
             ax.set_xticks(range(len(levels[name])),
                           [str(x) for x in sorted(levels[name], key=_order_key)])
         if name in log_scale:
             ax.set_xscale("log")
+        elif numeric:   # a few readable ticks, not one per drawn value
+            ax.xaxis.set_major_locator(_pyplot().MaxNLocator(5))
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(name)
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} ({unit})")

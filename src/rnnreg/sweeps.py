@@ -42,7 +42,10 @@ __all__ = ["sweep", "run_trial", "sweep_trials", "parse_grid", "parse_space", "s
 _logger = logging.getLogger("rnnreg")
 
 TIMING_FIELDS = ("seconds", "worker")   # the only fields of a record that differ between runs
-STATUS_DONE, STATUS_FAILED = "done", "failed"
+STATUS_DONE, STATUS_FAILED, STATUS_PRUNED = "done", "failed", "pruned"
+#: Statuses of a trial that is over: a rerun of the sweep does not run it again.
+FINISHED = (STATUS_DONE, STATUS_PRUNED)
+PRUNERS = ("median", "asha")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -114,13 +117,21 @@ def parse_grid(texts):
 
 
 def parse_space(texts):
-    """``["lr=1e-3:1e-2:log", "dropout=0:0.5"]`` -> ``{"lr": (0.001, 0.01, True), ...}``."""
+    """``["lr=1e-3:1e-2:log", "dropout=0:0.5", "optimizer=adam|adamw"]`` ->
+    ``{"lr": (0.001, 0.01, True), "dropout": (0.0, 0.5, False), "optimizer": ["adam", "adamw"]}``:
+    a range (drawn uniformly, or log-uniformly), or a list of choices (drawn with equal
+    probability)."""
     space = {}
     for text in texts or ():
         name, sep, bounds = text.partition("=")
+        if sep and "|" in bounds:   # categorical: each choice checked by the option's own rules
+            choices = [_convert(name.strip(), item) for item in bounds.split("|")]
+            space[_flag(name.strip())] = choices
+            continue
         parts = bounds.split(":")
         if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
-            raise ValueError(f"--space {text!r}: expected NAME=LOW:HIGH or NAME=LOW:HIGH:log")
+            raise ValueError(f"--space {text!r}: expected NAME=LOW:HIGH, NAME=LOW:HIGH:log or "
+                             "NAME=A|B|...")
         try:
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
@@ -159,6 +170,9 @@ def sweep_trials(grid=None, random=0, space=None, seed=0):
     for _ in range(random):
         draw = {}
         for name in sorted(space):
+            if isinstance(space[name], list):   # categorical
+                draw[name] = space[name][int(rng.integers(len(space[name])))]
+                continue
             low, high, log = space[name]
             value = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if log \
                 else float(rng.uniform(low, high))
@@ -184,14 +198,70 @@ def _label(params):
     return " ".join(f"{name}={value}" for name, value in params.items()) or "base"
 
 
-def run_trial(settings, params, data, vocab_size, return_weights=False, model_path=None):
+class Pruner:
+    """A callback of :func:`rnnreg.fit` that stops a trial whose validation loss falls behind
+    the other trials' at the same epoch. The trials of a sweep share their curves through one
+    file (a line per trial and epoch, appended — short appends are atomic), so the rule sees
+    every trial that got that far, in any worker process.
+
+    * ``"median"`` (Optuna's MedianPruner): from the second epoch on, once ``startup`` other
+      trials reached the epoch, stop when the loss is above their median.
+    * ``"asha"`` (asynchronous successive halving, Li et al. 2020): at the rungs — after 1, η,
+      η², ... epochs — go on only within the best 1/η of the losses reported at that rung so
+      far (once η trials reported it).
+    """
+
+    def __init__(self, rule, curves, trial, startup=3, eta=3):
+        if rule not in PRUNERS:
+            raise ValueError(f"prune must be one of {', '.join(PRUNERS)}, got {rule!r}")
+        self.rule, self.curves, self.trial = rule, curves, trial
+        self.startup, self.eta = startup, eta
+        self.pruned = False
+
+    def _losses_at(self, epoch):
+        losses = {}
+        with open(self.curves) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:   # a line being written
+                    continue
+                if entry.get("epoch") == epoch:
+                    losses[entry["trial"]] = entry["val_loss"]
+        return losses
+
+    def on_epoch_end(self, event):
+        if event.val_loss is None or not math.isfinite(event.val_loss):
+            return None
+        with open(self.curves, "a") as f:
+            f.write(json.dumps({"trial": self.trial, "epoch": event.epoch,
+                                "val_loss": event.val_loss}) + "\n")
+        losses = self._losses_at(event.epoch)
+        if self.rule == "median":
+            others = [loss for trial, loss in losses.items() if trial != self.trial]
+            if event.epoch >= 1 and len(others) >= self.startup and \
+                    event.val_loss > float(np.median(others)):
+                self.pruned = True
+        else:
+            done = event.epoch + 1
+            rung = done == round(self.eta ** round(math.log(done, self.eta)))
+            if rung and len(losses) >= self.eta:
+                keep = sorted(losses.values())[:math.ceil(len(losses) / self.eta)]
+                self.pruned = event.val_loss > keep[-1]
+        return False if self.pruned else None
+
+
+def run_trial(settings, params, data, vocab_size, return_weights=False, model_path=None,
+              prune=None):
     """Train once with ``settings`` (destination name -> value, as :func:`default_settings`)
     changed by ``params`` (flag name -> value), on ``data``; return the trial's record.
 
     BLAS is pinned to one thread for the trial (when threadpoolctl is installed), so that N
     workers use N cores and the numbers do not depend on the worker. An exception is recorded,
     not raised: ``status`` is ``"failed"`` and ``error`` holds its message.
-    ``model_path``: write the trial's best model file there (as ``rnnreg train``'s best.npz)."""
+    ``model_path``: write the trial's best model file there (as ``rnnreg train``'s best.npz).
+    ``prune``: None, or ``(rule, curves file)`` — a :class:`Pruner` may stop the trial, which is
+    then recorded with its curve and status ``"pruned"``."""
     started = time.perf_counter()
     record = {"params": dict(params), "best_val_loss": None, "test_loss": None,
               "best_epoch": None, "epochs": 0, "seconds": None, "status": STATUS_DONE,
@@ -207,11 +277,13 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
     label = _label(params)
     log = None if trial_settings.get("quiet", True) else \
         (lambda line: _logger.info(f"[{label}] {line}"))
+    pruner = None if prune is None else Pruner(prune[0], prune[1], _key(params))
     try:
         with _one_blas_thread():
             model, history = train_run(trial_settings, data, vocab_size, name=label,
                                        overrides=overrides, log=log,
-                                       best_model_path=model_path)
+                                       best_model_path=model_path,
+                                       callbacks=[pruner] if pruner else ())
     except Exception as exc:   # a failed trial is a result of the sweep, not its end
         from .training import TrainingError
         record["status"] = STATUS_FAILED
@@ -221,6 +293,8 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
         record.update(best_val_loss=history["best_val_loss"], test_loss=history["test_loss"],
                       best_epoch=history["best_epoch"], epochs=len(history["epoch"]),
                       history=history)
+        if pruner is not None and pruner.pruned:
+            record["status"] = STATUS_PRUNED
         if return_weights:
             weights = model.weights()
     record["seconds"] = time.perf_counter() - started
@@ -428,7 +502,7 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
           settings: Optional[Mapping[str, Any]] = None, jobs: Optional[int] = None,
           scheduler: Any = None, out: Optional[str] = None, progress: bool = True,
           retries: int = 2, data: Any = None, return_weights: bool = False,
-          model_dir: Optional[str] = None) -> Any:
+          model_dir: Optional[str] = None, prune: Optional[str] = None) -> Any:
     """Train once per trial and return the trials' records.
 
     Parameters
@@ -463,6 +537,10 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     model_dir : str, optional
         Keep each trial's best model there, as ``<trial label>.npz`` (local sweeps only;
         ``rnnreg compare`` keeps one per setting).
+    prune : {"median", "asha"}, optional
+        Stop trials whose validation loss falls behind the others' (:class:`Pruner`); a pruned
+        trial is recorded with its curve and status ``"pruned"``, and not run again by a rerun
+        (local sweeps: the trials share their curves through a file in ``out``).
     return_weights : bool
         Also return each trial's final weights (``model.weights()``; local sweeps only) —
         ``rnnreg compare`` draws its histograms from them.
@@ -527,7 +605,7 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
     records = {}
     tasks = {}
     for index, params in enumerate(trials):
-        if previous.get(_key(params), {}).get("status") == STATUS_DONE:
+        if previous.get(_key(params), {}).get("status") in FINISHED:
             records[index] = previous[_key(params)]
         else:
             vocab_size, trial_data = data_for(params)
@@ -537,6 +615,18 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
             raise ValueError("model_dir is for local sweeps (a cluster's workers write on their "
                              "own disks)")
         os.makedirs(model_dir, exist_ok=True)
+    prune_with = None
+    if prune is not None:
+        if prune not in PRUNERS:
+            raise ValueError(f"prune must be one of {', '.join(PRUNERS)}, got {prune!r}")
+        if scheduler is not None:
+            raise ValueError("prune is for local sweeps (the trials share their curves through a "
+                             "file)")
+        import tempfile
+        curves = os.path.join(out, "sweep.curves.jsonl") if out else \
+            tempfile.mkstemp(prefix="rnnreg-sweep-", suffix=".jsonl")[1]
+        open(curves, "a").close()
+        prune_with = (prune, curves)
     model_paths = {index: None if model_dir is None else os.path.join(
         model_dir, _file_name(_label(trials[index])) + ".npz") for index in tasks}
     # Records of earlier sweeps in this folder that this one does not repeat: kept, after its own.
@@ -567,9 +657,10 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         elif jobs == 1 or len(tasks) <= 1:
             for index, task in tasks.items():
                 on_record(index, run_trial(*task, return_weights=return_weights,
-                                           model_path=model_paths[index]))
+                                           model_path=model_paths[index], prune=prune_with))
         else:
-            _local({i: t + (return_weights, model_paths[i]) for i, t in tasks.items()},
+            _local({i: t + (return_weights, model_paths[i], prune_with)
+                    for i, t in tasks.items()},
                    min(jobs, len(tasks)),
                    retries, on_record)
     finally:
@@ -581,7 +672,8 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         with open(os.path.join(out, "sweep.md"), "w") as f:
             f.write(sweep_table(folder) + "\n")
         from .plotting import plot_sweep
-        fig = plot_sweep(folder, swept, log_scale={n for n, b in (space or {}).items() if b[2]},
+        fig = plot_sweep(folder, swept, log_scale={n for n, b in (space or {}).items()
+                                                  if isinstance(b, tuple) and b[2]},
                          unit="nats per token" if base["data"] == ["synthetic"] else "nats/char")
         fig.savefig(os.path.join(out, "sweep.png"), dpi=100)
         import matplotlib.pyplot as plt
@@ -609,7 +701,9 @@ def sweep_table(records):
     names = list(dict.fromkeys(name for r in records for name in r["params"]))
     done = sorted((r for r in records if r["status"] == STATUS_DONE),
                   key=lambda r: r["best_val_loss"])
-    failed = [r for r in records if r["status"] != STATUS_DONE]
+    pruned = sorted((r for r in records if r["status"] == STATUS_PRUNED),
+                    key=lambda r: r["best_val_loss"])
+    failed = [r for r in records if r["status"] not in FINISHED]
     lines = ["| rank | " + " | ".join(names) + " | best val loss | test loss | best epoch | "
              "epochs | seconds | worker |",
              "|---" * (len(names) + 7) + "|"]
@@ -617,6 +711,10 @@ def sweep_table(records):
         lines.append(f"| {rank} | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
                      + f" | {r['best_val_loss']:.4f} | {r['test_loss']:.4f} | {r['best_epoch']} "
                      f"| {r['epochs']} | {r['seconds']:.1f} | {r['worker']} |")
+    for r in pruned:
+        lines.append("| pruned | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+                     + f" | {r['best_val_loss']:.4f} | | {r['best_epoch']} | {r['epochs']} "
+                     f"| {r['seconds']:.1f} | {r['worker']} |")
     for r in failed:
         lines.append("| failed | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
                      + f" | {r['error']} | | | | | {r['worker']} |")
