@@ -111,3 +111,25 @@ def test_cli_writes_a_csv_and_a_history_that_says_what_made_it(tmp_path, capsys)
     assert history["data"] == "synthetic" and history["seed"] == 0
     assert history["rnnreg_version"] and history["command"].startswith("rnnreg train --data")
     assert np.isfinite(history["test_loss"])
+
+
+@pytest.mark.slow
+def test_the_optuna_recipe_in_the_docs_runs():
+    """docs/recipes.rst's Optuna recipe, run as written (when optuna is installed; CI installs
+    it): some trials are pruned through the callback, the study finds a best value."""
+    pytest.importorskip("optuna")
+    import pathlib
+    import re
+    recipes = pathlib.Path(__file__).resolve().parents[1] / "docs" / "recipes.rst"
+    if not recipes.exists():
+        pytest.skip("docs/ is not beside the tests")
+    block = re.search(r"\.\. code-block:: python\n\n(.*?)(?:\n\S|\Z)", recipes.read_text(),
+                      re.S).group(1)
+    code = "\n".join(line[3:] for line in block.splitlines())
+    scope = {"__name__": "recipe"}
+    exec(compile(code, "docs/recipes.rst", "exec"), scope)
+    study = scope["study"]
+    import optuna
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and optuna.trial.TrialState.PRUNED in states
+    assert np.isfinite(study.best_value)
