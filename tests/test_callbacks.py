@@ -133,3 +133,18 @@ def test_the_optuna_recipe_in_the_docs_runs():
     states = [t.state for t in study.trials]
     assert len(states) == 8 and optuna.trial.TrialState.PRUNED in states
     assert np.isfinite(study.best_value)
+
+
+def test_early_stopping_as_a_callback_decides_as_the_trainer_does():
+    train, val = _task()
+    from rnnreg.callbacks import EarlyStopping
+    a = RegularizedLSTM(12, 8, seed=0)
+    by_config = fit(a, train, val, TrainConfig(epochs=30, lr=0.05, patience=2), verbose=0)
+    b = RegularizedLSTM(12, 8, seed=0)
+    stop = EarlyStopping(patience=2)
+    by_callback = fit(b, train, val, TrainConfig(epochs=30, lr=0.05), callbacks=[stop],
+                      verbose=0)
+    assert by_callback["val_loss"] == by_config["val_loss"]
+    assert stop.monitor.best_epoch == by_config["best_epoch"]
+    for name in a.params:   # both restored the best epoch's weights
+        assert np.array_equal(a.params[name], b.params[name]), name

@@ -5,10 +5,12 @@ A callback is an object with any of the methods ``on_batch_end(event)`` and
 returning False stops training after that epoch (as Keras's ``model.stop_training``, or an
 Optuna pruner). The events are typed: :class:`BatchEnd` and :class:`EpochEnd`.
 
-Built on them: :class:`CSVLogger` (one row per epoch, flushed as it goes — ``rnnreg train
---csv``), :class:`ReduceLROnPlateau` (``lr_schedule="plateau"``, ``--lr-schedule plateau``) and
-:class:`SampleText` (text from the model every few epochs). Early stopping stays the trainer's
-own monitor (``TrainConfig.patience``), which checkpoints and restores with the run.
+Built on them: :class:`EarlyStopping` (the trainer's Keras-exact monitor as a callback),
+:class:`CSVLogger` (one row per epoch, flushed as it goes — ``rnnreg train --csv``),
+:class:`ReduceLROnPlateau` (``lr_schedule="plateau"``, ``--lr-schedule plateau``) and
+:class:`SampleText` (text from the model every few epochs). ``TrainConfig.patience`` remains the
+way to early-stop a run that checkpoints: its monitor's state is saved and resumed with it.
+``on_train_end(model)`` is called once training is over, before the test evaluation.
 """
 import csv
 import dataclasses
@@ -16,7 +18,8 @@ import math
 import os
 from typing import Any, Callable, Dict, Optional
 
-__all__ = ["Callback", "BatchEnd", "EpochEnd", "CSVLogger", "ReduceLROnPlateau", "SampleText"]
+__all__ = ["Callback", "BatchEnd", "EpochEnd", "EarlyStopping", "CSVLogger", "ReduceLROnPlateau",
+           "SampleText"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,43 @@ class Callback:
     def on_epoch_end(self, event: EpochEnd) -> Optional[bool]:
         """Called after every epoch; return False to stop training."""
         return None
+
+    def on_train_end(self, model) -> None:
+        """Called once when training is over (stopped or not), before the test evaluation."""
+
+
+class EarlyStopping(Callback):
+    """Early stopping as a callback: :class:`rnnreg.EarlyStoppingMonitor`'s decisions (Keras 3's
+    rule) on the validation loss, and at the end the best weights restored when
+    ``restore_best_weights`` — for runs that want it among their callbacks rather than in
+    ``TrainConfig.patience``.
+
+    Examples
+    --------
+    >>> from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
+    >>> from rnnreg.callbacks import EarlyStopping
+    >>> stop = EarlyStopping(patience=1)
+    >>> history = fit(RegularizedLSTM(12, 8, seed=0), generate_simple_dataset(6, 12, 32, seed=1),
+    ...               generate_simple_dataset(6, 12, 16, seed=2), TrainConfig(epochs=30, lr=0.05),
+    ...               callbacks=[stop], verbose=0)
+    >>> len(history["epoch"]) < 30, stop.monitor.best_epoch is not None
+    (True, True)
+    """
+
+    def __init__(self, patience=3, min_delta=0.0, restore_best_weights=True):
+        from .regularization import EarlyStoppingMonitor
+        self.monitor = EarlyStoppingMonitor(patience, min_delta=min_delta,
+                                            restore_best_weights=restore_best_weights)
+
+    def on_epoch_end(self, event):
+        if event.val_loss is None:
+            raise ValueError("EarlyStopping needs validation data: pass val to fit")
+        return False if not self.monitor.check(event.val_loss, event.epoch,
+                                               model=event.model) else None
+
+    def on_train_end(self, model):
+        if self.monitor.restore_best_weights:
+            self.monitor.restore(model)
 
 
 class CSVLogger(Callback):

@@ -693,6 +693,9 @@ class _Run:
                                 self.monitor, self.rng, self.history, epoch, self.config)
 
     def finish(self, failed=False):
+        for callback in self.callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(self.model)
         history = _finish(self.model, self.monitor, self.history, self.data.test, self.config,
                           self.log, failed=failed, test_starts=self.data.test_starts,
                           optimizer=self.optimizer)
