@@ -291,3 +291,46 @@ def test_a_forked_child_runs_on_one_thread_with_the_same_results(tmp_path):
                          timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ok")
+
+
+def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
+    """A user sets BLAS's threads (threadpoolctl, another Python thread) while a long kernel
+    call runs: when the call ends, rnnreg gives BLAS its own setting back only if it still holds
+    rnnreg's pin — the user's new limit stays."""
+    import time
+    from threadpoolctl import ThreadpoolController
+    if not _kernels._thread_info()["blas_threads_known"]:
+        pytest.skip("needs a BLAS whose thread setting rnnreg knows")
+
+    def scipy_blas():   # the OpenBLAS rnnreg's kernels call (SciPy's), not NumPy's own
+        libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+                if "scipy" in lib.filepath]
+        if not libs:
+            pytest.skip("no SciPy OpenBLAS")
+        return libs[0]
+    original = scipy_blas().num_threads
+    if original < 2:
+        pytest.skip("needs a BLAS allowed 2 threads or more")
+    arrays = _lstm_arrays(np.random.default_rng(2), 32, 60, 64, 256, np.float64, True, True)
+    started = threading.Event()
+
+    def long_call():
+        started.set()
+        for _ in range(3):
+            _lstm_run(arrays)
+    wanted = original + 1
+    try:
+        worker = threading.Thread(target=long_call)
+        worker.start()
+        started.wait(10)
+        deadline = time.monotonic() + 10
+        while scipy_blas().get_num_threads() != 1 and time.monotonic() < deadline:
+            time.sleep(0.0005)   # until a kernel call has pinned BLAS: a call is in flight
+        if scipy_blas().get_num_threads() != 1:
+            worker.join()
+            pytest.skip("no kernel call was seen in flight")
+        scipy_blas().set_num_threads(wanted)
+        worker.join()
+        assert scipy_blas().get_num_threads() == wanted
+    finally:
+        scipy_blas().set_num_threads(original)

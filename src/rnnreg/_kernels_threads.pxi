@@ -84,9 +84,11 @@ cdef int _acquire_threads() noexcept:
 
 
 cdef void _release_threads() noexcept:
+    """After the last call in flight: BLAS's own setting back — unless someone changed it while
+    the calls ran (a threadpoolctl limit set in another thread): theirs is kept, not undone."""
     global _calls_in_flight
     _calls_in_flight -= 1
-    if _calls_in_flight == 0 and _blas_threads_outside > 1:
+    if _calls_in_flight == 0 and _blas_threads_outside > 1 and rn_get_blas_threads() == 1:
         rn_set_blas_threads(_blas_threads_outside)
 
 
