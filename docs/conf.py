@@ -24,3 +24,32 @@ exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_title = f"rnnreg {release}"
 nitpicky = False
+
+
+# ----------------------------------------------------------------------------- the CLI reference
+# docs/cli.rst is generated from rnnreg's own argparse parser at every build (never copied by
+# hand): every command, every flag and its default, as `rnnreg COMMAND --help` prints them.
+def _write_cli_reference(app):
+    import os
+    os.environ["COLUMNS"] = "100"   # argparse wraps to the terminal's width: fix it
+    from rnnreg.cli import build_parser
+    parser = build_parser()
+    sub = next(action for action in parser._actions if action.dest == "command")
+    lines = ["Command-line reference", "======================", "",
+             "Generated from ``rnnreg``'s argparse parser when these pages are built: what "
+             "``rnnreg --help`` and ``rnnreg COMMAND --help`` print.", "", ".. code-block:: text",
+             ""]
+    lines += ["   " + line for line in parser.format_help().splitlines()] + [""]
+    for name, command in sub.choices.items():
+        lines += [f"rnnreg {name}", "-" * (len(name) + 7), "", ".. code-block:: text", ""]
+        lines += ["   " + line if line else "" for line in command.format_help().splitlines()]
+        lines.append("")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli.rst")
+    text = "\n".join(lines) + "\n"
+    if not os.path.exists(path) or open(path).read() != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def setup(app):
+    app.connect("builder-inited", _write_cli_reference)

@@ -2,13 +2,13 @@
 
     rnnreg compare                 # the ablation on the built-in text: none, dropout, layer norm,
                                    # weight decay, early stopping, all — table + PNG
-    rnnreg train --dropout 0.3     # one run (drop 30% of units); history, checkpoint, PNG
-    rnnreg sample runs/train/train.checkpoint.npz --prime "The " --length 200
-    rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2
-
-argparse over the library: the training options, the named settings and the run itself are
-:mod:`rnnreg.runs`'s; no library module imports this one.
+    rnnreg compare --settings zoneout awd    # zoneout; AWD-LSTM's whole set
+    rnnreg train --dropout 0.3     # one run (drop 30% of units); model files, history, PNG
+    rnnreg sample runs/train --prime "The " --length 200
+    rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2 --prune median
 """
+# argparse over the library: the training options, the named settings and the run itself are
+# rnnreg.runs's; no library module imports this one (tests/test_layering.py).
 import argparse
 import json
 import logging
