@@ -325,3 +325,27 @@ def test_a_notebook_shows_the_progress_bar_and_the_epoch_lines():
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert len(widgets) == 2                                   # one bar per epoch
     assert "epoch   0/2" in text and "epoch   1/2" in text
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-6)])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, tol, layer_norm):
+    rng = np.random.default_rng(0)
+    lengths = [1, 2, 3, 40, 71, 5, 140, 36, 37, 9, 2, 200]   # around bptt, shorter, a lone token
+    stream = rng.integers(0, 12, sum(lengths))
+    starts = np.cumsum([0] + lengths[:-1])
+    model = RegularizedLSTM(12, 16, seed=1, dtype=dtype, use_layer_norm=layer_norm, num_layers=2)
+    total = count = 0
+    for begin, end in zip(starts, np.append(starts[1:], stream.size)):
+        doc, state = stream[begin:end], None
+        for k in range(0, doc.size - 1, 35):
+            piece = doc[k:k + 36]
+            if piece.size >= 2:
+                loss, _, state = model.forward_batch(piece[None, :-1], piece[None, 1:], state)
+                total += loss * (piece.size - 1)
+                count += piece.size - 1
+    for batch_size in (1, 3, 8, 64):
+        stats = {}
+        got = evaluate(model, stream, batch_size, 35, starts=starts, stats=stats)
+        assert abs(got - total / count) <= tol * total / count, batch_size
+        assert stats["max_abs_c"] > 0

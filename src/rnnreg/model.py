@@ -471,13 +471,20 @@ class RegularizedLSTM:
                            training=training)
         return loss, logits.reshape(N, T, -1), (h_final, c_final)
 
-    def largest_cell_state(self) -> float:
+    def largest_cell_state(self, valid=None) -> float:
         """The largest absolute cell state ``|c|`` of the last :meth:`forward_batch`, over every
-        layer, sequence and step (how far the cells have grown: the trainer logs it)."""
+        layer, sequence and step — or over the steps where ``valid`` (N, T) is True (the trainer
+        logs it: how far the cells have grown)."""
         if self._cache is None:
             raise RuntimeError("largest_cell_state() needs a preceding forward_batch(...)")
-        return max(float(np.abs(cache.c).max()) for layer in self._cache["layers"]
-                   for cache in layer)
+        largest = 0.0
+        for layer in self._cache["layers"]:
+            cells = layer[0].c if len(layer) == 1 else np.concatenate([c.c for c in layer], axis=1)
+            if valid is not None:
+                cells = cells[valid]
+            if cells.size:
+                largest = max(largest, float(np.abs(cells).max()))
+        return largest
 
     def _zoneout(self, shape, z, training):
         """Zoneout weights u (N, T, H) of one layer, or None when z is 0: Bernoulli(z) draws in

@@ -247,8 +247,10 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
     A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is read
     document by document — ``starts`` gives where each begins (default: one document) — each from
     a zero state and in chunks of ``bptt`` with the state carried inside it, so that no state runs
-    on from one unrelated document into the next, no token is dropped and the result does not
-    depend on ``batch_size``.
+    on from one unrelated document into the next and no token is dropped. The documents are read
+    ``batch_size`` at a time side by side (longest first, each a row of its own), which gives the
+    loss of reading each alone (to rounding) in far fewer kernel calls; one long document is read
+    as one row, exactly.
 
     Parameters
     ----------
@@ -294,18 +296,51 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
     else:
         bounds = np.asarray([0] if starts is None else starts, np.int64)
         ends = np.append(bounds[1:], data.size)
-        for begin, end in zip(bounds, ends):
-            doc = data[begin:end]
-            state = None
-            for k in range(0, doc.size - 1, bptt):
-                piece = doc[k:k + bptt + 1]
-                if piece.size >= 2:
-                    state = run(piece[None, :-1], piece[None, 1:], state)
+        documents = [data[begin:end] for begin, end in zip(bounds, ends) if end - begin >= 2]
+        # The documents side by side, longest first, batch_size at a time: each row from a zero
+        # state, read in chunks of bptt with its state carried — each row computes what reading
+        # its document alone computes (rows never mix), in far fewer, wider kernel calls.
+        documents.sort(key=len, reverse=True)
+        for first in range(0, len(documents), batch_size):
+            part_total, part_count, part_c = _evaluate_side_by_side(
+                model, documents[first:first + batch_size], bptt)
+            total += part_total
+            count += part_count
+            max_c = max(max_c, part_c)
     if count == 0:
         raise ValueError("data holds no document of two tokens or more to evaluate on")
     if stats is not None:
         stats["max_abs_c"] = max_c
     return total / count
+
+
+def _evaluate_side_by_side(model, documents, bptt):
+    """Summed cross-entropy, token count and largest |c| of documents (longest first) read as the
+    rows of one batch: a chunk holds the rows whose document reaches into it (a prefix, as they
+    are sorted), a row that ends inside it is padded and its padding left out of every sum."""
+    lengths = np.array([doc.size - 1 for doc in documents])   # predicted tokens per document
+    longest = int(lengths[0])
+    inputs = np.zeros((len(documents), longest), np.int64)
+    targets = np.zeros((len(documents), longest), np.int64)
+    for row, doc in enumerate(documents):
+        inputs[row, :doc.size - 1], targets[row, :doc.size - 1] = doc[:-1], doc[1:]
+    total, count, max_c = 0.0, 0, 0.0
+    state = None
+    for start in range(0, longest, bptt):
+        rows = int(np.sum(lengths > start))          # documents still being read
+        stop = min(start + bptt, longest)
+        if state is not None and state[0].shape[1] != rows:   # finished rows leave the batch
+            state = (state[0][:, :rows], state[1][:, :rows])
+        _, logits, state = model.forward_batch(inputs[:rows, start:stop], None, state)
+        valid = np.arange(start, stop)[None, :] < lengths[:rows, None]
+        scores = logits.astype(np.float64)
+        top = scores.max(axis=-1, keepdims=True)
+        log_z = top[..., 0] + np.log(np.exp(scores - top).sum(axis=-1))
+        picked = np.take_along_axis(scores, targets[:rows, start:stop, None], axis=-1)[..., 0]
+        total += float(np.sum((log_z - picked)[valid]))
+        count += int(valid.sum())
+        max_c = max(max_c, model.largest_cell_state(valid))
+    return total, count, max_c
 
 
 # ----------------------------------------------------------------------------- progress
