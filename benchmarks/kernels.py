@@ -310,10 +310,16 @@ def _epoch_data(quick):
     return corpus.train, corpus.vocab_size
 
 
-def _rnnreg_epoch(model_name, stream, V, H):
+# Bigger models too, where oneDNN's multi-threaded LSTM is strongest: (hidden, batch), for the
+# models nn.LSTM runs (the TorchScript loops would take minutes an epoch there).
+BIG_EPOCH_SHAPES = ((512, 32), (1024, 64))
+BIG_EPOCH_MODELS = ("plain", "output dropout")
+
+
+def _rnnreg_epoch(model_name, stream, V, H, batch=8):
     from rnnreg import RegularizedLSTM, TrainConfig, fit
     model = RegularizedLSTM(V, H, seed=0, dtype="float32", **EPOCH_MODELS[model_name])
-    config = TrainConfig(epochs=1, progress=False)   # batch 8, BPTT 35, Adam 5e-3, clip 5
+    config = TrainConfig(epochs=1, batch_size=batch, progress=False)   # BPTT 35, Adam, clip 5
     return lambda: fit(model, stream, None, config, log=lambda line: None)
 
 
@@ -376,14 +382,19 @@ def bench_epoch(dtype, repeats, quick):
         return []   # the epoch is a float32 case
     stream, V = _epoch_data(quick)
     H = 64 if quick else 256
+    cases = [(name, H, 8) for name in EPOCH_MODELS]
+    if not quick:
+        cases += [(name, big_h, big_batch) for big_h, big_batch in BIG_EPOCH_SHAPES
+                  for name in BIG_EPOCH_MODELS]
     rows = []
-    for name in EPOCH_MODELS:
-        fns = {"public": _rnnreg_epoch(name, stream, V, H)}
+    for name, hidden, batch in cases:
+        fns = {"public": _rnnreg_epoch(name, stream, V, hidden, batch)}
         if _torch():
-            fns["torch"] = _torch_epoch(name, stream, V, H)
+            fns["torch"] = _torch_epoch(name, stream, V, hidden, batch=batch)
         t = compare(fns, repeats=max(3, repeats // 2), min_time=0.0)
-        rows.append(_row(t, size=name, shape=f"{stream.size} chars, V={V}, H={H}, batch 8, "
-                         "BPTT 35", dtype="float32", case="training epoch"))
+        rows.append(_row(t, size=name if hidden == H else f"{name}, H{hidden} B{batch}",
+                         shape=f"{stream.size} chars, V={V}, H={hidden}, batch {batch}, BPTT 35",
+                         dtype="float32", case="training epoch"))
     return rows
 
 

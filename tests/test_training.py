@@ -349,3 +349,26 @@ def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, 
         got = evaluate(model, stream, batch_size, 35, starts=starts, stats=stats)
         assert abs(got - total / count) <= tol * total / count, batch_size
         assert stats["max_abs_c"] > 0
+
+
+def test_a_long_stream_read_as_parallel_streams_is_the_documented_approximation():
+    rng = np.random.default_rng(3)
+    stream = (np.arange(2003) + rng.integers(0, 2, 2003)) % 12
+    model = RegularizedLSTM(12, 16, seed=2)
+    fit(model, stream, None, TrainConfig(epochs=2), verbose=0)
+    exact = evaluate(model, stream, 8, 35)
+    approx = evaluate(model, stream, 8, 35, as_streams=True)
+    # by hand: the 8 streams of training's layout, state carried, then the leftover tokens
+    total = count = 0
+    state = None
+    for inputs, targets, new in iterate_batches(stream, 8, 35):
+        loss, _, state = model.forward_batch(inputs, targets, None if new else state)
+        total, count = total + loss * targets.size, count + targets.size
+    rest = stream[count:]
+    loss, _, _ = model.forward_batch(rest[None, :-1], rest[None, 1:])
+    total, count = total + loss * (rest.size - 1), count + rest.size - 1
+    assert count == stream.size - 1 and approx == pytest.approx(total / count, rel=1e-12)
+    assert approx != exact and abs(approx - exact) < 0.05 * exact
+    history = fit(RegularizedLSTM(12, 16, seed=2), stream, stream[:500],
+                  TrainConfig(epochs=1, eval_as_streams=True), verbose=0)
+    assert np.isfinite(history["val_loss"][0])

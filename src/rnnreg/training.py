@@ -85,6 +85,9 @@ class TrainConfig:
         The smallest decrease of the validation loss that counts as an improvement.
     restore_best_weights : bool
         With early stopping, end with the best epoch's weights.
+    eval_as_streams : bool
+        Evaluate a single long validation stream as ``batch_size`` parallel streams (an
+        approximation, off by default: see :func:`evaluate`'s ``as_streams``).
     seed : int
         Shuffling, stream order and everything else the trainer draws.
     progress : bool
@@ -128,6 +131,7 @@ class TrainConfig:
     patience: Optional[int] = None
     min_delta: float = 0.0
     restore_best_weights: bool = True
+    eval_as_streams: bool = False
     seed: int = 0
     progress: bool = True
     checkpoint_path: Optional[str] = None
@@ -241,7 +245,7 @@ def iterate_batches(data, batch_size, bptt, rng=None, lengths=None):
 
 
 def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt, *,
-             starts=None, stats=None):
+             starts=None, stats=None, as_streams=False):
     """Mean cross-entropy per token on ``data``, without dropout.
 
     A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is read
@@ -264,6 +268,12 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
         Where each document of a stream begins.
     stats : dict, optional
         Receives ``max_abs_c``, the largest absolute cell state seen.
+    as_streams : bool
+        An approximation, off by default, for one long stream: cut it into ``batch_size``
+        parallel streams read side by side, as training reads it and as PyTorch users evaluate
+        (each stream after the first starts from a zero state in the middle of the text, so the
+        loss is a little higher than the exact one; the first ``bptt`` tokens of each cost more).
+        With ``starts`` the documents are read side by side, exactly, either way.
 
     Returns
     -------
@@ -293,6 +303,13 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
     if isinstance(data, tuple):
         for inputs, targets, _ in iterate_batches(data, batch_size, bptt):
             run(inputs, targets, None)
+    elif as_streams and (starts is None or len(starts) <= 1):
+        state = None
+        for inputs, targets, new in iterate_batches(data, batch_size, bptt):
+            state = run(inputs, targets, None if new else state)
+        if data.size - 1 > count:   # the tokens the streams' layout leaves over, read alone
+            rest = data[count:]
+            run(rest[None, :-1], rest[None, 1:], None)
     else:
         bounds = np.asarray([0] if starts is None else starts, np.int64)
         ends = np.append(bounds[1:], data.size)
@@ -672,7 +689,8 @@ class _Run:
         go_on = True
         with self.optimizer.evaluation_weights():
             val_loss = (evaluate(self.model, data.val, config.batch_size, config.bptt,
-                                 starts=data.val_starts, stats=stats)
+                                 starts=data.val_starts, stats=stats,
+                                 as_streams=config.eval_as_streams)
                         if data.val is not None else None)
             if self.monitor is not None:
                 go_on = self.monitor.check(val_loss, epoch, model=self.model)
