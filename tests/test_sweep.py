@@ -210,7 +210,7 @@ def test_a_killed_local_worker_is_survived(caplog):
 def dask_client():
     distributed = pytest.importorskip("distributed", reason="the dask extra")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address=":0")
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -256,7 +256,7 @@ def test_a_one_worker_cluster_whose_worker_dies_still_records_every_trial():
     submitted again with their data, and every trial ends with a record — no traceback."""
     distributed = pytest.importorskip("distributed", reason="the dask extra")
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address=":0")
     client = distributed.Client(cluster)
     try:
         reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
