@@ -413,3 +413,11 @@ def test_categorical_choices_in_a_random_search():
     assert {t["optimizer"] for t in trials} == {"adam", "adamw", "sgd"}
     with pytest.raises(ValueError, match="optimizer"):
         parse_space(["optimizer=adam|lbfgs"])
+
+
+def test_pruning_without_an_out_folder_leaves_no_file_behind(monkeypatch, tmp_path):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, progress=False, prune="median")
+    assert any(r["status"] == "pruned" for r in records)
+    assert list(tmp_path.iterdir()) == []

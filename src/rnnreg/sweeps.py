@@ -615,17 +615,21 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
             raise ValueError("model_dir is for local sweeps (a cluster's workers write on their "
                              "own disks)")
         os.makedirs(model_dir, exist_ok=True)
-    prune_with = None
+    prune_with = scratch_curves = None
     if prune is not None:
         if prune not in PRUNERS:
             raise ValueError(f"prune must be one of {', '.join(PRUNERS)}, got {prune!r}")
         if scheduler is not None:
             raise ValueError("prune is for local sweeps (the trials share their curves through a "
                              "file)")
-        import tempfile
-        curves = os.path.join(out, "sweep.curves.jsonl") if out else \
-            tempfile.mkstemp(prefix="rnnreg-sweep-", suffix=".jsonl")[1]
-        open(curves, "a").close()
+        if out:
+            curves = os.path.join(out, "sweep.curves.jsonl")
+            open(curves, "a").close()
+        else:   # a file of this sweep's own, removed when it ends
+            import tempfile
+            fd, curves = tempfile.mkstemp(prefix="rnnreg-sweep-", suffix=".jsonl")
+            os.close(fd)
+            scratch_curves = curves
         prune_with = (prune, curves)
     model_paths = {index: None if model_dir is None else os.path.join(
         model_dir, _file_name(_label(trials[index])) + ".npz") for index in tasks}
@@ -665,6 +669,8 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
                    retries, on_record)
     finally:
         bar.close()
+        if scratch_curves is not None:
+            os.unlink(scratch_curves)
     ordered = [records[i] for i in range(len(trials))]
     if out:   # the folder's table and plot: this sweep's trials and those kept from earlier ones
         folder = ordered + kept
