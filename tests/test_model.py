@@ -96,7 +96,7 @@ def test_ar_and_tar_are_in_the_loss_by_their_formulas(backend):
     ce, _, _ = plain.forward_batch(inputs, targets, training=True)   # the same masks
     loss, _, _ = model.forward_batch(inputs, targets, training=True)
     dropped = model._cache["top"]
-    h = model._cache["top_h"]
+    h = model._cache["layers"][-1][0].h   # the last layer's output, before dropout
     mask = model._cache["dropout_masks"][-1]
     assert np.array_equal(dropped, h * mask)
     ar = 2.0 * np.mean((mask * h) ** 2)

@@ -161,9 +161,8 @@ class ReduceLROnPlateau(Callback):
         self.wait += 1
         if self.wait >= self.patience:
             self.wait = 0
-            scale = event.trainer.lr_scale * self.factor
             if event.lr * self.factor >= self.min_lr:
-                event.trainer.lr_scale = scale
+                event.trainer.lr_scale *= self.factor
         return None
 
 

@@ -515,27 +515,9 @@ def _check_declared_model(path, config, meta):
     """Before a model is built from a file's model_config: the weights it declares must be
     exactly those of that config, so a small file cannot make load_model build (allocate) a
     model larger than the arrays the file really holds."""
-    from .model import parameter_shapes
+    from .model import config_parameter_shapes
     try:
-        sizes = {k: config.get(k) for k in ("vocab_size", "hidden_size", "num_layers")}
-        for key, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
-        output_size = config.get("output_size") or sizes["vocab_size"]
-        embedding_size = config.get("embedding_size")
-        if config.get("tie_weights") and embedding_size is None:
-            embedding_size = sizes["hidden_size"]
-        for value in (output_size, embedding_size):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 0 < value < 2**31):
-                raise ValueError(f"output_size and embedding_size must be positive ints, got "
-                                 f"{value!r}")
-        if sizes["num_layers"] > 1024:
-            raise ValueError(f"num_layers {sizes['num_layers']} is not a model rnnreg builds")
-        shapes = parameter_shapes(sizes["vocab_size"], sizes["hidden_size"], output_size,
-                                  sizes["num_layers"], embedding_size,
-                                  bool(config.get("use_layer_norm")),
-                                  bool(config.get("tie_weights")))
+        shapes = config_parameter_shapes(config)
     except (TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
     declared = {name[len("/model/"):]: tuple(spec["shape"]) for name, spec in

@@ -697,9 +697,10 @@ def dropout_mask(shape: Union[int, Sequence[int]], keep_prob: float,
     if np.dtype(dtype) not in v.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     shape = tuple(v.positive_int(s, "shape") for s in np.atleast_1d(shape).tolist())
-    _, mask = dropout_forward(np.ones(shape, dtype), keep_prob, True, rng)
-    assert mask is not None   # training=True always draws one
-    return mask
+    rng = v.as_generator(rng)
+    if keep_prob == 1.0:   # nothing dropped, nothing drawn
+        return np.ones(shape, dtype)
+    return _ops.dropout_mask(shape, keep_prob, rng, np.dtype(dtype))
 
 
 def zoneout_mask(shape: Union[int, Sequence[int]], zoneout: float,

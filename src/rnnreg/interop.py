@@ -255,18 +255,17 @@ def _refuse_what_is_not_mapped(module, nn):
     """Refuse, by name, any torch module inside ``module`` that from_torch cannot map (a layer
     norm between the LSTM and the head, an activation, ...): dropping it silently would give
     another model."""
+    mapped = (nn.LSTM, nn.Linear, nn.Embedding, nn.Dropout, nn.Identity, nn.Sequential,
+              nn.ModuleList, nn.ModuleDict)
     for name, child in module.named_modules():
-        if child is module and type(child).__module__.split(".")[0] != "torch":
-            continue   # the user's own container: what its forward does is checked on a probe
-        kind = type(child).__name__
-        if isinstance(child, (nn.LSTM, nn.Linear, nn.Embedding, nn.Dropout, nn.Identity,
-                              nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        if isinstance(child, mapped):
             continue
-        if type(child).__module__.split(".")[0] != "torch" and not any(
-                True for _ in child.parameters(recurse=False)):
-            continue   # a user's container holding mapped layers
+        user_made = type(child).__module__.split(".")[0] != "torch"
+        if user_made and (child is module or next(child.parameters(recurse=False), None) is None):
+            continue   # a user's container of layers: what its forward does is checked on a probe
         raise ValueError(f"from_torch maps {', '.join(_MAPPED)} layers (in containers); the "
-                         f"module holds {kind} at {name or 'its top'!r}, which it cannot map")
+                         f"module holds {type(child).__name__} at {name or 'its top'!r}, which "
+                         "it cannot map")
 
 
 def _check_on_a_probe(module, model, torch):

@@ -37,10 +37,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 from . import _ops
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
-                           decay_parameter_names)
+                           decay_parameter_names, layer_norm_param_size)
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES, initial_parameters
 
-__all__ = ["RegularizedLSTM", "parameter_shapes"]
+__all__ = ["RegularizedLSTM", "parameter_shapes", "config_parameter_shapes"]
 
 
 def _next_token(logits, temperature, top_k, top_p, greedy, rng):
@@ -66,11 +66,34 @@ def _next_token(logits, temperature, top_k, top_p, greedy, rng):
     return int(rng.choice(probs.size, p=probs))
 
 
+def config_parameter_shapes(config):
+    """The parameter shapes of ``RegularizedLSTM(**config)`` from its sizes alone, with the
+    constructor's defaults (``output_size`` = ``vocab_size``; with ``tie_weights``,
+    ``embedding_size`` = ``hidden_size``), without building the model — what load_model checks a
+    file's declared weights against first. Raises ValueError or TypeError for sizes that are
+    not positive ints."""
+    sizes = {"vocab_size": config.get("vocab_size"), "hidden_size": config.get("hidden_size"),
+             "num_layers": config.get("num_layers", 1)}
+    sizes["output_size"] = config.get("output_size") or sizes["vocab_size"]
+    sizes["embedding_size"] = config.get("embedding_size")
+    if config.get("tie_weights") and sizes["embedding_size"] is None:
+        sizes["embedding_size"] = sizes["hidden_size"]
+    for key, value in sizes.items():
+        if value is None and key == "embedding_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    if sizes["num_layers"] > 1024:
+        raise ValueError(f"num_layers {sizes['num_layers']} is not a model rnnreg builds")
+    return parameter_shapes(sizes["vocab_size"], sizes["hidden_size"], sizes["output_size"],
+                            sizes["num_layers"], sizes["embedding_size"],
+                            bool(config.get("use_layer_norm")), bool(config.get("tie_weights")))
+
+
 def parameter_shapes(vocab_size, hidden_size, output_size, num_layers, embedding_size,
                      use_layer_norm, tie_weights):
     """name -> shape of every parameter of a model of these sizes, in the model's order, computed
     without allocating any (a file's declared model is checked against it before it is built)."""
-    from ._conventions import layer_norm_param_size
     H = hidden_size
     shapes = {}
     if embedding_size is not None:
@@ -85,6 +108,7 @@ def parameter_shapes(vocab_size, hidden_size, output_size, num_layers, embedding
         shapes["Why"] = (H, output_size)
     shapes["by"] = (output_size,)
     return shapes
+
 
 # The model calls the kernels through rnnreg._ops (not the public functions): its inputs (token
 # ids, states) are validated on the way in, and its parameters are compared with the shapes and
@@ -247,17 +271,13 @@ class RegularizedLSTM:
         params = initial_parameters(
             self.init, self.rng, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
             output_size=self.output_size, embedding_size=self.embedding_size,
-            layer_input_sizes=[self._layer_input_size(k) for k in range(self.num_layers)],
+            layer_input_sizes=[self._param_shapes[f"W{k}"][0] - self.hidden_size
+                               for k in range(self.num_layers)],
             use_layer_norm=self.use_layer_norm, forget_bias=self.forget_bias,
             recurrent_init=self.recurrent_init)
         if self.tie_weights:   # drawn all the same, so the other parameters match an untied model
             del params["Why"]
         return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}
-
-    def _layer_input_size(self, layer):
-        if layer > 0:
-            return self.hidden_size
-        return self.vocab_size if self.embedding_size is None else self.embedding_size
 
     def _gate_block(self, gate):
         H = self.hidden_size
@@ -375,7 +395,8 @@ class RegularizedLSTM:
         Returns
         -------
         loss : float or None
-            Mean cross-entropy over the N*T tokens (None without targets).
+            Mean cross-entropy over the N*T tokens (None without targets), plus, in training,
+            the AR and TAR penalties (also in :attr:`last_penalty`).
         logits : ndarray of shape (N, T, output_size)
         state : (h, c), the final states, each (num_layers, N, H)
         """
@@ -457,15 +478,16 @@ class RegularizedLSTM:
         else:
             logits = _matmul(top, self.params["Why"]) + self.params["by"]
         loss, dlogits = None, None
-        penalty = 0.0
+        penalty, steps = 0.0, None
         if targets is not None:
             loss, dlogits = _ops.kernels().softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
             if training:
-                penalty = self._activation_penalty(top, h)
+                penalty, steps = self._activation_penalty(top, h)
                 loss += penalty
         self.last_penalty = penalty
-        self._cache = dict(inputs=inputs, top=x, top_h=h, dlogits=dlogits, layers=layer_caches,
+        self._cache = dict(inputs=inputs, top=x, tar_steps=steps, dlogits=dlogits,
+                           layers=layer_caches,
                            segments=segments, reset_rows=reset_rows, row_mask=row_mask,
                            dropout_masks=dropout_masks, weight_masks=weight_masks, shape=(N, T),
                            training=training)
@@ -498,15 +520,16 @@ class RegularizedLSTM:
     def _activation_penalty(self, top, h):
         """AR + TAR of a training pass (Merity et al. 2017, section 4.6): ``α · mean(top²)`` over
         the last layer's dropped output ``top`` (N*T, H) and ``β · mean((h_t − h_{t−1})²)`` over
-        its output ``h`` (N, T, H) before dropout, t within the batch."""
-        penalty = 0.0
+        its output ``h`` (N, T, H) before dropout, t within the batch. Returns the penalty and
+        the steps ``h_t − h_{t−1}`` (None without TAR), which the backward pass reuses."""
+        penalty, steps = 0.0, None
         if self.activation_reg:
             penalty += self.activation_reg * float(np.mean(np.square(top, dtype=np.float64)))
         if self.temporal_activation_reg and h.shape[1] > 1:
-            diff = h[:, 1:] - h[:, :-1]
+            steps = h[:, 1:] - h[:, :-1]
             penalty += self.temporal_activation_reg * float(
-                np.mean(np.square(diff, dtype=np.float64)))
-        return penalty
+                np.mean(np.square(steps, dtype=np.float64)))
+        return penalty, steps
 
     def backward(self, dh_final=None, dc_final=None):
         """Gradients of the last :meth:`forward_batch` loss for every parameter.
@@ -545,11 +568,10 @@ class RegularizedLSTM:
             w_name, b_name, ln_names = self._layer_names[layer]
             mask = cache["dropout_masks"][layer + 1]
             dh = dx if mask is None else dx * mask
-            if (training and self.temporal_activation_reg and T > 1
-                    and layer == self.num_layers - 1):   # d/dh of β · mean((h_t − h_{t−1})²)
-                h_top = cache["top_h"]
+            if cache["tar_steps"] is not None and layer == self.num_layers - 1:
+                # d/dh of β · mean((h_t − h_{t−1})²)
                 step = (2.0 * self.temporal_activation_reg / (N * (T - 1) * H)) * \
-                    (h_top[:, 1:] - h_top[:, :-1])
+                    cache["tar_steps"]
                 dh = np.array(dh)
                 dh[:, 1:] += step
                 dh[:, :-1] -= step

@@ -12,6 +12,7 @@ probability of *dropping* — and become the model's keep probabilities in :func
 import argparse
 import dataclasses
 import math
+import os
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -306,7 +307,6 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optiona
     log = log or (lambda line: None)
     resume_from = None
     if resume:
-        import os
         if checkpoint_path is None or not os.path.exists(checkpoint_path):
             raise FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint_path} "
                                     "to continue from (run without --resume to start afresh)")

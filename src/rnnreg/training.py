@@ -35,6 +35,7 @@ from .checkpoint import (load_model, restore_training_state, save_model,  # noqa
                          save_training_state)
 from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
 from . import _ops
+from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
 from .regularization import EarlyStoppingMonitor
 
 if TYPE_CHECKING:
@@ -350,12 +351,12 @@ def _evaluate_side_by_side(model, documents, bptt):
             state = (state[0][:, :rows], state[1][:, :rows])
         _, logits, state = model.forward_batch(inputs[:rows, start:stop], None, state)
         valid = np.arange(start, stop)[None, :] < lengths[:rows, None]
-        scores = logits.astype(np.float64)
-        top = scores.max(axis=-1, keepdims=True)
-        log_z = top[..., 0] + np.log(np.exp(scores - top).sum(axis=-1))
-        picked = np.take_along_axis(scores, targets[:rows, start:stop, None], axis=-1)[..., 0]
-        total += float(np.sum((log_z - picked)[valid]))
-        count += int(valid.sum())
+        # The loss kernel on the real positions only (the padding's logits are left out).
+        tokens = int(valid.sum())
+        loss, _ = _ops.kernels().softmax_cross_entropy(
+            np.ascontiguousarray(logits[valid]), targets[:rows, start:stop][valid])
+        total += loss * tokens
+        count += tokens
         max_c = max(max_c, model.largest_cell_state(valid))
     return total, count, max_c
 
@@ -576,7 +577,6 @@ class _Run:
     history, and the steps of an epoch."""
 
     def __init__(self, model, data, config, log, name, bar=True, callbacks=()):
-        from .callbacks import ReduceLROnPlateau
         self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
         self.bar = bar and config.progress
         self.callbacks = list(callbacks)
@@ -650,7 +650,6 @@ class _Run:
                 batches += 1
                 progress.update(ce + penalty)
                 if self.callbacks:
-                    from .callbacks import BatchEnd
                     event = BatchEnd(epoch, batches - 1, ce + penalty, norm, optimizer.lr)
                     for callback in self.callbacks:
                         if hasattr(callback, "on_batch_end"):
@@ -728,7 +727,6 @@ class _Run:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
         if self.callbacks:
-            from .callbacks import EpochEnd
             event = EpochEnd(epoch, self.config.epochs, train_loss, train_ce, val_loss,
                              optimizer.lr, grad_norm, max_abs_c, seconds, history, self.model,
                              trainer=self)
