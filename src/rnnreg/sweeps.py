@@ -431,8 +431,10 @@ class _TrialProgress:
             return
         elapsed = time.perf_counter() - self.started
         eta = elapsed / self.done * (self.total - self.done)
-        result = (f"val {record['best_val_loss']:.4f} test {record['test_loss']:.4f}"
-                  if record["status"] == STATUS_DONE else f"FAILED {record['error']}")
+        result = (f"FAILED {record['error']}" if record["status"] == STATUS_FAILED else
+                  f"val {record['best_val_loss']:.4f} test {record['test_loss']:.4f}"
+                  + (f" (pruned after {record['epochs']} epochs)"
+                     if record["status"] == STATUS_PRUNED else ""))
         _logger.info(f"[{self.done}/{self.total}, {self.failed} failed, {running} running, "
                      f"ETA {eta:.0f}s] {_label(record['params'])}: {result} "
                      f"({record['seconds'] or 0:.1f}s on {record['worker']})")
