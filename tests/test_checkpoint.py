@@ -370,19 +370,24 @@ def _crafted_model_file(path, hidden):
 
 
 @pytest.mark.parametrize("hidden", [20_000, 2**30])
-def test_a_small_file_declaring_a_huge_model_is_refused_at_once(tmp_path, hidden):
-    import time
+def test_a_small_file_declaring_a_huge_model_is_refused_at_once(tmp_path, hidden, monkeypatch):
+    """Refused before any model is built (building one was what took gigabytes and up to 46 s):
+    no RegularizedLSTM is constructed, and the peak of traced memory stays small. (How long the
+    refusal takes is a benchmark figure, not asserted here: this machine is shared.)"""
     path = _crafted_model_file(str(tmp_path / "crafted.npz"), hidden)
     assert os.path.getsize(path) < 1000
+    built = []
+    original = RegularizedLSTM.__init__
+    monkeypatch.setattr(RegularizedLSTM, "__init__",
+                        lambda self, *a, **k: built.append(k) or original(self, *a, **k))
     tracemalloc.start()
-    started = time.perf_counter()
     try:
-        with pytest.raises(CheckpointError):
+        with pytest.raises(CheckpointError, match="not those of the model"):
             load_model(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0
+    assert built == []
     assert peak < 50_000_000
 
 

@@ -302,35 +302,37 @@ def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
     if not _kernels._thread_info()["blas_threads_known"]:
         pytest.skip("needs a BLAS whose thread setting rnnreg knows")
 
-    def scipy_blas():   # the OpenBLAS rnnreg's kernels call (SciPy's), not NumPy's own
-        libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
-                if "scipy" in lib.filepath]
-        if not libs:
-            pytest.skip("no SciPy OpenBLAS")
-        return libs[0]
-    original = scipy_blas().num_threads
+    # The OpenBLAS rnnreg's kernels call: SciPy's, in scipy.libs — not NumPy's own, which is
+    # named libscipy_openblas64_ too. Looked up once: polling must be quick.
+    libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+            if f"{os.sep}scipy.libs{os.sep}" in lib.filepath]
+    if not libs:
+        pytest.skip("no SciPy OpenBLAS")
+    blas = libs[0]
+    original = blas.get_num_threads()
     if original < 2:
         pytest.skip("needs a BLAS allowed 2 threads or more")
     arrays = _lstm_arrays(np.random.default_rng(2), 32, 60, 64, 256, np.float64, True, True)
-    started = threading.Event()
+    changed = threading.Event()
 
-    def long_call():
-        started.set()
-        for _ in range(3):
+    def calls_until_changed():   # kernel calls, one after another, until the limit is set
+        deadline = time.monotonic() + 60
+        while not changed.is_set() and time.monotonic() < deadline:
             _lstm_run(arrays)
     wanted = original + 1
     try:
-        worker = threading.Thread(target=long_call)
+        worker = threading.Thread(target=calls_until_changed)
         worker.start()
-        started.wait(10)
-        deadline = time.monotonic() + 10
-        while scipy_blas().get_num_threads() != 1 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while blas.get_num_threads() != 1 and time.monotonic() < deadline:
             time.sleep(0.0005)   # until a kernel call has pinned BLAS: a call is in flight
-        if scipy_blas().get_num_threads() != 1:
-            worker.join()
-            pytest.skip("no kernel call was seen in flight")
-        scipy_blas().set_num_threads(wanted)
+        seen_in_flight = blas.get_num_threads() == 1
+        if seen_in_flight:
+            blas.set_num_threads(wanted)
+        changed.set()
         worker.join()
-        assert scipy_blas().get_num_threads() == wanted
+        if not seen_in_flight:
+            pytest.skip("no kernel call was seen in flight")
+        assert blas.get_num_threads() == wanted
     finally:
-        scipy_blas().set_num_threads(original)
+        blas.set_num_threads(original)
