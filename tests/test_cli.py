@@ -181,3 +181,20 @@ def test_sample_refuses_a_folder_without_a_model_in_one_line(tmp_path, capsys):
     assert main(["sample", str(tmp_path)]) == 2   # a user error
     err = capsys.readouterr().err
     assert "folder without a model file" in err and "Traceback" not in err
+
+
+def test_every_option_of_every_command_shows_its_default_in_help():
+    """`rnnreg COMMAND --help` gives each option's default (a value, "none" for an option that
+    is off unless given, or the help's own words where the default depends on the data)."""
+    import argparse
+    from rnnreg.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(commands) >= {"compare", "train", "sweep", "sample"}
+    for name, command in commands.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            shown = formatter._expand_help(action) if action.help else ""
+            assert "default" in shown, (name, action.option_strings, shown)

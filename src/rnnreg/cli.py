@@ -172,6 +172,22 @@ def _sample(args):
     return 0
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default: "(default: X)", "(default: none)" for an
+    option that is off unless given, or the help's own words when it says the default itself
+    (a default that depends on the data)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.default is None:
+            return text + " (default: none)"
+        if action.default == "":
+            return text + ' (default: "")'
+        return super()._get_help_string(action)
+
+
 def build_parser():
     from . import __version__
     from .runs import CLASSIC_SETTINGS, SETTINGS, add_options
@@ -181,7 +197,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compare", help="train once per regularizer setting and compare them",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpWithDefaults)
     # Defaults sized so that the unregularized model overfits within the run (its validation
     # loss turns up after ~6 epochs) and all six settings finish in a few minutes on 2 cores.
     add_options(p, epochs=14)
@@ -192,7 +208,8 @@ def build_parser():
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(CLASSIC_SETTINGS),
                    help="the settings to train: by default the notebook's ablation; 'zoneout' "
                         "and 'awd' (AWD-LSTM's whole set) on request")
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", default="runs/compare",
+                   help="folder for comparison.md, results.json and the plots")
 
     p.add_argument("--jobs", type=int, default=1,
                    help="settings trained at once, in worker processes (needs joblib: "
@@ -201,7 +218,7 @@ def build_parser():
 
     p = sub.add_parser("sweep", help="train once per trial of a grid or random search, on local "
                                      "processes or a Dask cluster",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpWithDefaults)
     add_options(p)
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="sweep a training flag over these values (repeatable: the Cartesian "
@@ -226,16 +243,17 @@ def build_parser():
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("train", help="train one model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpWithDefaults)
     add_options(p)
-    p.add_argument("--out", default="runs/train")
+    p.add_argument("--out", default="runs/train",
+                   help="folder for best.npz, model.npz, the checkpoint, history.json and the plot")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.add_argument("--csv", default=None, metavar="PATH",
                    help="also write one row per epoch to this CSV file, flushed as it goes")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="generate text from a trained model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpWithDefaults)
     p.add_argument("checkpoint", metavar="MODEL",
                    help="a run folder of `rnnreg train` (its best.npz), a model file of "
                         "save_model, or a checkpoint")

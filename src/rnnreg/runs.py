@@ -113,7 +113,7 @@ TRAINING_OPTIONS: Tuple[Option, ...] = (
            "your text's; 10000 of stdlib)", type=int, metavar="N"),
     Option("hidden", "LSTM hidden size", default=256, type=int),
     Option("layers", "LSTM layers", default=1, type=int),
-    Option("embedding", "embedding size (default one-hot)", type=int),
+    Option("embedding", "embedding size (default: none, one-hot inputs)", type=int),
     Option("dropout", "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
            "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P", default=0.0,
            type=drop_probability, metavar="P"),
