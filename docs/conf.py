@@ -12,18 +12,27 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
     "numpydoc",
-]
+    "myst_parser",      # the user guide is Markdown, so its pages read on GitHub too and share
+]                       # benchmarks/readme_tables.py's recorded tables with the README
+myst_heading_anchors = 3
 autosummary_generate = True
 autodoc_default_options = {"members": False}
+# Signatures without annotations: the numpydoc sections give every type in words, and the
+# annotations (NumPy's private typing aliases) would be unreadable there and unresolvable offline.
+autodoc_typehints = "none"
 numpydoc_show_class_members = False     # members are listed where they are documented
 numpydoc_class_members_toctree = False
 # What every public name's docstring must hold (summary, Parameters, Returns, a running
 # Examples section) is checked by tests/test_docs.py, on the installed package.
-templates_path = []
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+templates_path = ["_templates"]   # autosummary/class.rst: every method and attribute in full
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+html_theme_options = {"page_width": "1280px", "sidebar_width": "230px"}
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 html_title = f"rnnreg {release}"
-nitpicky = False
+nitpicky = True     # every cross-reference must resolve (sphinx-build -W makes it an error)
 
 
 # ----------------------------------------------------------------------------- the CLI reference

@@ -71,3 +71,42 @@ def test_the_reference_lists_every_public_name_and_its_examples_run():
     assert not missing, f"not in docs/api.rst: {missing}"
     result = doctest.testfile(api, module_relative=False, optionflags=FLAGS, verbose=False)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_the_browser_check_passes_a_page_that_renders_and_names_what_does_not(tmp_path):
+    """docs/check_browser.py (run on the built site in CI) in headless Chromium: a page whose
+    image decodes passes; a missing image, a broken one and a script error are each reported."""
+    import shutil
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (CI installs Debian's)")
+    spec = importlib.util.spec_from_file_location(
+        "check_browser", os.path.join(os.path.dirname(__file__), "..", "docs", "check_browser.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import matplotlib.pyplot as plt
+    good = tmp_path / "good"
+    good.mkdir()
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(good / "plot.png")
+    plt.close(fig)
+    page = ("<html><head><title>{t}</title></head><body><p>Enough text to count as a page.</p>"
+            "{b}</body></html>")
+    (good / "index.html").write_text(page.format(t="good", b='<img src="plot.png">'))
+    pages, images, problems = module.check(good, chromium)
+    assert (len(pages), images, problems) == (1, 1, [])
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrupt.png").write_bytes(b"not a png")
+    (bad / "index.html").write_text(page.format(
+        t="bad", b='<img src="missing.png"><img src="corrupt.png"><script>noSuchFunction()</script>'))
+    (bad / "empty.html").write_text("<html><body></body></html>")
+    _, _, problems = module.check(bad, chromium)
+    text = "\n".join(problems)
+    assert "image does not render: missing.png" in text
+    assert "image does not render: corrupt.png" in text
+    assert "script error" in text and "noSuchFunction" in text
+    assert "empty.html: renders empty" in text

@@ -186,8 +186,9 @@ class LSTMCache(NamedTuple):
     ``recurrent_mask`` (None or (N, H)), ``eps``; computed: ``hprev, c, tc, h (N, T, H)`` (the
     masked recurrent input, the cell state, tanh of the (normalized) cell state, the output) and
     ``gates (N, T, 4H)`` (activated, in :data:`GATE_ORDER`); ``ln_saved``: None or a read-only
-    mapping of the :data:`LN_SAVED` arrays; ``zoneout_h``, ``zoneout_c``: None or the zoneout
-    weights (N, T, H) of the pass (with zoneout, ``c`` and ``h`` are the zoned states).
+    mapping of the saved layer-norm arrays (``_conventions.LN_SAVED``); ``zoneout_h``,
+    ``zoneout_c``: None or the zoneout weights (N, T, H) of the pass (with zoneout, ``c`` and
+    ``h`` are the zoned states).
     ``cache["h"]`` reads a field by name too.
 
     Examples

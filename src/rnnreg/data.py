@@ -89,11 +89,11 @@ MAX_VOCABULARY = 1 << 20   # Unicode has fewer code points: a larger list from a
 class Vocabulary:
     """Characters <-> integer ids, with an explicit unknown symbol.
 
-    Id 0 is :data:`UNKNOWN`; every other id is one character. A character the vocabulary does not
-    hold encodes to 0 — so does, when the vocabulary is built with ``min_count``, every character
-    seen fewer times than that in the training text, *in training too*, so that the unknown
-    symbol's weights are learned. It travels with the model: saved in checkpoints and model files
-    (as a plain list of strings) and checked when read back.
+    Id 0 is the unknown symbol (``rnnreg.data.UNKNOWN``); every other id is one character. A
+    character the vocabulary does not hold encodes to 0 — so does, when the vocabulary is built
+    with ``min_count``, every character seen fewer times than that in the training text, *in
+    training too*, so that the unknown symbol's weights are learned. It travels with the model:
+    saved in checkpoints and model files (as a plain list of strings) and checked when read back.
 
     Parameters
     ----------
@@ -161,7 +161,7 @@ class CharCorpus:
 
     Build one with :meth:`from_text` (one text, split by line), :meth:`from_files` (files, folders
     or globs; split by document when there are three files or more) or :meth:`from_documents`;
-    :func:`rnnreg.training.fit` takes it whole (its splits, documents and vocabulary).
+    :func:`rnnreg.fit` takes it whole (its splits, documents and vocabulary).
 
     Parameters
     ----------

@@ -150,9 +150,9 @@ class RegularizedLSTM:
         Source of the initial weights and of every dropout mask.
     dtype : float32 or float64
     init : {"uniform", "pytorch", "keras"}
-        How the initial weights are drawn (see :mod:`rnnreg.init`): rnnreg's uniform(±1/√H)
-        scheme, PyTorch's ``nn.LSTM``/``nn.Linear`` defaults, or Keras's (Glorot input weights,
-        orthogonal recurrent weights, zero biases).
+        How the initial weights are drawn (see :func:`rnnreg.init.initial_parameters`):
+        rnnreg's uniform(±1/√H) scheme, PyTorch's ``nn.LSTM``/``nn.Linear`` defaults, or
+        Keras's (Glorot input weights, orthogonal recurrent weights, zero biases).
     forget_bias : float, optional
         Added to the forget-gate bias of every layer; default: the scheme's (0 for "uniform" and
         "pytorch", 1 for "keras", i.e. ``unit_forget_bias``).

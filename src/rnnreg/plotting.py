@@ -209,7 +209,7 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
     Parameters
     ----------
     records : list of dict
-        Trial records of :func:`rnnreg.sweeps.sweep` (``params`` and ``metric`` are read).
+        Trial records of :func:`rnnreg.sweep` (``params`` and ``metric`` are read).
     names : list of str, optional
         The swept settings, in order (default: every name in the records' params).
     log_scale : collection of str

@@ -540,9 +540,11 @@ def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0
         Keep each trial's best model there, as ``<trial label>.npz`` (local sweeps only;
         ``rnnreg compare`` keeps one per setting).
     prune : {"median", "asha"}, optional
-        Stop trials whose validation loss falls behind the others' (:class:`Pruner`); a pruned
-        trial is recorded with its curve and status ``"pruned"``, and not run again by a rerun
-        (local sweeps: the trials share their curves through a file in ``out``).
+        Stop trials whose validation loss falls behind the others' (``"median"``: above the
+        median of the other trials' at the same epoch; ``"asha"``: outside the best third of
+        those that reached 1, 3, 9, ... epochs). A pruned trial is recorded with its curve and
+        status ``"pruned"``, and not run again by a rerun (local sweeps: the trials share their
+        curves through a file in ``out``).
     return_weights : bool
         Also return each trial's final weights (``model.weights()``; local sweeps only) —
         ``rnnreg compare`` draws its histograms from them.
