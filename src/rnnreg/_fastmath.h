@@ -422,6 +422,52 @@ RN_INLINE void NAME(const T *restrict dcell, T *restrict dc_next, const T *restr
 RN_DEFINE_BWD_CELL(rn_bwd_cell_d, double)
 RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
 
+/* ------------------------------------------------------------------ zoneout, one row
+ * (Krueger et al. 2016; the contract is in _conventions.py.) Forward: the candidate state x just
+ * computed becomes u * prev + (1 - u) * x, in place; prev is the previous step's row (or the
+ * initial state), never x itself. */
+#define RN_DEFINE_ZONE_MIX(NAME, T)                                                           \
+RN_INLINE void NAME(const T *restrict u, const T *restrict prev, T *restrict x,              \
+                    Py_ssize_t H) {                                                           \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < H; j++) x[j] = u[j] * prev[j] + (1 - u[j]) * x[j];                       \
+}
+RN_DEFINE_ZONE_MIX(rn_zone_mix_d, double)
+RN_DEFINE_ZONE_MIX(rn_zone_mix_f, float)
+
+/* Backward: a state's total gradient g = d (+ d_extra when given) splits into the part that
+ * skips the step, skip = u * g, and the part that reaches the candidate, through = (1 - u) * g
+ * (through may be d itself: each d[j] is read before it is written). */
+#define RN_DEFINE_ZONE_SPLIT(NAME, T)                                                         \
+RN_INLINE void NAME(const T *restrict u, const T *d, const T *restrict d_extra,              \
+                    T *restrict skip, T *through, Py_ssize_t H) {                             \
+    Py_ssize_t j;                                                                             \
+    if (d_extra != NULL) {                                                                    \
+        for (j = 0; j < H; j++) {                                                             \
+            T g = d[j] + d_extra[j];                                                          \
+            skip[j] = u[j] * g;                                                               \
+            through[j] = (1 - u[j]) * g;                                                      \
+        }                                                                                     \
+    } else {                                                                                  \
+        for (j = 0; j < H; j++) {                                                             \
+            T g = d[j];                                                                       \
+            skip[j] = u[j] * g;                                                               \
+            through[j] = (1 - u[j]) * g;                                                      \
+        }                                                                                     \
+    }                                                                                         \
+}
+RN_DEFINE_ZONE_SPLIT(rn_zone_split_d, double)
+RN_DEFINE_ZONE_SPLIT(rn_zone_split_f, float)
+
+/* x += y over n values (x and y never overlap). */
+#define RN_DEFINE_ADD(NAME, T)                                                                \
+RN_INLINE void NAME(T *restrict x, const T *restrict y, Py_ssize_t n) {                      \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < n; j++) x[j] = x[j] + y[j];                                               \
+}
+RN_DEFINE_ADD(rn_add_d, double)
+RN_DEFINE_ADD(rn_add_f, float)
+
 /* ------------------------------------------------------------------ small matrix products
  * For the few rows of a tiny batch (and the short sequences of the notebook), a BLAS call's
  * fixed cost — argument checks, packing the operands into its own layout — is larger than the

@@ -15,6 +15,14 @@ cdef extern from "_fastmath.h" nogil:
                        double* da, Py_ssize_t H)
     void rn_bwd_cell_f(const float* dcell, float* dc_next, const float* a, const float* c_prev,
                        float* da, Py_ssize_t H)
+    void rn_zone_mix_d(const double* u, const double* prev, double* x, Py_ssize_t H)
+    void rn_zone_mix_f(const float* u, const float* prev, float* x, Py_ssize_t H)
+    void rn_zone_split_d(const double* u, const double* d, const double* d_extra, double* skip,
+                         double* through, Py_ssize_t H)
+    void rn_zone_split_f(const float* u, const float* d, const float* d_extra, float* skip,
+                         float* through, Py_ssize_t H)
+    void rn_add_d(double* x, const double* y, Py_ssize_t n)
+    void rn_add_f(float* x, const float* y, Py_ssize_t n)
     void rn_ln_fwd_d(const double* x, Py_ssize_t n, const double* gamma, const double* beta,
                      double eps, double* out, double* xhat, double* rstd)
     void rn_ln_fwd_f(const float* x, Py_ssize_t n, const float* gamma, const float* beta,
@@ -102,6 +110,29 @@ cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const float
         rn_bwd_cell_f(dcell, dc_next, a, c_prev, da, H)
     else:
         rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
+
+
+cdef inline void _zone_mix(const floating* u, const floating* prev, floating* x,
+                           Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_zone_mix_f(u, prev, x, H)
+    else:
+        rn_zone_mix_d(u, prev, x, H)
+
+
+cdef inline void _zone_split(const floating* u, const floating* d, const floating* d_extra,
+                             floating* skip, floating* through, Py_ssize_t H) noexcept nogil:
+    if floating is float:
+        rn_zone_split_f(u, d, d_extra, skip, through, H)
+    else:
+        rn_zone_split_d(u, d, d_extra, skip, through, H)
+
+
+cdef inline void _add(floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        rn_add_f(x, y, n)
+    else:
+        rn_add_d(x, y, n)
 
 
 # BLAS takes its dimensions as 32-bit ints. A product with any dimension or row stride above

@@ -98,7 +98,6 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
     cdef floating** saved = <floating**>s.ln_saved
     cdef const floating* src
     cdef const floating* c_prev
-    cdef const floating* u
     cdef floating* a
     cdef floating* dst
     for t in range(T):
@@ -130,16 +129,10 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
                 _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
             # Zoneout: the candidates just written become u * previous + (1 - u) * candidate.
             if zone_c != NULL:
-                u = zone_c + row * H
-                dst = c + row * H
-                for j in range(H):
-                    dst[j] = u[j] * c_prev[j] + (1 - u[j]) * dst[j]
+                _zone_mix(zone_c + row * H, c_prev, c + row * H, H)
             if zone_h != NULL:
-                u = zone_h + row * H
-                src = h0 + n * H if t == 0 else h + (row - 1) * H
-                dst = h + row * H
-                for j in range(H):
-                    dst[j] = u[j] * src[j] + (1 - u[j]) * dst[j]
+                _zone_mix(zone_h + row * H, h0 + n * H if t == 0 else h + (row - 1) * H,
+                          h + row * H, H)
 
 
 cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
@@ -277,7 +270,7 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
     """Backpropagation through time for sequences n0 <= n < n1; the layer-norm parameters'
     gradients of the recurrent and cell normalizations go to each sequence's g.ln_parts row.
     row_buf: 2H values."""
-    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k
     cdef const floating* dh = <const floating*>g.dh
     cdef floating* dh_next = <floating*>g.dh_next
     cdef floating* dc_next = <floating*>g.dc_next
@@ -290,8 +283,6 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
     cdef const floating* zero_row = <const floating*>g.zero_row
     cdef floating* carry = <floating*>g.zone_carry
     cdef floating* zone_buf = row_buf + H   # dh~ of the step, then u_c * dc(t)
-    cdef const floating* u
-    cdef floating total
     cdef const floating* gates = <const floating*>s.gates
     cdef const floating* c = <const floating*>s.c
     cdef const floating* tc = <const floating*>s.tc
@@ -310,11 +301,8 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
             if zone_h != NULL:
                 # h_t = u h(t-1) + (1 - u) h~_t: u of h_t's gradient skips the step (carry),
                 # 1 - u of it reaches the cell's output h~_t.
-                u = zone_h + row * H
-                for j in range(H):
-                    total = dh[row * H + j] + dh_next[n * H + j]
-                    carry[n * H + j] = u[j] * total
-                    zone_buf[j] = (1 - u[j]) * total
+                _zone_split(zone_h + row * H, dh + row * H, dh_next + n * H, carry + n * H,
+                            zone_buf, H)
                 _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H)
             else:
                 _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
@@ -323,14 +311,11 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
                                  sums + 2 * G, sums + 2 * G + H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
-                u = zone_c + row * H
-                for j in range(H):
-                    zone_buf[j] = u[j] * dc_next[n * H + j]
-                    dc_next[n * H + j] = (1 - u[j]) * dc_next[n * H + j]
+                _zone_split(zone_c + row * H, dc_next + n * H, NULL, zone_buf, dc_next + n * H,
+                            H)
             _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
             if zone_c != NULL:
-                for j in range(H):
-                    dc_next[n * H + j] = dc_next[n * H + j] + zone_buf[j]
+                _add(dc_next + n * H, zone_buf, H)
             if s.layer_norm:
                 _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
                                  dhw + row * G, sums, sums + G)
@@ -341,8 +326,7 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
             for k in range(n0 * H, n1 * H):
                 dh_next[k] = dh_next[k] * mask[k]
         if zone_h != NULL:
-            for k in range(n0 * H, n1 * H):
-                dh_next[k] = dh_next[k] + carry[k]
+            _add(dh_next + n0 * H, carry + n0 * H, (n1 - n0) * H)
 
 
 cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
