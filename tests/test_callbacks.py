@@ -79,6 +79,69 @@ def test_reduce_on_plateau_halves_after_patience_epochs_without_improvement():
     assert trainer.lr_scale == 0.25   # after 1.6, 1.7; after 1.45, 1.5
 
 
+def test_reduce_on_plateau_stops_at_min_lr_and_does_not_skip_the_last_cut():
+    """Keras's rule: the new rate is max(lr * factor, min_lr) — a cut that would go below
+    min_lr lands on it (it used to be skipped, leaving the rate above min_lr for good)."""
+    trainer = types.SimpleNamespace(lr_scale=1.0)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=1, min_lr=0.03)
+
+    def flat_epoch(k):
+        return EpochEnd(k, 10, 1.0, 1.0, 2.0 if k else 1.0, 0.1 * trainer.lr_scale, 1.0, None,
+                        0.1, {}, None, trainer=trainer)
+    rates = []
+    for k in range(5):
+        plateau.on_epoch_end(flat_epoch(k))
+        rates.append(0.1 * trainer.lr_scale)
+    assert rates == pytest.approx([0.1, 0.05, 0.03, 0.03, 0.03])
+
+
+@pytest.mark.parametrize("bad", [dict(min_lr=-1.0), dict(min_lr=float("nan")),
+                                 dict(min_delta=-0.1), dict(min_lr=True)])
+def test_reduce_on_plateau_refuses_bad_bounds(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ReduceLROnPlateau(**bad)
+
+
+def test_a_plateau_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    """The plateau rule's state (its best loss, how long it has waited, the scale it has
+    applied) travels in fit's checkpoint: resuming after a cut gives the same rates, losses and
+    weights as the run that never stopped."""
+    import numpy as np
+    train, val = _task()
+    config = dict(lr=0.05, lr_schedule="plateau")
+    whole_model = RegularizedLSTM(12, 16, seed=0)
+    whole = fit(whole_model, train, val, TrainConfig(epochs=15, **config), verbose=0)
+    cut = next(k for k, lr in enumerate(whole["lr"]) if lr < 0.05)
+    assert cut < 12, "the rate must be cut before the checkpoint for this test to prove anything"
+    path = str(tmp_path / "run.npz")
+    fit(RegularizedLSTM(12, 16, seed=0), train, val,
+        TrainConfig(epochs=cut + 2, checkpoint_path=path, **config), verbose=0)
+    resumed_model = RegularizedLSTM(12, 16, seed=0)
+    resumed = fit(resumed_model, train, val,
+                  TrainConfig(epochs=15, checkpoint_path=path, **config), resume_from=path,
+                  verbose=0)
+    assert resumed["lr"] == whole["lr"] and resumed["val_loss"] == whole["val_loss"]
+    for name, value in whole_model.params.items():
+        assert np.array_equal(resumed_model.params[name], value), name
+
+
+def test_a_checkpoint_with_a_broken_schedule_state_is_refused_before_anything_changes(tmp_path):
+    from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    train, val = _task()
+    path = str(tmp_path / "run.npz")
+    config = TrainConfig(epochs=2, lr=0.05, lr_schedule="plateau", checkpoint_path=path)
+    fit(RegularizedLSTM(12, 16, seed=0), train, val, config, verbose=0)
+    payload = load_checkpoint(path)
+    payload["schedule"]["lr_scale"] = 7.0
+    save_checkpoint(path, payload)
+    model = RegularizedLSTM(12, 16, seed=0)
+    before = {name: value.copy() for name, value in model.params.items()}
+    with pytest.raises(CheckpointError, match="lr_scale"):
+        fit(model, train, val, TrainConfig(epochs=4, lr=0.05, lr_schedule="plateau",
+                                           checkpoint_path=path), resume_from=path, verbose=0)
+    assert all((model.params[name] == value).all() for name, value in before.items())
+
+
 def test_the_plateau_schedule_lowers_the_rate_in_fit():
     train, val = _task()
     history = fit(RegularizedLSTM(12, 16, seed=0), train, val,

@@ -140,14 +140,21 @@ class CSVLogger(Callback):
 
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when the validation loss has not improved (by
-    more than ``min_delta``) for ``patience`` epochs, down to ``min_lr`` — Keras's and PyTorch's
-    rule. It scales whatever the schedule gives from then on."""
+    more than ``min_delta``) for ``patience`` epochs, never below ``min_lr`` — Keras's and
+    PyTorch's rule: the new rate is ``max(lr · factor, min_lr)``, and a rate already at
+    ``min_lr`` stays. It scales whatever the schedule gives from then on. With
+    ``lr_schedule="plateau"`` its state is in fit's checkpoints, so a resumed run goes on
+    exactly."""
 
     def __init__(self, factor=0.5, patience=2, min_delta=0.0, min_lr=0.0):
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+        for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.factor, self.patience = float(factor), patience
         self.min_delta, self.min_lr = float(min_delta), float(min_lr)
         self.best, self.wait = math.inf, 0
@@ -161,9 +168,30 @@ class ReduceLROnPlateau(Callback):
         self.wait += 1
         if self.wait >= self.patience:
             self.wait = 0
-            if event.lr * self.factor >= self.min_lr:
-                event.trainer.lr_scale *= self.factor
+            if event.lr > self.min_lr:
+                new_lr = max(event.lr * self.factor, self.min_lr)
+                event.trainer.lr_scale *= new_lr / event.lr
         return None
+
+    def state_dict(self):
+        """``best`` (None before the first validation loss) and ``wait``: JSON-ready."""
+        return {"best": None if math.isinf(self.best) else float(self.best), "wait": self.wait}
+
+    def load_state_dict(self, state):
+        """Take a :meth:`state_dict`; checked whole before anything changes (ValueError)."""
+        if not isinstance(state, dict) or set(state) != {"best", "wait"}:
+            raise ValueError(f"a ReduceLROnPlateau state is a dict with 'best' and 'wait', got "
+                             f"{state!r}")
+        best, wait = state["best"], state["wait"]
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                                 or not math.isfinite(best)):
+            raise ValueError(f"ReduceLROnPlateau 'best' must be None or a finite number, got "
+                             f"{best!r}")
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait < self.patience:
+            raise ValueError(f"ReduceLROnPlateau 'wait' must be an int in [0, {self.patience}), "
+                             f"got {wait!r}")
+        self.best = math.inf if best is None else float(best)
+        self.wait = wait
 
 
 class SampleText(Callback):

@@ -309,10 +309,13 @@ def load_checkpoint(path, expect=None):
 # constructor settings, vocabulary) and fit's training state (save_training_state /
 # restore_training_state: all of that plus the optimizer, the early-stopping monitor, the random
 # states and the history). Both are read as hostile input, checked against the model first.
-def save_training_state(path, model, optimizer, monitor, rng, history, epoch, config):
+def save_training_state(path, model, optimizer, monitor, rng, history, epoch, config,
+                        schedule=None):
     """Write what `fit` needs to continue after ``epoch``: the model, its and the trainer's
-    random states, the optimizer and early-stopping state, the history and the settings."""
+    random states, the optimizer, early-stopping and learning-rate schedule state, the history
+    and the settings."""
     save_checkpoint(path, {
+        "schedule": schedule,
         "epoch": epoch,
         "model_config": model.config(),
         "model": model.state_dict(),
@@ -428,9 +431,11 @@ def _checked_rng_state(path, field, state, generator):
     return scratch.state
 
 
-def restore_training_state(path, model, optimizer, monitor, rng, history, config):
+def restore_training_state(path, model, optimizer, monitor, rng, history, config, schedule=None):
     """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
-    optimizer and configuration before anything is changed. Returns the first epoch to run."""
+    optimizer and configuration before anything is changed. Returns the first epoch to run.
+    ``schedule``: the run whose learning-rate schedule state (``load_schedule_state``) is
+    restored too."""
     payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
     _checked_payload(path, payload, {
         "epoch": int, "model_config": dict, "model": dict, "model_rng": dict,
@@ -493,6 +498,8 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
         if monitor is not None:
             probe_monitor = copy.copy(monitor)
             probe_monitor.load_state_dict(payload["monitor"], model=model)
+        if schedule is not None:
+            schedule.load_schedule_state(payload.get("schedule"), apply=False)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     vocabulary = _checked_vocabulary(path, payload, model)
@@ -507,6 +514,8 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
     optimizer.__dict__.update(probe_optimizer.__dict__)
     if monitor is not None:
         monitor.__dict__.update(probe_monitor.__dict__)
+    if schedule is not None:
+        schedule.load_schedule_state(payload.get("schedule"))
     history.update({key: saved_history[key] for key in saved_history if key in history})
     return epoch + 1
 

@@ -501,7 +501,7 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     first_epoch = 0
     if resume_from is not None:
         first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
-                                             run.rng, run.history, config)
+                                             run.rng, run.history, config, schedule=run)
         if run.history["stopped_epoch"] is not None:   # early stopping ended it: it stays ended
             run.log(f"the run in {resume_from} stopped early at epoch "
                     f"{run.history['stopped_epoch']}; nothing to resume")
@@ -580,8 +580,10 @@ class _Run:
         self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
         self.bar = bar and config.progress
         self.callbacks = list(callbacks)
+        self.plateau = None   # the ReduceLROnPlateau of lr_schedule="plateau" (checkpointed)
         if config.lr_schedule == "plateau":
-            self.callbacks.append(ReduceLROnPlateau())
+            self.plateau = ReduceLROnPlateau()
+            self.callbacks.append(self.plateau)
         self.lr_scale = 1.0   # what ReduceLROnPlateau has made of the schedule's rates
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = make_optimizer(model, config)
@@ -594,6 +596,36 @@ class _Run:
         self.history: Dict[str, Any] = {key: [] for key in HISTORY_LISTS}
         self.history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None,
                             stop_reason=None, restored_best=False, test_loss=None)
+
+    def schedule_state(self):
+        """What a resumed run needs of the learning-rate schedule beyond its settings: the scale
+        ReduceLROnPlateau has applied, and the plateau rule's own state."""
+        return {"lr_scale": self.lr_scale,
+                "plateau": self.plateau.state_dict() if self.plateau is not None else None}
+
+    def load_schedule_state(self, state, apply=True):
+        """Check a :meth:`schedule_state` (ValueError naming what is wrong) and, with ``apply``,
+        take it. A checkpoint written before it was saved (None) leaves the fresh state."""
+        if state is None:
+            return
+        if not isinstance(state, dict) or set(state) != {"lr_scale", "plateau"}:
+            raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got "
+                             f"{state!r}")
+        scale = state["lr_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not 0 < scale <= 1 or not math.isfinite(scale):
+            raise ValueError(f"the schedule's 'lr_scale' must be in (0, 1], got {scale!r}")
+        if (state["plateau"] is None) != (self.plateau is None):
+            raise ValueError("the schedule state does not match lr_schedule "
+                             f"{self.config.lr_schedule!r}")
+        probe = None
+        if self.plateau is not None:
+            probe = ReduceLROnPlateau()
+            probe.load_state_dict(state["plateau"])
+        if apply:
+            self.lr_scale = float(scale)
+            if probe is not None:
+                self.plateau.best, self.plateau.wait = probe.best, probe.wait
 
     def fail(self, reason):
         self.history["stop_reason"] = reason
@@ -741,7 +773,8 @@ class _Run:
     def checkpoint(self, epoch):
         if self.config.checkpoint_path:
             save_training_state(self.config.checkpoint_path, self.model, self.optimizer,
-                                self.monitor, self.rng, self.history, epoch, self.config)
+                                self.monitor, self.rng, self.history, epoch, self.config,
+                                schedule=self.schedule_state())
 
     def finish(self, failed=False):
         for callback in self.callbacks:
