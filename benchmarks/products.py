@@ -4,6 +4,9 @@ thread and on two. A diagnostic for choosing the split, not a headline.
 
     python benchmarks/products.py [--repeats 7]
 
+The last column, one BLAS call's multiply-adds per second, is the machine's BLAS peak that the
+performance guide measures an epoch against (benchmarks/results/2026-12-04-products.md).
+
 Shapes: the weight gradients and input product of the large LSTM of the speed table (N 64,
 T 35, D = H = 512: N*T = 2240 rows, 4H = 2048 gate columns).
 """
@@ -37,8 +40,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("| dtype | m, k, n | threads | rnnreg.matmul (split) | one SciPy BLAS call | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| dtype | m, k, n | threads | rnnreg.matmul (split) | one SciPy BLAS call | ratio | "
+          "BLAS rate, multiply-adds/s |")
+    print("|---|---|---|---|---|---|---|")
     for dtype in (np.float64, np.float32):
         gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
         for m, k, n, trans_a in SHAPES:
@@ -51,8 +55,9 @@ def main():
                 with threadpool_limits(threads):
                     split_ms = median_ms(lambda: rnnreg.matmul(a, b, trans_a), args.repeats)
                     whole_ms = median_ms(whole, args.repeats)
+                rate = m * k * n / (whole_ms * 1e-3)   # the machine's BLAS peak, near enough
                 print(f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {threads} | {split_ms:.1f} ms "
-                      f"| {whole_ms:.1f} ms | {whole_ms / split_ms:.2f}× |")
+                      f"| {whole_ms:.1f} ms | {whole_ms / split_ms:.2f}× | {rate / 1e9:.1f} G |")
 
 
 if __name__ == "__main__":
