@@ -95,10 +95,14 @@ def test_reduce_on_plateau_stops_at_min_lr_and_does_not_skip_the_last_cut():
     assert rates == pytest.approx([0.1, 0.05, 0.03, 0.03, 0.03])
 
 
-@pytest.mark.parametrize("bad", [dict(min_lr=-1.0), dict(min_lr=float("nan")),
-                                 dict(min_delta=-0.1), dict(min_lr=True)])
-def test_reduce_on_plateau_refuses_bad_bounds(bad):
-    with pytest.raises(ValueError, match=next(iter(bad))):
+@pytest.mark.parametrize("bad, error", [(dict(min_lr=-1.0), ValueError),
+                                        (dict(min_lr=float("nan")), ValueError),
+                                        (dict(min_delta=-0.1), ValueError),
+                                        (dict(min_lr=True), TypeError)])
+def test_reduce_on_plateau_refuses_bad_bounds(bad, error):
+    """By the package's one rule for such numbers (_validation.non_negative_float): a bool is a
+    TypeError, a negative or non-finite number a ValueError, each naming the argument."""
+    with pytest.raises(error, match=next(iter(bad))):
         ReduceLROnPlateau(**bad)
 
 

@@ -1,5 +1,6 @@
 """Checkpoints and model files (rnnreg.checkpoint): written atomically, read back exactly, and
 checked as hostile input before anything in them is used."""
+import contextlib
 import io
 import json
 import os
@@ -332,40 +333,49 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
             else:
                 dst.writestr(info, src.read(info))
     assert os.path.getsize(bomb) < 2_000_000
-    tracemalloc.start()
-    try:
-        with pytest.raises(CheckpointError, match="refused before decompressing"):
-            load_checkpoint(bomb)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 20_000_000
+    with _traced_peak() as traced, \
+            pytest.raises(CheckpointError, match="refused before decompressing"):
+        load_checkpoint(bomb)
+    assert traced["peak"] < 20_000_000
     # the same bomb declared honestly in meta.json: refused because the model is smaller
     meta = ckpt.read_meta(path)
     meta["arrays"]["/model/W0"]["shape"] = [50_000_000]
     meta_path = str(tmp_path / "declared.npz")
     with zipfile.ZipFile(bomb) as src, zipfile.ZipFile(meta_path, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
-            data = src.read(info) if info.filename != "meta.json.npy" else None
-            if data is None:
-                raw = io.BytesIO()
-                np.lib.format.write_array(raw, np.frombuffer(json.dumps(meta).encode(), np.uint8))
-                data = raw.getvalue()
+            data = src.read(info) if info.filename != "meta.json.npy" else _meta_member(meta)
             dst.writestr(info.filename, data)
     with pytest.raises(CheckpointError, match="W0"):
         load_model(meta_path)
 
 
 # ----------------------------------------------------------------------------- wrong and crafted files
+@contextlib.contextmanager
+def _traced_peak():
+    """The peak of memory traced (tracemalloc) while the block runs, as ``traced["peak"]``."""
+    traced = {}
+    tracemalloc.start()
+    try:
+        yield traced
+        traced["peak"] = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _meta_member(meta):
+    """The bytes of a file's meta.json.npy member holding ``meta``."""
+    raw = io.BytesIO()
+    np.lib.format.write_array(raw, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    return raw.getvalue()
+
+
 def _crafted_model_file(path, hidden):
     """A tiny model file whose model_config declares a model of ``hidden`` units (~700 bytes):
     a hostile file claiming a huge model."""
     meta = {"format_version": ckpt.FORMAT_VERSION, "arrays": {}, "sha256": "0" * 64,
             "payload": {"model_config": {"vocab_size": 50, "hidden_size": hidden}}}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        raw = io.BytesIO()
-        np.lib.format.write_array(raw, np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        zf.writestr("meta.json.npy", raw.getvalue())
+        zf.writestr("meta.json.npy", _meta_member(meta))
     return path
 
 
@@ -380,15 +390,10 @@ def test_a_small_file_declaring_a_huge_model_is_refused_at_once(tmp_path, hidden
     original = RegularizedLSTM.__init__
     monkeypatch.setattr(RegularizedLSTM, "__init__",
                         lambda self, *a, **k: built.append(k) or original(self, *a, **k))
-    tracemalloc.start()
-    try:
-        with pytest.raises(CheckpointError, match="not those of the model"):
-            load_model(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    with _traced_peak() as traced, pytest.raises(CheckpointError, match="not those of the model"):
+        load_model(path)
     assert built == []
-    assert peak < 50_000_000
+    assert traced["peak"] < 50_000_000
 
 
 def test_members_claiming_more_than_the_file_can_hold_are_refused(tmp_path):

@@ -18,6 +18,8 @@ import math
 import os
 from typing import Any, Callable, Dict, Optional
 
+from . import _validation as v
+
 __all__ = ["Callback", "BatchEnd", "EpochEnd", "EarlyStopping", "CSVLogger", "ReduceLROnPlateau",
            "SampleText"]
 
@@ -151,12 +153,9 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
-        for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.factor, self.patience = float(factor), patience
-        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.min_delta = v.non_negative_float(min_delta, "min_delta")
+        self.min_lr = v.non_negative_float(min_lr, "min_lr")
         self.best, self.wait = math.inf, 0
 
     def on_epoch_end(self, event):

@@ -20,6 +20,7 @@ Reported losses are mean cross-entropy per token in nats; with coupled weight de
 training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
 Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
+import copy
 import dataclasses
 import logging
 import math
@@ -612,15 +613,14 @@ class _Run:
             raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got "
                              f"{state!r}")
         scale = state["lr_scale"]
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-                or not 0 < scale <= 1 or not math.isfinite(scale):
+        if not (v.is_positive_finite(scale) and scale <= 1):
             raise ValueError(f"the schedule's 'lr_scale' must be in (0, 1], got {scale!r}")
         if (state["plateau"] is None) != (self.plateau is None):
             raise ValueError("the schedule state does not match lr_schedule "
                              f"{self.config.lr_schedule!r}")
         probe = None
-        if self.plateau is not None:
-            probe = ReduceLROnPlateau()
+        if self.plateau is not None:   # a copy takes the state first: nothing changes on error
+            probe = copy.copy(self.plateau)
             probe.load_state_dict(state["plateau"])
         if apply:
             self.lr_scale = float(scale)
