@@ -592,22 +592,39 @@ RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict 
  * rows of a panel contiguous and the last panel zero-padded) and every step streams the panels.
  * Rows of C are made four at a time (8 accumulators); a last partial block of rows repeats the
  * last row of A and stores only the rows that exist. */
+#define RN_PACK_BLOCK 64
 #define RN_DEFINE_PACKED(PACK, GEMM, T, V)                                                    \
 RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                                \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
     return ((n + P - 1) / P) * P * k;                                                         \
 }                                                                                             \
-/* packed = B (k, n) with element (p, j) at B[p * sb_row + j * sb_col] (B^T: swap the strides) */ \
+/* packed = B (k, n) with element (p, j) at B[p * sb_row + j * sb_col] (B^T: swap the strides). \
+ * A transposed B (sb_col > sb_row) is read in blocks of RN_PACK_BLOCK rows of the panel, each    \
+ * of the panel's columns along its contiguous run: reading all P columns at every p instead     \
+ * touches P lines a row stride apart, which share one L1 set when that stride is a multiple of  \
+ * 4 KiB (Wh^T of hidden 256) and miss at every load. */                                        \
 RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *restrict B, Py_ssize_t sb_row,        \
                     Py_ssize_t sb_col, T *restrict packed) {                                  \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
-    Py_ssize_t j0, p, q;                                                                      \
-    for (j0 = 0; j0 < n; j0 += P) {                                                           \
+    Py_ssize_t j0, p, p0, p1, q;                                                              \
+    for (j0 = 0; j0 < n; j0 += P, packed += P * k) {                                          \
         const Py_ssize_t cols = n - j0 < P ? n - j0 : P;                                      \
-        for (p = 0; p < k; p++, packed += P) {                                                \
-            const T *restrict b = B + p * sb_row + j0 * sb_col;                               \
-            for (q = 0; q < cols; q++) packed[q] = b[q * sb_col];                             \
-            for (; q < P; q++) packed[q] = 0;                                                 \
+        if (sb_col <= sb_row) {                                                               \
+            for (p = 0; p < k; p++) {                                                         \
+                const T *restrict b = B + p * sb_row + j0 * sb_col;                           \
+                for (q = 0; q < cols; q++) packed[p * P + q] = b[q * sb_col];                 \
+                for (; q < P; q++) packed[p * P + q] = 0;                                     \
+            }                                                                                 \
+            continue;                                                                         \
+        }                                                                                     \
+        for (p0 = 0; p0 < k; p0 += RN_PACK_BLOCK) {                                           \
+            p1 = k - p0 < RN_PACK_BLOCK ? k : p0 + RN_PACK_BLOCK;                             \
+            for (q = 0; q < cols; q++) {                                                      \
+                const T *restrict b = B + (j0 + q) * sb_col;                                  \
+                for (p = p0; p < p1; p++) packed[p * P + q] = b[p * sb_row];                  \
+            }                                                                                 \
+            for (; q < P; q++)                                                                \
+                for (p = p0; p < p1; p++) packed[p * P + q] = 0;                              \
         }                                                                                     \
     }                                                                                         \
 }                                                                                             \

@@ -83,6 +83,12 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
     the gate slots (or normalized in xw). scratch: H values."""
     cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, j, row
     cdef bint summed = not s.layer_norm
+    # One-hot inputs without layer norm: the input projection of a row is the row of Wx its
+    # token picks, added where the gates are activated (a + xw there is the xw + a the product
+    # would have accumulated, the same sum bit for bit) instead of gathered beforehand: no copy
+    # of N*T rows of Wx, and the row is read when it is needed.
+    cdef bint picked = summed and s.tokens != NULL
+    cdef const floating* Wx = <const floating*>s.Wx
     cdef const floating* h0 = <const floating*>s.h0
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* b = <const floating*>s.b
@@ -112,13 +118,17 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
                 memcpy(dst, src, H * sizeof(floating))
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
         _step_product(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
-                      gates + (n0 * T + t) * G, T * G, summed)
+                      gates + (n0 * T + t) * G, T * G, summed and not picked)
         for n in range(n0, n1):
             row = n * T + t
             a = gates + row * G
             if not summed:
                 _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
-            _gates(a, NULL if summed else xw + row * G, b, H)
+                _gates(a, xw + row * G, b, H)
+            elif picked:
+                _gates(a, Wx + s.tokens[row] * G, b, H)
+            else:
+                _gates(a, NULL, b, H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
             _cell(a, c_prev, c + row * H, H)
             if not summed:
@@ -158,8 +168,8 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
     # The input projection of every time step in one matrix product — straight into the gate
     # slots when nothing has to be done to it before the recurrent projection is added.
     if s.tokens != NULL:   # one-hot rows: the product picks rows of Wx (exactly)
-        _gather_rows(s.n_threads, s.tokens, N * T, G, <const floating*>s.Wx,
-                     gates if summed else xw)
+        if not summed:     # (summed, the time loop reads them from Wx itself)
+            _gather_rows(s.n_threads, s.tokens, N * T, G, <const floating*>s.Wx, xw)
     else:
         _product_split(s.n_threads, False, False, N * T, G, D, <const floating*>s.x, D,
                        <const floating*>s.Wx, G, gates if summed else xw, G)
