@@ -255,6 +255,27 @@ def test_layer_norm_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, sh
         np.testing.assert_array_equal(several, one)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(337, 1024), (300_007,), (1000,)])
+def test_adam_update_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, size):
+    # (337, 1024) and 300,007 values are shared among threads (an odd count splits unevenly);
+    # 1,000 stay on one.
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal(size).astype(dtype) for _ in range(3)]
+    g = rng.standard_normal(size).astype(dtype)
+    results = []
+    for limit in (1, None):
+        set_num_threads(limit)
+        p, m, v = (a.copy() for a in start)
+        v = np.abs(v)
+        for _ in range(3):
+            _kernels.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.999, 1e-4)
+        results.append((p, m, v))
+    set_num_threads(None)
+    for one, several in zip(*results):
+        np.testing.assert_array_equal(several, one)
+
+
 FORK_SCRIPT = """
 import multiprocessing as mp
 import numpy as np

@@ -39,10 +39,17 @@ cdef object _adam_update_typed(floating probe, p, g, m, v, double step_size, dou
     _finite_scalar("eps", eps, 0, True, INFINITY, True)
     _finite_scalar("decay", decay, -INFINITY, True, INFINITY, True)
     _finite_scalar("l2", l2, 0, False, INFINITY, True)
+    # Each element's update reads that element alone, so threads share blocks of them and the
+    # result is the same on any number of threads.
+    cdef int n_threads = _threads_for(n)
+    cdef Py_ssize_t part, lo, hi
     with nogil:
-        _adam_update(n, pp, gp, mp, vp, <floating>step_size, <floating>beta1, <floating>beta2,
-                     <floating>(1 - beta1), <floating>(1 - beta2), <floating>eps,
-                     <floating>decay, <floating>l2)
+        for part in prange(n_threads, num_threads=n_threads, schedule="static", chunksize=1):
+            lo = part * n // n_threads
+            hi = (part + 1) * n // n_threads
+            _adam_update(hi - lo, pp + lo, gp + lo, mp + lo, vp + lo, <floating>step_size,
+                         <floating>beta1, <floating>beta2, <floating>(1 - beta1),
+                         <floating>(1 - beta2), <floating>eps, <floating>decay, <floating>l2)
 
 
 def adam_update(p, g, m, v, double step_size, double beta1, double beta2, double eps,
