@@ -1,6 +1,7 @@
 """The command line end to end, on small settings."""
 import json
 import os
+import shutil
 import math
 import subprocess
 import sys
@@ -198,3 +199,33 @@ def test_every_option_of_every_command_shows_its_default_in_help():
                 continue
             shown = formatter._expand_help(action) if action.help else ""
             assert "default" in shown, (name, action.option_strings, shown)
+
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_epoch_kernels_diagnostic_smoke():
+    """benchmarks/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch)
+    runs end to end and reports a fraction."""
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_kernels.py"), "--rounds", "1",
+                          "--hidden", "32"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    row = run.stdout.strip().splitlines()[-1]
+    fraction = float(row.split("|")[-2].split("%")[0])
+    assert 0 < fraction < 200, row
+
+
+def _builds_avx2_c():
+    from rnnreg._backend import _cpu_has_avx2_fma
+    return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
+
+
+@pytest.mark.skipif(not _builds_avx2_c(), reason="needs GCC and an AVX2/FMA CPU")
+def test_step_split_diagnostic_smoke():
+    """benchmarks/step_split.py (rows against hidden units as the thread split) compiles against
+    the kernels' _fastmath.h and runs."""
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "step_split.py"), "--shapes", "4x32"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("| 4 | 32 |"), run.stdout

@@ -1,0 +1,119 @@
+"""What share of the machine's BLAS peak the plain epoch's LSTM kernels reach: the time ``fit``
+spends inside ``lstm_forward`` and ``lstm_backward`` in one epoch of the epoch benchmark's plain
+model (float32, hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in text, one thread),
+against one large SciPy BLAS call's rate measured in the same run (``benchmarks/products.py``'s
+float32 shape), rounds alternating.
+
+    python benchmarks/epoch_kernels.py [--rounds 7] [--hidden 256]
+
+Each kernel call of the epoch is timed where the model makes it (the kernels the model reaches
+through ``rnnreg._ops`` are wrapped for the epoch, then restored). The LSTM kernels' work is
+counted in multiply-adds: the recurrent product forward (N·T·H·4H per batch) and its two
+gradients backward (dh(t−1) and dWh: twice that); their rate over that work, divided by the BLAS
+rate, is the fraction of the peak they reach, element-wise work included. A diagnostic: the
+speed table is ``benchmarks/run.py --cases epoch``.
+"""
+import argparse
+import collections
+import contextlib
+import time
+
+import numpy as np
+import scipy.linalg.blas as blas
+from threadpoolctl import threadpool_limits
+
+from rnnreg import RegularizedLSTM, TrainConfig, _ops, fit
+from rnnreg.data import load_stdlib_docstrings
+
+PEAK_SHAPE = (2240, 512, 2048)   # m, k, n: products.py's float32 input-product shape
+LSTM_KERNELS = ("lstm_forward", "lstm_backward")
+
+
+class _TimedKernels:
+    """The kernel module, each call timed into ``seconds[name]`` and counted."""
+
+    def __init__(self, module):
+        self._module = module
+        self.seconds = collections.defaultdict(float)
+        self.calls = collections.Counter()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._module, name)
+        if not callable(attribute):
+            return attribute
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - started
+                self.calls[name] += 1
+        return timed
+
+
+@contextlib.contextmanager
+def timed_kernels():
+    """Within the block, the model's kernel calls go through a _TimedKernels (yielded)."""
+    module = _ops.kernels()
+    timed = _TimedKernels(module)
+    original = _ops.kernels
+    _ops.kernels = lambda: timed
+    try:
+        yield timed
+    finally:
+        _ops.kernels = original
+
+
+def blas_rate(rng, repeats=5):
+    """Multiply-adds per second of one float32 SciPy sgemm call of PEAK_SHAPE (best of repeats:
+    the peak, not a typical call)."""
+    m, k, n = PEAK_SHAPE
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        blas.sgemm(1.0, b.T, a.T)   # C^T = B^T A^T on C-ordered arrays: no copies
+        best = min(best, time.perf_counter() - started)
+    return m * k * n / best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--hidden", type=int, default=256)
+    args = parser.parse_args()
+    H, N, T = args.hidden, 8, 35
+    corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
+    model = RegularizedLSTM(corpus.vocab_size, H, seed=0, dtype="float32")
+    config = TrainConfig(epochs=1, batch_size=N, bptt=T, progress=False)
+    quiet = lambda line: None  # noqa: E731
+    rng = np.random.default_rng(0)
+    rows = []
+    with threadpool_limits(1):
+        fit(model, corpus.train, None, config, log=quiet)   # warm-up
+        for _ in range(args.rounds):
+            peak = blas_rate(rng)
+            with timed_kernels() as timed:
+                started = time.perf_counter()
+                fit(model, corpus.train, None, config, log=quiet)
+                epoch = time.perf_counter() - started
+            batches = timed.calls["lstm_forward"]
+            lstm = sum(timed.seconds[name] for name in LSTM_KERNELS)
+            work = batches * 3 * N * T * H * 4 * H
+            rows.append((epoch, lstm, sum(timed.seconds.values()), work / lstm, peak))
+    epoch, lstm, kernels, rate, peak = (float(np.median(column)) for column in zip(*rows))
+    fractions = [r[3] / r[4] for r in rows]
+    print(f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
+          f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)\n")
+    print("| epoch | in all kernels | in the LSTM kernels | their multiply-adds | their rate | "
+          "BLAS peak (one sgemm) | fraction of peak, median [range] |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {epoch:.3f} s | {kernels:.3f} s | {lstm:.3f} s | {work / 1e9:.2f} G | "
+          f"{rate / 1e9:.1f} G/s | {peak / 1e9:.1f} G/s | {np.median(fractions):.0%} "
+          f"[{min(fractions):.0%}–{max(fractions):.0%}] |")
+
+
+if __name__ == "__main__":
+    main()
