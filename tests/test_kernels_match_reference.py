@@ -15,9 +15,10 @@ DTYPES = [np.float64, np.float32]
 # (N, T, D, H): batch 1, hidden 1 and T 1 included. The kernels' matrix products run as plain
 # loops up to SMALL_BATCH = 4 rows or SMALL_PRODUCT = 2^17 multiply-adds, on BLAS above: (6, 5, 7,
 # 10) reaches every remainder of the loops' register blocks, (9, 3, 20, 64) puts every product
-# of both passes on BLAS.
+# of both passes on BLAS. (3, 6, 5, 128) and (2, 5, 7, 160) are batches that several threads
+# share by hidden units (UNIT_SPLIT_MAX_BATCH in _kernels_lstm.pxi), 160 in unequal parts.
 SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8),
-          (6, 5, 7, 10), (9, 3, 20, 64)]
+          (6, 5, 7, 10), (9, 3, 20, 64), (3, 6, 5, 128), (2, 5, 7, 160)]
 LAYOUTS = ["contiguous", "strided", "readonly", "fortran"]
 
 

@@ -91,9 +91,11 @@ def _lstm_run(arrays):
     return {"h": h, **grads, **{"d" + name: value for name, value in ln_grads.items()}}
 
 
-# Batches that split among threads (N > 4) and one that does not; hidden sizes whose products
+# Batches that split among threads by rows (N > 4) and by hidden units (N <= 4, H a multiple of
+# 32 from 128: 160 in unequal parts), and one that does not split; hidden sizes whose products
 # split into column blocks (4H >= 512) and one that does not; N*T >= 512 splits dx by rows.
-SHAPES = [(8, 35, 81, 256), (16, 35, 20, 128), (5, 7, 6, 8), (3, 4, 5, 6), (9, 60, 40, 64)]
+SHAPES = [(8, 35, 81, 256), (16, 35, 20, 128), (5, 7, 6, 8), (3, 4, 5, 6), (9, 60, 40, 64),
+          (1, 35, 81, 256), (3, 9, 5, 160), (4, 6, 7, 128)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -112,6 +114,49 @@ def test_lstm_results_are_the_same_bit_for_bit_with_any_number_of_threads(dtype,
     for name in one:
         np.testing.assert_array_equal(several[name], one[name], err_msg=name)
         np.testing.assert_array_equal(limited[name], one[name], err_msg=name)
+
+
+def test_small_batches_share_their_hidden_units_among_threads_where_rows_are_too_few():
+    """The rule the LSTM loops follow (measured: benchmarks/results/2026-12-04-step-split.md)."""
+    if not INFO["openmp"]:
+        assert _kernels._threads_by_units(1, 256, False, 2) == 1
+        return
+    assert _kernels._threads_by_units(1, 256, False, 2) == 2
+    assert _kernels._threads_by_units(4, 1024, False, 2) == 2
+    assert _kernels._threads_by_units(4, 128, False, 8) == 4      # blocks of 32 units at least
+    assert _kernels._threads_by_units(5, 256, False, 2) == 1      # enough rows: split by rows
+    assert _kernels._threads_by_units(1, 256, True, 2) == 1       # layer norm needs whole rows
+    assert _kernels._threads_by_units(1, 96, False, 2) == 1       # a step too short for a barrier
+    assert _kernels._threads_by_units(1, 260, False, 2) == 1      # not a multiple of 32
+    assert _kernels._threads_by_units(1, 256, False, 1) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,H", [(1, 256), (2, 128), (4, 160)])
+def test_zoneout_and_token_ids_in_a_small_batch_are_the_same_bit_for_bit_on_any_threads(dtype, N,
+                                                                                         H):
+    """The loops split by hidden units with every input they take: token ids (the input row
+    picked from Wx), a recurrent mask, zoneout on h and c, a final cell-state gradient."""
+    rng = np.random.default_rng(N * H)
+    T, D = 11, 9
+    ids = rng.integers(0, D, (N, T))
+    Wx = (rng.standard_normal((D, 4 * H)) * 0.5).astype(dtype)
+    Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
+    b, h0, c0 = (rng.standard_normal(shape).astype(dtype) for shape in (4 * H, (N, H), (N, H)))
+    mask = (rng.random((N, H)) < 0.8).astype(dtype) / dtype(0.8)
+    zone_h, zone_c = (rng.random((N, T, H)).astype(dtype) for _ in range(2))
+    dh, dc = rng.standard_normal((N, T, H)).astype(dtype), rng.standard_normal((N, H)).astype(dtype)
+
+    def run():
+        cache = _kernels.lstm_forward(ids, h0, c0, Wx, Wh, b, None, mask, 1e-5, zone_h, zone_c)
+        grads = _kernels.lstm_backward(dh, dc, cache, False)
+        return {"h": cache.h, "c": cache.c, **{k: v for k, v in grads.items() if v is not None}}
+    set_num_threads(1)
+    one = run()
+    set_num_threads(None)
+    several = run()
+    for name in one:
+        np.testing.assert_array_equal(several[name], one[name], err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

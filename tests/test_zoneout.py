@@ -168,10 +168,11 @@ def test_forward_and_gradients_equal_pytorch_autograd(backend, ln):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])
-@pytest.mark.parametrize("N", [1, 3, 9], ids=lambda n: f"N{n}")
-def test_compiled_kernel_equals_its_twin(dtype, ln, N):
-    """Random shapes (the packed step product from N > 4, several threads' rows), both dtypes."""
-    arrays, layer_norm, recurrent_mask, u_h, u_c = _problem(4 + N, N=N, T=7, D=6, H=9,
+@pytest.mark.parametrize("N,H", [(1, 9), (3, 9), (9, 9), (2, 128)], ids=lambda v: str(v))
+def test_compiled_kernel_equals_its_twin(dtype, ln, N, H):
+    """Random shapes (the packed step product from N > 4, several threads' rows; threads sharing
+    hidden units at N = 2, H = 128), both dtypes."""
+    arrays, layer_norm, recurrent_mask, u_h, u_c = _problem(4 + N, N=N, T=7, D=6, H=H,
                                                             dtype=dtype, ln=ln, mask=True)
     args = (arrays["x"], arrays["h0"], arrays["c0"], arrays["Wx"], arrays["Wh"], arrays["b"],
             layer_norm, recurrent_mask, 1e-5, u_h, u_c)

@@ -351,29 +351,38 @@ RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_d, double, rn_exp)
 RN_DEFINE_EXP_SHIFTED(rn_exp_shifted_f, float, rn_expf)
 
 /* ------------------------------------------------------------------ LSTM step, one row
- * a (4H) holds the recurrent projection of one batch row; add the input projection xw (NULL
- * when a holds it already) and the bias b, then apply the gate nonlinearities in place:
- * sigmoid on [i f o], tanh on g. */
+ * a holds the recurrent projection of one batch row: four gate blocks [i f o g], H apart. Add
+ * the input projection xw (NULL when a holds it already) and the bias b, then apply the gate
+ * nonlinearities in place — sigmoid on [i f o], tanh on g — to units 0 <= j < n of each block:
+ * n = H for the whole row, or a thread's units when a step is split by hidden units (a, xw and
+ * b then point at its first unit; every unit's value is the same either way). */
 #define RN_DEFINE_GATES(NAME, T, SIG, TANH)                                                   \
-RN_INLINE void NAME(T *restrict a, const T *restrict xw, const T *restrict b, Py_ssize_t H) { \
-    Py_ssize_t j;                                                                             \
-    if (xw == NULL) {   /* a holds both projections already */                               \
-        for (j = 0; j < 3 * H; j++) a[j] = SIG(a[j] + b[j]);                                  \
-        for (j = 3 * H; j < 4 * H; j++) a[j] = TANH(a[j] + b[j]);                             \
-        return;                                                                               \
+RN_INLINE void NAME(T *restrict a, const T *restrict xw, const T *restrict b, Py_ssize_t H,   \
+                    Py_ssize_t n) {                                                           \
+    Py_ssize_t j, q;                                                                          \
+    for (q = 0; q < 4; q++) {                                                                 \
+        T *restrict aq = a + q * H;                                                           \
+        const T *restrict bq = b + q * H;                                                     \
+        const T *restrict xq = xw == NULL ? NULL : xw + q * H;                                \
+        if (xq == NULL && q < 3)  /* a holds both projections already */                      \
+            for (j = 0; j < n; j++) aq[j] = SIG(aq[j] + bq[j]);                               \
+        else if (xq == NULL)                                                                  \
+            for (j = 0; j < n; j++) aq[j] = TANH(aq[j] + bq[j]);                              \
+        else if (q < 3)                                                                       \
+            for (j = 0; j < n; j++) aq[j] = SIG(aq[j] + xq[j] + bq[j]);                       \
+        else                                                                                  \
+            for (j = 0; j < n; j++) aq[j] = TANH(aq[j] + xq[j] + bq[j]);                      \
     }                                                                                         \
-    for (j = 0; j < 3 * H; j++) a[j] = SIG(a[j] + xw[j] + b[j]);                              \
-    for (j = 3 * H; j < 4 * H; j++) a[j] = TANH(a[j] + xw[j] + b[j]);                         \
 }
 RN_DEFINE_GATES(rn_gates_d, double, rn_sigmoid, rn_tanh)
 RN_DEFINE_GATES(rn_gates_f, float, rn_sigmoidf, rn_tanhf)
 
-/* c = f * c_prev + i * g, for the activated gates a = [i f o g] of one row. */
+/* c = f * c_prev + i * g for units 0 <= j < n, the activated gates a = [i f o g] H apart. */
 #define RN_DEFINE_CELL(NAME, T)                                                               \
 RN_INLINE void NAME(const T *restrict a, const T *restrict c_prev, T *restrict c,            \
-                    Py_ssize_t H) {                                                           \
+                    Py_ssize_t H, Py_ssize_t n) {                                             \
     Py_ssize_t j;                                                                             \
-    for (j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[3 * H + j];                \
+    for (j = 0; j < n; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[3 * H + j];                \
 }
 RN_DEFINE_CELL(rn_cell_d, double)
 RN_DEFINE_CELL(rn_cell_f, float)
@@ -389,13 +398,15 @@ RN_DEFINE_OUT(rn_out_d, double, rn_tanh)
 RN_DEFINE_OUT(rn_out_f, float, rn_tanhf)
 
 /* ------------------------------------------------------------------ LSTM step backward, one row
- * First half: from the upstream gradient dh + dh_next of h = o * tc, the output gate's
- * pre-activation gradient (into da[2H:3H]) and the gradient of tanh's argument (into dt). */
+ * For units 0 <= j < n of a row whose gate blocks lie H apart (n = H: the whole row; see
+ * rn_gates). First half: from the upstream gradient dh + dh_next of h = o * tc, the output
+ * gate's pre-activation gradient (into da[2H:3H]) and the gradient of tanh's argument (into dt). */
 #define RN_DEFINE_BWD_OUT(NAME, T)                                                            \
 RN_INLINE void NAME(const T *restrict dh, const T *restrict dh_next, const T *restrict a,     \
-                    const T *restrict tc, T *restrict da, T *restrict dt, Py_ssize_t H) {     \
+                    const T *restrict tc, T *restrict da, T *restrict dt, Py_ssize_t H,       \
+                    Py_ssize_t n) {                                                           \
     Py_ssize_t j;                                                                             \
-    for (j = 0; j < H; j++) {                                                                 \
+    for (j = 0; j < n; j++) {                                                                 \
         T g = dh[j] + dh_next[j], o = a[2 * H + j], t = tc[j];                                \
         da[2 * H + j] = g * t * o * (1 - o);                                                  \
         dt[j] = g * o * (1 - t * t);                                                          \
@@ -408,9 +419,9 @@ RN_DEFINE_BWD_OUT(rn_bwd_out_f, float)
  * pre-activation gradients and, through the forget gate, the next dc_next (updated in place). */
 #define RN_DEFINE_BWD_CELL(NAME, T)                                                           \
 RN_INLINE void NAME(const T *restrict dcell, T *restrict dc_next, const T *restrict a,        \
-                    const T *restrict c_prev, T *restrict da, Py_ssize_t H) {                 \
+                    const T *restrict c_prev, T *restrict da, Py_ssize_t H, Py_ssize_t n) {   \
     Py_ssize_t j;                                                                             \
-    for (j = 0; j < H; j++) {                                                                 \
+    for (j = 0; j < n; j++) {                                                                 \
         T i = a[j], f = a[H + j], g = a[3 * H + j];                                           \
         T dc = dcell[j] + dc_next[j];                                                         \
         da[j] = dc * g * i * (1 - i);                                                         \

@@ -33,7 +33,7 @@ from libc.math cimport INFINITY, log, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from numpy.random cimport bitgen_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 

@@ -1,20 +1,22 @@
 # Part of rnnreg/_kernels.pyx (included there, in order): vectorized loops and matrix products.
 # ----------------------------------------------------------------------------- vectorized loops
 cdef extern from "_fastmath.h" nogil:
-    void rn_gates_d(double* a, const double* xw, const double* b, Py_ssize_t H)
-    void rn_gates_f(float* a, const float* xw, const float* b, Py_ssize_t H)
-    void rn_cell_d(const double* a, const double* c_prev, double* c, Py_ssize_t H)
-    void rn_cell_f(const float* a, const float* c_prev, float* c, Py_ssize_t H)
+    void rn_gates_d(double* a, const double* xw, const double* b, Py_ssize_t H, Py_ssize_t n)
+    void rn_gates_f(float* a, const float* xw, const float* b, Py_ssize_t H, Py_ssize_t n)
+    void rn_cell_d(const double* a, const double* c_prev, double* c, Py_ssize_t H,
+                   Py_ssize_t n)
+    void rn_cell_f(const float* a, const float* c_prev, float* c, Py_ssize_t H,
+                   Py_ssize_t n)
     void rn_out_d(const double* u, const double* o, double* tc, double* h, Py_ssize_t H)
     void rn_out_f(const float* u, const float* o, float* tc, float* h, Py_ssize_t H)
     void rn_bwd_out_d(const double* dh, const double* dh_next, const double* a, const double* tc,
-                      double* da, double* dt, Py_ssize_t H)
+                      double* da, double* dt, Py_ssize_t H, Py_ssize_t n)
     void rn_bwd_out_f(const float* dh, const float* dh_next, const float* a, const float* tc,
-                      float* da, float* dt, Py_ssize_t H)
+                      float* da, float* dt, Py_ssize_t H, Py_ssize_t n)
     void rn_bwd_cell_d(const double* dcell, double* dc_next, const double* a, const double* c_prev,
-                       double* da, Py_ssize_t H)
+                       double* da, Py_ssize_t H, Py_ssize_t n)
     void rn_bwd_cell_f(const float* dcell, float* dc_next, const float* a, const float* c_prev,
-                       float* da, Py_ssize_t H)
+                       float* da, Py_ssize_t H, Py_ssize_t n)
     void rn_zone_mix_d(const double* u, const double* prev, double* x, Py_ssize_t H)
     void rn_zone_mix_f(const float* u, const float* prev, float* x, Py_ssize_t H)
     void rn_zone_split_d(const double* u, const double* d, const double* d_extra, double* skip,
@@ -71,20 +73,21 @@ cdef enum:
     SMALL_PRODUCT = 1 << 17
 
 
-cdef inline void _gates(floating* a, const floating* xw, const floating* b,
-                        Py_ssize_t H) noexcept nogil:
+cdef inline void _gates(floating* a, const floating* xw, const floating* b, Py_ssize_t H,
+                        Py_ssize_t n) noexcept nogil:
+    """Units 0 <= j < n of the four gate blocks, H apart (see rn_gates in _fastmath.h)."""
     if floating is float:
-        rn_gates_f(a, xw, b, H)
+        rn_gates_f(a, xw, b, H, n)
     else:
-        rn_gates_d(a, xw, b, H)
+        rn_gates_d(a, xw, b, H, n)
 
 
-cdef inline void _cell(const floating* a, const floating* c_prev, floating* c,
-                       Py_ssize_t H) noexcept nogil:
+cdef inline void _cell(const floating* a, const floating* c_prev, floating* c, Py_ssize_t H,
+                       Py_ssize_t n) noexcept nogil:
     if floating is float:
-        rn_cell_f(a, c_prev, c, H)
+        rn_cell_f(a, c_prev, c, H, n)
     else:
-        rn_cell_d(a, c_prev, c, H)
+        rn_cell_d(a, c_prev, c, H, n)
 
 
 cdef inline void _out(const floating* u, const floating* o, floating* tc, floating* h,
@@ -96,20 +99,21 @@ cdef inline void _out(const floating* u, const floating* o, floating* tc, floati
 
 
 cdef inline void _bwd_out(const floating* dh, const floating* dh_next, const floating* a,
-                          const floating* tc, floating* da, floating* dt,
-                          Py_ssize_t H) noexcept nogil:
+                          const floating* tc, floating* da, floating* dt, Py_ssize_t H,
+                          Py_ssize_t n) noexcept nogil:
     if floating is float:
-        rn_bwd_out_f(dh, dh_next, a, tc, da, dt, H)
+        rn_bwd_out_f(dh, dh_next, a, tc, da, dt, H, n)
     else:
-        rn_bwd_out_d(dh, dh_next, a, tc, da, dt, H)
+        rn_bwd_out_d(dh, dh_next, a, tc, da, dt, H, n)
 
 
 cdef inline void _bwd_cell(const floating* dcell, floating* dc_next, const floating* a,
-                           const floating* c_prev, floating* da, Py_ssize_t H) noexcept nogil:
+                           const floating* c_prev, floating* da, Py_ssize_t H,
+                           Py_ssize_t n) noexcept nogil:
     if floating is float:
-        rn_bwd_cell_f(dcell, dc_next, a, c_prev, da, H)
+        rn_bwd_cell_f(dcell, dc_next, a, c_prev, da, H, n)
     else:
-        rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H)
+        rn_bwd_cell_d(dcell, dc_next, a, c_prev, da, H, n)
 
 
 cdef inline void _zone_mix(const floating* u, const floating* prev, floating* x,

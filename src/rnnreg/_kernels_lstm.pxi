@@ -76,12 +76,23 @@ cdef void _add_rows_at(int n_threads, const int64_t* ids, Py_ssize_t rows, Py_ss
                 dst[j] = dst[j] + row[j]
 
 
+cdef inline void _recurrent_input(const floating* h_prev, const floating* mask, floating* dst,
+                                  Py_ssize_t n) noexcept nogil:
+    """dst = h(t-1) * mask (n values; mask NULL: a copy), the recurrent input of a step."""
+    cdef Py_ssize_t j
+    if mask != NULL:
+        for j in range(n):
+            dst[j] = h_prev[j] * mask[j]
+    else:
+        memcpy(dst, h_prev, n * sizeof(floating))
+
+
 cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
                              const StepWeights* recurrent, const floating* xw, floating* scratch,
                              Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
     """The time loop for sequences n0 <= n < n1 of the batch, the input projection already in
     the gate slots (or normalized in xw). scratch: H values."""
-    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, j, row
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row
     cdef bint summed = not s.layer_norm
     # One-hot inputs without layer norm: the input projection of a row is the row of Wx its
     # token picks, added where the gates are activated (a + xw there is the xw + a the product
@@ -102,20 +113,14 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
     cdef floating* h = <floating*>s.h
     cdef const floating** ln = <const floating**>s.ln
     cdef floating** saved = <floating**>s.ln_saved
-    cdef const floating* src
     cdef const floating* c_prev
     cdef floating* a
-    cdef floating* dst
     for t in range(T):
         # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
         for n in range(n0, n1):
-            src = h0 + n * H if t == 0 else h + (n * T + t - 1) * H
-            dst = hprev + (n * T + t) * H
-            if mask != NULL:
-                for j in range(H):
-                    dst[j] = src[j] * mask[n * H + j]
-            else:
-                memcpy(dst, src, H * sizeof(floating))
+            _recurrent_input(h0 + n * H if t == 0 else h + (n * T + t - 1) * H,
+                             mask + n * H if mask != NULL else NULL,
+                             hprev + (n * T + t) * H, H)
         # Recurrent projection, written straight into this step's gate slots (row stride T*G).
         _step_product(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
                       gates + (n0 * T + t) * G, T * G, summed and not picked)
@@ -124,13 +129,13 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
             a = gates + row * G
             if not summed:
                 _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
-                _gates(a, xw + row * G, b, H)
+                _gates(a, xw + row * G, b, H, H)
             elif picked:
-                _gates(a, Wx + s.tokens[row] * G, b, H)
+                _gates(a, Wx + s.tokens[row] * G, b, H, H)
             else:
-                _gates(a, NULL, b, H)
+                _gates(a, NULL, b, H, H)
             c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
-            _cell(a, c_prev, c + row * H, H)
+            _cell(a, c_prev, c + row * H, H, H)
             if not summed:
                 _ln_row_forward(c + row * H, H, ln[4], ln[5], s.eps, scratch, saved[4] + row * H,
                                 saved[5] + row)
@@ -143,6 +148,97 @@ cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
             if zone_h != NULL:
                 _zone_mix(zone_h + row * H, h0 + n * H if t == 0 else h + (row - 1) * H,
                           h + row * H, H)
+
+
+# A batch of a few rows (N <= UNIT_SPLIT_MAX_BATCH) gives too few rows to share a time loop by
+# rows: a step's product for one row reads all of Wh for little arithmetic, so a thread with one
+# row takes as long as a thread with four. There the threads share the hidden units instead:
+# each makes its units' columns of the four gates for every row, then its units of c and h, and
+# waits for the others at the end of every step, since the next step's product needs all of h.
+# benchmarks/step_split.py measured both (benchmarks/results/2026-12-04-step-split.md): on two
+# threads, units 1.9x at batch 1 to 4 where rows give 1.0-1.1x, the two equal at batch 8. Units
+# go to threads in blocks of UNIT_BLOCK, a multiple of every vector width, so each unit is made
+# by the same instructions as on one thread: the result is the same bit for bit. Layer norm
+# keeps the rows' split (its statistics run over a whole row), and hidden sizes below
+# UNIT_SPLIT_MIN_HIDDEN stay on one thread (a step's product there is shorter than a barrier).
+cdef enum:
+    UNIT_SPLIT_MAX_BATCH = 4
+    UNIT_SPLIT_MIN_HIDDEN = 128
+    UNIT_BLOCK = 32
+
+
+cdef int _unit_parts_for(Py_ssize_t N, Py_ssize_t H, bint layer_norm,
+                         int n_threads) noexcept nogil:
+    """Threads to share a time loop by hidden units, or 1: keep the split by rows."""
+    cdef Py_ssize_t blocks = H // UNIT_BLOCK
+    if (not RN_HAVE_OPENMP or n_threads <= 1 or N > UNIT_SPLIT_MAX_BATCH or layer_norm
+            or H < UNIT_SPLIT_MIN_HIDDEN or H % UNIT_BLOCK != 0):
+        return 1
+    return <int>(n_threads if n_threads < blocks else blocks)
+
+
+cdef inline int _unit_parts(const LSTMArrays* s) noexcept nogil:
+    return _unit_parts_for(s.N, s.H, s.layer_norm, s.n_threads)
+
+
+def _threads_by_units(Py_ssize_t N, Py_ssize_t H, bint layer_norm, int n_threads):
+    """Testing hook: how many of n_threads threads the LSTM loops of a batch of N rows, hidden
+    size H, share by hidden units (1: the loops split by rows, or run on one thread)."""
+    return _unit_parts_for(N, H, layer_norm, n_threads)
+
+
+cdef void _lstm_forward_units(floating probe, const LSTMArrays* s, int index,
+                              int size) noexcept nogil:
+    """The time loop of a small batch without layer norm, run by thread ``index`` of a team of
+    ``size`` (inside a parallel region): its hidden units u0 <= j < u1 of every row, a barrier
+    after every step. The input projection is already in the gate slots, or picked from Wx."""
+    cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, q, row
+    cdef Py_ssize_t blocks = H // UNIT_BLOCK
+    cdef Py_ssize_t u0 = index * blocks // size * UNIT_BLOCK
+    cdef Py_ssize_t w = (index + 1) * blocks // size * UNIT_BLOCK - u0
+    cdef bint picked = s.tokens != NULL
+    cdef const floating* Wx = <const floating*>s.Wx
+    cdef const floating* Wh = <const floating*>s.Wh
+    cdef const floating* h0 = <const floating*>s.h0
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* b = <const floating*>s.b
+    cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
+    cdef floating* hprev = <floating*>s.hprev
+    cdef floating* gates = <floating*>s.gates
+    cdef floating* c = <floating*>s.c
+    cdef floating* tc = <floating*>s.tc
+    cdef floating* h = <floating*>s.h
+    cdef const floating* c_prev
+    cdef const floating* h_prev
+    cdef floating* a
+    for n in range(N):
+        _recurrent_input(h0 + n * H + u0, mask + n * H + u0 if mask != NULL else NULL,
+                         hprev + n * T * H + u0, w)
+    rn_team_barrier()
+    for t in range(T):
+        # This thread's columns of each gate block, from all of hprev[:, t] (N <= SMALL_BATCH:
+        # the plain loops _step_product runs on one thread, each column made alike).
+        for q in range(4):
+            _product(False, False, N, w, H, hprev + t * H, T * H, Wh + q * H + u0, G,
+                     gates + t * G + q * H + u0, T * G, not picked)
+        for n in range(N):
+            row = n * T + t
+            a = gates + row * G + u0
+            _gates(a, Wx + s.tokens[row] * G + u0 if picked else NULL, b + u0, H, w)
+            c_prev = (c0 + n * H if t == 0 else c + (row - 1) * H) + u0
+            _cell(a, c_prev, c + row * H + u0, H, w)
+            _out(c + row * H + u0, a + 2 * H, tc + row * H + u0, h + row * H + u0, w)
+            if zone_c != NULL:
+                _zone_mix(zone_c + row * H + u0, c_prev, c + row * H + u0, w)
+            if zone_h != NULL:
+                h_prev = (h0 + n * H if t == 0 else h + (row - 1) * H) + u0
+                _zone_mix(zone_h + row * H + u0, h_prev, h + row * H + u0, w)
+            if t + 1 < T:   # the next step's recurrent input, this thread's units of it
+                _recurrent_input(h + row * H + u0, mask + n * H + u0 if mask != NULL else NULL,
+                                 hprev + (row + 1) * H + u0, w)
+        rn_team_barrier()
 
 
 cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
@@ -177,6 +273,11 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
         for row in prange(N * T, num_threads=s.n_threads, schedule="static"):
             _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
                             saved[0] + row * G, saved[1] + row)
+    parts = _unit_parts(s)
+    if parts > 1:
+        with parallel(num_threads=parts):
+            _lstm_forward_units(probe, s, rn_team_index(), rn_team_size())
+        return
     _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
     parts = _row_parts(&recurrent, N, s.n_threads)
     if parts == 1:
@@ -313,9 +414,10 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
                 # 1 - u of it reaches the cell's output h~_t.
                 _zone_split(zone_h + row * H, dh + row * H, dh_next + n * H, carry + n * H,
                             zone_buf, H)
-                _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H)
+                _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H, H)
             else:
-                _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H)
+                _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H,
+                         H)
             if s.layer_norm:
                 _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
                                  sums + 2 * G, sums + 2 * G + H)
@@ -323,7 +425,7 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
             if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
                 _zone_split(zone_c + row * H, dc_next + n * H, NULL, zone_buf, dc_next + n * H,
                             H)
-            _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H)
+            _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H, H)
             if zone_c != NULL:
                 _add(dc_next + n * H, zone_buf, H)
             if s.layer_norm:
@@ -339,6 +441,66 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
             _add(dh_next + n0 * H, carry + n0 * H, (n1 - n0) * H)
 
 
+cdef void _lstm_backward_units(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
+                               int index, int size) noexcept nogil:
+    """Backpropagation through time of a small batch without layer norm, split by hidden units
+    as _lstm_forward_units: thread ``index`` of ``size`` makes its units' gate gradients of every
+    row, waits at a barrier for the others' (dh(t-1) of each unit needs all of them), then its
+    units of dh(t-1). row_buf's first 2H values, each thread in its own units of them."""
+    cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
+    cdef Py_ssize_t blocks = H // UNIT_BLOCK
+    cdef Py_ssize_t u0 = index * blocks // size * UNIT_BLOCK
+    cdef Py_ssize_t w = (index + 1) * blocks // size * UNIT_BLOCK - u0
+    cdef const floating* dh = <const floating*>g.dh
+    cdef floating* dh_next = <floating*>g.dh_next
+    cdef floating* dc_next = <floating*>g.dc_next
+    cdef floating* da = <floating*>g.da
+    cdef const floating* Wh = <const floating*>s.Wh
+    cdef const floating* c0 = <const floating*>s.c0
+    cdef const floating* mask = <const floating*>s.mask
+    cdef const floating* zone_h = <const floating*>s.zone_h
+    cdef const floating* zone_c = <const floating*>s.zone_c
+    cdef const floating* zero_row = <const floating*>g.zero_row
+    cdef floating* carry = <floating*>g.zone_carry
+    cdef floating* dt = <floating*>g.row_buf + u0
+    cdef floating* zone_buf = <floating*>g.row_buf + H + u0
+    cdef const floating* gates = <const floating*>s.gates
+    cdef const floating* c = <const floating*>s.c
+    cdef const floating* tc = <const floating*>s.tc
+    cdef const floating* a
+    cdef const floating* c_prev
+    cdef floating* da_row
+    for t in range(T - 1, -1, -1):
+        for n in range(N):   # as in _lstm_backward_rows, on this thread's units
+            row = n * T + t
+            a = gates + row * G + u0
+            da_row = da + row * G + u0
+            k = n * H + u0
+            if zone_h != NULL:
+                _zone_split(zone_h + row * H + u0, dh + row * H + u0, dh_next + k, carry + k,
+                            zone_buf, w)
+                _bwd_out(zone_buf, zero_row, a, tc + row * H + u0, da_row, dt, H, w)
+            else:
+                _bwd_out(dh + row * H + u0, dh_next + k, a, tc + row * H + u0, da_row, dt, H,
+                         w)
+            c_prev = (c0 + n * H if t == 0 else c + (row - 1) * H) + u0
+            if zone_c != NULL:
+                _zone_split(zone_c + row * H + u0, dc_next + k, NULL, zone_buf, dc_next + k, w)
+            _bwd_cell(dt, dc_next + k, a, c_prev, da_row, H, w)
+            if zone_c != NULL:
+                _add(dc_next + k, zone_buf, w)
+        rn_team_barrier()
+        # This thread's units of dh(t-1) = (da(t) @ Wh^T) * mask: the rows u0.. of Wh.
+        _product(False, True, N, w, G, da + t * G, T * G, Wh + u0 * G, G, dh_next + u0, H)
+        for n in range(N):
+            k = n * H + u0
+            if mask != NULL:
+                for j in range(k, k + w):
+                    dh_next[j] = dh_next[j] * mask[j]
+            if zone_h != NULL:
+                _add(dh_next + k, carry + k, w)
+
+
 cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
                      double* total) noexcept nogil:
     """total[j] += parts[i * stride + j] for i = 0, 1, ..., count - 1 in turn (a fixed order)."""
@@ -348,18 +510,12 @@ cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, P
             total[j] += parts[i * stride + j]
 
 
-cdef void _lstm_backward(floating probe, const LSTMArrays* s,
-                         const LSTMGradArrays* g) noexcept nogil:
-    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
-    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row, part, parts
-    cdef Py_ssize_t stride = 2 * G + 2 * H
+cdef void _lstm_backward_sequences(floating probe, const LSTMArrays* s,
+                                   const LSTMGradArrays* g) noexcept nogil:
+    """The time loop of the backward pass shared among threads by sequences (or on one)."""
+    cdef Py_ssize_t N = s.N, H = s.H, G = 4 * H, part, parts
     cdef floating* row_buf = <floating*>g.row_buf
-    cdef floating* da = <floating*>g.da
-    cdef floating* dxw = <floating*>g.dxw
-    cdef const floating** ln = <const floating**>s.ln
-    cdef const floating** saved = <const floating**>s.ln_saved
     cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
-
     _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
     parts = _row_parts(&recurrent_t, N, s.n_threads)
     if parts == 1:
@@ -369,6 +525,23 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
             _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
                                 part * N // parts, (part + 1) * N // parts)
     free(recurrent_t.packed)
+
+
+cdef void _lstm_backward(floating probe, const LSTMArrays* s,
+                         const LSTMGradArrays* g) noexcept nogil:
+    """Backpropagation through time over the arrays s saved; see LSTMGradArrays."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 4 * H, n, t, row
+    cdef Py_ssize_t stride = 2 * G + 2 * H
+    cdef floating* da = <floating*>g.da
+    cdef floating* dxw = <floating*>g.dxw
+    cdef const floating** ln = <const floating**>s.ln
+    cdef const floating** saved = <const floating**>s.ln_saved
+    cdef int parts = _unit_parts(s)
+    if parts > 1:
+        with parallel(num_threads=parts):
+            _lstm_backward_units(probe, s, g, rn_team_index(), rn_team_size())
+    else:
+        _lstm_backward_sequences(probe, s, g)
 
     _sum_rows(da, N * T, G, g.db)
     if s.layer_norm:

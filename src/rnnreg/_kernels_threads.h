@@ -6,9 +6,19 @@
 #include <omp.h>
 #define RN_HAVE_OPENMP 1
 static int rn_openmp_max_threads(void) { return omp_get_max_threads(); }
+/* Inside a parallel region: this thread's index, the team's size, and a barrier (an orphaned
+   one: it binds to the region the calling thread runs in, here a Cython parallel() block). */
+static int rn_team_index(void) { return omp_get_thread_num(); }
+static int rn_team_size(void) { return omp_get_num_threads(); }
+static void rn_team_barrier(void) {
+#pragma omp barrier
+}
 #else
 #define RN_HAVE_OPENMP 0
 static int rn_openmp_max_threads(void) { return 1; }
+static int rn_team_index(void) { return 0; }
+static int rn_team_size(void) { return 1; }
+static void rn_team_barrier(void) { }
 #endif
 
 typedef void (*rn_set_threads_t)(int);

@@ -16,6 +16,9 @@
 cdef extern from "_kernels_threads.h":
     int RN_HAVE_OPENMP
     int rn_openmp_max_threads() nogil
+    int rn_team_index() nogil
+    int rn_team_size() nogil
+    void rn_team_barrier() nogil
     int rn_find_blas_threads(void* blas_function) nogil
     int rn_get_blas_threads() nogil
     void rn_set_blas_threads(int n) nogil
