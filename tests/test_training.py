@@ -328,13 +328,17 @@ def test_a_notebook_shows_the_progress_bar_and_the_epoch_lines():
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-6)])
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, tol, layer_norm):
+@pytest.mark.parametrize("layer_norm,zoneout", [(False, 0.0), (True, 0.0), (False, 0.3)])
+def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, tol, layer_norm,
+                                                                         zoneout):
+    """Rows that finish take the next document (batch 3: most documents start in a row another
+    one has left, in the middle of the reading), over two layers, with layer norm or zoneout."""
     rng = np.random.default_rng(0)
     lengths = [1, 2, 3, 40, 71, 5, 140, 36, 37, 9, 2, 200]   # around bptt, shorter, a lone token
     stream = rng.integers(0, 12, sum(lengths))
     starts = np.cumsum([0] + lengths[:-1])
-    model = RegularizedLSTM(12, 16, seed=1, dtype=dtype, use_layer_norm=layer_norm, num_layers=2)
+    model = RegularizedLSTM(12, 16, seed=1, dtype=dtype, use_layer_norm=layer_norm, num_layers=2,
+                            zoneout_hidden=zoneout, zoneout_cell=zoneout)
     total = count = 0
     for begin, end in zip(starts, np.append(starts[1:], stream.size)):
         doc, state = stream[begin:end], None

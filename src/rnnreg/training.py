@@ -254,9 +254,9 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
     document by document — ``starts`` gives where each begins (default: one document) — each from
     a zero state and in chunks of ``bptt`` with the state carried inside it, so that no state runs
     on from one unrelated document into the next and no token is dropped. The documents are read
-    ``batch_size`` at a time side by side (longest first, each a row of its own), which gives the
-    loss of reading each alone (to rounding) in far fewer kernel calls; one long document is read
-    as one row, exactly.
+    side by side in ``batch_size`` rows (longest first, each a row of its own; where one ends,
+    the next takes its row at the next chunk), which gives the loss of reading each alone (to
+    rounding) in far fewer kernel calls; one long document is read as one row, exactly.
 
     Parameters
     ----------
@@ -316,16 +316,8 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
         bounds = np.asarray([0] if starts is None else starts, np.int64)
         ends = np.append(bounds[1:], data.size)
         documents = [data[begin:end] for begin, end in zip(bounds, ends) if end - begin >= 2]
-        # The documents side by side, longest first, batch_size at a time: each row from a zero
-        # state, read in chunks of bptt with its state carried — each row computes what reading
-        # its document alone computes (rows never mix), in far fewer, wider kernel calls.
         documents.sort(key=len, reverse=True)
-        for first in range(0, len(documents), batch_size):
-            part_total, part_count, part_c = _evaluate_side_by_side(
-                model, documents[first:first + batch_size], bptt)
-            total += part_total
-            count += part_count
-            max_c = max(max_c, part_c)
+        total, count, max_c = _evaluate_side_by_side(model, documents, batch_size, bptt)
     if count == 0:
         raise ValueError("data holds no document of two tokens or more to evaluate on")
     if stats is not None:
@@ -333,33 +325,54 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
     return total / count
 
 
-def _evaluate_side_by_side(model, documents, bptt):
-    """Summed cross-entropy, token count and largest |c| of documents (longest first) read as the
-    rows of one batch: a chunk holds the rows whose document reaches into it (a prefix, as they
-    are sorted), a row that ends inside it is padded and its padding left out of every sum."""
-    lengths = np.array([doc.size - 1 for doc in documents])   # predicted tokens per document
-    longest = int(lengths[0])
-    inputs = np.zeros((len(documents), longest), np.int64)
-    targets = np.zeros((len(documents), longest), np.int64)
-    for row, doc in enumerate(documents):
-        inputs[row, :doc.size - 1], targets[row, :doc.size - 1] = doc[:-1], doc[1:]
-    total, count, max_c = 0.0, 0, 0.0
+def _evaluate_side_by_side(model, documents, batch_size, bptt):
+    """Summed cross-entropy, token count and largest |c| of documents (longest first) read side
+    by side: up to ``batch_size`` rows, each reading one document from a zero state in chunks of
+    ``bptt`` with its state carried, exactly as reading it alone computes (rows never mix). A row
+    whose document ends inside a chunk is padded to the chunk's end, its padding left out of
+    every sum, and the next document takes its place at the next chunk, from a zero state: the
+    batch stays full until the documents run out, instead of running on with a few rows while
+    its longest document lasts."""
+    queue = iter(documents)
+    rows = []            # per row of the batch: [document, tokens already read]
     state = None
-    for start in range(0, longest, bptt):
-        rows = int(np.sum(lengths > start))          # documents still being read
-        stop = min(start + bptt, longest)
-        if state is not None and state[0].shape[1] != rows:   # finished rows leave the batch
-            state = (state[0][:, :rows], state[1][:, :rows])
-        _, logits, state = model.forward_batch(inputs[:rows, start:stop], None, state)
-        valid = np.arange(start, stop)[None, :] < lengths[:rows, None]
+    total, count, max_c = 0.0, 0, 0.0
+    while True:
+        kept = [k for k, (doc, read) in enumerate(rows) if read < doc.size - 1]
+        rows = [rows[k] for k in kept]
+        while len(rows) < batch_size:
+            doc = next(queue, None)
+            if doc is None:
+                break
+            rows.append([doc, 0])
+        if not rows:
+            return total, count, max_c
+        if state is not None:   # the rows that go on keep their state; new ones start at zero
+            state = tuple(_state_rows(part, kept, len(rows)) for part in state)
+        lengths = np.array([min(bptt, doc.size - 1 - read) for doc, read in rows])
+        inputs = np.zeros((len(rows), int(lengths.max())), np.int64)
+        targets = np.zeros_like(inputs)
+        for row, ((doc, read), length) in enumerate(zip(rows, lengths)):
+            inputs[row, :length] = doc[read:read + length]
+            targets[row, :length] = doc[read + 1:read + 1 + length]
+            rows[row][1] = read + length
+        _, logits, state = model.forward_batch(inputs, None, state)
+        valid = np.arange(inputs.shape[1])[None, :] < lengths[:, None]
         # The loss kernel on the real positions only (the padding's logits are left out).
-        tokens = int(valid.sum())
-        loss, _ = _ops.kernels().softmax_cross_entropy(
-            np.ascontiguousarray(logits[valid]), targets[:rows, start:stop][valid])
+        tokens = int(lengths.sum())
+        loss, _ = _ops.kernels().softmax_cross_entropy(np.ascontiguousarray(logits[valid]),
+                                                       targets[valid])
         total += loss * tokens
         count += tokens
         max_c = max(max_c, model.largest_cell_state(valid))
-    return total, count, max_c
+
+
+def _state_rows(part, kept, rows):
+    """A state part (num_layers, N, H) for a batch of ``rows`` rows: the kept rows' own, in
+    order, then zeros."""
+    out = np.zeros((part.shape[0], rows, part.shape[2]), part.dtype)
+    out[:, :len(kept)] = part[:, kept]
+    return out
 
 
 # ----------------------------------------------------------------------------- progress
