@@ -314,6 +314,9 @@ def _epoch_data(quick):
 # models nn.LSTM runs (the TorchScript loops would take minutes an epoch there).
 BIG_EPOCH_SHAPES = ((512, 32), (1024, 64))
 BIG_EPOCH_MODELS = ("plain", "output dropout")
+# And small batches, where threads cannot share a step by rows (the kernels share its hidden
+# units there): (hidden, batch), the plain model.
+SMALL_EPOCH_SHAPES = ((256, 1), (256, 4))
 
 
 def _rnnreg_epoch(model_name, stream, V, H, batch=8):
@@ -386,13 +389,15 @@ def bench_epoch(dtype, repeats, quick):
     if not quick:
         cases += [(name, big_h, big_batch) for big_h, big_batch in BIG_EPOCH_SHAPES
                   for name in BIG_EPOCH_MODELS]
+        cases += [("plain", hidden, batch) for hidden, batch in SMALL_EPOCH_SHAPES]
     rows = []
     for name, hidden, batch in cases:
         fns = {"public": _rnnreg_epoch(name, stream, V, hidden, batch)}
         if _torch():
             fns["torch"] = _torch_epoch(name, stream, V, hidden, batch=batch)
         t = compare(fns, repeats=max(3, repeats // 2), min_time=0.0)
-        rows.append(_row(t, size=name if hidden == H else f"{name}, H{hidden} B{batch}",
+        rows.append(_row(t, size=name if (hidden, batch) == (H, 8) else
+                         f"{name}, H{hidden} B{batch}",
                          shape=f"{stream.size} chars, V={V}, H={hidden}, batch {batch}, BPTT 35",
                          dtype="float32", case="training epoch"))
     return rows

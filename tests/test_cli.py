@@ -216,6 +216,18 @@ def test_epoch_kernels_diagnostic_smoke():
     assert 0 < fraction < 200, row
 
 
+def test_evaluation_benchmark_smoke():
+    """benchmarks/evaluation.py (what validation adds to an epoch, read three ways) runs end to
+    end and prints a row per validation size and thread count."""
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "evaluation.py"), "--rounds", "1",
+                          "--threads", "1", "--hidden", "32"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = run.stdout.strip().splitlines()[2:]
+    assert [row.split("|")[1:4] for row in rows] == [
+        [" 1000 characters ", " 2 ", " 1 "], [" 10000 characters ", " 23 ", " 1 "]], rows
+
+
 def _builds_avx2_c():
     from rnnreg._backend import _cpu_has_avx2_fma
     return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
