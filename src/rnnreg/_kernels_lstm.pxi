@@ -181,6 +181,12 @@ cdef inline int _unit_parts(const LSTMArrays* s) noexcept nogil:
     return _unit_parts_for(s.N, s.H, s.layer_norm, s.n_threads)
 
 
+cdef inline Py_ssize_t _unit_start(Py_ssize_t H, int index, int size) noexcept nogil:
+    """The first hidden unit of thread ``index`` of ``size`` sharing H units in blocks of
+    UNIT_BLOCK (index = size: H, the end of the last thread's units)."""
+    return index * (H // UNIT_BLOCK) // size * UNIT_BLOCK
+
+
 def _threads_by_units(Py_ssize_t N, Py_ssize_t H, bint layer_norm, int n_threads):
     """Testing hook: how many of n_threads threads the LSTM loops of a batch of N rows, hidden
     size H, share by hidden units (1: the loops split by rows, or run on one thread)."""
@@ -193,9 +199,8 @@ cdef void _lstm_forward_units(floating probe, const LSTMArrays* s, int index,
     ``size`` (inside a parallel region): its hidden units u0 <= j < u1 of every row, a barrier
     after every step. The input projection is already in the gate slots, or picked from Wx."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, q, row
-    cdef Py_ssize_t blocks = H // UNIT_BLOCK
-    cdef Py_ssize_t u0 = index * blocks // size * UNIT_BLOCK
-    cdef Py_ssize_t w = (index + 1) * blocks // size * UNIT_BLOCK - u0
+    cdef Py_ssize_t u0 = _unit_start(H, index, size)
+    cdef Py_ssize_t w = _unit_start(H, index + 1, size) - u0
     cdef bint picked = s.tokens != NULL
     cdef const floating* Wx = <const floating*>s.Wx
     cdef const floating* Wh = <const floating*>s.Wh
@@ -448,9 +453,8 @@ cdef void _lstm_backward_units(floating probe, const LSTMArrays* s, const LSTMGr
     row, waits at a barrier for the others' (dh(t-1) of each unit needs all of them), then its
     units of dh(t-1). row_buf's first 2H values, each thread in its own units of them."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
-    cdef Py_ssize_t blocks = H // UNIT_BLOCK
-    cdef Py_ssize_t u0 = index * blocks // size * UNIT_BLOCK
-    cdef Py_ssize_t w = (index + 1) * blocks // size * UNIT_BLOCK - u0
+    cdef Py_ssize_t u0 = _unit_start(H, index, size)
+    cdef Py_ssize_t w = _unit_start(H, index + 1, size) - u0
     cdef const floating* dh = <const floating*>g.dh
     cdef floating* dh_next = <floating*>g.dh_next
     cdef floating* dc_next = <floating*>g.dc_next
