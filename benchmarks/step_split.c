@@ -34,7 +34,7 @@ static double run_rows(int threads) {
         int r0 = p * N / P, r1 = (p + 1) * N / P, m = r1 - r0;
         float *buf = malloc(sizeof(float) * m * 4 * H), *hn = malloc(sizeof(float) * N * H);
         for (int t = 0; t < T; t++) {
-            rn_gemm_packed_f(m, 4 * H, H, h + r0 * H, H, packed_full, buf, 4 * H, 0);
+            rn_gemm_packed_f(m, 4 * H, 0, 4 * H, H, h + r0 * H, H, packed_full, buf, 4 * H, 0);
             /* all units: the slice is the whole row, gate blocks H apart */
             elementwise(m, 0, H, buf, 4 * H, hn + r0 * H, c + r0 * H);
             for (int k = r0 * H; k < r1 * H; k++) h[k] = hn[k];
@@ -52,7 +52,7 @@ static double run_units(int threads) {
         int u0 = p * H / P, u1 = (p + 1) * H / P, w = u1 - u0;
         float *buf = malloc(sizeof(float) * N * 4 * w);
         for (int t = 0; t < T; t++) {
-            rn_gemm_packed_f(N, 4 * w, H, h, H, packed_half[p], buf, 4 * w, 0);
+            rn_gemm_packed_f(N, 4 * w, 0, 4 * w, H, h, H, packed_half[p], buf, 4 * w, 0);
             elementwise(N, u0, u1, buf, 4 * w, hn, c);
             #pragma omp barrier
             #pragma omp single
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     Wh = malloc(sizeof(float) * H * G);
     for (long k = 0; k < (long)H * G; k++) Wh[k] = ((k * 7919) % 1000 - 500) * 1e-4f;
     packed_full = malloc(sizeof(float) * rn_pack_f_size(H, G));
-    rn_pack_f(H, G, Wh, G, 1, packed_full);
+    rn_pack_f(H, G, 0, G, Wh, G, 1, packed_full);
     for (int p = 0; p < 2; p++) {   /* thread p's columns: its units' slice of each gate */
         int u0 = p * H / 2, u1 = (p + 1) * H / 2, w = u1 - u0;
         float *cols = malloc(sizeof(float) * H * 4 * w);
@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
             for (int q = 0; q < 4; q++)
                 for (int j = 0; j < w; j++) cols[k * 4 * w + q * w + j] = Wh[k * G + q * H + u0 + j];
         packed_half[p] = malloc(sizeof(float) * rn_pack_f_size(H, 4 * w));
-        rn_pack_f(H, 4 * w, cols, 4 * w, 1, packed_half[p]);
+        rn_pack_f(H, 4 * w, 0, 4 * w, cols, 4 * w, 1, packed_half[p]);
         free(cols);
     }
     h = calloc(N * H, sizeof(float)); c = calloc(N * H, sizeof(float));

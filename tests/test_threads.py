@@ -160,6 +160,28 @@ def test_zoneout_and_token_ids_in_a_small_batch_are_the_same_bit_for_bit_on_any_
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("H", [256, 40])
+@pytest.mark.parametrize("T", [5, 8])
+def test_a_row_of_a_batch_runs_forward_exactly_as_it_would_alone(dtype, H, T):
+    """The step product makes every entry the same way (a sum in order, one multiply-add at a
+    time), whether the weights are packed (8 steps or more) or read as stored, whatever rows
+    share the call — blocks of four, the one to three left, or a row alone — and whatever
+    columns (H = 40: a last panel part-filled)."""
+    rng = np.random.default_rng(H + T)
+    N, D = 7, 9
+    ids = rng.integers(0, D, (N, T))
+    Wx = (rng.standard_normal((D, 4 * H)) * 0.5).astype(dtype)
+    Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
+    b, h0, c0 = (rng.standard_normal(shape).astype(dtype) for shape in (4 * H, (N, H), (N, H)))
+    set_num_threads(1)
+    batch = _kernels.lstm_forward(ids, h0, c0, Wx, Wh, b, None, None, 1e-5)
+    for rows in ([0], [1, 2], [3, 4, 5], [6]):
+        part = _kernels.lstm_forward(ids[rows], h0[rows], c0[rows], Wx, Wh, b, None, None, 1e-5)
+        np.testing.assert_array_equal(part.h, batch.h[rows])
+        np.testing.assert_array_equal(part.c, batch.c[rows])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_token_id_inputs_are_the_same_bit_for_bit_with_any_number_of_threads(dtype, layer_norm):
     rng = np.random.default_rng(7)

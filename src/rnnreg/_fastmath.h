@@ -596,33 +596,38 @@ RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict 
         }                                                                                     \
     }                                                                                         \
 }
-/* The per-step product of an LSTM over a batch of more than a few rows: C (m, n) = A (m, k) @ B,
- * or C += A @ B, where B (k, n) is the same matrix at every step (Wh, or Wh^T in the backward
- * pass). BLAS repacks B into its own layout at every call — for these shapes as much work as the
- * product — so B is packed once per sequence here (RN_PACK columns, two vectors wide, per panel,
- * rows of a panel contiguous and the last panel zero-padded) and every step streams the panels.
- * Rows of C are made four at a time (8 accumulators); a last partial block of rows repeats the
- * last row of A and stores only the rows that exist. */
+/* The per-step product of an LSTM: C (m, n) = A (m, k) @ B, or C += A @ B, where B (k, n) is the
+ * same matrix at every step (Wh, or Wh^T in the backward pass). BLAS repacks B into its own
+ * layout at every call — for these shapes as much work as the product — so B is packed once per
+ * sequence here (panels of P = two vectors of columns, rows of a panel contiguous, the last panel
+ * zero-padded) and every step streams the panels.
+ * Both functions work on the columns j0 <= j < j1 only (j0 a multiple of P, j1 one too or n), so
+ * threads that share a step by hidden units pack and multiply their own panels. Every entry of C
+ * is made the same way wherever it lies — a sum over p = 0, 1, ..., k-1 in turn, one multiply-add
+ * at a time from zero — so any split of the rows or columns gives the same bits: rows four at a
+ * time (8 accumulators, each load of B serving four rows), then the rows left one at a time
+ * across four panels (8 accumulators again). */
 #define RN_PACK_BLOCK 64
 #define RN_DEFINE_PACKED(PACK, GEMM, T, V)                                                    \
 RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                                \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
     return ((n + P - 1) / P) * P * k;                                                         \
 }                                                                                             \
-/* packed = B (k, n) with element (p, j) at B[p * sb_row + j * sb_col] (B^T: swap the strides). \
- * A transposed B (sb_col > sb_row) is read in blocks of RN_PACK_BLOCK rows of the panel, each    \
- * of the panel's columns along its contiguous run: reading all P columns at every p instead     \
- * touches P lines a row stride apart, which share one L1 set when that stride is a multiple of  \
- * 4 KiB (Wh^T of hidden 256) and miss at every load. */                                        \
-RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *restrict B, Py_ssize_t sb_row,        \
-                    Py_ssize_t sb_col, T *restrict packed) {                                  \
+/* packed's panels of columns [j0, j1) = B (k, n) with element (p, j) at B[p * sb_row +         \
+ * j * sb_col] (B^T: swap the strides). A transposed B (sb_col > sb_row) is read in blocks of     \
+ * RN_PACK_BLOCK rows of the panel, each of the panel's columns along its contiguous run: reading \
+ * all P columns at every p instead touches P lines a row stride apart, which share one L1 set    \
+ * when that stride is a multiple of 4 KiB (Wh^T of hidden 256) and miss at every load. */       \
+RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,                 \
+                    const T *restrict B, Py_ssize_t sb_row, Py_ssize_t sb_col,               \
+                    T *restrict packed) {                                                     \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
-    Py_ssize_t j0, p, p0, p1, q;                                                              \
-    for (j0 = 0; j0 < n; j0 += P, packed += P * k) {                                          \
-        const Py_ssize_t cols = n - j0 < P ? n - j0 : P;                                      \
+    Py_ssize_t jp, p, p0, p1, q;                                                              \
+    for (jp = j0, packed += j0 * k; jp < j1; jp += P, packed += P * k) {                      \
+        const Py_ssize_t cols = n - jp < P ? n - jp : P;                                      \
         if (sb_col <= sb_row) {                                                               \
             for (p = 0; p < k; p++) {                                                         \
-                const T *restrict b = B + p * sb_row + j0 * sb_col;                           \
+                const T *restrict b = B + p * sb_row + jp * sb_col;                           \
                 for (q = 0; q < cols; q++) packed[p * P + q] = b[q * sb_col];                 \
                 for (; q < P; q++) packed[p * P + q] = 0;                                     \
             }                                                                                 \
@@ -631,7 +636,7 @@ RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *restrict B, Py_ssize_t 
         for (p0 = 0; p0 < k; p0 += RN_PACK_BLOCK) {                                           \
             p1 = k - p0 < RN_PACK_BLOCK ? k : p0 + RN_PACK_BLOCK;                             \
             for (q = 0; q < cols; q++) {                                                      \
-                const T *restrict b = B + (j0 + q) * sb_col;                                  \
+                const T *restrict b = B + (jp + q) * sb_col;                                  \
                 for (p = p0; p < p1; p++) packed[p * P + q] = b[p * sb_row];                  \
             }                                                                                 \
             for (; q < P; q++)                                                                \
@@ -639,41 +644,82 @@ RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *restrict B, Py_ssize_t 
         }                                                                                     \
     }                                                                                         \
 }                                                                                             \
-RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict A,            \
-                    Py_ssize_t lda, const T *restrict packed, T *restrict C, Py_ssize_t ldc,  \
-                    int accumulate) {                                                         \
+/* Row r of acc[r][0..1] (a panel's P columns) into C's row at column jp: `cols` of them. */    \
+RN_INLINE void GEMM##_store(T *restrict c, const V *acc, Py_ssize_t cols, int accumulate) {   \
+    const Py_ssize_t L = sizeof(V) / sizeof(T);                                               \
+    Py_ssize_t q;                                                                             \
+    if (cols == 2 * L) {                                                                      \
+        V##_store(c, accumulate ? V##_load(c) + acc[0] : acc[0]);                             \
+        V##_store(c + L, accumulate ? V##_load(c + L) + acc[1] : acc[1]);                     \
+    } else {                                                                                  \
+        T tmp[2 * sizeof(V) / sizeof(T)];                                                     \
+        V##_store(tmp, acc[0]);                                                               \
+        V##_store(tmp + L, acc[1]);                                                           \
+        for (q = 0; q < cols; q++) c[q] = accumulate ? c[q] + tmp[q] : tmp[q];                \
+    }                                                                                         \
+}                                                                                             \
+/* Rows i..i+R-1 of C times the NP panels from column jp (R, NP constants once inlined: the      \
+ * R * NP * 2 accumulators live in registers; each load of a panel serves R rows). */           \
+RN_INLINE void GEMM##_block(const int R, const int NP, Py_ssize_t n, Py_ssize_t jp,           \
+                            Py_ssize_t k, const T *restrict A, Py_ssize_t lda,                \
+                            const T *restrict packed, T *restrict C, Py_ssize_t ldc,          \
+                            int accumulate) {                                                 \
     const Py_ssize_t L = sizeof(V) / sizeof(T), P = 2 * L;                                    \
-    Py_ssize_t j0, i, p, r, q;                                                                \
-    for (j0 = 0; j0 < n; j0 += P, packed += P * k) {                                          \
-        const Py_ssize_t cols = n - j0 < P ? n - j0 : P;                                      \
-        for (i = 0; i < m; i += 4) {                                                          \
-            const T *restrict a[4];                                                           \
-            V acc[4][2];                                                                      \
-            for (r = 0; r < 4; r++) {                                                         \
-                a[r] = A + (i + r < m ? i + r : m - 1) * lda;                                 \
-                acc[r][0] = (V){0}; acc[r][1] = (V){0};                                       \
-            }                                                                                 \
-            for (p = 0; p < k; p++) {                                                         \
-                const V b0 = V##_load(packed + p * P), b1 = V##_load(packed + p * P + L);     \
-                for (r = 0; r < 4; r++) {                                                     \
-                    const V ap = V##_splat(a[r][p]);                                          \
-                    acc[r][0] = V##_fma(ap, b0, acc[r][0]);                                   \
-                    acc[r][1] = V##_fma(ap, b1, acc[r][1]);                                   \
-                }                                                                             \
-            }                                                                                 \
-            for (r = 0; r < 4 && i + r < m; r++) {                                            \
-                T *restrict c = C + (i + r) * ldc + j0;                                       \
-                if (cols == P) {                                                              \
-                    V##_store(c, accumulate ? V##_load(c) + acc[r][0] : acc[r][0]);           \
-                    V##_store(c + L, accumulate ? V##_load(c + L) + acc[r][1] : acc[r][1]);   \
-                } else {                                                                      \
-                    T tmp[2 * sizeof(V) / sizeof(T)];                                         \
-                    V##_store(tmp, acc[r][0]);                                                \
-                    V##_store(tmp + L, acc[r][1]);                                            \
-                    for (q = 0; q < cols; q++) c[q] = accumulate ? c[q] + tmp[q] : tmp[q];    \
-                }                                                                             \
+    const T *restrict panel = packed + jp * k;                                                \
+    Py_ssize_t p;                                                                             \
+    int r, q;                                                                                 \
+    V acc[4][4][2];                                                                           \
+    for (r = 0; r < R; r++)                                                                   \
+        for (q = 0; q < NP; q++) { acc[r][q][0] = (V){0}; acc[r][q][1] = (V){0}; }            \
+    for (p = 0; p < k; p++) {                                                                 \
+        V b[4][2];                                                                            \
+        for (q = 0; q < NP; q++) {                                                            \
+            b[q][0] = V##_load(panel + q * P * k + p * P);                                    \
+            b[q][1] = V##_load(panel + q * P * k + p * P + L);                                \
+        }                                                                                     \
+        for (r = 0; r < R; r++) {                                                             \
+            const V ap = V##_splat(A[r * lda + p]);                                           \
+            for (q = 0; q < NP; q++) {                                                        \
+                acc[r][q][0] = V##_fma(ap, b[q][0], acc[r][q][0]);                            \
+                acc[r][q][1] = V##_fma(ap, b[q][1], acc[r][q][1]);                            \
             }                                                                                 \
         }                                                                                     \
+    }                                                                                         \
+    for (r = 0; r < R; r++)                                                                   \
+        for (q = 0; q < NP; q++) {                                                            \
+            const Py_ssize_t j = jp + q * P;                                                  \
+            GEMM##_store(C + r * ldc + j, acc[r][q], n - j < P ? n - j : P, accumulate);      \
+        }                                                                                     \
+}                                                                                             \
+/* Rows in blocks of four, one panel at a time (8 accumulators); the one to three rows left     \
+ * together across two panels (one row: four panels), then one panel, so that each load of the   \
+ * panels still serves every row left. */                                                     \
+RN_INLINE void GEMM##_rows(const int R, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,           \
+                           Py_ssize_t k, const T *restrict A, Py_ssize_t lda,                 \
+                           const T *restrict packed, T *restrict C, Py_ssize_t ldc,           \
+                           int accumulate) {                                                  \
+    const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
+    const int NP = R == 1 ? 4 : R < 4 ? 2 : 1;                                                \
+    const Py_ssize_t full = j1 < n ? j1 : n - n % P;   /* end of the whole panels */          \
+    Py_ssize_t jp = j0;                                                                       \
+    for (; jp + NP * P <= full; jp += NP * P)                                                 \
+        GEMM##_block(R, NP, n, jp, k, A, lda, packed, C, ldc, accumulate);                    \
+    for (; jp < j1; jp += P)                                                                  \
+        GEMM##_block(R, 1, n, jp, k, A, lda, packed, C, ldc, accumulate);                     \
+}                                                                                             \
+RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,   \
+                    const T *restrict A, Py_ssize_t lda, const T *restrict packed,           \
+                    T *restrict C, Py_ssize_t ldc, int accumulate) {                          \
+    Py_ssize_t i = 0;                                                                         \
+    for (; i + 4 <= m; i += 4)                                                                \
+        GEMM##_rows(4, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc, accumulate); \
+    switch (m - i) {                                                                          \
+    case 3: GEMM##_rows(3, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
+                        accumulate); break;                                                   \
+    case 2: GEMM##_rows(2, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
+                        accumulate); break;                                                   \
+    case 1: GEMM##_rows(1, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
+                        accumulate); break;                                                   \
     }                                                                                         \
 }
 RN_DEFINE_PACKED(rn_pack_d, rn_gemm_packed_d, double, rn_vd)
@@ -707,14 +753,15 @@ RN_INLINE void NT(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize
 }                                                                                             \
 /* "packed" B is B copied row-major: the plain loops gain nothing from panels */              \
 RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) { return k * n; }                \
-RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, const T *B, Py_ssize_t sb_row,                \
-                    Py_ssize_t sb_col, T *packed) {                                           \
+RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, const T *B,     \
+                    Py_ssize_t sb_row, Py_ssize_t sb_col, T *packed) {                        \
     for (Py_ssize_t p = 0; p < k; p++)                                                        \
-        for (Py_ssize_t j = 0; j < n; j++) packed[p * n + j] = B[p * sb_row + j * sb_col];    \
+        for (Py_ssize_t j = j0; j < j1; j++) packed[p * n + j] = B[p * sb_row + j * sb_col];  \
 }                                                                                             \
-RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *A, Py_ssize_t lda,     \
-                    const T *packed, T *C, Py_ssize_t ldc, int accumulate) {                  \
-    NN(m, n, k, A, lda, 1, packed, n, C, ldc, accumulate);                                    \
+RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,   \
+                    const T *A, Py_ssize_t lda, const T *packed, T *C, Py_ssize_t ldc,        \
+                    int accumulate) {                                                         \
+    NN(m, j1 - j0, k, A, lda, 1, packed + j0, n, C + j0, ldc, accumulate);                    \
 }
 RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_d, rn_gemm_nt_d, rn_pack_d, rn_gemm_packed_d, double)
 RN_DEFINE_GEMM_PLAIN(rn_gemm_nn_f, rn_gemm_nt_f, rn_pack_f, rn_gemm_packed_f, float)

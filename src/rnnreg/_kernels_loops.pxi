@@ -47,16 +47,16 @@ cdef extern from "_fastmath.h" nogil:
                       float* C, Py_ssize_t ldc, int accumulate)
     Py_ssize_t rn_pack_d_size(Py_ssize_t k, Py_ssize_t n)
     Py_ssize_t rn_pack_f_size(Py_ssize_t k, Py_ssize_t n)
-    void rn_pack_d(Py_ssize_t k, Py_ssize_t n, const double* B, Py_ssize_t sb_row,
-                   Py_ssize_t sb_col, double* packed)
-    void rn_pack_f(Py_ssize_t k, Py_ssize_t n, const float* B, Py_ssize_t sb_row,
-                   Py_ssize_t sb_col, float* packed)
-    void rn_gemm_packed_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A,
-                          Py_ssize_t lda, const double* packed, double* C, Py_ssize_t ldc,
-                          int accumulate)
-    void rn_gemm_packed_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A,
-                          Py_ssize_t lda, const float* packed, float* C, Py_ssize_t ldc,
-                          int accumulate)
+    void rn_pack_d(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, const double* B,
+                   Py_ssize_t sb_row, Py_ssize_t sb_col, double* packed)
+    void rn_pack_f(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, const float* B,
+                   Py_ssize_t sb_row, Py_ssize_t sb_col, float* packed)
+    void rn_gemm_packed_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,
+                          const double* A, Py_ssize_t lda, const double* packed, double* C,
+                          Py_ssize_t ldc, int accumulate)
+    void rn_gemm_packed_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,
+                          const float* A, Py_ssize_t lda, const float* packed, float* C,
+                          Py_ssize_t ldc, int accumulate)
     void rn_gemm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, Py_ssize_t lda,
                       const double* B, Py_ssize_t ldb, double* C, Py_ssize_t ldc)
     void rn_gemm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, Py_ssize_t lda,
@@ -66,7 +66,7 @@ cdef extern from "_fastmath.h" nogil:
 # SMALL_BATCH rows (a time step of a tiny batch) or at most SMALL_PRODUCT multiply-adds (the whole
 # sequence of the notebook's setting): below these sizes a BLAS call's fixed cost — checks and
 # packing the operands — is larger than the arithmetic (measure: benchmarks/small_products.py).
-# A time step of a larger batch multiplies the same Wh at every step: it runs on a copy of Wh
+# The time steps of a sequence multiply the same Wh at every step: they run on a copy of Wh
 # packed once per sequence (StepWeights below), where BLAS would pack Wh again at every step.
 cdef enum:
     SMALL_BATCH = 4
@@ -193,50 +193,81 @@ cdef inline void _product(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
 
 cdef struct StepWeights:
     # The recurrent weights one sequence multiplies at every step: B (k, n), packed once for
-    # rn_gemm_packed (see _fastmath.h) when the batch is larger than SMALL_BATCH, else read as is.
+    # rn_gemm_packed (see _fastmath.h) when the sequence is long enough for the copy to pay
+    # (_packing_pays), else read as is.
     void* packed        # NULL: use b_rows with _product
     const void* b_rows  # B row-major, or B^T row-major when transposed
     bint transposed
     Py_ssize_t k, n
 
 
-cdef inline void _step_weights_init(StepWeights* w, Py_ssize_t N, Py_ssize_t k, Py_ssize_t n,
+# A step of a batch of a few rows reads the weights as stored: B = Wh with a stride of 4H between
+# its rows, for 1-4 rows of arithmetic per read. The packed panels run the forward product 1.5x
+# (batch 1) to 3x (batch 3) faster, and the backward one (B = Wh^T) 1.4x faster at batches 2-4;
+# at batch 1 rn_gemm_nt's dot products along Wh's rows are faster than the panels (0.84x). The
+# copy costs about one step of batch 8 (a pass over Wh), so a sequence of a few rows is packed
+# from PACK_MIN_STEPS steps on; shorter ones (sampling: one step per call) read B as stored.
+# (Kernel forward and backward at hidden 256, T = 35, one thread: /tmp scripts, in the changelog.)
+cdef enum:
+    PACK_MIN_STEPS = 8
+
+
+cdef inline bint _packing_pays(Py_ssize_t N, Py_ssize_t T, bint transposed) noexcept nogil:
+    if N > SMALL_BATCH:
+        return True
+    return T >= PACK_MIN_STEPS and not (transposed and N == 1)
+
+
+cdef inline void _step_weights_init(StepWeights* w, bint pack, Py_ssize_t k, Py_ssize_t n,
                                     const floating* b, bint transposed) noexcept nogil:
-    """B (k, n) = b (row-major (k, n)), or b^T when transposed (b row-major (n, k))."""
+    """B (k, n) = b (row-major (k, n)), or b^T when transposed (b row-major (n, k)); with pack,
+    room for its packed copy, filled by _step_weights_pack (without memory for it, every step
+    reads b as stored)."""
     w.packed = NULL
     w.b_rows = b
     w.transposed = transposed
     w.k = k
     w.n = n
-    if N <= SMALL_BATCH:
+    if not pack:
         return
     if floating is float:
         w.packed = malloc(rn_pack_f_size(k, n) * sizeof(float))
     else:
         w.packed = malloc(rn_pack_d_size(k, n) * sizeof(double))
-    if w.packed == NULL:   # out of memory for the copy: every step goes to BLAS instead
+
+
+cdef inline void _step_weights_pack(floating probe, const StepWeights* w, Py_ssize_t j0,
+                                    Py_ssize_t j1) noexcept nogil:
+    """Pack columns j0 <= j < j1 of B (j0 a multiple of the panel width, see _fastmath.h)."""
+    cdef const floating* b = <const floating*>w.b_rows
+    cdef Py_ssize_t sb_row = 1 if w.transposed else w.n, sb_col = w.k if w.transposed else 1
+    if w.packed == NULL:
         return
     if floating is float:
-        rn_pack_f(k, n, b, 1 if transposed else n, k if transposed else 1, <float*>w.packed)
+        rn_pack_f(w.k, w.n, j0, j1, b, sb_row, sb_col, <float*>w.packed)
     else:
-        rn_pack_d(k, n, b, 1 if transposed else n, k if transposed else 1, <double*>w.packed)
+        rn_pack_d(w.k, w.n, j0, j1, b, sb_row, sb_col, <double*>w.packed)
 
 
 cdef inline void _step_product(const StepWeights* w, Py_ssize_t m, const floating* a,
-                               Py_ssize_t lda, floating* c, Py_ssize_t ldc,
-                               bint accumulate) noexcept nogil:
-    """C (m, n) = A (m, k) @ B, or C += A @ B, for one time step (accumulate not with a
-    transposed B on the unpacked path)."""
+                               Py_ssize_t lda, floating* c, Py_ssize_t ldc, bint accumulate,
+                               Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Columns j0 <= j < j1 of C (m, n) = A (m, k) @ B, or of C += A @ B, for one time step
+    (accumulate not with a transposed B on the unpacked path). Each entry is made alike
+    whatever the columns and rows of the call (on the unpacked path, for at most SMALL_BATCH
+    rows and columns in multiples of UNIT_BLOCK)."""
+    cdef const floating* b = <const floating*>w.b_rows
     if w.packed != NULL:
         if floating is float:
-            rn_gemm_packed_f(m, w.n, w.k, a, lda, <const float*>w.packed, c, ldc, accumulate)
+            rn_gemm_packed_f(m, w.n, j0, j1, w.k, a, lda, <const float*>w.packed, c, ldc,
+                             accumulate)
         else:
-            rn_gemm_packed_d(m, w.n, w.k, a, lda, <const double*>w.packed, c, ldc, accumulate)
+            rn_gemm_packed_d(m, w.n, j0, j1, w.k, a, lda, <const double*>w.packed, c, ldc,
+                             accumulate)
     elif w.transposed:
-        _product(False, True, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.k, c, ldc)
+        _product(False, True, m, j1 - j0, w.k, a, lda, b + j0 * w.k, w.k, c + j0, ldc)
     else:
-        _product(False, False, m, w.n, w.k, a, lda, <const floating*>w.b_rows, w.n, c, ldc,
-                 accumulate)
+        _product(False, False, m, j1 - j0, w.k, a, lda, b + j0, w.n, c + j0, ldc, accumulate)
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:

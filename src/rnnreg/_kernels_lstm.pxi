@@ -87,79 +87,21 @@ cdef inline void _recurrent_input(const floating* h_prev, const floating* mask, 
         memcpy(dst, h_prev, n * sizeof(floating))
 
 
-cdef void _lstm_forward_rows(floating probe, const LSTMArrays* s,
-                             const StepWeights* recurrent, const floating* xw, floating* scratch,
-                             Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
-    """The time loop for sequences n0 <= n < n1 of the batch, the input projection already in
-    the gate slots (or normalized in xw). scratch: H values."""
-    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row
-    cdef bint summed = not s.layer_norm
-    # One-hot inputs without layer norm: the input projection of a row is the row of Wx its
-    # token picks, added where the gates are activated (a + xw there is the xw + a the product
-    # would have accumulated, the same sum bit for bit) instead of gathered beforehand: no copy
-    # of N*T rows of Wx, and the row is read when it is needed.
-    cdef bint picked = summed and s.tokens != NULL
-    cdef const floating* Wx = <const floating*>s.Wx
-    cdef const floating* h0 = <const floating*>s.h0
-    cdef const floating* c0 = <const floating*>s.c0
-    cdef const floating* b = <const floating*>s.b
-    cdef const floating* mask = <const floating*>s.mask
-    cdef const floating* zone_h = <const floating*>s.zone_h
-    cdef const floating* zone_c = <const floating*>s.zone_c
-    cdef floating* hprev = <floating*>s.hprev
-    cdef floating* gates = <floating*>s.gates
-    cdef floating* c = <floating*>s.c
-    cdef floating* tc = <floating*>s.tc
-    cdef floating* h = <floating*>s.h
-    cdef const floating** ln = <const floating**>s.ln
-    cdef floating** saved = <floating**>s.ln_saved
-    cdef const floating* c_prev
-    cdef floating* a
-    for t in range(T):
-        # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
-        for n in range(n0, n1):
-            _recurrent_input(h0 + n * H if t == 0 else h + (n * T + t - 1) * H,
-                             mask + n * H if mask != NULL else NULL,
-                             hprev + (n * T + t) * H, H)
-        # Recurrent projection, written straight into this step's gate slots (row stride T*G).
-        _step_product(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
-                      gates + (n0 * T + t) * G, T * G, summed and not picked)
-        for n in range(n0, n1):
-            row = n * T + t
-            a = gates + row * G
-            if not summed:
-                _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
-                _gates(a, xw + row * G, b, H, H)
-            elif picked:
-                _gates(a, Wx + s.tokens[row] * G, b, H, H)
-            else:
-                _gates(a, NULL, b, H, H)
-            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
-            _cell(a, c_prev, c + row * H, H, H)
-            if not summed:
-                _ln_row_forward(c + row * H, H, ln[4], ln[5], s.eps, scratch, saved[4] + row * H,
-                                saved[5] + row)
-                _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
-            else:
-                _out(c + row * H, a + 2 * H, tc + row * H, h + row * H, H)
-            # Zoneout: the candidates just written become u * previous + (1 - u) * candidate.
-            if zone_c != NULL:
-                _zone_mix(zone_c + row * H, c_prev, c + row * H, H)
-            if zone_h != NULL:
-                _zone_mix(zone_h + row * H, h0 + n * H if t == 0 else h + (row - 1) * H,
-                          h + row * H, H)
-
-
+# The time loops, forward and backward, run on a block of the batch: rows n0 <= n < n1 and hidden
+# units u0 <= j < u1 of them. One thread runs the whole batch; threads share it by rows (each a
+# block of rows and every unit) or, for a batch of a few rows, by hidden units (each every row
+# and a block of units, a barrier per step: `team`).
+#
 # A batch of a few rows (N <= UNIT_SPLIT_MAX_BATCH) gives too few rows to share a time loop by
 # rows: a step's product for one row reads all of Wh for little arithmetic, so a thread with one
 # row takes as long as a thread with four. There the threads share the hidden units instead:
 # each makes its units' columns of the four gates for every row, then its units of c and h, and
-# waits for the others at the end of every step, since the next step's product needs all of h.
-# benchmarks/step_split.py measured both (benchmarks/results/2026-12-04-step-split.md): on two
-# threads, units 1.9x at batch 1 to 4 where rows give 1.0-1.1x, the two equal at batch 8. Units
-# go to threads in blocks of UNIT_BLOCK, a multiple of every vector width, so each unit is made
-# by the same instructions as on one thread: the result is the same bit for bit. Layer norm
-# keeps the rows' split (its statistics run over a whole row), and hidden sizes below
+# waits for the others before the next step's product, which needs all of h. benchmarks/
+# step_split.py measured both (benchmarks/results/2026-12-04-step-split.md): on two threads,
+# units 1.9x at batch 1 to 4 where rows give 1.0-1.1x, the two equal at batch 8. Units go to
+# threads in blocks of UNIT_BLOCK, a multiple of every vector width and packed panel, so each
+# unit is made by the same instructions as on one thread: the result is the same bit for bit.
+# Layer norm keeps the rows' split (its statistics run over a whole row), and hidden sizes below
 # UNIT_SPLIT_MIN_HIDDEN stay on one thread (a step's product there is shorter than a barrier).
 cdef enum:
     UNIT_SPLIT_MAX_BATCH = 4
@@ -193,17 +135,53 @@ def _threads_by_units(Py_ssize_t N, Py_ssize_t H, bint layer_norm, int n_threads
     return _unit_parts_for(N, H, layer_norm, n_threads)
 
 
-cdef void _lstm_forward_units(floating probe, const LSTMArrays* s, int index,
-                              int size) noexcept nogil:
-    """The time loop of a small batch without layer norm, run by thread ``index`` of a team of
-    ``size`` (inside a parallel region): its hidden units u0 <= j < u1 of every row, a barrier
-    after every step. The input projection is already in the gate slots, or picked from Wx."""
-    cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, q, row
-    cdef Py_ssize_t u0 = _unit_start(H, index, size)
-    cdef Py_ssize_t w = _unit_start(H, index + 1, size) - u0
-    cdef bint picked = s.tokens != NULL
+cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
+    """Into how many parts the batch's time loop is split by rows: one per thread, on the packed
+    step product only (its rows do not depend on the rows beside them; BLAS's might), at most N."""
+    if w.packed == NULL or n_threads <= 1:
+        return 1
+    return N if N < n_threads else n_threads
+
+
+cdef void _pack_units(floating probe, const StepWeights* w, Py_ssize_t H, Py_ssize_t u0,
+                      Py_ssize_t u1) noexcept nogil:
+    """Pack the columns of units u0..u1 of each of the w.n // H blocks of B (the four gates of
+    Wh, or the one block of Wh^T): all of B when the units are all H."""
+    cdef Py_ssize_t q
+    if u0 == 0 and u1 == H:
+        _step_weights_pack(probe, w, 0, w.n)
+    else:
+        for q in range(w.n // H):
+            _step_weights_pack(probe, w, q * H + u0, q * H + u1)
+
+
+cdef inline void _product_units(const StepWeights* w, Py_ssize_t m, const floating* a,
+                                Py_ssize_t lda, floating* c, Py_ssize_t ldc, bint accumulate,
+                                Py_ssize_t H, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
+    """_step_product on the columns of units u0..u1 of each block of B (see _pack_units)."""
+    cdef Py_ssize_t q
+    if u0 == 0 and u1 == H:
+        _step_product(w, m, a, lda, c, ldc, accumulate, 0, w.n)
+    else:
+        for q in range(w.n // H):
+            _step_product(w, m, a, lda, c, ldc, accumulate, q * H + u0, q * H + u1)
+
+
+cdef void _lstm_forward_block(floating probe, const LSTMArrays* s, const StepWeights* recurrent,
+                              const floating* xw, floating* scratch, Py_ssize_t n0, Py_ssize_t n1,
+                              Py_ssize_t u0, Py_ssize_t u1, bint team) noexcept nogil:
+    """The time loop for rows n0 <= n < n1 and units u0 <= j < u1 (all units with layer norm),
+    the input projection already in the gate slots, normalized in xw, or picked from Wx. team:
+    the threads of the enclosing parallel region share the units, and meet before each step's
+    product. scratch: H values (layer norm)."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, w = u1 - u0, n, t, row
+    cdef bint summed = not s.layer_norm
+    # One-hot inputs without layer norm: the input projection of a row is the row of Wx its
+    # token picks, added where the gates are activated (a + xw there is the xw + a the product
+    # would have accumulated, the same sum bit for bit) instead of gathered beforehand: no copy
+    # of N*T rows of Wx, and the row is read when it is needed.
+    cdef bint picked = summed and s.tokens != NULL
     cdef const floating* Wx = <const floating*>s.Wx
-    cdef const floating* Wh = <const floating*>s.Wh
     cdef const floating* h0 = <const floating*>s.h0
     cdef const floating* c0 = <const floating*>s.c0
     cdef const floating* b = <const floating*>s.b
@@ -215,43 +193,54 @@ cdef void _lstm_forward_units(floating probe, const LSTMArrays* s, int index,
     cdef floating* c = <floating*>s.c
     cdef floating* tc = <floating*>s.tc
     cdef floating* h = <floating*>s.h
+    cdef const floating** ln = <const floating**>s.ln
+    cdef floating** saved = <floating**>s.ln_saved
     cdef const floating* c_prev
     cdef const floating* h_prev
     cdef floating* a
-    for n in range(N):
-        _recurrent_input(h0 + n * H + u0, mask + n * H + u0 if mask != NULL else NULL,
-                         hprev + n * T * H + u0, w)
-    rn_team_barrier()
     for t in range(T):
-        # This thread's columns of each gate block, from all of hprev[:, t] (N <= SMALL_BATCH:
-        # the plain loops _step_product runs on one thread, each column made alike).
-        for q in range(4):
-            _product(False, False, N, w, H, hprev + t * H, T * H, Wh + q * H + u0, G,
-                     gates + t * G + q * H + u0, T * G, not picked)
-        for n in range(N):
+        # hprev[:, t] = h(t-1) * mask: the recurrent input, kept for dWh in backward.
+        for n in range(n0, n1):
+            row = n * T + t
+            h_prev = h0 + n * H if t == 0 else h + (row - 1) * H
+            _recurrent_input(h_prev + u0, mask + n * H + u0 if mask != NULL else NULL,
+                             hprev + row * H + u0, w)
+        if team:   # the product needs every unit of hprev[:, t]
+            rn_team_barrier()
+        # Recurrent projection, written straight into this step's gate slots (row stride T*G).
+        _product_units(recurrent, n1 - n0, hprev + (n0 * T + t) * H, T * H,
+                       gates + (n0 * T + t) * G, T * G, summed and not picked, H, u0, u1)
+        for n in range(n0, n1):
             row = n * T + t
             a = gates + row * G + u0
-            _gates(a, Wx + s.tokens[row] * G + u0 if picked else NULL, b + u0, H, w)
+            if not summed:   # u0 = 0, w = H
+                _ln_row_forward(a, G, ln[2], ln[3], s.eps, a, saved[2] + row * G, saved[3] + row)
+                _gates(a, xw + row * G, b, H, H)
+            else:
+                _gates(a, Wx + s.tokens[row] * G + u0 if picked else NULL, b + u0, H, w)
             c_prev = (c0 + n * H if t == 0 else c + (row - 1) * H) + u0
             _cell(a, c_prev, c + row * H + u0, H, w)
-            _out(c + row * H + u0, a + 2 * H, tc + row * H + u0, h + row * H + u0, w)
+            if not summed:
+                _ln_row_forward(c + row * H, H, ln[4], ln[5], s.eps, scratch, saved[4] + row * H,
+                                saved[5] + row)
+                _out(scratch, a + 2 * H, tc + row * H, h + row * H, H)
+            else:
+                _out(c + row * H + u0, a + 2 * H, tc + row * H + u0, h + row * H + u0, w)
+            # Zoneout: the candidates just written become u * previous + (1 - u) * candidate.
             if zone_c != NULL:
                 _zone_mix(zone_c + row * H + u0, c_prev, c + row * H + u0, w)
             if zone_h != NULL:
                 h_prev = (h0 + n * H if t == 0 else h + (row - 1) * H) + u0
                 _zone_mix(zone_h + row * H + u0, h_prev, h + row * H + u0, w)
-            if t + 1 < T:   # the next step's recurrent input, this thread's units of it
-                _recurrent_input(h + row * H + u0, mask + n * H + u0 if mask != NULL else NULL,
-                                 hprev + (row + 1) * H + u0, w)
-        rn_team_barrier()
 
 
-cdef inline Py_ssize_t _row_parts(const StepWeights* w, Py_ssize_t N, int n_threads) noexcept nogil:
-    """Into how many parts the batch's time loop is split: one per thread, on the packed step
-    product only (its rows do not depend on the rows beside them; BLAS's might), at most N."""
-    if w.packed == NULL or n_threads <= 1:
-        return 1
-    return N if N < n_threads else n_threads
+cdef void _lstm_forward_units(floating probe, const LSTMArrays* s, const StepWeights* recurrent,
+                              int index, int size) noexcept nogil:
+    """Thread ``index`` of a team of ``size`` (inside a parallel region) packs and runs its
+    units of every row of a small batch without layer norm."""
+    cdef Py_ssize_t u0 = _unit_start(s.H, index, size), u1 = _unit_start(s.H, index + 1, size)
+    _pack_units(probe, recurrent, s.H, u0, u1)   # its own panels: read by no other thread
+    _lstm_forward_block(probe, s, recurrent, NULL, NULL, 0, s.N, u0, u1, True)
 
 
 cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
@@ -278,19 +267,20 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
         for row in prange(N * T, num_threads=s.n_threads, schedule="static"):
             _ln_row_forward(xw + row * G, G, ln[0], ln[1], s.eps, xw + row * G,
                             saved[0] + row * G, saved[1] + row)
+    _step_weights_init(&recurrent, _packing_pays(N, T, False), H, G, <const floating*>s.Wh, False)
     parts = _unit_parts(s)
     if parts > 1:
         with parallel(num_threads=parts):
-            _lstm_forward_units(probe, s, rn_team_index(), rn_team_size())
-        return
-    _step_weights_init(&recurrent, N, H, G, <const floating*>s.Wh, False)
-    parts = _row_parts(&recurrent, N, s.n_threads)
-    if parts == 1:
-        _lstm_forward_rows(probe, s, &recurrent, xw, scratch, 0, N)
+            _lstm_forward_units(probe, s, &recurrent, rn_team_index(), rn_team_size())
     else:
-        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
-            _lstm_forward_rows(probe, s, &recurrent, xw, scratch + part * H, part * N // parts,
-                               (part + 1) * N // parts)
+        _pack_units(probe, &recurrent, H, 0, H)
+        parts = _row_parts(&recurrent, N, s.n_threads)
+        if parts == 1:
+            _lstm_forward_block(probe, s, &recurrent, xw, scratch, 0, N, 0, H, False)
+        else:
+            for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+                _lstm_forward_block(probe, s, &recurrent, xw, scratch + part * H,
+                                    part * N // parts, (part + 1) * N // parts, 0, H, False)
     free(recurrent.packed)
 
 
@@ -380,13 +370,16 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, double eps, z
                                        zoneout_h, zoneout_c)
 
 
-cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
-                              const StepWeights* recurrent_t, floating* row_buf, Py_ssize_t n0,
-                              Py_ssize_t n1) noexcept nogil:
-    """Backpropagation through time for sequences n0 <= n < n1; the layer-norm parameters'
+cdef void _lstm_backward_block(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
+                               const StepWeights* recurrent_t, floating* row_buf, Py_ssize_t n0,
+                               Py_ssize_t n1, Py_ssize_t u0, Py_ssize_t u1,
+                               bint team) noexcept nogil:
+    """Backpropagation through time for rows n0 <= n < n1 and units u0 <= j < u1 (all units
+    with layer norm; team as in _lstm_forward_block: the threads meet before each step's
+    product, which needs the gate gradients of every unit). The layer-norm parameters'
     gradients of the recurrent and cell normalizations go to each sequence's g.ln_parts row.
-    row_buf: 2H values."""
-    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, n, t, row, k
+    row_buf: 2H values, of which the block's units are used."""
+    cdef Py_ssize_t T = s.T, H = s.H, G = 4 * H, w = u1 - u0, n, t, row, k, j
     cdef const floating* dh = <const floating*>g.dh
     cdef floating* dh_next = <floating*>g.dh_next
     cdef floating* dc_next = <floating*>g.dc_next
@@ -398,7 +391,8 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
     cdef const floating* zone_c = <const floating*>s.zone_c
     cdef const floating* zero_row = <const floating*>g.zero_row
     cdef floating* carry = <floating*>g.zone_carry
-    cdef floating* zone_buf = row_buf + H   # dh~ of the step, then u_c * dc(t)
+    cdef floating* dt = row_buf + u0             # the gradient reaching the cell's output
+    cdef floating* zone_buf = row_buf + H + u0   # dh~ of the step, then u_c * dc(t)
     cdef const floating* gates = <const floating*>s.gates
     cdef const floating* c = <const floating*>s.c
     cdef const floating* tc = <const floating*>s.tc
@@ -411,98 +405,51 @@ cdef void _lstm_backward_rows(floating probe, const LSTMArrays* s, const LSTMGra
     for t in range(T - 1, -1, -1):
         for n in range(n0, n1):
             row = n * T + t
-            a = gates + row * G
-            da_row = da + row * G
+            a = gates + row * G + u0
+            da_row = da + row * G + u0
+            k = n * H + u0
             sums = g.ln_parts + n * (2 * G + 2 * H) if s.layer_norm else NULL
             if zone_h != NULL:
                 # h_t = u h(t-1) + (1 - u) h~_t: u of h_t's gradient skips the step (carry),
                 # 1 - u of it reaches the cell's output h~_t.
-                _zone_split(zone_h + row * H, dh + row * H, dh_next + n * H, carry + n * H,
-                            zone_buf, H)
-                _bwd_out(zone_buf, zero_row, a, tc + row * H, da_row, row_buf, H, H)
-            else:
-                _bwd_out(dh + row * H, dh_next + n * H, a, tc + row * H, da_row, row_buf, H,
-                         H)
-            if s.layer_norm:
-                _ln_row_backward(row_buf, saved[4] + row * H, saved[5][row], ln[4], H, row_buf,
-                                 sums + 2 * G, sums + 2 * G + H)
-            c_prev = c0 + n * H if t == 0 else c + (row - 1) * H
-            if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
-                _zone_split(zone_c + row * H, dc_next + n * H, NULL, zone_buf, dc_next + n * H,
-                            H)
-            _bwd_cell(row_buf, dc_next + n * H, a, c_prev, da_row, H, H)
-            if zone_c != NULL:
-                _add(dc_next + n * H, zone_buf, H)
-            if s.layer_norm:
-                _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
-                                 dhw + row * G, sums, sums + G)
-        # dh(t-1) = (dhw(t) @ Wh^T) * mask
-        _step_product(recurrent_t, n1 - n0, dhw + (n0 * T + t) * G, T * G, dh_next + n0 * H, H,
-                      False)
-        if mask != NULL:
-            for k in range(n0 * H, n1 * H):
-                dh_next[k] = dh_next[k] * mask[k]
-        if zone_h != NULL:
-            _add(dh_next + n0 * H, carry + n0 * H, (n1 - n0) * H)
-
-
-cdef void _lstm_backward_units(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
-                               int index, int size) noexcept nogil:
-    """Backpropagation through time of a small batch without layer norm, split by hidden units
-    as _lstm_forward_units: thread ``index`` of ``size`` makes its units' gate gradients of every
-    row, waits at a barrier for the others' (dh(t-1) of each unit needs all of them), then its
-    units of dh(t-1). row_buf's first 2H values, each thread in its own units of them."""
-    cdef Py_ssize_t N = s.N, T = s.T, H = s.H, G = 4 * H, n, t, row, k, j
-    cdef Py_ssize_t u0 = _unit_start(H, index, size)
-    cdef Py_ssize_t w = _unit_start(H, index + 1, size) - u0
-    cdef const floating* dh = <const floating*>g.dh
-    cdef floating* dh_next = <floating*>g.dh_next
-    cdef floating* dc_next = <floating*>g.dc_next
-    cdef floating* da = <floating*>g.da
-    cdef const floating* Wh = <const floating*>s.Wh
-    cdef const floating* c0 = <const floating*>s.c0
-    cdef const floating* mask = <const floating*>s.mask
-    cdef const floating* zone_h = <const floating*>s.zone_h
-    cdef const floating* zone_c = <const floating*>s.zone_c
-    cdef const floating* zero_row = <const floating*>g.zero_row
-    cdef floating* carry = <floating*>g.zone_carry
-    cdef floating* dt = <floating*>g.row_buf + u0
-    cdef floating* zone_buf = <floating*>g.row_buf + H + u0
-    cdef const floating* gates = <const floating*>s.gates
-    cdef const floating* c = <const floating*>s.c
-    cdef const floating* tc = <const floating*>s.tc
-    cdef const floating* a
-    cdef const floating* c_prev
-    cdef floating* da_row
-    for t in range(T - 1, -1, -1):
-        for n in range(N):   # as in _lstm_backward_rows, on this thread's units
-            row = n * T + t
-            a = gates + row * G + u0
-            da_row = da + row * G + u0
-            k = n * H + u0
-            if zone_h != NULL:
                 _zone_split(zone_h + row * H + u0, dh + row * H + u0, dh_next + k, carry + k,
                             zone_buf, w)
                 _bwd_out(zone_buf, zero_row, a, tc + row * H + u0, da_row, dt, H, w)
             else:
-                _bwd_out(dh + row * H + u0, dh_next + k, a, tc + row * H + u0, da_row, dt, H,
-                         w)
+                _bwd_out(dh + row * H + u0, dh_next + k, a, tc + row * H + u0, da_row, dt, H, w)
+            if s.layer_norm:   # u0 = 0, w = H
+                _ln_row_backward(dt, saved[4] + row * H, saved[5][row], ln[4], H, dt,
+                                 sums + 2 * G, sums + 2 * G + H)
             c_prev = (c0 + n * H if t == 0 else c + (row - 1) * H) + u0
-            if zone_c != NULL:
+            if zone_c != NULL:   # c_t = u c(t-1) + (1 - u) c~_t, likewise
                 _zone_split(zone_c + row * H + u0, dc_next + k, NULL, zone_buf, dc_next + k, w)
             _bwd_cell(dt, dc_next + k, a, c_prev, da_row, H, w)
             if zone_c != NULL:
                 _add(dc_next + k, zone_buf, w)
-        rn_team_barrier()
-        # This thread's units of dh(t-1) = (da(t) @ Wh^T) * mask: the rows u0.. of Wh.
-        _product(False, True, N, w, G, da + t * G, T * G, Wh + u0 * G, G, dh_next + u0, H)
-        for n in range(N):
+            if s.layer_norm:
+                _ln_row_backward(da_row, saved[2] + row * G, saved[3][row], ln[2], G,
+                                 dhw + row * G, sums, sums + G)
+        if team:
+            rn_team_barrier()
+        # dh(t-1) = (dhw(t) @ Wh^T) * mask, this block's units of it
+        _product_units(recurrent_t, n1 - n0, dhw + (n0 * T + t) * G, T * G, dh_next + n0 * H, H,
+                       False, H, u0, u1)
+        for n in range(n0, n1):
             k = n * H + u0
             if mask != NULL:
                 for j in range(k, k + w):
                     dh_next[j] = dh_next[j] * mask[j]
             if zone_h != NULL:
                 _add(dh_next + k, carry + k, w)
+
+
+cdef void _lstm_backward_units(floating probe, const LSTMArrays* s, const LSTMGradArrays* g,
+                               const StepWeights* recurrent_t, int index, int size) noexcept nogil:
+    """Thread ``index`` of a team of ``size`` packs its units' columns of Wh^T and runs its units
+    of every row of a small batch without layer norm (in its units of row_buf's first 2H)."""
+    cdef Py_ssize_t u0 = _unit_start(s.H, index, size), u1 = _unit_start(s.H, index + 1, size)
+    _pack_units(probe, recurrent_t, s.H, u0, u1)
+    _lstm_backward_block(probe, s, g, recurrent_t, <floating*>g.row_buf, 0, s.N, u0, u1, True)
 
 
 cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t n,
@@ -514,20 +461,26 @@ cdef void _add_parts(const double* parts, Py_ssize_t count, Py_ssize_t stride, P
             total[j] += parts[i * stride + j]
 
 
-cdef void _lstm_backward_sequences(floating probe, const LSTMArrays* s,
+cdef void _lstm_backward_time_loop(floating probe, const LSTMArrays* s,
                                    const LSTMGradArrays* g) noexcept nogil:
-    """The time loop of the backward pass shared among threads by sequences (or on one)."""
+    """The time loop of the backward pass, on one thread or shared by hidden units or rows."""
     cdef Py_ssize_t N = s.N, H = s.H, G = 4 * H, part, parts
     cdef floating* row_buf = <floating*>g.row_buf
     cdef StepWeights recurrent_t   # Wh^T, for dh(t-1)
-    _step_weights_init(&recurrent_t, N, G, H, <const floating*>s.Wh, True)
-    parts = _row_parts(&recurrent_t, N, s.n_threads)
-    if parts == 1:
-        _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf, 0, N)
+    _step_weights_init(&recurrent_t, _packing_pays(N, s.T, True), G, H, <const floating*>s.Wh, True)
+    parts = _unit_parts(s)
+    if parts > 1:
+        with parallel(num_threads=parts):
+            _lstm_backward_units(probe, s, g, &recurrent_t, rn_team_index(), rn_team_size())
     else:
-        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
-            _lstm_backward_rows(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
-                                part * N // parts, (part + 1) * N // parts)
+        _pack_units(probe, &recurrent_t, H, 0, H)
+        parts = _row_parts(&recurrent_t, N, s.n_threads)
+        if parts == 1:
+            _lstm_backward_block(probe, s, g, &recurrent_t, row_buf, 0, N, 0, H, False)
+        else:
+            for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+                _lstm_backward_block(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
+                                     part * N // parts, (part + 1) * N // parts, 0, H, False)
     free(recurrent_t.packed)
 
 
@@ -540,12 +493,7 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
     cdef floating* dxw = <floating*>g.dxw
     cdef const floating** ln = <const floating**>s.ln
     cdef const floating** saved = <const floating**>s.ln_saved
-    cdef int parts = _unit_parts(s)
-    if parts > 1:
-        with parallel(num_threads=parts):
-            _lstm_backward_units(probe, s, g, rn_team_index(), rn_team_size())
-    else:
-        _lstm_backward_sequences(probe, s, g)
+    _lstm_backward_time_loop(probe, s, g)
 
     _sum_rows(da, N * T, G, g.db)
     if s.layer_norm:
