@@ -316,7 +316,7 @@ BIG_EPOCH_SHAPES = ((512, 32), (1024, 64))
 BIG_EPOCH_MODELS = ("plain", "output dropout")
 # And small batches, where threads cannot share a step by rows (the kernels share its hidden
 # units there): (hidden, batch), the plain model.
-SMALL_EPOCH_SHAPES = ((256, 1), (256, 4))
+SMALL_EPOCH_SHAPES = ((256, 1), (256, 2), (256, 4))
 
 
 def _rnnreg_epoch(model_name, stream, V, H, batch=8):

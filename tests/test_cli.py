@@ -228,6 +228,18 @@ def test_evaluation_benchmark_smoke():
         [" 1000 characters ", " 2 ", " 1 "], [" 10000 characters ", " 23 ", " 1 "]], rows
 
 
+def test_epoch_bound_diagnostic_smoke():
+    """benchmarks/epoch_bound.py reads an epoch record and counts each row's multiply-adds: the
+    plain model of 20,000 characters (19,992 tokens in rows of 8), hidden 256, 81 symbols, does
+    3 * (256 * 1024 + 256 * 81) of them per token."""
+    record = BENCHMARKS / "results" / "2026-12-05-epoch.json"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record),
+                          "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"| plain | 1 | {19992 * 3 * (256 * 1024 + 256 * 81) / 1e9:.2f} G |" in run.stdout
+    assert "| plain, H1024 B64 | 2 |" in run.stdout
+
+
 def _builds_avx2_c():
     from rnnreg._backend import _cpu_has_avx2_fma
     return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
