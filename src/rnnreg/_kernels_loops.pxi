@@ -207,7 +207,9 @@ cdef struct StepWeights:
 # at batch 1 rn_gemm_nt's dot products along Wh's rows are faster than the panels (0.84x). The
 # copy costs about one step of batch 8 (a pass over Wh), so a sequence of a few rows is packed
 # from PACK_MIN_STEPS steps on; shorter ones (sampling: one step per call) read B as stored.
-# (Kernel forward and backward at hidden 256, T = 35, one thread: /tmp scripts, in the changelog.)
+# (Kernel forward and backward at hidden 256, T = 35, one thread, alternating builds: /tmp
+# scripts, not kept; what the epoch gains is in benchmarks/results/2026-12-05-epoch-small-
+# packed.json against 2026-12-05-epoch.json.)
 cdef enum:
     PACK_MIN_STEPS = 8
 
