@@ -17,8 +17,10 @@ DTYPES = [np.float64, np.float32]
 # 10) reaches every remainder of the loops' register blocks, (9, 3, 20, 64) puts every product
 # of both passes on BLAS. (3, 6, 5, 128) and (2, 5, 7, 160) are batches that several threads
 # share by hidden units (UNIT_SPLIT_MAX_BATCH in _kernels_lstm.pxi), 160 in unequal parts.
+# (5, 9, 3, 19) packs Wh and Wh^T in whole panels and a part panel, and Wh^T's 76 rows in 8 x 8
+# blocks with 12 left over (rn_pack in _fastmath.h).
 SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8),
-          (6, 5, 7, 10), (9, 3, 20, 64), (3, 6, 5, 128), (2, 5, 7, 160)]
+          (6, 5, 7, 10), (9, 3, 20, 64), (3, 6, 5, 128), (2, 5, 7, 160), (5, 9, 3, 19)]
 LAYOUTS = ["contiguous", "strided", "readonly", "fortran"]
 
 

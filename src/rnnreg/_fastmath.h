@@ -596,6 +596,41 @@ RN_INLINE void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *restrict 
         }                                                                                     \
     }                                                                                         \
 }
+/* dst[i * ld_dst + r] = src[r * ld_src + i] for an 8 x 8 block of floats: a transposed B's panel
+ * is packed eight rows by eight columns at a time in registers (AVX), one load and one store per
+ * eight values where the scalar copy makes one of each per value. */
+#if defined(__AVX__)
+#define RN_HAVE_TRANSPOSE8 1
+RN_INLINE void rn_transpose8_f(const float *restrict src, Py_ssize_t ld_src, float *restrict dst,
+                               Py_ssize_t ld_dst) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld_src);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * ld_src), r3 = _mm256_loadu_ps(src + 3 * ld_src);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * ld_src), r5 = _mm256_loadu_ps(src + 5 * ld_src);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * ld_src), r7 = _mm256_loadu_ps(src + 7 * ld_src);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ld_dst, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld_dst, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld_dst, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld_dst, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld_dst, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld_dst, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld_dst, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#else
+#define RN_HAVE_TRANSPOSE8 0
+RN_INLINE void rn_transpose8_f(const float *src, Py_ssize_t ld_src, float *dst,
+                               Py_ssize_t ld_dst) {
+    (void)src; (void)ld_src; (void)dst; (void)ld_dst;   /* never called: see RN_DEFINE_PACKED */
+}
+#endif
 /* The per-step product of an LSTM: C (m, n) = A (m, k) @ B, or C += A @ B, where B (k, n) is the
  * same matrix at every step (Wh, or Wh^T in the backward pass). BLAS repacks B into its own
  * layout at every call — for these shapes as much work as the product — so B is packed once per
@@ -614,17 +649,44 @@ RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                  
     return ((n + P - 1) / P) * P * k;                                                         \
 }                                                                                             \
 /* packed's panels of columns [j0, j1) = B (k, n) with element (p, j) at B[p * sb_row +         \
- * j * sb_col] (B^T: swap the strides). A transposed B (sb_col > sb_row) is read in blocks of     \
- * RN_PACK_BLOCK rows of the panel, each of the panel's columns along its contiguous run: reading \
- * all P columns at every p instead touches P lines a row stride apart, which share one L1 set    \
- * when that stride is a multiple of 4 KiB (Wh^T of hidden 256) and miss at every load. */       \
+ * j * sb_col] (B^T: swap the strides). A B with contiguous rows (Wh) is copied a row at a time,  \
+ * two vectors per whole panel: rows read in order, where a panel at a time reads a line every    \
+ * row stride, a new 4 KiB page at every load for hidden 256, which no prefetcher follows.        \
+ * A transposed B (sb_col > sb_row: Wh^T) goes in 8 x 8 blocks through registers where the build  \
+ * has AVX (floats), the rest value by value in blocks of RN_PACK_BLOCK rows of the panel, each    \
+ * of its columns along its contiguous run: reading all P columns at every p instead touches P    \
+ * lines a row stride apart, which share one L1 set when that stride is a multiple of 4 KiB       \
+ * (Wh^T of hidden 256) and miss at every load. */                                               \
 RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,                 \
                     const T *restrict B, Py_ssize_t sb_row, Py_ssize_t sb_col,               \
                     T *restrict packed) {                                                     \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
     Py_ssize_t jp, p, p0, p1, q;                                                              \
+    if (sb_col == 1) {   /* whole panels row by row: each row of B read once, in order */       \
+        const Py_ssize_t L = P / 2, whole = j1 < n ? j1 : n - n % P;                          \
+        for (p = 0; p < k; p++) {                                                             \
+            const T *restrict b = B + p * sb_row;                                             \
+            for (jp = j0; jp < whole; jp += P) {                                              \
+                V##_store(packed + jp * k + p * P, V##_load(b + jp));                         \
+                V##_store(packed + jp * k + p * P + L, V##_load(b + jp + L));                 \
+            }                                                                                 \
+        }                                                                                     \
+        if (whole >= j1) return;                                                              \
+        j0 = whole;                                                                           \
+    }                                                                                         \
     for (jp = j0, packed += j0 * k; jp < j1; jp += P, packed += P * k) {                      \
         const Py_ssize_t cols = n - jp < P ? n - jp : P;                                      \
+        p = 0;                                                                                \
+        if (RN_HAVE_TRANSPOSE8 && sizeof(T) == 4 && P == 16 && sb_row == 1 && cols == P) {    \
+            /* 8 x 8 blocks, both of a 16-wide run of the panel's first eight rows of B^T, then \
+             * of its last eight: at most eight lines a row stride apart in use at a time. */   \
+            for (; p + 16 <= k; p += 16)                                                      \
+                for (q = 0; q < P; q += 8) {                                                  \
+                    const float *src = (const float *)B + (jp + q) * sb_col + p;              \
+                    rn_transpose8_f(src, sb_col, (float *)packed + p * P + q, P);             \
+                    rn_transpose8_f(src + 8, sb_col, (float *)packed + (p + 8) * P + q, P);   \
+                }                                                                             \
+        }                                                                                     \
         if (sb_col <= sb_row) {                                                               \
             for (p = 0; p < k; p++) {                                                         \
                 const T *restrict b = B + p * sb_row + jp * sb_col;                           \
@@ -633,7 +695,7 @@ RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,   
             }                                                                                 \
             continue;                                                                         \
         }                                                                                     \
-        for (p0 = 0; p0 < k; p0 += RN_PACK_BLOCK) {                                           \
+        for (p0 = p; p0 < k; p0 += RN_PACK_BLOCK) {   /* the rest: value by value */          \
             p1 = k - p0 < RN_PACK_BLOCK ? k : p0 + RN_PACK_BLOCK;                             \
             for (q = 0; q < cols; q++) {                                                      \
                 const T *restrict b = B + (jp + q) * sb_col;                                  \
