@@ -240,6 +240,23 @@ def test_epoch_bound_diagnostic_smoke():
     assert "| plain, H1024 B64 | 2 |" in run.stdout
 
 
+def test_epoch_bound_reads_the_zoneout_epoch_of_a_regularizers_record():
+    """The zoneout epoch of benchmarks/regularizers.py has the plain model's multiply-adds, and
+    --target adds the share of the peak an epoch that many times PyTorch's needs."""
+    record = BENCHMARKS / "results" / "regularizers" / "epoch-1thread.json"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record),
+                          "--repeats", "1", "--target", "4"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| zoneout"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[1:3] == ["1", f"{19992 * 3 * (256 * 1024 + 256 * 81) / 1e9:.2f} G"]
+    assert "share of the peak at 4×" in run.stdout
+    at_peak, torch_s = float(cells[3].rstrip(" s")), float(cells[6].rstrip(" s"))
+    # (the table's times are rounded to the millisecond: the share within a point)
+    assert abs(float(cells[9].rstrip("%")) - 100 * at_peak * 4 / torch_s) <= 1
+
+
 def _builds_avx2_c():
     from rnnreg._backend import _cpu_has_avx2_fma
     return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
