@@ -6,7 +6,7 @@ and so the largest "PyTorch / rnnreg" ratio any implementation could reach again
 PyTorch time. ``--target R``: the share of the peak an rnnreg epoch must reach to run R times
 PyTorch's.
 
-    python benchmarks/epoch_bound.py benchmarks/results/2026-12-05-epoch-small-packed.json
+    python benchmarks/epoch_bound.py benchmarks/results/2026-12-05-epoch-vector-pack-2.json
     python benchmarks/epoch_bound.py benchmarks/results/regularizers/epoch-1thread.json --target 4
 
 The work counted per token of an epoch (one-hot inputs: their input product is a row pick, no
