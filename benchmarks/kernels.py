@@ -292,6 +292,20 @@ def bench_dropout(size, dtype, rng, repeats, quick):
     }
     rows.append(_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
                      dtype=np.dtype(dtype).name, case="dropout_forward, out= buffers"))
+    # Zoneout's 0/1 weights alone (no input to multiply), z = 0.5: what the model draws twice
+    # per batch and layer.
+    gens = {k: np.random.default_rng(1) for k in ("public", "kernel", "twin", "textbook")}
+    fns = {
+        "public": lambda: rnnreg.zoneout_mask(n, 0.5, gens["public"], dtype),
+        "kernel": lambda: K.draw_mask(n, 0.5, gens["kernel"], dtype, False),
+        "twin": lambda: _reference.draw_mask(n, 0.5, gens["twin"], dtype, False),
+        "textbook": lambda: textbook.zoneout_mask(n, 0.5, gens["textbook"], dtype),
+    }
+    if torch:
+        half = torch.full((n,), 0.5, dtype=torch.from_numpy(x).dtype)
+        fns["torch"] = lambda: torch.bernoulli(half)
+    rows.append(_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
+                     dtype=np.dtype(dtype).name, case="zoneout_mask"))
     return rows
 
 

@@ -89,6 +89,11 @@ def dropout_forward_into(x, keep_prob, rng, uniform, out, mask):
     return out, mask
 
 
+def zoneout_mask(n, zoneout, rng, dtype):
+    """Zoneout's training weights u ~ Bernoulli(zoneout), 0 or 1."""
+    return (rng.random(n) < zoneout).astype(dtype)
+
+
 # ----------------------------------------------------------------------------- PyTorch
 def torch_cells():
     """TorchScript LSTM loops for what nn.LSTM cannot do — layer-normalized cells and dropout on

@@ -67,6 +67,9 @@ def _valid(kernel, rng, dtype):
         return [f(N, D), xhat, rstd, f(D)], ["dout", "xhat", "rstd", "gamma"]
     if kernel == "dropout_forward":
         return [f(N * D), 0.5, np.random.default_rng(0)], ["x", "keep_prob", "rng"]
+    if kernel == "draw_mask":
+        return [N * D, 0.5, np.random.default_rng(0), dtype, bool(rng.random() < 0.5)], \
+            ["n", "keep_prob", "rng", "dtype", "scaled"]
     if kernel == "dropout_backward":
         return [f(N * D), f(N * D)], ["dout", "mask"]
     if kernel == "matmul":
@@ -86,7 +89,8 @@ def _valid(kernel, rng, dtype):
 
 
 KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
-           "layer_norm_forward", "layer_norm_backward", "dropout_forward", "dropout_backward",
+           "layer_norm_forward", "layer_norm_backward", "dropout_forward", "draw_mask",
+           "dropout_backward",
            "matmul", "softmax_cross_entropy", "all_finite", "sum_of_squares", "first_nonfinite",
            "adam_update"]
 ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
@@ -98,7 +102,8 @@ WRITTEN = {("adam_update", "p"), ("adam_update", "m"), ("adam_update", "v")}
 FREE = {("all_finite", "arr"), ("sum_of_squares", "arr"), ("dropout_forward", "x")}
 # Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
 CHECKED_SCALARS = {("lstm_forward", "eps"), ("layer_norm_forward", "eps"),
-                   ("dropout_forward", "keep_prob"), ("adam_update", "step_size"),
+                   ("dropout_forward", "keep_prob"), ("draw_mask", "keep_prob"),
+                   ("draw_mask", "n"), ("adam_update", "step_size"),
                    ("adam_update", "beta1"), ("adam_update", "beta2"), ("adam_update", "eps"),
                    ("adam_update", "l2")}
 
@@ -268,6 +273,9 @@ def run(seed, cases):
             bad = {"nan": float("nan"), "negative": -1.0, "huge": float("inf")}[kind]
         elif name == "rng":
             kind, bad = "not_generator", np.random.PCG64(0)
+        elif name == "dtype":
+            kind, bad = "not_float_dtype", [np.int64, np.float16, "complex128"][
+                int(rng.integers(0, 3))]
         else:
             continue
         if bad is None:

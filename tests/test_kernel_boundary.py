@@ -157,6 +157,10 @@ def test_direct_kernel_calls_with_disagreeing_sizes_raise(tmp_path):
             "eps": lambda: K.layer_norm_forward(f(2, 8), f(8), f(8), 0.0),
             "keep_prob": lambda: K.dropout_forward(f(8), 0.0, np.random.default_rng(0)),
             "rng": lambda: K.dropout_forward(f(8), 0.5, object()),
+            "draw_mask n": lambda: K.draw_mask(-1, 0.5, np.random.default_rng(0)),
+            "draw_mask keep_prob": lambda: K.draw_mask(8, 1.5, np.random.default_rng(0)),
+            "draw_mask rng": lambda: K.draw_mask(8, 0.5, 0),
+            "draw_mask dtype": lambda: K.draw_mask(8, 0.5, np.random.default_rng(0), np.int32),
             "adam nan": lambda: K.adam_update(f(3), f(3), f(3), f(3), float("nan"), 0.9, 0.999,
                                               1e-8, 1.0, 0.0),
         }

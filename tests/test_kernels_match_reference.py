@@ -221,6 +221,27 @@ def test_dropout_matches_reference_bit_for_bit(dtype, shape, keep_prob, layout):
         np.testing.assert_array_equal(a, b_)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 7, 4096, 4097, 10001])   # blocks of 4096 draws, and a part
+@pytest.mark.parametrize("keep_prob", [0.05, 0.5, 1.0])
+def test_draw_mask_matches_reference_and_dropout_forwards_mask(dtype, n, keep_prob):
+    """The mask alone, scaled (dropout) or not (zoneout's 0/1 weights), is the mask
+    dropout_forward draws from the same generator state, in both backends bit for bit, and
+    leaves the generator where dropout_forward leaves it."""
+    _, dropout = _backend._kernels.dropout_forward(np.ones(n, dtype), keep_prob,
+                                                   np.random.default_rng(5))
+    for scaled in (True, False):
+        expected = dropout if scaled else (dropout != 0).astype(dtype)
+        for module in (_backend._kernels, _reference):
+            rng = np.random.default_rng(5)
+            mask = module.draw_mask(n, keep_prob, rng, dtype, scaled)
+            assert mask.dtype == dtype and mask.shape == (n,)
+            np.testing.assert_array_equal(mask, expected)
+            after = np.random.default_rng(5)
+            _backend._kernels.dropout_forward(np.ones(n, dtype), keep_prob, after)
+            assert rng.integers(1 << 62) == after.integers(1 << 62)
+
+
 def test_kernel_modules_expose_the_same_names():
     # the functions _reference defines itself (not the conventions it imports), bar a helper
     public = [n for n, f in vars(_reference).items() if not n.startswith("_") and callable(f)

@@ -32,7 +32,8 @@ layer norm), and the state it carries on is::
     c_t = u_c * c_{t-1} + (1 - u_c) * c~_t
     h_t = u_h * h_{t-1} + (1 - u_h) * h~_t
 
-In training ``u ~ Bernoulli(z)`` (0 or 1, drawn per unit and step: :func:`zoneout_weights`); in
+In training ``u ~ Bernoulli(z)``, 0 or 1 per unit and step, drawn by the dropout rule with
+keep_prob = z (:func:`dropout_threshold`; the kernels' ``draw_mask`` with ``scaled=False``); in
 evaluation ``u = z``, the expectation. ``u = 0`` everywhere is the plain LSTM exactly.
 
 What a forward pass saves for its backward pass is an :class:`LSTMCache` (or a
@@ -50,7 +51,7 @@ __all__ = [
     "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LN_SAVED", "DEFAULT_EPS", "DROPOUT_RESOLUTION",
     "dropout_threshold", "layer_norm_param_size", "ln_saved_shape", "is_decayed",
     "decay_parameter_names", "stream_geometry", "LSTMCache", "lstm_cache", "LayerNormCache",
-    "freeze", "step_functions", "zoneout_weights",
+    "freeze", "step_functions",
 ]
 
 #: The order of the four gate blocks along the 4H axis of Wx, Wh and b.
@@ -95,13 +96,6 @@ def dropout_threshold(keep_prob):
     element k is kept when bits 16*(k % 4) .. 16*(k % 4) + 15 of draw k // 4 are below this
     threshold, and a kept element is scaled by 1 / keep_prob."""
     return max(1, min(DROPOUT_RESOLUTION, int(round(keep_prob * DROPOUT_RESOLUTION))))
-
-
-def zoneout_weights(keep_mask):
-    """Zoneout's training weights u (0 or 1) from a dropout mask drawn with keep_prob = z: a unit
-    whose mask entry is non-zero (probability z) keeps its previous value. One rule for both
-    backends, so the same seed gives the same zoneout masks in each."""
-    return (keep_mask != 0).astype(keep_mask.dtype)
 
 
 # ----------------------------------------------------------------------------- weight decay

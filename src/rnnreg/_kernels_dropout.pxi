@@ -18,6 +18,25 @@ cdef enum:
     DROPOUT_BLOCK = 4096   # elements per block of draws (a multiple of 4)
 
 
+cdef inline void _draw_uniforms(bitgen_t* bitgen, uint16_t* uniforms, Py_ssize_t n) noexcept nogil:
+    """The next n 16-bit uniforms of the dropout rule (_conventions.dropout_threshold): four per
+    64-bit draw, lowest bits first; a last partial draw fills uniforms up to a multiple of 4."""
+    cdef uint64_t raw
+    cdef Py_ssize_t k, j
+    for k in range(0, n, 4):
+        raw = bitgen.next_uint64(bitgen.state)
+        for j in range(4):
+            uniforms[k + j] = <uint16_t>((raw >> (16 * j)) & 0xFFFF)
+
+
+cdef int _check_mask_arguments(double keep_prob, rng) except -1:
+    if not (keep_prob > 0 and keep_prob <= 1):
+        raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return 0
+
+
 cdef inline void _dropout_block(const floating* x, floating* out, floating* mask, Py_ssize_t n,
                                 const uint16_t* uniforms, uint32_t threshold,
                                 floating scale) noexcept nogil:
@@ -36,12 +55,9 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bin
     # next_uint64 unchanged), so both give the same mask for one seed.
     cdef int tn = _typenum(probe)
     cdef const floating* xp = <const floating*>_array(x, "x", tn, 1)
-    cdef Py_ssize_t n = _dim(x, 0), k, j
-    if not (keep_prob > 0 and keep_prob <= 1):
-        raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    cdef uint64_t raw, threshold = dropout_threshold(keep_prob)
+    cdef Py_ssize_t n = _dim(x, 0)
+    _check_mask_arguments(keep_prob, rng)
+    cdef uint64_t threshold = dropout_threshold(keep_prob)
     cdef floating scale = <floating>(1.0 / keep_prob)
     if out is None:
         out = _empty(tn, n)
@@ -68,10 +84,7 @@ cdef object _dropout_forward_typed(floating probe, x, double keep_prob, rng, bin
         # results finds them in cache. A dropped NaN or inf still shows: it is multiplied by 0.
         for k0 in range(0, n, 4096):   # DROPOUT_BLOCK (range needs a literal step)
             k1 = min(n, k0 + DROPOUT_BLOCK)
-            for k in range(0, k1 - k0, 4):
-                raw = bitgen.next_uint64(bitgen.state)
-                for j in range(4):
-                    uniforms[k + j] = <uint16_t>((raw >> (16 * j)) & 0xFFFF)
+            _draw_uniforms(bitgen, uniforms, k1 - k0)
             _dropout_block(xp + k0, op + k0, mp + k0, k1 - k0, uniforms, <uint32_t>threshold,
                            scale)
             if report_finite and finite:
@@ -88,6 +101,42 @@ def dropout_forward(x, double keep_prob, rng, bint report_finite=False, out=None
     if _is_float32(x):
         return _dropout_forward_typed[float](0, x, keep_prob, rng, report_finite, out, mask)
     return _dropout_forward_typed[double](0, x, keep_prob, rng, report_finite, out, mask)
+
+
+cdef object _draw_mask_typed(floating probe, Py_ssize_t n, double keep_prob, rng, bint scaled):
+    # The mask dropout_forward would draw for n elements from the same generator state, without
+    # an input to multiply: 1/keep_prob (scaled) or 1 where an element is kept, else 0.
+    cdef int tn = _typenum(probe)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    _check_mask_arguments(keep_prob, rng)
+    cdef uint32_t threshold = <uint32_t>dropout_threshold(keep_prob)
+    cdef floating kept = <floating>(1.0 / keep_prob) if scaled else 1
+    mask = _empty(tn, n)
+    cdef floating* mp = <floating*>_ptr(mask)
+    bit_generator = rng.bit_generator
+    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+    cdef Py_ssize_t k0, k1, k
+    cdef uint16_t uniforms[DROPOUT_BLOCK]
+    with bit_generator.lock, nogil:
+        for k0 in range(0, n, 4096):   # DROPOUT_BLOCK, as in dropout_forward
+            k1 = min(n, k0 + DROPOUT_BLOCK)
+            _draw_uniforms(bitgen, uniforms, k1 - k0)
+            for k in range(k1 - k0):
+                mp[k0 + k] = kept if <uint32_t>uniforms[k] < threshold else 0
+    return mask
+
+
+def draw_mask(Py_ssize_t n, double keep_prob, rng, dtype=np.float64, bint scaled=True):
+    """n mask values (1-D, float32 or float64 ``dtype``) by the dropout rule, drawn from ``rng``
+    under its lock: the mask dropout_forward draws from the same state, 1/keep_prob where an
+    element is kept (or 1 when not ``scaled``: zoneout's weights, z = keep_prob), else 0."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return _draw_mask_typed[float](0, n, keep_prob, rng, scaled)
+    if dtype == np.float64:
+        return _draw_mask_typed[double](0, n, keep_prob, rng, scaled)
+    raise TypeError(f"dtype must be float32 or float64, got {dtype}")
 
 
 cdef object _dropout_backward_typed(floating probe, dout, mask):

@@ -16,12 +16,12 @@ Two ways through:
   is not finite, or when the NumPy backend runs — the public function then takes its checked
   path, which converts what can be converted and explains the rest.
 """
+import math
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from . import _backend
-from ._conventions import zoneout_weights
 
 #: What a kernel raises for an argument it refuses (the checked path then explains or converts).
 REFUSED = (TypeError, ValueError, AttributeError, IndexError)
@@ -70,13 +70,14 @@ def all_finite(arr) -> bool:
 # arguments they made themselves at every step.
 def dropout_mask(shape, keep_prob, rng, dtype):
     """A dropout mask (0 or 1/keep_prob) of ``shape``, drawn by the dropout rule."""
-    _, mask = kernels().dropout_forward(np.ones(int(np.prod(shape)), dtype), keep_prob, rng)
-    return mask.reshape(shape)
+    return kernels().draw_mask(math.prod(shape), keep_prob, rng, dtype).reshape(shape)
 
 
 def zoneout_mask(shape, zoneout, rng, dtype):
-    """Zoneout's training weights (1 with probability ``zoneout``, else 0) of ``shape``."""
-    return zoneout_weights(dropout_mask(shape, zoneout, rng, dtype))
+    """Zoneout's training weights of ``shape``: 1 (keep the previous state) where the dropout
+    rule with keep_prob = ``zoneout`` keeps an element, else 0 — the same draws as
+    ``dropout_mask(shape, zoneout, ...)``, whose non-zero entries they mark."""
+    return kernels().draw_mask(math.prod(shape), zoneout, rng, dtype, False).reshape(shape)
 
 
 def sum_of_squares(arr) -> float:

@@ -58,18 +58,29 @@ def layer_norm_backward(dout, xhat, rstd, gamma, report_finite=False):
 
 
 # ----------------------------------------------------------------------------- dropout
-def dropout_forward(x, keep_prob, rng, report_finite=False, out=None, mask=None):
-    """x (M,) -> (out, mask), by the rule of :func:`rnnreg._conventions.dropout_threshold`:
-    each 64-bit draw of ``rng`` serves four elements; written into ``out`` / ``mask`` when
-    given (out may be x)."""
-    mask_out = mask
-    n = x.shape[0]
+def draw_mask(n, keep_prob, rng, dtype=np.float64, scaled=True):
+    """n mask values by the rule of :func:`rnnreg._conventions.dropout_threshold` (each 64-bit
+    draw of ``rng`` serves four elements): 1/keep_prob where an element is kept (1 when not
+    ``scaled``), else 0."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not (0 < keep_prob <= 1):
+        raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
     draws = rng.integers(0, 1 << 64, size=(n + 3) // 4, dtype=np.uint64)  # = next_uint64 each
     shifts = np.array([0, 16, 32, 48], dtype=np.uint64)
     uniforms = ((draws[:, None] >> shifts) & np.uint64(0xFFFF)).reshape(-1)[:n]
-    scale = x.dtype.type(1.0 / keep_prob)
-    mask = np.where(uniforms < dropout_threshold(keep_prob), scale, x.dtype.type(0))
-    mask = mask.astype(x.dtype, copy=False)
+    kept = dtype.type(1.0 / keep_prob) if scaled else dtype.type(1)
+    return np.where(uniforms < dropout_threshold(keep_prob), kept, dtype.type(0)).astype(dtype)
+
+
+def dropout_forward(x, keep_prob, rng, report_finite=False, out=None, mask=None):
+    """x (M,) -> (out, mask), the mask of :func:`draw_mask`; written into ``out`` / ``mask``
+    when given (out may be x)."""
+    mask_out = mask
+    mask = draw_mask(x.shape[0], keep_prob, rng, x.dtype)
     result = x * mask
     if out is not None:
         if out.shape != x.shape or out.dtype != x.dtype:

@@ -31,8 +31,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from . import _ops
 from . import _validation as v
 from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
-                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size,
-                           zoneout_weights)
+                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size)
 
 # Every function below first tries the fast path of rnnreg._ops (the compiled kernel on the
 # arguments as they are, the result accepted when finite), then the checked path under it.
@@ -693,14 +692,20 @@ def dropout_mask(shape: Union[int, Sequence[int]], keep_prob: float,
     >>> mask.shape, np.unique(mask)
     ((2, 4), array([0.       , 1.3333334], dtype=float32))
     """
-    keep_prob = v.probability(keep_prob, "keep_prob")
+    return _mask(_ops.dropout_mask, shape, keep_prob, "keep_prob", rng, dtype)
+
+
+def _mask(draw, shape, probability, name, rng, dtype):
+    """``draw(shape, probability, rng, dtype)`` on checked arguments; all ones, drawing nothing,
+    when the probability (of keeping a unit, or of zoning it out) is 1."""
+    probability = v.probability(probability, name)
     if np.dtype(dtype) not in v.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     shape = tuple(v.positive_int(s, "shape") for s in np.atleast_1d(shape).tolist())
     rng = v.as_generator(rng)
-    if keep_prob == 1.0:   # nothing dropped, nothing drawn
+    if probability == 1.0:
         return np.ones(shape, dtype)
-    return _ops.dropout_mask(shape, keep_prob, rng, np.dtype(dtype))
+    return draw(shape, probability, rng, np.dtype(dtype))
 
 
 def zoneout_mask(shape: Union[int, Sequence[int]], zoneout: float,
@@ -732,8 +737,7 @@ def zoneout_mask(shape: Union[int, Sequence[int]], zoneout: float,
     >>> u.shape, sorted(set(u.ravel().tolist())) == [0.0, 1.0]
     ((2, 3, 4), True)
     """
-    zoneout = v.probability(zoneout, "zoneout")
-    return zoneout_weights(dropout_mask(shape, zoneout, rng, dtype))
+    return _mask(_ops.zoneout_mask, shape, zoneout, "zoneout", rng, dtype)
 
 
 # ----------------------------------------------------------------------------- matrix product
