@@ -4,18 +4,28 @@ model (float32, hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in 
 against one large SciPy BLAS call's rate measured in the same run (``benchmarks/products.py``'s
 float32 shape), rounds alternating.
 
-    python benchmarks/epoch_kernels.py [--rounds 7] [--hidden 256]
+    python benchmarks/epoch_kernels.py [--rounds 7] [--hidden 256] [--zoneout]
 
 Each kernel call of the epoch is timed where the model makes it (the kernels the model reaches
 through ``rnnreg._ops`` are wrapped for the epoch, then restored). The LSTM kernels' work is
-counted in multiply-adds: the recurrent product forward (N·T·H·4H per batch) and its two
-gradients backward (dh(t−1) and dWh: twice that); their rate over that work, divided by the BLAS
-rate, is the fraction of the peak they reach, element-wise work included. A diagnostic: the
-speed table is ``benchmarks/run.py --cases epoch``.
+counted in multiply-adds, from each call's shapes (an epoch's last batch is shorter): the
+recurrent product forward (N·T·H·4H per batch) and its two gradients backward (dh(t−1) and dWh:
+twice that); their rate over that work, divided by the BLAS
+rate, is the fraction of the peak they reach, element-wise work included.
+
+A second table gives every kernel's time in the epoch, its multiply-adds (the LSTM kernels' as
+above, ``matmul``'s m·k·n; none for the element-wise kernels), their time at the peak and what
+the kernel takes beyond it; its last rows are the time between the kernel calls (Python and
+NumPy) and the whole epoch. ``--zoneout`` runs the zoneout model of
+``benchmarks/regularizers.py`` (its ``ZONEOUT`` setting) in place of the plain one. A
+diagnostic: the speed tables are ``benchmarks/run.py --cases epoch`` and
+``benchmarks/regularizers.py``.
 """
 import argparse
 import collections
 import contextlib
+import os
+import sys
 import time
 
 import numpy as np
@@ -25,8 +35,31 @@ from threadpoolctl import threadpool_limits
 from rnnreg import RegularizedLSTM, TrainConfig, _ops, fit
 from rnnreg.data import load_stdlib_docstrings
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # regularizers.py beside this
+from regularizers import ZONEOUT  # noqa: E402
+
 PEAK_SHAPE = (2240, 512, 2048)   # m, k, n: products.py's float32 input-product shape
 LSTM_KERNELS = ("lstm_forward", "lstm_backward")
+
+
+def _lstm_forward_work(x, h0, c0, Wx, Wh, *rest, **kwargs):
+    """The recurrent product of a forward pass: N·T·H·4H multiply-adds."""
+    return x.shape[0] * x.shape[1] * Wh.size
+
+
+def _lstm_backward_work(dh, dc_final, cache, *rest, **kwargs):
+    """Its two gradients: dh(t−1) and dWh."""
+    return 2 * cache.N * cache.T * cache.Wh.size
+
+
+def _matmul_work(a, b, trans_a=False, trans_b=False):
+    """m·k·n of op(a) @ op(b)."""
+    return a.size * (b.shape[0] if trans_b else b.shape[1])
+
+
+#: The multiply-adds of one call, for the kernels whose work is a matrix product.
+WORK = {"lstm_forward": _lstm_forward_work, "lstm_backward": _lstm_backward_work,
+        "matmul": _matmul_work}
 
 
 class _TimedKernels:
@@ -36,6 +69,7 @@ class _TimedKernels:
         self._module = module
         self.seconds = collections.defaultdict(float)
         self.calls = collections.Counter()
+        self.work = collections.Counter()   # multiply-adds, for the kernels in WORK
 
     def __getattr__(self, name):
         attribute = getattr(self._module, name)
@@ -43,6 +77,8 @@ class _TimedKernels:
             return attribute
 
         def timed(*args, **kwargs):
+            if name in WORK:
+                self.work[name] += WORK[name](*args, **kwargs)
             started = time.perf_counter()
             try:
                 return attribute(*args, **kwargs)
@@ -83,14 +119,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--zoneout", action="store_true",
+                        help="the zoneout model of benchmarks/regularizers.py, not the plain one")
     args = parser.parse_args()
     H, N, T = args.hidden, 8, 35
     corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
-    model = RegularizedLSTM(corpus.vocab_size, H, seed=0, dtype="float32")
+    settings = ZONEOUT if args.zoneout else {}
+    model = RegularizedLSTM(corpus.vocab_size, H, seed=0, dtype="float32", **settings)
     config = TrainConfig(epochs=1, batch_size=N, bptt=T, progress=False)
     quiet = lambda line: None  # noqa: E731
     rng = np.random.default_rng(0)
-    rows = []
+    rows, per_kernel = [], collections.defaultdict(list)
     with threadpool_limits(1):
         fit(model, corpus.train, None, config, log=quiet)   # warm-up
         for _ in range(args.rounds):
@@ -101,18 +140,42 @@ def main():
                 epoch = time.perf_counter() - started
             batches = timed.calls["lstm_forward"]
             lstm = sum(timed.seconds[name] for name in LSTM_KERNELS)
-            work = batches * 3 * N * T * H * 4 * H
+            work = sum(timed.work[name] for name in LSTM_KERNELS)
             rows.append((epoch, lstm, sum(timed.seconds.values()), work / lstm, peak))
+            for name, seconds in timed.seconds.items():
+                per_kernel[name].append((seconds, timed.calls[name], timed.work[name], peak))
+            per_kernel["between the kernels (Python, NumPy)"].append(
+                (epoch - sum(timed.seconds.values()), 0, 0, peak))
+            per_kernel["the epoch"].append((epoch, sum(timed.calls.values()),
+                                            sum(timed.work.values()), peak))
     epoch, lstm, kernels, rate, peak = (float(np.median(column)) for column in zip(*rows))
     fractions = [r[3] / r[4] for r in rows]
     print(f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
-          f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)\n")
+          f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)"
+          + (f"; zoneout model {ZONEOUT}" if args.zoneout else "") + "\n")
     print("| epoch | in all kernels | in the LSTM kernels | their multiply-adds | their rate | "
           "BLAS peak (one sgemm) | fraction of peak, median [range] |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {epoch:.3f} s | {kernels:.3f} s | {lstm:.3f} s | {work / 1e9:.2f} G | "
           f"{rate / 1e9:.1f} G/s | {peak / 1e9:.1f} G/s | {np.median(fractions):.0%} "
           f"[{min(fractions):.0%}–{max(fractions):.0%}] |")
+    print("\nWhere the epoch's time goes: each kernel's time in it, and the time its multiply-adds "
+          "take at the peak of the same round (medians over rounds)\n")
+    print("| where | calls | time | multiply-adds | at the peak | beyond the peak |")
+    print("|---|---|---|---|---|---|")
+    order = sorted(per_kernel, key=lambda name: (name == "the epoch",
+                                                 name.startswith("between"),
+                                                 -np.median([r[0] for r in per_kernel[name]])))
+    for name in order:
+        samples = per_kernel[name]
+        _, calls, macs, _ = samples[-1]   # the same in every round
+        spent = np.median([r[0] for r in samples])
+        at_peak = np.median([r[2] / r[3] for r in samples])
+        beyond = np.median([r[0] - r[2] / r[3] for r in samples])
+        label = f"`{name}`" if name in timed.seconds else name
+        print(f"| {label} | {calls or ''} | {spent * 1e3:.1f} ms | "
+              + (f"{macs / 1e9:.2f} G | {at_peak * 1e3:.1f} ms | {beyond * 1e3:.1f} ms |"
+                 if macs else f" |  | {beyond * 1e3:.1f} ms |"))
 
 
 if __name__ == "__main__":

@@ -205,15 +205,29 @@ def test_every_option_of_every_command_shows_its_default_in_help():
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_epoch_kernels_diagnostic_smoke():
-    """benchmarks/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch)
-    runs end to end and reports a fraction."""
+@pytest.mark.parametrize("model", [[], ["--zoneout"]], ids=["plain", "zoneout"])
+def test_epoch_kernels_diagnostic_smoke(model):
+    """benchmarks/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch,
+    and where the epoch's time goes) runs end to end: it reports a fraction, and its kernel
+    rows, with the time between them, add up to the epoch."""
     run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_kernels.py"), "--rounds", "1",
-                          "--hidden", "32"], capture_output=True, text=True, timeout=300)
+                          "--hidden", "32", *model], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    row = run.stdout.strip().splitlines()[-1]
-    fraction = float(row.split("|")[-2].split("%")[0])
-    assert 0 < fraction < 200, row
+    tables = [[line.split("|")[1:-1] for line in block.splitlines()[2:]]
+              for block in run.stdout.split("\n\n") if block.startswith("| ")]
+    summary, where = tables
+    fraction = float(summary[0][-1].split("%")[0])
+    assert 0 < fraction < 200, summary
+    times = {row[0].strip(): float(row[2].split()[0]) for row in where}
+    epoch = times.pop("the epoch")
+    assert {"`lstm_forward`", "`lstm_backward`", "`matmul`"} <= set(times)
+    assert ("`draw_mask`" in times) == bool(model)   # the zoneout masks
+    assert sum(times.values()) == pytest.approx(epoch, rel=0.01, abs=0.3)
+    # The LSTM kernels' multiply-adds: N·T·H·4H forward over the 8 rows of (20,000 − 1) // 8
+    # steps of the epoch, twice that backward.
+    work = {row[0].strip(): row[3].strip() for row in where}
+    assert work["`lstm_forward`"] == f"{8 * 2499 * 32 * 128 / 1e9:.2f} G"
+    assert work["`lstm_backward`"] == f"{2 * 8 * 2499 * 32 * 128 / 1e9:.2f} G"
 
 
 def test_evaluation_benchmark_smoke():
