@@ -158,6 +158,8 @@ def test_direct_kernel_calls_with_disagreeing_sizes_raise(tmp_path):
             "keep_prob": lambda: K.dropout_forward(f(8), 0.0, np.random.default_rng(0)),
             "rng": lambda: K.dropout_forward(f(8), 0.5, object()),
             "draw_mask n": lambda: K.draw_mask(-1, 0.5, np.random.default_rng(0)),
+            "draw_mask huge n": lambda: K.draw_mask(2**63, 0.5, np.random.default_rng(0)),
+            "draw_mask float n": lambda: K.draw_mask(8.0, 0.5, np.random.default_rng(0)),
             "draw_mask keep_prob": lambda: K.draw_mask(8, 1.5, np.random.default_rng(0)),
             "draw_mask rng": lambda: K.draw_mask(8, 0.5, 0),
             "draw_mask dtype": lambda: K.draw_mask(8, 0.5, np.random.default_rng(0), np.int32),

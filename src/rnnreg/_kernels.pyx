@@ -20,6 +20,8 @@ integers are never cast down: such products run on the plain loops instead. The 
 """
 from types import MappingProxyType
 
+import operator
+
 import numpy as np
 
 from rnnreg._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, LSTMCache,
@@ -27,6 +29,7 @@ from rnnreg._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, L
 
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport INFINITY, log, sqrt, sqrtf

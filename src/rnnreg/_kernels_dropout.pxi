@@ -107,8 +107,6 @@ cdef object _draw_mask_typed(floating probe, Py_ssize_t n, double keep_prob, rng
     # The mask dropout_forward would draw for n elements from the same generator state, without
     # an input to multiply: 1/keep_prob (scaled) or 1 where an element is kept, else 0.
     cdef int tn = _typenum(probe)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
     _check_mask_arguments(keep_prob, rng)
     cdef uint32_t threshold = <uint32_t>dropout_threshold(keep_prob)
     cdef floating kept = <floating>(1.0 / keep_prob) if scaled else 1
@@ -127,10 +125,13 @@ cdef object _draw_mask_typed(floating probe, Py_ssize_t n, double keep_prob, rng
     return mask
 
 
-def draw_mask(Py_ssize_t n, double keep_prob, rng, dtype=np.float64, bint scaled=True):
+def draw_mask(n, double keep_prob, rng, dtype=np.float64, bint scaled=True):
     """n mask values (1-D, float32 or float64 ``dtype``) by the dropout rule, drawn from ``rng``
     under its lock: the mask dropout_forward draws from the same state, 1/keep_prob where an
     element is kept (or 1 when not ``scaled``: zoneout's weights, z = keep_prob), else 0."""
+    n = operator.index(n)   # an integer (a float raises TypeError), range-checked as such
+    if not 0 <= n <= PY_SSIZE_T_MAX:
+        raise ValueError(f"n must be in [0, {PY_SSIZE_T_MAX}], got {n}")
     dtype = np.dtype(dtype)
     if dtype == np.float32:
         return _draw_mask_typed[float](0, n, keep_prob, rng, scaled)
