@@ -40,6 +40,7 @@ from regularizers import ZONEOUT  # noqa: E402
 
 PEAK_SHAPE = (2240, 512, 2048)   # m, k, n: products.py's float32 input-product shape
 LSTM_KERNELS = ("lstm_forward", "lstm_backward")
+BETWEEN, EPOCH = "between the kernels (Python, NumPy)", "the epoch"   # the breakdown's last rows
 
 
 def _lstm_forward_work(x, h0, c0, Wx, Wh, *rest, **kwargs):
@@ -144,9 +145,9 @@ def main():
             rows.append((epoch, lstm, sum(timed.seconds.values()), work / lstm, peak))
             for name, seconds in timed.seconds.items():
                 per_kernel[name].append((seconds, timed.calls[name], timed.work[name], peak))
-            per_kernel["between the kernels (Python, NumPy)"].append(
+            per_kernel[BETWEEN].append(
                 (epoch - sum(timed.seconds.values()), 0, 0, peak))
-            per_kernel["the epoch"].append((epoch, sum(timed.calls.values()),
+            per_kernel[EPOCH].append((epoch, sum(timed.calls.values()),
                                             sum(timed.work.values()), peak))
     epoch, lstm, kernels, rate, peak = (float(np.median(column)) for column in zip(*rows))
     fractions = [r[3] / r[4] for r in rows]
@@ -163,8 +164,7 @@ def main():
           "take at the peak of the same round (medians over rounds)\n")
     print("| where | calls | time | multiply-adds | at the peak | beyond the peak |")
     print("|---|---|---|---|---|---|")
-    order = sorted(per_kernel, key=lambda name: (name == "the epoch",
-                                                 name.startswith("between"),
+    order = sorted(per_kernel, key=lambda name: (name == EPOCH, name == BETWEEN,
                                                  -np.median([r[0] for r in per_kernel[name]])))
     for name in order:
         samples = per_kernel[name]
@@ -172,7 +172,7 @@ def main():
         spent = np.median([r[0] for r in samples])
         at_peak = np.median([r[2] / r[3] for r in samples])
         beyond = np.median([r[0] - r[2] / r[3] for r in samples])
-        label = f"`{name}`" if name in timed.seconds else name
+        label = name if name in (BETWEEN, EPOCH) else f"`{name}`"
         print(f"| {label} | {calls or ''} | {spent * 1e3:.1f} ms | "
               + (f"{macs / 1e9:.2f} G | {at_peak * 1e3:.1f} ms | {beyond * 1e3:.1f} ms |"
                  if macs else f" |  | {beyond * 1e3:.1f} ms |"))
