@@ -95,9 +95,10 @@ def test_ar_and_tar_are_in_the_loss_by_their_formulas(backend):
     inputs, targets = _batch()
     ce, _, _ = plain.forward_batch(inputs, targets, training=True)   # the same masks
     loss, _, _ = model.forward_batch(inputs, targets, training=True)
-    dropped = model._cache["top"]
-    h = model._cache["layers"][-1][0].h   # the last layer's output, before dropout
-    mask = model._cache["dropout_masks"][-1]
+    trace = model._trace
+    dropped = trace.top.reshape(_batch()[0].shape + (5,))
+    h = trace.layers[-1].run.caches[0].h   # the last layer's output, before dropout
+    (part, mask), = trace.layers[-1].output_parts
     assert np.array_equal(dropped, h * mask)
     ar = 2.0 * np.mean((mask * h) ** 2)
     tar = 1.5 * np.mean((h[:, 1:] - h[:, :-1]) ** 2)

@@ -194,8 +194,8 @@ def test_layer_norm_lstm_with_dropout_keeps_gradients_tame():
     model.forward_batch(inputs, targets, training=True)
     grads = model.backward()
     assert max(float(np.abs(g).max()) for g in grads.values()) < 10
-    assert model._cache["dropout_masks"][0] is None          # one-hot input: not dropped
-    assert model._cache["dropout_masks"][1] is not None      # the output is
+    assert model._trace.input_parts == ()                     # one-hot input: not dropped
+    assert model._trace.layers[0].output_parts[0][1] is not None   # the output is
 
 
 def _stream(n=600, seed=0, V=9):

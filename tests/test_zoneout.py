@@ -255,7 +255,7 @@ def test_the_same_seed_gives_the_same_masks_in_both_backends():
             model = rnnreg.RegularizedLSTM(9, 6, seed=11, zoneout_hidden=0.3, zoneout_cell=0.5,
                                            dtype="float32")
             model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
-            caches[backend] = model._cache["layers"][0][0]
+            caches[backend] = model._trace.layers[0].run.caches[0]
     a, b = caches["compiled"], caches["numpy"]
     assert np.array_equal(a.zoneout_h, b.zoneout_h) and np.array_equal(a.zoneout_c, b.zoneout_c)
     assert 0.2 < a.zoneout_h.mean() < 0.4 and 0.4 < a.zoneout_c.mean() < 0.6

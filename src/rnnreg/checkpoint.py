@@ -431,18 +431,37 @@ def _checked_rng_state(path, field, state, generator):
     return scratch.state
 
 
+def _check_same_model(path, saved, model):
+    """Raise CheckpointError naming every setting in which a file's model_config differs from
+    ``model``'s (settings added after the file was written are at their defaults there)."""
+    from .model_config import ModelConfig
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
+    try:
+        saved_model = ModelConfig.from_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
+    if saved_model != model.model_config:
+        differ = [f"{key} (checkpoint {value!r}, now {getattr(model.model_config, key)!r})"
+                  for key, value in saved_model.to_dict().items()
+                  if value != getattr(model.model_config, key)]
+        raise CheckpointError(f"checkpoint {path} holds another model: {'; '.join(differ)}")
+
+
 def restore_training_state(path, model, optimizer, monitor, rng, history, config, schedule=None):
     """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
     optimizer and configuration before anything is changed. Returns the first epoch to run.
     ``schedule``: the run whose learning-rate schedule state (``load_schedule_state``) is
     restored too."""
-    payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))
+    check_arrays = _expect_model_arrays(path, model)
+
+    def expect(meta):   # the model's settings first: a difference is named as such
+        _check_same_model(path, meta["payload"].get("model_config"), model)
+        check_arrays(meta)
+    payload = load_checkpoint(path, expect=expect)
     _checked_payload(path, payload, {
         "epoch": int, "model_config": dict, "model": dict, "model_rng": dict,
         "trainer_rng": dict, "optimizer": dict, "history": dict, "train_config": dict})
-    if payload["model_config"] != model.config():
-        raise CheckpointError(f"checkpoint {path} holds a model {payload['model_config']}, "
-                              f"not this one {model.config()}")
     saved, current = payload["train_config"], config.to_dict()
     # A setting added after the checkpoint was written is at its default there.
     from .training import TrainConfig

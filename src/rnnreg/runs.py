@@ -9,13 +9,14 @@ sweeps. Settings are keyed by destination name (``weight_decay``); the table's `
 command line's (``weight-decay``). Dropout rates here are the command line's convention — the
 probability of *dropping* — and become the model's keep probabilities in :func:`build_run`.
 """
-import argparse
 import dataclasses
-import math
 import os
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from .model_config import SWITCH, cli_settings, names as model_setting_names, setting_spec
+# The command line's value types of the model's rates (declared with the settings).
+from .model_config import drop_probability, penalty_rate  # noqa: F401
 from .training import OPTIMIZERS, TrainConfig
 
 __all__ = ["Option", "TRAINING_OPTIONS", "SETTINGS", "CLASSIC_SETTINGS", "default_settings",
@@ -46,36 +47,11 @@ SETTINGS: Dict[str, Dict[str, Any]] = {
 }
 #: What `rnnreg compare` runs unless told: the ablation of the notebook's four regularizers.
 CLASSIC_SETTINGS = ("none", "dropout", "layer_norm", "weight_decay", "early_stopping", "all")
-#: Keys of a named setting that are model keyword arguments (the rest are TrainConfig fields).
-MODEL_KEYS = ("dropout_keep_prob", "use_layer_norm", "recurrent_keep_prob", "weight_keep_prob",
-              "variational", "zoneout_hidden", "zoneout_cell", "embedding_keep_prob",
-              "activation_reg", "temporal_activation_reg", "tie_weights")
+#: Keys of a named setting that are model keyword arguments (the rest are TrainConfig fields):
+#: every setting of rnnreg.model_config.ModelConfig.
+MODEL_KEYS = model_setting_names()
 #: How much of the built-in texts a run reads unless told (a user's own text is read whole).
 BUILTIN_SIZES = {"stdlib": (20000, 10000), "synthetic": (200, 100)}
-
-
-# ----------------------------------------------------------------------------- value types
-def drop_probability(text):
-    """A dropout or zoneout rate: the probability of dropping (or keeping), in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)")
-    return value
-
-
-def penalty_rate(text):
-    """A penalty rate (AR's α, TAR's β): a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value >= 0.0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (0 = off)")
-    return value
 
 
 # ----------------------------------------------------------------------------- the options
@@ -93,6 +69,7 @@ class Option:
     metavar: Optional[str] = None
     many: bool = False             # takes one or more values (nargs="+")
     sweepable: bool = True
+    setting: Optional[str] = None  # the model setting it is (ModelConfig's field), if any
 
     @property
     def dest(self) -> str:
@@ -100,7 +77,18 @@ class Option:
 
 
 _DEFAULTS = TrainConfig()
-TRAINING_OPTIONS: Tuple[Option, ...] = (
+
+
+def _model_options():
+    """The model's settings as options, derived from their declaration
+    (:class:`~rnnreg.model_config.ModelConfig`): flag, command-line default and convention."""
+    for name, default, spec in cli_settings():
+        yield Option(spec.flag, spec.help, default=default, type=spec.parse,
+                     choices=spec.choices, switch=spec.cli == SWITCH, metavar=spec.metavar,
+                     setting=name)
+
+
+_DATA_OPTIONS: Tuple[Option, ...] = (
     Option("data", "text to train on: files, folders (every *.txt inside) or glob patterns, "
            "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
            "'synthetic', the notebook's counting task. Three files or more are split by "
@@ -111,33 +99,8 @@ TRAINING_OPTIONS: Tuple[Option, ...] = (
            metavar="N"),
     Option("eval-size", "characters of validation and of test data to use (default: all of "
            "your text's; 10000 of stdlib)", type=int, metavar="N"),
-    Option("hidden", "LSTM hidden size", default=256, type=int),
-    Option("layers", "LSTM layers", default=1, type=int),
-    Option("embedding", "embedding size (default: none, one-hot inputs)", type=int),
-    Option("dropout", "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
-           "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P", default=0.0,
-           type=drop_probability, metavar="P"),
-    Option("recurrent-dropout", "probability of dropping a unit of h(t-1) (one mask per "
-           "sequence)", default=0.0, type=drop_probability, metavar="P"),
-    Option("weight-drop", "probability of dropping a weight of Wh (DropConnect)", default=0.0,
-           type=drop_probability, metavar="P"),
-    Option("variational", "one dropout mask per sequence", default=False, switch=True),
-    Option("layer-norm", "LN-LSTM cells", default=False, switch=True),
-    Option("zoneout", "zoneout of the hidden state: probability that a unit keeps its previous "
-           "value at a step (Krueger et al. 2016; 0 = off)", default=0.0, type=drop_probability,
-           metavar="Z"),
-    Option("zoneout-cell", "zoneout of the cell state (0 = off)", default=0.0,
-           type=drop_probability, metavar="Z"),
-    Option("embedding-dropout", "probability of dropping a whole row of the embedding matrix "
-           "per batch (AWD-LSTM; needs --embedding or --tie-weights)", default=0.0,
-           type=drop_probability, metavar="P"),
-    Option("ar", "activation regularization: ALPHA * mean(dropped output^2) of the last layer, "
-           "added to the training loss (AWD-LSTM uses 2)", default=0.0, type=penalty_rate,
-           metavar="ALPHA"),
-    Option("tar", "temporal activation regularization: BETA * mean((h_t - h_t-1)^2) of the last "
-           "layer (AWD-LSTM uses 1)", default=0.0, type=penalty_rate, metavar="BETA"),
-    Option("tie-weights", "the output projection is the embedding matrix transposed (the "
-           "embedding size is then the hidden size)", default=False, switch=True),
+)
+TRAINING_OPTIONS: Tuple[Option, ...] = _DATA_OPTIONS + tuple(_model_options()) + (
     Option("weight-decay", "λ: coupled L2 for sgd, adam and nt-asgd, decoupled for adamw",
            default=_DEFAULTS.weight_decay, type=float, metavar="LAMBDA"),
     Option("optimizer", "adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
@@ -157,8 +120,6 @@ TRAINING_OPTIONS: Tuple[Option, ...] = (
     Option("batch-size", "sequences (or parallel streams of the text) per step",
            default=_DEFAULTS.batch_size, type=int),
     Option("bptt", "truncated-BPTT length", default=_DEFAULTS.bptt, type=int),
-    Option("dtype", "floating-point type of the model", default="float32",
-           choices=("float64", "float32")),
     Option("seed", "seed of the weights, the masks, the data split and the batch order",
            default=_DEFAULTS.seed, type=int),
     Option("no-progress", "no progress bars", default=False, switch=True, sweepable=False),
@@ -228,13 +189,8 @@ def build_run(settings: Mapping[str, Any], vocab_size: int,
     fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
     from .model import RegularizedLSTM
     s = settings
-    model_kwargs = dict(dropout_keep_prob=1.0 - s["dropout"], use_layer_norm=s["layer_norm"],
-                        recurrent_keep_prob=1.0 - s["recurrent_dropout"],
-                        weight_keep_prob=1.0 - s["weight_drop"], variational=s["variational"],
-                        zoneout_hidden=s["zoneout"], zoneout_cell=s["zoneout_cell"],
-                        embedding_keep_prob=1.0 - s["embedding_dropout"],
-                        activation_reg=s["ar"], temporal_activation_reg=s["tar"],
-                        tie_weights=s["tie_weights"])
+    model_kwargs = {option.setting: setting_spec(option.setting).from_cli(s[option.dest])
+                    for option in TRAINING_OPTIONS if option.setting is not None}
     train_kwargs = dict(epochs=s["epochs"], batch_size=s["batch_size"], bptt=s["bptt"],
                         optimizer=s["optimizer"], lr=s["lr"], weight_decay=s["weight_decay"],
                         clip_norm=s["clip"] if s["clip"] > 0 else None,
@@ -244,8 +200,7 @@ def build_run(settings: Mapping[str, Any], vocab_size: int,
                         variable_bptt=s["variable_bptt"])
     for key, value in (overrides or {}).items():
         (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
-    model = RegularizedLSTM(vocab_size, s["hidden"], vocab_size, num_layers=s["layers"],
-                            embedding_size=s["embedding"], seed=s["seed"], dtype=s["dtype"],
+    model = RegularizedLSTM(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"],
                             **model_kwargs)
     return model, TrainConfig(**train_kwargs)
 
