@@ -58,16 +58,19 @@ def _module_class():
         reproduce rnnreg's non-recurrent dropout (inputs when embedded, between layers, output)."""
 
         def __init__(self, vocab_size, hidden_size, output_size, num_layers=1,
-                     embedding_size=None, dropout=0.0, dtype=torch.float64):
+                     embedding_size=None, dropout=0.0, dtype=torch.float64, *,
+                     input_dropout=None, between_dropout=None, output_dropout=None):
             super().__init__()
             self.vocab_size = vocab_size
             self.embedding = (None if embedding_size is None
                               else nn.Embedding(vocab_size, embedding_size, dtype=dtype))
-            self.input_dropout = nn.Dropout(dropout)
+            rate = lambda given: dropout if given is None else given   # AWD-LSTM's own rates
+            self.input_dropout = nn.Dropout(rate(input_dropout))
             self.lstm = nn.LSTM(vocab_size if embedding_size is None else embedding_size,
                                 hidden_size, num_layers=num_layers, batch_first=True,
-                                dropout=dropout if num_layers > 1 else 0.0, dtype=dtype)
-            self.output_dropout = nn.Dropout(dropout)
+                                dropout=rate(between_dropout) if num_layers > 1 else 0.0,
+                                dtype=dtype)
+            self.output_dropout = nn.Dropout(rate(output_dropout))
             self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
 
         def forward(self, tokens, state=None):
@@ -88,7 +91,7 @@ def to_torch(model):
     Parameters
     ----------
     model : RegularizedLSTM
-        Without layer norm or weight-drop (``nn.LSTM`` has neither).
+        Without layer norm, weight-drop or DropConnect (``nn.LSTM`` has none of them).
 
     Returns
     -------
@@ -100,7 +103,7 @@ def to_torch(model):
     Raises
     ------
     ValueError
-        For an LN-LSTM or weight-drop model.
+        For an LN-LSTM, weight-drop, DropConnect or zoneout model.
 
     Examples
     --------
@@ -117,17 +120,23 @@ def to_torch(model):
     if model.use_layer_norm:
         raise ValueError("an LN-LSTM has no nn.LSTM equivalent: layer-normalized models cannot "
                          "be exported to standard PyTorch layers")
-    if model.weight_keep_prob < 1.0:
-        raise ValueError("weight-drop (weight_keep_prob < 1) has no nn.LSTM equivalent; "
-                         "build the model with weight_keep_prob=1 to export it")
+    for name, what in (("weight_keep_prob", "weight-drop"),
+                       ("input_weight_keep_prob", "DropConnect on Wx")):
+        if getattr(model, name) < 1.0:
+            raise ValueError(f"{what} ({name} < 1) has no nn.LSTM equivalent; build the model "
+                             f"with {name}=1 to export it")
     zoned = [name for name in ("zoneout_hidden", "zoneout_cell") if getattr(model, name) > 0]
     if zoned:
         raise ValueError(f"zoneout ({', '.join(zoned)} > 0) has no nn.LSTM equivalent: it "
                          "changes the recurrence in evaluation too (z·previous + (1 − z)·new)")
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     H, L = model.hidden_size, model.num_layers
+    config = model.model_config
     module = _module_class()(model.vocab_size, H, model.output_size, L, model.embedding_size,
-                             1.0 - model.dropout_keep_prob, dtype)
+                             1.0 - config.dropout_keep_prob, dtype,
+                             input_dropout=1.0 - config.input_keep,
+                             between_dropout=1.0 - config.between_keep,
+                             output_dropout=1.0 - config.output_keep)
     p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
     with torch.no_grad():
         if module.embedding is not None:
