@@ -95,3 +95,34 @@ def _fails(name):
     def call(*args, **kwargs):
         raise AssertionError(f"the compiled {name} ran under use_backend('numpy')")
     return call
+
+
+def _package_graph():
+    """module -> the package modules it imports anywhere in its source (a function's own
+    imports too: a cycle deferred into a function is still a cycle)."""
+    graph = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        name = path.stem
+        graph[name] = {m.split(".")[1] for m in _imported_modules(path)
+                       if m.startswith("rnnreg.") and (PACKAGE / (m.split(".")[1] + ".py")).exists()
+                       and m.split(".")[1] != name}
+    return graph
+
+
+def test_checkpointing_and_training_do_not_import_each_other():
+    graph = _package_graph()
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, seen + (n,)))
+                   for n in graph.get(start, ()))
+    assert not reaches("checkpoint", "training")
+    assert not reaches("training_state", "training")
+    assert reaches("training", "training_state")
+
+
+def test_the_parts_do_not_import_the_model():
+    """Cells, inputs, heads and regularizers are what the model is made of: none of them reaches
+    back into the model or the trainer."""
+    graph = _package_graph()
+    for part in ("cells", "inputs", "heads", "regularizers", "model_config"):
+        assert not graph[part] & {"model", "training", "checkpoint", "runs"}, part

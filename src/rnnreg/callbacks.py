@@ -178,6 +178,13 @@ class ReduceLROnPlateau(Callback):
 
     def load_state_dict(self, state):
         """Take a :meth:`state_dict`; checked whole before anything changes (ValueError)."""
+        self.check_state_dict(state)
+        best = state["best"]
+        self.best = math.inf if best is None else float(best)
+        self.wait = state["wait"]
+
+    def check_state_dict(self, state):
+        """Raise ValueError naming what in ``state`` is not a state of this rule."""
         if not isinstance(state, dict) or set(state) != {"best", "wait"}:
             raise ValueError(f"a ReduceLROnPlateau state is a dict with 'best' and 'wait', got "
                              f"{state!r}")
@@ -189,8 +196,6 @@ class ReduceLROnPlateau(Callback):
         if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait < self.patience:
             raise ValueError(f"ReduceLROnPlateau 'wait' must be an int in [0, {self.patience}), "
                              f"got {wait!r}")
-        self.best = math.inf if best is None else float(best)
-        self.wait = wait
 
 
 class SampleText(Callback):

@@ -13,7 +13,6 @@ refuses any array larger than meta.json's shapes imply before decompressing it, 
 check the shapes against its model before any array is read, verifies the checksum, and never
 unpickles. Anything wrong raises :class:`CheckpointError` (a ValueError) naming what.
 """
-import copy
 import hashlib
 import io
 import json
@@ -36,8 +35,7 @@ FORMAT_VERSION = 1
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_meta",
-           "FORMAT_VERSION", "save_model", "load_model", "save_training_state",
-           "restore_training_state"]
+           "FORMAT_VERSION", "save_model", "load_model"]
 
 
 class CheckpointError(ValueError):
@@ -305,30 +303,10 @@ def load_checkpoint(path, expect=None):
 
 
 # ----------------------------------------------------------------------------- rnnreg's files
-# The two files rnnreg writes in this format: a model file (save_model / load_model: weights,
-# constructor settings, vocabulary) and fit's training state (save_training_state /
-# restore_training_state: all of that plus the optimizer, the early-stopping monitor, the random
-# states and the history). Both are read as hostile input, checked against the model first.
-def save_training_state(path, model, optimizer, monitor, rng, history, epoch, config,
-                        schedule=None):
-    """Write what `fit` needs to continue after ``epoch``: the model, its and the trainer's
-    random states, the optimizer, early-stopping and learning-rate schedule state, the history
-    and the settings."""
-    save_checkpoint(path, {
-        "schedule": schedule,
-        "epoch": epoch,
-        "model_config": model.config(),
-        "model": model.state_dict(),
-        "model_rng": model.rng.bit_generator.state,
-        "trainer_rng": rng.bit_generator.state,
-        "optimizer": optimizer.state_dict(),
-        "monitor": monitor.state_dict() if monitor is not None else None,
-        "history": history,
-        "train_config": config.to_dict(),
-        "vocabulary": _vocabulary_list(model),
-    })
-
-
+# The two files rnnreg writes in this format: a model file (save_model / load_model, here:
+# weights, settings, vocabulary) and fit's training state (rnnreg.training_state: all of that
+# plus the optimizer, the early-stopping monitor, the schedule, the random states and the
+# history). Both are read as hostile input, checked against the model first.
 def _vocabulary_list(model):
     vocabulary = getattr(model, "vocabulary", None)
     return None if vocabulary is None else vocabulary.to_list()
@@ -379,11 +357,6 @@ def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -
                                   "vocabulary": _vocabulary_list(model)})
 
 
-# Settings a resumed run may change: how long it runs, where it writes, whether it shows progress.
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_path", "best_model_path", "model_path")
-HISTORY_KEYS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds")
-
-
 def _expect_model_arrays(path, model):
     """A check of a checkpoint's meta.json, before any array is read: every array must be one
     of the model's parameters, its optimizer state or a best-weights snapshot, with exactly the
@@ -405,138 +378,6 @@ def _expect_model_arrays(path, model):
                                       f"dtype {spec['dtype']}; the model's {param} has "
                                       f"{tuple(specs[param]['shape'])} and {specs[param]['dtype']}")
     return expect
-
-
-def _checked_payload(path, payload, fields):
-    """payload, after checking it is a dict holding each field with a value of its kind."""
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: the payload is not a dict")
-    for field, kinds in fields.items():
-        if field not in payload:
-            raise CheckpointError(f"{path}: the checkpoint has no {field!r}")
-        if not isinstance(payload[field], kinds) or isinstance(payload[field], bool):
-            raise CheckpointError(f"{path}: {field!r} must be a {kinds}, got "
-                                  f"{type(payload[field]).__name__}")
-    return payload
-
-
-def _checked_rng_state(path, field, state, generator):
-    """A bit-generator state from a file, tried on a fresh generator of the same kind first."""
-    scratch = type(generator.bit_generator)()
-    try:
-        scratch.state = state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise CheckpointError(f"{path}: {field!r} is not a {type(scratch).__name__} state "
-                              f"({exc})") from exc
-    return scratch.state
-
-
-def _check_same_model(path, saved, model):
-    """Raise CheckpointError naming every setting in which a file's model_config differs from
-    ``model``'s (settings added after the file was written are at their defaults there)."""
-    from .model_config import ModelConfig
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
-    try:
-        saved_model = ModelConfig.from_dict(saved)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
-    if saved_model != model.model_config:
-        differ = [f"{key} (checkpoint {value!r}, now {getattr(model.model_config, key)!r})"
-                  for key, value in saved_model.to_dict().items()
-                  if value != getattr(model.model_config, key)]
-        raise CheckpointError(f"checkpoint {path} holds another model: {'; '.join(differ)}")
-
-
-def restore_training_state(path, model, optimizer, monitor, rng, history, config, schedule=None):
-    """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
-    optimizer and configuration before anything is changed. Returns the first epoch to run.
-    ``schedule``: the run whose learning-rate schedule state (``load_schedule_state``) is
-    restored too."""
-    check_arrays = _expect_model_arrays(path, model)
-
-    def expect(meta):   # the model's settings first: a difference is named as such
-        _check_same_model(path, meta["payload"].get("model_config"), model)
-        check_arrays(meta)
-    payload = load_checkpoint(path, expect=expect)
-    _checked_payload(path, payload, {
-        "epoch": int, "model_config": dict, "model": dict, "model_rng": dict,
-        "trainer_rng": dict, "optimizer": dict, "history": dict, "train_config": dict})
-    saved, current = payload["train_config"], config.to_dict()
-    # A setting added after the checkpoint was written is at its default there.
-    from .training import TrainConfig
-    saved = dict(TrainConfig().to_dict(), **saved)
-    differ = [f"{key} (checkpoint {saved.get(key)!r}, now {current.get(key)!r})"
-              for key in sorted(set(saved) | set(current))
-              if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
-    if differ:
-        raise CheckpointError(f"checkpoint {path} was trained with other settings: "
-                              f"{'; '.join(differ)}. Resume with the same settings (only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change) or start afresh.")
-    epoch = payload["epoch"]
-    if not 0 <= epoch < 10**9:
-        raise CheckpointError(f"{path}: 'epoch' must be >= 0, got {epoch}")
-    if set(payload["model"]) != set(model.params):
-        raise CheckpointError(f"{path}: the model weights are {sorted(payload['model'])}, "
-                              f"the model has {sorted(model.params)}")
-    for name, value in payload["model"].items():
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{path}: model weight {name} holds NaN or inf")
-    model_rng = _checked_rng_state(path, "model_rng", payload["model_rng"], model.rng)
-    trainer_rng = _checked_rng_state(path, "trainer_rng", payload["trainer_rng"], rng)
-    saved_history = payload["history"]
-    for key in HISTORY_KEYS:
-        values = saved_history.get(key)
-        if not isinstance(values, list) or len(values) != len(saved_history.get("epoch", [])) \
-                or not all(val is None or isinstance(val, (int, float)) for val in values):
-            raise CheckpointError(f"{path}: history {key!r} must be a list of numbers, one per "
-                                  "epoch")
-    saved_c = saved_history.get("max_abs_c")
-    n_epochs = len(saved_history["epoch"])
-    if saved_c is None:   # written before evaluation reported it
-        saved_history["max_abs_c"] = [None] * n_epochs
-    elif not (isinstance(saved_c, list) and len(saved_c) == n_epochs and all(
-            val is None or isinstance(val, (int, float)) for val in saved_c)):
-        raise CheckpointError(f"{path}: history 'max_abs_c' must be a list of numbers, one per "
-                              "epoch")
-    for key, kinds in (("best_epoch", int), ("best_val_loss", (int, float)),
-                       ("stopped_epoch", int), ("stop_reason", str), ("test_loss", (int, float))):
-        val = saved_history.get(key)
-        if not (val is None or (isinstance(val, kinds) and not isinstance(val, bool))):
-            raise CheckpointError(f"{path}: history {key!r} must be None or a {kinds}, got "
-                                  f"{val!r}")
-    if not isinstance(saved_history.get("restored_best", False), bool):
-        raise CheckpointError(f"{path}: history 'restored_best' must be a bool")
-    if monitor is not None and payload.get("monitor") is None:
-        raise CheckpointError(f"{path} was written without early stopping; this run uses it")
-    # Optimizer and monitor check their whole state before changing anything (ValueError).
-    probe_optimizer = type(optimizer).__new__(type(optimizer))
-    probe_optimizer.__dict__.update(optimizer.__dict__)
-    try:
-        probe_optimizer.load_state_dict(payload["optimizer"])
-        if monitor is not None:
-            probe_monitor = copy.copy(monitor)
-            probe_monitor.load_state_dict(payload["monitor"], model=model)
-        if schedule is not None:
-            schedule.load_schedule_state(payload.get("schedule"), apply=False)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-    vocabulary = _checked_vocabulary(path, payload, model)
-    if vocabulary is not None and model.vocabulary is not None and vocabulary != model.vocabulary:
-        raise CheckpointError(f"{path} was trained with another vocabulary than this model's")
-    # Everything fits: apply.
-    model.load_state_dict(payload["model"])
-    if vocabulary is not None:
-        model.vocabulary = vocabulary
-    model.rng.bit_generator.state = model_rng
-    rng.bit_generator.state = trainer_rng
-    optimizer.__dict__.update(probe_optimizer.__dict__)
-    if monitor is not None:
-        monitor.__dict__.update(probe_monitor.__dict__)
-    if schedule is not None:
-        schedule.load_schedule_state(payload.get("schedule"))
-    history.update({key: saved_history[key] for key in saved_history if key in history})
-    return epoch + 1
 
 
 def _check_declared_model(path, config, meta):

@@ -55,11 +55,14 @@ def glorot_uniform(shape, rng):
 
 
 def initial_parameters(scheme, rng, *, vocab_size, hidden_size, output_size, embedding_size,
-                       layer_input_sizes, use_layer_norm, forget_bias, recurrent_init=None):
+                       layer_input_sizes, use_layer_norm, forget_bias, recurrent_init=None,
+                       gates=GATE_ORDER):
     """The parameters of a model (name -> float64 array, in the model's order) under ``scheme``.
 
-    ``layer_input_sizes[l]`` is D of layer l. Layer-norm gains start at 1 and their biases at 0
-    in every scheme (Ba et al., 2016)."""
+    ``layer_input_sizes[l]`` is D of layer l; ``gates`` the cell's gate blocks along the weights'
+    last axis (the LSTM's by default), ``forget_bias`` added to the block named "f" when the
+    cell has one. Layer-norm gains start at 1 and their biases at 0 in every scheme (Ba et al.,
+    2016)."""
     from .functional import lstm_layer_norm_params
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
@@ -67,7 +70,8 @@ def initial_parameters(scheme, rng, *, vocab_size, hidden_size, output_size, emb
         raise ValueError(f"recurrent_init must be None or 'orthogonal', got {recurrent_init!r}")
     H = hidden_size
     bound = 1.0 / np.sqrt(H)
-    forget = slice(GATE_ORDER.index("f") * H, (GATE_ORDER.index("f") + 1) * H)
+    G = len(gates) * H   # the gate blocks' width
+    forget = slice(gates.index("f") * H, (gates.index("f") + 1) * H) if "f" in gates else None
     params = {}
     if embedding_size is not None:
         shape = (vocab_size, embedding_size)
@@ -76,17 +80,18 @@ def initial_parameters(scheme, rng, *, vocab_size, hidden_size, output_size, emb
                                "keras": lambda: rng.uniform(-0.05, 0.05, shape)}[scheme]()
     for layer, D in enumerate(layer_input_sizes):
         if scheme == "uniform":
-            W = rng.uniform(-bound, bound, (D + H, 4 * H))
-            b = np.zeros(4 * H)
+            W = rng.uniform(-bound, bound, (D + H, G))
+            b = np.zeros(G)
         elif scheme == "pytorch":
-            W = rng.uniform(-bound, bound, (D + H, 4 * H))
-            b = rng.uniform(-bound, bound, 4 * H) + rng.uniform(-bound, bound, 4 * H)
+            W = rng.uniform(-bound, bound, (D + H, G))
+            b = rng.uniform(-bound, bound, G) + rng.uniform(-bound, bound, G)
         else:
-            W = np.concatenate((glorot_uniform((D, 4 * H), rng), orthogonal((H, 4 * H), rng)))
-            b = np.zeros(4 * H)
+            W = np.concatenate((glorot_uniform((D, G), rng), orthogonal((H, G), rng)))
+            b = np.zeros(G)
         if recurrent_init == "orthogonal":
-            W[D:] = orthogonal((H, 4 * H), rng)
-        b[forget] += forget_bias
+            W[D:] = orthogonal((H, G), rng)
+        if forget is not None:
+            b[forget] += forget_bias
         params[f"W{layer}"], params[f"b{layer}"] = W, b
         if use_layer_norm:
             for name, value in lstm_layer_norm_params(H).items():

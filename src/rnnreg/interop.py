@@ -239,7 +239,7 @@ def from_torch(module, vocabulary=None, seed=None):
     for layer in range(L):
         w_ih = as_np(getattr(lstm, f"weight_ih_l{layer}"))
         w_hh = as_np(getattr(lstm, f"weight_hh_l{layer}"))
-        bias = np.zeros(4 * H)
+        bias = np.zeros(len(GATE_ORDER) * H)
         if lstm.bias:
             bias = as_np(getattr(lstm, f"bias_ih_l{layer}")) + as_np(getattr(lstm, f"bias_hh_l{layer}"))
         state[f"W{layer}"] = np.concatenate((_reorder(w_ih, _FROM_TORCH, H).T,

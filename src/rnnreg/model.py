@@ -245,7 +245,7 @@ class RegularizedLSTM:
             layer_input_sizes=stack_input_sizes(self._input.features(config), config.hidden_size,
                                                 config.num_layers),
             use_layer_norm=config.use_layer_norm, forget_bias=config.forget_bias,
-            recurrent_init=config.recurrent_init)
+            recurrent_init=config.recurrent_init, gates=self._cell.gates)
         if config.tie_weights:   # drawn all the same, so the other parameters match an untied model
             del params["Why"]
         return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}

@@ -114,11 +114,22 @@ class Optimizer:
         best ones): the parameters themselves, except for averaging optimizers (:class:`NTASGD`)."""
         return contextlib.nullcontext()
 
+    def check_state_dict(self, state):
+        """Check a :meth:`state_dict` against these parameters (names, shapes, dtypes, native
+        byte order, finite values) without taking it: a state from a file is hostile input.
+        Raises ValueError naming the first field that does not fit."""
+        self._checked_state(state)
+
     def load_state_dict(self, state):
-        """Restore a :meth:`state_dict`, after checking all of it against these parameters
-        (names, shapes, dtypes, native byte order, finite values): a state from a file is
-        hostile input. Raises ValueError naming the first field that does not fit; nothing is
-        changed then."""
+        """Take a :meth:`state_dict` after checking all of it (:meth:`check_state_dict`);
+        nothing is changed when it does not fit."""
+        lr, weight_decay, step_count, decay, restored = self._checked_state(state)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.step_count, self.decay, self.state = step_count, list(decay), restored
+
+    def _checked_state(self, state):
+        """(lr, weight_decay, step_count, decay, slots copied) of a state that fits, or
+        ValueError."""
         if not isinstance(state, dict):
             raise ValueError(f"optimizer state must be a dict, got {type(state).__name__}")
         for key in ("lr", "weight_decay", "step_count", "decay", "state"):
@@ -160,8 +171,7 @@ class Optimizer:
                 if not np.isfinite(arr).all():
                     raise ValueError(f"optimizer state[{slot!r}][{name!r}] holds NaN or inf")
                 restored[slot][name] = np.array(arr, copy=True, order="C")
-        self.lr, self.weight_decay = float(lr), float(weight_decay)
-        self.step_count, self.decay, self.state = step_count, list(decay), restored
+        return lr, weight_decay, step_count, decay, restored
 
 
 class SGD(Optimizer):
@@ -327,7 +337,18 @@ class NTASGD(SGD):
                      averaging_since=self.averaging_since)
         return state
 
+    def check_state_dict(self, state):
+        self._checked_averaging(state)
+        super().check_state_dict(state)
+
     def load_state_dict(self, state):
+        losses, since = self._checked_averaging(state)
+        super().load_state_dict(state)
+        self.val_losses = [float(x) for x in losses]
+        self.averaging_since = since
+
+    def _checked_averaging(self, state):
+        """(validation losses, averaging_since) of an NT-ASGD state, or ValueError."""
         if not isinstance(state, dict) or state.get("kind") != self.KIND:
             kind = state.get("kind", "sgd, adam or adamw") if isinstance(state, dict) else None
             raise ValueError(f"optimizer state is not an NT-ASGD state (it is {kind!r}'s): a run "
@@ -352,9 +373,7 @@ class NTASGD(SGD):
                 bool(slots["average"]) != (since is not None and step_count > since):
             raise ValueError("optimizer state 'average' must be present exactly when averaging "
                              "has taken a step")
-        super().load_state_dict(state)
-        self.val_losses = [float(x) for x in losses]
-        self.averaging_since = since
+        return losses, since
 
 
 # ----------------------------------------------------------------------------- schedules

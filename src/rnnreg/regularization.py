@@ -243,10 +243,16 @@ class EarlyStoppingMonitor:
         return copy.deepcopy({k: getattr(self, k) for k in self._STATE_KEYS})
 
     def load_state_dict(self, state, model=None):
-        """Restore a :meth:`state_dict` after checking every field (a state read from a file is
-        hostile input); with ``model``, the best-weights snapshot must hold exactly its
-        parameters' names, shapes and dtypes. Raises ValueError naming the field; nothing is
-        changed then."""
+        """Restore a :meth:`state_dict` after checking every field (:meth:`check_state_dict`);
+        nothing is changed when it does not fit."""
+        self.check_state_dict(state, model)
+        for k in self._STATE_KEYS:
+            setattr(self, k, copy.deepcopy(state[k]))
+
+    def check_state_dict(self, state, model=None):
+        """Check a :meth:`state_dict` without taking it (a state read from a file is hostile
+        input); with ``model``, the best-weights snapshot must hold exactly its parameters'
+        names, shapes and dtypes. Raises ValueError naming the field."""
         if not isinstance(state, dict):
             raise ValueError(f"monitor state must be a dict, got {type(state).__name__}")
         missing = [k for k in self._STATE_KEYS if k not in state]
@@ -291,5 +297,3 @@ class EarlyStoppingMonitor:
                 if not ok or not np.isfinite(arr).all():
                     raise ValueError(f"monitor state 'best_weights'[{name!r}] does not fit the "
                                      "model (shape, dtype or non-finite values)")
-        for k in self._STATE_KEYS:
-            setattr(self, k, copy.deepcopy(state[k]))

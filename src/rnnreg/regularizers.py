@@ -175,8 +175,8 @@ class InputWeightDrop(Regularizer):
 # ----------------------------------------------------------------------------- recurrence
 class RecurrentDropout(Regularizer):
     """A mask on ``h(t−1)`` inside the recurrence, the same at every step of a sequence (Gal &
-    Ghahramani 2016): the cell's recurrent input is ``H_t = (h_{t−1} ⊙ m / keep) Wh``. Applied in the compiled time
-    loop (the kernels' ``recurrent_mask``)."""
+    Ghahramani 2016): the cell's recurrent input is ``H_t = (h_{t−1} ⊙ m / keep) Wh``. Applied
+    in the compiled time loop (the kernels' ``recurrent_mask``)."""
     settings = ("recurrent_keep_prob",)
     place = Place.RECURRENCE
 

@@ -20,7 +20,6 @@ Reported losses are mean cross-entropy per token in nats; with coupled weight de
 training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
 Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
-import copy
 import dataclasses
 import logging
 import math
@@ -32,8 +31,8 @@ import numpy as np
 
 from . import _validation as v
 from ._conventions import stream_geometry
-from .checkpoint import (load_model, restore_training_state, save_model,  # noqa: F401 (API)
-                         save_training_state)
+from .checkpoint import load_model, save_model  # noqa: F401 (API)
+from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
 from . import _ops
 from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
@@ -515,7 +514,8 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     first_epoch = 0
     if resume_from is not None:
         first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
-                                             run.rng, run.history, config, schedule=run)
+                                             run.rng, run.history, config,
+                                             schedule=run.schedule_part)
         if run.history["stopped_epoch"] is not None:   # early stopping ended it: it stays ended
             run.log(f"the run in {resume_from} stopped early at epoch "
                     f"{run.history['stopped_epoch']}; nothing to resume")
@@ -531,10 +531,6 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
         if not go_on:
             break
     return run.finish()
-
-
-HISTORY_LISTS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "seconds",
-                 "max_abs_c")
 
 
 @dataclasses.dataclass
@@ -611,34 +607,12 @@ class _Run:
         self.history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None,
                             stop_reason=None, restored_best=False, test_loss=None)
 
-    def schedule_state(self):
-        """What a resumed run needs of the learning-rate schedule beyond its settings: the scale
-        ReduceLROnPlateau has applied, and the plateau rule's own state."""
-        return {"lr_scale": self.lr_scale,
-                "plateau": self.plateau.state_dict() if self.plateau is not None else None}
-
-    def load_schedule_state(self, state, apply=True):
-        """Check a :meth:`schedule_state` (ValueError naming what is wrong) and, with ``apply``,
-        take it. A checkpoint written before it was saved (None) leaves the fresh state."""
-        if state is None:
-            return
-        if not isinstance(state, dict) or set(state) != {"lr_scale", "plateau"}:
-            raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got "
-                             f"{state!r}")
-        scale = state["lr_scale"]
-        if not (v.is_positive_finite(scale) and scale <= 1):
-            raise ValueError(f"the schedule's 'lr_scale' must be in (0, 1], got {scale!r}")
-        if (state["plateau"] is None) != (self.plateau is None):
-            raise ValueError("the schedule state does not match lr_schedule "
-                             f"{self.config.lr_schedule!r}")
-        probe = None
-        if self.plateau is not None:   # a copy takes the state first: nothing changes on error
-            probe = copy.copy(self.plateau)
-            probe.load_state_dict(state["plateau"])
-        if apply:
-            self.lr_scale = float(scale)
-            if probe is not None:
-                self.plateau.best, self.plateau.wait = probe.best, probe.wait
+    @property
+    def schedule_part(self):
+        """The learning-rate schedule's state beyond its settings, as a stateful part
+        (:mod:`rnnreg.state`): the scale ReduceLROnPlateau has applied, and the plateau rule's
+        own state."""
+        return _ScheduleState(self)
 
     def fail(self, reason):
         self.history["stop_reason"] = reason
@@ -787,7 +761,7 @@ class _Run:
         if self.config.checkpoint_path:
             save_training_state(self.config.checkpoint_path, self.model, self.optimizer,
                                 self.monitor, self.rng, self.history, epoch, self.config,
-                                schedule=self.schedule_state())
+                                schedule=self.schedule_part)
 
     def finish(self, failed=False):
         for callback in self.callbacks:
@@ -799,6 +773,38 @@ class _Run:
         if self.config.model_path:   # the weights whose test loss the history reports
             save_model(self.model, self.config.model_path)
         return history
+
+
+class _ScheduleState:
+    """A run's learning-rate schedule state (``lr_scale`` and the plateau rule's) as a stateful
+    part: checked whole before it is taken."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def state_dict(self):
+        run = self.run
+        return {"lr_scale": run.lr_scale,
+                "plateau": run.plateau.state_dict() if run.plateau is not None else None}
+
+    def check_state_dict(self, state):
+        if not isinstance(state, dict) or set(state) != {"lr_scale", "plateau"}:
+            raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got "
+                             f"{state!r}")
+        scale = state["lr_scale"]
+        if not (v.is_positive_finite(scale) and scale <= 1):
+            raise ValueError(f"the schedule's 'lr_scale' must be in (0, 1], got {scale!r}")
+        if (state["plateau"] is None) != (self.run.plateau is None):
+            raise ValueError("the schedule state does not match lr_schedule "
+                             f"{self.run.config.lr_schedule!r}")
+        if self.run.plateau is not None:
+            self.run.plateau.check_state_dict(state["plateau"])
+
+    def load_state_dict(self, state):
+        self.check_state_dict(state)
+        self.run.lr_scale = float(state["lr_scale"])
+        if self.run.plateau is not None:
+            self.run.plateau.load_state_dict(state["plateau"])
 
 
 def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None,
