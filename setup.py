@@ -93,7 +93,7 @@ def kernel_extension(name, source, optional=False):
         name,
         [source],
         include_dirs=[np.get_include(), os.path.join("src", "rnnreg")],
-        # dladdr/dlopen (finding the BLAS's thread setting, see _kernels.pyx) are in libdl
+        # dladdr/dlopen (finding the BLAS's thread setting, see _kernels_threads.h) are in libdl
         # before glibc 2.34, which manylinux2014 still targets.
         libraries=["dl"] if sys.platform.startswith("linux") else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),

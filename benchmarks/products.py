@@ -1,5 +1,5 @@
 """What splitting a large product into blocks costs and gains: ``rnnreg.matmul`` (the kernels'
-split, see PRODUCT_PARTS in src/rnnreg/_kernels.pyx) against one whole SciPy BLAS call, on one
+split, see PRODUCT_PARTS in src/rnnreg/_kernels_threads.pxi) against one whole SciPy BLAS call, on one
 thread and on two. A diagnostic for choosing the split, not a headline.
 
     python benchmarks/products.py [--repeats 7]

@@ -5,8 +5,8 @@ hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in text), one BLAS 
 
 Prints the wall time of one epoch of ``fit`` (after a warm-up epoch) and a cProfile table of two
 more; the compiled kernels show up under the Python functions that call them
-(``model.forward_batch``, ``model._layer_backward``, ...). A diagnostic: the README's speed
-table comes from ``benchmarks/run.py --cases epoch``.
+(``model.forward_batch``, ``model.backward``, ``cells.LSTMCell.backward``, ...). A diagnostic:
+the README's speed table comes from ``benchmarks/run.py --cases epoch``.
 """
 import argparse
 import cProfile

@@ -1,7 +1,7 @@
 """Where the kernels' plain-loop matrix products stop paying: `python benchmarks/small_products.py`.
 
 rnnreg.matmul runs a product as register-blocked loops when it has at most SMALL_BATCH rows or
-SMALL_PRODUCT multiply-adds (see src/rnnreg/_kernels.pyx), else calls BLAS. This prints, for the
+SMALL_PRODUCT multiply-adds (see src/rnnreg/_kernels_loops.pxi), else calls BLAS. This prints, for the
 products of an LSTM step and sequence around that limit, its time next to NumPy's BLAS product
 of the same matrices (1 thread, median of interleaved samples).
 """

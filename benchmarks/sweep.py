@@ -54,7 +54,7 @@ def main():
     from distributed import Client, LocalCluster
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand
     # every large array back to the OS and page it in afresh: numpy-heavy trials ran 1.4x
-    # slower (4 trials: 13.7 s vs 9.4 s). Off, as the README tells cluster users.
+    # slower (4 trials: 13.7 s vs 9.4 s). Off, as the sweeps guide tells cluster users.
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
     settings = {"epochs": args.epochs}

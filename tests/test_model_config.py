@@ -150,3 +150,13 @@ def test_a_file_with_an_unknown_setting_is_refused_naming_it():
         ModelConfig.from_dict(dict(BASE, dropout_rate=0.3))
     # Settings added after a file was written take their defaults.
     assert ModelConfig.from_dict(BASE).input_weight_keep_prob == 1.0
+
+
+def test_the_docs_settings_table_is_the_declaration():
+    import pathlib
+    from rnnreg.model_config import markdown_table
+    guide = pathlib.Path(__file__).parents[1] / "docs" / "guide" / "regularizers.md"
+    text = guide.read_text(encoding="utf-8")
+    block = text.split("<!-- settings -->\n", 1)[1].split("\n<!-- /settings -->", 1)[0]
+    assert block == markdown_table(), ("docs/guide/regularizers.md's settings table is stale: "
+                                       "write it again from rnnreg.model_config.markdown_table()")

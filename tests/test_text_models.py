@@ -248,7 +248,7 @@ def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
     """Issue 11's runaway check on small settings: sized so that both settings overfit within
     the run (validation turns up by 0.1-0.3 nats), yet over seeds 0-2 no curve climbs above its
     first-epoch value (the runaway's signature: 2.71 -> 4.27 before documents were kept whole).
-    The full-size check is in the README ("compare")."""
+    The full-size check is in the getting-started guide (the main job's curves)."""
     pytest.importorskip("joblib")
     from rnnreg.cli import main
     small = ["compare", "--settings", "none", "dropout", "--epochs", "12", "--hidden", "128",

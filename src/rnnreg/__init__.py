@@ -1,7 +1,12 @@
-"""rnnreg: a small, fast LSTM trainer with the four classic regularizers.
+"""rnnreg: a small, fast LSTM trainer with every regularizer of the literature.
 
-Dropout, layer normalization, weight decay and early stopping, on compiled Cython kernels
-(``rnnreg._kernels``) with a pure-NumPy twin of each (``rnnreg._reference``).
+Dropout in all its forms (input, between layers, output, variational, recurrent, weight-drop,
+DropConnect, embedding), layer normalization, weight decay, early stopping, zoneout and
+AWD-LSTM's set (AR, TAR, tying, NT-ASGD, variable BPTT), on compiled Cython kernels
+(``rnnreg._kernels``) with a pure-NumPy twin of each (``rnnreg._reference``). A model is composed
+of declared parts: its settings (:mod:`rnnreg.model_config`), a cell (:mod:`rnnreg.cells`), an
+input (:mod:`rnnreg.inputs`), a head (:mod:`rnnreg.heads`) and regularizers
+(:mod:`rnnreg.regularizers`).
 """
 from ._backend import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from .data import CharCorpus, Vocabulary, generate_simple_dataset

@@ -183,7 +183,7 @@ if _kernels is not None:
     # RNNREG_NUM_THREADS: at most this many threads per kernel call (0: no limit of rnnreg's).
     _kernels._set_thread_limit(_count_from_environment("RNNREG_NUM_THREADS", 0, 2**16))
     # RNNREG_ARRAY_CACHE_MB: freed result memory kept for reuse (see "result memory" in
-    # rnnreg/_kernels.pyx; 0 keeps none).
+    # rnnreg/_kernels_memory.pxi; 0 keeps none).
     _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256,
                                                            2**40) << 20)
     # A process made by fork runs the kernels on one thread: GNU OpenMP's thread pool does not

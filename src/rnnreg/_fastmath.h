@@ -482,7 +482,7 @@ RN_DEFINE_ADD(rn_add_f, float)
 /* ------------------------------------------------------------------ small matrix products
  * For the few rows of a tiny batch (and the short sequences of the notebook), a BLAS call's
  * fixed cost — argument checks, packing the operands into its own layout — is larger than the
- * arithmetic. These two loops replace it there (the kernels choose by size, see _kernels.pyx).
+ * arithmetic. These two loops replace it there (the kernels choose by size, see SMALL_PRODUCT in _kernels_loops.pxi).
  * They are written with the vector types above, so the register blocking is explicit rather than
  * left to the auto-vectorizer (which spilled the accumulators of a plain-C version to the stack).
  * A build with FMA uses it for the multiply-adds. */

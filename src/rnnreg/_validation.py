@@ -128,9 +128,12 @@ def finite_float(value, name):
 
 
 def positive_float(value, name) -> float:
-    value = non_negative_float(value, name)
-    if value == 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    """A finite real number > 0 (0 is refused: a learning rate, a temperature, a clip norm)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
 

@@ -116,10 +116,12 @@ def _compare(args):
     with open(os.path.join(args.out, "comparison.md"), "w") as f:
         f.write(f"data: {description}\n\n{table}\n")
     _write_json(os.path.join(args.out, "results.json"), results)
-    data_name = args.data if isinstance(args.data, str) else "your text"
+    # --data is a list of paths, or one built-in name
+    data_name = {("stdlib",): "the standard library's docstrings",
+                 ("synthetic",): "the synthetic counting task"}.get(tuple(args.data), "your text")
     fig = plot_regularization_comparison(
         results, title=f"Regularizers on {data_name} (held-out loss = test cross-entropy)",
-        unit="nats per token" if args.data == "synthetic" else "nats/char")
+        unit="nats per token" if list(args.data) == ["synthetic"] else "nats/char")
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
@@ -203,7 +205,8 @@ def build_parser():
     add_options(p, epochs=14)
     # A cosine schedule (2 warm-up epochs, then decay to 0 at the last epoch): with a constant
     # rate, 1 of 6 validation curves (seeds 0-2 x none/dropout) rose above its first epoch late
-    # in the run; with cosine none did, at the same best validation loss (README, "compare").
+    # in the run; with cosine none did, at the same best validation loss (the getting-started
+    # guide, docs/guide/getting-started.md, on the main job).
     p.set_defaults(lr_schedule="cosine")
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(CLASSIC_SETTINGS),
                    help="the settings to train: by default the notebook's ablation; 'zoneout' "

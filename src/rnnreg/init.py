@@ -20,7 +20,8 @@ the model learns one — from the model's own ``np.random.Generator``:
 ``forget_bias`` is added to the forget-gate block of every layer's bias (Jozefowicz et al., 2015;
 Keras's ``unit_forget_bias``); ``recurrent_init="orthogonal"`` replaces any scheme's ``Wh`` by an
 orthogonal matrix (:func:`orthogonal`). The default scheme was chosen by measurement:
-``benchmarks/learning.py`` and the README's "Initialization" section.
+``benchmarks/learning.py`` and the regularizers guide's "Initialization and training defaults"
+(``docs/guide/regularizers.md``).
 """
 import numpy as np
 
@@ -30,7 +31,8 @@ __all__ = ["INIT_SCHEMES", "DEFAULT_INIT", "DEFAULT_FORGET_BIAS", "orthogonal", 
            "initial_parameters"]
 
 INIT_SCHEMES = ("uniform", "pytorch", "keras")
-#: The default scheme and forget-gate bias (see the README's "Initialization" for the measurement).
+#: The default scheme and forget-gate bias (the measurement: docs/guide/regularizers.md,
+#: "Initialization and training defaults").
 DEFAULT_INIT = "uniform"
 DEFAULT_FORGET_BIAS = {"uniform": 0.0, "pytorch": 0.0, "keras": 1.0}
 

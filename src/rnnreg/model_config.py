@@ -341,6 +341,21 @@ def settings() -> Iterator[Tuple[str, Any, Setting]]:
         yield field.name, field.default, field.metadata["setting"]
 
 
+def markdown_table() -> str:
+    """Every setting as a Markdown table (Python name, default, command line, what it does), for
+    the docs: the regularizers guide holds it between ``<!-- settings -->`` markers and a test
+    compares the two."""
+    from .regularizers import parts_of
+    rows = ["| setting | default | command line | regularizer part | what it is |",
+            "|---|---|---|---|---|"]
+    for name, default, spec in settings():
+        flag = "" if spec.flag is None else f"`--{spec.flag}`" + (
+            " P (P = 1 − keep)" if spec.cli == DROP else "")
+        parts = ", ".join(f"`{type(part).__name__}`" for part in parts_of(name))
+        rows.append(f"| `{name}` | `{default!r}` | {flag} | {parts} | {spec.doc} |")
+    return "\n".join(rows)
+
+
 def setting_spec(name: str) -> Setting:
     """The :class:`Setting` of one model setting."""
     return ModelConfig.__dataclass_fields__[name].metadata["setting"]

@@ -57,7 +57,7 @@ class TrainConfig:
 
     The defaults are the command line's too (``rnnreg train --help``). Batch 8, BPTT 35 and Adam
     at 5e-3 learned fastest per epoch and per second among the settings compared by
-    ``benchmarks/learning.py`` (README, "Initialization and training defaults").
+    ``benchmarks/learning.py`` (the regularizers guide, "Initialization and training defaults").
 
     Parameters
     ----------
@@ -118,7 +118,7 @@ class TrainConfig:
     >>> TrainConfig(lr=-1).validate()
     Traceback (most recent call last):
         ...
-    ValueError: lr must be a finite number >= 0, got -1.0
+    ValueError: lr must be a finite number > 0, got -1.0
     """
     epochs: int = 20
     batch_size: int = 8
