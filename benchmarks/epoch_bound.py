@@ -23,9 +23,8 @@ import pathlib
 import re
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
 from epoch_kernels import blas_rate
+from threadpoolctl import threadpool_limits
 
 SHAPE = re.compile(r"(\d+) chars, V=(\d+), H=(\d+),(?: float\d+,)? batch (\d+), BPTT (\d+)")
 TORCH_ZONEOUT = "PyTorch: zoneout, TorchScript loop"   # benchmarks/regularizers.py's row

@@ -49,10 +49,14 @@ def main():
         config = TrainConfig(epochs=1, progress=False)
         starts = corpus.starts["val"]
         runs = {
-            "epoch": lambda: fit(model, corpus.train, None, config, log=lambda line: None),
-            "documents": lambda: evaluate(model, corpus.val, 8, 35, starts=starts),
-            "one": lambda: evaluate(model, corpus.val, 8, 35),
-            "streams": lambda: evaluate(model, corpus.val, 8, 35, as_streams=True),
+            # (defaults bind this round's model and text to each timed call)
+            "epoch": lambda model=model, corpus=corpus, config=config: fit(
+                model, corpus.train, None, config, log=lambda line: None),
+            "documents": lambda model=model, corpus=corpus, starts=starts: evaluate(
+                model, corpus.val, 8, 35, starts=starts),
+            "one": lambda model=model, corpus=corpus: evaluate(model, corpus.val, 8, 35),
+            "streams": lambda model=model, corpus=corpus: evaluate(model, corpus.val, 8, 35,
+                                                                   as_streams=True),
         }
         for threads in args.threads:
             times = {key: [] for key in runs}

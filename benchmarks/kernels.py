@@ -24,10 +24,9 @@ import sys
 import time
 
 import numpy as np
+import textbook  # benchmarks/textbook.py, beside this file
 
 from rnnreg import _backend, _reference
-
-import textbook   # benchmarks/textbook.py, beside this file
 
 # name -> (N, D, H, T); tiny is the notebook's setting (one-hot vocab of 50)
 LSTM_SIZES = {"tiny": (1, 50, 32, 15), "small": (16, 64, 128, 35),

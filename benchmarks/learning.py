@@ -86,6 +86,7 @@ def _split_lines(text, name):
 def load_texts(train_chars, eval_chars):
     """name -> CharCorpus, each cut to train_chars / eval_chars characters."""
     import sysconfig
+
     from rnnreg.data import CharCorpus, load_stdlib_docstrings
     texts = {
         "docstrings-small": load_stdlib_docstrings(train_chars // 2, eval_chars // 2),
@@ -134,6 +135,7 @@ def run_rnnreg(corpus, variant, seed, epochs, base):
 
 def run_torch(corpus, seed, epochs, base):
     import torch
+
     from rnnreg.training import iterate_batches
     torch.set_num_threads(1)
     torch.manual_seed(seed)

@@ -49,11 +49,13 @@ def main():
             a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
             b = rng.standard_normal((k, n)).astype(dtype)
             # Fortran BLAS on C arrays: C^T = B^T @ op(A)^T, no copies.
-            whole = (lambda: gemm(1.0, b.T, a)) if trans_a else (lambda: gemm(1.0, b.T, a.T))
+            op_a = a if trans_a else a.T
+            whole = lambda gemm=gemm, b=b, op_a=op_a: gemm(1.0, b.T, op_a)
             assert np.allclose(whole().T, rnnreg.matmul(a, b, trans_a), rtol=1e-3, atol=1e-2)
             for threads in (1, 2):
                 with threadpool_limits(threads):
-                    split_ms = median_ms(lambda: rnnreg.matmul(a, b, trans_a), args.repeats)
+                    split_ms = median_ms(lambda a=a, b=b, t=trans_a: rnnreg.matmul(a, b, t),
+                                         args.repeats)
                     whole_ms = median_ms(whole, args.repeats)
                 rate = m * k * n / (whole_ms * 1e-3)   # the machine's BLAS peak, near enough
                 print(f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {threads} | {split_ms:.1f} ms "

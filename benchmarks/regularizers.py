@@ -93,9 +93,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
     import rnnreg
     from rnnreg.data import load_stdlib_docstrings
-    from threadpoolctl import threadpool_limits
     corpus = load_stdlib_docstrings(train_chars=3000 if args.quick else 20000, eval_chars=1000)
     stream, V, H = corpus.train, corpus.vocab_size, 32 if args.quick else 256
     rounds = 1 if args.quick else args.rounds

@@ -6,10 +6,10 @@ products of an LSTM step and sequence around that limit, its time next to NumPy'
 of the same matrices (1 thread, median of interleaved samples).
 """
 import numpy as np
+from kernels import compare  # benchmarks/kernels.py, beside this file
 from threadpoolctl import threadpool_limits
 
 from rnnreg import _backend
-from kernels import compare  # benchmarks/kernels.py, beside this file
 
 # (m, k, n, transpose A, transpose B): tiny-LSTM products first, then growing past the limit
 SHAPES = [(1, 32, 128, 0, 0), (1, 128, 32, 0, 1), (15, 50, 128, 0, 0), (15, 128, 50, 0, 1),
@@ -27,8 +27,10 @@ def main():
             for m, k, n, ta, tb in SHAPES:
                 a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
                 b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
-                t = compare({"ours": lambda: kernels.matmul(a, b, bool(ta), bool(tb)),
-                             "numpy": lambda: (a.T if ta else a) @ (b.T if tb else b)}, 7)
+                op_a, op_b = (a.T if ta else a), (b.T if tb else b)
+                t = compare({"ours": lambda a=a, b=b, ta=ta, tb=tb: kernels.matmul(
+                                 a, b, bool(ta), bool(tb)),
+                             "numpy": lambda op_a=op_a, op_b=op_b: op_a @ op_b}, 7)
                 op = ("A^T" if ta else "A") + " @ " + ("B^T" if tb else "B")
                 print(f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {op} | {m * n * k} | "
                       f"{t['ours'] * 1e6:.2f} µs | {t['numpy'] * 1e6:.2f} µs |")

@@ -380,7 +380,8 @@ def test_every_argument_of_every_call_refuses_every_fixed_corruption(dtype):
                 bad = _corrupt(kwargs[name], kind, name in tied, None)
                 if bad is None:
                     continue
-                _expect_clear_error(lambda: fn(**{**kwargs, name: bad}), name,
+                call = dict(kwargs, **{name: bad})
+                _expect_clear_error(lambda fn=fn, call=call: fn(**call), name,
                                     f"{call_name}({name}={kind})")
                 tried += 1
     assert tried > 150, tried

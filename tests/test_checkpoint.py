@@ -10,8 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from rnnreg import (RegularizedLSTM, TrainConfig, fit, generate_simple_dataset,
-                    load_model, save_model)
+from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset, load_model, save_model
 from rnnreg import checkpoint as ckpt
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 

@@ -1,8 +1,8 @@
 """The command line end to end, on small settings."""
 import json
+import math
 import os
 import shutil
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +188,7 @@ def test_every_option_of_every_command_shows_its_default_in_help():
     """`rnnreg COMMAND --help` gives each option's default (a value, "none" for an option that
     is off unless given, or the help's own words where the default depends on the data)."""
     import argparse
+
     from rnnreg.cli import build_parser
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices

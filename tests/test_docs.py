@@ -46,7 +46,8 @@ def test_every_public_name_has_a_numpydoc_docstring_with_an_example(name):
         assert "Returns" in sections, f"{name}: no Returns section"
 
 
-@pytest.mark.parametrize("name", DOCUMENTED)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.extras)
+                                  if name in NEEDS_TORCH else name for name in DOCUMENTED])
 def test_every_example_runs(name):
     if name in NEEDS_TORCH and importlib.util.find_spec("torch") is None:
         pytest.skip("the example needs torch (the interop extra)")
@@ -73,6 +74,7 @@ def test_the_reference_lists_every_public_name_and_its_examples_run():
     assert result.attempted >= 2 and result.failed == 0
 
 
+@pytest.mark.extras
 def test_the_browser_check_passes_a_page_that_renders_and_names_what_does_not(tmp_path):
     """docs/check_browser.py (run on the built site in CI) in headless Chromium: a page whose
     image decodes passes; a missing image, a broken one and a script error are each reported."""

@@ -6,6 +6,7 @@ import pytest
 import rnnreg
 from rnnreg import RegularizedLSTM, from_torch, to_torch
 
+pytestmark = pytest.mark.extras
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (pip install torch)")
 
 

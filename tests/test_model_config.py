@@ -10,7 +10,7 @@ import pytest
 
 from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset, load_model, save_model
 from rnnreg.checkpoint import CheckpointError
-from rnnreg.model_config import DROP, SWITCH, ModelConfig, cli_settings, settings, setting_spec
+from rnnreg.model_config import DROP, SWITCH, ModelConfig, cli_settings, setting_spec, settings
 from rnnreg.runs import MODEL_KEYS, TRAINING_OPTIONS, build_run, default_settings
 
 BASE = dict(vocab_size=7, hidden_size=5)
@@ -93,6 +93,7 @@ def test_a_setting_comes_through_the_command_line(name):
     """The option of a setting, typed as a user types it, reaches the model (a drop rate P is
     the keep probability 1 - P)."""
     import argparse
+
     from rnnreg.runs import add_options
     kwargs, value = _case(name)
     spec = setting_spec(name)
@@ -154,6 +155,7 @@ def test_a_file_with_an_unknown_setting_is_refused_naming_it():
 
 def test_the_docs_settings_table_is_the_declaration():
     import pathlib
+
     from rnnreg.model_config import markdown_table
     guide = pathlib.Path(__file__).parents[1] / "docs" / "guide" / "regularizers.md"
     text = guide.read_text(encoding="utf-8")

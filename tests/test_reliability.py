@@ -44,7 +44,7 @@ def test_a_process_killed_while_writing_loses_nothing_saved_before(tmp_path):
     script.write_text(WRITER)
     path = tmp_path / "ck.npz"
     rng = np.random.default_rng(0)
-    for trial in range(6):
+    for _trial in range(6):
         proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
                                 text=True)
         reported = 0

@@ -10,9 +10,6 @@ from rnnreg.data import UNKNOWN
 from rnnreg.training import TrainConfig, fit
 
 
-
-
-
 def test_vocabulary_round_trip_and_unknown_symbol(toy_corpus):
     corpus = toy_corpus()
     vocab = corpus.vocabulary

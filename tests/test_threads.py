@@ -296,7 +296,7 @@ def test_the_kernel_setter_refuses_a_negative_limit():
 def test_the_environment_variable_limits_threads_at_import(value, expected, tmp_path):
     code = ("import rnnreg\n"
             "n = rnnreg.get_num_threads()\n"
-            "print(n if n == 1 and {value!r} == '1' else 'ok')\n").format(value=value)
+            f"print(n if n == 1 and {value!r} == '1' else 'ok')\n")
     env = dict(os.environ, RNNREG_NUM_THREADS=value)
     # Run outside the source tree, so that the installed (compiled) rnnreg is the one imported.
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -386,6 +386,7 @@ def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
     call runs: when the call ends, rnnreg gives BLAS its own setting back only if it still holds
     rnnreg's pin — the user's new limit stays."""
     import time
+
     from threadpoolctl import ThreadpoolController
     if not _kernels._thread_info()["blas_threads_known"]:
         pytest.skip("needs a BLAS whose thread setting rnnreg knows")

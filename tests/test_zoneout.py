@@ -124,6 +124,7 @@ except ImportError:
     pass
 
 
+@pytest.mark.extras
 @pytest.mark.skipif(torch is None, reason="PyTorch is an optional extra")
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])
 def test_forward_and_gradients_equal_pytorch_autograd(backend, ln):

@@ -9,21 +9,39 @@ input (:mod:`rnnreg.inputs`), a head (:mod:`rnnreg.heads`) and regularizers
 (:mod:`rnnreg.regularizers`).
 """
 from ._backend import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
-from .data import CharCorpus, Vocabulary, generate_simple_dataset
-from .functional import (GATE_ORDER, LSTM_LAYER_NORM_PARAMS, LayerNormCache, LSTMCache,
-                         LSTMGradients, dropout_backward,
-                         dropout_forward, dropout_mask, layer_norm_backward, layer_norm_forward,
-                         lstm_backward, lstm_forward, lstm_layer_norm_params, lstm_step_backward,
-                         lstm_step_forward, matmul, zoneout_mask)
-from .model import RegularizedLSTM
-from .plotting import (plot_learning_curves, plot_regularization_comparison, plot_sweep,
-                       plot_weight_distributions)
-from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
-from .interop import from_torch, to_torch
 from .checkpoint import load_model, save_model
-from .training import TrainConfig, evaluate, fit
-from .sweeps import sweep
+from .data import CharCorpus, Vocabulary, generate_simple_dataset
+from .functional import (
+                         GATE_ORDER,
+                         LSTM_LAYER_NORM_PARAMS,
+                         LayerNormCache,
+                         LSTMCache,
+                         LSTMGradients,
+                         dropout_backward,
+                         dropout_forward,
+                         dropout_mask,
+                         layer_norm_backward,
+                         layer_norm_forward,
+                         lstm_backward,
+                         lstm_forward,
+                         lstm_layer_norm_params,
+                         lstm_step_backward,
+                         lstm_step_forward,
+                         matmul,
+                         zoneout_mask,
+)
 from .gradcheck import numerical_gradient, relative_error
+from .interop import from_torch, to_torch
+from .model import RegularizedLSTM
+from .plotting import (
+                         plot_learning_curves,
+                         plot_regularization_comparison,
+                         plot_sweep,
+                         plot_weight_distributions,
+)
+from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
+from .sweeps import sweep
+from .training import TrainConfig, evaluate, fit
 
 __version__ = "0.1.0"
 

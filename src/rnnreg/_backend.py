@@ -12,10 +12,11 @@ made no choice uses the process default: ``RNNREG_BACKEND``, or the compiled ker
 import contextlib
 import os
 import threading
-from typing import Iterator
 import warnings
+from collections.abc import Iterator
 
 from . import _reference
+
 
 def _cpu_has_avx2_fma():
     """Asked of the CPU by the portable build itself (CPUID through the compiler's builtin)."""

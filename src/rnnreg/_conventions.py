@@ -43,7 +43,8 @@ cache that was tampered with raises instead of being read out of bounds.
 """
 import math
 import types
-from typing import Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -204,21 +205,21 @@ class LSTMCache(NamedTuple):
     Wx: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
-    layer_norm: Optional[Mapping[str, np.ndarray]]
-    recurrent_mask: Optional[np.ndarray]
+    layer_norm: Mapping[str, np.ndarray] | None
+    recurrent_mask: np.ndarray | None
     eps: float
     hprev: np.ndarray
     gates: np.ndarray
     c: np.ndarray
     tc: np.ndarray
     h: np.ndarray
-    ln_saved: Optional[Mapping[str, np.ndarray]]
+    ln_saved: Mapping[str, np.ndarray] | None
     N: int
     T: int
     D: int
     H: int
-    zoneout_h: Optional[np.ndarray] = None
-    zoneout_c: Optional[np.ndarray] = None
+    zoneout_h: np.ndarray | None = None
+    zoneout_c: np.ndarray | None = None
 
     def __getitem__(self, key):
         return _field(self, key, extra=("c_final",))
@@ -266,11 +267,12 @@ class LSTMCache(NamedTuple):
         dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
         if self.tokens:
             check_token_input(self.x, self.D, "cache.x")
+        layer_norm, ln_saved = self.layer_norm or {}, self.ln_saved or {}
         for label, shape in self.expected_shapes().items():
             if label.startswith("layer_norm["):
-                arr = self.layer_norm.get(label[12:-2])
+                arr = layer_norm.get(label[12:-2])
             elif label.startswith("ln_saved["):
-                arr = self.ln_saved.get(label[10:-2])
+                arr = ln_saved.get(label[10:-2])
             else:
                 arr = getattr(self, label)
             wanted = TOKEN_DTYPE if label == "x" and self.tokens else dtype
@@ -319,7 +321,7 @@ class LayerNormCache(NamedTuple):
     xhat: np.ndarray
     rstd: np.ndarray
     gamma: np.ndarray
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
 
     def __getitem__(self, key):
         return _field(self, key)

@@ -17,7 +17,8 @@ Two ways through:
   path, which converts what can be converted and explains the rest.
 """
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def compiled():
 
 
 def fast(call: Callable[[Any], Any],
-         accept: Optional[Callable[[Any, Any], bool]] = None) -> Any:
+         accept: Callable[[Any, Any], bool] | None = None) -> Any:
     """``call(kernels)`` on the compiled kernels, if they run and take the arguments as they are;
     its result when ``accept(kernels, result)`` holds (or no ``accept`` is given); else None."""
     module = compiled()

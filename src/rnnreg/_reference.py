@@ -8,12 +8,23 @@ C-contiguous, of one floating dtype (float32 or float64). NumPy cannot read out 
 tampered cache would give a broadcasting error deep inside a function, so the backward passes
 check their cache first (:meth:`LSTMCache.check`), as the compiled ones do.
 """
+from typing import Any
+
 import numpy as np
 
-from ._conventions import (LSTMCache, check_token_input, dropout_threshold, freeze,
-                           is_token_input, lstm_cache, step_functions)
 # The contracts the compiled module exposes under the same names (the twin mirrors its names).
-from ._conventions import GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS  # noqa: F401
+from ._conventions import (  # noqa: F401
+    GATE_ORDER,
+    LN_SAVED,
+    LSTM_LAYER_NORM_PARAMS,
+    LSTMCache,
+    check_token_input,
+    dropout_threshold,
+    freeze,
+    is_token_input,
+    lstm_cache,
+    step_functions,
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -180,7 +191,8 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     cache.check()
     x, Wx, Wh = cache.x, cache.Wx, cache.Wh
     gates, c, tc, hprev = cache.gates, cache.c, cache.tc, cache.hprev
-    layer_norm, mask, saved = cache.layer_norm, cache.recurrent_mask, cache.ln_saved
+    layer_norm, mask = cache.layer_norm, cache.recurrent_mask
+    saved: Any = cache.ln_saved   # set exactly when layer_norm is (LSTMCache.check)
     N, T, D, H = cache.N, cache.T, cache.D, cache.H
     if dc_final is None:
         dc_final = np.zeros((N, H), cache.dtype)
@@ -190,7 +202,7 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     dtype = cache.dtype
     da_all = np.empty((N, T, 4 * H), dtype)
     dhw_all = np.empty((N, T, 4 * H), dtype) if layer_norm is not None else da_all
-    grads = {}
+    grads: dict[str, Any] = {}
     if layer_norm is not None:
         for name in ("gamma_h", "beta_h", "gamma_c", "beta_c"):
             grads["d" + name] = np.zeros_like(layer_norm[name])

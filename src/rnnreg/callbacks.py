@@ -16,7 +16,8 @@ import csv
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 from . import _validation as v
 
@@ -43,12 +44,12 @@ class EpochEnd:
     epochs: int
     train_loss: float
     train_ce: float
-    val_loss: Optional[float]
+    val_loss: float | None
     lr: float
     grad_norm: float
-    max_abs_c: Optional[float]
+    max_abs_c: float | None
     seconds: float
-    history: Dict[str, Any]
+    history: dict[str, Any]
     model: Any
     trainer: Any = dataclasses.field(repr=False, default=None)
 
@@ -59,7 +60,7 @@ class Callback:
     def on_batch_end(self, event: BatchEnd) -> None:
         """Called after every optimizer step."""
 
-    def on_epoch_end(self, event: EpochEnd) -> Optional[bool]:
+    def on_epoch_end(self, event: EpochEnd) -> bool | None:
         """Called after every epoch; return False to stop training."""
         return None
 
@@ -203,7 +204,7 @@ class SampleText(Callback):
     passed to ``log`` (print by default): how the model writes as it learns."""
 
     def __init__(self, prime="The ", length=80, every=1, seed=0,
-                 log: Optional[Callable[[str], Any]] = None):
+                 log: Callable[[str], Any] | None = None):
         self.prime, self.length, self.every, self.seed = prime, length, every, seed
         self.log = log or print
 

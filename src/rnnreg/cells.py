@@ -16,7 +16,6 @@ equations and conventions are in :mod:`rnnreg._conventions`; its kernels in ``_k
 (and their NumPy twins in :mod:`rnnreg._reference`).
 """
 import dataclasses
-from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -31,8 +30,8 @@ __all__ = ["LSTMCell", "LayerRun", "Segments", "CELLS"]
 class Segments:
     """The stretches ``[t0, t1)`` of a batch's time axis between document starts, and for each
     start ``t0`` the rows (N,) whose state is zeroed there (a new document)."""
-    spans: Tuple[Tuple[int, int], ...]
-    reset_rows: Dict[int, np.ndarray]
+    spans: tuple[tuple[int, int], ...]
+    reset_rows: dict[int, np.ndarray]
 
     @classmethod
     def of(cls, resets, N, T):
@@ -55,7 +54,7 @@ class Segments:
 class LayerRun:
     """What one layer's forward pass leaves for its backward: the kernel's cache of each stretch
     between document starts (the kernels check them again before reading), and the segments."""
-    caches: Tuple[object, ...]
+    caches: tuple[object, ...]
     segments: Segments
 
 
@@ -171,6 +170,7 @@ class LSTMCell:
             else:
                 for k in total:
                     total[k] += g[k]
+        assert total is not None   # caches hold one or more segments
         total.update(dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1))
                      if need_dx else None, dh0=dh_carry, dc0=dc_carry)
         return total
@@ -193,6 +193,6 @@ def cell_of(name: str) -> LSTMCell:
             from None
 
 
-def stack_input_sizes(first: int, hidden_size: int, num_layers: int) -> List[int]:
+def stack_input_sizes(first: int, hidden_size: int, num_layers: int) -> list[int]:
     """D of each layer: the input's features for the first, the hidden size after."""
     return [first] + [hidden_size] * (num_layers - 1)

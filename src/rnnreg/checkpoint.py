@@ -22,8 +22,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
-
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -80,7 +79,7 @@ def _checksum(arrays):
 
 def save_checkpoint(path, payload):
     """Write ``payload`` — a dict of nested dicts of arrays and JSON-able values — atomically."""
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     rest = _flatten("", payload, arrays)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -89,8 +88,10 @@ def save_checkpoint(path, payload):
         "payload": rest,
     }
     buffer = io.BytesIO()
-    np.savez(buffer, **{name.lstrip("/"): np.ascontiguousarray(a) for name, a in arrays.items()},
-             **{"meta.json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    members: dict[str, Any] = {name.lstrip("/"): np.ascontiguousarray(a)
+                               for name, a in arrays.items()}
+    members["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(buffer, **members)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)

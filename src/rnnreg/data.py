@@ -6,10 +6,11 @@ import copy
 import fnmatch
 import os
 import stat
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 from numpy.typing import NDArray
-from typing import Optional, Sequence, Tuple, Union
 
 from . import _validation as v
 
@@ -17,9 +18,9 @@ __all__ = ["generate_simple_dataset", "Vocabulary", "CharCorpus", "load_stdlib_d
 
 
 def generate_simple_dataset(seq_length: int, vocab_size: int, num_samples: int,
-                            seed: Union[None, int, np.random.Generator] = None,
+                            seed: None | int | np.random.Generator = None,
                             noise: float = 0.05, steps: Sequence[int] = (1, 2, 3)
-                            ) -> Tuple[NDArray[np.int64], NDArray[np.int64]]:
+                            ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Synthetic next-token sequences: counting in strides, with occasional jumps.
 
     Each sequence starts at a random token and repeatedly adds its own stride (drawn from
@@ -216,7 +217,7 @@ class CharCorpus:
                 offsets = offsets[offsets < max(1, len(text))]
             texts.append(text)
             starts.append(np.asarray(offsets, np.int64))
-        corpus = cls(*texts, name=name, min_count=min_count)
+        corpus = cls(texts[0], texts[1], texts[2], name=name, min_count=min_count)
         corpus.starts = dict(zip(("train", "val", "test"), starts))
         return corpus
 
@@ -237,8 +238,8 @@ class CharCorpus:
 
     split = "given"   # how the text was split into train / validation / test (for the log)
 
-    def limited(self, train_chars: Optional[int] = None,
-                eval_chars: Optional[int] = None) -> "CharCorpus":
+    def limited(self, train_chars: int | None = None,
+                eval_chars: int | None = None) -> "CharCorpus":
         """This corpus cut to its first ``train_chars`` training characters and ``eval_chars``
         validation and test characters each (None keeps a split whole); the vocabulary stays.
 
@@ -283,7 +284,7 @@ class CharCorpus:
     @classmethod
     def from_files(cls, paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
                    seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                   min_count: int = 1, name: Optional[str] = None) -> "CharCorpus":
+                   min_count: int = 1, name: str | None = None) -> "CharCorpus":
         """A corpus from text files: ``paths`` are files, folders (every ``*.txt`` inside, at
         any depth, sorted) or glob patterns; each file must be UTF-8 (the error names the file
         and the byte offset). With three files or more, documents stay whole: a random
@@ -423,7 +424,7 @@ def load_stdlib_docstrings(train_chars=None, eval_chars=None):
     if len(docs) < 20:
         raise RuntimeError(f"found only {len(docs)} docstrings under {library}: is the standard "
                            "library's source installed?")
-    splits = {0: [], 18: [], 19: []}
+    splits: dict[int, list[str]] = {0: [], 18: [], 19: []}
     for k, doc in enumerate(docs):
         splits[k % 20 if k % 20 in (18, 19) else 0].append(doc)
     limit = None if train_chars is None else v.positive_int(train_chars, "train_chars")

@@ -23,15 +23,24 @@ Conventions
   scaled by ``1 / keep_prob``, so nothing changes at evaluation time).
 * Arrays may be float32 or float64, but one call uses one dtype throughout.
 """
-from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _ops
 from . import _validation as v
-from ._conventions import (DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, TOKEN_DTYPE,
-                           LayerNormCache, LSTMCache, check_token_input, layer_norm_param_size)
+from ._conventions import (
+    DEFAULT_EPS,
+    GATE_ORDER,
+    LSTM_LAYER_NORM_PARAMS,
+    TOKEN_DTYPE,
+    LayerNormCache,
+    LSTMCache,
+    check_token_input,
+    layer_norm_param_size,
+)
 
 # Every function below first tries the fast path of rnnreg._ops (the compiled kernel on the
 # arguments as they are, the result accepted when finite), then the checked path under it.
@@ -69,12 +78,12 @@ class LSTMGradients(NamedTuple):
     dWx: np.ndarray           #: (D, 4H)
     dWh: np.ndarray           #: (H, 4H)
     db: np.ndarray            #: (4H,)
-    layer_norm: Optional[dict]  #: gradient per LSTM_LAYER_NORM_PARAMS name, or None
+    layer_norm: dict | None  #: gradient per LSTM_LAYER_NORM_PARAMS name, or None
 
 
 # ----------------------------------------------------------------------------- LSTM
 def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64
-                           ) -> Dict[str, NDArray[np.floating]]:
+                           ) -> dict[str, NDArray[np.floating]]:
     """Initial LN-LSTM parameters: gains of one, biases of zero (Ba et al., 2016).
 
     Parameters
@@ -169,11 +178,11 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
 
 
 def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike,
-                 c0: Optional[ArrayLike] = None, *,
-                 layer_norm: Optional[Mapping[str, ArrayLike]] = None,
-                 recurrent_mask: Optional[ArrayLike] = None,
-                 eps: float = DEFAULT_EPS, zoneout_h: Optional[ArrayLike] = None,
-                 zoneout_c: Optional[ArrayLike] = None) -> Tuple[NDArray[np.floating], LSTMCache]:
+                 c0: ArrayLike | None = None, *,
+                 layer_norm: Mapping[str, ArrayLike] | None = None,
+                 recurrent_mask: ArrayLike | None = None,
+                 eps: float = DEFAULT_EPS, zoneout_h: ArrayLike | None = None,
+                 zoneout_c: ArrayLike | None = None) -> tuple[NDArray[np.floating], LSTMCache]:
     """Run an LSTM over a whole sequence; the time loop runs inside the kernel.
 
     Parameters
@@ -266,7 +275,7 @@ def _finite_lstm_pass(kernels, cache):
 
 
 def lstm_backward(dh: ArrayLike, cache: LSTMCache,
-                  dc_final: Optional[ArrayLike] = None) -> LSTMGradients:
+                  dc_final: ArrayLike | None = None) -> LSTMGradients:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -329,7 +338,7 @@ def _lstm_gradients(grads, cache):
 
 def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike,
                       Wh: ArrayLike, b: ArrayLike
-                      ) -> Tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
+                      ) -> tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
     """One LSTM time step (CS231n's interface).
 
     Parameters
@@ -376,7 +385,7 @@ def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: Ar
 
 
 def lstm_step_backward(dnext_h: ArrayLike, dnext_c: ArrayLike,
-                       cache: LSTMCache) -> Tuple[NDArray[np.floating], ...]:
+                       cache: LSTMCache) -> tuple[NDArray[np.floating], ...]:
     """Backward pass of one LSTM time step.
 
     Parameters
@@ -430,7 +439,7 @@ def _check_cache(cache, kind, made_by):
 
 # ----------------------------------------------------------------------------- layer norm
 def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
-                       eps: float = DEFAULT_EPS) -> Tuple[NDArray[np.floating], LayerNormCache]:
+                       eps: float = DEFAULT_EPS) -> tuple[NDArray[np.floating], LayerNormCache]:
     """Layer normalization over the last axis (any leading shape).
 
     out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance of each row,
@@ -483,7 +492,7 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
 
 
 def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
-                        ) -> Tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+                        ) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
     """Backward pass of :func:`layer_norm_forward`.
 
     Parameters
@@ -530,10 +539,10 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
 
 # ----------------------------------------------------------------------------- dropout
 def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
-                    rng: Union[None, int, np.random.Generator] = None, *,
-                    out: Optional[NDArray[np.floating]] = None,
-                    mask_out: Optional[NDArray[np.floating]] = None
-                    ) -> Tuple[NDArray[np.floating], Optional[NDArray[np.floating]]]:
+                    rng: None | int | np.random.Generator = None, *,
+                    out: NDArray[np.floating] | None = None,
+                    mask_out: NDArray[np.floating] | None = None
+                    ) -> tuple[NDArray[np.floating], NDArray[np.floating] | None]:
     """Inverted dropout.
 
     Each element is kept with probability ``keep_prob`` and scaled by ``1 / keep_prob``, so the
@@ -627,7 +636,7 @@ def _shaped(result, buffer, x):
     return result if result.ndim == x.ndim else result.reshape(x.shape)
 
 
-def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.floating]:
+def dropout_backward(dout: ArrayLike, mask: ArrayLike | None) -> NDArray[np.floating]:
     """Backward pass of :func:`dropout_forward`: ``dx = dout * mask``.
 
     Parameters
@@ -664,8 +673,8 @@ def dropout_backward(dout: ArrayLike, mask: Optional[ArrayLike]) -> NDArray[np.f
     return v.finite_result(dx, "dropout_backward", "dout or mask").reshape(dout.shape)
 
 
-def dropout_mask(shape: Union[int, Sequence[int]], keep_prob: float,
-                 rng: Union[None, int, np.random.Generator] = None,
+def dropout_mask(shape: int | Sequence[int], keep_prob: float,
+                 rng: None | int | np.random.Generator = None,
                  dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
     """A dropout mask: entries 0 or 1/keep_prob, drawn like :func:`dropout_forward`.
 
@@ -708,8 +717,8 @@ def _mask(draw, shape, probability, name, rng, dtype):
     return draw(shape, probability, rng, np.dtype(dtype))
 
 
-def zoneout_mask(shape: Union[int, Sequence[int]], zoneout: float,
-                 rng: Union[None, int, np.random.Generator] = None,
+def zoneout_mask(shape: int | Sequence[int], zoneout: float,
+                 rng: None | int | np.random.Generator = None,
                  dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
     """Zoneout's training weights for :func:`lstm_forward`: 1 (keep the previous state) with
     probability ``zoneout``, else 0 — one per unit and time step (Krueger et al., 2016).

@@ -6,6 +6,7 @@ A head kind has ``parameter_shapes(config)``, ``check_targets(targets, shape, co
 ``backward(saved, top, params) -> (grads, dtop)``. Weight tying (:class:`~rnnreg.regularizers.
 WeightTying`) makes the next-token head share the embedding.
 """
+
 import numpy as np
 
 from . import _ops
@@ -28,7 +29,8 @@ class NextToken:
         self.tied = bool(tied)
 
     def parameter_shapes(self, config):
-        shapes = {} if self.tied else {"Why": (config.hidden_size, config.output_size)}
+        shapes: dict[str, tuple[int, ...]] = (
+            {} if self.tied else {"Why": (config.hidden_size, config.output_size)})
         shapes["by"] = (config.output_size,)
         return shapes
 

@@ -50,7 +50,7 @@ def _module_class():
     torch = _torch()
     nn = torch.nn
 
-    class RNNRegLM(nn.Module):
+    class RNNRegLM(nn.Module):  # type: ignore[name-defined]
         """An rnnreg language model in PyTorch layers: tokens (N, T) int64 -> logits (N, T, V).
 
         ``embedding`` is an ``nn.Embedding`` or None (one-hot inputs of ``vocab_size``);

@@ -32,7 +32,8 @@ Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
 import dataclasses
 import inspect
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -43,7 +44,8 @@ from .cells import LayerRun, LSTMCell, Segments, stack_input_sizes
 from .heads import head_of
 from .init import initial_parameters
 from .inputs import input_of
-from .model_config import POSITIONAL, ModelConfig, names as setting_names, settings
+from .model_config import POSITIONAL, ModelConfig, settings
+from .model_config import names as setting_names
 from .regularizers import Place, active_parts
 
 __all__ = ["RegularizedLSTM", "ModelConfig", "parameter_shapes", "config_parameter_shapes",
@@ -108,8 +110,8 @@ class LayerTrace:
     """What one layer's forward pass leaves for its backward: the cell's run, and what each of
     the layer's weight and output parts saved, in draw order."""
     run: LayerRun
-    weight_parts: Tuple[Tuple[Any, Any], ...]
-    output_parts: Tuple[Tuple[Any, Any], ...]
+    weight_parts: tuple[tuple[Any, Any], ...]
+    output_parts: tuple[tuple[Any, Any], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +121,13 @@ class BatchTrace:
     ``top`` (N*T, H) and the gradient of the loss with respect to the head's outputs (None
     without targets)."""
     inputs: np.ndarray
-    shape: Tuple[int, int]
+    shape: tuple[int, int]
     training: bool
-    input_parts: Tuple[Tuple[Any, Any], ...]
-    layers: Tuple[LayerTrace, ...]
+    input_parts: tuple[tuple[Any, Any], ...]
+    layers: tuple[LayerTrace, ...]
     top: np.ndarray
-    loss_parts: Tuple[Tuple[Any, Any], ...]
-    dlogits: Optional[np.ndarray]
+    loss_parts: tuple[tuple[Any, Any], ...]
+    dlogits: np.ndarray | None
 
 
 def _settings_doc():
@@ -200,7 +202,9 @@ class RegularizedLSTM:
         self._cell = LSTMCell()
         self._input = input_of(config)
         self._head = head_of(config)
-        self._parts = {place: active_parts(config, place) for place in Place}
+        # The parts this model's settings switch on, by place (each place's hooks: Regularizer).
+        self._parts: dict[Place, list[Any]] = {place: active_parts(config, place)
+                                               for place in Place}
         # name -> shape of every parameter, fixed at creation: the contract _check_params enforces
         # (and load_model checks a file against before building anything).
         self._param_shapes = parameter_shapes(config)
@@ -212,7 +216,7 @@ class RegularizedLSTM:
         # saved with the model, needed to generate text.
         self.vocabulary = None
         self.grads = {}
-        self._trace: Optional[BatchTrace] = None
+        self._trace: BatchTrace | None = None
         #: The AR + TAR terms of the last training forward pass (already in its loss).
         self.last_penalty = 0.0
 
@@ -262,7 +266,7 @@ class RegularizedLSTM:
     Why = property(lambda self: self._head.projection(self.params),
                    doc="Output projection (H, output_size); the embedding's transpose when tied.")
 
-    def config(self) -> Dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         """The settings (without the seed), as files store them: ``RegularizedLSTM(
         **model.config())`` builds a model of the same architecture."""
         return self.model_config.to_dict()
@@ -383,7 +387,7 @@ class RegularizedLSTM:
                 for part in self._parts[Place.WEIGHTS]:
                     Wx, Wh, saved = part.forward(Wx, Wh, config, rng)
                     weight_parts.append((part, saved))
-            recurrence: Dict[str, np.ndarray] = {}
+            recurrence: dict[str, np.ndarray] = {}
             for part in self._parts[Place.RECURRENCE]:
                 recurrence.update(part.draw((N, T, H), config, rng, training))
             h, final, run = cell.forward(layer, np.ascontiguousarray(x),
@@ -499,8 +503,8 @@ class RegularizedLSTM:
         return tuple(checked)
 
     # ------------------------------------------------------------------ using a trained model
-    def logits(self, tokens: ArrayLike, state: Optional[Tuple[ArrayLike, ArrayLike]] = None
-               ) -> Tuple[NDArray[np.floating], Tuple[NDArray[np.floating], NDArray[np.floating]]]:
+    def logits(self, tokens: ArrayLike, state: tuple[ArrayLike, ArrayLike] | None = None
+               ) -> tuple[NDArray[np.floating], tuple[NDArray[np.floating], NDArray[np.floating]]]:
         """Next-token logits for token ids ``tokens`` (N, T) — or (T,) for one sequence — from
         ``state`` (zeros when None), without dropout. Returns ``(logits (N, T, output_size),
         state)``; pass the state back to continue the same sequences."""
@@ -510,11 +514,11 @@ class RegularizedLSTM:
                                                   training=False)
         return (logits[0] if one else logits), new_state
 
-    def generate(self, prime: Union[str, Sequence[int]], length: int, temperature: float = 1.0,
-                 top_k: Optional[int] = None,
-                 rng: Union[None, int, np.random.Generator] = None, *,
-                 top_p: Optional[float] = None,
-                 greedy: bool = False) -> Union[str, NDArray[np.int64]]:
+    def generate(self, prime: str | Sequence[int], length: int, temperature: float = 1.0,
+                 top_k: int | None = None,
+                 rng: None | int | np.random.Generator = None, *,
+                 top_p: float | None = None,
+                 greedy: bool = False) -> str | NDArray[np.int64]:
         """Sample ``length`` tokens after ``prime``.
 
         Parameters
@@ -583,7 +587,10 @@ class RegularizedLSTM:
             out[k] = _next_token(last, temperature, top_k, top_p, greedy, rng)
             logits, state = self.logits(out[k:k + 1], state)
             last = logits[-1]
-        return self.vocabulary.decode(out, unknown="") if as_text else out
+        if not as_text:
+            return out
+        assert self.vocabulary is not None   # checked above: text needs one
+        return self.vocabulary.decode(out, unknown="")
 
     # ------------------------------------------------------------------ the notebook's form
     def forward(self, x, y, h, c, training=True):
@@ -604,7 +611,7 @@ class RegularizedLSTM:
         y = v.token_array(y, "y", self.output_size, ndim=1)
         v.check_shape(y, "y", x.shape, "(matching x)")
         H, L = self.hidden_size, self.num_layers
-        shapes = [(H, 1)] if L == 1 else []
+        shapes: list[tuple[int, ...]] = [(H, 1)] if L == 1 else []
         shapes.append((L, H, 1))
         state = []
         for name, s in (("h", h), ("c", c)):

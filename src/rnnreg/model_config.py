@@ -16,7 +16,8 @@ A new setting is one field here (``setting(...)``) and the part that acts on it.
 """
 import dataclasses
 import math
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -127,13 +128,13 @@ class Setting:
     default where it differs from Python's (float32 for ``dtype``)."""
     check: Callable[[Any, str], Any]
     doc: str
-    flag: Optional[str] = None
+    flag: str | None = None
     cli: str = PLAIN
-    parse: Optional[Callable[[str], Any]] = None
+    parse: Callable[[str], Any] | None = None
     cli_default: Any = _SAME
-    choices: Optional[Tuple[Any, ...]] = None
-    metavar: Optional[str] = None
-    cli_doc: Optional[str] = None   # the option's help, where it is not ``doc`` (a drop rate)
+    choices: tuple[Any, ...] | None = None
+    metavar: str | None = None
+    cli_doc: str | None = None   # the option's help, where it is not ``doc`` (a drop rate)
 
     @property
     def help(self) -> str:
@@ -199,11 +200,11 @@ class ModelConfig:
     hidden_size: int = setting(
         None, size, "units of every recurrent layer", flag="hidden", cli_default=256,
         parse=int)
-    output_size: Optional[int] = setting(
+    output_size: int | None = setting(
         None, optional(size), "number of output classes (default: vocab_size)")
     num_layers: int = setting(
         1, layers, "stacked recurrent layers", flag="layers", parse=int)
-    embedding_size: Optional[int] = setting(
+    embedding_size: int | None = setting(
         None, optional(size), "learn an embedding of this size (default: none, one-hot inputs)",
         flag="embedding", parse=int)
     dtype: str = setting(
@@ -213,10 +214,10 @@ class ModelConfig:
     init: str = setting(
         DEFAULT_INIT, one_of(INIT_SCHEMES), "how the initial weights are drawn: rnnreg's "
         "uniform(±1/√H), PyTorch's defaults or Keras's", flag="init", choices=INIT_SCHEMES)
-    forget_bias: Optional[float] = setting(
+    forget_bias: float | None = setting(
         None, optional(v.finite_float), "added to every forget-gate bias (default: the "
         "scheme's: 0, or 1 for keras)", flag="forget-bias", parse=float)
-    recurrent_init: Optional[str] = setting(
+    recurrent_init: str | None = setting(
         None, optional(one_of(("orthogonal",))), "'orthogonal' draws every Wh orthogonal, "
         "whatever the scheme", flag="recurrent-init", choices=("orthogonal",))
     # -- the cell
@@ -228,17 +229,17 @@ class ModelConfig:
                      "layers and on the output (each can be set apart below)", "dropout",
                      "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
                      "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P"))
-    input_keep_prob: Optional[float] = setting(
+    input_keep_prob: float | None = setting(
         None, **_keep("keep probability of dropout on the embedded inputs (AWD-LSTM's dropouti; "
                       "default: dropout_keep_prob)", "input-dropout",
                       "probability of dropping an embedded input unit (AWD-LSTM's dropouti; "
                       "default: --dropout)", optional_=True))
-    between_keep_prob: Optional[float] = setting(
+    between_keep_prob: float | None = setting(
         None, **_keep("keep probability of dropout between stacked layers (AWD-LSTM's dropouth; "
                       "default: dropout_keep_prob)", "between-dropout",
                       "probability of dropping a unit between layers (AWD-LSTM's dropouth; "
                       "default: --dropout)", optional_=True))
-    output_keep_prob: Optional[float] = setting(
+    output_keep_prob: float | None = setting(
         None, **_keep("keep probability of dropout on the last layer's output (AWD-LSTM's "
                       "dropout; default: dropout_keep_prob)", "output-dropout",
                       "probability of dropping a unit of the last layer's output (AWD-LSTM's "
@@ -298,7 +299,7 @@ class ModelConfig:
         check_config(self)   # each regularizer's own rules
 
     # -------------------------------------------------------------- files
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """name -> value of every setting (JSON-able): ``RegularizedLSTM(**d)`` rebuilds it."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
@@ -335,7 +336,7 @@ class ModelConfig:
         return self.dropout_keep_prob if self.output_keep_prob is None else self.output_keep_prob
 
 
-def settings() -> Iterator[Tuple[str, Any, Setting]]:
+def settings() -> Iterator[tuple[str, Any, Setting]]:
     """(name, default, Setting) of every model setting, in the declaration's order."""
     for field in dataclasses.fields(ModelConfig):
         yield field.name, field.default, field.metadata["setting"]
@@ -361,11 +362,11 @@ def setting_spec(name: str) -> Setting:
     return ModelConfig.__dataclass_fields__[name].metadata["setting"]
 
 
-def names() -> Tuple[str, ...]:
+def names() -> tuple[str, ...]:
     return tuple(field.name for field in dataclasses.fields(ModelConfig))
 
 
-def cli_settings() -> Iterator[Tuple[str, Any, Setting]]:
+def cli_settings() -> Iterator[tuple[str, Any, Setting]]:
     """(name, command-line default, Setting) of the settings the command line offers."""
     for name, default, spec in settings():
         if spec.flag is not None:

@@ -153,7 +153,7 @@ class Optimizer:
         if not isinstance(slots, dict) or set(slots) != set(self.state):
             raise ValueError(f"optimizer state 'state' must hold {sorted(self.state)}, got "
                              f"{sorted(slots) if isinstance(slots, dict) else type(slots).__name__}")
-        restored = {}
+        restored: dict[str, dict[str, np.ndarray]] = {}
         for slot, arrays in slots.items():
             if not isinstance(arrays, dict) or any(n not in self.params for n in arrays):
                 raise ValueError(f"optimizer state[{slot!r}] must map parameter names to arrays")
@@ -290,6 +290,7 @@ class NTASGD(SGD):
     def step(self, grads):
         super().step(grads)
         if self.averaging:
+            assert self.averaging_since is not None
             count = self.step_count - self.averaging_since   # 1 at the first averaged iterate
             average = self.state["average"]
             for name, p in self.params.items():
@@ -370,7 +371,8 @@ class NTASGD(SGD):
                              f"<= step_count, got {since!r}")
         slots = state.get("state")
         if isinstance(slots, dict) and isinstance(slots.get("average"), dict) and \
-                bool(slots["average"]) != (since is not None and step_count > since):
+                bool(slots["average"]) != (since is not None and isinstance(step_count, int)
+                                           and step_count > since):
             raise ValueError("optimizer state 'average' must be present exactly when averaging "
                              "has taken a step")
         return losses, since

@@ -214,7 +214,7 @@ class EarlyStoppingMonitor:
             if self.baseline is None or self._is_improvement(value, self.baseline):
                 self.wait = 0
             return True
-        if self.wait >= self.patience and epoch > 0:
+        if self.wait >= self.patience and int(epoch) > 0:
             self.stopped_epoch = int(epoch)
             self.stop_reason = (f"{self.monitor} did not improve for {self.wait} checks "
                                 f"(patience {self.patience})")
@@ -265,7 +265,7 @@ class EarlyStoppingMonitor:
                 return
             kind = numbers.Integral if integral else numbers.Real
             if isinstance(val, bool) or not isinstance(val, kind) or (
-                    not integral and not math.isfinite(val)) or (low is not None and val < low):
+                    not integral and not math.isfinite(val)) or (low is not None and float(val) < low):
                 raise ValueError(f"monitor state {key!r} must be a finite "
                                  f"{'integer' if integral else 'number'}"
                                  f"{f' >= {low}' if low is not None else ''}, got {val!r}")

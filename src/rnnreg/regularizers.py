@@ -21,7 +21,7 @@ A new regularizer is a class here, its entry in :data:`PARTS` and its setting in
 :class:`~rnnreg.model_config.ModelConfig`.
 """
 import enum
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class Regularizer:
     ``saved`` is what forward leaves for backward (a mask, or None when nothing was drawn).
     Stochastic parts act in training only; ``active`` says whether a config switches the part
     on at all."""
-    settings: Tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
     place: Place
 
     def active(self, config) -> bool:
@@ -312,13 +312,13 @@ class WeightTying(Regularizer):
 
 
 #: Every regularizer part, in the order their masks are drawn within a place.
-PARTS: Tuple[Regularizer, ...] = (
+PARTS: tuple[Regularizer, ...] = (
     EmbeddingDropout(), InputDropout(), WeightDrop(), InputWeightDrop(), RecurrentDropout(),
     Zoneout(), LayerOutputDropout(), ActivationRegularization(),
     TemporalActivationRegularization(), WeightTying())
 
 
-def active_parts(config, place) -> List[Regularizer]:
+def active_parts(config, place) -> list[Regularizer]:
     """The parts of ``place`` a config switches on, in draw order."""
     return [part for part in PARTS if part.place is place and part.active(config)]
 
@@ -329,11 +329,11 @@ def check_config(config) -> None:
         part.check(config)
 
 
-def parts_of(setting: str) -> List[Regularizer]:
+def parts_of(setting: str) -> list[Regularizer]:
     """The parts a setting takes part in (for docs and tests)."""
     return [part for part in PARTS if setting in part.settings]
 
 
-def describe() -> Dict[str, Any]:
+def describe() -> dict[str, Any]:
     """part name -> (place, settings): the table the docs show."""
     return {type(part).__name__: (part.place.value, part.settings) for part in PARTS}

@@ -12,11 +12,12 @@ probability of *dropping* — and become the model's keep probabilities in :func
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from .model_config import SWITCH, cli_settings, names as model_setting_names, setting_spec
 # The command line's value types of the model's rates (declared with the settings).
-from .model_config import drop_probability, penalty_rate  # noqa: F401
+from .model_config import SWITCH, cli_settings, drop_probability, penalty_rate, setting_spec  # noqa: F401
+from .model_config import names as model_setting_names
 from .training import OPTIMIZERS, TrainConfig
 
 __all__ = ["Option", "TRAINING_OPTIONS", "SETTINGS", "CLASSIC_SETTINGS", "default_settings",
@@ -29,7 +30,7 @@ AWD_LR = 10.0
 
 # The ablation of `rnnreg compare`: what each setting switches on, on top of the baseline, as
 # model keyword arguments and training settings.
-SETTINGS: Dict[str, Dict[str, Any]] = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "none": {},
     "dropout": {"dropout_keep_prob": 0.6},
     "layer_norm": {"use_layer_norm": True},
@@ -63,13 +64,13 @@ class Option:
     flag: str
     help: str
     default: Any = None
-    type: Optional[Callable[[str], Any]] = None
-    choices: Optional[Tuple[Any, ...]] = None
+    type: Callable[[str], Any] | None = None
+    choices: tuple[Any, ...] | None = None
     switch: bool = False
-    metavar: Optional[str] = None
+    metavar: str | None = None
     many: bool = False             # takes one or more values (nargs="+")
     sweepable: bool = True
-    setting: Optional[str] = None  # the model setting it is (ModelConfig's field), if any
+    setting: str | None = None  # the model setting it is (ModelConfig's field), if any
 
     @property
     def dest(self) -> str:
@@ -83,12 +84,13 @@ def _model_options():
     """The model's settings as options, derived from their declaration
     (:class:`~rnnreg.model_config.ModelConfig`): flag, command-line default and convention."""
     for name, default, spec in cli_settings():
+        assert spec.flag is not None   # cli_settings yields the settings that have one
         yield Option(spec.flag, spec.help, default=default, type=spec.parse,
                      choices=spec.choices, switch=spec.cli == SWITCH, metavar=spec.metavar,
                      setting=name)
 
 
-_DATA_OPTIONS: Tuple[Option, ...] = (
+_DATA_OPTIONS: tuple[Option, ...] = (
     Option("data", "text to train on: files, folders (every *.txt inside) or glob patterns, "
            "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
            "'synthetic', the notebook's counting task. Three files or more are split by "
@@ -100,7 +102,7 @@ _DATA_OPTIONS: Tuple[Option, ...] = (
     Option("eval-size", "characters of validation and of test data to use (default: all of "
            "your text's; 10000 of stdlib)", type=int, metavar="N"),
 )
-TRAINING_OPTIONS: Tuple[Option, ...] = _DATA_OPTIONS + tuple(_model_options()) + (
+TRAINING_OPTIONS: tuple[Option, ...] = _DATA_OPTIONS + tuple(_model_options()) + (
     Option("weight-decay", "λ: coupled L2 for sgd, adam and nt-asgd, decoupled for adamw",
            default=_DEFAULTS.weight_decay, type=float, metavar="LAMBDA"),
     Option("optimizer", "adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
@@ -142,13 +144,13 @@ def add_options(parser, options=TRAINING_OPTIONS, **defaults):
                                 nargs="+" if option.many else None, help=option.help)
 
 
-def default_settings() -> Dict[str, Any]:
+def default_settings() -> dict[str, Any]:
     """Every training setting at its default, by destination name (``weight_decay``)."""
     return {option.dest: option.default for option in TRAINING_OPTIONS}
 
 
 # ----------------------------------------------------------------------------- data
-def load_data(settings: Mapping[str, Any]) -> Tuple[str, int, Any]:
+def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
     """The data a run's settings name (``data``, ``train_size``, ``eval_size``, ``seed``):
     returns ``(description, vocabulary size, data)``, where data is a
     :class:`~rnnreg.CharCorpus` (its splits, documents and vocabulary) or, for ``"synthetic"``,
@@ -183,7 +185,7 @@ def load_data(settings: Mapping[str, Any]) -> Tuple[str, int, Any]:
 
 # ----------------------------------------------------------------------------- one run
 def build_run(settings: Mapping[str, Any], vocab_size: int,
-              overrides: Optional[Mapping[str, Any]] = None):
+              overrides: Mapping[str, Any] | None = None):
     """The model and TrainConfig a run's settings describe (command-line conventions: dropout
     rates are drop probabilities), with ``overrides`` (model keyword arguments or TrainConfig
     fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
@@ -205,11 +207,11 @@ def build_run(settings: Mapping[str, Any], vocab_size: int,
     return model, TrainConfig(**train_kwargs)
 
 
-def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: Optional[int] = None,
-              *, name: str = "train", overrides: Optional[Mapping[str, Any]] = None,
-              checkpoint_path: Optional[str] = None, resume: bool = False,
-              log: Optional[Callable[[str], Any]] = None, best_model_path: Optional[str] = None,
-              model_path: Optional[str] = None, callbacks=()):
+def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: int | None = None,
+              *, name: str = "train", overrides: Mapping[str, Any] | None = None,
+              checkpoint_path: str | None = None, resume: bool = False,
+              log: Callable[[str], Any] | None = None, best_model_path: str | None = None,
+              model_path: str | None = None, callbacks=()):
     """Build a model from ``settings`` and train it: what ``rnnreg train`` does, and each trial
     of ``rnnreg compare`` and ``rnnreg sweep``.
 

@@ -11,7 +11,8 @@ schedule, a random generator, the history — has:
 :func:`restore` checks every part's state before it loads any, so a checkpoint that fails
 anywhere leaves the whole run as it was.
 """
-from typing import Any, Mapping, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class Bound:
         self.part.load_state_dict(state, **self.kwargs)
 
 
-def restore(parts: Mapping[str, Tuple[Any, Any]]) -> None:
+def restore(parts: Mapping[str, tuple[Any, Any]]) -> None:
     """``parts``: name -> (stateful part, its state). Every state is checked first; only when
     all fit is each loaded. Raises ValueError prefixed with the failing part's name."""
     for name, (part, state) in parts.items():

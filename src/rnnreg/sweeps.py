@@ -31,9 +31,10 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from .runs import SETTINGS, TRAINING_OPTIONS, default_settings, load_data, train_run
 
@@ -121,7 +122,7 @@ def parse_space(texts):
     ``{"lr": (0.001, 0.01, True), "dropout": (0.0, 0.5, False), "optimizer": ["adam", "adamw"]}``:
     a range (drawn uniformly, or log-uniformly), or a list of choices (drawn with equal
     probability)."""
-    space = {}
+    space: dict[str, Any] = {}
     for text in texts or ():
         name, sep, bounds = text.partition("=")
         if sep and "|" in bounds:   # categorical: each choice checked by the option's own rules
@@ -499,12 +500,12 @@ def _write_json(path, obj):
     os.replace(tmp, path)   # atomic: a reader sees the old file or the new one, never half
 
 
-def sweep(grid: Optional[Mapping[str, Sequence[Any]]] = None, *, random: int = 0,
-          space: Optional[Mapping[str, Tuple[float, float, bool]]] = None,
-          settings: Optional[Mapping[str, Any]] = None, jobs: Optional[int] = None,
-          scheduler: Any = None, out: Optional[str] = None, progress: bool = True,
+def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
+          space: Mapping[str, tuple[float, float, bool]] | None = None,
+          settings: Mapping[str, Any] | None = None, jobs: int | None = None,
+          scheduler: Any = None, out: str | None = None, progress: bool = True,
           retries: int = 2, data: Any = None, return_weights: bool = False,
-          model_dir: Optional[str] = None, prune: Optional[str] = None) -> Any:
+          model_dir: str | None = None, prune: str | None = None) -> Any:
     """Train once per trial and return the trials' records.
 
     Parameters

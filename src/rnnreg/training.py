@@ -25,18 +25,19 @@ import logging
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _ops
 from . import _validation as v
 from ._conventions import stream_geometry
-from .checkpoint import load_model, save_model  # noqa: F401 (API)
-from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
-from .optim import SGD, Adam, AdamW, NTASGD, clip_grad_norm, cosine_lr, global_norm, step_lr
-from . import _ops
 from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
+from .checkpoint import load_model, save_model  # noqa: F401 (API)
+from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
 from .regularization import EarlyStoppingMonitor
+from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 
 if TYPE_CHECKING:
     from .model import RegularizedLSTM
@@ -127,17 +128,17 @@ class TrainConfig:
     lr: float = 5e-3
     momentum: float = 0.9             # SGD only
     weight_decay: float = 0.0         # coupled L2 for sgd/adam, decoupled for adamw
-    clip_norm: Optional[float] = 5.0  # global gradient-norm clipping; None turns it off
-    lr_schedule: Union[None, str, Callable[[int], float]] = None  # a name, or epoch -> lr
-    patience: Optional[int] = None
+    clip_norm: float | None = 5.0  # global gradient-norm clipping; None turns it off
+    lr_schedule: None | str | Callable[[int], float] = None  # a name, or epoch -> lr
+    patience: int | None = None
     min_delta: float = 0.0
     restore_best_weights: bool = True
     eval_as_streams: bool = False
     seed: int = 0
     progress: bool = True
-    checkpoint_path: Optional[str] = None
-    best_model_path: Optional[str] = None
-    model_path: Optional[str] = None
+    checkpoint_path: str | None = None
+    best_model_path: str | None = None
+    model_path: str | None = None
     nonmono: int = 5
     variable_bptt: bool = False
 
@@ -333,7 +334,7 @@ def _evaluate_side_by_side(model, documents, batch_size, bptt):
     batch stays full until the documents run out, instead of running on with a few rows while
     its longest document lasts."""
     queue = iter(documents)
-    rows = []            # per row of the batch: [document, tokens already read]
+    rows: list[Any] = []   # per row of the batch: [document, tokens already read]
     state = None
     total, count, max_c = 0.0, 0, 0.0
     while True:
@@ -454,10 +455,10 @@ def _steps_per_epoch(data, batch_size, bptt):
 
 # ----------------------------------------------------------------------------- the loop
 def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
-        config: Optional[TrainConfig] = None, *, test: Any = None,
-        resume_from: Optional[str] = None, log: Optional[Callable[[str], Any]] = None,
-        name: Optional[str] = None, verbose: Union[int, str] = "auto",
-        callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
+        config: TrainConfig | None = None, *, test: Any = None,
+        resume_from: str | None = None, log: Callable[[str], Any] | None = None,
+        name: str | None = None, verbose: int | str = "auto",
+        callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train ``model`` and return its history.
 
     Parameters
@@ -603,7 +604,7 @@ class _Run:
         if config.patience is not None:
             self.monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
                                                 restore_best_weights=config.restore_best_weights)
-        self.history: Dict[str, Any] = {key: [] for key in HISTORY_LISTS}
+        self.history: dict[str, Any] = {key: [] for key in HISTORY_LISTS}
         self.history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None,
                             stop_reason=None, restored_best=False, test_loss=None)
 
@@ -703,7 +704,7 @@ class _Run:
         state seen, and whether training goes on (the early-stopping check, which snapshots the
         evaluated weights when they are the best)."""
         data, config = self.data, self.config
-        stats: Dict[str, float] = {}
+        stats: dict[str, float] = {}
         go_on = True
         with self.optimizer.evaluation_weights():
             val_loss = (evaluate(self.model, data.val, config.batch_size, config.bptt,

@@ -7,8 +7,16 @@ the model's settings and every array's shape are checked before any array is rea
 part's state is checked (:func:`rnnreg.state.restore`) before any part takes its own — a
 checkpoint that fails anywhere leaves the run as it was.
 """
-from .checkpoint import (CheckpointError, _checked_vocabulary, _expect_model_arrays,
-                         _vocabulary_list, load_checkpoint, save_checkpoint)
+from typing import Any
+
+from .checkpoint import (
+    CheckpointError,
+    _checked_vocabulary,
+    _expect_model_arrays,
+    _vocabulary_list,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .state import Bound, GeneratorState, restore
 
 __all__ = ["save_training_state", "restore_training_state", "HISTORY_LISTS",
@@ -22,7 +30,7 @@ HISTORY_LISTS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm
 #: Lists a checkpoint of an earlier release may lack (filled with None).
 HISTORY_ADDED = ("max_abs_c",)
 #: The history's single values: name -> the types they may take (None always).
-HISTORY_VALUES = {"best_epoch": int, "best_val_loss": (int, float), "stopped_epoch": int,
+HISTORY_VALUES: dict[str, Any] = {"best_epoch": int, "best_val_loss": (int, float), "stopped_epoch": int,
                   "stop_reason": str, "test_loss": (int, float)}
 
 
