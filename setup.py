@@ -3,6 +3,7 @@
 RNNREG_DEBUG_BUILD=1 compiles the same source with bounds, wraparound and initialization checks
 on and without optimization, for the debug run of the kernel tests.
 """
+
 import os
 import platform
 import sys
@@ -56,9 +57,10 @@ def _compiler_has_openmp(compiler, compile_flag, link_flag):
             f.write(source)
         try:
             objects = compiler.compile([path], output_dir=tmp, extra_postargs=[compile_flag])
-            compiler.link_executable(objects, "openmp_probe", output_dir=tmp,
-                                     extra_postargs=[link_flag] if link_flag else [])
-        except Exception:   # CompileError, LinkError, or a compiler that cannot link programs
+            compiler.link_executable(
+                objects, "openmp_probe", output_dir=tmp, extra_postargs=[link_flag] if link_flag else []
+            )
+        except Exception:  # CompileError, LinkError, or a compiler that cannot link programs
             return False
     return True
 
@@ -74,8 +76,7 @@ class build_ext(_build_ext):
         if msvc:
             self.extensions = [e for e in self.extensions if not e.name.endswith("_avx2")]
         openmp_compile, openmp_link = ("/openmp", None) if msvc else ("-fopenmp", "-fopenmp")
-        openmp = OPENMP_WANTED and _compiler_has_openmp(self.compiler, openmp_compile,
-                                                         openmp_link)
+        openmp = OPENMP_WANTED and _compiler_has_openmp(self.compiler, openmp_compile, openmp_link)
         print(f"rnnreg: building with OpenMP: {'yes' if openmp else 'no'}")
         for ext in self.extensions:
             simd = ["-mavx2", "-mfma"] if ext.name.endswith("_avx2") else []
@@ -96,8 +97,10 @@ def kernel_extension(name, source, optional=False):
         # dladdr/dlopen (finding the BLAS's thread setting, see _kernels_threads.h) are in libdl
         # before glibc 2.34, which manylinux2014 still targets.
         libraries=["dl"] if sys.platform.startswith("linux") else [],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
-                       ("RNNREG_DEBUG_BUILD", "1" if DEBUG_BUILD else "0")],
+        define_macros=[
+            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+            ("RNNREG_DEBUG_BUILD", "1" if DEBUG_BUILD else "0"),
+        ],
         optional=optional,
     )
 
@@ -106,15 +109,18 @@ extensions = [kernel_extension("rnnreg._kernels", "src/rnnreg/_kernels.pyx")]
 if platform.machine().lower() in ("x86_64", "amd64") and not DEBUG_BUILD:
     # A second build of the same source for CPUs with AVX2 and FMA, picked at import time.
     # Optional: a compiler that does not know the flags skips it, and the portable build serves.
-    extensions.append(kernel_extension("rnnreg._kernels_avx2", "src/rnnreg/_kernels_avx2.pyx",
-                                       optional=True))
+    extensions.append(kernel_extension("rnnreg._kernels_avx2", "src/rnnreg/_kernels_avx2.pyx", optional=True))
 
 # Debug and release builds keep separate build trees (and debug always re-cythonizes): pip builds
 # in the source tree, and neither build may pick up the other's generated C or compiled modules.
 build_base = os.path.join("build", "debug" if DEBUG_BUILD else "release")
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, force=DEBUG_BUILD,
-                          build_dir=os.path.join(build_base, "cython")),
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        force=DEBUG_BUILD,
+        build_dir=os.path.join(build_base, "cython"),
+    ),
     options={"build": {"build_base": build_base}},
     cmdclass={"build_ext": build_ext},
 )

@@ -7,6 +7,7 @@ Run it from outside the checkout's root (or after `pip install -e .`) so that th
 package is the one imported. What it shows is the fixed cost of a call — argument checks,
 allocations, wrappers — at sizes where the arithmetic is small; a diagnostic, not a headline.
 """
+
 import argparse
 import time
 
@@ -30,7 +31,7 @@ def median_us(fn, repeats):
 def cases(dtype):
     K = _backend._kernels
     rng = np.random.default_rng(0)
-    N, T, D, H = 1, 15, 50, 32          # the notebook: one sequence of 15 tokens, vocab 50, H 32
+    N, T, D, H = 1, 15, 50, 32  # the notebook: one sequence of 15 tokens, vocab 50, H 32
     f = lambda *s: rng.standard_normal(s).astype(dtype)
     x, h0, c0 = f(N, T, D), f(N, H), f(N, H)
     Wx, Wh, b = f(D, 4 * H) * 0.3, f(H, 4 * H) * 0.3, f(4 * H)
@@ -44,18 +45,32 @@ def cases(dtype):
     p, g, m, v = f(D + H, 4 * H), f(D + H, 4 * H), f(D + H, 4 * H), np.abs(f(D + H, 4 * H))
     gen = np.random.default_rng(1)
     return [
-        ("lstm_forward", lambda: K.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, 1e-5),
-         lambda: rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0)),
-        ("lstm_backward", lambda: K.lstm_backward(dh, dc, raw_cache),
-         lambda: rnnreg.lstm_backward(dh, cache, dc)),
-        ("layer_norm_forward (1, 32)", lambda: K.layer_norm_forward(lx, gamma, beta, 1e-5),
-         lambda: rnnreg.layer_norm_forward(lx, gamma, beta)),
-        ("layer_norm_backward (1, 32)", lambda: K.layer_norm_backward(lx, ln_raw[1], ln_raw[2], gamma),
-         lambda: rnnreg.layer_norm_backward(lx, ln_cache)),
-        ("dropout_forward 1e3", lambda: K.dropout_forward(dx, 0.8, gen),
-         lambda: rnnreg.dropout_forward(dx, 0.8, True, gen)),
-        ("adam_update (82, 128)", lambda: K.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0),
-         None),
+        (
+            "lstm_forward",
+            lambda: K.lstm_forward(x, h0, c0, Wx, Wh, b, None, None, 1e-5),
+            lambda: rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0),
+        ),
+        (
+            "lstm_backward",
+            lambda: K.lstm_backward(dh, dc, raw_cache),
+            lambda: rnnreg.lstm_backward(dh, cache, dc),
+        ),
+        (
+            "layer_norm_forward (1, 32)",
+            lambda: K.layer_norm_forward(lx, gamma, beta, 1e-5),
+            lambda: rnnreg.layer_norm_forward(lx, gamma, beta),
+        ),
+        (
+            "layer_norm_backward (1, 32)",
+            lambda: K.layer_norm_backward(lx, ln_raw[1], ln_raw[2], gamma),
+            lambda: rnnreg.layer_norm_backward(lx, ln_cache),
+        ),
+        (
+            "dropout_forward 1e3",
+            lambda: K.dropout_forward(dx, 0.8, gen),
+            lambda: rnnreg.dropout_forward(dx, 0.8, True, gen),
+        ),
+        ("adam_update (82, 128)", lambda: K.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0), None),
     ]
 
 

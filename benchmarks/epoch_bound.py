@@ -17,6 +17,7 @@ element-wise work only: its epoch has the plain model's multiply-adds). On two t
 the peak is taken as twice one thread's (perfect scaling, again generous). A diagnostic for the
 performance guide: it says which targets no code could meet on this machine.
 """
+
 import argparse
 import json
 import pathlib
@@ -27,56 +28,66 @@ from epoch_kernels import blas_rate
 from threadpoolctl import threadpool_limits
 
 SHAPE = re.compile(r"(\d+) chars, V=(\d+), H=(\d+),(?: float\d+,)? batch (\d+), BPTT (\d+)")
-TORCH_ZONEOUT = "PyTorch: zoneout, TorchScript loop"   # benchmarks/regularizers.py's row
+TORCH_ZONEOUT = "PyTorch: zoneout, TorchScript loop"  # benchmarks/regularizers.py's row
 
 
 def epoch_work(shape):
     """Multiply-adds of one training epoch of the record's shape string."""
     chars, V, H, batch, _ = (int(x) for x in SHAPE.match(shape).groups())
-    tokens = (chars - 1) // batch * batch   # the stream cut into `batch` rows, as both sides do
+    tokens = (chars - 1) // batch * batch  # the stream cut into `batch` rows, as both sides do
     return tokens * 3 * (H * 4 * H + H * V)
 
 
 def epoch_rows(record):
     """(model, threads, shape, rnnreg seconds, PyTorch seconds) of each epoch of a record that
     has a PyTorch time: the rows of run.py's epoch case, or regularizers.py's zoneout epoch."""
-    if "results" in record:   # benchmarks/run.py
-        return [(r["size"], r["threads"], r["shape"], r["public_s"], r["torch_s"])
-                for r in record["results"] if r["case"] == "training epoch" and r.get("torch_s")]
-    rows = {r["variant"]: r for r in record["rows"]}   # benchmarks/regularizers.py
+    if "results" in record:  # benchmarks/run.py
+        return [
+            (r["size"], r["threads"], r["shape"], r["public_s"], r["torch_s"])
+            for r in record["results"]
+            if r["case"] == "training epoch" and r.get("torch_s")
+        ]
+    rows = {r["variant"]: r for r in record["rows"]}  # benchmarks/regularizers.py
     if TORCH_ZONEOUT not in rows:
         return []
     torch_row = rows[TORCH_ZONEOUT]
     ours = rows[torch_row["baseline"]]
-    return [(ours["variant"], record["threads"], record["head"], ours["median"],
-             torch_row["median"])]
+    return [(ours["variant"], record["threads"], record["head"], ours["median"], torch_row["median"])]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("record", help="a JSON record of benchmarks/run.py --cases epoch or of "
-                                       "benchmarks/regularizers.py")
+    parser.add_argument(
+        "record", help="a JSON record of benchmarks/run.py --cases epoch or of benchmarks/regularizers.py"
+    )
     parser.add_argument("--repeats", type=int, default=9, help="sgemm calls; the best is the peak")
-    parser.add_argument("--target", type=float, metavar="R",
-                        help="add the share of the peak an epoch R times PyTorch's needs")
+    parser.add_argument(
+        "--target", type=float, metavar="R", help="add the share of the peak an epoch R times PyTorch's needs"
+    )
     args = parser.parse_args()
     rows = epoch_rows(json.loads(pathlib.Path(args.record).read_text()))
     with threadpool_limits(1):
         peak = blas_rate(np.random.default_rng(0), args.repeats)
-    print(f"{args.record}; BLAS peak, one float32 sgemm on one thread: {peak / 1e9:.1f} G "
-          "multiply-adds/s (two threads: twice that)\n")
+    print(
+        f"{args.record}; BLAS peak, one float32 sgemm on one thread: {peak / 1e9:.1f} G "
+        "multiply-adds/s (two threads: twice that)\n"
+    )
     extra = f" share of the peak at {args.target:g}× |" if args.target else ""
-    print("| model | threads | multiply-adds | at the peak | rnnreg | share of the peak | PyTorch | "
-          "PyTorch / rnnreg | PyTorch / the bound |" + extra)
+    print(
+        "| model | threads | multiply-adds | at the peak | rnnreg | share of the peak | PyTorch | "
+        "PyTorch / rnnreg | PyTorch / the bound |" + extra
+    )
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.target else ""))
     for model, threads, shape, ours, torch_s in rows:
         work = epoch_work(shape)
         bound = work / (peak * threads)
         # rnnreg at R times PyTorch takes torch_s / R seconds: bound / that of the peak
         needed = f" {bound * args.target / torch_s:.0%} |" if args.target else ""
-        print(f"| {model} | {threads} | {work / 1e9:.2f} G | {bound:.3f} s | {ours:.3f} s | "
-              f"{bound / ours:.0%} | {torch_s:.3f} s | {torch_s / ours:.2f}× | "
-              f"{torch_s / bound:.2f}× |" + needed)
+        print(
+            f"| {model} | {threads} | {work / 1e9:.2f} G | {bound:.3f} s | {ours:.3f} s | "
+            f"{bound / ours:.0%} | {torch_s:.3f} s | {torch_s / ours:.2f}× | "
+            f"{torch_s / bound:.2f}× |" + needed
+        )
 
 
 if __name__ == "__main__":

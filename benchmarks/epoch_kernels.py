@@ -21,6 +21,7 @@ NumPy) and the whole epoch. ``--zoneout`` runs the zoneout model of
 diagnostic: the speed tables are ``benchmarks/run.py --cases epoch`` and
 ``benchmarks/regularizers.py``.
 """
+
 import argparse
 import collections
 import contextlib
@@ -35,12 +36,12 @@ from threadpoolctl import threadpool_limits
 from rnnreg import RegularizedLSTM, TrainConfig, _ops, fit
 from rnnreg.data import load_stdlib_docstrings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # regularizers.py beside this
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # regularizers.py beside this
 from regularizers import ZONEOUT  # noqa: E402
 
-PEAK_SHAPE = (2240, 512, 2048)   # m, k, n: products.py's float32 input-product shape
+PEAK_SHAPE = (2240, 512, 2048)  # m, k, n: products.py's float32 input-product shape
 LSTM_KERNELS = ("lstm_forward", "lstm_backward")
-BETWEEN, EPOCH = "between the kernels (Python, NumPy)", "the epoch"   # the breakdown's last rows
+BETWEEN, EPOCH = "between the kernels (Python, NumPy)", "the epoch"  # the breakdown's last rows
 
 
 def _lstm_forward_work(x, h0, c0, Wx, Wh, *rest, **kwargs):
@@ -59,8 +60,7 @@ def _matmul_work(a, b, trans_a=False, trans_b=False):
 
 
 #: The multiply-adds of one call, for the kernels whose work is a matrix product.
-WORK = {"lstm_forward": _lstm_forward_work, "lstm_backward": _lstm_backward_work,
-        "matmul": _matmul_work}
+WORK = {"lstm_forward": _lstm_forward_work, "lstm_backward": _lstm_backward_work, "matmul": _matmul_work}
 
 
 class _TimedKernels:
@@ -70,7 +70,7 @@ class _TimedKernels:
         self._module = module
         self.seconds = collections.defaultdict(float)
         self.calls = collections.Counter()
-        self.work = collections.Counter()   # multiply-adds, for the kernels in WORK
+        self.work = collections.Counter()  # multiply-adds, for the kernels in WORK
 
     def __getattr__(self, name):
         attribute = getattr(self._module, name)
@@ -86,6 +86,7 @@ class _TimedKernels:
             finally:
                 self.seconds[name] += time.perf_counter() - started
                 self.calls[name] += 1
+
         return timed
 
 
@@ -111,7 +112,7 @@ def blas_rate(rng, repeats=5):
     best = np.inf
     for _ in range(repeats):
         started = time.perf_counter()
-        blas.sgemm(1.0, b.T, a.T)   # C^T = B^T A^T on C-ordered arrays: no copies
+        blas.sgemm(1.0, b.T, a.T)  # C^T = B^T A^T on C-ordered arrays: no copies
         best = min(best, time.perf_counter() - started)
     return m * k * n / best
 
@@ -120,8 +121,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--zoneout", action="store_true",
-                        help="the zoneout model of benchmarks/regularizers.py, not the plain one")
+    parser.add_argument(
+        "--zoneout",
+        action="store_true",
+        help="the zoneout model of benchmarks/regularizers.py, not the plain one",
+    )
     args = parser.parse_args()
     H, N, T = args.hidden, 8, 35
     corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
@@ -132,7 +136,7 @@ def main():
     rng = np.random.default_rng(0)
     rows, per_kernel = [], collections.defaultdict(list)
     with threadpool_limits(1):
-        fit(model, corpus.train, None, config, log=quiet)   # warm-up
+        fit(model, corpus.train, None, config, log=quiet)  # warm-up
         for _ in range(args.rounds):
             peak = blas_rate(rng)
             with timed_kernels() as timed:
@@ -145,37 +149,51 @@ def main():
             rows.append((epoch, lstm, sum(timed.seconds.values()), work / lstm, peak))
             for name, seconds in timed.seconds.items():
                 per_kernel[name].append((seconds, timed.calls[name], timed.work[name], peak))
-            per_kernel[BETWEEN].append(
-                (epoch - sum(timed.seconds.values()), 0, 0, peak))
-            per_kernel[EPOCH].append((epoch, sum(timed.calls.values()),
-                                            sum(timed.work.values()), peak))
+            per_kernel[BETWEEN].append((epoch - sum(timed.seconds.values()), 0, 0, peak))
+            per_kernel[EPOCH].append((epoch, sum(timed.calls.values()), sum(timed.work.values()), peak))
     epoch, lstm, kernels, rate, peak = (float(np.median(column)) for column in zip(*rows))
     fractions = [r[3] / r[4] for r in rows]
-    print(f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
-          f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)"
-          + (f"; zoneout model {ZONEOUT}" if args.zoneout else "") + "\n")
-    print("| epoch | in all kernels | in the LSTM kernels | their multiply-adds | their rate | "
-          "BLAS peak (one sgemm) | fraction of peak, median [range] |")
+    print(
+        f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
+        f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)"
+        + (f"; zoneout model {ZONEOUT}" if args.zoneout else "")
+        + "\n"
+    )
+    print(
+        "| epoch | in all kernels | in the LSTM kernels | their multiply-adds | their rate | "
+        "BLAS peak (one sgemm) | fraction of peak, median [range] |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {epoch:.3f} s | {kernels:.3f} s | {lstm:.3f} s | {work / 1e9:.2f} G | "
-          f"{rate / 1e9:.1f} G/s | {peak / 1e9:.1f} G/s | {np.median(fractions):.0%} "
-          f"[{min(fractions):.0%}–{max(fractions):.0%}] |")
-    print("\nWhere the epoch's time goes: each kernel's time in it, and the time its multiply-adds "
-          "take at the peak of the same round (medians over rounds)\n")
+    print(
+        f"| {epoch:.3f} s | {kernels:.3f} s | {lstm:.3f} s | {work / 1e9:.2f} G | "
+        f"{rate / 1e9:.1f} G/s | {peak / 1e9:.1f} G/s | {np.median(fractions):.0%} "
+        f"[{min(fractions):.0%}–{max(fractions):.0%}] |"
+    )
+    print(
+        "\nWhere the epoch's time goes: each kernel's time in it, and the time its multiply-adds "
+        "take at the peak of the same round (medians over rounds)\n"
+    )
     print("| where | calls | time | multiply-adds | at the peak | beyond the peak |")
     print("|---|---|---|---|---|---|")
-    order = sorted(per_kernel, key=lambda name: (name == EPOCH, name == BETWEEN,
-                                                 -np.median([r[0] for r in per_kernel[name]])))
+    order = sorted(
+        per_kernel,
+        key=lambda name: (name == EPOCH, name == BETWEEN, -np.median([r[0] for r in per_kernel[name]])),
+    )
     for name in order:
         samples = per_kernel[name]
-        _, calls, macs, _ = samples[-1]   # the same in every round
+        _, calls, macs, _ = samples[-1]  # the same in every round
         spent = np.median([r[0] for r in samples])
         at_peak = np.median([r[2] / r[3] for r in samples])
         beyond = np.median([r[0] - r[2] / r[3] for r in samples])
         label = name if name in (BETWEEN, EPOCH) else f"`{name}`"
-        print(f"| {label} | {calls or ''} | {spent * 1e3:.1f} ms | "
-              + (f"{macs / 1e9:.2f} G | {at_peak * 1e3:.1f} ms | {beyond * 1e3:.1f} ms |"
-                 if macs else f" |  | {beyond * 1e3:.1f} ms |"))
+        print(
+            f"| {label} | {calls or ''} | {spent * 1e3:.1f} ms | "
+            + (
+                f"{macs / 1e9:.2f} G | {at_peak * 1e3:.1f} ms | {beyond * 1e3:.1f} ms |"
+                if macs
+                else f" |  | {beyond * 1e3:.1f} ms |"
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ the size of the training set cannot cost less than about a sixth of the epoch, h
 read. A batch of four rows or fewer (one document; the last documents of a corpus) shares each
 step among threads by hidden units, the rest by rows.
 """
+
 import argparse
 import statistics
 import time
@@ -40,8 +41,10 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--hidden", type=int, default=256)
     args = parser.parse_args()
-    print("| validation | documents | threads | training epoch | evaluation by document | added | "
-          "as one document (exact) | added | as 8 streams (approximation) | added |")
+    print(
+        "| validation | documents | threads | training epoch | evaluation by document | added | "
+        "as one document (exact) | added | as 8 streams (approximation) | added |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for eval_chars in (1000, 10000):
         corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=eval_chars)
@@ -51,25 +54,28 @@ def main():
         runs = {
             # (defaults bind this round's model and text to each timed call)
             "epoch": lambda model=model, corpus=corpus, config=config: fit(
-                model, corpus.train, None, config, log=lambda line: None),
+                model, corpus.train, None, config, log=lambda line: None
+            ),
             "documents": lambda model=model, corpus=corpus, starts=starts: evaluate(
-                model, corpus.val, 8, 35, starts=starts),
+                model, corpus.val, 8, 35, starts=starts
+            ),
             "one": lambda model=model, corpus=corpus: evaluate(model, corpus.val, 8, 35),
-            "streams": lambda model=model, corpus=corpus: evaluate(model, corpus.val, 8, 35,
-                                                                   as_streams=True),
+            "streams": lambda model=model, corpus=corpus: evaluate(model, corpus.val, 8, 35, as_streams=True),
         }
         for threads in args.threads:
             times = {key: [] for key in runs}
             with threadpool_limits(threads):
-                runs["epoch"]()   # warm-up
+                runs["epoch"]()  # warm-up
                 for _ in range(args.rounds):
                     for key, run in runs.items():
                         times[key].append(_seconds(run))
             median = {key: statistics.median(values) for key, values in times.items()}
             epoch = median["epoch"]
-            print(f"| {corpus.val.size} characters | {len(starts)} | {threads} | {epoch:.3f} s | "
-                  f"{_added(median['documents'], epoch)} | {_added(median['one'], epoch)} | "
-                  f"{_added(median['streams'], epoch)} |")
+            print(
+                f"| {corpus.val.size} characters | {len(starts)} | {threads} | {epoch:.3f} s | "
+                f"{_added(median['documents'], epoch)} | {_added(median['one'], epoch)} | "
+                f"{_added(median['streams'], epoch)} |"
+            )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ figure is the median of repeated samples, so a noisy shared machine moves all si
 BLAS (threadpoolctl) and PyTorch are pinned to the thread count of the row. Nothing here
 asserts a time.
 """
+
 import json
 import os
 import platform
@@ -29,8 +30,12 @@ import textbook  # benchmarks/textbook.py, beside this file
 from rnnreg import _backend, _reference
 
 # name -> (N, D, H, T); tiny is the notebook's setting (one-hot vocab of 50)
-LSTM_SIZES = {"tiny": (1, 50, 32, 15), "small": (16, 64, 128, 35),
-              "medium": (32, 256, 256, 35), "large": (64, 512, 512, 35)}
+LSTM_SIZES = {
+    "tiny": (1, 50, 32, 15),
+    "small": (16, 64, 128, 35),
+    "medium": (32, 256, 256, 35),
+    "large": (64, 512, 512, 35),
+}
 LAYER_NORM_SIZES = {"tiny": (1, 32), "small": (32, 256), "medium": (64, 512), "large": (4096, 1024)}
 DROPOUT_SIZES = {"small": 10**5, "large": 10**7}
 CASES = ("lstm", "ln_lstm", "h_dropout_lstm", "layer_norm", "dropout", "epoch")
@@ -62,19 +67,24 @@ def compare(fns, repeats=5, min_time=0.02):
 
 # ----------------------------------------------------------------------------- environment
 def machine_info():
-    info = {"python": sys.version.split()[0], "numpy": np.__version__,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "rnnreg_build": _backend.COMPILED_VARIANT,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    info = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "rnnreg_build": _backend.COMPILED_VARIANT,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+    }
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f
-                               if line.startswith("model name"))
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
     try:
         import scipy
+
         info["scipy"] = scipy.__version__
     except ImportError:
         pass
@@ -82,9 +92,12 @@ def machine_info():
     info["torch"] = torch.__version__ if torch else None
     try:
         from threadpoolctl import threadpool_info
-        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "architecture",
-                                                "num_threads", "filepath")}
-                        for p in threadpool_info() if p.get("user_api") == "blas"]
+
+        info["blas"] = [
+            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
     except ImportError:
         info["blas"] = "threadpoolctl not installed: BLAS library and threads unknown"
     return info
@@ -93,6 +106,7 @@ def machine_info():
 def _torch():
     try:
         import torch
+
         return torch
     except ImportError:
         return None
@@ -107,6 +121,7 @@ class _Threads:
     def __enter__(self):
         try:
             from threadpoolctl import threadpool_limits
+
             self.limits = threadpool_limits(limits=self.n)
         except ImportError:
             self.limits = None
@@ -131,11 +146,17 @@ class _Threads:
 # headline: textbook NumPy time / public time.
 def _row(t, **fields):
     p = t["public"]
-    return dict(fields, public_s=p, kernel_s=t.get("kernel"), textbook_s=t.get("textbook"),
-                twin_s=t.get("twin"), torch_s=t.get("torch"),
-                speedup=t["textbook"] / p if "textbook" in t else None,
-                vs_twin=t["twin"] / p if "twin" in t else None,
-                vs_torch=t["torch"] / p if "torch" in t else None)
+    return dict(
+        fields,
+        public_s=p,
+        kernel_s=t.get("kernel"),
+        textbook_s=t.get("textbook"),
+        twin_s=t.get("twin"),
+        torch_s=t.get("torch"),
+        speedup=t["textbook"] / p if "textbook" in t else None,
+        vs_twin=t["twin"] / p if "twin" in t else None,
+        vs_torch=t["torch"] / p if "torch" in t else None,
+    )
 
 
 def _lstm_inputs(N, D, H, T, dtype, rng):
@@ -159,6 +180,7 @@ def bench_lstm(size, dtype, rng, repeats, quick, variant="plain"):
     (LN-LSTM, vs a TorchScript cell loop) or "recurrent_dropout" (a mask on h(t-1), vs a
     TorchScript loop) — the two nn.LSTM cannot do."""
     import rnnreg
+
     K = _backend._kernels
     N, D, H, T = LSTM_SIZES[size]
     if quick:
@@ -167,28 +189,29 @@ def bench_lstm(size, dtype, rng, repeats, quick, variant="plain"):
     dc = np.zeros((N, H), dtype)
     eps = 1e-5
     ln = rnnreg.lstm_layer_norm_params(H, dtype) if variant == "layer_norm" else None
-    mask = rnnreg.dropout_mask((N, H), 0.75, rng=1, dtype=dtype) \
-        if variant == "recurrent_dropout" else None
+    mask = rnnreg.dropout_mask((N, H), 0.75, rng=1, dtype=dtype) if variant == "recurrent_dropout" else None
     _, cache_p = rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)
     fns = {
-        "public": lambda: rnnreg.lstm_backward(dh, rnnreg.lstm_forward(
-            x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)[1]),
-        "kernel": lambda: K.lstm_backward(dh, dc, K.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask,
-                                                                 eps)),
-        "twin": lambda: _reference.lstm_backward(dh, dc, _reference.lstm_forward(
-            x, h0, c0, Wx, Wh, b, ln, mask, eps)),
+        "public": lambda: rnnreg.lstm_backward(
+            dh, rnnreg.lstm_forward(x, h0, Wx, Wh, b, c0, layer_norm=ln, recurrent_mask=mask)[1]
+        ),
+        "kernel": lambda: K.lstm_backward(dh, dc, K.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)),
+        "twin": lambda: _reference.lstm_backward(
+            dh, dc, _reference.lstm_forward(x, h0, c0, Wx, Wh, b, ln, mask, eps)
+        ),
     }
     if variant == "plain":
-        fns["textbook"] = lambda: textbook.lstm_backward(dh, textbook.lstm_forward(
-            x, h0, Wx, Wh, b)[1])
+        fns["textbook"] = lambda: textbook.lstm_backward(dh, textbook.lstm_forward(x, h0, Wx, Wh, b)[1])
     torch = _torch()
     if torch:
         fns["torch"] = _torch_lstm(variant, N, D, H, T, dtype, x, dh)
     t = compare(fns, repeats)
-    case = {"plain": "lstm_forward+backward", "layer_norm": "ln_lstm_forward+backward",
-            "recurrent_dropout": "lstm_h_dropout_forward+backward"}[variant]
-    return [_row(t, size=size, shape=f"N={N} D={D} H={H} T={T}", dtype=np.dtype(dtype).name,
-                 case=case)]
+    case = {
+        "plain": "lstm_forward+backward",
+        "layer_norm": "ln_lstm_forward+backward",
+        "recurrent_dropout": "lstm_h_dropout_forward+backward",
+    }[variant]
+    return [_row(t, size=size, shape=f"N={N} D={D} H={H} T={T}", dtype=np.dtype(dtype).name, case=case)]
 
 
 def _torch_lstm(variant, N, D, H, T, dtype, x, dh):
@@ -202,6 +225,7 @@ def _torch_lstm(variant, N, D, H, T, dtype, x, dh):
         def plain():
             out, _ = lstm(tx)
             out.backward(tdh)
+
         return plain
     ln_lstm, masked_lstm = textbook.torch_cells()
     Wx = torch.randn(D, 4 * H, dtype=td, requires_grad=True)
@@ -210,27 +234,32 @@ def _torch_lstm(variant, N, D, H, T, dtype, x, dh):
     h0, c0 = torch.zeros(N, H, dtype=td), torch.zeros(N, H, dtype=td)
     tdh_t = tdh.transpose(0, 1)
     if variant == "layer_norm":
-        params = [torch.ones(4 * H, dtype=td, requires_grad=True),
-                  torch.zeros(4 * H, dtype=td, requires_grad=True),
-                  torch.ones(4 * H, dtype=td, requires_grad=True),
-                  torch.zeros(4 * H, dtype=td, requires_grad=True),
-                  torch.ones(H, dtype=td, requires_grad=True),
-                  torch.zeros(H, dtype=td, requires_grad=True)]
+        params = [
+            torch.ones(4 * H, dtype=td, requires_grad=True),
+            torch.zeros(4 * H, dtype=td, requires_grad=True),
+            torch.ones(4 * H, dtype=td, requires_grad=True),
+            torch.zeros(4 * H, dtype=td, requires_grad=True),
+            torch.ones(H, dtype=td, requires_grad=True),
+            torch.zeros(H, dtype=td, requires_grad=True),
+        ]
 
         def ln():
             xw = (tx.reshape(N * T, D) @ Wx).reshape(N, T, 4 * H).transpose(0, 1)
             ln_lstm(xw, h0, c0, Wh, *params, b).backward(tdh_t)
+
         return ln
     mask = (torch.rand(N, H, dtype=td) < 0.75).to(td) / 0.75
 
     def masked():
         xw = (tx.reshape(N * T, D) @ Wx + b).reshape(N, T, 4 * H).transpose(0, 1)
         masked_lstm(xw, h0, c0, Wh, mask).backward(tdh_t)
+
     return masked
 
 
 def bench_layer_norm(size, dtype, rng, repeats, quick):
     import rnnreg
+
     K = _backend._kernels
     M, F = LAYER_NORM_SIZES[size]
     x = (rng.standard_normal((M, F)) * 3 + 1).astype(dtype)
@@ -248,9 +277,15 @@ def bench_layer_norm(size, dtype, rng, repeats, quick):
     def twin():
         _, xhat, rstd = _reference.layer_norm_forward(x, gamma, beta, 1e-5)
         _reference.layer_norm_backward(dout, xhat, rstd, gamma)
-    fns = {"public": public, "kernel": kernel, "twin": twin,
-           "textbook": lambda: textbook.layer_norm_backward(
-               dout, textbook.layer_norm_forward(x, gamma, beta)[1])}
+
+    fns = {
+        "public": public,
+        "kernel": kernel,
+        "twin": twin,
+        "textbook": lambda: textbook.layer_norm_backward(
+            dout, textbook.layer_norm_forward(x, gamma, beta)[1]
+        ),
+    }
     torch = _torch()
     if torch:
         tx = torch.from_numpy(x).requires_grad_(True)
@@ -258,12 +293,20 @@ def bench_layer_norm(size, dtype, rng, repeats, quick):
         tb = torch.from_numpy(beta).requires_grad_(True)
         td = torch.from_numpy(dout)
         fns["torch"] = lambda: torch.nn.functional.layer_norm(tx, (F,), tg, tb, 1e-5).backward(td)
-    return [_row(compare(fns, repeats), size=size, shape=f"({M}, {F})",
-                 dtype=np.dtype(dtype).name, case="layer_norm_forward+backward")]
+    return [
+        _row(
+            compare(fns, repeats),
+            size=size,
+            shape=f"({M}, {F})",
+            dtype=np.dtype(dtype).name,
+            case="layer_norm_forward+backward",
+        )
+    ]
 
 
 def bench_dropout(size, dtype, rng, repeats, quick):
     import rnnreg
+
     K = _backend._kernels
     n = DROPOUT_SIZES[size]
     x = rng.standard_normal(n).astype(dtype)
@@ -278,19 +321,31 @@ def bench_dropout(size, dtype, rng, repeats, quick):
     if torch:
         tx = torch.from_numpy(x)
         fns["torch"] = lambda: torch.nn.functional.dropout(tx, 0.2, training=True)
-    rows = [_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
-                 dtype=np.dtype(dtype).name, case="dropout_forward")]
+    rows = [
+        _row(
+            compare(fns, repeats),
+            size=size,
+            shape=f"{n:.0e} elements",
+            dtype=np.dtype(dtype).name,
+            case="dropout_forward",
+        )
+    ]
     # With the result and mask written into buffers reused across calls, on both sides.
     out, mask, uniform = np.empty_like(x), np.empty_like(x), np.empty(n)
     fns = {
-        "public": lambda: rnnreg.dropout_forward(x, 0.8, True, gens["public"], out=out,
-                                                 mask_out=mask),
+        "public": lambda: rnnreg.dropout_forward(x, 0.8, True, gens["public"], out=out, mask_out=mask),
         "kernel": lambda: K.dropout_forward(x, 0.8, gens["kernel"], False, out, mask),
-        "textbook": lambda: textbook.dropout_forward_into(x, 0.8, gens["textbook"], uniform,
-                                                          out, mask),
+        "textbook": lambda: textbook.dropout_forward_into(x, 0.8, gens["textbook"], uniform, out, mask),
     }
-    rows.append(_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
-                     dtype=np.dtype(dtype).name, case="dropout_forward, out= buffers"))
+    rows.append(
+        _row(
+            compare(fns, repeats),
+            size=size,
+            shape=f"{n:.0e} elements",
+            dtype=np.dtype(dtype).name,
+            case="dropout_forward, out= buffers",
+        )
+    )
     # Zoneout's 0/1 weights alone (no input to multiply), z = 0.5: what the model draws twice
     # per batch and layer.
     gens = {k: np.random.default_rng(1) for k in ("public", "kernel", "twin", "textbook")}
@@ -303,13 +358,20 @@ def bench_dropout(size, dtype, rng, repeats, quick):
     if torch:
         half = torch.full((n,), 0.5, dtype=torch.from_numpy(x).dtype)
         fns["torch"] = lambda: torch.bernoulli(half)
-    rows.append(_row(compare(fns, repeats), size=size, shape=f"{n:.0e} elements",
-                     dtype=np.dtype(dtype).name, case="zoneout_mask"))
+    rows.append(
+        _row(
+            compare(fns, repeats),
+            size=size,
+            shape=f"{n:.0e} elements",
+            dtype=np.dtype(dtype).name,
+            case="zoneout_mask",
+        )
+    )
     return rows
 
 
 # ----------------------------------------------------------------------------- training epoch
-EPOCH_MODELS = {   # name -> rnnreg model settings
+EPOCH_MODELS = {  # name -> rnnreg model settings
     "plain": {},
     "output dropout": {"dropout_keep_prob": 0.6},
     "LN-LSTM": {"use_layer_norm": True},
@@ -319,6 +381,7 @@ EPOCH_MODELS = {   # name -> rnnreg model settings
 
 def _epoch_data(quick):
     from rnnreg.data import load_stdlib_docstrings
+
     corpus = load_stdlib_docstrings(train_chars=4000 if quick else 20000, eval_chars=1000)
     return corpus.train, corpus.vocab_size
 
@@ -334,8 +397,9 @@ SMALL_EPOCH_SHAPES = ((256, 1), (256, 2), (256, 4))
 
 def _rnnreg_epoch(model_name, stream, V, H, batch=8):
     from rnnreg import RegularizedLSTM, TrainConfig, fit
+
     model = RegularizedLSTM(V, H, seed=0, dtype="float32", **EPOCH_MODELS[model_name])
-    config = TrainConfig(epochs=1, batch_size=batch, progress=False)   # BPTT 35, Adam, clip 5
+    config = TrainConfig(epochs=1, batch_size=batch, progress=False)  # BPTT 35, Adam, clip 5
     return lambda: fit(model, stream, None, config, log=lambda line: None)
 
 
@@ -347,8 +411,8 @@ def _torch_epoch(model_name, stream, V, H, batch=8, bptt=35):
     F_ = torch.nn.functional
     torch.manual_seed(0)
     n = (stream.size - 1) // batch
-    inputs = torch.from_numpy(stream[:n * batch].reshape(batch, n).astype(np.int64))
-    targets = torch.from_numpy(stream[1:n * batch + 1].reshape(batch, n).astype(np.int64))
+    inputs = torch.from_numpy(stream[: n * batch].reshape(batch, n).astype(np.int64))
+    targets = torch.from_numpy(stream[1 : n * batch + 1].reshape(batch, n).astype(np.int64))
     head = torch.nn.Linear(H, V)
     if model_name in ("plain", "output dropout"):
         lstm = torch.nn.LSTM(V, H, batch_first=True)
@@ -358,9 +422,9 @@ def _torch_epoch(model_name, stream, V, H, batch=8, bptt=35):
         Wx = torch.nn.Parameter(torch.randn(V, 4 * H) * 0.05)
         Wh = torch.nn.Parameter(torch.randn(H, 4 * H) * 0.05)
         b = torch.nn.Parameter(torch.zeros(4 * H))
-        ln = [torch.nn.Parameter(torch.ones(4 * H) if k % 2 == 0 else torch.zeros(4 * H))
-              for k in range(4)] + [torch.nn.Parameter(torch.ones(H)),
-                                    torch.nn.Parameter(torch.zeros(H))]
+        ln = [
+            torch.nn.Parameter(torch.ones(4 * H) if k % 2 == 0 else torch.zeros(4 * H)) for k in range(4)
+        ] + [torch.nn.Parameter(torch.ones(H)), torch.nn.Parameter(torch.zeros(H))]
         params = [Wx, Wh, b] + (ln if model_name == "LN-LSTM" else []) + list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=5e-3)
 
@@ -368,26 +432,27 @@ def _torch_epoch(model_name, stream, V, H, batch=8, bptt=35):
         h = c = torch.zeros(batch, H)
         state = None
         for start in range(0, n, bptt):
-            x, y = inputs[:, start:start + bptt], targets[:, start:start + bptt]
+            x, y = inputs[:, start : start + bptt], targets[:, start : start + bptt]
             if model_name in ("plain", "output dropout"):
                 out, state = lstm(F_.one_hot(x, V).float(), state)
                 state = tuple(s.detach() for s in state)
                 if model_name == "output dropout":
                     out = F_.dropout(out, 0.4, training=True)
             else:
-                xw = F_.embedding(x, Wx).transpose(0, 1)   # (T, N, 4H): the hoisted input product
+                xw = F_.embedding(x, Wx).transpose(0, 1)  # (T, N, 4H): the hoisted input product
                 if model_name == "LN-LSTM":
                     hs = ln_lstm(xw, h, c, Wh, *ln, b)
                 else:
                     mask = (torch.rand(batch, H) < 0.75).float() / 0.75
                     hs = masked_lstm(xw + b, h, c, Wh, mask)
                 out = hs.transpose(0, 1)
-                h = out[:, -1].detach()   # (the scripted loops return h only: c restarts)
+                h = out[:, -1].detach()  # (the scripted loops return h only: c restarts)
             loss = F_.cross_entropy(head(out).reshape(-1, V), y.reshape(-1))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
+
     return epoch
 
 
@@ -395,13 +460,14 @@ def bench_epoch(dtype, repeats, quick):
     """One training epoch of a char-level LM (float32, hidden 256, batch 8, BPTT 35, one-hot
     vocabulary of the built-in text, Adam, clip 5): rnnreg's ``fit`` against PyTorch."""
     if dtype != np.float32:
-        return []   # the epoch is a float32 case
+        return []  # the epoch is a float32 case
     stream, V = _epoch_data(quick)
     H = 64 if quick else 256
     cases = [(name, H, 8) for name in EPOCH_MODELS]
     if not quick:
-        cases += [(name, big_h, big_batch) for big_h, big_batch in BIG_EPOCH_SHAPES
-                  for name in BIG_EPOCH_MODELS]
+        cases += [
+            (name, big_h, big_batch) for big_h, big_batch in BIG_EPOCH_SHAPES for name in BIG_EPOCH_MODELS
+        ]
         cases += [("plain", hidden, batch) for hidden, batch in SMALL_EPOCH_SHAPES]
     rows = []
     for name, hidden, batch in cases:
@@ -409,17 +475,25 @@ def bench_epoch(dtype, repeats, quick):
         if _torch():
             fns["torch"] = _torch_epoch(name, stream, V, hidden, batch=batch)
         t = compare(fns, repeats=max(3, repeats // 2), min_time=0.0)
-        rows.append(_row(t, size=name if (hidden, batch) == (H, 8) else
-                         f"{name}, H{hidden} B{batch}",
-                         shape=f"{stream.size} chars, V={V}, H={hidden}, batch {batch}, BPTT 35",
-                         dtype="float32", case="training epoch"))
+        rows.append(
+            _row(
+                t,
+                size=name if (hidden, batch) == (H, 8) else f"{name}, H{hidden} B{batch}",
+                shape=f"{stream.size} chars, V={V}, H={hidden}, batch {batch}, BPTT 35",
+                dtype="float32",
+                case="training epoch",
+            )
+        )
     return rows
 
 
 # ----------------------------------------------------------------------------- driver
 def _fmt_time(s):
-    return "" if s is None else (f"{s * 1e6:.1f} µs" if s < 1e-3 else
-                                 (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"))
+    return (
+        ""
+        if s is None
+        else (f"{s * 1e6:.1f} µs" if s < 1e-3 else (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"))
+    )
 
 
 def _ratio(r):
@@ -427,21 +501,25 @@ def _ratio(r):
 
 
 def markdown_table(rows):
-    lines = ["| case | size | shape | dtype | threads | rnnreg | raw kernel | textbook NumPy | "
-             "vs NumPy | NumPy twin | vs twin | PyTorch | vs PyTorch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | size | shape | dtype | threads | rnnreg | raw kernel | textbook NumPy | "
+        "vs NumPy | NumPy twin | vs twin | PyTorch | vs PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['size']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
             f"{_fmt_time(r['public_s'])} | {_fmt_time(r.get('kernel_s'))} | "
             f"{_fmt_time(r.get('textbook_s'))} | {_ratio(r.get('speedup'))} | "
             f"{_fmt_time(r.get('twin_s'))} | {_ratio(r.get('vs_twin'))} | "
-            f"{_fmt_time(r.get('torch_s'))} | {_ratio(r.get('vs_torch'))} |")
+            f"{_fmt_time(r.get('torch_s'))} | {_ratio(r.get('vs_torch'))} |"
+        )
     return "\n".join(lines)
 
 
-def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), threads=(1, 2),
-        repeats=None, out=None):
+def run(
+    quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), threads=(1, 2), repeats=None, out=None
+):
     """Run the benchmark; print a markdown table; write JSON to ``out``; return the rows."""
     if _backend._kernels is None:
         raise RuntimeError("the compiled kernels are not available: nothing to benchmark")
@@ -460,14 +538,20 @@ def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), thre
                     if case == "epoch":
                         new = bench_epoch(dtype, repeats, quick)
                     else:
-                        table = {"lstm": LSTM_SIZES, "ln_lstm": LSTM_SIZES,
-                                 "h_dropout_lstm": LSTM_SIZES, "layer_norm": LAYER_NORM_SIZES,
-                                 "dropout": DROPOUT_SIZES}[case]
-                        bench = {"lstm": bench_lstm, "layer_norm": bench_layer_norm,
-                                 "dropout": bench_dropout,
-                                 "ln_lstm": lambda *a: bench_lstm(*a, variant="layer_norm"),
-                                 "h_dropout_lstm": lambda *a: bench_lstm(
-                                     *a, variant="recurrent_dropout")}[case]
+                        table = {
+                            "lstm": LSTM_SIZES,
+                            "ln_lstm": LSTM_SIZES,
+                            "h_dropout_lstm": LSTM_SIZES,
+                            "layer_norm": LAYER_NORM_SIZES,
+                            "dropout": DROPOUT_SIZES,
+                        }[case]
+                        bench = {
+                            "lstm": bench_lstm,
+                            "layer_norm": bench_layer_norm,
+                            "dropout": bench_dropout,
+                            "ln_lstm": lambda *a: bench_lstm(*a, variant="layer_norm"),
+                            "h_dropout_lstm": lambda *a: bench_lstm(*a, variant="recurrent_dropout"),
+                        }[case]
                         new = []
                         for size in (s for s in table if sizes is None or s in sizes):
                             new += bench(size, dtype, rng, repeats, quick)
@@ -475,19 +559,26 @@ def run(quick=False, cases=None, sizes=None, dtypes=("float64", "float32"), thre
                         r["threads"] = n_threads
                     rows += new
                     for r in new:
-                        print(f"  {r['case']:<34} {r['size']:<15} {r['dtype']:<8} "
-                              f"{n_threads} thr"
-                              + (f"  {r['speedup']:6.2f}x NumPy" if r.get("speedup") else "")
-                              + (f"  {r['vs_torch']:5.2f}x torch" if r.get("vs_torch") else ""),
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  {r['case']:<34} {r['size']:<15} {r['dtype']:<8} "
+                            f"{n_threads} thr"
+                            + (f"  {r['speedup']:6.2f}x NumPy" if r.get("speedup") else "")
+                            + (f"  {r['vs_torch']:5.2f}x torch" if r.get("vs_torch") else ""),
+                            file=sys.stderr,
+                            flush=True,
+                        )
     info = machine_info()
-    print(f"machine: {info.get('cpu')}, {info['cpu_count']} cores; rnnreg build "
-          f"{info['rnnreg_build']}; numpy {info['numpy']}; torch {info['torch']}; "
-          f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}")
+    print(
+        f"machine: {info.get('cpu')}, {info['cpu_count']} cores; rnnreg build "
+        f"{info['rnnreg_build']}; numpy {info['numpy']}; torch {info['torch']}; "
+        f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}"
+    )
     if isinstance(info["blas"], list):
         for lib in info["blas"]:
-            print(f"BLAS: {lib['internal_api']} {lib['version']} ({lib['architecture']}), "
-                  f"{os.path.basename(lib['filepath'])}")
+            print(
+                f"BLAS: {lib['internal_api']} {lib['version']} ({lib['architecture']}), "
+                f"{os.path.basename(lib['filepath'])}"
+            )
     else:
         print(f"BLAS: {info['blas']}")
     print()

@@ -10,6 +10,7 @@ performance guide measures an epoch against (benchmarks/results/2026-12-04-produ
 Shapes: the weight gradients and input product of the large LSTM of the speed table (N 64,
 T 35, D = H = 512: N*T = 2240 rows, 4H = 2048 gate columns).
 """
+
 import argparse
 import time
 
@@ -40,8 +41,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("| dtype | m, k, n | threads | rnnreg.matmul (split) | one SciPy BLAS call | ratio | "
-          "BLAS rate, multiply-adds/s |")
+    print(
+        "| dtype | m, k, n | threads | rnnreg.matmul (split) | one SciPy BLAS call | ratio | "
+        "BLAS rate, multiply-adds/s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for dtype in (np.float64, np.float32):
         gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
@@ -54,12 +57,13 @@ def main():
             assert np.allclose(whole().T, rnnreg.matmul(a, b, trans_a), rtol=1e-3, atol=1e-2)
             for threads in (1, 2):
                 with threadpool_limits(threads):
-                    split_ms = median_ms(lambda a=a, b=b, t=trans_a: rnnreg.matmul(a, b, t),
-                                         args.repeats)
+                    split_ms = median_ms(lambda a=a, b=b, t=trans_a: rnnreg.matmul(a, b, t), args.repeats)
                     whole_ms = median_ms(whole, args.repeats)
-                rate = m * k * n / (whole_ms * 1e-3)   # the machine's BLAS peak, near enough
-                print(f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {threads} | {split_ms:.1f} ms "
-                      f"| {whole_ms:.1f} ms | {whole_ms / split_ms:.2f}× | {rate / 1e9:.1f} G |")
+                rate = m * k * n / (whole_ms * 1e-3)  # the machine's BLAS peak, near enough
+                print(
+                    f"| {np.dtype(dtype).name} | {m}, {k}, {n} | {threads} | {split_ms:.1f} ms "
+                    f"| {whole_ms:.1f} ms | {whole_ms / split_ms:.2f}× | {rate / 1e9:.1f} G |"
+                )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ more; the compiled kernels show up under the Python functions that call them
 (``model.forward_batch``, ``model.backward``, ``cells.LSTMCell.backward``, ...). A diagnostic:
 the README's speed table comes from ``benchmarks/run.py --cases epoch``.
 """
+
 import argparse
 import cProfile
 import pstats
@@ -29,7 +30,7 @@ def main():
     config = TrainConfig(epochs=1, progress=False)
     quiet = lambda line: None  # noqa: E731
     with threadpool_limits(1):
-        fit(model, corpus.train, None, config, log=quiet)   # warm-up
+        fit(model, corpus.train, None, config, log=quiet)  # warm-up
         started = time.perf_counter()
         fit(model, corpus.train, None, config, log=quiet)
         print(f"one epoch: {time.perf_counter() - started:.3f} s")

@@ -18,6 +18,7 @@ A table is marked with the record it comes from and which table of that record i
 So a figure in the README or the docs is never typed by hand, and tests/test_readme.py fails
 when one no longer matches its record (rerun the benchmark, then this script).
 """
+
 import argparse
 import json
 import pathlib
@@ -63,8 +64,9 @@ def epoch_table(rows):
     threads = sorted({r["threads"] for r in epochs})
     models = list(dict.fromkeys(r["size"] for r in epochs))
     by_key = {(r["size"], r["threads"]): r for r in epochs}
-    head = "| model |" + "".join(f" rnnreg, {n} thread{'s' * (n > 1)} | PyTorch / rnnreg, {n} |"
-                                for n in threads)
+    head = "| model |" + "".join(
+        f" rnnreg, {n} thread{'s' * (n > 1)} | PyTorch / rnnreg, {n} |" for n in threads
+    )
     lines = [head, "|---|" + "---|---|" * len(threads)]
     for model in models:
         cells = []
@@ -77,13 +79,17 @@ def epoch_table(rows):
 
 def kernel_table(rows, contains=""):
     """Kernel rows of a run.py record (public function against textbook NumPy and PyTorch)."""
-    lines = ["| case | shape | dtype | threads | rnnreg | textbook NumPy / rnnreg | "
-             "PyTorch / rnnreg |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | shape | dtype | threads | rnnreg | textbook NumPy / rnnreg | PyTorch / rnnreg |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["case"] != "training epoch" and contains in r["case"]:
-            lines.append(f"| {r['case']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
-                         f"{_time(r['public_s'])} | {_times(r.get('speedup'))} | "
-                         f"{_times(r.get('vs_torch'))} |")
+            lines.append(
+                f"| {r['case']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
+                f"{_time(r['public_s'])} | {_times(r.get('speedup'))} | "
+                f"{_times(r.get('vs_torch'))} |"
+            )
     return "\n".join(lines)
 
 
@@ -111,14 +117,16 @@ def regenerate(text):
         if body != new:
             changed.append((source, which))
         return head + new + tail
+
     return BLOCK.sub(replace, text), changed
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report tables that differ")
-    parser.add_argument("files", nargs="*", default=PAGES,
-                        help="pages to update (default: the README and docs/guide/*.md)")
+    parser.add_argument(
+        "files", nargs="*", default=PAGES, help="pages to update (default: the README and docs/guide/*.md)"
+    )
     args = parser.parse_args(argv)
     differs = False
     for name in args.files:

@@ -14,6 +14,7 @@ the regularizer on costs. The PyTorch row is the same zoneout model (one-hot inp
 embedding lookup of the input weights, the scripted loop, a linear head, Adam 5e-3, clipping at
 5, (h, c) carried across chunks and detached), and its ratio is PyTorch's epoch over rnnreg's.
 """
+
 import argparse
 import json
 import os
@@ -24,10 +25,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # textbook.py beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # textbook.py beside this file
 import textbook  # noqa: E402
 
-ZONEOUT = {"zoneout_hidden": 0.05, "zoneout_cell": 0.5}   # `rnnreg compare`'s zoneout setting
+ZONEOUT = {"zoneout_hidden": 0.05, "zoneout_cell": 0.5}  # `rnnreg compare`'s zoneout setting
 EMBEDDING = {"embedding_size": 256}
 # name -> (model settings, training settings, baseline)
 VARIANTS = {
@@ -43,6 +44,7 @@ VARIANTS = {
 
 def _rnnreg_epoch(stream, V, H, model_kwargs, train_kwargs):
     from rnnreg import RegularizedLSTM, TrainConfig, fit
+
     model = RegularizedLSTM(V, H, seed=0, dtype="float32", **model_kwargs)
     config = TrainConfig(epochs=1, progress=False, **train_kwargs)
     return lambda: fit(model, stream, None, config, log=lambda line: None)
@@ -50,12 +52,13 @@ def _rnnreg_epoch(stream, V, H, model_kwargs, train_kwargs):
 
 def _torch_zoneout_epoch(stream, V, H, batch=8, bptt=35):
     import torch
+
     F_ = torch.nn.functional
     torch.manual_seed(0)
     cell = textbook.torch_zoneout_cell()
     n = (stream.size - 1) // batch
-    inputs = torch.from_numpy(stream[:n * batch].reshape(batch, n).astype(np.int64))
-    targets = torch.from_numpy(stream[1:n * batch + 1].reshape(batch, n).astype(np.int64))
+    inputs = torch.from_numpy(stream[: n * batch].reshape(batch, n).astype(np.int64))
+    targets = torch.from_numpy(stream[1 : n * batch + 1].reshape(batch, n).astype(np.int64))
     Wx = torch.nn.Parameter(torch.randn(V, 4 * H) * 0.05)
     Wh = torch.nn.Parameter(torch.randn(H, 4 * H) * 0.05)
     b = torch.nn.Parameter(torch.zeros(4 * H))
@@ -66,16 +69,16 @@ def _torch_zoneout_epoch(stream, V, H, batch=8, bptt=35):
     def epoch():
         h = c = torch.zeros(batch, H)
         for start in range(0, n, bptt):
-            x, y = inputs[:, start:start + bptt], targets[:, start:start + bptt]
-            xw = F_.embedding(x, Wx).transpose(0, 1) + b   # (T, N, 4H): the hoisted product
-            hs, h, c = cell(xw, h, c, Wh, ZONEOUT["zoneout_hidden"], ZONEOUT["zoneout_cell"],
-                            True)
+            x, y = inputs[:, start : start + bptt], targets[:, start : start + bptt]
+            xw = F_.embedding(x, Wx).transpose(0, 1) + b  # (T, N, 4H): the hoisted product
+            hs, h, c = cell(xw, h, c, Wh, ZONEOUT["zoneout_hidden"], ZONEOUT["zoneout_cell"], True)
             h, c = h.detach(), c.detach()
             loss = F_.cross_entropy(head(hs.transpose(0, 1)).reshape(-1, V), y.reshape(-1))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
+
     return epoch
 
 
@@ -87,8 +90,9 @@ def _timed(fn):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS, rnnreg and PyTorch threads (threadpoolctl)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS, rnnreg and PyTorch threads (threadpoolctl)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="PATH")
@@ -97,12 +101,14 @@ def main(argv=None):
 
     import rnnreg
     from rnnreg.data import load_stdlib_docstrings
+
     corpus = load_stdlib_docstrings(train_chars=3000 if args.quick else 20000, eval_chars=1000)
     stream, V, H = corpus.train, corpus.vocab_size, 32 if args.quick else 256
     rounds = 1 if args.quick else args.rounds
     fns = {name: _rnnreg_epoch(stream, V, H, m, t) for name, (m, t, _) in VARIANTS.items()}
     try:
         import torch
+
         torch.set_num_threads(args.threads)
         fns["PyTorch: zoneout, TorchScript loop"] = _torch_zoneout_epoch(stream, V, H)
     except ImportError:
@@ -111,7 +117,7 @@ def main(argv=None):
     rnnreg.set_num_threads(args.threads)
     with threadpool_limits(args.threads):
         for fn in fns.values():
-            fn()   # warm up
+            fn()  # warm up
         for k in range(rounds):
             for name, fn in fns.items():
                 samples[name].append(_timed(fn))
@@ -119,25 +125,39 @@ def main(argv=None):
     baseline = {name: spec[2] for name, spec in VARIANTS.items()}
     baseline["PyTorch: zoneout, TorchScript loop"] = "zoneout (h 0.05, c 0.5)"
     rows = []
-    lines = ["| variant | epoch, median | ratio to | ratio, median [range] over rounds |",
-             "|---|---|---|---|"]
+    lines = [
+        "| variant | epoch, median | ratio to | ratio, median [range] over rounds |",
+        "|---|---|---|---|",
+    ]
     for name, times in samples.items():
         base = baseline[name]
         # this / its baseline; for the PyTorch row that is PyTorch's epoch / rnnreg's
         ratios = [t / b for t, b in zip(times, samples[base])] if base else None
-        row = {"variant": name, "seconds": times, "median": statistics.median(times),
-               "baseline": base, "ratios": ratios,
-               "ratio": statistics.median(ratios) if ratios else None}
+        row = {
+            "variant": name,
+            "seconds": times,
+            "median": statistics.median(times),
+            "baseline": base,
+            "ratios": ratios,
+            "ratio": statistics.median(ratios) if ratios else None,
+        }
         rows.append(row)
-        label = ("" if not base else
-                 (f"rnnreg {base}: PyTorch / rnnreg" if name.startswith("PyTorch")
-                  else f"{base}: this / baseline"))
-        ratio = "" if not ratios else \
-            f"{row['ratio']:.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
+        label = (
+            ""
+            if not base
+            else (
+                f"rnnreg {base}: PyTorch / rnnreg"
+                if name.startswith("PyTorch")
+                else f"{base}: this / baseline"
+            )
+        )
+        ratio = "" if not ratios else f"{row['ratio']:.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
         lines.append(f"| {name} | {row['median']:.3f} s | {label} | {ratio} |")
-    head = (f"{stream.size} chars, V={V}, H={H}, float32, batch 8, BPTT 35, {args.threads} "
-            f"thread(s), {rounds} alternating rounds; rnnreg {rnnreg.__version__} "
-            f"({rnnreg._backend.COMPILED_VARIANT} build); {platform.processor() or platform.machine()}")
+    head = (
+        f"{stream.size} chars, V={V}, H={H}, float32, batch 8, BPTT 35, {args.threads} "
+        f"thread(s), {rounds} alternating rounds; rnnreg {rnnreg.__version__} "
+        f"({rnnreg._backend.COMPILED_VARIANT} build); {platform.processor() or platform.machine()}"
+    )
     print(head + "\n\n" + "\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

@@ -11,6 +11,7 @@ and the gate functions — and runs the forward step (float32, T = 35) at each s
 the best of 200 sequences. A diagnostic for the kernels' design, recorded in
 ``benchmarks/results/2026-12-04-step-split.md``.
 """
+
 import argparse
 import pathlib
 import subprocess
@@ -20,31 +21,50 @@ import tempfile
 HERE = pathlib.Path(__file__).resolve().parent
 SOURCE = HERE / "step_split.c"
 INCLUDE = HERE.parent / "src" / "rnnreg"
-SHAPES = [(1, 256), (2, 256), (4, 256), (8, 256), (16, 256), (32, 256), (8, 512), (32, 512),
-          (64, 1024)]
+SHAPES = [(1, 256), (2, 256), (4, 256), (8, 256), (16, 256), (32, 256), (8, 512), (32, 512), (64, 1024)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", metavar="BATCHxHIDDEN",
-                        default=[f"{n}x{h}" for n, h in SHAPES])
+    parser.add_argument(
+        "--shapes", nargs="+", metavar="BATCHxHIDDEN", default=[f"{n}x{h}" for n, h in SHAPES]
+    )
     args = parser.parse_args()
     shapes = [tuple(int(part) for part in shape.split("x")) for shape in args.shapes]
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     with tempfile.TemporaryDirectory() as tmp:
         program = pathlib.Path(tmp) / "step_split"
-        subprocess.run([compiler, "-O3", "-mavx2", "-mfma", "-fopenmp", "-ffp-contract=off",
-                        "-fno-math-errno", "-fno-trapping-math", f"-I{INCLUDE}", str(SOURCE),
-                        "-o", str(program)], check=True)
-        print("| batch | hidden | 1 thread | 2 threads, by rows | speed-up | "
-              "2 threads, by units + barrier | speed-up |")
+        subprocess.run(
+            [
+                compiler,
+                "-O3",
+                "-mavx2",
+                "-mfma",
+                "-fopenmp",
+                "-ffp-contract=off",
+                "-fno-math-errno",
+                "-fno-trapping-math",
+                f"-I{INCLUDE}",
+                str(SOURCE),
+                "-o",
+                str(program),
+            ],
+            check=True,
+        )
+        print(
+            "| batch | hidden | 1 thread | 2 threads, by rows | speed-up | "
+            "2 threads, by units + barrier | speed-up |"
+        )
         print("|---|---|---|---|---|---|---|")
         for batch, hidden in shapes:
-            line = subprocess.run([str(program), str(batch), str(hidden)], check=True,
-                                  capture_output=True, text=True).stdout.split()
+            line = subprocess.run(
+                [str(program), str(batch), str(hidden)], check=True, capture_output=True, text=True
+            ).stdout.split()
             one, rows, units = map(float, line[2:])
-            print(f"| {batch} | {hidden} | {one:.0f} µs | {rows:.0f} µs | {one / rows:.2f}× | "
-                  f"{units:.0f} µs | {one / units:.2f}× |")
+            print(
+                f"| {batch} | {hidden} | {one:.0f} µs | {rows:.0f} µs | {one / rows:.2f}× | "
+                f"{units:.0f} µs | {one / units:.2f}× |"
+            )
 
 
 if __name__ == "__main__":

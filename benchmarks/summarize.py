@@ -7,6 +7,7 @@ from a busy neighbour). This prints, for every case, the median over the runs an
 [lowest, highest] of the public functions' speed-up over textbook NumPy, over the NumPy twin and
 over PyTorch; the runs themselves stay in their JSON files.
 """
+
 import json
 import statistics
 import sys
@@ -35,19 +36,29 @@ def summarize(paths, threads=None):
                 rows[key] = []
             rows[key].append(r)
     times = lambda v: f"{v:.2f}×"  # noqa: E731
-    lines = [f"{len(paths)} runs; median [lowest–highest]", "",
-             "| case | size | shape | dtype | threads | vs textbook NumPy | vs NumPy twin | "
-             "vs PyTorch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{len(paths)} runs; median [lowest–highest]",
+        "",
+        "| case | size | shape | dtype | threads | vs textbook NumPy | vs NumPy twin | vs PyTorch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for key in keys:
         if threads is not None and key[4] != threads:
             continue
         found = rows[key]
-        lines.append("| " + " | ".join(map(str, key)) + " | "
-                     + " | ".join([_cell([r.get("speedup") for r in found], times),
-                                   _cell([r.get("vs_twin") for r in found], times),
-                                   _cell([r.get("vs_torch") for r in found], lambda v: f"{v:.2f}×")])
-                     + " |")
+        lines.append(
+            "| "
+            + " | ".join(map(str, key))
+            + " | "
+            + " | ".join(
+                [
+                    _cell([r.get("speedup") for r in found], times),
+                    _cell([r.get("vs_twin") for r in found], times),
+                    _cell([r.get("vs_torch") for r in found], lambda v: f"{v:.2f}×"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ NumPy, as taught (CS231n's LSTM, with the input product of all time steps hoiste
 loop; layer norm from ``x.mean``/``x.var``; dropout from ``rng.random(shape) < keep``). Gate
 blocks in rnnreg's order (i, f, o, g), so the weights are the same arrays.
 """
+
 import numpy as np
 
 
@@ -16,14 +17,18 @@ def sigmoid(a):
 def lstm_forward(x, h0, Wx, Wh, b):
     N, T, _ = x.shape
     H = h0.shape[1]
-    xw = (x.reshape(N * T, -1) @ Wx + b).reshape(N, T, 4 * H)   # one input product
+    xw = (x.reshape(N * T, -1) @ Wx + b).reshape(N, T, 4 * H)  # one input product
     h, c = h0, np.zeros_like(h0)
     hs = np.empty((N, T, H), x.dtype)
     steps = []
     for t in range(T):
         a = xw[:, t] + h @ Wh
-        i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), \
-            np.tanh(a[:, 3 * H:])
+        i, f, o, g = (
+            sigmoid(a[:, :H]),
+            sigmoid(a[:, H : 2 * H]),
+            sigmoid(a[:, 2 * H : 3 * H]),
+            np.tanh(a[:, 3 * H :]),
+        )
         c_prev, h_prev = c, h
         c = f * c + i * g
         tc = np.tanh(c)
@@ -47,8 +52,7 @@ def lstm_backward(dh, cache):
         do = dh_t * tc
         dc = dc_next + dh_t * o * (1 - tc * tc)
         di, df, dg = dc * g, dc * c_prev, dc * i
-        da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o),
-                             dg * (1 - g * g)], axis=1)
+        da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], axis=1)
         dxw[:, t] = da
         dWh += h_prev.T @ da
         dh_next = da @ Wh.T
@@ -70,8 +74,9 @@ def layer_norm_backward(dout, cache):
     xhat, gamma, var, eps = cache
     F = xhat.shape[1]
     dxhat = dout * gamma
-    dx = (dxhat * F - dxhat.sum(axis=1, keepdims=True)
-          - xhat * (dxhat * xhat).sum(axis=1, keepdims=True)) / (F * np.sqrt(var + eps))
+    dx = (dxhat * F - dxhat.sum(axis=1, keepdims=True) - xhat * (dxhat * xhat).sum(axis=1, keepdims=True)) / (
+        F * np.sqrt(var + eps)
+    )
     return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 
 
@@ -103,14 +108,23 @@ def torch_cells():
     import torch
 
     @torch.jit.script
-    def ln_lstm(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, Wh: torch.Tensor,
-                gx: torch.Tensor, bx: torch.Tensor, gh: torch.Tensor, bh: torch.Tensor,
-                gc: torch.Tensor, bc: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def ln_lstm(
+        xw: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        Wh: torch.Tensor,
+        gx: torch.Tensor,
+        bx: torch.Tensor,
+        gh: torch.Tensor,
+        bh: torch.Tensor,
+        gc: torch.Tensor,
+        bc: torch.Tensor,
+        b: torch.Tensor,
+    ) -> torch.Tensor:
         outputs = []
         H = h.shape[1]
         for t in range(xw.shape[0]):
-            a = torch.layer_norm(xw[t], [4 * H], gx, bx) + \
-                torch.layer_norm(h @ Wh, [4 * H], gh, bh) + b
+            a = torch.layer_norm(xw[t], [4 * H], gx, bx) + torch.layer_norm(h @ Wh, [4 * H], gh, bh) + b
             i, f, o, g = a.chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(torch.layer_norm(c, [H], gc, bc))
@@ -118,8 +132,9 @@ def torch_cells():
         return torch.stack(outputs)
 
     @torch.jit.script
-    def masked_lstm(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, Wh: torch.Tensor,
-                    mask: torch.Tensor) -> torch.Tensor:
+    def masked_lstm(
+        xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, Wh: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         outputs = []
         for t in range(xw.shape[0]):
             a = xw[t] + (h * mask) @ Wh
@@ -141,8 +156,15 @@ def torch_zoneout_cell():
     import torch
 
     @torch.jit.script
-    def zoneout_lstm(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, Wh: torch.Tensor,
-                     zh: float, zc: float, training: bool):
+    def zoneout_lstm(
+        xw: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        Wh: torch.Tensor,
+        zh: float,
+        zc: float,
+        training: bool,
+    ):
         outputs = []
         for t in range(xw.shape[0]):
             a = xw[t] + h @ Wh

@@ -10,6 +10,7 @@ Debian's package installs it): its own browser download needs a host this projec
 Resources from the network (MathJax's CDN) are not loaded here and not checked; check_links.py
 checks the site's own links and images by name, this checks they render.
 """
+
 import argparse
 import pathlib
 import shutil
@@ -28,12 +29,12 @@ _PAGE_STATE = """() => ({
 
 def check(root, chromium):
     from playwright.sync_api import sync_playwright
+
     root = pathlib.Path(root).resolve()
     pages = sorted(root.rglob("*.html"))
     problems, images = [], 0
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium,
-                                             args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context()
         # Nothing leaves the machine: requests to the network are refused before they go out.
         context.route("http*://**", lambda route: route.abort())
@@ -42,10 +43,20 @@ def check(root, chromium):
             page = context.new_page()
             errors = []
             page.on("pageerror", lambda exc, errors=errors: errors.append(f"script error: {exc}"))
-            page.on("console", lambda msg, errors=errors: errors.append(
-                f"console: {msg.text}") if msg.type == "error" and not _from_network(msg) else None)
-            page.on("requestfailed", lambda req, errors=errors: errors.append(
-                f"did not load: {req.url}") if req.url.startswith("file:") else None)
+            page.on(
+                "console",
+                lambda msg, errors=errors: (
+                    errors.append(f"console: {msg.text}")
+                    if msg.type == "error" and not _from_network(msg)
+                    else None
+                ),
+            )
+            page.on(
+                "requestfailed",
+                lambda req, errors=errors: (
+                    errors.append(f"did not load: {req.url}") if req.url.startswith("file:") else None
+                ),
+            )
             page.goto(path.as_uri(), wait_until="load")
             state = page.evaluate(_PAGE_STATE)
             images += state["images"]
@@ -67,18 +78,19 @@ def _from_network(msg):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="the built site, e.g. docs/_build/html")
-    parser.add_argument("--chromium", default=shutil.which("chromium"),
-                        help="the Chromium executable (default: chromium on PATH)")
+    parser.add_argument(
+        "--chromium",
+        default=shutil.which("chromium"),
+        help="the Chromium executable (default: chromium on PATH)",
+    )
     args = parser.parse_args(argv)
     if not args.chromium:
-        print("no Chromium found: install Debian's chromium package or pass --chromium",
-              file=sys.stderr)
+        print("no Chromium found: install Debian's chromium package or pass --chromium", file=sys.stderr)
         return 2
     pages, images, problems = check(args.root, args.chromium)
     for problem in problems:
         print(problem)
-    print(f"{len(pages)} pages and {images} images rendered in Chromium, "
-          f"{len(problems)} problems")
+    print(f"{len(pages)} pages and {images} images rendered in Chromium, {len(problems)} problems")
     return 1 if problems or not pages else 0
 
 

@@ -3,6 +3,7 @@ HTML pages names a file that exists (and, with a #fragment, an id in it).
 
     python docs/check_links.py docs/_build/html      # after sphinx-build; exit 1 naming each broken one
 """
+
 import html.parser
 import pathlib
 import sys
@@ -31,7 +32,7 @@ def check(root):
         for ref in parsed.refs:
             url = urllib.parse.urlparse(ref)
             if url.scheme or url.netloc or ref.startswith(("mailto:", "javascript:")):
-                continue   # external: not this check's business
+                continue  # external: not this check's business
             target = (page.parent / url.path).resolve() if url.path else page
             if not target.exists():
                 broken.append(f"{page.relative_to(root)}: {ref} (no such file)")

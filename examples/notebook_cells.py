@@ -4,6 +4,7 @@
 
 runs every cell top to bottom in one namespace, headless (matplotlib's Agg backend).
 """
+
 import sys
 
 
@@ -29,6 +30,7 @@ def code_cells(text):
 def run_notebook(path):
     """Execute every code cell of ``path``; returns the namespace the cells shared."""
     import matplotlib
+
     matplotlib.use("Agg")
     with open(path, encoding="utf-8") as f:
         cells = code_cells(f.read())

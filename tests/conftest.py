@@ -9,20 +9,22 @@ matplotlib.use("Agg")  # headless: every figure renders off screen
 def _close_figures():
     yield
     import matplotlib.pyplot as plt
+
     plt.close("all")
 
 
 def pytest_report_header(config):
     import rnnreg
     from rnnreg import _backend
-    return (f"rnnreg backend: {rnnreg.get_backend()} ({_backend.COMPILED_VARIANT} build, "
-            f"{rnnreg.__file__})")
+
+    return f"rnnreg backend: {rnnreg.get_backend()} ({_backend.COMPILED_VARIANT} build, {rnnreg.__file__})"
 
 
 @pytest.fixture(params=["compiled", "numpy"])
 def backend(request):
     """Runs a test once on each backend (the compiled kernels and their NumPy twins)."""
     import rnnreg
+
     with rnnreg.use_backend(request.param):
         yield request.param
 
@@ -38,8 +40,8 @@ def toy_corpus():
     from rnnreg import CharCorpus
 
     def make(min_count=1):
-        return CharCorpus(TOY_TEXT, "the rat sat. ~", "a cat on a mat.", name="toy",
-                          min_count=min_count)
+        return CharCorpus(TOY_TEXT, "the rat sat. ~", "a cat on a mat.", name="toy", min_count=min_count)
+
     return make
 
 
@@ -54,9 +56,15 @@ def train_toy_model(toy_corpus):
         model = RegularizedLSTM(corpus.vocab_size, 24, seed=0)
         model.vocabulary = corpus.vocabulary
         path = None if path is None else str(path)
-        fit(model, corpus.train, corpus.val, TrainConfig(epochs=epochs, lr=2e-2, progress=False,
-                                                         checkpoint_path=path), log=None)
+        fit(
+            model,
+            corpus.train,
+            corpus.val,
+            TrainConfig(epochs=epochs, lr=2e-2, progress=False, checkpoint_path=path),
+            log=None,
+        )
         return model, corpus, path
+
     return train
 
 
@@ -69,11 +77,18 @@ def run_python(tmp_path):
     import textwrap
 
     def run(code):
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, (f"child exited with {proc.returncode}\nstdout: "
-                                      f"{proc.stdout}\nstderr: {proc.stderr}")
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, (
+            f"child exited with {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
         return proc.stdout
+
     return run
 
 
@@ -84,11 +99,13 @@ def rng():
 
 def pytest_terminal_summary(terminalreporter):
     import sys
+
     for module in list(sys.modules.values()):
         stats = getattr(module, "BAD_INPUT_STATS", None)
         if isinstance(stats, dict) and stats.get("tried"):
             terminalreporter.write_line(
                 f"bad-input cases tried: {stats['tried']}; accepted without error: "
                 f"{stats['accepted']}; silent NaN: {stats['silent_nan']}; crashes: 0 "
-                "(the run reached this line)")
+                "(the run reached this line)"
+            )
             break

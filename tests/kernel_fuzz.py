@@ -10,6 +10,7 @@ two arguments swapped, a cache field replaced). The kernel must raise ValueError
 A corruption that keeps the set consistent — an ndarray subclass whose ``.shape`` lies — must
 give the same result as the honest call. Anything else is counted and reported.
 """
+
 import json
 import sys
 
@@ -40,23 +41,38 @@ def _valid(kernel, rng, dtype):
     if kernel in ("lstm_forward", "lstm_backward"):
         ln = None
         if rng.random() < 0.5:
-            ln = {"gamma_x": f(G), "beta_x": f(G), "gamma_h": f(G), "beta_h": f(G),
-                  "gamma_c": f(H), "beta_c": f(H)}
+            ln = {
+                "gamma_x": f(G),
+                "beta_x": f(G),
+                "gamma_h": f(G),
+                "beta_h": f(G),
+                "gamma_c": f(H),
+                "beta_c": f(H),
+            }
         mask = f(N, H) if rng.random() < 0.5 else None
         # x as floats (N, T, D), or as one-hot inputs given by their token ids (N, T) in [0, D)
         x = rng.integers(0, D, (N, T)).astype(np.int64) if rng.random() < 0.3 else f(N, T, D)
         # zoneout weights (N, T, H) of h and of c, each present or not
-        zone = [(rng.random((N, T, H)) < 0.3).astype(dtype) if rng.random() < 0.4 else None
-                for _ in range(2)]
+        zone = [(rng.random((N, T, H)) < 0.3).astype(dtype) if rng.random() < 0.4 else None for _ in range(2)]
         fwd = [x, f(N, H), f(N, H), f(D, G), f(H, G), f(G), ln, mask, 1e-5] + zone
         if kernel == "lstm_forward":
-            return fwd, ["x", "h0", "c0", "Wx", "Wh", "b", "layer_norm", "recurrent_mask", "eps",
-                         "zoneout_h", "zoneout_c"]
+            return fwd, [
+                "x",
+                "h0",
+                "c0",
+                "Wx",
+                "Wh",
+                "b",
+                "layer_norm",
+                "recurrent_mask",
+                "eps",
+                "zoneout_h",
+                "zoneout_c",
+            ]
         cache = K.lstm_forward(*fwd)
         return [f(N, T, H), f(N, H), cache], ["dh", "dc_final", "cache"]
     if kernel == "lstm_step_forward":
-        return [f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G)], \
-            ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
+        return [f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G)], ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
     if kernel == "lstm_step_backward":
         _, _, cache = K.lstm_step_forward(f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G))
         return [f(N, H), f(N, H), cache], ["dnext_h", "dnext_c", "cache"]
@@ -68,8 +84,13 @@ def _valid(kernel, rng, dtype):
     if kernel == "dropout_forward":
         return [f(N * D), 0.5, np.random.default_rng(0)], ["x", "keep_prob", "rng"]
     if kernel == "draw_mask":
-        return [N * D, 0.5, np.random.default_rng(0), dtype, bool(rng.random() < 0.5)], \
-            ["n", "keep_prob", "rng", "dtype", "scaled"]
+        return [N * D, 0.5, np.random.default_rng(0), dtype, bool(rng.random() < 0.5)], [
+            "n",
+            "keep_prob",
+            "rng",
+            "dtype",
+            "scaled",
+        ]
     if kernel == "dropout_backward":
         return [f(N * D), f(N * D)], ["dout", "mask"]
     if kernel == "matmul":
@@ -83,29 +104,71 @@ def _valid(kernel, rng, dtype):
     if kernel == "first_nonfinite":
         return [[f(N, D), None, f(D)]], ["arrays"]
     if kernel == "adam_update":
-        return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0], \
-            ["p", "g", "m", "v", "step_size", "beta1", "beta2", "eps", "decay", "l2"]
+        return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0], [
+            "p",
+            "g",
+            "m",
+            "v",
+            "step_size",
+            "beta1",
+            "beta2",
+            "eps",
+            "decay",
+            "l2",
+        ]
     raise AssertionError(kernel)
 
 
-KERNELS = ["lstm_forward", "lstm_backward", "lstm_step_forward", "lstm_step_backward",
-           "layer_norm_forward", "layer_norm_backward", "dropout_forward", "draw_mask",
-           "dropout_backward",
-           "matmul", "softmax_cross_entropy", "all_finite", "sum_of_squares", "first_nonfinite",
-           "adam_update"]
-ARRAY_CORRUPTIONS = ["grow", "shrink", "add_axis", "drop_axis", "empty", "other_float", "int64",
-                     "float16", "byteswap", "misaligned", "strided", "not_array", "lying_shape"]
+KERNELS = [
+    "lstm_forward",
+    "lstm_backward",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "dropout_forward",
+    "draw_mask",
+    "dropout_backward",
+    "matmul",
+    "softmax_cross_entropy",
+    "all_finite",
+    "sum_of_squares",
+    "first_nonfinite",
+    "adam_update",
+]
+ARRAY_CORRUPTIONS = [
+    "grow",
+    "shrink",
+    "add_axis",
+    "drop_axis",
+    "empty",
+    "other_float",
+    "int64",
+    "float16",
+    "byteswap",
+    "misaligned",
+    "strided",
+    "not_array",
+    "lying_shape",
+]
 SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
 # In-place arguments that must also be writeable.
 WRITTEN = {("adam_update", "p"), ("adam_update", "m"), ("adam_update", "v")}
 # Arguments whose size nothing else constrains: growing them keeps the set consistent.
 FREE = {("all_finite", "arr"), ("sum_of_squares", "arr"), ("dropout_forward", "x")}
 # Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
-CHECKED_SCALARS = {("lstm_forward", "eps"), ("layer_norm_forward", "eps"),
-                   ("dropout_forward", "keep_prob"), ("draw_mask", "keep_prob"),
-                   ("draw_mask", "n"), ("adam_update", "step_size"),
-                   ("adam_update", "beta1"), ("adam_update", "beta2"), ("adam_update", "eps"),
-                   ("adam_update", "l2")}
+CHECKED_SCALARS = {
+    ("lstm_forward", "eps"),
+    ("layer_norm_forward", "eps"),
+    ("dropout_forward", "keep_prob"),
+    ("draw_mask", "keep_prob"),
+    ("draw_mask", "n"),
+    ("adam_update", "step_size"),
+    ("adam_update", "beta1"),
+    ("adam_update", "beta2"),
+    ("adam_update", "eps"),
+    ("adam_update", "l2"),
+}
 
 
 def _misaligned(arr):
@@ -150,11 +213,28 @@ def _corrupt_array(arr, kind, rng):
 
 def _corrupt_cache(cache, rng):
     """A copy of an LSTMCache with one field swapped for an inconsistent value."""
-    field = ["x", "h0", "c0", "Wx", "Wh", "hprev", "gates", "c", "tc", "N", "T", "D", "H",
-             "recurrent_mask", "layer_norm", "ln_saved", "zoneout_h", "zoneout_c"][
-        int(rng.integers(0, 18))]
+    field = [
+        "x",
+        "h0",
+        "c0",
+        "Wx",
+        "Wh",
+        "hprev",
+        "gates",
+        "c",
+        "tc",
+        "N",
+        "T",
+        "D",
+        "H",
+        "recurrent_mask",
+        "layer_norm",
+        "ln_saved",
+        "zoneout_h",
+        "zoneout_c",
+    ][int(rng.integers(0, 18))]
     value = getattr(cache, field)
-    if field.startswith("zoneout") and value is None:   # none: give weights a step too many
+    if field.startswith("zoneout") and value is None:  # none: give weights a step too many
         return cache._replace(**{field: np.ones((cache.N, cache.T + 1, cache.H), cache.dtype)})
     if field in ("N", "T", "D", "H"):
         return cache._replace(**{field: value + int(rng.choice([-1, 1, 7]))})
@@ -166,19 +246,20 @@ def _corrupt_cache(cache, rng):
         broken = dict(value)
         broken[name] = np.resize(value[name], value[name].size + 1).astype(value[name].dtype)
         return cache._replace(**{field: broken})
-    if value is None:   # no mask: give one of a wrong size
+    if value is None:  # no mask: give one of a wrong size
         return cache._replace(recurrent_mask=np.ones((cache.N + 1, cache.H), cache.dtype))
     if field == "x" and value.dtype == np.int64 and rng.random() < 0.5:
-        bad = value.copy()   # token ids: one outside [0, D)
+        bad = value.copy()  # token ids: one outside [0, D)
         bad.flat[int(rng.integers(0, bad.size))] = [-1, cache.D, 2**62][int(rng.integers(0, 3))]
         return cache._replace(x=bad)
-    bad = _corrupt_array(value, ["grow", "shrink", "other_float", "byteswap", "strided"][
-        int(rng.integers(0, 5))], rng)
+    bad = _corrupt_array(
+        value, ["grow", "shrink", "other_float", "byteswap", "strided"][int(rng.integers(0, 5))], rng
+    )
     return None if bad is None else cache._replace(**{field: bad})
 
 
 def _same(a, b):
-    if hasattr(a, "keys"):   # dicts of gradients, the caches' read-only mappings
+    if hasattr(a, "keys"):  # dicts of gradients, the caches' read-only mappings
         return set(a.keys()) == set(b.keys()) and all(_same(a[k], b[k]) for k in a.keys())
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -188,7 +269,7 @@ def _same(a, b):
 
 
 def _close(a, b):
-    if hasattr(a, "h") and hasattr(a, "gates"):   # LSTM caches: compare the outputs
+    if hasattr(a, "h") and hasattr(a, "gates"):  # LSTM caches: compare the outputs
         return _close(a.h, b.h) and _close(a.c, b.c)
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
@@ -197,8 +278,15 @@ def _close(a, b):
 
 def run(seed, cases):
     rng = np.random.default_rng(seed)
-    summary = {"cases": 0, "raised": 0, "accepted": [], "other_errors": [], "lying_shape_ok": 0,
-               "consistent": 0, "kernels": {}}
+    summary = {
+        "cases": 0,
+        "raised": 0,
+        "accepted": [],
+        "other_errors": [],
+        "lying_shape_ok": 0,
+        "consistent": 0,
+        "kernels": {},
+    }
     for _ in range(cases):
         kernel = KERNELS[int(rng.integers(0, len(KERNELS)))]
         dtype = [np.float64, np.float32][int(rng.integers(0, 2))]
@@ -207,9 +295,10 @@ def run(seed, cases):
         name, value = names[position], args[position]
         label = f"{kernel}({name}"
         bad = None
-        if name == "arrays":   # a list of arrays: one of them malformed
+        if name == "arrays":  # a list of arrays: one of them malformed
             kind = ["int64", "float16", "byteswap", "misaligned", "strided", "not_array"][
-                int(rng.integers(0, 6))]
+                int(rng.integers(0, 6))
+            ]
             bad = list(value)
             bad[2] = _corrupt_array(value[2], kind, rng)
             if bad[2] is None:
@@ -221,42 +310,47 @@ def run(seed, cases):
                 bad = value.copy()
                 bad.flags.writeable = False
             elif kind in ("grow", "shrink") and (kernel, name) in FREE:
-                continue   # any length is valid there
+                continue  # any length is valid there
             elif name == "targets" and kind in ("other_float", "float16", "int64"):
                 bad = value.astype(np.float64)
-            elif name == "x" and value.dtype == np.int64 and (kind == "int64" or
-                                                              rng.random() < 0.3):
+            elif name == "x" and value.dtype == np.int64 and (kind == "int64" or rng.random() < 0.3):
                 # token ids: another integer type, or one id outside [0, D)
                 if kind == "int64":
                     bad = value.astype(np.int32)
                 else:
                     kind = "token_out_of_range"
                     bad = value.copy()
-                    bad.flat[int(rng.integers(0, bad.size))] = \
-                        [-1, args[3].shape[0], 2**62][int(rng.integers(0, 3))]
-            elif kind == "drop_axis" and (kernel, name) in (("all_finite", "arr"),
-                                                            ("sum_of_squares", "arr"),
-                                                            ("adam_update", "p")):
-                continue   # any number of axes is valid there
-            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"),
-                                                           ("sum_of_squares", "arr")):
+                    bad.flat[int(rng.integers(0, bad.size))] = [-1, args[3].shape[0], 2**62][
+                        int(rng.integers(0, 3))
+                    ]
+            elif kind == "drop_axis" and (kernel, name) in (
+                ("all_finite", "arr"),
+                ("sum_of_squares", "arr"),
+                ("adam_update", "p"),
+            ):
+                continue  # any number of axes is valid there
+            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"), ("sum_of_squares", "arr")):
                 continue
             elif kind == "empty" and kernel in ("all_finite", "sum_of_squares"):
-                continue   # an empty array is all finite, its sum of squares 0
-            elif kind == "other_float" and (kernel, name) in (("all_finite", "arr"),
-                                                              ("sum_of_squares", "arr"),
-                                                              ("dropout_forward", "x")):
-                continue   # the only float array: either dtype is valid
+                continue  # an empty array is all finite, its sum of squares 0
+            elif kind == "other_float" and (kernel, name) in (
+                ("all_finite", "arr"),
+                ("sum_of_squares", "arr"),
+                ("dropout_forward", "x"),
+            ):
+                continue  # the only float array: either dtype is valid
             elif kind == "empty" and kernel == "dropout_forward":
-                continue   # nothing to drop: an empty result is right
+                continue  # nothing to drop: an empty result is right
             else:
                 bad = _corrupt_array(value, kind, rng)
         elif name == "cache":
             kind = "cache_field"
             bad = _corrupt_cache(value, rng)
         elif name in ("zoneout_h", "zoneout_c") and value is None:
-            kind, bad = "grow", np.ones((1, 1, 1), args[0].dtype if args[0].dtype.kind == "f"
-                                        else args[3].dtype)
+            kind, bad = (
+                "grow",
+                np.ones((1, 1, 1), args[0].dtype if args[0].dtype.kind == "f" else args[3].dtype),
+            )
         elif name in ("layer_norm", "recurrent_mask") and value is not None:
             kind = "mapping" if name == "layer_norm" else "grow"
             if name == "layer_norm":
@@ -274,8 +368,7 @@ def run(seed, cases):
         elif name == "rng":
             kind, bad = "not_generator", np.random.PCG64(0)
         elif name == "dtype":
-            kind, bad = "not_float_dtype", [np.int64, np.float16, "complex128"][
-                int(rng.integers(0, 3))]
+            kind, bad = "not_float_dtype", [np.int64, np.float16, "complex128"][int(rng.integers(0, 3))]
         else:
             continue
         if bad is None:
@@ -290,17 +383,19 @@ def run(seed, cases):
         except (ValueError, TypeError):
             summary["raised"] += 1
             continue
-        except Exception as exc:   # noqa: BLE001 — reported, not hidden
+        except Exception as exc:  # noqa: BLE001 — reported, not hidden
             summary["other_errors"].append(f"{label}: {type(exc).__name__}: {exc}")
             continue
         if kind == "lying_shape":
-            honest = getattr(K, kernel)(*[np.asarray(a) if isinstance(a, LyingShape) else a
-                                          for a in broken])
+            honest = getattr(K, kernel)(*[np.asarray(a) if isinstance(a, LyingShape) else a for a in broken])
             if kernel == "dropout_forward" or kernel == "adam_update" or _same(result, honest):
-                summary["lying_shape_ok"] += 1   # (random or in-place: no second result to match)
+                summary["lying_shape_ok"] += 1  # (random or in-place: no second result to match)
                 continue
-        elif kernel in ("matmul", "softmax_cross_entropy", "layer_norm_forward", "lstm_forward") \
-                and kind in ("grow", "shrink", "other_float"):
+        elif kernel in ("matmul", "softmax_cross_entropy", "layer_norm_forward", "lstm_forward") and kind in (
+            "grow",
+            "shrink",
+            "other_float",
+        ):
             # Some of these stay consistent (b one column narrower, logits of another dtype or
             # with more classes, a longer sequence): then the result must be the NumPy twin's.
             try:

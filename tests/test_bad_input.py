@@ -19,15 +19,22 @@ pytestmark = pytest.mark.kernels
 BAD_INPUT_STATS = {"tried": 0, "accepted": 0, "silent_nan": 0}
 
 ERRORS = (ValueError, TypeError, IndexError)
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # ----------------------------------------------------------------------------- valid calls
 def _lstm_args(rng, dtype, N=2, T=3, D=4, H=5):
     f = lambda *s: rng.standard_normal(s).astype(dtype)
-    return {"x": f(N, T, D), "h0": f(N, H), "Wx": f(D, 4 * H), "Wh": f(H, 4 * H), "b": f(4 * H),
-            "c0": f(N, H)}
+    return {
+        "x": f(N, T, D),
+        "h0": f(N, H),
+        "Wx": f(D, 4 * H),
+        "Wh": f(H, 4 * H),
+        "b": f(4 * H),
+        "c0": f(N, H),
+    }
 
 
 def _calls(rng, dtype):
@@ -35,8 +42,9 @@ def _calls(rng, dtype):
     names whose shape is tied to another argument's)."""
     lstm = _lstm_args(rng, dtype)
     _, cache = rnnreg.lstm_forward(**lstm)
-    step = dict(x=lstm["x"][:, 0], prev_h=lstm["h0"], prev_c=lstm["c0"], Wx=lstm["Wx"],
-                Wh=lstm["Wh"], b=lstm["b"])
+    step = dict(
+        x=lstm["x"][:, 0], prev_h=lstm["h0"], prev_c=lstm["c0"], Wx=lstm["Wx"], Wh=lstm["Wh"], b=lstm["b"]
+    )
     _, _, step_cache = rnnreg.lstm_step_forward(**step)
     ln_x = rng.standard_normal((3, 6)).astype(dtype)
     gamma, beta = np.ones(6, dtype), np.zeros(6, dtype)
@@ -44,36 +52,69 @@ def _calls(rng, dtype):
     drop_x = rng.standard_normal((4, 5)).astype(dtype)
     _, mask = rnnreg.dropout_forward(drop_x, 0.7, True, rng=0)
     return {
-        "lstm_forward": (rnnreg.lstm_forward, lstm, ["x", "h0", "Wx", "Wh", "b", "c0"],
-                         ["h0", "Wx", "Wh", "b", "c0"]),
-        "lstm_backward": (rnnreg.lstm_backward,
-                          {"dh": rng.standard_normal((2, 3, 5)).astype(dtype), "cache": cache,
-                           "dc_final": rng.standard_normal((2, 5)).astype(dtype)},
-                          ["dh", "dc_final"], ["dh", "dc_final"]),
-        "lstm_step_forward": (rnnreg.lstm_step_forward, step, list(step),
-                              ["prev_h", "prev_c", "Wx", "Wh", "b"]),
-        "lstm_step_backward": (rnnreg.lstm_step_backward,
-                               {"dnext_h": rng.standard_normal((2, 5)).astype(dtype),
-                                "dnext_c": rng.standard_normal((2, 5)).astype(dtype),
-                                "cache": step_cache}, ["dnext_h", "dnext_c"],
-                               ["dnext_h", "dnext_c"]),
-        "layer_norm_forward": (rnnreg.layer_norm_forward,
-                               {"x": ln_x, "gamma": gamma, "beta": beta},
-                               ["x", "gamma", "beta"], ["gamma", "beta"]),
-        "layer_norm_backward": (rnnreg.layer_norm_backward,
-                                {"dout": rng.standard_normal((3, 6)).astype(dtype),
-                                 "cache": ln_cache}, ["dout"], ["dout"]),
-        "dropout_forward": (rnnreg.dropout_forward, {"x": drop_x, "keep_prob": 0.7, "rng": 1},
-                            ["x"], []),
-        "dropout_backward": (rnnreg.dropout_backward,
-                             {"dout": rng.standard_normal((4, 5)).astype(dtype), "mask": mask},
-                             ["dout", "mask"], ["mask"]),
-        "matmul": (rnnreg.matmul, {"a": rng.standard_normal((3, 4)).astype(dtype),
-                                   "b": rng.standard_normal((4, 2)).astype(dtype)},
-                   ["a", "b"], ["b"]),
-        "compute_l2_penalty": (rnnreg.compute_l2_penalty,
-                               {"weights": [rng.standard_normal((3, 2)).astype(dtype)],
-                                "weight_decay": 0.1}, [], []),
+        "lstm_forward": (
+            rnnreg.lstm_forward,
+            lstm,
+            ["x", "h0", "Wx", "Wh", "b", "c0"],
+            ["h0", "Wx", "Wh", "b", "c0"],
+        ),
+        "lstm_backward": (
+            rnnreg.lstm_backward,
+            {
+                "dh": rng.standard_normal((2, 3, 5)).astype(dtype),
+                "cache": cache,
+                "dc_final": rng.standard_normal((2, 5)).astype(dtype),
+            },
+            ["dh", "dc_final"],
+            ["dh", "dc_final"],
+        ),
+        "lstm_step_forward": (
+            rnnreg.lstm_step_forward,
+            step,
+            list(step),
+            ["prev_h", "prev_c", "Wx", "Wh", "b"],
+        ),
+        "lstm_step_backward": (
+            rnnreg.lstm_step_backward,
+            {
+                "dnext_h": rng.standard_normal((2, 5)).astype(dtype),
+                "dnext_c": rng.standard_normal((2, 5)).astype(dtype),
+                "cache": step_cache,
+            },
+            ["dnext_h", "dnext_c"],
+            ["dnext_h", "dnext_c"],
+        ),
+        "layer_norm_forward": (
+            rnnreg.layer_norm_forward,
+            {"x": ln_x, "gamma": gamma, "beta": beta},
+            ["x", "gamma", "beta"],
+            ["gamma", "beta"],
+        ),
+        "layer_norm_backward": (
+            rnnreg.layer_norm_backward,
+            {"dout": rng.standard_normal((3, 6)).astype(dtype), "cache": ln_cache},
+            ["dout"],
+            ["dout"],
+        ),
+        "dropout_forward": (rnnreg.dropout_forward, {"x": drop_x, "keep_prob": 0.7, "rng": 1}, ["x"], []),
+        "dropout_backward": (
+            rnnreg.dropout_backward,
+            {"dout": rng.standard_normal((4, 5)).astype(dtype), "mask": mask},
+            ["dout", "mask"],
+            ["mask"],
+        ),
+        "matmul": (
+            rnnreg.matmul,
+            {"a": rng.standard_normal((3, 4)).astype(dtype), "b": rng.standard_normal((4, 2)).astype(dtype)},
+            ["a", "b"],
+            ["b"],
+        ),
+        "compute_l2_penalty": (
+            rnnreg.compute_l2_penalty,
+            {"weights": [rng.standard_normal((3, 2)).astype(dtype)], "weight_decay": 0.1},
+            [],
+            [],
+        ),
     }
 
 
@@ -81,8 +122,22 @@ CALL_NAMES = list(_calls(np.random.default_rng(0), np.float64))
 # Arguments of any rank (the functions work elementwise or over the last axis): adding or
 # dropping an axis is not an error there.
 FREE_RANK = {("dropout_forward", "x"), ("dropout_backward", "dout"), ("layer_norm_forward", "x")}
-CORRUPTIONS = ["int64", "bool", "float16", "complex128", "object", "string", "other_float",
-               "add_axis", "drop_axis", "grow_axis", "nan", "inf", "-inf", "empty"]
+CORRUPTIONS = [
+    "int64",
+    "bool",
+    "float16",
+    "complex128",
+    "object",
+    "string",
+    "other_float",
+    "add_axis",
+    "drop_axis",
+    "grow_axis",
+    "nan",
+    "inf",
+    "-inf",
+    "empty",
+]
 
 
 def _corrupt(arr, kind, tied, data):
@@ -131,8 +186,12 @@ def _expect_clear_error(call, name, label):
 
 
 @SETTINGS
-@given(data=st.data(), call_name=st.sampled_from(CALL_NAMES),
-       dtype=st.sampled_from([np.float64, np.float32]), kind=st.sampled_from(CORRUPTIONS))
+@given(
+    data=st.data(),
+    call_name=st.sampled_from(CALL_NAMES),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    kind=st.sampled_from(CORRUPTIONS),
+)
 def test_corrupted_arrays_give_clear_errors(data, call_name, dtype, kind):
     fn, kwargs, arrays, tied = _calls(np.random.default_rng(1), dtype)[call_name]
     if not arrays:
@@ -186,22 +245,34 @@ def _flatten(result):
 
 
 @SETTINGS
-@given(value=st.one_of(st.floats(allow_nan=True, allow_infinity=True).filter(
-           lambda p: not (0 < p <= 1)), st.just("0.5"), st.just(True), st.just(None)))
+@given(
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).filter(lambda p: not (0 < p <= 1)),
+        st.just("0.5"),
+        st.just(True),
+        st.just(None),
+    )
+)
 def test_keep_prob_outside_range(value):
     x = np.ones(4)
     _expect_clear_error(lambda: rnnreg.dropout_forward(x, value), "keep_prob", f"keep_prob={value!r}")
-    _expect_clear_error(lambda: rnnreg.RegularizedLSTM(5, 4, dropout_keep_prob=value),
-                        "dropout_keep_prob", f"dropout_keep_prob={value!r}")
-    _expect_clear_error(lambda: rnnreg.RegularizedLSTM(5, 4, recurrent_keep_prob=value),
-                        "recurrent_keep_prob", f"recurrent_keep_prob={value!r}")
+    _expect_clear_error(
+        lambda: rnnreg.RegularizedLSTM(5, 4, dropout_keep_prob=value),
+        "dropout_keep_prob",
+        f"dropout_keep_prob={value!r}",
+    )
+    _expect_clear_error(
+        lambda: rnnreg.RegularizedLSTM(5, 4, recurrent_keep_prob=value),
+        "recurrent_keep_prob",
+        f"recurrent_keep_prob={value!r}",
+    )
 
 
 @SETTINGS
-@given(value=st.one_of(st.integers(max_value=0), st.floats(), st.just("3"), st.just(None),
-                       st.just(True)),
-       argument=st.sampled_from(["vocab_size", "hidden_size", "output_size", "num_layers",
-                                 "embedding_size"]))
+@given(
+    value=st.one_of(st.integers(max_value=0), st.floats(), st.just("3"), st.just(None), st.just(True)),
+    argument=st.sampled_from(["vocab_size", "hidden_size", "output_size", "num_layers", "embedding_size"]),
+)
 def test_non_positive_sizes(value, argument):
     if value is None and argument in ("output_size", "embedding_size"):
         return  # None means "default" there
@@ -216,14 +287,20 @@ def test_dataset_sizes(seq_length, vocab_size, num_samples):
         x, y = rnnreg.generate_simple_dataset(seq_length, vocab_size, num_samples, seed=0)
         assert x.shape == y.shape == (num_samples, seq_length) and x.max() < vocab_size
         return
-    bad = ("seq_length" if seq_length < 1 else "vocab_size" if vocab_size < 2 else "num_samples")
-    _expect_clear_error(lambda: rnnreg.generate_simple_dataset(seq_length, vocab_size, num_samples),
-                        bad, f"dataset({seq_length}, {vocab_size}, {num_samples})")
+    bad = "seq_length" if seq_length < 1 else "vocab_size" if vocab_size < 2 else "num_samples"
+    _expect_clear_error(
+        lambda: rnnreg.generate_simple_dataset(seq_length, vocab_size, num_samples),
+        bad,
+        f"dataset({seq_length}, {vocab_size}, {num_samples})",
+    )
 
 
 @SETTINGS
-@given(data=st.data(), token=st.one_of(st.integers(-10**12, -1), st.integers(7, 10**12)),
-       where=st.sampled_from(["x", "y", "inputs", "targets"]))
+@given(
+    data=st.data(),
+    token=st.one_of(st.integers(-(10**12), -1), st.integers(7, 10**12)),
+    where=st.sampled_from(["x", "y", "inputs", "targets"]),
+)
 def test_token_ids_outside_the_vocabulary(data, token, where):
     model = rnnreg.RegularizedLSTM(7, 4, seed=0)
     x, y = rnnreg.generate_simple_dataset(5, 7, 2, seed=0)
@@ -242,32 +319,46 @@ def test_token_ids_outside_the_vocabulary(data, token, where):
 @SETTINGS
 @given(patience=st.one_of(st.integers(max_value=-1), st.floats(), st.just("5")))
 def test_negative_or_non_integer_patience(patience):
-    _expect_clear_error(lambda: rnnreg.EarlyStoppingMonitor(patience=patience), "patience",
-                        f"patience={patience!r}")
-    _expect_clear_error(lambda: TrainConfig(patience=patience).validate(), "patience",
-                        f"TrainConfig(patience={patience!r})")
+    _expect_clear_error(
+        lambda: rnnreg.EarlyStoppingMonitor(patience=patience), "patience", f"patience={patience!r}"
+    )
+    _expect_clear_error(
+        lambda: TrainConfig(patience=patience).validate(), "patience", f"TrainConfig(patience={patience!r})"
+    )
 
 
 @SETTINGS
-@given(state_shape=st.sampled_from([(4,), (3, 1), (4, 2), (1, 3, 1), (2, 4, 1)]),
-       which=st.sampled_from(["h", "c"]))
+@given(
+    state_shape=st.sampled_from([(4,), (3, 1), (4, 2), (1, 3, 1), (2, 4, 1)]),
+    which=st.sampled_from(["h", "c"]),
+)
 def test_notebook_forward_state_shapes(state_shape, which):
     model = rnnreg.RegularizedLSTM(7, 4, seed=0)
     x, y = rnnreg.generate_simple_dataset(5, 7, 1, seed=0)
     states = {"h": np.zeros((4, 1)), "c": np.zeros((4, 1))}
     states[which] = np.zeros(state_shape)
-    _expect_clear_error(lambda: model.forward(x[0], y[0], states["h"], states["c"]), which,
-                        f"forward({which} shape {state_shape})")
+    _expect_clear_error(
+        lambda: model.forward(x[0], y[0], states["h"], states["c"]),
+        which,
+        f"forward({which} shape {state_shape})",
+    )
 
 
 @SETTINGS
-@given(weights=st.one_of(st.just(None), st.just(3.0), st.just([np.array([np.nan])]),
-                         st.just([np.array([1, 2])]), st.just([np.array([])])),
-       weight_decay=st.one_of(st.just(0.1), st.floats(max_value=-1e-9), st.just(float("nan")),
-                              st.just("0.1")))
+@given(
+    weights=st.one_of(
+        st.just(None),
+        st.just(3.0),
+        st.just([np.array([np.nan])]),
+        st.just([np.array([1, 2])]),
+        st.just([np.array([])]),
+    ),
+    weight_decay=st.one_of(st.just(0.1), st.floats(max_value=-1e-9), st.just(float("nan")), st.just("0.1")),
+)
 def test_l2_penalty_arguments(weights, weight_decay):
     def call():
         return rnnreg.regularized_loss(0.5, weights, weight_decay)
+
     if isinstance(weight_decay, float) and weight_decay == 0.1 and weights is None:
         _expect_clear_error(call, "weights", "weights=None")
     elif not (isinstance(weight_decay, float) and weight_decay == 0.1):
@@ -279,15 +370,18 @@ def test_l2_penalty_arguments(weights, weight_decay):
 def _more_bad_calls():
     from rnnreg.optim import SGD, Adam, AdamW, clip_grad_norm
     from rnnreg.training import fit
+
     ok = {"w": np.ones((2, 2))}
     model = rnnreg.RegularizedLSTM(7, 4, seed=0)
     x, y = rnnreg.generate_simple_dataset(5, 7, 4, seed=0)
     return [
         ("plot_learning_curves([])", lambda: rnnreg.plot_learning_curves([]), "train_losses"),
-        ("plot_learning_curves(val 2-D)",
-         lambda: rnnreg.plot_learning_curves([1, 2], [[1, 2]]), "val_losses"),
-        ("plot_regularization_comparison({})", lambda: rnnreg.plot_regularization_comparison({}),
-         "results"),
+        (
+            "plot_learning_curves(val 2-D)",
+            lambda: rnnreg.plot_learning_curves([1, 2], [[1, 2]]),
+            "val_losses",
+        ),
+        ("plot_regularization_comparison({})", lambda: rnnreg.plot_regularization_comparison({}), "results"),
         ("plot_weight_distributions({})", lambda: rnnreg.plot_weight_distributions({}), "weights"),
         ("SGD({})", lambda: SGD({}), "params"),
         ("SGD(int params)", lambda: SGD({"w": np.ones(3, int)}), "params"),
@@ -298,38 +392,55 @@ def _more_bad_calls():
         ("Adam(decay unknown)", lambda: Adam(ok, decay=["nope"]), "decay"),
         ("step(missing grads)", lambda: SGD(ok).step({}), "grads"),
         ("clip_grad_norm(max_norm=0)", lambda: clip_grad_norm({"w": np.ones(2)}, 0), "max_norm"),
-        ("fit(token out of range)",
-         lambda: fit(model, (x + 7, y), None, TrainConfig(progress=False), log=None), "train"),
-        ("fit(shape mismatch)",
-         lambda: fit(model, (x, y[:, :3]), None, TrainConfig(progress=False), log=None), "train"),
-        ("fit(patience without val)",
-         lambda: fit(model, (x, y), None, TrainConfig(patience=2, progress=False), log=None), "val"),
+        (
+            "fit(token out of range)",
+            lambda: fit(model, (x + 7, y), None, TrainConfig(progress=False), log=None),
+            "train",
+        ),
+        (
+            "fit(shape mismatch)",
+            lambda: fit(model, (x, y[:, :3]), None, TrainConfig(progress=False), log=None),
+            "train",
+        ),
+        (
+            "fit(patience without val)",
+            lambda: fit(model, (x, y), None, TrainConfig(patience=2, progress=False), log=None),
+            "val",
+        ),
         ("TrainConfig(optimizer)", lambda: TrainConfig(optimizer="rmsprop").validate(), "optimizer"),
         ("TrainConfig(bptt=0)", lambda: TrainConfig(bptt=0).validate(), "bptt"),
         ("dropout_mask(shape 0)", lambda: rnnreg.dropout_mask((3, 0), 0.5), "shape"),
         ("dropout_mask(dtype)", lambda: rnnreg.dropout_mask((3,), 0.5, dtype=int), "dtype"),
         ("dropout_forward(rng)", lambda: rnnreg.dropout_forward(np.ones(3), 0.5, rng="x"), "rng"),
-        ("layer_norm_forward(eps=0)",
-         lambda: rnnreg.layer_norm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3), eps=0), "eps"),
+        (
+            "layer_norm_forward(eps=0)",
+            lambda: rnnreg.layer_norm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3), eps=0),
+            "eps",
+        ),
         ("lstm_backward(cache)", lambda: rnnreg.lstm_backward(np.ones((1, 1, 1)), {}), "cache"),
-        ("load_state_dict(shape)",
-         lambda: model.load_state_dict({**model.state_dict(), "by": np.ones(3)}), "state"),
+        (
+            "load_state_dict(shape)",
+            lambda: model.load_state_dict({**model.state_dict(), "by": np.ones(3)}),
+            "state",
+        ),
         ("forward_batch(state)", lambda: model.forward_batch(x, y, state=(1, 2)), "state"),
-        ("backward(dc_final shape)", lambda: (model.forward_batch(x, y), model.backward(
-            dc_final=np.zeros((1, 3, 4))))[1], "dc_final"),
-        ("regularized_loss(nan)", lambda: rnnreg.regularized_loss(float("nan"), [], 0.1),
-         "model_loss"),
-        ("EarlyStoppingMonitor.check(str)", lambda: rnnreg.EarlyStoppingMonitor().check("1", 0),
-         "val_loss"),
-        ("EarlyStoppingMonitor.check(epoch)", lambda: rnnreg.EarlyStoppingMonitor().check(1.0, -1),
-         "epoch"),
-        ("generate_simple_dataset(noise)",
-         lambda: rnnreg.generate_simple_dataset(3, 5, 2, noise=2.0), "noise"),
+        (
+            "backward(dc_final shape)",
+            lambda: (model.forward_batch(x, y), model.backward(dc_final=np.zeros((1, 3, 4))))[1],
+            "dc_final",
+        ),
+        ("regularized_loss(nan)", lambda: rnnreg.regularized_loss(float("nan"), [], 0.1), "model_loss"),
+        ("EarlyStoppingMonitor.check(str)", lambda: rnnreg.EarlyStoppingMonitor().check("1", 0), "val_loss"),
+        ("EarlyStoppingMonitor.check(epoch)", lambda: rnnreg.EarlyStoppingMonitor().check(1.0, -1), "epoch"),
+        (
+            "generate_simple_dataset(noise)",
+            lambda: rnnreg.generate_simple_dataset(3, 5, 2, noise=2.0),
+            "noise",
+        ),
     ]
 
 
-@pytest.mark.parametrize("label, call, name", _more_bad_calls(),
-                         ids=[c[0] for c in _more_bad_calls()])
+@pytest.mark.parametrize("label, call, name", _more_bad_calls(), ids=[c[0] for c in _more_bad_calls()])
 def test_the_rest_of_the_api(label, call, name):
     _expect_clear_error(call, name, label)
 
@@ -339,10 +450,21 @@ finite_big = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow
 
 
 @SETTINGS
-@given(data=st.data(), scale=st.sampled_from([1.0, 1e10, 1e100, 1e200, 1e300]),
-       call_name=st.sampled_from(["lstm_forward", "layer_norm_forward", "dropout_forward",
-                                  "matmul", "lstm_backward", "layer_norm_backward"]),
-       dtype=st.sampled_from([np.float64, np.float32]))
+@given(
+    data=st.data(),
+    scale=st.sampled_from([1.0, 1e10, 1e100, 1e200, 1e300]),
+    call_name=st.sampled_from(
+        [
+            "lstm_forward",
+            "layer_norm_forward",
+            "dropout_forward",
+            "matmul",
+            "lstm_backward",
+            "layer_norm_backward",
+        ]
+    ),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
 def test_extreme_finite_values_never_give_silent_nan(data, scale, call_name, dtype):
     """Finite inputs of any magnitude: the result is finite, or a ValueError says what overflowed."""
     fn, kwargs, arrays, _ = _calls(np.random.default_rng(3), dtype)[call_name]
@@ -363,8 +485,17 @@ def test_extreme_finite_values_never_give_silent_nan(data, scale, call_name, dty
 
 
 # Corruptions that need no drawn index or axis: every one is tried on every argument below.
-FIXED_CORRUPTIONS = ["int64", "bool", "float16", "complex128", "object", "string", "other_float",
-                     "add_axis", "drop_axis"]
+FIXED_CORRUPTIONS = [
+    "int64",
+    "bool",
+    "float16",
+    "complex128",
+    "object",
+    "string",
+    "other_float",
+    "add_axis",
+    "drop_axis",
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -381,7 +512,6 @@ def test_every_argument_of_every_call_refuses_every_fixed_corruption(dtype):
                 if bad is None:
                     continue
                 call = dict(kwargs, **{name: bad})
-                _expect_clear_error(lambda fn=fn, call=call: fn(**call), name,
-                                    f"{call_name}({name}={kind})")
+                _expect_clear_error(lambda fn=fn, call=call: fn(**call), name, f"{call_name}({name}={kind})")
                 tried += 1
     assert tried > 150, tried

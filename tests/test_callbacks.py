@@ -1,5 +1,6 @@
 """Hooks into fit (rnnreg.callbacks): structured events, stopping, and the callbacks built on
 them — the CSV log, reduce-on-plateau, samples."""
+
 import csv
 import json
 import types
@@ -33,21 +34,32 @@ class Recorder(Callback):
 def test_events_carry_what_the_history_records():
     train, val = _task()
     recorder = Recorder()
-    history = fit(RegularizedLSTM(12, 8, seed=0), train, val,
-                  TrainConfig(epochs=3, batch_size=16), callbacks=[recorder], verbose=0)
+    history = fit(
+        RegularizedLSTM(12, 8, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=3, batch_size=16),
+        callbacks=[recorder],
+        verbose=0,
+    )
     assert [e.epoch for e in recorder.epochs] == [0, 1, 2]
     assert all(isinstance(e, EpochEnd) and e.epochs == 3 for e in recorder.epochs)
     assert [e.val_loss for e in recorder.epochs] == history["val_loss"]
     assert [e.train_loss for e in recorder.epochs] == history["train_loss"]
-    assert len(recorder.batches) == 3 * 4 and all(isinstance(b, BatchEnd)
-                                                   for b in recorder.batches)
+    assert len(recorder.batches) == 3 * 4 and all(isinstance(b, BatchEnd) for b in recorder.batches)
     assert [b.batch for b in recorder.batches[:4]] == [0, 1, 2, 3]
 
 
 def test_a_callback_can_stop_training_and_is_named():
     train, val = _task()
-    history = fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=10),
-                  callbacks=[Recorder(stop_after=1)], verbose=0)
+    history = fit(
+        RegularizedLSTM(12, 8, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=10),
+        callbacks=[Recorder(stop_after=1)],
+        verbose=0,
+    )
     assert len(history["epoch"]) == 2 and history["stopped_epoch"] == 1
     assert history["stop_reason"] == "Recorder stopped training"
 
@@ -57,11 +69,18 @@ def test_the_csv_log_has_a_row_per_epoch_as_it_goes(tmp_path):
     path = tmp_path / "log.csv"
     seen = []
 
-    class Peek(Callback):   # after the CSV logger: the row of this epoch is already on disk
+    class Peek(Callback):  # after the CSV logger: the row of this epoch is already on disk
         def on_epoch_end(self, event):
             seen.append(len(path.read_text().splitlines()))
-    history = fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=3),
-                  callbacks=[CSVLogger(path), Peek()], verbose=0)
+
+    history = fit(
+        RegularizedLSTM(12, 8, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=3),
+        callbacks=[CSVLogger(path), Peek()],
+        verbose=0,
+    )
     assert seen == [2, 3, 4]
     rows = list(csv.DictReader(path.open()))
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(history["val_loss"])
@@ -72,11 +91,13 @@ def test_reduce_on_plateau_halves_after_patience_epochs_without_improvement():
     plateau = ReduceLROnPlateau(factor=0.5, patience=2)
 
     def epoch(k, val):
-        return EpochEnd(k, 10, 1.0, 1.0, val, 0.1 * trainer.lr_scale, 1.0, None, 0.1, {}, None,
-                        trainer=trainer)
+        return EpochEnd(
+            k, 10, 1.0, 1.0, val, 0.1 * trainer.lr_scale, 1.0, None, 0.1, {}, None, trainer=trainer
+        )
+
     for k, val in enumerate([2.0, 1.5, 1.6, 1.7, 1.4, 1.45, 1.5]):
         plateau.on_epoch_end(epoch(k, val))
-    assert trainer.lr_scale == 0.25   # after 1.6, 1.7; after 1.45, 1.5
+    assert trainer.lr_scale == 0.25  # after 1.6, 1.7; after 1.45, 1.5
 
 
 def test_reduce_on_plateau_stops_at_min_lr_and_does_not_skip_the_last_cut():
@@ -86,8 +107,21 @@ def test_reduce_on_plateau_stops_at_min_lr_and_does_not_skip_the_last_cut():
     plateau = ReduceLROnPlateau(factor=0.5, patience=1, min_lr=0.03)
 
     def flat_epoch(k):
-        return EpochEnd(k, 10, 1.0, 1.0, 2.0 if k else 1.0, 0.1 * trainer.lr_scale, 1.0, None,
-                        0.1, {}, None, trainer=trainer)
+        return EpochEnd(
+            k,
+            10,
+            1.0,
+            1.0,
+            2.0 if k else 1.0,
+            0.1 * trainer.lr_scale,
+            1.0,
+            None,
+            0.1,
+            {},
+            None,
+            trainer=trainer,
+        )
+
     rates = []
     for k in range(5):
         plateau.on_epoch_end(flat_epoch(k))
@@ -95,10 +129,15 @@ def test_reduce_on_plateau_stops_at_min_lr_and_does_not_skip_the_last_cut():
     assert rates == pytest.approx([0.1, 0.05, 0.03, 0.03, 0.03])
 
 
-@pytest.mark.parametrize("bad, error", [(dict(min_lr=-1.0), ValueError),
-                                        (dict(min_lr=float("nan")), ValueError),
-                                        (dict(min_delta=-0.1), ValueError),
-                                        (dict(min_lr=True), TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (dict(min_lr=-1.0), ValueError),
+        (dict(min_lr=float("nan")), ValueError),
+        (dict(min_delta=-0.1), ValueError),
+        (dict(min_lr=True), TypeError),
+    ],
+)
 def test_reduce_on_plateau_refuses_bad_bounds(bad, error):
     """By the package's one rule for such numbers (_validation.non_negative_float): a bool is a
     TypeError, a negative or non-finite number a ValueError, each naming the argument."""
@@ -111,6 +150,7 @@ def test_a_plateau_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
     applied) travels in fit's checkpoint: resuming after a cut gives the same rates, losses and
     weights as the run that never stopped."""
     import numpy as np
+
     train, val = _task()
     config = dict(lr=0.05, lr_schedule="plateau")
     whole_model = RegularizedLSTM(12, 16, seed=0)
@@ -118,12 +158,22 @@ def test_a_plateau_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
     cut = next(k for k, lr in enumerate(whole["lr"]) if lr < 0.05)
     assert cut < 12, "the rate must be cut before the checkpoint for this test to prove anything"
     path = str(tmp_path / "run.npz")
-    fit(RegularizedLSTM(12, 16, seed=0), train, val,
-        TrainConfig(epochs=cut + 2, checkpoint_path=path, **config), verbose=0)
+    fit(
+        RegularizedLSTM(12, 16, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=cut + 2, checkpoint_path=path, **config),
+        verbose=0,
+    )
     resumed_model = RegularizedLSTM(12, 16, seed=0)
-    resumed = fit(resumed_model, train, val,
-                  TrainConfig(epochs=15, checkpoint_path=path, **config), resume_from=path,
-                  verbose=0)
+    resumed = fit(
+        resumed_model,
+        train,
+        val,
+        TrainConfig(epochs=15, checkpoint_path=path, **config),
+        resume_from=path,
+        verbose=0,
+    )
     assert resumed["lr"] == whole["lr"] and resumed["val_loss"] == whole["val_loss"]
     for name, value in whole_model.params.items():
         assert np.array_equal(resumed_model.params[name], value), name
@@ -131,6 +181,7 @@ def test_a_plateau_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
 
 def test_a_checkpoint_with_a_broken_schedule_state_is_refused_before_anything_changes(tmp_path):
     from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
     train, val = _task()
     path = str(tmp_path / "run.npz")
     config = TrainConfig(epochs=2, lr=0.05, lr_schedule="plateau", checkpoint_path=path)
@@ -141,37 +192,72 @@ def test_a_checkpoint_with_a_broken_schedule_state_is_refused_before_anything_ch
     model = RegularizedLSTM(12, 16, seed=0)
     before = {name: value.copy() for name, value in model.params.items()}
     with pytest.raises(CheckpointError, match="lr_scale"):
-        fit(model, train, val, TrainConfig(epochs=4, lr=0.05, lr_schedule="plateau",
-                                           checkpoint_path=path), resume_from=path, verbose=0)
+        fit(
+            model,
+            train,
+            val,
+            TrainConfig(epochs=4, lr=0.05, lr_schedule="plateau", checkpoint_path=path),
+            resume_from=path,
+            verbose=0,
+        )
     assert all((model.params[name] == value).all() for name, value in before.items())
 
 
 def test_the_plateau_schedule_lowers_the_rate_in_fit():
     train, val = _task()
-    history = fit(RegularizedLSTM(12, 16, seed=0), train, val,
-                  TrainConfig(epochs=15, lr=0.05, lr_schedule="plateau"), verbose=0)
+    history = fit(
+        RegularizedLSTM(12, 16, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=15, lr=0.05, lr_schedule="plateau"),
+        verbose=0,
+    )
     lrs, val_losses = history["lr"], history["val_loss"]
     assert lrs[0] == 0.05 and min(lrs) < 0.05 and all(b <= a for a, b in zip(lrs, lrs[1:]))
     first_cut = next(k for k, lr in enumerate(lrs) if lr < 0.05)
-    best_before = min(val_losses[:first_cut - 2])
-    assert all(x >= best_before for x in val_losses[first_cut - 2:first_cut])   # 2 flat epochs
+    best_before = min(val_losses[: first_cut - 2])
+    assert all(x >= best_before for x in val_losses[first_cut - 2 : first_cut])  # 2 flat epochs
 
 
 def test_samples_are_logged_every_few_epochs():
     from rnnreg import CharCorpus
+
     corpus = CharCorpus.from_text("the cat sat.\n" * 40)
     lines = []
-    fit(RegularizedLSTM(corpus.vocab_size, 8, seed=0), corpus, None,
-        TrainConfig(epochs=4), callbacks=[SampleText("the ", 10, every=2, log=lines.append)],
-        verbose=0)
+    fit(
+        RegularizedLSTM(corpus.vocab_size, 8, seed=0),
+        corpus,
+        None,
+        TrainConfig(epochs=4),
+        callbacks=[SampleText("the ", 10, every=2, log=lines.append)],
+        verbose=0,
+    )
     assert len(lines) == 2 and lines[0].startswith("epoch 1 sample: 'the ")
 
 
 def test_cli_writes_a_csv_and_a_history_that_says_what_made_it(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20",
-            "--epochs", "2", "--hidden", "8", "--quiet", "--no-progress", "--out", str(out),
-            "--csv", str(tmp_path / "log.csv"), "--lr-schedule", "plateau"]
+    argv = [
+        "train",
+        "--data",
+        "synthetic",
+        "--train-size",
+        "40",
+        "--eval-size",
+        "20",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--quiet",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--csv",
+        str(tmp_path / "log.csv"),
+        "--lr-schedule",
+        "plateau",
+    ]
     assert main(argv) == 0
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 3
     history = json.loads((out / "history.json").read_text())
@@ -187,16 +273,17 @@ def test_the_optuna_recipe_in_the_docs_runs():
     pytest.importorskip("optuna")
     import pathlib
     import re
+
     recipes = pathlib.Path(__file__).resolve().parents[1] / "docs" / "recipes.rst"
     if not recipes.exists():
         pytest.skip("docs/ is not beside the tests")
-    block = re.search(r"\.\. code-block:: python\n\n(.*?)(?:\n\S|\Z)", recipes.read_text(),
-                      re.S).group(1)
+    block = re.search(r"\.\. code-block:: python\n\n(.*?)(?:\n\S|\Z)", recipes.read_text(), re.S).group(1)
     code = "\n".join(line[3:] for line in block.splitlines())
     scope = {"__name__": "recipe"}
     exec(compile(code, "docs/recipes.rst", "exec"), scope)
     study = scope["study"]
     import optuna
+
     states = [t.state for t in study.trials]
     assert len(states) == 8 and optuna.trial.TrialState.PRUNED in states
     assert np.isfinite(study.best_value)
@@ -205,13 +292,13 @@ def test_the_optuna_recipe_in_the_docs_runs():
 def test_early_stopping_as_a_callback_decides_as_the_trainer_does():
     train, val = _task()
     from rnnreg.callbacks import EarlyStopping
+
     a = RegularizedLSTM(12, 8, seed=0)
     by_config = fit(a, train, val, TrainConfig(epochs=30, lr=0.05, patience=2), verbose=0)
     b = RegularizedLSTM(12, 8, seed=0)
     stop = EarlyStopping(patience=2)
-    by_callback = fit(b, train, val, TrainConfig(epochs=30, lr=0.05), callbacks=[stop],
-                      verbose=0)
+    by_callback = fit(b, train, val, TrainConfig(epochs=30, lr=0.05), callbacks=[stop], verbose=0)
     assert by_callback["val_loss"] == by_config["val_loss"]
     assert stop.monitor.best_epoch == by_config["best_epoch"]
-    for name in a.params:   # both restored the best epoch's weights
+    for name in a.params:  # both restored the best epoch's weights
         assert np.array_equal(a.params[name], b.params[name]), name

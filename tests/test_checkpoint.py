@@ -1,5 +1,6 @@
 """Checkpoints and model files (rnnreg.checkpoint): written atomically, read back exactly, and
 checked as hostile input before anything in them is used."""
+
 import contextlib
 import io
 import json
@@ -25,6 +26,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_usable(tmp_path, monkeypa
 
     def broken_replace(src, dst):
         raise OSError("disk full")
+
     monkeypatch.setattr(ckpt.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"epoch": 2, "model": {"W": np.zeros(3)}})
@@ -37,11 +39,24 @@ def test_checkpoint_holds_what_resuming_needs(tmp_path):
     train, val = _task()
     path = str(tmp_path / "ck.npz")
     model = RegularizedLSTM(12, 8, seed=0, dropout_keep_prob=0.8)
-    fit(model, train, val, TrainConfig(epochs=2, batch_size=16, patience=3, progress=False,
-                                       checkpoint_path=path), log=None)
+    fit(
+        model,
+        train,
+        val,
+        TrainConfig(epochs=2, batch_size=16, patience=3, progress=False, checkpoint_path=path),
+        log=None,
+    )
     payload = load_checkpoint(path)
-    assert {"model", "optimizer", "monitor", "model_rng", "trainer_rng", "history",
-            "model_config", "epoch"} <= set(payload)
+    assert {
+        "model",
+        "optimizer",
+        "monitor",
+        "model_rng",
+        "trainer_rng",
+        "history",
+        "model_config",
+        "epoch",
+    } <= set(payload)
     assert set(payload["optimizer"]["state"]["m"]) == set(model.params)
     assert payload["monitor"]["patience"] == 3
 
@@ -88,22 +103,25 @@ def _write_npz(path, members, meta):
 GOOD_SHA = "0" * 64
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p["optimizer"]["state"]["v"].update(by=np.zeros(10, np.float32)), "dtype"),
-    (lambda p: p["optimizer"].update(step_count=-3), "step_count"),
-    (lambda p: p["optimizer"].update(lr=float("nan")), "'lr'"),
-    (lambda p: p["optimizer"]["state"].pop("v"), "'state'"),
-    (lambda p: p["monitor"].update(best_weights={"W0": np.zeros(2)}), "best_weights"),
-    (lambda p: p["monitor"].update(wait="3"), "'wait'"),
-    (lambda p: p.update(model_rng={"bit_generator": "MT19937", "state": 1}), "model_rng"),
-    (lambda p: p["trainer_rng"].update(state={"state": "x", "inc": 1}), "trainer_rng"),
-    (lambda p: p["history"].update(val_loss="oops"), "val_loss"),
-    (lambda p: p.update(epoch="1"), "epoch"),
-    (lambda p: p["model"].update(extra=np.zeros(2)), "extra"),
-    (lambda p: p["model"].update(W0=p["model"]["W0"].astype(">f8")), "W0"),
-    (lambda p: p["train_config"].update(lr=0.5), "lr (checkpoint 0.5"),
-    (lambda p: p["train_config"].update(bptt=7), "bptt"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["optimizer"]["state"]["v"].update(by=np.zeros(10, np.float32)), "dtype"),
+        (lambda p: p["optimizer"].update(step_count=-3), "step_count"),
+        (lambda p: p["optimizer"].update(lr=float("nan")), "'lr'"),
+        (lambda p: p["optimizer"]["state"].pop("v"), "'state'"),
+        (lambda p: p["monitor"].update(best_weights={"W0": np.zeros(2)}), "best_weights"),
+        (lambda p: p["monitor"].update(wait="3"), "'wait'"),
+        (lambda p: p.update(model_rng={"bit_generator": "MT19937", "state": 1}), "model_rng"),
+        (lambda p: p["trainer_rng"].update(state={"state": "x", "inc": 1}), "trainer_rng"),
+        (lambda p: p["history"].update(val_loss="oops"), "val_loss"),
+        (lambda p: p.update(epoch="1"), "epoch"),
+        (lambda p: p["model"].update(extra=np.zeros(2)), "extra"),
+        (lambda p: p["model"].update(W0=p["model"]["W0"].astype(">f8")), "W0"),
+        (lambda p: p["train_config"].update(lr=0.5), "lr (checkpoint 0.5"),
+        (lambda p: p["train_config"].update(bptt=7), "bptt"),
+    ],
+)
 def test_a_checkpoint_that_does_not_fit_is_refused_naming_what(tmp_path, edit, message):
     path, train, val, cfg = _trained(tmp_path)
     _rewrite(path, edit)
@@ -119,30 +137,64 @@ def test_a_checkpoint_that_does_not_fit_is_refused_naming_what(tmp_path, edit, m
 def test_resume_may_change_only_length_output_and_progress(tmp_path):
     path, train, val, cfg = _trained(tmp_path)
     model = RegularizedLSTM(10, 8, seed=0)
-    history = fit(model, train, val, TrainConfig(**{**cfg, "epochs": 3, "progress": False}),
-                  resume_from=path, log=None)
+    history = fit(
+        model, train, val, TrainConfig(**{**cfg, "epochs": 3, "progress": False}), resume_from=path, log=None
+    )
     assert history["epoch"] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("meta, field", [
-    (b"[1, 2", "meta.json is corrupted"),
-    ([1, 2], "must hold an object"),
-    ({"format_version": 1, "arrays": [], "sha256": GOOD_SHA, "payload": {}}, "'arrays'"),
-    ({"format_version": 1, "arrays": {}, "sha256": 5, "payload": {}}, "'sha256'"),
-    ({"format_version": 1, "arrays": {}, "sha256": "xyz", "payload": {}}, "'sha256'"),
-    ({"format_version": 1, "arrays": {}, "sha256": GOOD_SHA}, "'payload'"),
-    ({"format_version": "1", "arrays": {}, "sha256": GOOD_SHA, "payload": {}}, "format version"),
-    ({"format_version": 1, "arrays": {"/a": {"shape": [-1], "dtype": "<f8"}}, "sha256": GOOD_SHA,
-      "payload": {}}, "['shape']"),
-    ({"format_version": 1, "arrays": {"/a": {"shape": [2], "dtype": "|O"}}, "sha256": GOOD_SHA,
-      "payload": {}}, "['dtype']"),
-    ({"format_version": 1, "arrays": {"/a": {"shape": [2]}}, "sha256": GOOD_SHA, "payload": {}},
-     "'arrays'['/a']"),
-    ({"format_version": 1, "arrays": {"/../a": {"shape": [2], "dtype": "<f8"}},
-      "sha256": GOOD_SHA, "payload": {}}, "not an array name"),
-    ({"format_version": 1, "arrays": {"/b": {"shape": [2], "dtype": "<f8"}}, "sha256": GOOD_SHA,
-      "payload": {}}, "differ from those listed"),
-])
+@pytest.mark.parametrize(
+    "meta, field",
+    [
+        (b"[1, 2", "meta.json is corrupted"),
+        ([1, 2], "must hold an object"),
+        ({"format_version": 1, "arrays": [], "sha256": GOOD_SHA, "payload": {}}, "'arrays'"),
+        ({"format_version": 1, "arrays": {}, "sha256": 5, "payload": {}}, "'sha256'"),
+        ({"format_version": 1, "arrays": {}, "sha256": "xyz", "payload": {}}, "'sha256'"),
+        ({"format_version": 1, "arrays": {}, "sha256": GOOD_SHA}, "'payload'"),
+        ({"format_version": "1", "arrays": {}, "sha256": GOOD_SHA, "payload": {}}, "format version"),
+        (
+            {
+                "format_version": 1,
+                "arrays": {"/a": {"shape": [-1], "dtype": "<f8"}},
+                "sha256": GOOD_SHA,
+                "payload": {},
+            },
+            "['shape']",
+        ),
+        (
+            {
+                "format_version": 1,
+                "arrays": {"/a": {"shape": [2], "dtype": "|O"}},
+                "sha256": GOOD_SHA,
+                "payload": {},
+            },
+            "['dtype']",
+        ),
+        (
+            {"format_version": 1, "arrays": {"/a": {"shape": [2]}}, "sha256": GOOD_SHA, "payload": {}},
+            "'arrays'['/a']",
+        ),
+        (
+            {
+                "format_version": 1,
+                "arrays": {"/../a": {"shape": [2], "dtype": "<f8"}},
+                "sha256": GOOD_SHA,
+                "payload": {},
+            },
+            "not an array name",
+        ),
+        (
+            {
+                "format_version": 1,
+                "arrays": {"/b": {"shape": [2], "dtype": "<f8"}},
+                "sha256": GOOD_SHA,
+                "payload": {},
+            },
+            "differ from those listed",
+        ),
+    ],
+)
 def test_a_malformed_meta_json_raises_checkpoint_error_naming_the_field(tmp_path, meta, field):
     path = str(tmp_path / "bad.npz")
     _write_npz(path, {"a": np.zeros(2)}, meta)
@@ -168,8 +220,13 @@ def test_checkpoint_round_trip(tmp_path):
     train, val = _small_task()
     model = RegularizedLSTM(12, 16, seed=0, use_layer_norm=True, num_layers=2, embedding_size=5)
     path = tmp_path / "run.npz"
-    fit(model, train, val, TrainConfig(epochs=2, batch_size=16, patience=2, progress=False,
-                                       checkpoint_path=str(path)), log=None)
+    fit(
+        model,
+        train,
+        val,
+        TrainConfig(epochs=2, batch_size=16, patience=2, progress=False, checkpoint_path=str(path)),
+        log=None,
+    )
     payload = load_checkpoint(path)
     assert payload["epoch"] == 1
     restored = load_model(path)
@@ -213,12 +270,6 @@ def test_corrupted_checkpoint_is_refused_clearly(tmp_path):
         load_checkpoint(str(path))
 
 
-
-
-
-
-
-
 def test_model_files_and_checkpoints_carry_the_vocabulary(tmp_path, train_toy_model):
     model, corpus, ckpt = train_toy_model(tmp_path / "ck.npz")
     path = str(tmp_path / "model.npz")
@@ -232,7 +283,7 @@ def test_model_files_and_checkpoints_carry_the_vocabulary(tmp_path, train_toy_mo
     assert loaded.generate("the ", 30, rng=5) == model.generate("the ", 30, rng=5)
     assert "optimizer" not in load_checkpoint(path)
     payload = load_checkpoint(path)
-    payload["vocabulary"] = payload["vocabulary"][:-1]       # one symbol short of the model
+    payload["vocabulary"] = payload["vocabulary"][:-1]  # one symbol short of the model
     save_checkpoint(path, payload)
     with pytest.raises(CheckpointError, match="vocabulary"):
         load_model(path)
@@ -245,8 +296,14 @@ def _stream(n=600, seed=0, V=9):
 
 # ----------------------------------------------------------------------------- where users meet them
 def test_model_files_and_checkpoints_carry_every_regularizer(tmp_path):
-    kwargs = dict(zoneout_hidden=0.1, zoneout_cell=0.5, embedding_keep_prob=0.9,
-                  activation_reg=2.0, temporal_activation_reg=1.0, tie_weights=True)
+    kwargs = dict(
+        zoneout_hidden=0.1,
+        zoneout_cell=0.5,
+        embedding_keep_prob=0.9,
+        activation_reg=2.0,
+        temporal_activation_reg=1.0,
+        tie_weights=True,
+    )
     model = RegularizedLSTM(9, 6, seed=0, **kwargs)
     loaded = load_model(save_model(model, str(tmp_path / "m.npz")))
     assert loaded.config() == model.config()
@@ -258,25 +315,26 @@ def test_nt_asgd_resume_is_exact(tmp_path):
     train, val = _stream(800), _stream(300, 1)
     # lr 10: validation gets worse at epoch 3, so averaging starts before the checkpoint of
     # epoch 3 and its average has to travel through the file.
-    config = dict(optimizer="nt-asgd", lr=10.0, nonmono=1, progress=False, variable_bptt=True,
-                  bptt=12)
+    config = dict(optimizer="nt-asgd", lr=10.0, nonmono=1, progress=False, variable_bptt=True, bptt=12)
     whole_model = RegularizedLSTM(9, 8, seed=0, zoneout_cell=0.3, activation_reg=1.0)
     whole = fit(whole_model, train, val, TrainConfig(epochs=6, **config), log=lambda _: None)
     path = str(tmp_path / "run.npz")
     first = RegularizedLSTM(9, 8, seed=0, zoneout_cell=0.3, activation_reg=1.0)
     lines = []
-    fit(first, train, val, TrainConfig(epochs=4, checkpoint_path=path, **config),
-        log=lines.append)
+    fit(first, train, val, TrainConfig(epochs=4, checkpoint_path=path, **config), log=lines.append)
     assert "averaging" in lines[3]
     resumed_model = RegularizedLSTM(9, 8, seed=0, zoneout_cell=0.3, activation_reg=1.0)
-    resumed = fit(resumed_model, train, val, TrainConfig(epochs=6, checkpoint_path=path,
-                                                         **config),
-                  resume_from=path, log=lambda _: None)
+    resumed = fit(
+        resumed_model,
+        train,
+        val,
+        TrainConfig(epochs=6, checkpoint_path=path, **config),
+        resume_from=path,
+        log=lambda _: None,
+    )
     assert resumed["val_loss"] == whole["val_loss"]
     for name in whole_model.params:
         assert np.array_equal(whole_model.params[name], resumed_model.params[name]), name
-
-
 
 
 def test_optimizer_moments_of_the_wrong_size_are_refused_before_use(tmp_path, run_python):
@@ -307,10 +365,23 @@ def test_optimizer_moments_of_the_wrong_size_are_refused_before_use(tmp_path, ru
 def test_an_object_array_is_never_unpickled(tmp_path):
     path = str(tmp_path / "pickle.npz")
     buffer = io.BytesIO()
-    np.savez(buffer, a=np.array([{"x": 1}], dtype=object),
-             **{"meta.json": np.frombuffer(json.dumps({
-                 "format_version": 1, "arrays": {"/a": {"shape": [1], "dtype": "<f8"}},
-                 "sha256": GOOD_SHA, "payload": {}}).encode(), np.uint8)})
+    np.savez(
+        buffer,
+        a=np.array([{"x": 1}], dtype=object),
+        **{
+            "meta.json": np.frombuffer(
+                json.dumps(
+                    {
+                        "format_version": 1,
+                        "arrays": {"/a": {"shape": [1], "dtype": "<f8"}},
+                        "sha256": GOOD_SHA,
+                        "payload": {},
+                    }
+                ).encode(),
+                np.uint8,
+            )
+        },
+    )
     with open(path, "wb") as f:
         f.write(buffer.getvalue())
     with pytest.raises(CheckpointError, match="holds"):
@@ -332,8 +403,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
             else:
                 dst.writestr(info, src.read(info))
     assert os.path.getsize(bomb) < 2_000_000
-    with _traced_peak() as traced, \
-            pytest.raises(CheckpointError, match="refused before decompressing"):
+    with _traced_peak() as traced, pytest.raises(CheckpointError, match="refused before decompressing"):
         load_checkpoint(bomb)
     assert traced["peak"] < 20_000_000
     # the same bomb declared honestly in meta.json: refused because the model is smaller
@@ -371,8 +441,12 @@ def _meta_member(meta):
 def _crafted_model_file(path, hidden):
     """A tiny model file whose model_config declares a model of ``hidden`` units (~700 bytes):
     a hostile file claiming a huge model."""
-    meta = {"format_version": ckpt.FORMAT_VERSION, "arrays": {}, "sha256": "0" * 64,
-            "payload": {"model_config": {"vocab_size": 50, "hidden_size": hidden}}}
+    meta = {
+        "format_version": ckpt.FORMAT_VERSION,
+        "arrays": {},
+        "sha256": "0" * 64,
+        "payload": {"model_config": {"vocab_size": 50, "hidden_size": hidden}},
+    }
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("meta.json.npy", _meta_member(meta))
     return path
@@ -387,8 +461,9 @@ def test_a_small_file_declaring_a_huge_model_is_refused_at_once(tmp_path, hidden
     assert os.path.getsize(path) < 1000
     built = []
     original = RegularizedLSTM.__init__
-    monkeypatch.setattr(RegularizedLSTM, "__init__",
-                        lambda self, *a, **k: built.append(k) or original(self, *a, **k))
+    monkeypatch.setattr(
+        RegularizedLSTM, "__init__", lambda self, *a, **k: built.append(k) or original(self, *a, **k)
+    )
     with _traced_peak() as traced, pytest.raises(CheckpointError, match="not those of the model"):
         load_model(path)
     assert built == []
@@ -401,7 +476,7 @@ def test_members_claiming_more_than_the_file_can_hold_are_refused(tmp_path):
     data = bytearray(open(path, "rb").read())
     # the central directory's uncompressed size of the first member: claim 2 GB
     directory = data.rfind(b"PK\x01\x02")
-    data[directory + 24:directory + 28] = (2**31 - 1).to_bytes(4, "little")
+    data[directory + 24 : directory + 28] = (2**31 - 1).to_bytes(4, "little")
     open(path, "wb").write(bytes(data))
     with pytest.raises(CheckpointError, match="refused before decompressing|corrupted"):
         load_model(path)
@@ -428,15 +503,17 @@ def test_the_wrong_kind_of_file_is_named_as_such(tmp_path, kind):
 def test_a_corrupted_member_is_a_checkpoint_error_not_a_zlib_error(tmp_path):
     model = RegularizedLSTM(10, 8, seed=0)
     path = str(tmp_path / "m.npz")
-    with zipfile.ZipFile(save_model(model, str(tmp_path / "plain.npz"))) as src, \
-            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(save_model(model, str(tmp_path / "plain.npz"))) as src,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info))
     data = bytearray(open(path, "rb").read())
-    start = data.find(b"PK\x03\x04", 10)   # the second member's local header
-    name_length = int.from_bytes(data[start + 26:start + 28], "little")
+    start = data.find(b"PK\x03\x04", 10)  # the second member's local header
+    name_length = int.from_bytes(data[start + 26 : start + 28], "little")
     body = start + 30 + name_length
-    for k in range(body + 40, body + 80):   # scramble its deflate stream
+    for k in range(body + 40, body + 80):  # scramble its deflate stream
         data[k] ^= 0x5A
     open(path, "wb").write(bytes(data))
     with pytest.raises(CheckpointError):

@@ -1,4 +1,5 @@
 """The command line end to end, on small settings."""
+
 import json
 import math
 import os
@@ -15,26 +16,84 @@ from rnnreg.cli import main
 
 def test_train_writes_history_checkpoint_and_png(tmp_path, capsys):
     out = tmp_path / "train"
-    rc = main(["train", "--data", "synthetic", "--train-size", "60", "--hidden", "12", "--epochs", "3",
-               "--dropout", "0.2", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
-               "--no-progress", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "60",
+            "--hidden",
+            "12",
+            "--epochs",
+            "3",
+            "--dropout",
+            "0.2",
+            "--layer-norm",
+            "--weight-decay",
+            "1e-4",
+            "--patience",
+            "2",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     history = json.loads((out / "history.json").read_text())
     assert len(history["val_loss"]) >= 2 and history["test_loss"] > 0
     assert (out / "train.checkpoint.npz").stat().st_size > 0
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resume continues from the checkpoint instead of starting over
-    rc = main(["train", "--data", "synthetic", "--train-size", "60", "--hidden", "12", "--epochs", "4",
-               "--dropout", "0.2", "--layer-norm", "--weight-decay", "1e-4", "--patience", "2",
-               "--no-progress", "--quiet", "--out", str(out), "--resume"])
+    rc = main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "60",
+            "--hidden",
+            "12",
+            "--epochs",
+            "4",
+            "--dropout",
+            "0.2",
+            "--layer-norm",
+            "--weight-decay",
+            "1e-4",
+            "--patience",
+            "2",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+            "--resume",
+        ]
+    )
     assert rc == 0
 
 
 @pytest.mark.slow
 def test_compare_on_the_real_corpus_writes_table_and_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
-    rc = main(["compare", "--train-size", "3000", "--eval-size", "600", "--hidden", "16",
-               "--epochs", "2", "--no-progress", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "compare",
+            "--train-size",
+            "3000",
+            "--eval-size",
+            "600",
+            "--hidden",
+            "16",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     for setting in ("none", "dropout", "layer_norm", "weight_decay", "early_stopping", "all"):
@@ -59,13 +118,36 @@ def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
     """--dropout 0.25 drops a quarter of the units (PyTorch's and Keras's convention): the model
     keeps 0.75; the help says so and shows the defaults."""
     out = tmp_path / "run"
-    rc = main(["train", "--data", "synthetic", "--train-size", "40", "--hidden", "8",
-               "--epochs", "1", "--dropout", "0.25", "--recurrent-dropout", "0.5",
-               "--weight-drop", "0.1", "--no-progress", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "40",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--dropout",
+            "0.25",
+            "--recurrent-dropout",
+            "0.5",
+            "--weight-drop",
+            "0.1",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     model = json.loads((out / "history.json").read_text())["model"]
-    assert (model["dropout_keep_prob"], model["recurrent_keep_prob"],
-            model["weight_keep_prob"]) == (0.75, 0.5, 0.9)
+    assert (model["dropout_keep_prob"], model["recurrent_keep_prob"], model["weight_keep_prob"]) == (
+        0.75,
+        0.5,
+        0.9,
+    )
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = capsys.readouterr().out
@@ -77,14 +159,24 @@ def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_python_dash_m_and_bench_smoke(tmp_path):
-    version = subprocess.run([sys.executable, "-m", "rnnreg", "--version"], capture_output=True,
-                             text=True, check=True, cwd=tmp_path)
+    version = subprocess.run(
+        [sys.executable, "-m", "rnnreg", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     assert version.stdout.startswith("rnnreg ")
     # the benchmark harness lives in benchmarks/, outside the installed package
     out = tmp_path / "bench.json"
     run = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-    proc = subprocess.run([sys.executable, str(run), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, check=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(run), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     assert "| lstm_forward+backward | tiny |" in proc.stdout
     data = json.loads(out.read_text())
     # public functions against textbook NumPy (where there is one), the twin and the raw kernel
@@ -93,18 +185,54 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
     assert {"ln_lstm_forward+backward", "training epoch"} <= {r["case"] for r in data["results"]}
     # benchmarks/summarize.py reads such files: two runs of the same rows give a median and range
     summarize = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize.py"
-    table = subprocess.run([sys.executable, str(summarize), str(out), str(out)],
-                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    table = subprocess.run(
+        [sys.executable, str(summarize), str(out), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
     assert "2 runs" in table and "| lstm_forward+backward | tiny |" in table
 
 
 def test_cli_flags_reach_the_model_and_trainer(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20",
-                 "--epochs", "2", "--hidden", "8", "--zoneout", "0.1", "--zoneout-cell", "0.5",
-                 "--embedding-dropout", "0.1", "--ar", "2", "--tar", "1", "--tie-weights",
-                 "--optimizer", "nt-asgd", "--lr", "1", "--nonmono", "1", "--quiet",
-                 "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "40",
+            "--eval-size",
+            "20",
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--zoneout",
+            "0.1",
+            "--zoneout-cell",
+            "0.5",
+            "--embedding-dropout",
+            "0.1",
+            "--ar",
+            "2",
+            "--tar",
+            "1",
+            "--tie-weights",
+            "--optimizer",
+            "nt-asgd",
+            "--lr",
+            "1",
+            "--nonmono",
+            "1",
+            "--quiet",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     history = json.loads((out / "history.json").read_text())
     assert history["model"]["zoneout_hidden"] == 0.1 and history["model"]["zoneout_cell"] == 0.5
@@ -114,12 +242,18 @@ def test_cli_flags_reach_the_model_and_trainer(tmp_path, capsys):
     assert load_model(str(out / "train.checkpoint.npz")).tie_weights
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--zoneout", "1"], "--zoneout"), (["--zoneout-cell", "-0.1"], "--zoneout-cell"),
-    (["--embedding-dropout", "1.5"], "--embedding-dropout"), (["--ar", "-1"], "--ar"),
-    (["--tar", "inf"], "--tar"), (["--tar", "nan"], "--tar"),
-    (["--optimizer", "asgd"], "--optimizer"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--zoneout", "1"], "--zoneout"),
+        (["--zoneout-cell", "-0.1"], "--zoneout-cell"),
+        (["--embedding-dropout", "1.5"], "--embedding-dropout"),
+        (["--ar", "-1"], "--ar"),
+        (["--tar", "inf"], "--tar"),
+        (["--tar", "nan"], "--tar"),
+        (["--optimizer", "asgd"], "--optimizer"),
+    ],
+)
 def test_cli_refuses_bad_rates_naming_the_flag(argv, words, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", "synthetic", "--out", str(tmp_path)] + argv)
@@ -128,18 +262,53 @@ def test_cli_refuses_bad_rates_naming_the_flag(argv, words, capsys, tmp_path):
 
 
 def test_cli_tying_unequal_sizes_is_one_line(capsys, tmp_path):
-    code = main(["train", "--data", "synthetic", "--train-size", "20", "--eval-size", "10",
-                 "--epochs", "1", "--hidden", "8", "--embedding", "4", "--tie-weights",
-                 "--out", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "20",
+            "--eval-size",
+            "10",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--embedding",
+            "4",
+            "--tie-weights",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "embedding_size == hidden_size" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
 def test_compare_runs_the_zoneout_and_awd_settings(tmp_path, capsys):
-    code = main(["compare", "--settings", "zoneout", "awd", "--epochs", "2", "--hidden", "16",
-                 "--train-size", "1500", "--eval-size", "600", "--quiet", "--no-progress",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "compare",
+            "--settings",
+            "zoneout",
+            "awd",
+            "--epochs",
+            "2",
+            "--hidden",
+            "16",
+            "--train-size",
+            "1500",
+            "--eval-size",
+            "600",
+            "--quiet",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"zoneout", "awd"}
@@ -154,16 +323,33 @@ def test_the_model_file_holds_the_weights_the_run_reports(tmp_path, capsys):
     test loss is the one the run reports (the checkpoint, for resuming, holds the last epoch)."""
     import rnnreg
     from rnnreg.runs import load_data
+
     out = tmp_path / "es"
-    argv = ["train", "--layer-norm", "--patience", "1", "--epochs", "8", "--hidden", "32",
-            "--eval-size", "2000", "--train-size", "6000", "--lr", "0.02", "--quiet",
-            "--no-progress", "--out", str(out)]
+    argv = [
+        "train",
+        "--layer-norm",
+        "--patience",
+        "1",
+        "--epochs",
+        "8",
+        "--hidden",
+        "32",
+        "--eval-size",
+        "2000",
+        "--train-size",
+        "6000",
+        "--lr",
+        "0.02",
+        "--quiet",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     history = json.loads((out / "history.json").read_text())
     assert history["restored_best"] and str(out / "model.npz") in printed
-    _, _, corpus = load_data({"data": ["stdlib"], "train_size": 6000, "eval_size": 2000,
-                              "seed": 0})
+    _, _, corpus = load_data({"data": ["stdlib"], "train_size": 6000, "eval_size": 2000, "seed": 0})
     for name in ("model.npz", "best.npz"):
         model = rnnreg.load_model(str(out / name))
         loss = rnnreg.evaluate(model, corpus.test, starts=corpus.starts["test"])
@@ -179,7 +365,7 @@ def _umask():
 
 
 def test_sample_refuses_a_folder_without_a_model_in_one_line(tmp_path, capsys):
-    assert main(["sample", str(tmp_path)]) == 2   # a user error
+    assert main(["sample", str(tmp_path)]) == 2  # a user error
     err = capsys.readouterr().err
     assert "folder without a model file" in err and "Traceback" not in err
 
@@ -190,6 +376,7 @@ def test_every_option_of_every_command_shows_its_default_in_help():
     import argparse
 
     from rnnreg.cli import build_parser
+
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     assert set(commands) >= {"compare", "train", "sweep", "sample"}
@@ -202,7 +389,6 @@ def test_every_option_of_every_command_shows_its_default_in_help():
             assert "default" in shown, (name, action.option_strings, shown)
 
 
-
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -211,18 +397,25 @@ def test_epoch_kernels_diagnostic_smoke(model):
     """benchmarks/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch,
     and where the epoch's time goes) runs end to end: it reports a fraction, and its kernel
     rows, with the time between them, add up to the epoch."""
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_kernels.py"), "--rounds", "1",
-                          "--hidden", "32", *model], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "epoch_kernels.py"), "--rounds", "1", "--hidden", "32", *model],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
-    tables = [[line.split("|")[1:-1] for line in block.splitlines()[2:]]
-              for block in run.stdout.split("\n\n") if block.startswith("| ")]
+    tables = [
+        [line.split("|")[1:-1] for line in block.splitlines()[2:]]
+        for block in run.stdout.split("\n\n")
+        if block.startswith("| ")
+    ]
     summary, where = tables
     fraction = float(summary[0][-1].split("%")[0])
     assert 0 < fraction < 200, summary
     times = {row[0].strip(): float(row[2].split()[0]) for row in where}
     epoch = times.pop("the epoch")
     assert {"`lstm_forward`", "`lstm_backward`", "`matmul`"} <= set(times)
-    assert ("`draw_mask`" in times) == bool(model)   # the zoneout masks
+    assert ("`draw_mask`" in times) == bool(model)  # the zoneout masks
     assert sum(times.values()) == pytest.approx(epoch, rel=0.01, abs=0.3)
     # The LSTM kernels' multiply-adds: N·T·H·4H forward over the 8 rows of (20,000 − 1) // 8
     # steps of the epoch, twice that backward.
@@ -234,13 +427,27 @@ def test_epoch_kernels_diagnostic_smoke(model):
 def test_evaluation_benchmark_smoke():
     """benchmarks/evaluation.py (what validation adds to an epoch, read three ways) runs end to
     end and prints a row per validation size and thread count."""
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "evaluation.py"), "--rounds", "1",
-                          "--threads", "1", "--hidden", "32"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "evaluation.py"),
+            "--rounds",
+            "1",
+            "--threads",
+            "1",
+            "--hidden",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     rows = run.stdout.strip().splitlines()[2:]
     assert [row.split("|")[1:4] for row in rows] == [
-        [" 1000 characters ", " 2 ", " 1 "], [" 10000 characters ", " 23 ", " 1 "]], rows
+        [" 1000 characters ", " 2 ", " 1 "],
+        [" 10000 characters ", " 23 ", " 1 "],
+    ], rows
 
 
 def test_epoch_bound_diagnostic_smoke():
@@ -248,8 +455,12 @@ def test_epoch_bound_diagnostic_smoke():
     plain model of 20,000 characters (19,992 tokens in rows of 8), hidden 256, 81 symbols, does
     3 * (256 * 1024 + 256 * 81) of them per token."""
     record = BENCHMARKS / "results" / "2026-12-05-epoch.json"
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record),
-                          "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record), "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert f"| plain | 1 | {19992 * 3 * (256 * 1024 + 256 * 81) / 1e9:.2f} G |" in run.stdout
     assert "| plain, H1024 B64 | 2 |" in run.stdout
@@ -259,9 +470,12 @@ def test_epoch_bound_reads_the_zoneout_epoch_of_a_regularizers_record():
     """The zoneout epoch of benchmarks/regularizers.py has the plain model's multiply-adds, and
     --target adds the share of the peak an epoch that many times PyTorch's needs."""
     record = BENCHMARKS / "results" / "regularizers" / "epoch-1thread.json"
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record),
-                          "--repeats", "1", "--target", "4"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record), "--repeats", "1", "--target", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     row = next(line for line in run.stdout.splitlines() if line.startswith("| zoneout"))
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
@@ -274,6 +488,7 @@ def test_epoch_bound_reads_the_zoneout_epoch_of_a_regularizers_record():
 
 def _builds_avx2_c():
     from rnnreg._backend import _cpu_has_avx2_fma
+
     return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
 
 
@@ -281,7 +496,11 @@ def _builds_avx2_c():
 def test_step_split_diagnostic_smoke():
     """benchmarks/step_split.py (rows against hidden units as the thread split) compiles against
     the kernels' _fastmath.h and runs."""
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "step_split.py"), "--shapes", "4x32"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "step_split.py"), "--shapes", "4x32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("| 4 | 32 |"), run.stdout

@@ -1,4 +1,5 @@
 """CI must exercise the compiled extension, not a silent NumPy fallback."""
+
 import importlib.machinery
 import os
 import subprocess
@@ -16,8 +17,9 @@ def test_compiled_extension_is_in_use():
     assert _backend._kernels is not None, f"rnnreg._kernels failed to import: {_backend._IMPORT_ERROR}"
     assert rnnreg.get_backend() == "compiled"
     suffix = os.path.splitext(_backend._kernels.__file__)[1]
-    assert suffix in importlib.machinery.EXTENSION_SUFFIXES[-1] or suffix in (".so", ".pyd"), \
+    assert suffix in importlib.machinery.EXTENSION_SUFFIXES[-1] or suffix in (".so", ".pyd"), (
         _backend._kernels.__file__
+    )
 
 
 def test_debug_build_is_the_one_asked_for():
@@ -50,8 +52,9 @@ def test_backend_can_be_switched_and_restored():
 def _python(code, env, cwd):
     """Run code in a fresh interpreter. Its working directory must not be the checkout: there,
     `python -c` would import the uncompiled rnnreg/ source folder instead of the installed one."""
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
-                          text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    )
 
 
 def test_environment_variable_selects_numpy(tmp_path):
@@ -63,17 +66,21 @@ def test_environment_variable_selects_numpy(tmp_path):
 def test_missing_extension_warns_and_falls_back(tmp_path):
     # A copy of the package without the compiled module: importing it must warn, not stay silent.
     import shutil
+
     src = os.path.dirname(rnnreg.__file__)
     dst = tmp_path / "rnnreg"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_kernels*", "__pycache__"))
     # An editable install (pip install -e) maps `rnnreg` to the checkout through a finder on
     # sys.meta_path that would win over the copy: drop such finders first.
-    code = ("import sys, warnings; warnings.simplefilter('always');\n"
-            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()];\n"
-            "import rnnreg; print(rnnreg.get_backend(), rnnreg.__file__)")
+    code = (
+        "import sys, warnings; warnings.simplefilter('always');\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()];\n"
+        "import rnnreg; print(rnnreg.get_backend(), rnnreg.__file__)"
+    )
     env = {k: val for k, val in os.environ.items() if k != "RNNREG_BACKEND"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
     backend, location = out.stdout.split()
     assert backend == "numpy" and location.startswith(str(dst)), out.stdout
     assert "compiled kernels could not be imported" in out.stderr
@@ -84,7 +91,7 @@ def test_cpu_detection_asks_the_cpu_and_agrees_with_numpy():
     detected = _backend._cpu_has_avx2_fma()
     assert isinstance(detected, bool)
     assert _backend._kernels.cpu_has_avx2_fma() == detected
-    try:   # NumPy's own (private) table, as a cross-check only: rnnreg does not depend on it
+    try:  # NumPy's own (private) table, as a cross-check only: rnnreg does not depend on it
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:
         return
@@ -95,16 +102,17 @@ def test_the_type_stub_matches_the_compiled_module():
     """rnnreg/_kernels.pyi declares exactly the compiled module's functions, and ships."""
     import ast
     import pathlib
+
     stub = pathlib.Path(rnnreg.__file__).with_name("_kernels.pyi")
     assert stub.exists() and stub.with_name("py.typed").exists()
-    declared = {node.name for node in ast.parse(stub.read_text()).body
-                if isinstance(node, ast.FunctionDef)}
-    compiled = {name for name in dir(_backend._kernels)
-                if callable(getattr(_backend._kernels, name))
-                and type(getattr(_backend._kernels, name)).__name__ in ("cython_function_or_method",
-                                                                       "builtin_function_or_method",
-                                                                       "function")
-                and getattr(getattr(_backend._kernels, name), "__module__", "").startswith(
-                    "rnnreg._kernels")}
-    compiled |= {"lstm_step_forward", "lstm_step_backward"}   # made by step_functions
+    declared = {node.name for node in ast.parse(stub.read_text()).body if isinstance(node, ast.FunctionDef)}
+    compiled = {
+        name
+        for name in dir(_backend._kernels)
+        if callable(getattr(_backend._kernels, name))
+        and type(getattr(_backend._kernels, name)).__name__
+        in ("cython_function_or_method", "builtin_function_or_method", "function")
+        and getattr(getattr(_backend._kernels, name), "__module__", "").startswith("rnnreg._kernels")
+    }
+    compiled |= {"lstm_step_forward", "lstm_step_backward"}  # made by step_functions
     assert declared == compiled

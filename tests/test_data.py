@@ -1,5 +1,6 @@
 """Reading a user's text (rnnreg.data): folders and patterns give regular files only, each once,
 whatever links or pipes lie among them — nothing hangs, nothing leaks across splits."""
+
 import os
 
 import pytest
@@ -19,7 +20,7 @@ def _documents(folder, n=5):
 
 def test_a_named_pipe_in_a_folder_is_skipped_not_read(tmp_path):
     folder = _documents(tmp_path / "t", 3)
-    os.mkfifo(folder / "a.txt")   # reading it would block for ever
+    os.mkfifo(folder / "a.txt")  # reading it would block for ever
     files = _expand_paths([str(folder)])
     assert sorted(os.path.basename(f) for f in files) == ["doc0.txt", "doc1.txt", "doc2.txt"]
     corpus = CharCorpus.from_files([str(folder)], seed=0)
@@ -39,7 +40,7 @@ def test_a_link_loop_reads_every_document_once(tmp_path):
     assert len(files) == 5
     corpus = CharCorpus.from_files([str(folder)], seed=0)
     counts = {s: len(corpus.starts[s]) for s in ("train", "val", "test")}
-    assert sum(counts.values()) == 5, counts   # no copy of a document in two splits
+    assert sum(counts.values()) == 5, counts  # no copy of a document in two splits
 
 
 def test_two_link_loops_end_at_once(tmp_path):

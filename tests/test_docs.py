@@ -1,6 +1,7 @@
 """The API reference: every public name is documented — numpydoc sections, shapes, an example —
 and every example runs, here, against the installed package (docs/ holds the Sphinx site that
 CI builds with warnings as errors)."""
+
 import doctest
 import importlib.util
 import inspect
@@ -15,7 +16,7 @@ matplotlib.use("Agg")
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
 NEEDS_TORCH = {"to_torch", "from_torch"}
 CONSTANTS = {"GATE_ORDER", "LSTM_LAYER_NORM_PARAMS"}
-RETURNS_NOTHING = {"set_backend", "use_backend", "set_num_threads"}   # setters, a context manager
+RETURNS_NOTHING = {"set_backend", "use_backend", "set_num_threads"}  # setters, a context manager
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 DOCUMENTED = sorted(set(rnnreg.__all__) - CONSTANTS)
@@ -24,8 +25,7 @@ DOCUMENTED = sorted(set(rnnreg.__all__) - CONSTANTS)
 def _sections(obj):
     doc = inspect.getdoc(obj) or ""
     lines = doc.splitlines()
-    return doc, {lines[i].strip() for i in range(len(lines) - 1)
-                 if lines[i + 1].strip().startswith("---")}
+    return doc, {lines[i].strip() for i in range(len(lines) - 1) if lines[i + 1].strip().startswith("---")}
 
 
 @pytest.mark.parametrize("name", DOCUMENTED)
@@ -34,8 +34,15 @@ def test_every_public_name_has_a_numpydoc_docstring_with_an_example(name):
     doc, sections = _sections(obj)
     assert doc.splitlines()[0].strip(), f"{name}: no one-line summary"
     assert "Examples" in sections and ">>> " in doc, f"{name}: no Examples section"
-    takes = [p for p in inspect.signature(obj).parameters.values()
-             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)] if callable(obj) else []
+    takes = (
+        [
+            p
+            for p in inspect.signature(obj).parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        if callable(obj)
+        else []
+    )
     is_tuple = isinstance(obj, type) and issubclass(obj, tuple)
     if takes and not is_tuple:
         assert "Parameters" in sections, f"{name}: parameters not documented"
@@ -46,14 +53,15 @@ def test_every_public_name_has_a_numpydoc_docstring_with_an_example(name):
         assert "Returns" in sections, f"{name}: no Returns section"
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.extras)
-                                  if name in NEEDS_TORCH else name for name in DOCUMENTED])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.extras) if name in NEEDS_TORCH else name for name in DOCUMENTED],
+)
 def test_every_example_runs(name):
     if name in NEEDS_TORCH and importlib.util.find_spec("torch") is None:
         pytest.skip("the example needs torch (the interop extra)")
     obj = getattr(rnnreg, name)
-    tests = [t for t in doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
-             if t.examples]
+    tests = [t for t in doctest.DocTestFinder(recurse=False).find(obj, name, globs={}) if t.examples]
     assert tests, f"{name}: no example found"
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     for test in tests:
@@ -67,8 +75,9 @@ def test_the_reference_lists_every_public_name_and_its_examples_run():
         pytest.skip("docs/ is not beside the tests")
     with open(api) as f:
         text = f.read()
-    missing = [name for name in rnnreg.__all__ if f"   {name}\n" not in text
-               and f".. data:: {name}\n" not in text]
+    missing = [
+        name for name in rnnreg.__all__ if f"   {name}\n" not in text and f".. data:: {name}\n" not in text
+    ]
     assert not missing, f"not in docs/api.rst: {missing}"
     result = doctest.testfile(api, module_relative=False, optionflags=FLAGS, verbose=False)
     assert result.attempted >= 2 and result.failed == 0
@@ -79,23 +88,27 @@ def test_the_browser_check_passes_a_page_that_renders_and_names_what_does_not(tm
     """docs/check_browser.py (run on the built site in CI) in headless Chromium: a page whose
     image decodes passes; a missing image, a broken one and a script error are each reported."""
     import shutil
+
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("no chromium on PATH (CI installs Debian's)")
     spec = importlib.util.spec_from_file_location(
-        "check_browser", os.path.join(os.path.dirname(__file__), "..", "docs", "check_browser.py"))
+        "check_browser", os.path.join(os.path.dirname(__file__), "..", "docs", "check_browser.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     import matplotlib.pyplot as plt
+
     good = tmp_path / "good"
     good.mkdir()
     fig, ax = plt.subplots(figsize=(2, 1))
     ax.plot([0, 1], [1, 0])
     fig.savefig(good / "plot.png")
     plt.close(fig)
-    page = ("<html><head><title>{t}</title></head><body><p>Enough text to count as a page.</p>"
-            "{b}</body></html>")
+    page = (
+        "<html><head><title>{t}</title></head><body><p>Enough text to count as a page.</p>{b}</body></html>"
+    )
     (good / "index.html").write_text(page.format(t="good", b='<img src="plot.png">'))
     pages, images, problems = module.check(good, chromium)
     assert (len(pages), images, problems) == (1, 1, [])
@@ -103,8 +116,11 @@ def test_the_browser_check_passes_a_page_that_renders_and_names_what_does_not(tm
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "corrupt.png").write_bytes(b"not a png")
-    (bad / "index.html").write_text(page.format(
-        t="bad", b='<img src="missing.png"><img src="corrupt.png"><script>noSuchFunction()</script>'))
+    (bad / "index.html").write_text(
+        page.format(
+            t="bad", b='<img src="missing.png"><img src="corrupt.png"><script>noSuchFunction()</script>'
+        )
+    )
     (bad / "empty.html").write_text("<html><body></body></html>")
     _, _, problems = module.check(bad, chromium)
     text = "\n".join(problems)

@@ -2,6 +2,7 @@
 
 The expected decisions were recorded from Keras itself by
 tests/keras_reference/record_keras_early_stopping.py (keras is not needed to run this test)."""
+
 import json
 import math
 import pathlib
@@ -11,8 +12,9 @@ import pytest
 
 from rnnreg import EarlyStoppingMonitor
 
-CASES = json.loads((pathlib.Path(__file__).parent / "keras_reference" /
-                    "early_stopping_cases.json").read_text())["cases"]
+CASES = json.loads(
+    (pathlib.Path(__file__).parent / "keras_reference" / "early_stopping_cases.json").read_text()
+)["cases"]
 
 
 class _EpochStampedModel:
@@ -36,8 +38,9 @@ def test_decisions_equal_keras(case):
     for epoch, value in enumerate(case["values"]):
         model.epoch = epoch
         go_on = monitor.check(value, epoch, model=model)
-        decisions.append({"continue": go_on, "wait": monitor.wait, "best": monitor.best,
-                          "best_epoch": monitor.best_epoch})
+        decisions.append(
+            {"continue": go_on, "wait": monitor.wait, "best": monitor.best, "best_epoch": monitor.best_epoch}
+        )
         if not go_on:
             break
     keras = case["keras"]
@@ -82,11 +85,17 @@ def test_state_dict_lets_a_resumed_run_keep_counting():
     assert flags[3:] == rest and resumed.stopped_epoch == straight.stopped_epoch
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"patience": -1}, ValueError), ({"patience": 1.5}, TypeError), ({"mode": "up"}, ValueError),
-    ({"min_delta": -0.1}, ValueError), ({"baseline": float("nan")}, ValueError),
-    ({"start_from_epoch": -2}, ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"patience": -1}, ValueError),
+        ({"patience": 1.5}, TypeError),
+        ({"mode": "up"}, ValueError),
+        ({"min_delta": -0.1}, ValueError),
+        ({"baseline": float("nan")}, ValueError),
+        ({"start_from_epoch": -2}, ValueError),
+    ],
+)
 def test_bad_settings_are_refused(kwargs, error):
     with pytest.raises(error):
         EarlyStoppingMonitor(**kwargs)

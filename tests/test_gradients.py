@@ -1,4 +1,5 @@
 """Central finite-difference checks of every backward pass, in float64, on both backends."""
+
 import numpy as np
 import pytest
 
@@ -15,13 +16,20 @@ GRAD_TOL = 1e-7
 def test_lstm_sequence_gradients(backend, ln, mask):
     rng = np.random.default_rng(3)
     N, T, D, H = 2, 4, 3, 5
-    inputs = dict(x=rng.standard_normal((N, T, D)), h0=rng.standard_normal((N, H)),
-                  c0=rng.standard_normal((N, H)), Wx=rng.standard_normal((D, 4 * H)) * 0.5,
-                  Wh=rng.standard_normal((H, 4 * H)) * 0.5, b=rng.standard_normal(4 * H))
+    inputs = dict(
+        x=rng.standard_normal((N, T, D)),
+        h0=rng.standard_normal((N, H)),
+        c0=rng.standard_normal((N, H)),
+        Wx=rng.standard_normal((D, 4 * H)) * 0.5,
+        Wh=rng.standard_normal((H, 4 * H)) * 0.5,
+        b=rng.standard_normal(4 * H),
+    )
     layer_norm = None
     if ln:
-        layer_norm = {k: rng.standard_normal(4 * H if k[-1] in "xh" else H) + (1 if "gamma" in k else 0)
-                      for k in rnnreg.LSTM_LAYER_NORM_PARAMS}
+        layer_norm = {
+            k: rng.standard_normal(4 * H if k[-1] in "xh" else H) + (1 if "gamma" in k else 0)
+            for k in rnnreg.LSTM_LAYER_NORM_PARAMS
+        }
     recurrent_mask = rnnreg.dropout_mask((N, H), 0.6, rng=5) if mask else None
     dh = rng.standard_normal((N, T, H))
     dc = rng.standard_normal((N, H))
@@ -44,9 +52,14 @@ def test_lstm_sequence_gradients(backend, ln, mask):
 def test_lstm_step_gradients(backend):
     rng = np.random.default_rng(4)
     N, D, H = 3, 4, 5
-    inputs = dict(x=rng.standard_normal((N, D)), prev_h=rng.standard_normal((N, H)),
-                  prev_c=rng.standard_normal((N, H)), Wx=rng.standard_normal((D, 4 * H)),
-                  Wh=rng.standard_normal((H, 4 * H)), b=rng.standard_normal(4 * H))
+    inputs = dict(
+        x=rng.standard_normal((N, D)),
+        prev_h=rng.standard_normal((N, H)),
+        prev_c=rng.standard_normal((N, H)),
+        Wx=rng.standard_normal((D, 4 * H)),
+        Wh=rng.standard_normal((H, 4 * H)),
+        b=rng.standard_normal(4 * H),
+    )
     dnh, dnc = rng.standard_normal((N, H)), rng.standard_normal((N, H))
 
     def loss():
@@ -92,13 +105,23 @@ def test_dropout_gradient_with_a_fixed_mask(backend):
     assert relative_error(dx, numerical_gradient(loss, x)) < GRAD_TOL
 
 
-@pytest.mark.parametrize("config", [
-    dict(),
-    dict(use_layer_norm=True),
-    dict(dropout_keep_prob=0.7, recurrent_keep_prob=0.8, weight_keep_prob=0.9),
-    dict(num_layers=2, embedding_size=6, use_layer_norm=True, dropout_keep_prob=0.8,
-         variational=True, recurrent_keep_prob=0.7),
-], ids=["plain", "layernorm", "all-dropouts", "two-layers-embedding-ln-variational"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(use_layer_norm=True),
+        dict(dropout_keep_prob=0.7, recurrent_keep_prob=0.8, weight_keep_prob=0.9),
+        dict(
+            num_layers=2,
+            embedding_size=6,
+            use_layer_norm=True,
+            dropout_keep_prob=0.8,
+            variational=True,
+            recurrent_keep_prob=0.7,
+        ),
+    ],
+    ids=["plain", "layernorm", "all-dropouts", "two-layers-embedding-ln-variational"],
+)
 def test_model_gradients(backend, config):
     model = rnnreg.RegularizedLSTM(7, 5, 6, seed=0, **config)
     inputs, targets = rnnreg.generate_simple_dataset(4, 7, 3, seed=1)

@@ -1,4 +1,5 @@
 """Initialization schemes: each draws what it documents, from the model's seed."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,8 @@ def _uniform_stats(a, bound):
     a = a.ravel()
     assert np.abs(a).max() <= bound
     assert abs(a.mean()) < 5 * bound / np.sqrt(3 * a.size)
-    var = bound ** 2 / 3
-    assert abs(a.var() - var) < 5 * var * np.sqrt(0.8 / a.size)   # Var(x²) = 4·bound⁴/45 for U
+    var = bound**2 / 3
+    assert abs(a.var() - var) < 5 * var * np.sqrt(0.8 / a.size)  # Var(x²) = 4·bound⁴/45 for U
 
 
 @pytest.mark.parametrize("init", INIT_SCHEMES)
@@ -33,7 +34,7 @@ def test_uniform_scheme():
     model = _model("uniform", forget_bias=1.0, embedding_size=E)
     W, b = model.params["W0"], model.params["b0"]
     _uniform_stats(W, 1 / np.sqrt(H))
-    assert (b[H:2 * H] == 1).all() and (np.delete(b, np.s_[H:2 * H]) == 0).all()
+    assert (b[H : 2 * H] == 1).all() and (np.delete(b, np.s_[H : 2 * H]) == 0).all()
     _uniform_stats(model.params["Why"], np.sqrt(6 / (H + V)))
     assert (model.params["by"] == 0).all()
     assert abs(model.params["embedding"].std() - 0.1) < 0.005
@@ -59,7 +60,7 @@ def test_pytorch_scheme():
         _uniform_stats(model.params[f"W{layer}"], bound)
         b = model.params[f"b{layer}"]
         # b_ih + b_hh: the sum of two U(±bound), variance 2·bound²/3, range ±2·bound
-        assert np.abs(b).max() <= 2 * bound and abs(b.var() / (2 * bound ** 2 / 3) - 1) < 0.35
+        assert np.abs(b).max() <= 2 * bound and abs(b.var() / (2 * bound**2 / 3) - 1) < 0.35
     _uniform_stats(model.params["Why"], bound)
     assert np.abs(model.params["by"]).max() <= bound and model.params["by"].any()
     assert abs(model.params["embedding"].std() - 1) < 0.05
@@ -72,9 +73,9 @@ def test_keras_scheme(forget_bias):
     W, b = model.params["W0"], model.params["b0"]
     Wx, Wh = W[:E], W[E:]
     _uniform_stats(Wx, np.sqrt(6 / (E + 4 * H)))
-    np.testing.assert_allclose(Wh @ Wh.T, np.eye(H), atol=1e-12)   # orthogonal rows
-    expected = 1.0 if forget_bias is None else forget_bias             # unit_forget_bias
-    assert (b[H:2 * H] == expected).all() and (np.delete(b, np.s_[H:2 * H]) == 0).all()
+    np.testing.assert_allclose(Wh @ Wh.T, np.eye(H), atol=1e-12)  # orthogonal rows
+    expected = 1.0 if forget_bias is None else forget_bias  # unit_forget_bias
+    assert (b[H : 2 * H] == expected).all() and (np.delete(b, np.s_[H : 2 * H]) == 0).all()
     _uniform_stats(model.params["Why"], np.sqrt(6 / (H + V)))
     assert np.abs(model.params["embedding"]).max() <= 0.05
 
@@ -101,17 +102,21 @@ def test_orthogonal_matrices(shape):
 def test_the_scheme_travels_with_the_config():
     model = _model("keras", forget_bias=0.5, recurrent_init="orthogonal")
     config = model.config()
-    assert (config["init"], config["forget_bias"], config["recurrent_init"]) == ("keras", 0.5,
-                                                                                  "orthogonal")
+    assert (config["init"], config["forget_bias"], config["recurrent_init"]) == ("keras", 0.5, "orthogonal")
     clone = RegularizedLSTM(**config, seed=0)
     for name in model.params:
         np.testing.assert_array_equal(clone.params[name], model.params[name])
 
 
-@pytest.mark.parametrize("kwargs, name", [({"init": "xavier"}, "init"),
-                                          ({"forget_bias": float("nan")}, "forget_bias"),
-                                          ({"forget_bias": "1"}, "forget_bias"),
-                                          ({"recurrent_init": "identity"}, "recurrent_init")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"init": "xavier"}, "init"),
+        ({"forget_bias": float("nan")}, "forget_bias"),
+        ({"forget_bias": "1"}, "forget_bias"),
+        ({"recurrent_init": "identity"}, "recurrent_init"),
+    ],
+)
 def test_bad_initialization_arguments(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
         RegularizedLSTM(V, H, **kwargs)
@@ -124,12 +129,29 @@ def test_learning_benchmark_smoke(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
     out = tmp_path / "learning"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--jobs", "1", "--variants",
-                           "uniform-fb0", "keras-fb1", "--reference", "uniform-fb0",
-                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--jobs",
+            "1",
+            "--variants",
+            "uniform-fb0",
+            "keras-fb1",
+            "--reference",
+            "uniform-fb0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| keras-fb1 |" in proc.stdout and "| uniform-fb0 |" in proc.stdout
     runs = json.loads((out / "learning.json").read_text())["runs"]

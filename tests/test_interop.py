@@ -1,5 +1,6 @@
 """PyTorch interop: to_torch / from_torch give the same logits and states (needs torch, an
 optional extra; CI installs it)."""
+
 import numpy as np
 import pytest
 
@@ -11,10 +12,11 @@ torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (pip i
 
 
 def _model(layers, embedding, dtype=np.float64, **kwargs):
-    model = RegularizedLSTM(17, 12, num_layers=layers, embedding_size=embedding, seed=3,
-                            dtype=dtype, init="pytorch", **kwargs)
+    model = RegularizedLSTM(
+        17, 12, num_layers=layers, embedding_size=embedding, seed=3, dtype=dtype, init="pytorch", **kwargs
+    )
     rng = np.random.default_rng(1)
-    for p in model.params.values():          # non-trivial biases in every gate block
+    for p in model.params.values():  # non-trivial biases in every gate block
         p += rng.normal(0, 0.1, p.shape).astype(p.dtype)
     return model
 
@@ -30,14 +32,19 @@ def test_to_torch_matches_logits_and_carried_state(layers, embedding):
     with torch.no_grad():
         theirs, state = module(torch.from_numpy(tokens[:, :5]))
         theirs2, state2 = module(torch.from_numpy(tokens[:, 5:]), state)
-    errors = [np.abs(ours - theirs.numpy()).max(), np.abs(ours2 - theirs2.numpy()).max(),
-              np.abs(h2 - state2[0].numpy()).max(), np.abs(c2 - state2[1].numpy()).max()]
+    errors = [
+        np.abs(ours - theirs.numpy()).max(),
+        np.abs(ours2 - theirs2.numpy()).max(),
+        np.abs(h2 - state2[0].numpy()).max(),
+        np.abs(c2 - state2[1].numpy()).max(),
+    ]
     assert max(errors) < 1e-10, errors
 
 
 @pytest.mark.parametrize("layers, embedding", [(1, None), (2, 6)])
 def test_round_trip_is_exact_enough_and_keeps_the_vocabulary(layers, embedding):
     from rnnreg import Vocabulary
+
     model = _model(layers, embedding)
     model.vocabulary = Vocabulary(["\x00"] + list("abcdefghijklmnop"))
     back = from_torch(to_torch(model))
@@ -79,8 +86,7 @@ def test_what_nn_lstm_cannot_express_is_refused_clearly():
     with pytest.raises(ValueError, match="one nn.LSTM"):
         from_torch(torch.nn.Sequential(torch.nn.Linear(3, 3)))
     with pytest.raises(ValueError, match="bidirectional"):
-        from_torch(torch.nn.ModuleList([torch.nn.LSTM(3, 4, bidirectional=True),
-                                        torch.nn.Linear(8, 3)]))
+        from_torch(torch.nn.ModuleList([torch.nn.LSTM(3, 4, bidirectional=True), torch.nn.Linear(8, 3)]))
 
 
 def test_dropout_rates_travel_to_the_module():
@@ -104,6 +110,7 @@ def test_tied_model_exports_tied_and_comes_back():
 
 def _lm(extra=None, embedding_kwargs=None):
     """A hand-built language model: embedding, LSTM, (extra layer,) head."""
+
     class LM(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -117,6 +124,7 @@ def _lm(extra=None, embedding_kwargs=None):
             if self.extra is not None:
                 y = self.extra(y)
             return self.out(y), state
+
     return LM().double()
 
 
@@ -141,7 +149,8 @@ def test_a_forward_that_does_more_than_the_layers_is_caught_on_a_probe():
             self.out = torch.nn.Linear(6, 11)
 
         def forward(self, tokens):
-            y, _ = self.rnn(self.emb(tokens) * 2.0)   # arithmetic no layer declares
+            y, _ = self.rnn(self.emb(tokens) * 2.0)  # arithmetic no layer declares
             return self.out(y)
+
     with pytest.raises(ValueError, match="differ from the module's"):
         from_torch(Scaled().double())

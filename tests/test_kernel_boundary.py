@@ -2,6 +2,7 @@
 arguments, a tampered cache, an ndarray that lies about its shape — reads or writes memory it
 should not. Cases that used to crash the interpreter run in a child process, so that a
 regression shows as a signal in a failing test rather than killing the test run."""
+
 import json
 import os
 import subprocess
@@ -23,11 +24,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _child(code, tmp_path):
     """Run code in a fresh interpreter (outside the checkout, so that the installed package is
     imported); fail with its output if it dies of a signal or exits non-zero."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (f"child exited with {proc.returncode} "
-                                  f"({'signal ' + str(-proc.returncode) if proc.returncode < 0 else 'error'})"
-                                  f"\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (
+        f"child exited with {proc.returncode} "
+        f"({'signal ' + str(-proc.returncode) if proc.returncode < 0 else 'error'})"
+        f"\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     return proc.stdout
 
 
@@ -38,24 +46,36 @@ def test_random_inconsistent_arguments_raise_for_every_kernel(seed, tmp_path):
     ends in ValueError or TypeError (never a signal, never a result); an ndarray subclass with a
     false .shape gives the honest result."""
     script = os.path.join(HERE, "kernel_fuzz.py")
-    proc = subprocess.run([sys.executable, script, str(seed), "4000"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, script, str(seed), "4000"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"fuzzer died ({proc.returncode}): {proc.stderr[-3000:]}"
     summary = json.loads(proc.stdout)
     assert summary["accepted"] == [] and summary["other_errors"] == [], summary
     assert summary["raised"] > 3000 and summary["lying_shape_ok"] > 100, summary
-    public = {n for n in dir(K) if not n.startswith("_") and callable(getattr(K, n))
-              and getattr(getattr(K, n), "__module__", "").startswith("rnnreg._kernels")
-              or n in ("lstm_step_forward", "lstm_step_backward")}
-    public -= {"LSTMCache", "dropout_threshold", "step_functions", "MappingProxyType",
-               "cpu_has_avx2_fma"}   # no arguments to corrupt
+    public = {
+        n
+        for n in dir(K)
+        if not n.startswith("_")
+        and callable(getattr(K, n))
+        and getattr(getattr(K, n), "__module__", "").startswith("rnnreg._kernels")
+        or n in ("lstm_step_forward", "lstm_step_backward")
+    }
+    public -= {
+        "LSTMCache",
+        "dropout_threshold",
+        "step_functions",
+        "MappingProxyType",
+        "cpu_has_avx2_fma",
+    }  # no arguments to corrupt
     assert public <= set(summary["kernels"]), public - set(summary["kernels"])
     assert min(summary["kernels"].values()) > 100, summary["kernels"]
 
 
 # ----------------------------------------------------------------------------- the reported crashes
 def test_tampered_lstm_caches_raise_in_both_backends(tmp_path):
-    out = _child("""
+    out = _child(
+        """
         import numpy as np, rnnreg
         from rnnreg import _backend, _reference
         K = _backend._kernels
@@ -101,14 +121,15 @@ def test_tampered_lstm_caches_raise_in_both_backends(tmp_path):
                     else:
                         raise AssertionError("a longer batch was accepted")
         print("raised", cases)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert "raised 36" in out
 
 
 def test_caches_are_read_only_and_typed():
     x = np.ones((2, 3, 4))
-    h, cache = rnnreg.lstm_forward(x, np.zeros((2, 5)), np.ones((4, 20)), np.ones((5, 20)),
-                                   np.zeros(20))
+    h, cache = rnnreg.lstm_forward(x, np.zeros((2, 5)), np.ones((4, 20)), np.ones((5, 20)), np.zeros(20))
     assert isinstance(cache, LSTMCache) and (cache.N, cache.T, cache.D, cache.H) == (2, 3, 4, 5)
     with pytest.raises(AttributeError):
         cache.gates = np.zeros((2, 3, 20))
@@ -123,8 +144,12 @@ def test_caches_are_read_only_and_typed():
     assert isinstance(ln_cache, LayerNormCache) and not ln_cache.xhat.flags.writeable
     with pytest.raises(TypeError):
         ln_cache["shape"] = (100, 6)
-    for broken in (ln_cache._replace(shape=(100, 6)), ln_cache._replace(xhat=np.ones((2, 6))),
-                   ln_cache._replace(rstd=np.ones(30)), ln_cache._replace(shape=(3, -6))):
+    for broken in (
+        ln_cache._replace(shape=(100, 6)),
+        ln_cache._replace(xhat=np.ones((2, 6))),
+        ln_cache._replace(rstd=np.ones(30)),
+        ln_cache._replace(shape=(3, -6)),
+    ):
         with pytest.raises(ValueError, match="cache"):
             rnnreg.layer_norm_backward(np.ones((3, 6)), broken)
     with pytest.raises(TypeError, match="LayerNormCache"):
@@ -132,7 +157,8 @@ def test_caches_are_read_only_and_typed():
 
 
 def test_direct_kernel_calls_with_disagreeing_sizes_raise(tmp_path):
-    out = _child("""
+    out = _child(
+        """
         import numpy as np
         from rnnreg import _backend
         K = _backend._kernels
@@ -174,7 +200,9 @@ def test_direct_kernel_calls_with_disagreeing_sizes_raise(tmp_path):
             else:
                 raise AssertionError(name + " accepted")
         print("all raised")
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert "all raised" in out
     assert "adam_update -> ValueError g has shape (1,), expected (3, 4)" in out
 
@@ -206,10 +234,20 @@ def test_an_array_that_lies_about_its_shape_is_read_by_its_real_one():
     np.testing.assert_array_equal(K.matmul(a.view(_LyingShape), b.view(_LyingShape)), a @ b)
     p, g = np.ones(5), np.full(5, 0.5)
     m, v = np.zeros(5), np.zeros(5)
-    K.adam_update(p.view(_LyingShape), g.view(_LyingShape), m.view(_LyingShape),
-                  v.view(_LyingShape), 0.1, 0.9, 0.999, 1e-8, 1.0, 0.0)
+    K.adam_update(
+        p.view(_LyingShape),
+        g.view(_LyingShape),
+        m.view(_LyingShape),
+        v.view(_LyingShape),
+        0.1,
+        0.9,
+        0.999,
+        1e-8,
+        1.0,
+        0.0,
+    )
     assert np.all(p < 1) and np.all(m > 0)
-    with pytest.raises(ValueError, match="shape"):   # real sizes disagree: refused
+    with pytest.raises(ValueError, match="shape"):  # real sizes disagree: refused
         K.dropout_backward(np.ones(10).view(_LyingShape), np.ones(3).view(_LyingShape))
 
 
@@ -222,8 +260,17 @@ def test_products_too_large_for_blas_ints_run_on_the_loops(dtype, ln):
     rng = np.random.default_rng(4)
     N, T, D, H = 9, 3, 20, 64
     f = lambda *s: rng.standard_normal(s).astype(dtype)
-    args = (f(N, T, D), f(N, H), f(N, H), f(D, 4 * H) * 0.3, f(H, 4 * H) * 0.3, f(4 * H),
-            rnnreg.lstm_layer_norm_params(H, dtype) if ln else None, None, 1e-5)
+    args = (
+        f(N, T, D),
+        f(N, H),
+        f(N, H),
+        f(D, 4 * H) * 0.3,
+        f(H, 4 * H) * 0.3,
+        f(4 * H),
+        rnnreg.lstm_layer_norm_params(H, dtype) if ln else None,
+        None,
+        1e-5,
+    )
     dh, dc = f(N, T, H), f(N, H)
     tol = 1e-10 if dtype == np.float64 else 2e-4
     previous = K._set_blas_int_max(16)

@@ -1,5 +1,6 @@
 """Every compiled kernel equals its NumPy twin: random shapes (with 1s), both dtypes,
 C-contiguous, non-contiguous and read-only inputs."""
+
 import zlib
 
 import numpy as np
@@ -19,8 +20,19 @@ DTYPES = [np.float64, np.float32]
 # share by hidden units (UNIT_SPLIT_MAX_BATCH in _kernels_lstm.pxi), 160 in unequal parts.
 # (5, 9, 3, 19) packs Wh and Wh^T in whole panels and a part panel, and Wh^T's 76 rows in 8 x 8
 # blocks with 12 left over (rn_pack in _fastmath.h).
-SHAPES = [(1, 1, 1, 1), (1, 15, 50, 32), (3, 7, 5, 1), (4, 1, 3, 6), (2, 9, 11, 13), (5, 4, 1, 8),
-          (6, 5, 7, 10), (9, 3, 20, 64), (3, 6, 5, 128), (2, 5, 7, 160), (5, 9, 3, 19)]
+SHAPES = [
+    (1, 1, 1, 1),
+    (1, 15, 50, 32),
+    (3, 7, 5, 1),
+    (4, 1, 3, 6),
+    (2, 9, 11, 13),
+    (5, 4, 1, 8),
+    (6, 5, 7, 10),
+    (9, 3, 20, 64),
+    (3, 6, 5, 128),
+    (2, 5, 7, 160),
+    (5, 9, 3, 19),
+]
 LAYOUTS = ["contiguous", "strided", "readonly", "fortran"]
 
 
@@ -53,8 +65,15 @@ def _layout(a, layout, rng):
 def _lstm_args(rng, dtype, N, T, D, H, layout, ln, mask):
     def arr(*shape, scale=1.0):
         return _layout((rng.standard_normal(shape) * scale).astype(dtype), layout, rng)
-    args = dict(x=arr(N, T, D), h0=arr(N, H), Wx=arr(D, 4 * H, scale=0.5),
-                Wh=arr(H, 4 * H, scale=0.5), b=arr(4 * H), c0=arr(N, H))
+
+    args = dict(
+        x=arr(N, T, D),
+        h0=arr(N, H),
+        Wx=arr(D, 4 * H, scale=0.5),
+        Wh=arr(H, 4 * H, scale=0.5),
+        b=arr(4 * H),
+        c0=arr(N, H),
+    )
     if ln:
         args["layer_norm"] = {k: arr(4 * H if k[-1] in "xh" else H) for k in rnnreg.LSTM_LAYER_NORM_PARAMS}
     if mask:
@@ -155,10 +174,10 @@ def test_caches_are_interchangeable_between_backends(dtype, rng):
 def test_lstm_step_matches_reference(dtype, shape, layout):
     rng = np.random.default_rng(sum(shape))
     N, D, H = shape
-    x, h, c = (_layout(rng.standard_normal(s).astype(dtype), layout, rng)
-               for s in ((N, D), (N, H), (N, H)))
-    Wx, Wh, b = (_layout(rng.standard_normal(s).astype(dtype), layout, rng)
-                 for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    x, h, c = (_layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((N, D), (N, H), (N, H)))
+    Wx, Wh, b = (
+        _layout(rng.standard_normal(s).astype(dtype), layout, rng) for s in ((D, 4 * H), (H, 4 * H), (4 * H,))
+    )
     dnh = rng.standard_normal((N, H)).astype(dtype)
     dnc = rng.standard_normal((N, H)).astype(dtype)
     results = {}
@@ -222,14 +241,13 @@ def test_dropout_matches_reference_bit_for_bit(dtype, shape, keep_prob, layout):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [0, 1, 7, 4096, 4097, 10001])   # blocks of 4096 draws, and a part
+@pytest.mark.parametrize("n", [0, 1, 7, 4096, 4097, 10001])  # blocks of 4096 draws, and a part
 @pytest.mark.parametrize("keep_prob", [0.05, 0.5, 1.0])
 def test_draw_mask_matches_reference_and_dropout_forwards_mask(dtype, n, keep_prob):
     """The mask alone, scaled (dropout) or not (zoneout's 0/1 weights), is the mask
     dropout_forward draws from the same generator state, in both backends bit for bit, and
     leaves the generator where dropout_forward leaves it."""
-    _, dropout = _backend._kernels.dropout_forward(np.ones(n, dtype), keep_prob,
-                                                   np.random.default_rng(5))
+    _, dropout = _backend._kernels.dropout_forward(np.ones(n, dtype), keep_prob, np.random.default_rng(5))
     for scaled in (True, False):
         expected = dropout if scaled else (dropout != 0).astype(dtype)
         for module in (_backend._kernels, _reference):
@@ -244,8 +262,14 @@ def test_draw_mask_matches_reference_and_dropout_forwards_mask(dtype, n, keep_pr
 
 def test_kernel_modules_expose_the_same_names():
     # the functions _reference defines itself (not the conventions it imports), bar a helper
-    public = [n for n, f in vars(_reference).items() if not n.startswith("_") and callable(f)
-              and getattr(f, "__module__", None) == _reference.__name__ and n != "sigmoid"]
+    public = [
+        n
+        for n, f in vars(_reference).items()
+        if not n.startswith("_")
+        and callable(f)
+        and getattr(f, "__module__", None) == _reference.__name__
+        and n != "sigmoid"
+    ]
     assert {"lstm_forward", "lstm_backward", "adam_update", "dropout_forward"} <= set(public)
     for name in public:
         assert hasattr(_backend._kernels, name), f"_kernels lacks the twin of _reference.{name}"
@@ -337,7 +361,7 @@ def test_sum_of_squares_matches_reference(dtype, shape):
     x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype) * 10
     K = _backend._kernels
     assert K.sum_of_squares(x) == pytest.approx(_reference.sum_of_squares(x), rel=1e-12)
-    big = np.full(4, np.finfo(dtype).max / 2, dtype)     # float64 sums: no overflow for float32
+    big = np.full(4, np.finfo(dtype).max / 2, dtype)  # float64 sums: no overflow for float32
     assert np.isfinite(K.sum_of_squares(big)) == (dtype == np.float32)
     x.flat[-1] = np.nan
     assert np.isnan(K.sum_of_squares(x)) and np.isnan(_reference.sum_of_squares(x))
@@ -351,8 +375,9 @@ def test_lstm_backward_without_dx_gives_the_same_other_gradients(dtype, ln):
     f = lambda *s: (rng.standard_normal(s) * 0.5).astype(dtype)  # noqa: E731
     params = rnnreg.lstm_layer_norm_params(H, dtype) if ln else None
     for kernels in (_backend._kernels, _reference):
-        cache = kernels.lstm_forward(f(N, T, D), f(N, H), f(N, H), f(D, 4 * H), f(H, 4 * H),
-                                     f(4 * H), params, None, 1e-5)
+        cache = kernels.lstm_forward(
+            f(N, T, D), f(N, H), f(N, H), f(D, 4 * H), f(H, 4 * H), f(4 * H), params, None, 1e-5
+        )
         dh = f(N, T, H)
         full = kernels.lstm_backward(dh, None, cache)
         lean = kernels.lstm_backward(dh, None, cache, False)
@@ -384,7 +409,7 @@ def test_fused_finiteness_flags_agree_with_the_twin(dtype, where):
         out, mask, finite = kernels.dropout_forward(flat, 0.5, np.random.default_rng(0), True)
         assert finite is expected
         plain = kernels.dropout_forward(flat, 0.5, np.random.default_rng(0))
-        np.testing.assert_array_equal(plain[1], mask)   # the flag changes no draw
+        np.testing.assert_array_equal(plain[1], mask)  # the flag changes no draw
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -392,20 +417,23 @@ def test_dropout_into_callers_buffers(dtype):
     x = np.random.default_rng(2).standard_normal((3, 5000)).astype(dtype)
     expected_out, expected_mask = rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5))
     out, mask = np.empty_like(x), np.empty_like(x)
-    got_out, got_mask = rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=out,
-                                               mask_out=mask)
+    got_out, got_mask = rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=out, mask_out=mask)
     assert got_out is out and got_mask is mask
     np.testing.assert_array_equal(out, expected_out)
     np.testing.assert_array_equal(mask, expected_mask)
-    inplace = x.copy()   # out may be x itself
+    inplace = x.copy()  # out may be x itself
     rnnreg.dropout_forward(inplace, 0.7, True, np.random.default_rng(5), out=inplace)
     np.testing.assert_array_equal(inplace, expected_out)
-    with _backend.use_backend("numpy"):   # the twin honours the buffers too
+    with _backend.use_backend("numpy"):  # the twin honours the buffers too
         twin_out = np.empty_like(x)
         rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=twin_out)
         np.testing.assert_array_equal(twin_out, expected_out)
-    for bad in (np.empty((3, 4999), dtype), np.empty((5000, 3), dtype).T,
-                np.empty_like(x, dtype=np.float16), [0.0] * x.size):
+    for bad in (
+        np.empty((3, 4999), dtype),
+        np.empty((5000, 3), dtype).T,
+        np.empty_like(x, dtype=np.float16),
+        [0.0] * x.size,
+    ):
         with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
             rnnreg.dropout_forward(x, 0.7, True, np.random.default_rng(5), out=bad)
     with pytest.raises(ValueError, match="overlaps"):

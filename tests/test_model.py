@@ -1,6 +1,7 @@
 """The model's regularizers (rnnreg.model), each against an independent implementation of its
 formula given the same masks, and by finite differences: AWD-LSTM's embedding dropout, AR and
 TAR, and weight tying (Merity, Keskar & Socher 2017)."""
+
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ def _fixed_masks_loss(model, inputs, targets, **kwargs):
     def loss():
         model.rng.bit_generator.state = state
         return model.forward_batch(inputs, targets, training=True, **kwargs)[0]
+
     return loss
 
 
@@ -44,9 +46,9 @@ def _plain_lstm(x, W, b, H):
     h, c, out = np.zeros((N, H)), np.zeros((N, H)), []
     for t in range(T):
         a = x[:, t] @ W[:D] + h @ W[D:] + b
-        s = 1 / (1 + np.exp(-a[:, :3 * H]))
-        c = s[:, H:2 * H] * c + s[:, :H] * np.tanh(a[:, 3 * H:])
-        h = s[:, 2 * H:3 * H] * np.tanh(c)
+        s = 1 / (1 + np.exp(-a[:, : 3 * H]))
+        c = s[:, H : 2 * H] * c + s[:, :H] * np.tanh(a[:, 3 * H :])
+        h = s[:, 2 * H : 3 * H] * np.tanh(c)
         out.append(h)
     return np.stack(out, axis=1)
 
@@ -75,8 +77,7 @@ def test_embedding_dropout_drops_whole_rows_by_the_formula(backend):
 
 
 def test_embedding_dropout_gradients(backend):
-    model = RegularizedLSTM(7, 5, embedding_size=4, embedding_keep_prob=0.5,
-                            dropout_keep_prob=0.8, seed=1)
+    model = RegularizedLSTM(7, 5, embedding_size=4, embedding_keep_prob=0.5, dropout_keep_prob=0.8, seed=1)
     _check_gradients(model, *_batch())
 
 
@@ -93,12 +94,12 @@ def test_ar_and_tar_are_in_the_loss_by_their_formulas(backend):
     plain = RegularizedLSTM(7, 5, **kwargs)
     model = RegularizedLSTM(7, 5, activation_reg=2.0, temporal_activation_reg=1.5, **kwargs)
     inputs, targets = _batch()
-    ce, _, _ = plain.forward_batch(inputs, targets, training=True)   # the same masks
+    ce, _, _ = plain.forward_batch(inputs, targets, training=True)  # the same masks
     loss, _, _ = model.forward_batch(inputs, targets, training=True)
     trace = model._trace
     dropped = trace.top.reshape(_batch()[0].shape + (5,))
-    h = trace.layers[-1].run.caches[0].h   # the last layer's output, before dropout
-    (part, mask), = trace.layers[-1].output_parts
+    h = trace.layers[-1].run.caches[0].h  # the last layer's output, before dropout
+    ((part, mask),) = trace.layers[-1].output_parts
     assert np.array_equal(dropped, h * mask)
     ar = 2.0 * np.mean((mask * h) ** 2)
     tar = 1.5 * np.mean((h[:, 1:] - h[:, :-1]) ** 2)
@@ -109,10 +110,21 @@ def test_ar_and_tar_are_in_the_loss_by_their_formulas(backend):
     assert model.forward_batch(inputs, targets)[0] == eval_plain and model.last_penalty == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(activation_reg=3.0), dict(temporal_activation_reg=4.0),
-                                    dict(activation_reg=1.0, temporal_activation_reg=2.0,
-                                         dropout_keep_prob=0.6, num_layers=2, variational=True)],
-                         ids=["ar", "tar", "both-2-layers"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(activation_reg=3.0),
+        dict(temporal_activation_reg=4.0),
+        dict(
+            activation_reg=1.0,
+            temporal_activation_reg=2.0,
+            dropout_keep_prob=0.6,
+            num_layers=2,
+            variational=True,
+        ),
+    ],
+    ids=["ar", "tar", "both-2-layers"],
+)
 def test_ar_and_tar_gradients(backend, kwargs):
     model = RegularizedLSTM(7, 5, embedding_size=4, seed=3, **kwargs)
     _check_gradients(model, *_batch())
@@ -142,9 +154,19 @@ def test_tied_weights_are_one_parameter_and_their_gradients_add(backend):
 
 
 def test_tying_with_other_regularizers_gradients(backend):
-    model = RegularizedLSTM(7, 5, tie_weights=True, embedding_keep_prob=0.7, activation_reg=1.0,
-                            temporal_activation_reg=1.0, zoneout_cell=0.3, weight_keep_prob=0.8,
-                            dropout_keep_prob=0.8, num_layers=2, seed=5)
+    model = RegularizedLSTM(
+        7,
+        5,
+        tie_weights=True,
+        embedding_keep_prob=0.7,
+        activation_reg=1.0,
+        temporal_activation_reg=1.0,
+        zoneout_cell=0.3,
+        weight_keep_prob=0.8,
+        dropout_keep_prob=0.8,
+        num_layers=2,
+        seed=5,
+    )
     _check_gradients(model, *_batch())
 
 
@@ -158,6 +180,7 @@ def test_tying_unequal_sizes_is_refused_clearly():
 # ----------------------------------------------------------------------------- sampling
 def _text_model():
     from rnnreg import CharCorpus
+
     corpus = CharCorpus.from_text("abcabcabd\n" * 30)
     model = RegularizedLSTM(corpus.vocab_size, 8, seed=0)
     model.vocabulary = corpus.vocabulary
@@ -166,14 +189,15 @@ def _text_model():
 
 def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
     from rnnreg.model import _next_token
+
     logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
     rng = np.random.default_rng(0)
     draws = {_next_token(logits, 1.0, None, 0.75, False, rng) for _ in range(300)}
-    assert draws == {0, 1}                       # 0.5 + 0.3 >= 0.75; 0.5 alone is not
+    assert draws == {0, 1}  # 0.5 + 0.3 >= 0.75; 0.5 alone is not
     draws = {_next_token(logits, 1.0, None, 0.5, False, rng) for _ in range(100)}
-    assert draws == {0}                          # 0.5 reaches 0.5
+    assert draws == {0}  # 0.5 reaches 0.5
     draws = {_next_token(logits, 1.0, 3, 0.99, False, rng) for _ in range(300)}
-    assert draws == {0, 1, 2}                    # top_k first, then top_p
+    assert draws == {0, 1, 2}  # top_k first, then top_p
     assert _next_token(logits, 1.0, None, None, True, rng) == 0
 
 

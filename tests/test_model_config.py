@@ -2,6 +2,7 @@
 derived from the declaration: these tests walk the declaration, so a setting added there is
 tested here without a line of its own — set to a value other than its default, it must reach
 the model, survive save_model/load_model and a resume, and come through the command line."""
+
 import dataclasses
 import inspect
 
@@ -15,8 +16,12 @@ from rnnreg.runs import MODEL_KEYS, TRAINING_OPTIONS, build_run, default_setting
 
 BASE = dict(vocab_size=7, hidden_size=5)
 # What a setting needs beside it to act (its part's rule says why).
-NEEDS = {"embedding_keep_prob": {"embedding_size": 5}, "input_keep_prob": {"embedding_size": 5},
-         "between_keep_prob": {"num_layers": 2}, "tie_weights": {}}
+NEEDS = {
+    "embedding_keep_prob": {"embedding_size": 5},
+    "input_keep_prob": {"embedding_size": 5},
+    "between_keep_prob": {"num_layers": 2},
+    "tie_weights": {},
+}
 
 
 def _non_default(name, default, spec):
@@ -27,12 +32,23 @@ def _non_default(name, default, spec):
         return 0.7
     if spec.choices is not None:
         return next(choice for choice in spec.choices if choice != default)
-    special = {"vocab_size": 9, "hidden_size": 6, "output_size": 8, "num_layers": 2,
-               "embedding_size": 4, "forget_bias": 0.5, "zoneout_hidden": 0.3,
-               "zoneout_cell": 0.4, "activation_reg": 0.5, "temporal_activation_reg": 0.25}
+    special = {
+        "vocab_size": 9,
+        "hidden_size": 6,
+        "output_size": 8,
+        "num_layers": 2,
+        "embedding_size": 4,
+        "forget_bias": 0.5,
+        "zoneout_hidden": 0.3,
+        "zoneout_cell": 0.4,
+        "activation_reg": 0.5,
+        "temporal_activation_reg": 0.25,
+    }
     if name not in special:
-        pytest.fail(f"the new setting {name!r} needs a non-default value here (its declaration "
-                    "says nothing this test can use)")
+        pytest.fail(
+            f"the new setting {name!r} needs a non-default value here (its declaration "
+            "says nothing this test can use)"
+        )
     return special[name]
 
 
@@ -67,15 +83,15 @@ def test_a_setting_survives_save_and_load(name, tmp_path):
 @pytest.mark.parametrize("name", ALL)
 def test_a_setting_survives_a_resume(name, tmp_path):
     kwargs, _ = _case(name)
-    train = generate_simple_dataset(6, 7, 12, seed=1)   # ids any of the models reads
+    train = generate_simple_dataset(6, 7, 12, seed=1)  # ids any of the models reads
     val = generate_simple_dataset(6, 7, 6, seed=2)
     path = str(tmp_path / "checkpoint.npz")
 
     def run(epochs, resume):
         model = RegularizedLSTM(**kwargs, seed=0)
         config = TrainConfig(epochs=epochs, batch_size=4, progress=False, checkpoint_path=path)
-        return fit(model, train, val, config, resume_from=path if resume else None,
-                   log=lambda line: None)
+        return fit(model, train, val, config, resume_from=path if resume else None, log=lambda line: None)
+
     whole = run(2, False)["val_loss"]
     run(1, False)
     assert run(2, True)["val_loss"] == whole
@@ -83,9 +99,14 @@ def test_a_setting_survives_a_resume(name, tmp_path):
     other = dict(kwargs)
     other[name] = BASE.get(name, ModelConfig.__dataclass_fields__[name].default)
     with pytest.raises(CheckpointError, match=name):
-        fit(RegularizedLSTM(**other, seed=0), train, val,
-            TrainConfig(epochs=3, batch_size=4, progress=False), resume_from=path,
-            log=lambda line: None)
+        fit(
+            RegularizedLSTM(**other, seed=0),
+            train,
+            val,
+            TrainConfig(epochs=3, batch_size=4, progress=False),
+            resume_from=path,
+            log=lambda line: None,
+        )
 
 
 @pytest.mark.parametrize("name", [name for name, _, spec in cli_settings()])
@@ -95,12 +116,13 @@ def test_a_setting_comes_through_the_command_line(name):
     import argparse
 
     from rnnreg.runs import add_options
+
     kwargs, value = _case(name)
     spec = setting_spec(name)
     parser = argparse.ArgumentParser()
     add_options(parser)
     argv = ["--" + spec.flag] if spec.cli == SWITCH else ["--" + spec.flag, str(spec.to_cli(value))]
-    for need, need_value in NEEDS.get(name, {}).items():   # the needs' own flags
+    for need, need_value in NEEDS.get(name, {}).items():  # the needs' own flags
         argv += ["--" + setting_spec(need).flag, str(need_value)]
     args = vars(parser.parse_args(argv))
     model, _ = build_run(dict(default_settings(), **args), vocab_size=7)
@@ -123,8 +145,13 @@ def test_the_derived_lists_hold_every_setting():
 
 def test_positional_settings_keep_the_notebooks_order():
     model = RegularizedLSTM(50, 32, 50, 0.8, True)
-    assert (model.vocab_size, model.hidden_size, model.output_size, model.dropout_keep_prob,
-            model.use_layer_norm) == (50, 32, 50, 0.8, True)
+    assert (
+        model.vocab_size,
+        model.hidden_size,
+        model.output_size,
+        model.dropout_keep_prob,
+        model.use_layer_norm,
+    ) == (50, 32, 50, 0.8, True)
     with pytest.raises(TypeError, match="at most 5"):
         RegularizedLSTM(50, 32, 50, 0.8, True, 2)
     with pytest.raises(TypeError, match="multiple values"):
@@ -157,8 +184,11 @@ def test_the_docs_settings_table_is_the_declaration():
     import pathlib
 
     from rnnreg.model_config import markdown_table
+
     guide = pathlib.Path(__file__).parents[1] / "docs" / "guide" / "regularizers.md"
     text = guide.read_text(encoding="utf-8")
     block = text.split("<!-- settings -->\n", 1)[1].split("\n<!-- /settings -->", 1)[0]
-    assert block == markdown_table(), ("docs/guide/regularizers.md's settings table is stale: "
-                                       "write it again from rnnreg.model_config.markdown_table()")
+    assert block == markdown_table(), (
+        "docs/guide/regularizers.md's settings table is stale: "
+        "write it again from rnnreg.model_config.markdown_table()"
+    )

@@ -1,4 +1,5 @@
 """The users' notebook, its imports pointed at rnnreg, runs top to bottom headless."""
+
 import importlib.util
 import math
 import pathlib
@@ -37,7 +38,7 @@ def test_notebook_runs_top_to_bottom(capsys):
     assert abs(ns["activations_norm"].mean(axis=1)).max() < 1e-12
     assert abs(ns["activations_norm"].std(axis=1) - 1).max() < 1e-3
     # Part 4: λ/2 Σ w²
-    expected = 0.5 * 1e-4 * sum(float(np.sum(w ** 2)) for w in ns["weights_example"])
+    expected = 0.5 * 1e-4 * sum(float(np.sum(w**2)) for w in ns["weights_example"])
     assert math.isclose(ns["l2_penalty"], expected)
     assert math.isclose(ns["total_loss"], 0.5 + expected)
     # Part 6: the model's numbers are sensible: near ln(50) for an untrained model, finite

@@ -1,5 +1,6 @@
 """Optimizers (rnnreg.optim): SGD, Adam, AdamW and NT-ASGD — their rules, their state and what
 they refuse."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,8 @@ def test_nt_asgd_triggers_on_the_papers_rule_and_averages_the_iterates():
     # Algorithm 1: trigger at check k when k > n and L_k > min(L_0 .. L_{k-n-1}).
     # 3.5 is not above min(5.0); 3.2 is not above min(5.0, 4.0): no trigger yet.
     assert [opt.record(x) for x in (5.0, 4.0, 3.0, 3.5, 3.2)] == [False] * 5
-    assert opt.record(4.5) is True      # 4.5 > min(5.0, 4.0, 3.0) = 3.0
-    assert opt.averaging and opt.record(9.0) is False   # once
+    assert opt.record(4.5) is True  # 4.5 > min(5.0, 4.0, 3.0) = 3.0
+    assert opt.averaging and opt.record(9.0) is False  # once
     iterates = []
     for g in (1.0, -2.0, 0.5, 3.0):
         opt.step({"w": np.full(3, g)})
@@ -34,7 +35,7 @@ def test_nt_asgd_before_the_trigger_is_plain_sgd():
         a.step(dict(g))
         b.step(dict(g))
     assert np.array_equal(p["w"], q["w"])
-    with a.evaluation_weights():   # nothing averaged yet: the iterate itself
+    with a.evaluation_weights():  # nothing averaged yet: the iterate itself
         assert np.array_equal(p["w"], q["w"])
 
 
@@ -45,7 +46,7 @@ def test_nt_asgd_refuses_another_optimizers_state():
     before = opt.state_dict()
     with pytest.raises(ValueError, match="NT-ASGD"):
         opt.load_state_dict(adam_state)
-    assert opt.state_dict() == before   # nothing changed
+    assert opt.state_dict() == before  # nothing changed
     with pytest.raises(ValueError, match="state"):
         Adam({"w": np.zeros(2)}, lr=0.1).load_state_dict(opt.state_dict())
 
@@ -58,7 +59,7 @@ def test_sgd_refuses_a_gradient_it_would_broadcast():
             SGD(params, lr=0.1).step({"w": bad})
         with pytest.raises(ValueError, match=r"grads\['w'\]"):
             Adam(params).step({"w": bad})
-    assert (params["w"] == 1).all()   # nothing was updated
+    assert (params["w"] == 1).all()  # nothing was updated
 
 
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0, -1.0, "0.1", None])

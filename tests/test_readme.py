@@ -1,5 +1,6 @@
 """The README and the user guide (docs/guide/*.md): every Python snippet runs as written
 (headless) and prints what it says, and every table of numbers is a copy of a recorded run."""
+
 import contextlib
 import io
 import pathlib
@@ -10,9 +11,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs" / "guide").glob("*.md"))]
-SNIPPETS = [(page.relative_to(ROOT).as_posix(), k, snippet) for page in PAGES
-            for k, snippet in enumerate(re.findall(r"```python\n(.*?)```",
-                                                   page.read_text(encoding="utf-8"), re.S))]
+SNIPPETS = [
+    (page.relative_to(ROOT).as_posix(), k, snippet)
+    for page in PAGES
+    for k, snippet in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S))
+]
 
 
 def test_the_readme_and_the_guide_have_snippets():
@@ -20,11 +23,11 @@ def test_the_readme_and_the_guide_have_snippets():
     assert "README.md" in names and len(names) >= 4 and len(SNIPPETS) >= 6
 
 
-@pytest.mark.parametrize("name, index, snippet", SNIPPETS,
-                         ids=[f"{name}:{k + 1}" for name, k, _ in SNIPPETS])
+@pytest.mark.parametrize("name, index, snippet", SNIPPETS, ids=[f"{name}:{k + 1}" for name, k, _ in SNIPPETS])
 def test_snippet_runs(name, index, snippet, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)    # snippets may write files (a saved model)
+    monkeypatch.chdir(tmp_path)  # snippets may write files (a saved model)
     import matplotlib
+
     matplotlib.use("Agg")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -40,6 +43,7 @@ def test_snippet_runs(name, index, snippet, tmp_path, monkeypatch):
 
 def _readme_tables():
     import importlib.util
+
     script = ROOT / "benchmarks" / "readme_tables.py"
     if not script.exists():
         pytest.skip("benchmarks/ is not beside the tests")
@@ -55,8 +59,9 @@ def test_every_marked_table_matches_the_recorded_run_it_names(page):
     them): a rerun that changes a record, or a hand edit, fails here until regenerated."""
     module = _readme_tables()
     _, changed = module.regenerate(page.read_text(encoding="utf-8"))
-    assert not changed, f"{page.name}: tables differ from their records: {changed}; run " \
-        "python benchmarks/readme_tables.py"
+    assert not changed, (
+        f"{page.name}: tables differ from their records: {changed}; run python benchmarks/readme_tables.py"
+    )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
@@ -64,10 +69,13 @@ def test_no_table_of_figures_is_typed_by_hand(page):
     """A table holding a measured figure (a decimal number) sits between the markers of the
     record it is copied from; tables of options and formulas may stand on their own, and the
     settings table is written from the declaration (tests/test_model_config.py keeps it so)."""
-    text = re.sub(r"<!-- table: .*?<!-- /table -->|<!-- settings -->.*?<!-- /settings -->", "",
-                  page.read_text(encoding="utf-8"), flags=re.S)
-    typed = [line for line in text.splitlines()
-             if line.startswith("|") and re.search(r"\d\.\d", line)]
+    text = re.sub(
+        r"<!-- table: .*?<!-- /table -->|<!-- settings -->.*?<!-- /settings -->",
+        "",
+        page.read_text(encoding="utf-8"),
+        flags=re.S,
+    )
+    typed = [line for line in text.splitlines() if line.startswith("|") and re.search(r"\d\.\d", line)]
     assert not typed, f"{page.name}: figures outside a recorded table: {typed[:3]}"
 
 

@@ -2,6 +2,7 @@
 two parts added on the new seams — DropConnect on Wx and AWD-LSTM's separate dropout rates —
 each against an independent implementation of its formula given the same masks, and by finite
 differences."""
+
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ def _fixed_masks_loss(model, inputs, targets):
     def loss():
         model.rng.bit_generator.state = start
         return model.forward_batch(inputs, targets, training=True)[0]
+
     return loss
 
 
@@ -49,9 +51,14 @@ def test_every_part_names_declared_settings_and_a_place_and_its_formula():
 def test_every_regularizing_setting_has_a_part():
     """A setting that regularizes (a keep probability, a zoneout rate, a penalty, tying) is
     acted on by a part: declaring it without its part fails here."""
-    regularizing = {name for name in ModelConfig.__dataclass_fields__
-                    if name.endswith("keep_prob") or name.startswith("zoneout")
-                    or name.endswith("_reg") or name == "tie_weights"}
+    regularizing = {
+        name
+        for name in ModelConfig.__dataclass_fields__
+        if name.endswith("keep_prob")
+        or name.startswith("zoneout")
+        or name.endswith("_reg")
+        or name == "tie_weights"
+    }
     claimed = {name for part in PARTS for name in part.settings}
     assert regularizing <= claimed, regularizing - claimed
 
@@ -77,7 +84,7 @@ def test_dropconnect_on_wx_is_the_plain_model_on_masked_weights(backend, embeddi
     assert all(np.array_equal(plain.params[k], model.params[k]) for k in model.params)
     inputs, targets = _batch()
     D = model.params["W0"].shape[0] - H
-    mask = rnnreg.dropout_mask((D, 4 * H), 0.6, _clone(model.rng))   # the model's first draw
+    mask = rnnreg.dropout_mask((D, 4 * H), 0.6, _clone(model.rng))  # the model's first draw
     assert set(np.unique(mask)) <= {0.0, 1 / 0.6}
     loss = model.forward_batch(inputs, targets, training=True)[0]
     grads = model.backward()
@@ -96,12 +103,13 @@ def _clone(rng):
     return twin
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(num_layers=2, embedding_size=4,
-                                                 weight_keep_prob=0.7, use_layer_norm=True)],
-                         ids=["one-hot", "two-layers-weight-drop-ln"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(num_layers=2, embedding_size=4, weight_keep_prob=0.7, use_layer_norm=True)],
+    ids=["one-hot", "two-layers-weight-drop-ln"],
+)
 def test_dropconnect_on_wx_gradients(backend, kwargs):
-    _check_gradients(RegularizedLSTM(V, H, input_weight_keep_prob=0.7, seed=1, **kwargs),
-                     *_batch())
+    _check_gradients(RegularizedLSTM(V, H, input_weight_keep_prob=0.7, seed=1, **kwargs), *_batch())
 
 
 def test_dropconnect_is_off_in_evaluation():
@@ -116,8 +124,15 @@ def test_separate_rates_at_their_default_are_the_general_rate_bit_for_bit():
     inputs, targets = _batch()
     kwargs = dict(embedding_size=4, num_layers=3, variational=True, seed=5)
     general = RegularizedLSTM(V, H, dropout_keep_prob=0.6, **kwargs)
-    spelled = RegularizedLSTM(V, H, dropout_keep_prob=0.6, input_keep_prob=0.6,
-                              between_keep_prob=0.6, output_keep_prob=0.6, **kwargs)
+    spelled = RegularizedLSTM(
+        V,
+        H,
+        dropout_keep_prob=0.6,
+        input_keep_prob=0.6,
+        between_keep_prob=0.6,
+        output_keep_prob=0.6,
+        **kwargs,
+    )
     a = general.forward_batch(inputs, targets, training=True)[0]
     b = spelled.forward_batch(inputs, targets, training=True)[0]
     assert a == b
@@ -128,14 +143,21 @@ def test_separate_rates_at_their_default_are_the_general_rate_bit_for_bit():
 def test_each_rate_acts_where_it_is_named():
     """dropouti on the embedded inputs, dropouth between layers, dropout on the output: each
     place's mask holds 0 and 1/keep of its own rate."""
-    model = RegularizedLSTM(V, H, embedding_size=4, num_layers=3, input_keep_prob=0.9,
-                            between_keep_prob=0.7, output_keep_prob=0.5, seed=0)
+    model = RegularizedLSTM(
+        V,
+        H,
+        embedding_size=4,
+        num_layers=3,
+        input_keep_prob=0.9,
+        between_keep_prob=0.7,
+        output_keep_prob=0.5,
+        seed=0,
+    )
     inputs, targets = _batch(N=20, T=30)
     model.forward_batch(inputs, targets, training=True)
     trace = model._trace
-    (_, input_mask), = trace.input_parts
-    scales = [np.unique(input_mask)] + [np.unique(layer.output_parts[0][1])
-                                        for layer in trace.layers]
+    ((_, input_mask),) = trace.input_parts
+    scales = [np.unique(input_mask)] + [np.unique(layer.output_parts[0][1]) for layer in trace.layers]
     for values, keep in zip(scales, (0.9, 0.7, 0.7, 0.5)):
         np.testing.assert_allclose(values, [0.0, 1 / keep])
     # the general rate switched off, the separate ones still act
@@ -154,7 +176,7 @@ def test_the_output_rate_is_the_independent_formula():
     loss = model.forward_batch(inputs, targets, training=True)[0]
     h = model._trace.layers[0].run.caches[0].h
     flat = np.ascontiguousarray(h).reshape(-1)
-    _, mask = rnnreg.dropout_forward(flat, 0.5, rng=rng)   # the same draw, by the public twin
+    _, mask = rnnreg.dropout_forward(flat, 0.5, rng=rng)  # the same draw, by the public twin
     logits = (h * mask.reshape(h.shape)) @ model.params["Why"] + model.params["by"]
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
@@ -162,14 +184,16 @@ def test_the_output_rate_is_the_independent_formula():
     assert abs(loss - expected) < 1e-12
 
 
-@pytest.mark.parametrize("kwargs", [dict(input_keep_prob=0.8, between_keep_prob=0.6,
-                                         output_keep_prob=0.7),
-                                    dict(input_keep_prob=0.8, output_keep_prob=0.9,
-                                         variational=True, dropout_keep_prob=0.5)],
-                         ids=["per-element", "variational"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_keep_prob=0.8, between_keep_prob=0.6, output_keep_prob=0.7),
+        dict(input_keep_prob=0.8, output_keep_prob=0.9, variational=True, dropout_keep_prob=0.5),
+    ],
+    ids=["per-element", "variational"],
+)
 def test_separate_rates_gradients(backend, kwargs):
-    _check_gradients(RegularizedLSTM(V, H, embedding_size=4, num_layers=2, seed=4, **kwargs),
-                     *_batch())
+    _check_gradients(RegularizedLSTM(V, H, embedding_size=4, num_layers=2, seed=4, **kwargs), *_batch())
 
 
 def test_an_input_rate_without_an_embedding_is_refused_saying_why():

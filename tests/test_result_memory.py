@@ -1,6 +1,7 @@
 """The kernels' result memory: large result arrays come from a NumPy memory handler that keeps
 freed blocks (up to a limit) and reuses one only for an array of exactly its size, read from the
 block's own header. Ordinary arrays for everything else."""
+
 import os
 import subprocess
 import sys
@@ -10,10 +11,9 @@ import pytest
 
 from rnnreg._backend import _kernels as K
 
-pytestmark = [pytest.mark.kernels,
-              pytest.mark.skipif(K is None, reason="compiled kernels not built")]
+pytestmark = [pytest.mark.kernels, pytest.mark.skipif(K is None, reason="compiled kernels not built")]
 
-BIG = (300, 256)   # 300 KB in float32: above the 64 KiB from which blocks are kept
+BIG = (300, 256)  # 300 KB in float32: above the 64 KiB from which blocks are kept
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_a_freed_result_block_is_reused_for_the_next_result_of_its_size():
     a, b = _product(rng)
     first = K.matmul(a, b)
     address = first.__array_interface__["data"][0]
-    assert first.flags.owndata and first.base is None   # an ordinary array
+    assert first.flags.owndata and first.base is None  # an ordinary array
     del first
     kept, limit = K._array_cache_info()
     assert kept >= BIG[0] * BIG[1] * 4 and limit == 256 << 20
@@ -50,7 +50,7 @@ def test_small_results_and_other_sizes_do_not_take_a_kept_block():
     first = K.matmul(a, b)
     address = first.__array_interface__["data"][0]
     del first
-    other = K.matmul(np.ascontiguousarray(a[:-1]), b)   # one row fewer: another size
+    other = K.matmul(np.ascontiguousarray(a[:-1]), b)  # one row fewer: another size
     assert other.__array_interface__["data"][0] != address
     small = K.matmul(a[:2], np.ascontiguousarray(b[:, :2]))
     assert small.__array_interface__["data"][0] != address
@@ -59,13 +59,13 @@ def test_small_results_and_other_sizes_do_not_take_a_kept_block():
 def test_a_block_made_smaller_by_resize_is_never_given_out_for_its_old_size():
     rng = np.random.default_rng(2)
     a, b = _product(rng)
-    arr = K.matmul(a, b)                                  # writeable result: resizable
+    arr = K.matmul(a, b)  # writeable result: resizable
     expected = arr.ravel()[:1000].copy()
-    arr.resize((1000,), refcheck=False)                   # the handler's realloc
+    arr.resize((1000,), refcheck=False)  # the handler's realloc
     np.testing.assert_array_equal(arr, expected)
     shrunk = arr.__array_interface__["data"][0]
     del arr
-    again = K.matmul(a, b)                                # the old size must get a new block
+    again = K.matmul(a, b)  # the old size must get a new block
     assert again.__array_interface__["data"][0] != shrunk
     np.testing.assert_allclose(again, a @ b, rtol=1e-4, atol=1e-4)
 
@@ -90,9 +90,17 @@ def test_the_limit_bounds_what_is_kept_and_zero_keeps_nothing():
 def test_lstm_results_are_the_same_with_and_without_kept_blocks():
     rng = np.random.default_rng(4)
     N, T, D, H = 8, 20, 30, 64
-    args = (rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), None,
-            rng.standard_normal((D, 4 * H)) / 5, rng.standard_normal((H, 4 * H)) / 8,
-            rng.standard_normal(4 * H), None, None, 1e-5)
+    args = (
+        rng.standard_normal((N, T, D)),
+        rng.standard_normal((N, H)),
+        None,
+        rng.standard_normal((D, 4 * H)) / 5,
+        rng.standard_normal((H, 4 * H)) / 8,
+        rng.standard_normal(4 * H),
+        None,
+        None,
+        1e-5,
+    )
     dh = rng.standard_normal((N, T, H))
     runs = []
     for limit in (0, 256 << 20, 256 << 20):
@@ -108,18 +116,18 @@ def test_lstm_results_are_the_same_with_and_without_kept_blocks():
             np.testing.assert_array_equal(grads[name], runs[0][1][name], err_msg=name)
 
 
-@pytest.mark.parametrize("value,ok", [("0", True), ("64", True), ("x", False), ("-1", False),
-                                      (str(2**43), False), (str(2**70), False)])
+@pytest.mark.parametrize(
+    "value,ok",
+    [("0", True), ("64", True), ("x", False), ("-1", False), (str(2**43), False), (str(2**70), False)],
+)
 def test_the_environment_variable_sets_the_limit_at_import(value, ok, tmp_path):
-    code = ("from rnnreg._backend import _kernels as K\n"
-            "print(K._array_cache_info()[1] >> 20)\n")
+    code = "from rnnreg._backend import _kernels as K\nprint(K._array_cache_info()[1] >> 20)\n"
     env = dict(os.environ, RNNREG_ARRAY_CACHE_MB=value)
     # Run outside the source tree, so that the installed (compiled) rnnreg is the one imported.
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     if ok:
         assert run.returncode == 0 and run.stdout.strip() == value, run.stderr
-    else:   # a clear ValueError naming the variable (an OverflowError used to say nothing)
+    else:  # a clear ValueError naming the variable (an OverflowError used to say nothing)
         assert run.returncode != 0 and "RNNREG_ARRAY_CACHE_MB must be" in run.stderr
         assert "OverflowError" not in run.stderr
 
@@ -130,16 +138,16 @@ def test_blocks_of_sizes_no_longer_asked_for_make_way_for_new_ones():
     one_block = BIG[0] * BIG[1] * 4
     K._set_array_cache_limit(2 * one_block)
     old = [K.matmul(a, b) for _ in range(2)]
-    del old                                   # two blocks of the old size fill the limit
+    del old  # two blocks of the old size fill the limit
     assert K._array_cache_info()[0] == 2 * one_block
-    a2 = np.ascontiguousarray(a[:BIG[0] // 2])
-    new = K.matmul(a2, b)                     # half the size: a new block
+    a2 = np.ascontiguousarray(a[: BIG[0] // 2])
+    new = K.matmul(a2, b)  # half the size: a new block
     address = new.__array_interface__["data"][0]
-    del new                                   # kept: the oldest block of the old size leaves
+    del new  # kept: the oldest block of the old size leaves
     kept, _ = K._array_cache_info()
     assert kept == one_block + one_block // 2
     again = K.matmul(a2, b)
     assert again.__array_interface__["data"][0] == address
-    big = np.ones((1, (2 * one_block) // 4 + 16), np.float32)   # above the limit: never kept
+    big = np.ones((1, (2 * one_block) // 4 + 16), np.float32)  # above the limit: never kept
     assert K._array_cache_info()[0] <= 2 * one_block
     del big

@@ -2,6 +2,7 @@
 change between calls, checkpoints are hostile input, the command line never shows a user a
 traceback, and the backend choice is per thread. Cases that used to crash the interpreter or
 corrupt its heap run in a child process."""
+
 import errno
 import signal
 import subprocess
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.safety
 
 def _task():
     return generate_simple_dataset(8, 10, 64, seed=1), generate_simple_dataset(8, 10, 32, seed=2)
-
-
 
 
 # ----------------------------------------------------------------------------- the model
@@ -63,8 +62,13 @@ def test_a_schedule_that_gives_a_bad_rate_stops_training_with_the_best_weights(b
     model = RegularizedLSTM(10, 8, seed=0)
     schedule = lambda epoch: 1e-2 if epoch < 3 else bad_lr
     with pytest.raises(TrainingError, match="learning-rate schedule gave") as info:
-        fit(model, train, val, TrainConfig(epochs=6, batch_size=16, lr_schedule=schedule,
-                                           patience=5, progress=False), log=None)
+        fit(
+            model,
+            train,
+            val,
+            TrainConfig(epochs=6, batch_size=16, lr_schedule=schedule, patience=5, progress=False),
+            log=None,
+        )
     assert "best weights were restored" in str(info.value)
     history = info.value.args[1]
     assert len(history["val_loss"]) == 3 and np.isfinite(model.params["W0"]).all()
@@ -97,6 +101,7 @@ def test_an_unusable_output_folder_is_reported_before_the_first_epoch(tmp_path, 
 def test_a_read_only_folder_and_a_full_disk_give_one_line(tmp_path, capsys, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
+
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
     rc = main(TRAIN + ["--epochs", "2", "--out", str(tmp_path / "ro")])
     err = capsys.readouterr().err
@@ -105,6 +110,7 @@ def test_a_read_only_folder_and_a_full_disk_give_one_line(tmp_path, capsys, monk
 
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(ckpt.os, "fsync", disk_full)
     rc = main(TRAIN + ["--epochs", "2", "--out", str(tmp_path / "full")])
     err = capsys.readouterr().err
@@ -123,18 +129,32 @@ def test_a_bad_checkpoint_and_a_diverging_run_give_one_line(tmp_path, capsys):
     rc = main(TRAIN + diverge + ["--out", str(tmp_path / "diverge")])
     err = capsys.readouterr().err
     assert rc == 1 and "non-finite" in err and len(err.strip().splitlines()) == 1
-    with pytest.raises(TrainingError):   # --debug keeps the traceback for developers
+    with pytest.raises(TrainingError):  # --debug keeps the traceback for developers
         main(TRAIN + diverge + ["--out", str(tmp_path / "diverge2"), "--debug"])
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "rnnreg", "train", "--data", "synthetic", "--hidden", "64",
-            "--train-size", "400", "--epochs", "500", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "rnnreg",
+        "train",
+        "--data",
+        "synthetic",
+        "--hidden",
+        "64",
+        "--train-size",
+        "400",
+        "--epochs",
+        "500",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in proc.stdout:      # wait until an epoch (and its checkpoint) is done
+        for line in proc.stdout:  # wait until an epoch (and its checkpoint) is done
             if "epoch   1" in line:
                 break
         proc.send_signal(signal.SIGINT)
@@ -167,7 +187,7 @@ def test_use_backend_in_one_thread_does_not_change_another():
     thread.join()
     assert seen["switcher"] == ("numpy", "rnnreg._reference")
     assert seen["main"][0] == "compiled" and seen["main"][1].startswith("rnnreg._kernels")
-    rnnreg.set_backend("numpy")        # also per thread
+    rnnreg.set_backend("numpy")  # also per thread
     try:
         other = []
         t = threading.Thread(target=lambda: other.append(rnnreg.get_backend()))

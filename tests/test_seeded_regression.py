@@ -6,6 +6,7 @@ norms and a checksum of the final weights of short seeded runs of every named se
 ``tests/fixtures/record_seeded_results.py`` before the model was rebuilt from parts). A change
 that moves one bit of any of them fails here.
 """
+
 import importlib.util
 import json
 import os
@@ -22,7 +23,8 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 def _recorder():
     spec = importlib.util.spec_from_file_location(
-        "record_seeded_results", os.path.join(FIXTURES, "record_seeded_results.py"))
+        "record_seeded_results", os.path.join(FIXTURES, "record_seeded_results.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,8 +58,11 @@ def test_seeded_results_do_not_depend_on_the_backend(name, base_data):
     settings, overrides = RECORDER.cases()[name]
     with rnnreg.use_backend("numpy"):
         got = RECORDER.run_case(settings, overrides, data=base_data)
-    np.testing.assert_allclose([float.fromhex(x) for x in got["val_loss"]],
-                               [float.fromhex(x) for x in RECORDED[name]["val_loss"]], rtol=1e-12)
+    np.testing.assert_allclose(
+        [float.fromhex(x) for x in got["val_loss"]],
+        [float.fromhex(x) for x in RECORDED[name]["val_loss"]],
+        rtol=1e-12,
+    )
 
 
 # ----------------------------------------------------------------------------- release 0.1.0
@@ -65,32 +70,38 @@ def test_a_model_file_of_release_0_1_0_loads_and_gives_the_same_logits():
     model = load_model(os.path.join(FIXTURES, "release-0.1.0-model.npz"))
     assert model.num_layers == 2 and model.tie_weights and model.use_layer_norm
     logits = model.logits(model.vocabulary.encode("the cat"))[0]
-    np.testing.assert_array_equal(logits, np.load(os.path.join(FIXTURES,
-                                                               "release-0.1.0-logits.npy")))
+    np.testing.assert_array_equal(logits, np.load(os.path.join(FIXTURES, "release-0.1.0-logits.npy")))
 
 
 def test_a_checkpoint_of_release_0_1_0_resumes(tmp_path):
     """The checkpoint of a two-epoch run of 0.1.0 continues for a third epoch."""
     from rnnreg import CharCorpus
+
     path = str(tmp_path / "checkpoint.npz")
-    with open(os.path.join(FIXTURES, "release-0.1.0-checkpoint.npz"), "rb") as src, \
-            open(path, "wb") as dst:
+    with open(os.path.join(FIXTURES, "release-0.1.0-checkpoint.npz"), "rb") as src, open(path, "wb") as dst:
         dst.write(src.read())
     model = load_model(path)
     text = "the cat sat on the mat. the dog sat on the log. " * 10
     corpus = CharCorpus(text, "the rat sat.", "a cat on a mat.", name="toy")
     fresh = rnnreg.RegularizedLSTM(**model.config())
-    history = fit(fresh, corpus.train, corpus.val,
-                  TrainConfig(epochs=3, patience=3, progress=False, checkpoint_path=path),
-                  resume_from=path, log=lambda line: None)
+    history = fit(
+        fresh,
+        corpus.train,
+        corpus.val,
+        TrainConfig(epochs=3, patience=3, progress=False, checkpoint_path=path),
+        resume_from=path,
+        log=lambda line: None,
+    )
     assert history["epoch"] == [0, 1, 2]
 
 
 def test_a_file_of_an_unknown_format_version_is_refused_naming_it(tmp_path):
     from rnnreg.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+
     path = str(tmp_path / "future.npz")
     save_checkpoint(path, {"x": np.zeros(2)})
     import zipfile
+
     with zipfile.ZipFile(path) as archive:
         meta = json.loads(np.lib.format.read_array(archive.open("meta.json.npy")).tobytes())
     meta["format_version"] = FORMAT_VERSION + 1

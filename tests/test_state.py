@@ -1,5 +1,6 @@
 """The state protocol (rnnreg.state): every part a checkpoint restores checks a state without
 taking it, and a restore checks every part before any changes."""
+
 import copy
 
 import numpy as np
@@ -16,10 +17,16 @@ def _trained(tmp_path, **train):
     train_data = generate_simple_dataset(6, 7, 16, seed=1)
     val = generate_simple_dataset(6, 7, 8, seed=2)
     path = str(tmp_path / "checkpoint.npz")
-    config = TrainConfig(epochs=2, batch_size=4, progress=False, checkpoint_path=path,
-                         patience=3, lr_schedule="plateau", **train)
-    fit(RegularizedLSTM(7, 5, dropout_keep_prob=0.8, seed=0), train_data, val, config,
-        log=lambda line: None)
+    config = TrainConfig(
+        epochs=2,
+        batch_size=4,
+        progress=False,
+        checkpoint_path=path,
+        patience=3,
+        lr_schedule="plateau",
+        **train,
+    )
+    fit(RegularizedLSTM(7, 5, dropout_keep_prob=0.8, seed=0), train_data, val, config, log=lambda line: None)
     return path, train_data, val, config
 
 
@@ -44,8 +51,14 @@ def test_a_restore_that_fails_in_any_part_changes_no_part(tmp_path, part):
     model = RegularizedLSTM(7, 5, dropout_keep_prob=0.8, seed=9)
     before = (model.state_dict(), model.rng.bit_generator.state)
     with pytest.raises(CheckpointError, match=part):
-        fit(model, train, val, TrainConfig(**dict(config.to_dict(), epochs=3)),
-            resume_from=path, log=lambda line: None)
+        fit(
+            model,
+            train,
+            val,
+            TrainConfig(**dict(config.to_dict(), epochs=3)),
+            resume_from=path,
+            log=lambda line: None,
+        )
     after = (model.state_dict(), model.rng.bit_generator.state)
     assert after[1] == before[1]
     assert all(np.array_equal(after[0][k], before[0][k]) for k in before[0])
@@ -64,6 +77,7 @@ def test_restore_checks_all_before_loading_any():
 
         def load_state_dict(self, state):
             loaded.append(self.name)
+
     with pytest.raises(ValueError, match="second: broken"):
         restore({"first": (Part("first", True), {}), "second": (Part("second", False), {})})
     assert loaded == []
@@ -71,10 +85,14 @@ def test_restore_checks_all_before_loading_any():
     assert loaded == ["first", "second"]
 
 
-@pytest.mark.parametrize("make", [
-    lambda params: Adam(params, 1e-3),
-    lambda params: NTASGD(params, 1.0, nonmono=2),
-], ids=["adam", "nt-asgd"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda params: Adam(params, 1e-3),
+        lambda params: NTASGD(params, 1.0, nonmono=2),
+    ],
+    ids=["adam", "nt-asgd"],
+)
 def test_an_optimizer_checks_a_state_without_taking_it(make):
     params = {"W": np.ones((2, 3)), "b": np.zeros(3)}
     optimizer = make(params)

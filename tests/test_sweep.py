@@ -1,6 +1,7 @@
 """Sweeps (rnnreg.sweep, `rnnreg sweep`): the trials a grid or a random search makes, records
 that are the same on any worker — local processes (joblib) or a Dask cluster — failures kept to
 their trial, a killed worker survived, and an interrupted sweep resumed."""
+
 import json
 import os
 import re
@@ -26,8 +27,7 @@ def comparable(record):
     """A record without what depends on when and where it ran (wall times, the worker)."""
     out = {k: v for k, v in record.items() if k not in TIMING_FIELDS}
     if out["history"] is not None:
-        out["history"] = {k: v for k, v in out["history"].items()
-                          if k not in ("seconds", "wall_seconds")}
+        out["history"] = {k: v for k, v in out["history"].items() if k not in ("seconds", "wall_seconds")}
     return out
 
 
@@ -41,15 +41,18 @@ def test_grid_is_the_cartesian_product_in_order_with_values_typed_by_the_option(
     assert trials[-1] == {"dropout": 0.3, "layer-norm": True, "patience": 2}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("dropout=1.5", "not in [0, 1)"),
-    ("hidden=big", "expected an integer"),
-    ("optimizer=rmsprop", "not one of"),
-    ("layer-norm=maybe", "expected true or false"),
-    ("data=a.txt", "cannot be swept"),
-    ("colour=red", "cannot be swept"),
-    ("dropout", "NAME=V1,V2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dropout=1.5", "not in [0, 1)"),
+        ("hidden=big", "expected an integer"),
+        ("optimizer=rmsprop", "not one of"),
+        ("layer-norm=maybe", "expected true or false"),
+        ("data=a.txt", "cannot be swept"),
+        ("colour=red", "cannot be swept"),
+        ("dropout", "NAME=V1,V2"),
+    ],
+)
 def test_a_bad_grid_is_refused_naming_the_setting(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_grid([text])
@@ -69,10 +72,16 @@ def test_random_search_is_seeded_in_range_and_rounds_integer_settings():
     assert len(both) == 6 and both[0]["lr"] == both[1]["lr"]
 
 
-@pytest.mark.parametrize("texts, message", [
-    (["lr=1e-2:1e-3"], "LOW < HIGH"), (["lr=0:1e-2:log"], "> 0 on a log scale"),
-    (["lr=a:b"], "must be numbers"), (["dropout=0:1"], "not in"), (["lr=1:2:ln"], "NAME=LOW"),
-])
+@pytest.mark.parametrize(
+    "texts, message",
+    [
+        (["lr=1e-2:1e-3"], "LOW < HIGH"),
+        (["lr=0:1e-2:log"], "> 0 on a log scale"),
+        (["lr=a:b"], "must be numbers"),
+        (["dropout=0:1"], "not in"),
+        (["lr=1:2:ln"], "NAME=LOW"),
+    ],
+)
 def test_a_bad_space_is_refused(texts, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_space(texts)
@@ -88,14 +97,25 @@ def test_nothing_to_sweep_is_an_error():
 # ----------------------------------------------------------------------------- records
 def test_a_trial_is_deterministic_and_its_record_complete():
     from rnnreg.runs import load_data
+
     settings = sweep_module.default_settings()
     settings.update(TINY, quiet=True, no_progress=True)
     _, vocab, data = load_data(settings)
     one = run_trial(settings, {"dropout": 0.3}, data, vocab)
     two = run_trial(settings, {"dropout": 0.3}, data, vocab)
     assert comparable(one) == comparable(two)
-    assert set(one) == {"params", "best_val_loss", "test_loss", "best_epoch", "epochs",
-                        "seconds", "status", "error", "worker", "history"}
+    assert set(one) == {
+        "params",
+        "best_val_loss",
+        "test_loss",
+        "best_epoch",
+        "epochs",
+        "seconds",
+        "status",
+        "error",
+        "worker",
+        "history",
+    }
     assert one["status"] == "done" and one["error"] is None and one["epochs"] == 2
     assert one["history"]["model"]["dropout_keep_prob"] == pytest.approx(0.7)
 
@@ -123,21 +143,25 @@ def test_two_local_workers_give_the_records_of_one(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     table = (tmp_path / "sweep.md").read_text()
     best = min(serial, key=lambda r: r["best_val_loss"])
-    assert table.splitlines()[2].startswith("| 1 | ") and f"{best['best_val_loss']:.4f}" in \
-        table.splitlines()[2]
+    assert (
+        table.splitlines()[2].startswith("| 1 | ") and f"{best['best_val_loss']:.4f}" in table.splitlines()[2]
+    )
 
 
 def test_each_trial_is_written_as_it_finishes_and_a_rerun_skips_them(tmp_path, monkeypatch):
     written = []
     real_write = sweep_module._write_json
-    monkeypatch.setattr(sweep_module, "_write_json",
-                        lambda path, obj: (written.append(len(obj["trials"])),
-                                           real_write(path, obj)))
+    monkeypatch.setattr(
+        sweep_module,
+        "_write_json",
+        lambda path, obj: (written.append(len(obj["trials"])), real_write(path, obj)),
+    )
     first = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
     assert written == [1, 2, 3, 4]
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished trial ran again")
+
     monkeypatch.setattr(sweep_module, "run_trial", must_not_run)
     again = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
     assert again == first
@@ -146,8 +170,7 @@ def test_each_trial_is_written_as_it_finishes_and_a_rerun_skips_them(tmp_path, m
     saved["trials"] = saved["trials"][:3]
     (tmp_path / "sweep.json").write_text(json.dumps(saved))
     ran = []
-    monkeypatch.setattr(sweep_module, "run_trial",
-                        lambda *a, **k: (ran.append(a[1]), first[3])[1])
+    monkeypatch.setattr(sweep_module, "run_trial", lambda *a, **k: (ran.append(a[1]), first[3])[1])
     resumed = sweep(GRID, settings=TINY, jobs=1, out=str(tmp_path), progress=False)
     assert ran == [first[3]["params"]] and resumed == first
     # other settings in the same folder are refused, naming what differs
@@ -173,8 +196,7 @@ def _busy_child(parent, exclude=()):
     psutil = pytest.importorskip("psutil")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        children = [c for c in psutil.Process(parent).children(recursive=True)
-                    if c.pid not in exclude]
+        children = [c for c in psutil.Process(parent).children(recursive=True) if c.pid not in exclude]
         before = {}
         for c in children:
             try:
@@ -209,8 +231,9 @@ def test_a_killed_local_worker_is_survived(caplog):
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed", reason="the dask extra")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=":0")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -220,15 +243,17 @@ def dask_client():
 @pytest.mark.slow
 def test_a_dask_cluster_gives_the_records_of_local_workers(dask_client, tmp_path):
     local = sweep(GRID, settings=TINY, jobs=2, progress=False)
-    on_dask = sweep(GRID, settings=TINY, scheduler=dask_client, out=str(tmp_path),
-                    progress=False)
+    on_dask = sweep(GRID, settings=TINY, scheduler=dask_client, out=str(tmp_path), progress=False)
     assert [comparable(r) for r in on_dask] == [comparable(r) for r in local]
     workers = {r["worker"] for r in on_dask}
     assert workers <= set(dask_client.scheduler_info()["workers"])
     # the address form, as `--scheduler tcp://...` gives it
-    by_address = sweep({"dropout": [0.0], "hidden": [8]}, settings=TINY,
-                       scheduler=dask_client.scheduler.address,
-                       progress=False)
+    by_address = sweep(
+        {"dropout": [0.0], "hidden": [8]},
+        settings=TINY,
+        scheduler=dask_client.scheduler.address,
+        progress=False,
+    )
     assert comparable(by_address[0]) == comparable(local[0])
 
 
@@ -237,11 +262,12 @@ def test_a_killed_dask_worker_is_survived(dask_client):
     reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
     pids = dask_client.run(os.getpid)
     thread, box = _run_in_thread(
-        lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=dask_client, progress=False))
+        lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=dask_client, progress=False)
+    )
     deadline = time.monotonic() + 30
     while not any(dask_client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.7)   # mid-trial
+    time.sleep(0.7)  # mid-trial
     os.kill(next(iter(pids.values())), signal.SIGKILL)
     thread.join(timeout=180)
     assert not thread.is_alive()
@@ -255,15 +281,17 @@ def test_a_one_worker_cluster_whose_worker_dies_still_records_every_trial():
     """The only worker killed mid-sweep: its nanny starts a new one, the lost trials are
     submitted again with their data, and every trial ends with a record — no traceback."""
     distributed = pytest.importorskip("distributed", reason="the dask extra")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=":0")
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
     client = distributed.Client(cluster)
     try:
         reference = sweep(SLOW_GRID, settings=SLOW, jobs=1, progress=False)
         pid = next(iter(client.run(os.getpid).values()))
         thread, box = _run_in_thread(
-            lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=client, progress=False))
-        deadline = time.monotonic() + 60   # wait for the event: a trial running on the worker
+            lambda: sweep(SLOW_GRID, settings=SLOW, scheduler=client, progress=False)
+        )
+        deadline = time.monotonic() + 60  # wait for the event: a trial running on the worker
         while not any(client.processing().values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert any(client.processing().values())
@@ -272,8 +300,9 @@ def test_a_one_worker_cluster_whose_worker_dies_still_records_every_trial():
         assert not thread.is_alive() and "result" in box
         records = box["result"]
         assert len(records) == 4 and all(r["status"] in ("done", "failed") for r in records)
-        done = [(comparable(r), comparable(ref)) for r, ref in zip(records, reference)
-                if r["status"] == "done"]
+        done = [
+            (comparable(r), comparable(ref)) for r, ref in zip(records, reference) if r["status"] == "done"
+        ]
         assert done and all(a == b for a, b in done)
     finally:
         client.close()
@@ -282,9 +311,23 @@ def test_a_one_worker_cluster_whose_worker_dies_still_records_every_trial():
 
 def test_scheduler_without_dask_says_how_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    code = main(["sweep", "--data", "synthetic", "--train-size", "60", "--epochs", "1",
-                 "--grid", "dropout=0,0.1", "--scheduler", "tcp://127.0.0.1:1",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "sweep",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "60",
+            "--epochs",
+            "1",
+            "--grid",
+            "dropout=0,0.1",
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "pip install 'rnnreg[dask]'" in capsys.readouterr().err
 
@@ -292,21 +335,53 @@ def test_scheduler_without_dask_says_how_to_install(monkeypatch, capsys, tmp_pat
 # ----------------------------------------------------------------------------- the command line
 def test_the_sweep_command_writes_its_table_and_picture(tmp_path, capsys):
     out = tmp_path / "s"
-    code = main(["sweep", "--data", "synthetic", "--train-size", "60", "--epochs", "2",
-                 "--hidden", "8", "--grid", "dropout=0,0.3", "--grid", "layer-norm=false,true",
-                 "--jobs", "2", "--out", str(out)])
+    code = main(
+        [
+            "sweep",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "60",
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--grid",
+            "dropout=0,0.3",
+            "--grid",
+            "layer-norm=false,true",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| rank | dropout | layer-norm |" in printed and "4 trials, 0 failed" in printed
     saved = json.loads((out / "sweep.json").read_text())
     assert [t["params"] for t in saved["trials"]] == sweep_trials(
-        {"dropout": [0.0, 0.3], "layer-norm": [False, True]})
+        {"dropout": [0.0, 0.3], "layer-norm": [False, True]}
+    )
     assert all(t["status"] == "done" for t in saved["trials"])
 
 
 def test_compare_with_two_jobs_matches_one(tmp_path, capsys):
-    common = ["compare", "--data", "synthetic", "--train-size", "60", "--epochs", "2",
-              "--hidden", "8", "--settings", "none", "dropout", "weight_decay"]
+    common = [
+        "compare",
+        "--data",
+        "synthetic",
+        "--train-size",
+        "60",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--settings",
+        "none",
+        "dropout",
+        "weight_decay",
+    ]
     assert main(common + ["--out", str(tmp_path / "a"), "--jobs", "1", "--quiet"]) == 0
     assert main(common + ["--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
     one = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -320,8 +395,16 @@ def test_compare_with_two_jobs_matches_one(tmp_path, capsys):
 
 def test_sweeps_can_search_the_new_regularizers():
     from rnnreg.sweeps import parse_grid, sweep_trials
-    grid = parse_grid(["zoneout=0,0.1", "tie-weights=false,true", "ar=0,2",
-                       "optimizer=adam,nt-asgd", "variable-bptt=false,true"])
+
+    grid = parse_grid(
+        [
+            "zoneout=0,0.1",
+            "tie-weights=false,true",
+            "ar=0,2",
+            "optimizer=adam,nt-asgd",
+            "variable-bptt=false,true",
+        ]
+    )
     assert len(sweep_trials(grid)) == 32
     with pytest.raises(ValueError, match="zoneout"):
         parse_grid(["zoneout=1.2"])
@@ -335,33 +418,67 @@ def test_a_second_sweep_into_the_same_folder_keeps_the_first_ones_records(tmp_pa
     with open(os.path.join(out, "sweep.json")) as f:
         kept = json.load(f)["trials"]
     assert sorted(r["params"]["dropout"] for r in kept) == [0.0, 0.3, 0.5]
-    assert [comparable(r) for r in kept if r["params"]["dropout"] != 0.5] == \
-        [comparable(r) for r in first]
-    table = open(os.path.join(out, "sweep.md")).read()   # the folder's table: all three
+    assert [comparable(r) for r in kept if r["params"]["dropout"] != 0.5] == [comparable(r) for r in first]
+    table = open(os.path.join(out, "sweep.md")).read()  # the folder's table: all three
     assert len([ln for ln in table.splitlines() if re.match(r"\| \d+ \|", ln)]) == 3
 
 
 def test_sweep_json_is_strict_json(tmp_path):
     """A diverged value is written as null, never NaN or Infinity (which strict parsers reject)."""
     from rnnreg.sweeps import _write_json
+
     path = str(tmp_path / "s.json")
-    _write_json(path, {"trials": [{"best_val_loss": float("nan"), "history": {
-        "val_loss": [1.0, float("inf"), np.float32("nan")]}}]})
+    _write_json(
+        path,
+        {
+            "trials": [
+                {
+                    "best_val_loss": float("nan"),
+                    "history": {"val_loss": [1.0, float("inf"), np.float32("nan")]},
+                }
+            ]
+        },
+    )
     text = open(path).read()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text)["trials"][0]["history"]["val_loss"] == [1.0, None, None]
 
 
-@pytest.mark.parametrize("content", ["{not json", "[]", '{"settings": 3, "trials": []}',
-                                     '{"settings": {}, "trials": ["x"]}',
-                                     '{"settings": {}, "trials": [{"params": {}}]}', "NaN"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        '{"settings": 3, "trials": []}',
+        '{"settings": {}, "trials": ["x"]}',
+        '{"settings": {}, "trials": [{"params": {}}]}',
+        "NaN",
+    ],
+)
 def test_a_corrupted_sweep_json_is_one_line_not_a_traceback(content, tmp_path, capsys):
     out = tmp_path / "sw"
     out.mkdir()
     (out / "sweep.json").write_text(content)
-    code = main(["sweep", "--data", "synthetic", "--train-size", "40", "--epochs", "1",
-                 "--hidden", "8", "--grid", "dropout=0", "--jobs", "1", "--no-progress",
-                 "--out", str(out)])
+    code = main(
+        [
+            "sweep",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "40",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--grid",
+            "dropout=0",
+            "--jobs",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "is not a sweep.json of rnnreg" in err and "Traceback" not in err
 
@@ -375,17 +492,15 @@ PRUNE_SETTINGS = {"data": ["synthetic"], "train_size": 200, "epochs": 6, "quiet"
 @pytest.mark.parametrize("rule", ["median", "asha"])
 def test_pruning_stops_trials_that_fall_behind_and_records_them(rule, tmp_path):
     out = str(tmp_path / rule)
-    records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False,
-                    prune=rule)
+    records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False, prune=rule)
     pruned = [r for r in records if r["status"] == "pruned"]
     assert pruned and len(pruned) < len(records)
-    for r in pruned:   # stopped early, with the curve it had
+    for r in pruned:  # stopped early, with the curve it had
         assert r["epochs"] < 6 and len(r["history"]["val_loss"]) == r["epochs"]
     best_kept = min(r["best_val_loss"] for r in records if r["status"] == "done")
     assert best_kept <= min(r["best_val_loss"] for r in pruned)
     # a rerun runs nothing again: pruned trials are finished trials
-    again = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False,
-                  prune=rule)
+    again = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False, prune=rule)
     assert [r["status"] for r in again] == [r["status"] for r in records]
     assert "| pruned |" in open(os.path.join(out, "sweep.md")).read()
 
@@ -393,6 +508,7 @@ def test_pruning_stops_trials_that_fall_behind_and_records_them(rule, tmp_path):
 def test_the_asha_rule_keeps_the_best_third_at_each_rung(tmp_path):
     from rnnreg.callbacks import EpochEnd
     from rnnreg.sweeps import Pruner
+
     curves = str(tmp_path / "c.jsonl")
     open(curves, "w").close()
 
@@ -400,10 +516,11 @@ def test_the_asha_rule_keeps_the_best_third_at_each_rung(tmp_path):
         pruner = Pruner("asha", curves, trial)
         pruner.on_epoch_end(EpochEnd(epoch, 9, 0, 0, loss, 0.1, 0, None, 0, {}, None))
         return pruner.pruned
+
     assert [report(t, 0, loss) for t, loss in (("a", 3.0), ("b", 2.0))] == [False, False]
-    assert report("c", 0, 2.5) is True     # 3 reported at rung 1: keep the best ceil(3/3) = 1
-    assert report("d", 1, 9.0) is False     # epoch 2 is no rung
-    assert report("e", 0, 1.0) is False     # the best so far
+    assert report("c", 0, 2.5) is True  # 3 reported at rung 1: keep the best ceil(3/3) = 1
+    assert report("d", 1, 9.0) is False  # epoch 2 is no rung
+    assert report("e", 0, 1.0) is False  # the best so far
 
 
 def test_categorical_choices_in_a_random_search():
@@ -417,6 +534,7 @@ def test_categorical_choices_in_a_random_search():
 
 def test_pruning_without_an_out_folder_leaves_no_file_behind(monkeypatch, tmp_path):
     import tempfile
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, progress=False, prune="median")
     assert any(r["status"] == "pruned" for r in records)

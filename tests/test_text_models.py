@@ -1,4 +1,5 @@
 """A model out: vocabulary that travels, logits, generation, model files, `rnnreg sample`."""
+
 import json
 
 import numpy as np
@@ -15,16 +16,14 @@ def test_vocabulary_round_trip_and_unknown_symbol(toy_corpus):
     vocab = corpus.vocabulary
     assert vocab.chars[0] == UNKNOWN and len(vocab) == corpus.vocab_size
     ids = vocab.encode("the cat~")
-    assert ids[-1] == 0                                      # "~" was never in training
+    assert ids[-1] == 0  # "~" was never in training
     assert vocab.decode(ids) == "the cat\ufffd"
     assert Vocabulary(vocab.to_list()) == vocab
-    rare = toy_corpus(min_count=2)                              # "z" and "q" seen once: unknown
+    rare = toy_corpus(min_count=2)  # "z" and "q" seen once: unknown
     assert "z" not in rare.vocabulary.index and (rare.train == 0).sum() == 2
     for bad in ([], ["a", UNKNOWN], [UNKNOWN, "a", "a"], [UNKNOWN, "ab"], [UNKNOWN, 3]):
         with pytest.raises(ValueError):
             Vocabulary(bad)
-
-
 
 
 def test_logits_carry_state_like_one_long_sequence(train_toy_model):
@@ -48,7 +47,7 @@ def test_generation_is_reproducible_and_respects_top_k(train_toy_model):
     assert a == b and a != c and len(a) <= 60
     greedy = model.generate(corpus.vocabulary.encode("the "), 20, top_k=1, rng=0)
     again = model.generate(corpus.vocabulary.encode("the "), 20, top_k=1, rng=99)
-    np.testing.assert_array_equal(greedy, again)             # top_k=1 is deterministic
+    np.testing.assert_array_equal(greedy, again)  # top_k=1 is deterministic
     with pytest.raises(ValueError, match="vocabulary"):
         RegularizedLSTM(5, 4, seed=0).generate("abc", 3)
     with pytest.raises(ValueError, match="temperature"):
@@ -58,18 +57,71 @@ def test_generation_is_reproducible_and_respects_top_k(train_toy_model):
 @pytest.mark.slow
 def test_sample_command_prints_the_same_text_for_the_same_seed(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--train-size", "4000", "--eval-size", "1000", "--hidden", "16",
-                 "--epochs", "1", "--no-progress", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train-size",
+                "4000",
+                "--eval-size",
+                "1000",
+                "--hidden",
+                "16",
+                "--epochs",
+                "1",
+                "--no-progress",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     ckpt = str(out / "train.checkpoint.npz")
     texts = []
     for seed in (7, 7, 8):
-        assert main(["sample", ckpt, "--prime", "The ", "--length", "40", "--seed", str(seed),
-                     "--temperature", "0.9", "--top-k", "10"]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    ckpt,
+                    "--prime",
+                    "The ",
+                    "--length",
+                    "40",
+                    "--seed",
+                    str(seed),
+                    "--temperature",
+                    "0.9",
+                    "--top-k",
+                    "10",
+                ]
+            )
+            == 0
+        )
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] != texts[2] and texts[0].startswith("The ")
-    assert main(["train", "--data", "synthetic", "--train-size", "40", "--hidden", "8",
-                 "--epochs", "1", "--no-progress", "--quiet", "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "synthetic",
+                "--train-size",
+                "40",
+                "--hidden",
+                "8",
+                "--epochs",
+                "1",
+                "--no-progress",
+                "--quiet",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     assert main(["sample", str(tmp_path / "s" / "train.checkpoint.npz")]) == 2
     assert "no vocabulary" in capsys.readouterr().err
 
@@ -94,7 +146,7 @@ def test_a_folder_of_text_files_is_split_by_document_fixed_by_the_seed(tmp_path)
     assert "by document (seed 0): 4 files train, 1 validation" in a.split
     assert a.split != c.split or not np.array_equal(a.val, c.val)
     total = sum(len(p.read_text()) for p in folder.glob("*.txt"))
-    assert a.train.size + a.val.size + a.test.size == total + 2 * (6 - 3)   # "\n\n" joins
+    assert a.train.size + a.val.size + a.test.size == total + 2 * (6 - 3)  # "\n\n" joins
     glob_corpus = CharCorpus.from_files(str(folder / "book0[0-2].txt"))
     assert glob_corpus.split.startswith("by document")
     single = CharCorpus.from_files(folder / "book00.txt")
@@ -116,12 +168,32 @@ def test_text_that_is_not_utf8_or_not_there_is_refused_naming_the_file(tmp_path)
 def test_train_and_sample_on_your_own_text_from_the_command_line(tmp_path, capsys):
     folder = _write_books(tmp_path / "books")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(folder), "--hidden", "16", "--epochs", "2",
-                 "--no-progress", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "--hidden",
+                "16",
+                "--epochs",
+                "2",
+                "--no-progress",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "split by document (seed 0)" in printed
-    assert main(["sample", str(out / "train.checkpoint.npz"), "--prime", "the ", "--length",
-                 "30", "--seed", "1"]) == 0
+    assert (
+        main(
+            ["sample", str(out / "train.checkpoint.npz"), "--prime", "the ", "--length", "30", "--seed", "1"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert text.startswith("the ") and set(text.strip()) <= set("thecasonmdgrul. \n")
     bad = tmp_path / "bad.txt"
@@ -140,16 +212,19 @@ def test_fit_takes_a_corpus(toy_corpus):
 
 
 def _stream_model():
-    corpus = CharCorpus.from_documents(["the cat sat on the mat. " * 8, "a dog ran to the log. " * 5,
-                                        "zzz the end. " * 6],
-                                       ["the rat sat on a hat. " * 3, "dogs and cats. " * 4],
-                                       ["the end. x"], name="docs")
+    corpus = CharCorpus.from_documents(
+        ["the cat sat on the mat. " * 8, "a dog ran to the log. " * 5, "zzz the end. " * 6],
+        ["the rat sat on a hat. " * 3, "dogs and cats. " * 4],
+        ["the end. x"],
+        name="docs",
+    )
     model = RegularizedLSTM(corpus.vocab_size, 10, seed=0)
     return model, corpus
 
 
 def test_evaluation_starts_every_document_afresh_and_ignores_the_batch_size():
     from rnnreg.training import evaluate
+
     model, corpus = _stream_model()
     starts = corpus.starts["val"]
     assert list(starts) == [0, len("the rat sat on a hat. " * 3) + 2]
@@ -158,22 +233,40 @@ def test_evaluation_starts_every_document_afresh_and_ignores_the_batch_size():
     assert evaluate(model, corpus.val, batch_size=32, bptt=7, starts=starts) == whole
     assert stats["max_abs_c"] > 0
     # the same as each document on its own, weighted by its tokens: no state crosses documents
-    docs = [corpus.val[:starts[1]], corpus.val[starts[1]:]]
+    docs = [corpus.val[: starts[1]], corpus.val[starts[1] :]]
     parts = [(evaluate(model, d, bptt=7), d.size - 1) for d in docs]
     expected = sum(loss * n for loss, n in parts) / sum(n for _, n in parts)
     assert whole == pytest.approx(expected, rel=1e-12)
     # every token is counted: one long chunk gives the same mean
-    assert evaluate(model, docs[0], bptt=7) == pytest.approx(evaluate(model, docs[0], bptt=1000),
-                                                              rel=1e-9)
+    assert evaluate(model, docs[0], bptt=7) == pytest.approx(evaluate(model, docs[0], bptt=1000), rel=1e-9)
 
 
 def test_a_piped_log_is_lines_without_progress_frames(tmp_path):
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "rnnreg", "train", "--data", "synthetic",
-                           "--train-size", "60", "--hidden", "8", "--epochs", "3",
-                           "--out", str(tmp_path / "run")], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnreg",
+            "train",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "60",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "\r" not in proc.stdout
     epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("[train] epoch")]
@@ -193,9 +286,9 @@ def test_a_reset_starts_the_row_afresh_mid_batch():
     model, inputs, _, resets = _reset_case()
     state = tuple(np.full((2, 2, 5), 0.3) for _ in range(2))
     _, logits, _ = model.forward_batch(inputs, None, state, resets=resets)
-    fresh, _ = model.logits(inputs[0, 3:7])                  # row 0 from its reset at t = 3
+    fresh, _ = model.logits(inputs[0, 3:7])  # row 0 from its reset at t = 3
     np.testing.assert_allclose(logits[0, 3:7], fresh, rtol=1e-12, atol=1e-12)
-    fresh1, _ = model.logits(inputs[1, :5])                  # row 1 reset at t = 0 and t = 5
+    fresh1, _ = model.logits(inputs[1, :5])  # row 1 reset at t = 0 and t = 5
     np.testing.assert_allclose(logits[1, :5], fresh1, rtol=1e-12, atol=1e-12)
     _, plain, _ = model.forward_batch(inputs, None, state)
     _, none, _ = model.forward_batch(inputs, None, state, resets=np.zeros((2, 9), bool))
@@ -205,6 +298,7 @@ def test_a_reset_starts_the_row_afresh_mid_batch():
 @pytest.mark.parametrize("ln", [False, True])
 def test_gradients_with_resets_match_finite_differences(ln):
     from rnnreg.gradcheck import relative_error
+
     model, inputs, targets, resets = _reset_case(ln=ln)
     model.forward_batch(inputs, targets, resets=resets)
     grads = model.backward()
@@ -233,11 +327,11 @@ def test_training_on_documents_resets_the_state_at_their_starts(monkeypatch):
         if training:
             seen.append(None if resets is None else resets.copy())
         return original(self, inputs, targets, state, training, resets)
+
     monkeypatch.setattr(RegularizedLSTM, "forward_batch", spy)
-    fit(model, corpus, config=TrainConfig(epochs=1, batch_size=2, bptt=10, progress=False),
-        log=None)
+    fit(model, corpus, config=TrainConfig(epochs=1, batch_size=2, bptt=10, progress=False), log=None)
     total = sum(int(r.sum()) for r in seen if r is not None)
-    assert total == len(corpus.starts["train"]) - 1   # every document start but the first
+    assert total == len(corpus.starts["train"]) - 1  # every document start but the first
 
 
 @pytest.mark.slow
@@ -248,9 +342,30 @@ def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
     The full-size check is in the getting-started guide (the main job's curves)."""
     pytest.importorskip("joblib")
     from rnnreg.cli import main
-    small = ["compare", "--settings", "none", "dropout", "--epochs", "12", "--hidden", "128",
-             "--train-size", "6000", "--eval-size", "3000", "--batch-size", "4", "--bptt", "25",
-             "--lr", "1e-2", "--jobs", "2", "--quiet"]
+
+    small = [
+        "compare",
+        "--settings",
+        "none",
+        "dropout",
+        "--epochs",
+        "12",
+        "--hidden",
+        "128",
+        "--train-size",
+        "6000",
+        "--eval-size",
+        "3000",
+        "--batch-size",
+        "4",
+        "--bptt",
+        "25",
+        "--lr",
+        "1e-2",
+        "--jobs",
+        "2",
+        "--quiet",
+    ]
     overfit = 0
     for seed in (0, 1, 2):
         out = tmp_path / f"seed{seed}"
@@ -260,7 +375,7 @@ def test_compare_validation_never_rises_above_its_first_epoch(tmp_path):
             val = history["val_loss"]
             assert max(val[1:]) < val[0], (seed, name, val)
             overfit += val[-1] > min(val) + 0.05
-    assert overfit >= 4   # the check bites: most runs are past their best epoch
+    assert overfit >= 4  # the check bites: most runs are past their best epoch
 
 
 def test_train_size_limits_your_text_and_defaults_to_all_of_it(tmp_path, capsys):
@@ -271,7 +386,6 @@ def test_train_size_limits_your_text_and_defaults_to_all_of_it(tmp_path, capsys)
     whole = capsys.readouterr().out
     assert "CharCorpus('book.txt', " in whole and "train=" in whole
     n_train = int(whole.split("train=")[1].split(",")[0])
-    assert n_train > 9000    # the whole training split: 80% of ~12,600 characters
-    assert main(common + ["--train-size", "3000", "--eval-size", "500",
-                          "--out", str(tmp_path / "some")]) == 0
+    assert n_train > 9000  # the whole training split: 80% of ~12,600 characters
+    assert main(common + ["--train-size", "3000", "--eval-size", "500", "--out", str(tmp_path / "some")]) == 0
     assert "train=3000, val=500, test=500 characters" in capsys.readouterr().out

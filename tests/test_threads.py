@@ -1,6 +1,7 @@
 """Threads: the compiled kernels share their work among OpenMP threads, and the number of
 threads never changes a result (bit for bit), whatever limits it: rnnreg.set_num_threads,
 threadpoolctl (OpenMP or BLAS), or the environment."""
+
 import os
 import subprocess
 import sys
@@ -24,8 +25,7 @@ from rnnreg import (
 )
 from rnnreg._backend import _kernels
 
-pytestmark = [pytest.mark.kernels,
-              pytest.mark.skipif(_kernels is None, reason="compiled kernels not built")]
+pytestmark = [pytest.mark.kernels, pytest.mark.skipif(_kernels is None, reason="compiled kernels not built")]
 
 INFO = _kernels._thread_info() if _kernels is not None else {}
 # On a machine with two cores and an OpenMP build the "several threads" runs below really use
@@ -46,15 +46,13 @@ def test_an_unlimited_call_uses_every_core_on_an_openmp_build():
     assert get_num_threads() >= 2
 
 
-@pytest.mark.parametrize("limit", ["rnnreg", "threadpoolctl", "threadpoolctl-blas",
-                                   "threadpoolctl-openmp"])
+@pytest.mark.parametrize("limit", ["rnnreg", "threadpoolctl", "threadpoolctl-blas", "threadpoolctl-openmp"])
 def test_every_kind_of_limit_is_honoured(limit):
     if limit == "rnnreg":
         set_num_threads(1)
         assert get_num_threads() == 1
         return
-    user_api = {"threadpoolctl": None, "threadpoolctl-blas": "blas",
-                "threadpoolctl-openmp": "openmp"}[limit]
+    user_api = {"threadpoolctl": None, "threadpoolctl-blas": "blas", "threadpoolctl-openmp": "openmp"}[limit]
     if user_api == "blas" and not INFO["blas_threads_known"]:
         pytest.skip("this BLAS's thread setting is not one rnnreg reads")
     if user_api == "openmp" and not INFO["openmp"]:
@@ -64,8 +62,9 @@ def test_every_kind_of_limit_is_honoured(limit):
 
 
 def _blas_threads():
-    return sorted((lib["filepath"], lib["num_threads"]) for lib in threadpool_info()
-                  if lib["user_api"] == "blas")
+    return sorted(
+        (lib["filepath"], lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"
+    )
 
 
 def _lstm_arrays(rng, N, T, D, H, dtype, layer_norm, masked):
@@ -76,8 +75,10 @@ def _lstm_arrays(rng, N, T, D, H, dtype, layer_norm, masked):
     b = rng.standard_normal(4 * H).astype(dtype)
     ln = None
     if layer_norm:
-        ln = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype)
-              for k, v in lstm_layer_norm_params(H, dtype=dtype).items()}
+        ln = {
+            k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype)
+            for k, v in lstm_layer_norm_params(H, dtype=dtype).items()
+        }
     mask = (rng.random((N, H)) < 0.8).astype(dtype) / dtype(0.8) if masked else None
     dh = rng.standard_normal((N, T, H)).astype(dtype)
     return x, h0, Wx, Wh, b, ln, mask, dh
@@ -94,16 +95,22 @@ def _lstm_run(arrays):
 # Batches that split among threads by rows (N > 4) and by hidden units (N <= 4, H a multiple of
 # 32 from 128: 160 in unequal parts), and one that does not split; hidden sizes whose products
 # split into column blocks (4H >= 512) and one that does not; N*T >= 512 splits dx by rows.
-SHAPES = [(8, 35, 81, 256), (16, 35, 20, 128), (5, 7, 6, 8), (3, 4, 5, 6), (9, 60, 40, 64),
-          (1, 35, 81, 256), (3, 9, 5, 160), (4, 6, 7, 128)]
+SHAPES = [
+    (8, 35, 81, 256),
+    (16, 35, 20, 128),
+    (5, 7, 6, 8),
+    (3, 4, 5, 6),
+    (9, 60, 40, 64),
+    (1, 35, 81, 256),
+    (3, 9, 5, 160),
+    (4, 6, 7, 128),
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("layer_norm,masked", [(False, False), (True, False), (False, True),
-                                               (True, True)])
-def test_lstm_results_are_the_same_bit_for_bit_with_any_number_of_threads(dtype, shape,
-                                                                          layer_norm, masked):
+@pytest.mark.parametrize("layer_norm,masked", [(False, False), (True, False), (False, True), (True, True)])
+def test_lstm_results_are_the_same_bit_for_bit_with_any_number_of_threads(dtype, shape, layer_norm, masked):
     arrays = _lstm_arrays(np.random.default_rng(sum(shape)), *shape, dtype, layer_norm, masked)
     set_num_threads(1)
     one = _lstm_run(arrays)
@@ -123,18 +130,17 @@ def test_small_batches_share_their_hidden_units_among_threads_where_rows_are_too
         return
     assert _kernels._threads_by_units(1, 256, False, 2) == 2
     assert _kernels._threads_by_units(4, 1024, False, 2) == 2
-    assert _kernels._threads_by_units(4, 128, False, 8) == 4      # blocks of 32 units at least
-    assert _kernels._threads_by_units(5, 256, False, 2) == 1      # enough rows: split by rows
-    assert _kernels._threads_by_units(1, 256, True, 2) == 1       # layer norm needs whole rows
-    assert _kernels._threads_by_units(1, 96, False, 2) == 1       # a step too short for a barrier
-    assert _kernels._threads_by_units(1, 260, False, 2) == 1      # not a multiple of 32
+    assert _kernels._threads_by_units(4, 128, False, 8) == 4  # blocks of 32 units at least
+    assert _kernels._threads_by_units(5, 256, False, 2) == 1  # enough rows: split by rows
+    assert _kernels._threads_by_units(1, 256, True, 2) == 1  # layer norm needs whole rows
+    assert _kernels._threads_by_units(1, 96, False, 2) == 1  # a step too short for a barrier
+    assert _kernels._threads_by_units(1, 260, False, 2) == 1  # not a multiple of 32
     assert _kernels._threads_by_units(1, 256, False, 1) == 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,H", [(1, 256), (2, 128), (4, 160)])
-def test_zoneout_and_token_ids_in_a_small_batch_are_the_same_bit_for_bit_on_any_threads(dtype, N,
-                                                                                         H):
+def test_zoneout_and_token_ids_in_a_small_batch_are_the_same_bit_for_bit_on_any_threads(dtype, N, H):
     """The loops split by hidden units with every input they take: token ids (the input row
     picked from Wx), a recurrent mask, zoneout on h and c, a final cell-state gradient."""
     rng = np.random.default_rng(N * H)
@@ -151,6 +157,7 @@ def test_zoneout_and_token_ids_in_a_small_batch_are_the_same_bit_for_bit_on_any_
         cache = _kernels.lstm_forward(ids, h0, c0, Wx, Wh, b, None, mask, 1e-5, zone_h, zone_c)
         grads = _kernels.lstm_backward(dh, dc, cache, False)
         return {"h": cache.h, "c": cache.c, **{k: v for k, v in grads.items() if v is not None}}
+
     set_num_threads(1)
     one = run()
     set_num_threads(None)
@@ -200,13 +207,17 @@ def test_token_id_inputs_are_the_same_bit_for_bit_with_any_number_of_threads(dty
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,k,n,trans_a,trans_b", [(600, 70, 1030, False, False),
-                                                    (1100, 256, 81, False, False),
-                                                    (81, 560, 1024, True, False),
-                                                    (560, 1024, 81, False, True),
-                                                    (700, 64, 600, True, True)])
-def test_matmul_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, m, k, n, trans_a,
-                                                                   trans_b):
+@pytest.mark.parametrize(
+    "m,k,n,trans_a,trans_b",
+    [
+        (600, 70, 1030, False, False),
+        (1100, 256, 81, False, False),
+        (81, 560, 1024, True, False),
+        (560, 1024, 81, False, True),
+        (700, 64, 600, True, True),
+    ],
+)
+def test_matmul_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, m, k, n, trans_a, trans_b):
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
@@ -216,8 +227,12 @@ def test_matmul_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, m, k, 
     several = matmul(a, b, trans_a, trans_b)
     np.testing.assert_array_equal(several, one)
     expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
-    np.testing.assert_allclose(one, expected, rtol=1e-4 if dtype == np.float32 else 1e-10,
-                               atol=1e-3 if dtype == np.float32 else 1e-10)
+    np.testing.assert_allclose(
+        one,
+        expected,
+        rtol=1e-4 if dtype == np.float32 else 1e-10,
+        atol=1e-3 if dtype == np.float32 else 1e-10,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -226,9 +241,16 @@ def test_training_gives_the_same_model_with_one_thread_or_several(dtype):
     corpus = rnnreg.CharCorpus.from_text(text)
 
     def train():
-        model = RegularizedLSTM(corpus.vocab_size, 64, dropout_keep_prob=0.8,
-                                use_layer_norm=True, num_layers=2, recurrent_keep_prob=0.9,
-                                seed=3, dtype=dtype)
+        model = RegularizedLSTM(
+            corpus.vocab_size,
+            64,
+            dropout_keep_prob=0.8,
+            use_layer_norm=True,
+            num_layers=2,
+            recurrent_keep_prob=0.9,
+            seed=3,
+            dtype=dtype,
+        )
         config = TrainConfig(epochs=2, batch_size=8, bptt=20, progress=False, seed=3)
         history = fit(model, corpus.train, corpus.val, config, log=lambda line: None)
         return model, history
@@ -264,7 +286,7 @@ def test_calls_from_several_python_threads_agree_and_restore_blas():
         try:
             for _ in range(3):
                 results.append(_lstm_run(arrays))
-        except Exception as exc:   # pragma: no cover - reported below
+        except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     workers = [threading.Thread(target=work) for _ in range(3)]
@@ -291,16 +313,14 @@ def test_the_kernel_setter_refuses_a_negative_limit():
         _kernels._set_thread_limit(-1)
 
 
-@pytest.mark.parametrize("value,expected", [("1", "1"), ("", "ok"), ("0", "ok"),
-                                            ("x", "RNNREG_NUM_THREADS must be")])
+@pytest.mark.parametrize(
+    "value,expected", [("1", "1"), ("", "ok"), ("0", "ok"), ("x", "RNNREG_NUM_THREADS must be")]
+)
 def test_the_environment_variable_limits_threads_at_import(value, expected, tmp_path):
-    code = ("import rnnreg\n"
-            "n = rnnreg.get_num_threads()\n"
-            f"print(n if n == 1 and {value!r} == '1' else 'ok')\n")
+    code = f"import rnnreg\nn = rnnreg.get_num_threads()\nprint(n if n == 1 and {value!r} == '1' else 'ok')\n"
     env = dict(os.environ, RNNREG_NUM_THREADS=value)
     # Run outside the source tree, so that the installed (compiled) rnnreg is the one imported.
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert expected in (run.stdout + run.stderr)
 
 
@@ -308,6 +328,7 @@ def test_the_environment_variable_limits_threads_at_import(value, expected, tmp_
 @pytest.mark.parametrize("shape", [(4096, 64), (700, 300), (257, 1024), (3, 32)])
 def test_layer_norm_is_the_same_bit_for_bit_with_any_number_of_threads(dtype, shape):
     from rnnreg import layer_norm_backward, layer_norm_forward
+
     rng = np.random.default_rng(shape[0])
     x = rng.standard_normal(shape).astype(dtype)
     gamma = (1 + rng.standard_normal(shape[1]) / 10).astype(dtype)
@@ -375,8 +396,9 @@ def test_a_forked_child_runs_on_one_thread_with_the_same_results(tmp_path):
     a timeout, so a hang fails the test instead of stopping the run."""
     script = tmp_path / "fork_after_threads.py"
     script.write_text(FORK_SCRIPT)
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ok")
 
@@ -388,13 +410,17 @@ def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
     import time
 
     from threadpoolctl import ThreadpoolController
+
     if not _kernels._thread_info()["blas_threads_known"]:
         pytest.skip("needs a BLAS whose thread setting rnnreg knows")
 
     # The OpenBLAS rnnreg's kernels call: SciPy's, in scipy.libs — not NumPy's own, which is
     # named libscipy_openblas64_ too. Looked up once: polling must be quick.
-    libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
-            if f"{os.sep}scipy.libs{os.sep}" in lib.filepath]
+    libs = [
+        lib
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+        if f"{os.sep}scipy.libs{os.sep}" in lib.filepath
+    ]
     if not libs:
         pytest.skip("no SciPy OpenBLAS")
     blas = libs[0]
@@ -404,17 +430,18 @@ def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
     arrays = _lstm_arrays(np.random.default_rng(2), 32, 60, 64, 256, np.float64, True, True)
     changed = threading.Event()
 
-    def calls_until_changed():   # kernel calls, one after another, until the limit is set
+    def calls_until_changed():  # kernel calls, one after another, until the limit is set
         deadline = time.monotonic() + 60
         while not changed.is_set() and time.monotonic() < deadline:
             _lstm_run(arrays)
+
     wanted = original + 1
     try:
         worker = threading.Thread(target=calls_until_changed)
         worker.start()
         deadline = time.monotonic() + 30
         while blas.get_num_threads() != 1 and time.monotonic() < deadline:
-            time.sleep(0.0005)   # until a kernel call has pinned BLAS: a call is in flight
+            time.sleep(0.0005)  # until a kernel call has pinned BLAS: a call is in flight
         seen_in_flight = blas.get_num_threads() == 1
         if seen_in_flight:
             blas.set_num_threads(wanted)

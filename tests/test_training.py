@@ -1,5 +1,6 @@
 """The trainer (rnnreg.training): batches, truncated and variable-length BPTT, weight decay,
 clipping, schedules, NT-ASGD in fit, evaluation."""
+
 import math
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_adam_matches_the_textbook_update():
         opt.step({"w": g})
         m = 0.9 * m + 0.1 * g
         s = 0.99 * s + 0.01 * g * g
-        w = w - 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(s / (1 - 0.99 ** t)) + 1e-8)
+        w = w - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(s / (1 - 0.99**t)) + 1e-8)
     np.testing.assert_allclose(params["w"], w, rtol=1e-12)
 
 
@@ -105,8 +106,13 @@ def test_training_cuts_held_out_loss(optimizer):
     model = RegularizedLSTM(12, 24, seed=0, dropout_keep_prob=0.9, use_layer_norm=True)
     start = evaluate(model, val)
     lr = {"sgd": 0.5, "adam": 1e-2, "adamw": 1e-2}[optimizer]
-    history = fit(model, train, val, TrainConfig(epochs=12, batch_size=16, lr=lr, optimizer=optimizer,
-                                                 weight_decay=1e-4, progress=False), log=None)
+    history = fit(
+        model,
+        train,
+        val,
+        TrainConfig(epochs=12, batch_size=16, lr=lr, optimizer=optimizer, weight_decay=1e-4, progress=False),
+        log=None,
+    )
     assert start > 2.3
     assert history["best_val_loss"] < 0.6 * start
     assert len(history["val_loss"]) == 12
@@ -120,8 +126,13 @@ def test_truncated_bptt_on_a_text_stream_learns_and_batches_are_contiguous():
     first, second = chunks[0][0], chunks[1][0]
     assert all((second[:, 0] - first[:, -1]) % 8 == 1)
     model = RegularizedLSTM(8, 16, seed=0)
-    history = fit(model, text[:1200], text[1200:], TrainConfig(epochs=4, batch_size=4, bptt=10,
-                                                               lr=2e-2, progress=False), log=None)
+    history = fit(
+        model,
+        text[:1200],
+        text[1200:],
+        TrainConfig(epochs=4, batch_size=4, bptt=10, lr=2e-2, progress=False),
+        log=None,
+    )
     assert history["val_loss"][-1] < 0.2
 
 
@@ -142,8 +153,9 @@ def test_early_stopping_restores_best_weights():
     model = RegularizedLSTM(12, 48, seed=0)
     # overfit a tiny training set so that validation loss turns up
     tiny = (train[0][:20], train[1][:20])
-    history = fit(model, tiny, val, TrainConfig(epochs=80, batch_size=4, lr=2e-2, patience=3,
-                                                progress=False), log=None)
+    history = fit(
+        model, tiny, val, TrainConfig(epochs=80, batch_size=4, lr=2e-2, patience=3, progress=False), log=None
+    )
     assert history["stopped_epoch"] is not None and history["stopped_epoch"] < 79
     assert history["restored_best"]
     assert evaluate(model, val) == pytest.approx(history["best_val_loss"], rel=1e-9)
@@ -151,6 +163,7 @@ def test_early_stopping_restores_best_weights():
 
 class _PoisonedModel(RegularizedLSTM):
     """Its gradients turn NaN after a number of backward passes (a fault injected on purpose)."""
+
     healthy_steps = 0
 
     def backward(self, *args, **kwargs):
@@ -167,8 +180,13 @@ def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_pa
     model.healthy_steps = 8 * 3 + 2  # three clean epochs of 8 batches, then NaN
     path = str(tmp_path / "ck.npz")
     with pytest.raises(TrainingError, match="non-finite gradient norm at epoch 3") as info:
-        fit(model, train, val, TrainConfig(epochs=10, batch_size=16, patience=5, progress=False,
-                                           checkpoint_path=path), log=None)
+        fit(
+            model,
+            train,
+            val,
+            TrainConfig(epochs=10, batch_size=16, patience=5, progress=False, checkpoint_path=path),
+            log=None,
+        )
     assert "best weights were restored" in str(info.value)
     history = info.value.args[1]
     assert len(history["val_loss"]) == 3
@@ -179,6 +197,7 @@ def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_pa
 
 def test_global_norm_of_large_float32_gradients_does_not_overflow():
     from rnnreg.optim import global_norm
+
     grads = {"w": np.full(4, 1e30, np.float32)}
     assert global_norm(grads) == pytest.approx(2e30, rel=1e-6)
 
@@ -187,15 +206,17 @@ def test_layer_norm_lstm_with_dropout_keeps_gradients_tame():
     """Regression: dropping whole one-hot tokens under layer norm made the cell state constant
     across units, and gradients reached 1e22. One-hot inputs are not dropped."""
     from rnnreg.data import load_stdlib_docstrings
+
     corpus = load_stdlib_docstrings(train_chars=3000, eval_chars=100)
     inputs, targets, _ = next(iterate_batches(corpus.train, 8, 35, np.random.default_rng(0)))
-    model = RegularizedLSTM(corpus.vocab_size, 64, dropout_keep_prob=0.6, use_layer_norm=True,
-                            seed=0, dtype=np.float32)
+    model = RegularizedLSTM(
+        corpus.vocab_size, 64, dropout_keep_prob=0.6, use_layer_norm=True, seed=0, dtype=np.float32
+    )
     model.forward_batch(inputs, targets, training=True)
     grads = model.backward()
     assert max(float(np.abs(g).max()) for g in grads.values()) < 10
-    assert model._trace.input_parts == ()                     # one-hot input: not dropped
-    assert model._trace.layers[0].output_parts[0][1] is not None   # the output is
+    assert model._trace.input_parts == ()  # one-hot input: not dropped
+    assert model._trace.layers[0].output_parts[0][1] is not None  # the output is
 
 
 def _stream(n=600, seed=0, V=9):
@@ -216,8 +237,13 @@ def test_fit_with_nt_asgd_evaluates_and_ends_with_the_averaged_weights():
 
 def test_nt_asgd_needs_validation_data():
     with pytest.raises(ValueError, match="nt-asgd"):
-        fit(RegularizedLSTM(9, 8), _stream(), None,
-            TrainConfig(epochs=1, optimizer="nt-asgd", progress=False), log=lambda _: None)
+        fit(
+            RegularizedLSTM(9, 8),
+            _stream(),
+            None,
+            TrainConfig(epochs=1, optimizer="nt-asgd", progress=False),
+            log=lambda _: None,
+        )
 
 
 # ----------------------------------------------------------------------------- variable BPTT
@@ -239,9 +265,11 @@ def test_variable_bptt_scales_each_steps_learning_rate(monkeypatch):
     def spy(self, grads):
         seen.append(self.lr)
         return original(self, grads)
+
     monkeypatch.setattr(rnnreg.optim.SGD, "step", spy)
-    config = TrainConfig(epochs=1, optimizer="sgd", lr=0.2, bptt=20, batch_size=2,
-                         variable_bptt=True, progress=False, seed=3)
+    config = TrainConfig(
+        epochs=1, optimizer="sgd", lr=0.2, bptt=20, batch_size=2, variable_bptt=True, progress=False, seed=3
+    )
     fit(RegularizedLSTM(9, 8, seed=0), _stream(2000), None, config, log=lambda _: None)
     lengths = variable_bptt_lengths(999, 20, np.random.default_rng(3))
     assert np.allclose(seen, [0.2 * n / 20 for n in lengths])
@@ -251,16 +279,14 @@ def test_variable_bptt_scales_each_steps_learning_rate(monkeypatch):
 def test_variable_bptt_is_for_streams_not_sequence_pairs():
     pairs = rnnreg.generate_simple_dataset(6, 9, 16, seed=0)
     with pytest.raises(ValueError, match="variable_bptt"):
-        fit(RegularizedLSTM(9, 8), pairs, None, TrainConfig(epochs=1, variable_bptt=True,
-                                                             progress=False))
+        fit(RegularizedLSTM(9, 8), pairs, None, TrainConfig(epochs=1, variable_bptt=True, progress=False))
 
 
 def test_iterate_batches_with_lengths_reads_every_token_once():
     stream = np.arange(201)
     chunks = list(iterate_batches(stream, 4, 10, lengths=[7, 13, 20, 10]))
     assert [c[0].shape[1] for c in chunks] == [7, 13, 20, 10]
-    assert np.array_equal(np.concatenate([c[0] for c in chunks], axis=1).ravel(),
-                          np.arange(200))
+    assert np.array_equal(np.concatenate([c[0] for c in chunks], axis=1).ravel(), np.arange(200))
 
 
 def test_resuming_a_run_that_stopped_early_gives_the_same_result(tmp_path):
@@ -288,7 +314,7 @@ def test_verbose_levels_print_epoch_lines_with_the_total_and_an_eta(capsys):
     fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=3), verbose=2)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
     assert len(lines) == 3 and lines[0].startswith("epoch   0/3") and "ETA" in lines[0]
-    assert "ETA" not in lines[-1]   # nothing left
+    assert "ETA" not in lines[-1]  # nothing left
     fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=2), verbose=0)
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="verbose"):
@@ -297,10 +323,11 @@ def test_verbose_levels_print_epoch_lines_with_the_total_and_an_eta(capsys):
 
 def test_auto_verbosity_is_silent_when_piped_and_shows_in_a_notebook(monkeypatch):
     from rnnreg import training
+
     monkeypatch.setattr(training, "_in_notebook", lambda: False)
     monkeypatch.setattr(training.sys.stderr, "isatty", lambda: False, raising=False)
     assert training._verbosity("auto") == 0
-    monkeypatch.setattr(training, "_in_notebook", lambda: True)   # a Jupyter kernel
+    monkeypatch.setattr(training, "_in_notebook", lambda: True)  # a Jupyter kernel
     assert training._verbosity("auto") == 1
     assert training._Progress(3, "epoch 0", True).enabled
 
@@ -313,37 +340,51 @@ def test_a_notebook_shows_the_progress_bar_and_the_epoch_lines():
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset\n"
-        "train = generate_simple_dataset(10, 12, 128, seed=1)\n"
-        "val = generate_simple_dataset(10, 12, 32, seed=2)\n"
-        "history = fit(RegularizedLSTM(12, 16, seed=0), train, val, TrainConfig(epochs=2))\n")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset\n"
+            "train = generate_simple_dataset(10, 12, 128, seed=1)\n"
+            "val = generate_simple_dataset(10, 12, 32, seed=2)\n"
+            "history = fit(RegularizedLSTM(12, 16, seed=0), train, val, TrainConfig(epochs=2))\n"
+        )
+    ]
     nbclient.NotebookClient(nb, timeout=180, kernel_name="python3").execute()
     outputs = nb.cells[0].outputs
-    widgets = [o for o in outputs if o.get("output_type") == "display_data"
-               and "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    widgets = [
+        o
+        for o in outputs
+        if o.get("output_type") == "display_data"
+        and "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    assert len(widgets) == 2                                   # one bar per epoch
+    assert len(widgets) == 2  # one bar per epoch
     assert "epoch   0/2" in text and "epoch   1/2" in text
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-6)])
 @pytest.mark.parametrize("layer_norm,zoneout", [(False, 0.0), (True, 0.0), (False, 0.3)])
-def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, tol, layer_norm,
-                                                                         zoneout):
+def test_documents_read_side_by_side_give_the_loss_of_reading_each_alone(dtype, tol, layer_norm, zoneout):
     """Rows that finish take the next document (batch 3: most documents start in a row another
     one has left, in the middle of the reading), over two layers, with layer norm or zoneout."""
     rng = np.random.default_rng(0)
-    lengths = [1, 2, 3, 40, 71, 5, 140, 36, 37, 9, 2, 200]   # around bptt, shorter, a lone token
+    lengths = [1, 2, 3, 40, 71, 5, 140, 36, 37, 9, 2, 200]  # around bptt, shorter, a lone token
     stream = rng.integers(0, 12, sum(lengths))
     starts = np.cumsum([0] + lengths[:-1])
-    model = RegularizedLSTM(12, 16, seed=1, dtype=dtype, use_layer_norm=layer_norm, num_layers=2,
-                            zoneout_hidden=zoneout, zoneout_cell=zoneout)
+    model = RegularizedLSTM(
+        12,
+        16,
+        seed=1,
+        dtype=dtype,
+        use_layer_norm=layer_norm,
+        num_layers=2,
+        zoneout_hidden=zoneout,
+        zoneout_cell=zoneout,
+    )
     total = count = 0
     for begin, end in zip(starts, np.append(starts[1:], stream.size)):
         doc, state = stream[begin:end], None
         for k in range(0, doc.size - 1, 35):
-            piece = doc[k:k + 36]
+            piece = doc[k : k + 36]
             if piece.size >= 2:
                 loss, _, state = model.forward_batch(piece[None, :-1], piece[None, 1:], state)
                 total += loss * (piece.size - 1)
@@ -373,6 +414,11 @@ def test_a_long_stream_read_as_parallel_streams_is_the_documented_approximation(
     total, count = total + loss * (rest.size - 1), count + rest.size - 1
     assert count == stream.size - 1 and approx == pytest.approx(total / count, rel=1e-12)
     assert approx != exact and abs(approx - exact) < 0.05 * exact
-    history = fit(RegularizedLSTM(12, 16, seed=2), stream, stream[:500],
-                  TrainConfig(epochs=1, eval_as_streams=True), verbose=0)
+    history = fit(
+        RegularizedLSTM(12, 16, seed=2),
+        stream,
+        stream[:500],
+        TrainConfig(epochs=1, eval_as_streams=True),
+        verbose=0,
+    )
     assert np.isfinite(history["val_loss"][0])

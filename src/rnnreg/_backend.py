@@ -9,6 +9,7 @@ The choice is per thread, like scikit-learn's configuration: :func:`use_backend`
 use_backend("numpy")`` cannot switch another thread's kernels mid-computation. A thread that has
 made no choice uses the process default: ``RNNREG_BACKEND``, or the compiled kernels.
 """
+
 import contextlib
 import os
 import threading
@@ -33,10 +34,12 @@ def _import_compiled():
     if os.environ.get("RNNREG_SIMD", "").strip().lower() != "baseline" and _cpu_has_avx2_fma():
         try:
             from . import _kernels_avx2
+
             return _kernels_avx2, "avx2"
         except ImportError:
             pass  # not built (a non-x86 machine or an old compiler): the portable build serves
     from . import _kernels as portable
+
     return portable, "baseline"
 
 
@@ -185,8 +188,7 @@ if _kernels is not None:
     _kernels._set_thread_limit(_count_from_environment("RNNREG_NUM_THREADS", 0, 2**16))
     # RNNREG_ARRAY_CACHE_MB: freed result memory kept for reuse (see "result memory" in
     # rnnreg/_kernels_memory.pxi; 0 keeps none).
-    _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256,
-                                                           2**40) << 20)
+    _kernels._set_array_cache_limit(_count_from_environment("RNNREG_ARRAY_CACHE_MB", 256, 2**40) << 20)
     # A process made by fork runs the kernels on one thread: GNU OpenMP's thread pool does not
     # survive fork (a child using it would hang). Spawned processes start afresh.
     if hasattr(os, "register_at_fork"):

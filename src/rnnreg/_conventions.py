@@ -41,6 +41,7 @@ What a forward pass saves for its backward pass is an :class:`LSTMCache` (or a
 compiled backward re-checks every array it reads against those shapes with integer compares, so a
 cache that was tampered with raises instead of being read out of bounds.
 """
+
 import math
 import types
 from collections.abc import Mapping
@@ -49,10 +50,22 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LN_SAVED", "DEFAULT_EPS", "DROPOUT_RESOLUTION",
-    "dropout_threshold", "layer_norm_param_size", "ln_saved_shape", "is_decayed",
-    "decay_parameter_names", "stream_geometry", "LSTMCache", "lstm_cache", "LayerNormCache",
-    "freeze", "step_functions",
+    "GATE_ORDER",
+    "LSTM_LAYER_NORM_PARAMS",
+    "LN_SAVED",
+    "DEFAULT_EPS",
+    "DROPOUT_RESOLUTION",
+    "dropout_threshold",
+    "layer_norm_param_size",
+    "ln_saved_shape",
+    "is_decayed",
+    "decay_parameter_names",
+    "stream_geometry",
+    "LSTMCache",
+    "lstm_cache",
+    "LayerNormCache",
+    "freeze",
+    "step_functions",
 ]
 
 #: The order of the four gate blocks along the 4H axis of Wx, Wh and b.
@@ -129,10 +142,15 @@ def freeze(*arrays):
 
 
 def _shape_error(label, arr, shape, dtype, made_by):
-    got = (f"shape {arr.shape} and dtype {arr.dtype}" if isinstance(arr, np.ndarray)
-           else f"a {type(arr).__name__}")
-    return ValueError(f"cache.{label} has {got}, expected shape {shape} and dtype {dtype}: the "
-                      f"cache was changed after {made_by} made it")
+    got = (
+        f"shape {arr.shape} and dtype {arr.dtype}"
+        if isinstance(arr, np.ndarray)
+        else f"a {type(arr).__name__}"
+    )
+    return ValueError(
+        f"cache.{label} has {got}, expected shape {shape} and dtype {dtype}: the "
+        f"cache was changed after {made_by} made it"
+    )
 
 
 def _field(cache, key, extra=()):
@@ -163,8 +181,10 @@ def check_token_input(x, D, name="x"):
     if x.dtype != TOKEN_DTYPE:
         raise TypeError(f"{name}: token ids must be {TOKEN_DTYPE}, got {x.dtype}")
     if x.size and (int(x.min()) < 0 or int(x.max()) >= D):
-        raise ValueError(f"{name}: token ids must lie in [0, {D}) (the rows of Wx), got ids "
-                         f"from {int(x.min())} to {int(x.max())}")
+        raise ValueError(
+            f"{name}: token ids must lie in [0, {D}) (the rows of Wx), got ids "
+            f"from {int(x.min())} to {int(x.max())}"
+        )
 
 
 class LSTMCache(NamedTuple):
@@ -199,6 +219,7 @@ class LSTMCache(NamedTuple):
     >>> cache.h.flags.writeable
     False
     """
+
     x: np.ndarray
     h0: np.ndarray
     c0: np.ndarray
@@ -243,9 +264,19 @@ class LSTMCache(NamedTuple):
         """label -> shape of every array field (layer-norm ones labelled ``layer_norm['name']``
         and ``ln_saved['name']``), from the dimensions recorded at creation."""
         N, T, D, H = self.N, self.T, self.D, self.H
-        shapes = {"x": (N, T) if self.tokens else (N, T, D), "h0": (N, H), "c0": (N, H),
-                  "Wx": (D, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,), "hprev": (N, T, H),
-                  "gates": (N, T, 4 * H), "c": (N, T, H), "tc": (N, T, H), "h": (N, T, H)}
+        shapes = {
+            "x": (N, T) if self.tokens else (N, T, D),
+            "h0": (N, H),
+            "c0": (N, H),
+            "Wx": (D, 4 * H),
+            "Wh": (H, 4 * H),
+            "b": (4 * H,),
+            "hprev": (N, T, H),
+            "gates": (N, T, 4 * H),
+            "c": (N, T, H),
+            "tc": (N, T, H),
+            "h": (N, T, H),
+        }
         if self.recurrent_mask is not None:
             shapes["recurrent_mask"] = (N, H)
         for name in ("zoneout_h", "zoneout_c"):
@@ -283,14 +314,33 @@ class LSTMCache(NamedTuple):
         return self
 
     def __repr__(self):
-        extras = "".join(f", {name}" for name in ("layer_norm", "recurrent_mask", "zoneout_h",
-                                                  "zoneout_c")
-                         if getattr(self, name) is not None)
+        extras = "".join(
+            f", {name}"
+            for name in ("layer_norm", "recurrent_mask", "zoneout_h", "zoneout_c")
+            if getattr(self, name) is not None
+        )
         return f"LSTMCache(N={self.N}, T={self.T}, D={self.D}, H={self.H}{extras})"
 
 
-def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc, h,
-               ln_saved=None, zoneout_h=None, zoneout_c=None):
+def lstm_cache(
+    x,
+    h0,
+    c0,
+    Wx,
+    Wh,
+    b,
+    layer_norm,
+    recurrent_mask,
+    eps,
+    hprev,
+    gates,
+    c,
+    tc,
+    h,
+    ln_saved=None,
+    zoneout_h=None,
+    zoneout_c=None,
+):
     """An :class:`LSTMCache` from a forward pass's arguments and the arrays it made (which
     become read-only); the dimensions are read from x and Wh."""
     freeze(hprev, gates, c, tc, h)
@@ -301,8 +351,29 @@ def lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gat
         layer_norm = types.MappingProxyType({k: layer_norm[k] for k in LSTM_LAYER_NORM_PARAMS})
     N, T = x.shape[:2]
     D = Wx.shape[0]
-    return LSTMCache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, float(eps), hprev, gates,
-                     c, tc, h, ln_saved, N, T, D, Wh.shape[0], zoneout_h, zoneout_c)
+    return LSTMCache(
+        x,
+        h0,
+        c0,
+        Wx,
+        Wh,
+        b,
+        layer_norm,
+        recurrent_mask,
+        float(eps),
+        hprev,
+        gates,
+        c,
+        tc,
+        h,
+        ln_saved,
+        N,
+        T,
+        D,
+        Wh.shape[0],
+        zoneout_h,
+        zoneout_c,
+    )
 
 
 class LayerNormCache(NamedTuple):
@@ -318,6 +389,7 @@ class LayerNormCache(NamedTuple):
     >>> cache.xhat.shape, cache.rstd.shape, cache.shape
     ((6, 4), (6,), (2, 3, 4))
     """
+
     xhat: np.ndarray
     rstd: np.ndarray
     gamma: np.ndarray
@@ -328,8 +400,11 @@ class LayerNormCache(NamedTuple):
 
     def check(self):
         """Raise ValueError unless the arrays still agree with ``shape``; returns the cache."""
-        if not (isinstance(self.shape, tuple) and self.shape
-                and all(isinstance(s, int) and s > 0 for s in self.shape)):
+        if not (
+            isinstance(self.shape, tuple)
+            and self.shape
+            and all(isinstance(s, int) and s > 0 for s in self.shape)
+        ):
             raise ValueError(f"cache.shape must be the forward input's shape, got {self.shape!r}")
         F, M = self.shape[-1], math.prod(self.shape[:-1])
         dtype = self.xhat.dtype if isinstance(self.xhat, np.ndarray) else None
@@ -344,6 +419,7 @@ class LayerNormCache(NamedTuple):
 def step_functions(sequence_forward, sequence_backward):
     """A backend's ``lstm_step_forward`` and ``lstm_step_backward``: its sequence functions with
     T = 1 (CS231n's one-step interface)."""
+
     def as_sequence(arr, name):
         """arr (N, F) as (N, 1, F) for the sequence functions (which check everything else)."""
         if not isinstance(arr, np.ndarray):
@@ -354,16 +430,14 @@ def step_functions(sequence_forward, sequence_backward):
 
     def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
         """One time step: x (N, D) -> (next_h, next_c, cache); the sequence function, T = 1."""
-        cache = sequence_forward(as_sequence(x, "x"), prev_h, prev_c, Wx, Wh, b, None, None,
-                                 DEFAULT_EPS)
+        cache = sequence_forward(as_sequence(x, "x"), prev_h, prev_c, Wx, Wh, b, None, None, DEFAULT_EPS)
         return cache.h[:, 0], cache.c[:, 0], cache
 
     def lstm_step_backward(dnext_h, dnext_c, cache):
         """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for one step."""
         if not isinstance(cache, LSTMCache) or cache.T != 1:
-            raise TypeError("cache must be the cache returned by lstm_step_forward, got "
-                            f"{cache!r}")
+            raise TypeError(f"cache must be the cache returned by lstm_step_forward, got {cache!r}")
         grads = sequence_backward(as_sequence(dnext_h, "dnext_h"), dnext_c, cache)
-        return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
-                grads["db"])
+        return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"])
+
     return lstm_step_forward, lstm_step_backward

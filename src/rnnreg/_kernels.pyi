@@ -1,6 +1,7 @@
 """Type stubs of the compiled kernels (rnnreg/_kernels.pyx; rnnreg/_kernels_avx2 is the same
 source built for AVX2). Arrays are C-contiguous, aligned, native-order float32 or float64 (one
 dtype per call) unless said otherwise; every function checks that and the sizes itself."""
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,34 +25,63 @@ def _threads_by_units(N: int, H: int, layer_norm: bool, n_threads: int) -> int: 
 def _after_fork_in_child() -> None: ...
 def _set_array_cache_limit(limit: int) -> int: ...
 def _array_cache_info() -> tuple[int, int]: ...
+
 # report_finite=True adds a last element: whether the results are all finite (checked as they
 # are written).
-def layer_norm_forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, eps: float,
-                       report_finite: bool = False) -> tuple[Any, ...]: ...
-def layer_norm_backward(dout: FloatArray, xhat: FloatArray, rstd: FloatArray,
-                        gamma: FloatArray, report_finite: bool = False) -> tuple[Any, ...]: ...
-def dropout_forward(x: FloatArray, keep_prob: float, rng: np.random.Generator,
-                    report_finite: bool = False, out: FloatArray | None = None,
-                    mask: FloatArray | None = None) -> tuple[Any, ...]: ...
-def draw_mask(n: int, keep_prob: float, rng: np.random.Generator, dtype: Any = ...,
-              scaled: bool = True) -> FloatArray: ...
+def layer_norm_forward(
+    x: FloatArray, gamma: FloatArray, beta: FloatArray, eps: float, report_finite: bool = False
+) -> tuple[Any, ...]: ...
+def layer_norm_backward(
+    dout: FloatArray, xhat: FloatArray, rstd: FloatArray, gamma: FloatArray, report_finite: bool = False
+) -> tuple[Any, ...]: ...
+def dropout_forward(
+    x: FloatArray,
+    keep_prob: float,
+    rng: np.random.Generator,
+    report_finite: bool = False,
+    out: FloatArray | None = None,
+    mask: FloatArray | None = None,
+) -> tuple[Any, ...]: ...
+def draw_mask(
+    n: int, keep_prob: float, rng: np.random.Generator, dtype: Any = ..., scaled: bool = True
+) -> FloatArray: ...
 def dropout_backward(dout: FloatArray, mask: FloatArray) -> FloatArray: ...
-def lstm_forward(x: FloatArray, h0: FloatArray, c0: FloatArray | None, Wx: FloatArray, Wh: FloatArray,
-                 b: FloatArray, layer_norm: Mapping[str, FloatArray] | None,
-                 recurrent_mask: FloatArray | None, eps: float,
-                 zoneout_h: FloatArray | None = None,
-                 zoneout_c: FloatArray | None = None) -> LSTMCache: ...
-def lstm_backward(dh: FloatArray, dc_final: FloatArray | None, cache: LSTMCache,
-                  need_dx: bool = True) -> dict[str, FloatArray | None]: ...
-def lstm_step_forward(x: FloatArray, prev_h: FloatArray, prev_c: FloatArray, Wx: FloatArray,
-                      Wh: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray, LSTMCache]: ...
-def lstm_step_backward(dnext_h: FloatArray, dnext_c: FloatArray,
-                       cache: LSTMCache) -> tuple[FloatArray, ...]: ...
+def lstm_forward(
+    x: FloatArray,
+    h0: FloatArray,
+    c0: FloatArray | None,
+    Wx: FloatArray,
+    Wh: FloatArray,
+    b: FloatArray,
+    layer_norm: Mapping[str, FloatArray] | None,
+    recurrent_mask: FloatArray | None,
+    eps: float,
+    zoneout_h: FloatArray | None = None,
+    zoneout_c: FloatArray | None = None,
+) -> LSTMCache: ...
+def lstm_backward(
+    dh: FloatArray, dc_final: FloatArray | None, cache: LSTMCache, need_dx: bool = True
+) -> dict[str, FloatArray | None]: ...
+def lstm_step_forward(
+    x: FloatArray, prev_h: FloatArray, prev_c: FloatArray, Wx: FloatArray, Wh: FloatArray, b: FloatArray
+) -> tuple[FloatArray, FloatArray, LSTMCache]: ...
+def lstm_step_backward(
+    dnext_h: FloatArray, dnext_c: FloatArray, cache: LSTMCache
+) -> tuple[FloatArray, ...]: ...
 def matmul(a: FloatArray, b: FloatArray, trans_a: bool = ..., trans_b: bool = ...) -> FloatArray: ...
-def softmax_cross_entropy(logits: FloatArray,
-                          targets: npt.NDArray[np.int64]) -> tuple[float, FloatArray]: ...
+def softmax_cross_entropy(logits: FloatArray, targets: npt.NDArray[np.int64]) -> tuple[float, FloatArray]: ...
 def all_finite(arr: FloatArray) -> bool: ...
 def sum_of_squares(arr: FloatArray) -> float: ...
 def first_nonfinite(arrays: Sequence[FloatArray | None]) -> int: ...
-def adam_update(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, step_size: float,
-                beta1: float, beta2: float, eps: float, decay: float, l2: float) -> None: ...
+def adam_update(
+    p: FloatArray,
+    g: FloatArray,
+    m: FloatArray,
+    v: FloatArray,
+    step_size: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    decay: float,
+    l2: float,
+) -> None: ...

@@ -16,6 +16,7 @@ Two ways through:
   is not finite, or when the NumPy backend runs — the public function then takes its checked
   path, which converts what can be converted and explains the rest.
 """
+
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,8 +40,7 @@ def compiled():
     return module if module is _backend._kernels else None
 
 
-def fast(call: Callable[[Any], Any],
-         accept: Callable[[Any, Any], bool] | None = None) -> Any:
+def fast(call: Callable[[Any], Any], accept: Callable[[Any, Any], bool] | None = None) -> Any:
     """``call(kernels)`` on the compiled kernels, if they run and take the arguments as they are;
     its result when ``accept(kernels, result)`` holds (or no ``accept`` is given); else None."""
     module = compiled()
@@ -61,7 +61,7 @@ def all_finite(arr) -> bool:
     if module is not None and isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
         try:
             return bool(module.all_finite(arr))
-        except REFUSED:   # a layout the kernel does not read (strided, big-endian)
+        except REFUSED:  # a layout the kernel does not read (strided, big-endian)
             pass
     return bool(np.isfinite(arr).all())
 

@@ -8,6 +8,7 @@ C-contiguous, of one floating dtype (float32 or float64). NumPy cannot read out 
 tampered cache would give a broadcasting error deep inside a function, so the backward passes
 check their cache first (:meth:`LSTMCache.check`), as the compiled ones do.
 """
+
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,9 @@ def _ln_rows_forward(x, gamma, beta, eps):
 def _ln_rows_backward(dout, xhat, rstd, gamma):
     """Closed-form input gradient of layer norm: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
     g = dout * gamma
-    return rstd[..., None] * (g - g.mean(axis=-1, keepdims=True)
-                              - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    return rstd[..., None] * (
+        g - g.mean(axis=-1, keepdims=True) - xhat * np.mean(g * xhat, axis=-1, keepdims=True)
+    )
 
 
 # ----------------------------------------------------------------------------- layer norm
@@ -96,8 +98,10 @@ def dropout_forward(x, keep_prob, rng, report_finite=False, out=None, mask=None)
     if out is not None:
         if out.shape != x.shape or out.dtype != x.dtype:
             raise ValueError(f"out has shape {out.shape}, expected {x.shape} (the shape of x)")
-        if np.shares_memory(out, x) and out.__array_interface__["data"][0] != \
-                x.__array_interface__["data"][0]:
+        if (
+            np.shares_memory(out, x)
+            and out.__array_interface__["data"][0] != x.__array_interface__["data"][0]
+        ):
             raise ValueError("out overlaps x")
         out[...] = result
         result = out
@@ -116,8 +120,7 @@ def dropout_backward(dout, mask):
 
 
 # ----------------------------------------------------------------------------- LSTM
-def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_h=None,
-                 zoneout_c=None):
+def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_h=None, zoneout_c=None):
     """Run an LSTM over x (N, T, D) from (h0, c0) (N, H). Returns the :class:`LSTMCache` that
     :func:`lstm_backward` needs; its ``h`` (N, T, H) is the output and ``c[:, -1]`` the final
     cell state. ``layer_norm`` is None or a mapping of the :data:`LSTM_LAYER_NORM_PARAMS`;
@@ -128,7 +131,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_
             raise ValueError(f"{name} has shape {arr.shape}, expected (N, T, H)")
     H = h0.shape[1]
     dtype = h0.dtype
-    if is_token_input(x):   # one-hot inputs as ids: the product is a gather of rows of Wx
+    if is_token_input(x):  # one-hot inputs as ids: the product is a gather of rows of Wx
         check_token_input(x, Wx.shape[0])
         N, T = x.shape
         xw = Wx[x]
@@ -141,7 +144,8 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_
     if layer_norm is not None:
         saved = {}
         xw, saved["xhat_x"], saved["rstd_x"] = _ln_rows_forward(
-            xw, layer_norm["gamma_x"], layer_norm["beta_x"], eps)
+            xw, layer_norm["gamma_x"], layer_norm["beta_x"], eps
+        )
         saved["xhat_h"] = np.empty((N, T, 4 * H), dtype)
         saved["rstd_h"] = np.empty((N, T), dtype)
         saved["xhat_c"] = np.empty((N, T, H), dtype)
@@ -157,28 +161,47 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_
         hw = hprev[:, t] @ Wh
         if layer_norm is not None:
             hw, saved["xhat_h"][:, t], saved["rstd_h"][:, t] = _ln_rows_forward(
-                hw, layer_norm["gamma_h"], layer_norm["beta_h"], eps)
+                hw, layer_norm["gamma_h"], layer_norm["beta_h"], eps
+            )
         a = xw[:, t] + hw + b
-        gates[:, t, :3 * H] = sigmoid(a[:, :3 * H])
-        gates[:, t, 3 * H:] = np.tanh(a[:, 3 * H:])
-        i, f, o, g = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
+        gates[:, t, : 3 * H] = sigmoid(a[:, : 3 * H])
+        gates[:, t, 3 * H :] = np.tanh(a[:, 3 * H :])
+        i, f, o, g = (gates[:, t, k * H : (k + 1) * H] for k in range(4))
         c[:, t] = f * c_prev + i * g
         if layer_norm is not None:
             c_norm, saved["xhat_c"][:, t], saved["rstd_c"][:, t] = _ln_rows_forward(
-                c[:, t], layer_norm["gamma_c"], layer_norm["beta_c"], eps)
+                c[:, t], layer_norm["gamma_c"], layer_norm["beta_c"], eps
+            )
             tc[:, t] = np.tanh(c_norm)
         else:
             tc[:, t] = np.tanh(c[:, t])
         h[:, t] = o * tc[:, t]
-        if zoneout_c is not None:   # c[:, t] held the candidate c~_t until here
+        if zoneout_c is not None:  # c[:, t] held the candidate c~_t until here
             u = zoneout_c[:, t]
             c[:, t] = u * c_prev + (1 - u) * c[:, t]
         if zoneout_h is not None:
             u = zoneout_h[:, t]
             h[:, t] = u * h_prev + (1 - u) * h[:, t]
         h_prev, c_prev = h[:, t], c[:, t]
-    return lstm_cache(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, hprev, gates, c, tc,
-                      h, saved, zoneout_h, zoneout_c)
+    return lstm_cache(
+        x,
+        h0,
+        c0,
+        Wx,
+        Wh,
+        b,
+        layer_norm,
+        recurrent_mask,
+        eps,
+        hprev,
+        gates,
+        c,
+        tc,
+        h,
+        saved,
+        zoneout_h,
+        zoneout_c,
+    )
 
 
 def lstm_backward(dh, dc_final, cache, need_dx=True):
@@ -186,13 +209,12 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     state. Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, one
     gradient per :data:`LSTM_LAYER_NORM_PARAMS` name (``d`` + name)."""
     if not isinstance(cache, LSTMCache):
-        raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got "
-                        f"{type(cache).__name__}")
+        raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got {type(cache).__name__}")
     cache.check()
     x, Wx, Wh = cache.x, cache.Wx, cache.Wh
     gates, c, tc, hprev = cache.gates, cache.c, cache.tc, cache.hprev
     layer_norm, mask = cache.layer_norm, cache.recurrent_mask
-    saved: Any = cache.ln_saved   # set exactly when layer_norm is (LSTMCache.check)
+    saved: Any = cache.ln_saved  # set exactly when layer_norm is (LSTMCache.check)
     N, T, D, H = cache.N, cache.T, cache.D, cache.H
     if dc_final is None:
         dc_final = np.zeros((N, H), cache.dtype)
@@ -210,13 +232,13 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
     dh_next = np.zeros((N, H), dtype)
     dc_next = dc_final
     for t in reversed(range(T)):
-        i, f, o, g = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
+        i, f, o, g = (gates[:, t, k * H : (k + 1) * H] for k in range(4))
         dht = dh[:, t] + dh_next
         carry_h = carry_c = None
-        if zone_h is not None:   # h_t = u h_{t-1} + (1 - u) h~_t
+        if zone_h is not None:  # h_t = u h_{t-1} + (1 - u) h~_t
             carry_h = zone_h[:, t] * dht
             dht = (1 - zone_h[:, t]) * dht
-        if zone_c is not None:   # c_t = u c_{t-1} + (1 - u) c~_t
+        if zone_c is not None:  # c_t = u c_{t-1} + (1 - u) c~_t
             carry_c = zone_c[:, t] * dc_next
             dc_next = (1 - zone_c[:, t]) * dc_next
         do = dht * tc[:, t]
@@ -224,23 +246,23 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         if layer_norm is not None:
             grads["dgamma_c"] += np.sum(dcn * saved["xhat_c"][:, t], axis=0)
             grads["dbeta_c"] += np.sum(dcn, axis=0)
-            dcn = _ln_rows_backward(dcn, saved["xhat_c"][:, t], saved["rstd_c"][:, t],
-                                    layer_norm["gamma_c"])
+            dcn = _ln_rows_backward(dcn, saved["xhat_c"][:, t], saved["rstd_c"][:, t], layer_norm["gamma_c"])
         dct = dcn + dc_next
         c_prev = c[:, t - 1] if t > 0 else cache.c0
         da = da_all[:, t]
-        da[:, 0 * H:1 * H] = dct * g * i * (1 - i)
-        da[:, 1 * H:2 * H] = dct * c_prev * f * (1 - f)
-        da[:, 2 * H:3 * H] = do * o * (1 - o)
-        da[:, 3 * H:4 * H] = dct * i * (1 - g * g)
+        da[:, 0 * H : 1 * H] = dct * g * i * (1 - i)
+        da[:, 1 * H : 2 * H] = dct * c_prev * f * (1 - f)
+        da[:, 2 * H : 3 * H] = do * o * (1 - o)
+        da[:, 3 * H : 4 * H] = dct * i * (1 - g * g)
         dc_next = dct * f
         if carry_c is not None:
             dc_next = dc_next + carry_c
         if layer_norm is not None:
             grads["dgamma_h"] += np.sum(da * saved["xhat_h"][:, t], axis=0)
             grads["dbeta_h"] += np.sum(da, axis=0)
-            dhw_all[:, t] = _ln_rows_backward(da, saved["xhat_h"][:, t], saved["rstd_h"][:, t],
-                                              layer_norm["gamma_h"])
+            dhw_all[:, t] = _ln_rows_backward(
+                da, saved["xhat_h"][:, t], saved["rstd_h"][:, t], layer_norm["gamma_h"]
+            )
         dh_next = dhw_all[:, t] @ Wh.T
         if mask is not None:
             dh_next = dh_next * mask
@@ -252,7 +274,7 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         grads["dbeta_x"] = np.sum(da_all, axis=(0, 1))
         dxw = _ln_rows_backward(da_all, saved["xhat_x"], saved["rstd_x"], layer_norm["gamma_x"])
     dxw2 = dxw.reshape(N * T, 4 * H)
-    if cache.tokens:   # the gather's gradient: rows added into the ids' rows, in row order
+    if cache.tokens:  # the gather's gradient: rows added into the ids' rows, in row order
         dWx = np.zeros((D, 4 * H), dtype)
         np.add.at(dWx, x.reshape(-1), dxw2)
     else:
@@ -311,7 +333,7 @@ def first_nonfinite(arrays):
 def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2):
     """One Adam step in place (see the compiled twin for the formula)."""
     for name, arr in (("g", g), ("m", m), ("v", v)):
-        if arr.shape != p.shape:   # NumPy would broadcast a smaller one silently
+        if arr.shape != p.shape:  # NumPy would broadcast a smaller one silently
             raise ValueError(f"{name} has shape {arr.shape}, expected {p.shape} (the shape of p)")
     dtype = p.dtype.type
     grad = g + dtype(l2) * p

@@ -1,5 +1,6 @@
 """Input checks shared by the public functions: each error names the argument, what was
 expected and what came, so that nothing malformed ever reaches a compiled kernel."""
+
 import math
 import numbers
 from typing import Any
@@ -10,7 +11,6 @@ from numpy.typing import NDArray
 from . import _ops
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 
 def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]:
@@ -26,13 +26,15 @@ def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]
             arr = np.asarray(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of floats, got {type(value).__name__}") from exc
-    if arr.dtype.kind == "f" and not arr.dtype.isnative:   # e.g. '>f8' read from a file
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:  # e.g. '>f8' read from a file
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"{name} has dtype {arr.dtype} but the input has dtype {np.dtype(dtype)}; "
-                        "pass arrays of one floating dtype")
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but the input has dtype {np.dtype(dtype)}; "
+            "pass arrays of one floating dtype"
+        )
     if isinstance(ndim, int) and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if isinstance(ndim, tuple) and arr.ndim < ndim[0]:
@@ -40,7 +42,7 @@ def float_array(value, name, ndim=None, dtype=None, finite=True) -> NDArray[Any]
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr)
-    if not arr.flags.aligned:   # the kernels read aligned memory only
+    if not arr.flags.aligned:  # the kernels read aligned memory only
         arr = arr.copy()
     if finite and not all_finite(arr):
         raise ValueError(f"{name} contains NaN or inf")
@@ -61,8 +63,10 @@ def finite_result(arr, what, inputs) -> NDArray[Any]:
     """Return arr, or raise NonFiniteResult (a ValueError) when finite inputs overflowed into inf
     or NaN — a result is never silently non-finite."""
     if not all_finite(arr):
-        raise NonFiniteResult(f"{what} overflowed: its result holds inf or NaN although every input "
-                         f"was finite; {inputs} are too large in magnitude")
+        raise NonFiniteResult(
+            f"{what} overflowed: its result holds inf or NaN although every input "
+            f"was finite; {inputs} are too large in magnitude"
+        )
     return arr
 
 
@@ -114,8 +118,12 @@ def non_negative_float(value, name):
 
 def is_positive_finite(value):
     """Whether value is a real number (not a bool), finite and > 0 — a usable learning rate."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
-            and math.isfinite(value) and value > 0)
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.floating))
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def finite_float(value, name):
@@ -146,8 +154,7 @@ def as_generator(rng, name="rng") -> np.random.Generator:
         if rng is not None and rng < 0:
             raise ValueError(f"{name} must be a non-negative seed, got {rng!r}")
         return np.random.default_rng(None if rng is None else int(rng))
-    raise TypeError(f"{name} must be a numpy.random.Generator, an int seed or None, got "
-                    f"{type(rng).__name__}")
+    raise TypeError(f"{name} must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}")
 
 
 def token_array(value, name, vocab_size, ndim=None) -> NDArray[Any]:

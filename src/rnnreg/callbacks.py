@@ -12,6 +12,7 @@ Built on them: :class:`EarlyStopping` (the trainer's Keras-exact monitor as a ca
 way to early-stop a run that checkpoints: its monitor's state is saved and resumed with it.
 ``on_train_end(model)`` is called once training is over, before the test evaluation.
 """
+
 import csv
 import dataclasses
 import math
@@ -21,14 +22,22 @@ from typing import Any
 
 from . import _validation as v
 
-__all__ = ["Callback", "BatchEnd", "EpochEnd", "EarlyStopping", "CSVLogger", "ReduceLROnPlateau",
-           "SampleText"]
+__all__ = [
+    "Callback",
+    "BatchEnd",
+    "EpochEnd",
+    "EarlyStopping",
+    "CSVLogger",
+    "ReduceLROnPlateau",
+    "SampleText",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchEnd:
     """After an optimizer step: the epoch, the batch's index in it, its training loss (with the
     penalties), its gradient norm before clipping, and the learning rate used."""
+
     epoch: int
     batch: int
     loss: float
@@ -40,6 +49,7 @@ class BatchEnd:
 class EpochEnd:
     """After an epoch's evaluation: what the history records for it (``val_loss`` None without
     validation data), the epochs the run is set to, the history so far and the model."""
+
     epoch: int
     epochs: int
     train_loss: float
@@ -88,14 +98,15 @@ class EarlyStopping(Callback):
 
     def __init__(self, patience=3, min_delta=0.0, restore_best_weights=True):
         from .regularization import EarlyStoppingMonitor
-        self.monitor = EarlyStoppingMonitor(patience, min_delta=min_delta,
-                                            restore_best_weights=restore_best_weights)
+
+        self.monitor = EarlyStoppingMonitor(
+            patience, min_delta=min_delta, restore_best_weights=restore_best_weights
+        )
 
     def on_epoch_end(self, event):
         if event.val_loss is None:
             raise ValueError("EarlyStopping needs validation data: pass val to fit")
-        return False if not self.monitor.check(event.val_loss, event.epoch,
-                                               model=event.model) else None
+        return False if not self.monitor.check(event.val_loss, event.epoch, model=event.model) else None
 
     def on_train_end(self, model):
         if self.monitor.restore_best_weights:
@@ -120,8 +131,7 @@ class CSVLogger(Callback):
     'epoch,train_loss,train_ce,val_loss,lr,grad_norm,max_abs_c,seconds'
     """
 
-    FIELDS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "max_abs_c",
-              "seconds")
+    FIELDS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "max_abs_c", "seconds")
 
     def __init__(self, path, append=False):
         self.path = os.fspath(path)
@@ -134,8 +144,7 @@ class CSVLogger(Callback):
             writer = csv.writer(f)
             if fresh:
                 writer.writerow(self.FIELDS)
-            writer.writerow(["" if getattr(event, k) is None else getattr(event, k)
-                             for k in self.FIELDS])
+            writer.writerow(["" if getattr(event, k) is None else getattr(event, k) for k in self.FIELDS])
             f.flush()
         self._started = True
         return None
@@ -187,24 +196,21 @@ class ReduceLROnPlateau(Callback):
     def check_state_dict(self, state):
         """Raise ValueError naming what in ``state`` is not a state of this rule."""
         if not isinstance(state, dict) or set(state) != {"best", "wait"}:
-            raise ValueError(f"a ReduceLROnPlateau state is a dict with 'best' and 'wait', got "
-                             f"{state!r}")
+            raise ValueError(f"a ReduceLROnPlateau state is a dict with 'best' and 'wait', got {state!r}")
         best, wait = state["best"], state["wait"]
-        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
-                                 or not math.isfinite(best)):
-            raise ValueError(f"ReduceLROnPlateau 'best' must be None or a finite number, got "
-                             f"{best!r}")
+        if best is not None and (
+            isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best)
+        ):
+            raise ValueError(f"ReduceLROnPlateau 'best' must be None or a finite number, got {best!r}")
         if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait < self.patience:
-            raise ValueError(f"ReduceLROnPlateau 'wait' must be an int in [0, {self.patience}), "
-                             f"got {wait!r}")
+            raise ValueError(f"ReduceLROnPlateau 'wait' must be an int in [0, {self.patience}), got {wait!r}")
 
 
 class SampleText(Callback):
     """Every ``every`` epochs, ``length`` characters from the model after ``prime`` (seeded),
     passed to ``log`` (print by default): how the model writes as it learns."""
 
-    def __init__(self, prime="The ", length=80, every=1, seed=0,
-                 log: Callable[[str], Any] | None = None):
+    def __init__(self, prime="The ", length=80, every=1, seed=0, log: Callable[[str], Any] | None = None):
         self.prime, self.length, self.every, self.seed = prime, length, every, seed
         self.log = log or print
 

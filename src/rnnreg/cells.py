@@ -15,6 +15,7 @@ The model (:mod:`rnnreg.model`) never spells a gate count or a state of its own.
 equations and conventions are in :mod:`rnnreg._conventions`; its kernels in ``_kernels.pyx``
 (and their NumPy twins in :mod:`rnnreg._reference`).
 """
+
 import dataclasses
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = ["LSTMCell", "LayerRun", "Segments", "CELLS"]
 class Segments:
     """The stretches ``[t0, t1)`` of a batch's time axis between document starts, and for each
     start ``t0`` the rows (N,) whose state is zeroed there (a new document)."""
+
     spans: tuple[tuple[int, int], ...]
     reset_rows: dict[int, np.ndarray]
 
@@ -39,8 +41,7 @@ class Segments:
             return cls(((0, T),), {})
         resets = np.asarray(resets, dtype=bool)
         if resets.shape != (N, T):
-            raise ValueError(f"resets must have shape {(N, T)} (matching inputs), got "
-                             f"{resets.shape}")
+            raise ValueError(f"resets must have shape {(N, T)} (matching inputs), got {resets.shape}")
         cuts = [0] + [t for t in range(1, T) if resets[:, t].any()] + [T]
         reset_rows = {t: resets[:, t].copy() for t in cuts[:-1] if resets[:, t].any()}
         return cls(tuple(zip(cuts[:-1], cuts[1:])), reset_rows)
@@ -54,6 +55,7 @@ class Segments:
 class LayerRun:
     """What one layer's forward pass leaves for its backward: the kernel's cache of each stretch
     between document starts (the kernels check them again before reading), and the segments."""
+
     caches: tuple[object, ...]
     segments: Segments
 
@@ -63,6 +65,7 @@ class LSTMCell:
     LN-LSTM (Ba et al. 2016) with ``layer_norm``: see :mod:`rnnreg._conventions` for the
     equations. One layer's parameters: ``W{l} = [Wx; Wh]`` (D + H, 4H), ``b{l}`` (4H,) and, with
     layer norm, ``ln{l}.<name>`` for each of :data:`~rnnreg.LSTM_LAYER_NORM_PARAMS`."""
+
     name = "lstm"
     gates = GATE_ORDER
     state_names = ("h", "c")
@@ -71,8 +74,10 @@ class LSTMCell:
         return len(self.gates) * hidden_size
 
     def parameter_shapes(self, layer, input_size, hidden_size, layer_norm):
-        shapes = {f"W{layer}": (input_size + hidden_size, self.gate_width(hidden_size)),
-                  f"b{layer}": (self.gate_width(hidden_size),)}
+        shapes = {
+            f"W{layer}": (input_size + hidden_size, self.gate_width(hidden_size)),
+            f"b{layer}": (self.gate_width(hidden_size),),
+        }
         if layer_norm:
             for name in LSTM_LAYER_NORM_PARAMS:
                 shapes[f"ln{layer}.{name}"] = (layer_norm_param_size(name, hidden_size),)
@@ -80,9 +85,11 @@ class LSTMCell:
 
     def layer_names(self, layer, layer_norm):
         """(weights, bias, layer-norm names) of one layer."""
-        return (f"W{layer}", f"b{layer}",
-                tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS) if layer_norm
-                else ())
+        return (
+            f"W{layer}",
+            f"b{layer}",
+            tuple(f"ln{layer}.{name}" for name in LSTM_LAYER_NORM_PARAMS) if layer_norm else (),
+        )
 
     def weights(self, params, layer, hidden_size):
         """(Wx, Wh) of a layer: views of the rows of ``W{layer}``."""
@@ -105,16 +112,23 @@ class LSTMCell:
         h_state, c_state = state
         caches, outputs = [], []
         whole = segments.whole
-        for t0, t1 in segments.spans:   # one kernel call per stretch without a document start
+        for t0, t1 in segments.spans:  # one kernel call per stretch without a document start
             if t0 in segments.reset_rows:
                 keep = ~segments.reset_rows[t0][:, None]
                 h_state, c_state = h_state * keep, c_state * keep
             cache = kernels.lstm_forward(
                 x if whole else np.ascontiguousarray(x[:, t0:t1]),
-                np.ascontiguousarray(h_state), np.ascontiguousarray(c_state), Wx, Wh, b, ln,
-                recurrent_mask, DEFAULT_EPS,
+                np.ascontiguousarray(h_state),
+                np.ascontiguousarray(c_state),
+                Wx,
+                Wh,
+                b,
+                ln,
+                recurrent_mask,
+                DEFAULT_EPS,
                 zone_h if whole or zone_h is None else np.ascontiguousarray(zone_h[:, t0:t1]),
-                zone_c if whole or zone_c is None else np.ascontiguousarray(zone_c[:, t0:t1]))
+                zone_c if whole or zone_c is None else np.ascontiguousarray(zone_c[:, t0:t1]),
+            )
             v.finite_result(cache.c, f"LSTM layer {layer}", "the weights or inputs")
             caches.append(cache)
             outputs.append(cache.h)
@@ -128,8 +142,9 @@ class LSTMCell:
         of the final state (a tuple like the state; None entries are zero)."""
         dh_final, dc_final = dstate_final
         N, _, H = dh.shape
-        dcf = np.zeros((N, H), dh.dtype) if dc_final is None else \
-            np.ascontiguousarray(dc_final, dtype=dh.dtype)
+        dcf = (
+            np.zeros((N, H), dh.dtype) if dc_final is None else np.ascontiguousarray(dc_final, dtype=dh.dtype)
+        )
         dh = np.ascontiguousarray(dh)
         if dh_final is not None:
             dh = dh.copy()
@@ -165,14 +180,17 @@ class LSTMCell:
             if t0 in segments.reset_rows:
                 keep = ~segments.reset_rows[t0][:, None]
                 dh_carry, dc_carry = dh_carry * keep, dc_carry * keep
-            if total is None:   # the kernel's fresh arrays: summed into in place
+            if total is None:  # the kernel's fresh arrays: summed into in place
                 total = {k: val for k, val in g.items() if k not in ("dx", "dh0", "dc0")}
             else:
                 for k in total:
                     total[k] += g[k]
-        assert total is not None   # caches hold one or more segments
-        total.update(dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1))
-                     if need_dx else None, dh0=dh_carry, dc0=dc_carry)
+        assert total is not None  # caches hold one or more segments
+        total.update(
+            dx=np.ascontiguousarray(np.concatenate(dx_parts[::-1], axis=1)) if need_dx else None,
+            dh0=dh_carry,
+            dc0=dc_carry,
+        )
         return total
 
     def cell_states(self, run):
@@ -189,8 +207,7 @@ def cell_of(name: str) -> LSTMCell:
     try:
         return CELLS[name]
     except KeyError:
-        raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {name!r}") \
-            from None
+        raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {name!r}") from None
 
 
 def stack_input_sizes(first: int, hidden_size: int, num_layers: int) -> list[int]:

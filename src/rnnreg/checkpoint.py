@@ -13,6 +13,7 @@ refuses any array larger than meta.json's shapes imply before decompressing it, 
 check the shapes against its model before any array is read, verifies the checksum, and never
 unpickles. Anything wrong raises :class:`CheckpointError` (a ValueError) naming what.
 """
+
 import hashlib
 import io
 import json
@@ -33,8 +34,15 @@ FORMAT_VERSION = 1
 # The process's umask (read once: os.umask can only be read by setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_meta",
-           "FORMAT_VERSION", "save_model", "load_model"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_meta",
+    "FORMAT_VERSION",
+    "save_model",
+    "load_model",
+]
 
 
 class CheckpointError(ValueError):
@@ -63,8 +71,8 @@ def _unflatten(prefix, rest, arrays):
         tree[key] = _unflatten(f"{prefix}/{key}", value, arrays) if isinstance(value, dict) else value
     start = prefix + "/"
     for name, arr in arrays.items():
-        if name.startswith(start) and "/" not in name[len(start):]:
-            tree[name[len(start):]] = arr
+        if name.startswith(start) and "/" not in name[len(start) :]:
+            tree[name[len(start) :]] = arr
     return tree
 
 
@@ -88,8 +96,7 @@ def save_checkpoint(path, payload):
         "payload": rest,
     }
     buffer = io.BytesIO()
-    members: dict[str, Any] = {name.lstrip("/"): np.ascontiguousarray(a)
-                               for name, a in arrays.items()}
+    members: dict[str, Any] = {name.lstrip("/"): np.ascontiguousarray(a) for name, a in arrays.items()}
     members["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(buffer, **members)
     folder = os.path.dirname(os.path.abspath(path))
@@ -121,17 +128,27 @@ def save_checkpoint(path, payload):
 
 # What a checkpoint may hold: plain numbers in native byte order (no objects, so nothing to
 # unpickle), and sizes within these limits.
-ALLOWED_DTYPES = frozenset(np.dtype(t).str for t in (np.float32, np.float64, np.int32, np.int64,
-                                                     np.uint32, np.uint64, np.uint8, np.bool_))
-MAX_META_BYTES = 16 << 20       # meta.json: shapes, scalars, RNG states, history
-MAX_NPY_HEADER = 65536 + 16     # the largest header of a .npy member (format 1.0) we accept
+ALLOWED_DTYPES = frozenset(
+    np.dtype(t).str
+    for t in (np.float32, np.float64, np.int32, np.int64, np.uint32, np.uint64, np.uint8, np.bool_)
+)
+MAX_META_BYTES = 16 << 20  # meta.json: shapes, scalars, RNG states, history
+MAX_NPY_HEADER = 65536 + 16  # the largest header of a .npy member (format 1.0) we accept
 MAX_MEMBERS = 100_000
 # Deflate cannot compress better than about 1032:1, so members that claim more than this many
 # bytes per byte of the file are lying: refused before anything is decompressed.
 MAX_EXPANSION = 1100
 # What rnnreg's files are read with: a failure of any of these is a CheckpointError, one line.
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
-                NotImplementedError, RuntimeError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 def _fail(path, message):
@@ -145,28 +162,38 @@ def _check_meta(path, meta):
         raise _fail(path, f"meta.json must hold an object, got {type(meta).__name__}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {version!r}; this rnnreg reads "
-                              f"version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has format version {version!r}; this rnnreg reads version {FORMAT_VERSION}"
+        )
     for field, kind in (("arrays", dict), ("sha256", str), ("payload", dict)):
         if not isinstance(meta.get(field), kind):
-            raise _fail(path, f"meta.json field {field!r} must be a {kind.__name__}, got "
-                              f"{type(meta.get(field)).__name__}")
+            raise _fail(
+                path,
+                f"meta.json field {field!r} must be a {kind.__name__}, got {type(meta.get(field)).__name__}",
+            )
     if len(meta["sha256"]) != 64 or any(ch not in "0123456789abcdef" for ch in meta["sha256"]):
         raise _fail(path, "meta.json field 'sha256' is not a SHA-256 hex digest")
     for name, spec in meta["arrays"].items():
         where = f"meta.json field 'arrays'[{name!r}]"
-        if not (name.startswith("/") and all(part and part not in (".", "..")
-                                             for part in name[1:].split("/"))):
+        if not (
+            name.startswith("/") and all(part and part not in (".", "..") for part in name[1:].split("/"))
+        ):
             raise _fail(path, f"{where}: not an array name save_checkpoint writes")
         if not isinstance(spec, dict) or set(spec) != {"shape", "dtype"}:
             raise _fail(path, f"{where} must be {{'shape': [...], 'dtype': '...'}}")
         shape = spec["shape"]
-        if not (isinstance(shape, list) and len(shape) <= 32 and all(
-                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62 for n in shape)):
+        if not (
+            isinstance(shape, list)
+            and len(shape) <= 32
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62 for n in shape)
+        ):
             raise _fail(path, f"{where}['shape'] must be a list of sizes, got {shape!r}")
         if spec["dtype"] not in ALLOWED_DTYPES:
-            raise _fail(path, f"{where}['dtype'] {spec['dtype']!r} is not one of the plain "
-                              f"native-order types a checkpoint holds {sorted(ALLOWED_DTYPES)}")
+            raise _fail(
+                path,
+                f"{where}['dtype'] {spec['dtype']!r} is not one of the plain "
+                f"native-order types a checkpoint holds {sorted(ALLOWED_DTYPES)}",
+            )
 
 
 def _nbytes(spec):
@@ -178,8 +205,11 @@ def _read_member(path, archive, info, spec):
     declared size is checked before anything is decompressed, and no more than that is read."""
     nbytes = _nbytes(spec)
     if not nbytes <= info.file_size <= nbytes + MAX_NPY_HEADER:
-        raise _fail(path, f"{info.filename} declares {info.file_size} bytes but meta.json "
-                          f"implies {nbytes} (+ header): refused before decompressing")
+        raise _fail(
+            path,
+            f"{info.filename} declares {info.file_size} bytes but meta.json "
+            f"implies {nbytes} (+ header): refused before decompressing",
+        )
     with archive.open(info) as stream:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
@@ -189,9 +219,12 @@ def _read_member(path, archive, info, spec):
         else:
             raise _fail(path, f"{info.filename} has .npy format {version}")
         if shape != tuple(spec["shape"]) or dtype.str != spec["dtype"] or fortran_order:
-            raise _fail(path, f"{info.filename} holds {dtype.str} {shape}"
-                              f"{' (Fortran order)' if fortran_order else ''}, meta.json "
-                              f"declares {spec['dtype']} {tuple(spec['shape'])}")
+            raise _fail(
+                path,
+                f"{info.filename} holds {dtype.str} {shape}"
+                f"{' (Fortran order)' if fortran_order else ''}, meta.json "
+                f"declares {spec['dtype']} {tuple(spec['shape'])}",
+            )
         data = stream.read(nbytes)
     if len(data) != nbytes:
         raise _fail(path, f"{info.filename} is truncated")
@@ -207,8 +240,9 @@ def read_meta(path):
         except _READ_ERRORS as exc:
             if isinstance(exc, CheckpointError):
                 raise
-            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or "
-                                  f"corrupted): {exc}") from exc
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (truncated or corrupted): {exc}"
+            ) from exc
 
 
 def _open(path):
@@ -224,8 +258,9 @@ def _open(path):
     if stat.S_ISDIR(mode):
         raise CheckpointError(f"{path} is a folder, not a model file or checkpoint (.npz)")
     if not stat.S_ISREG(mode):
-        raise CheckpointError(f"{path} is not a regular file (a pipe, device or socket), not a "
-                              "model file or checkpoint")
+        raise CheckpointError(
+            f"{path} is not a regular file (a pipe, device or socket), not a model file or checkpoint"
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -233,13 +268,13 @@ def _open(path):
         raise CheckpointError(f"{path} cannot be read: {exc}") from exc
     if head[:2] != b"PK":
         what = "a JSON file" if head[:1] in (b"{", b"[") else "not a zip archive"
-        raise CheckpointError(f"{path} is not an rnnreg model file or checkpoint ({what}; "
-                              "rnnreg writes .npz archives)")
+        raise CheckpointError(
+            f"{path} is not an rnnreg model file or checkpoint ({what}; rnnreg writes .npz archives)"
+        )
     try:
         return zipfile.ZipFile(path)
     except _READ_ERRORS as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted): "
-                              f"{exc}") from exc
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted): {exc}") from exc
 
 
 def _meta(path, archive):
@@ -248,15 +283,21 @@ def _meta(path, archive):
         raise _fail(path, f"{len(infos)} members, more than a checkpoint holds")
     declared = sum(info.file_size for info in infos)
     if declared > MAX_EXPANSION * max(os.path.getsize(path), 1) + MAX_META_BYTES:
-        raise _fail(path, f"its members claim {declared} bytes, more than a file of "
-                          f"{os.path.getsize(path)} bytes can hold: refused before decompressing")
+        raise _fail(
+            path,
+            f"its members claim {declared} bytes, more than a file of "
+            f"{os.path.getsize(path)} bytes can hold: refused before decompressing",
+        )
     members = {info.filename: info for info in infos}
     info = members.pop("meta.json.npy", None)
     if info is None:
         raise CheckpointError(f"{path} has no meta.json: not an rnnreg checkpoint")
     if info.file_size > MAX_META_BYTES + MAX_NPY_HEADER:
-        raise _fail(path, f"meta.json declares {info.file_size} bytes, more than "
-                          f"{MAX_META_BYTES}: refused before decompressing")
+        raise _fail(
+            path,
+            f"meta.json declares {info.file_size} bytes, more than "
+            f"{MAX_META_BYTES}: refused before decompressing",
+        )
     with archive.open(info) as stream:
         np.lib.format.read_magic(stream)
         shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
@@ -268,7 +309,7 @@ def _meta(path, archive):
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: meta.json is corrupted ({exc})") from exc
     _check_meta(path, meta)
-    stored = {"/" + name[:-len(".npy")] for name in members if name.endswith(".npy")}
+    stored = {"/" + name[: -len(".npy")] for name in members if name.endswith(".npy")}
     if stored != set(meta["arrays"]) or len(stored) != len(members):
         raise _fail(path, "the arrays stored differ from those listed in meta.json")
     return meta, members
@@ -288,13 +329,16 @@ def load_checkpoint(path, expect=None):
             meta, members = _meta(path, archive)
             if expect is not None:
                 expect(meta)
-            arrays = {name: _read_member(path, archive, members[name[1:] + ".npy"], spec)
-                      for name, spec in meta["arrays"].items()}
+            arrays = {
+                name: _read_member(path, archive, members[name[1:] + ".npy"], spec)
+                for name, spec in meta["arrays"].items()
+            }
         except _READ_ERRORS as exc:
             if isinstance(exc, CheckpointError):
                 raise
-            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or "
-                                  f"corrupted): {exc}") from exc
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (truncated or corrupted): {exc}"
+            ) from exc
     if _checksum(arrays) != meta["sha256"]:
         raise CheckpointError(f"{path}: checksum mismatch, the array data is corrupted")
     try:
@@ -317,6 +361,7 @@ def _checked_vocabulary(path, payload, model):
     """The vocabulary a checkpoint or model file holds (None if none), checked: a list of single
     characters, unknown symbol first, as many as the model has input ids."""
     from .data import Vocabulary
+
     chars = payload.get("vocabulary")
     if chars is None:
         return None
@@ -325,8 +370,7 @@ def _checked_vocabulary(path, payload, model):
     except ValueError as exc:
         raise CheckpointError(f"{path}: 'vocabulary' {exc}") from exc
     if vocabulary is None or len(vocabulary) != model.vocab_size:
-        raise CheckpointError(f"{path}: 'vocabulary' must list the model's {model.vocab_size} "
-                              "input symbols")
+        raise CheckpointError(f"{path}: 'vocabulary' must list the model's {model.vocab_size} input symbols")
     return vocabulary
 
 
@@ -354,8 +398,10 @@ def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -
     >>> load_model(path).config() == model.config()
     True
     """
-    return save_checkpoint(path, {"model_config": model.config(), "model": model.state_dict(),
-                                  "vocabulary": _vocabulary_list(model)})
+    return save_checkpoint(
+        path,
+        {"model_config": model.config(), "model": model.state_dict(), "vocabulary": _vocabulary_list(model)},
+    )
 
 
 def _expect_model_arrays(path, model):
@@ -368,16 +414,26 @@ def _expect_model_arrays(path, model):
         for name, spec in meta["arrays"].items():
             parts = name.strip("/").split("/")
             param = parts[-1]
-            known = parts[0] == "model" and len(parts) == 2 or \
-                parts[:2] == ["optimizer", "state"] and len(parts) == 4 or \
-                parts[:2] == ["monitor", "best_weights"] and len(parts) == 3
+            known = (
+                parts[0] == "model"
+                and len(parts) == 2
+                or parts[:2] == ["optimizer", "state"]
+                and len(parts) == 4
+                or parts[:2] == ["monitor", "best_weights"]
+                and len(parts) == 3
+            )
             if not known or param not in specs:
-                raise CheckpointError(f"{path}: array {name} is not a parameter of this model "
-                                      "(nor its optimizer or early-stopping state)")
+                raise CheckpointError(
+                    f"{path}: array {name} is not a parameter of this model "
+                    "(nor its optimizer or early-stopping state)"
+                )
             if spec != specs[param]:
-                raise CheckpointError(f"{path}: {name} has shape {tuple(spec['shape'])} and "
-                                      f"dtype {spec['dtype']}; the model's {param} has "
-                                      f"{tuple(specs[param]['shape'])} and {specs[param]['dtype']}")
+                raise CheckpointError(
+                    f"{path}: {name} has shape {tuple(spec['shape'])} and "
+                    f"dtype {spec['dtype']}; the model's {param} has "
+                    f"{tuple(specs[param]['shape'])} and {specs[param]['dtype']}"
+                )
+
     return expect
 
 
@@ -386,17 +442,24 @@ def _check_declared_model(path, config, meta):
     exactly those of that config, so a small file cannot make load_model build (allocate) a
     model larger than the arrays the file really holds."""
     from .model import config_parameter_shapes
+
     try:
         shapes = config_parameter_shapes(config)
     except (TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
-    declared = {name[len("/model/"):]: tuple(spec["shape"]) for name, spec in
-                meta["arrays"].items() if name.startswith("/model/")}
+    declared = {
+        name[len("/model/") :]: tuple(spec["shape"])
+        for name, spec in meta["arrays"].items()
+        if name.startswith("/model/")
+    }
     if declared != shapes:
         differ = sorted(set(declared) ^ set(shapes)) or sorted(
-            name for name in shapes if declared[name] != shapes[name])
-        raise CheckpointError(f"{path}: its weights are not those of the model its "
-                              f"model_config describes (differ: {differ[:5]})")
+            name for name in shapes if declared[name] != shapes[name]
+        )
+        raise CheckpointError(
+            f"{path}: its weights are not those of the model its "
+            f"model_config describes (differ: {differ[:5]})"
+        )
 
 
 def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
@@ -430,6 +493,7 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     True
     """
     from .model import RegularizedLSTM
+
     meta = read_meta(path)
     config = meta["payload"].get("model_config")
     if not isinstance(config, dict):

@@ -1,12 +1,13 @@
 """rnnreg's command line (also ``python -m rnnreg``).
 
-    rnnreg compare                 # the ablation on the built-in text: none, dropout, layer norm,
-                                   # weight decay, early stopping, all — table + PNG
-    rnnreg compare --settings zoneout awd    # zoneout; AWD-LSTM's whole set
-    rnnreg train --dropout 0.3     # one run (drop 30% of units); model files, history, PNG
-    rnnreg sample runs/train --prime "The " --length 200
-    rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2 --prune median
+rnnreg compare                 # the ablation on the built-in text: none, dropout, layer norm,
+                               # weight decay, early stopping, all — table + PNG
+rnnreg compare --settings zoneout awd    # zoneout; AWD-LSTM's whole set
+rnnreg train --dropout 0.3     # one run (drop 30% of units); model files, history, PNG
+rnnreg sample runs/train --prime "The " --length 200
+rnnreg sweep --grid dropout=0,0.3 --grid weight-decay=0,3e-4 --jobs 2 --prune median
 """
+
 # argparse over the library: the training options, the named settings and the run itself are
 # rnnreg.runs's; no library module imports this one (tests/test_layering.py).
 import argparse
@@ -45,66 +46,98 @@ def _epoch_log(args, name):
 def _train(args):
     from .plotting import plot_learning_curves
     from .runs import load_data, train_run
+
     _check_writable(args.out)
     settings = vars(args)
     description, vocab_size, data = load_data(settings)
     print(f"data: {description}")
     from . import __version__
     from .callbacks import CSVLogger
+
     best, final = os.path.join(args.out, "best.npz"), os.path.join(args.out, "model.npz")
     callbacks = [CSVLogger(args.csv, append=args.resume)] if args.csv else []
-    model, history = train_run(settings, data, vocab_size, name="train",
-                               checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
-                               resume=args.resume, log=_epoch_log(args, "train"),
-                               best_model_path=best, model_path=final, callbacks=callbacks)
+    model, history = train_run(
+        settings,
+        data,
+        vocab_size,
+        name="train",
+        checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
+        resume=args.resume,
+        log=_epoch_log(args, "train"),
+        best_model_path=best,
+        model_path=final,
+        callbacks=callbacks,
+    )
     # What made this run, so that a history.json can be traced back to it.
-    history.update(data=description, rnnreg_version=__version__, seed=args.seed,
-                   command="rnnreg " + shlex.join(sys.argv[1:] if args.argv is None
-                                                  else args.argv))
+    history.update(
+        data=description,
+        rnnreg_version=__version__,
+        seed=args.seed,
+        command="rnnreg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+    )
     _write_json(os.path.join(args.out, "history.json"), history)
-    fig = plot_learning_curves(history["train_loss"], history["val_loss"],
-                               title=f"rnnreg train ({model.parameter_count():,} parameters)",
-                               best_epoch=history["best_epoch"],
-                               unit="nats/char" if model.vocabulary is not None else "nats per token")
+    fig = plot_learning_curves(
+        history["train_loss"],
+        history["val_loss"],
+        title=f"rnnreg train ({model.parameter_count():,} parameters)",
+        best_epoch=history["best_epoch"],
+        unit="nats/char" if model.vocabulary is not None else "nats per token",
+    )
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=100)
-    print(f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
-          f"test loss {history['test_loss']:.4f}; {history['wall_seconds']:.1f}s")
-    print(f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz (to resume), "
-          f"{args.out}/learning_curves.png")
-    print(f"model: {final} (the weights reported above); best validation: {best}; sample with: "
-          f"rnnreg sample {args.out}")
+    print(
+        f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
+        f"test loss {history['test_loss']:.4f}; {history['wall_seconds']:.1f}s"
+    )
+    print(
+        f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz (to resume), "
+        f"{args.out}/learning_curves.png"
+    )
+    print(
+        f"model: {final} (the weights reported above); best validation: {best}; sample with: "
+        f"rnnreg sample {args.out}"
+    )
     return 0
 
 
 def comparison_table(results):
     """A markdown table of the ablation: held-out losses, epochs and wall time per setting."""
-    lines = ["| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run "
-             "| best epoch | wall time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run "
+        "| best epoch | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, h in results.items():
-        lines.append(f"| {name} | {h['best_val_loss']:.4f} | {h['test_loss']:.4f} | "
-                     f"{h['train_ce'][-1]:.4f} | {len(h['epoch'])} | {h['best_epoch']} | "
-                     f"{h['wall_seconds']:.1f}s |")
+        lines.append(
+            f"| {name} | {h['best_val_loss']:.4f} | {h['test_loss']:.4f} | "
+            f"{h['train_ce'][-1]:.4f} | {len(h['epoch'])} | {h['best_epoch']} | "
+            f"{h['wall_seconds']:.1f}s |"
+        )
     return "\n".join(lines)
 
 
 def _compare(args):
     import matplotlib
+
     matplotlib.use("Agg")
     from .data import CharCorpus
     from .plotting import plot_regularization_comparison, plot_weight_distributions
     from .runs import load_data
     from .sweeps import settings_of, sweep
     from .training import TrainingError
+
     _check_writable(args.out)
     description, vocab_size, data = load_data(vars(args))
     print(f"data: {description}")
     # A sweep over the named settings: --jobs N trains N of them at once.
     records, trial_weights = sweep(
-        {"setting": list(args.settings)}, settings=settings_of(args), jobs=args.jobs,
-        progress=args.jobs > 1 and not args.quiet,   # one process: its epoch lines show instead
-        return_weights=True, model_dir=os.path.join(args.out, "models"),
-        data=data if isinstance(data, CharCorpus) else None)
+        {"setting": list(args.settings)},
+        settings=settings_of(args),
+        jobs=args.jobs,
+        progress=args.jobs > 1 and not args.quiet,  # one process: its epoch lines show instead
+        return_weights=True,
+        model_dir=os.path.join(args.out, "models"),
+        data=data if isinstance(data, CharCorpus) else None,
+    )
     failed = [f"{r['params']['setting']}: {r['error']}" for r in records if r["status"] != "done"]
     if failed:
         raise TrainingError("; ".join(failed))
@@ -117,36 +150,54 @@ def _compare(args):
         f.write(f"data: {description}\n\n{table}\n")
     _write_json(os.path.join(args.out, "results.json"), results)
     # --data is a list of paths, or one built-in name
-    data_name = {("stdlib",): "the standard library's docstrings",
-                 ("synthetic",): "the synthetic counting task"}.get(tuple(args.data), "your text")
+    data_name = {
+        ("stdlib",): "the standard library's docstrings",
+        ("synthetic",): "the synthetic counting task",
+    }.get(tuple(args.data), "your text")
     fig = plot_regularization_comparison(
-        results, title=f"Regularizers on {data_name} (held-out loss = test cross-entropy)",
-        unit="nats per token" if list(args.data) == ["synthetic"] else "nats/char")
+        results,
+        title=f"Regularizers on {data_name} (held-out loss = test cross-entropy)",
+        unit="nats per token" if list(args.data) == ["synthetic"] else "nats/char",
+    )
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
-    print(f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json; each "
-          f"setting's best model in {args.out}/models/ (rnnreg sample "
-          f"{args.out}/models/{args.settings[0]}.npz)")
+    print(
+        f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json; each "
+        f"setting's best model in {args.out}/models/ (rnnreg sample "
+        f"{args.out}/models/{args.settings[0]}.npz)"
+    )
     return 0
 
 
 def _sweep(args):
     import matplotlib
+
     matplotlib.use("Agg")
     from .sweeps import parse_grid, parse_space, settings_of, sweep, sweep_table
+
     grid, space = parse_grid(args.grid), parse_space(args.space)
     _check_writable(args.out)
-    records = sweep(grid, random=args.random, space=space, settings=settings_of(args),
-                    jobs=args.jobs, scheduler=args.scheduler, out=args.out,
-                    progress=not args.no_progress, prune=args.prune)
+    records = sweep(
+        grid,
+        random=args.random,
+        space=space,
+        settings=settings_of(args),
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        out=args.out,
+        progress=not args.no_progress,
+        prune=args.prune,
+    )
     print()
     print(sweep_table(records))
     failed = sum(r["status"] == "failed" for r in records)
     pruned = [r for r in records if r["status"] == "pruned"]
-    print(f"\n{len(records)} trials, {failed} failed, {len(pruned)} pruned (stopped after "
-          f"{sum(r['epochs'] for r in pruned)} epochs in all); wrote {args.out}/sweep.json, "
-          "sweep.md, sweep.png")
+    print(
+        f"\n{len(records)} trials, {failed} failed, {len(pruned)} pruned (stopped after "
+        f"{sum(r['epochs'] for r in pruned)} epochs in all); wrote {args.out}/sweep.json, "
+        "sweep.md, sweep.png"
+    )
     return 0
 
 
@@ -157,19 +208,31 @@ def _model_file(path):
     for name in ("best.npz", "model.npz", "train.checkpoint.npz"):
         if os.path.isfile(os.path.join(path, name)):
             return os.path.join(path, name)
-    raise FileNotFoundError(f"{path} is a folder without a model file (best.npz, model.npz or "
-                            "train.checkpoint.npz): give a run folder of rnnreg train, or a file")
+    raise FileNotFoundError(
+        f"{path} is a folder without a model file (best.npz, model.npz or "
+        "train.checkpoint.npz): give a run folder of rnnreg train, or a file"
+    )
 
 
 def _sample(args):
     from .checkpoint import load_model
+
     args.checkpoint = _model_file(args.checkpoint)
     model = load_model(args.checkpoint)
     if model.vocabulary is None:
-        raise ValueError(f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "
-                         "such as --data synthetic): there is no text to sample")
-    text = model.generate(args.prime, args.length, temperature=args.temperature,
-                          top_k=args.top_k, rng=args.seed, top_p=args.top_p, greedy=args.greedy)
+        raise ValueError(
+            f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "
+            "such as --data synthetic): there is no text to sample"
+        )
+    text = model.generate(
+        args.prime,
+        args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        rng=args.seed,
+        top_p=args.top_p,
+        greedy=args.greedy,
+    )
     print(args.prime + text)
     return 0
 
@@ -193,13 +256,18 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser():
     from . import __version__
     from .runs import CLASSIC_SETTINGS, SETTINGS, add_options
-    parser = argparse.ArgumentParser(prog="rnnreg", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    parser = argparse.ArgumentParser(
+        prog="rnnreg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"rnnreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compare", help="train once per regularizer setting and compare them",
-                       formatter_class=_HelpWithDefaults)
+    p = sub.add_parser(
+        "compare",
+        help="train once per regularizer setting and compare them",
+        formatter_class=_HelpWithDefaults,
+    )
     # Defaults sized so that the unregularized model overfits within the run (its validation
     # loss turns up after ~6 epochs) and all six settings finish in a few minutes on 2 cores.
     add_options(p, epochs=14)
@@ -208,68 +276,119 @@ def build_parser():
     # in the run; with cosine none did, at the same best validation loss (the getting-started
     # guide, docs/guide/getting-started.md, on the main job).
     p.set_defaults(lr_schedule="cosine")
-    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(CLASSIC_SETTINGS),
-                   help="the settings to train: by default the notebook's ablation; 'zoneout' "
-                        "and 'awd' (AWD-LSTM's whole set) on request")
-    p.add_argument("--out", default="runs/compare",
-                   help="folder for comparison.md, results.json and the plots")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(CLASSIC_SETTINGS),
+        help="the settings to train: by default the notebook's ablation; 'zoneout' "
+        "and 'awd' (AWD-LSTM's whole set) on request",
+    )
+    p.add_argument(
+        "--out", default="runs/compare", help="folder for comparison.md, results.json and the plots"
+    )
 
-    p.add_argument("--jobs", type=int, default=1,
-                   help="settings trained at once, in worker processes (needs joblib: "
-                        "pip install 'rnnreg[sweep]')")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="settings trained at once, in worker processes (needs joblib: pip install 'rnnreg[sweep]')",
+    )
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("sweep", help="train once per trial of a grid or random search, on local "
-                                     "processes or a Dask cluster",
-                       formatter_class=_HelpWithDefaults)
+    p = sub.add_parser(
+        "sweep",
+        help="train once per trial of a grid or random search, on local processes or a Dask cluster",
+        formatter_class=_HelpWithDefaults,
+    )
     add_options(p)
-    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                   help="sweep a training flag over these values (repeatable: the Cartesian "
-                        "product), e.g. --grid dropout=0,0.3 --grid layer-norm=false,true")
-    p.add_argument("--random", type=int, default=0, metavar="N",
-                   help="random search: N draws from the --space ranges (seeded by --seed)")
-    p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH[:log]|A|B",
-                   help="a range for random search (repeatable), e.g. --space lr=1e-3:1e-2:log, "
-                        "or choices, e.g. --space optimizer=adam|adamw")
-    p.add_argument("--prune", choices=["median", "asha"], default=None,
-                   help="stop trials whose validation loss falls behind: median (behind the "
-                        "median of the others at the same epoch) or asha (successive halving "
-                        "at 1, 3, 9, ... epochs); pruned trials are recorded with their curves")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="local worker processes (default: the number of cores)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run the trials on this Dask cluster (e.g. tcp://10.0.0.5:8786) "
-                        "instead; needs pip install 'rnnreg[dask]'")
-    p.add_argument("--out", default="runs/sweep",
-                   help="sweep.json, sweep.md, sweep.png; rerunning with the same --out skips "
-                        "the trials already done")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="sweep a training flag over these values (repeatable: the Cartesian "
+        "product), e.g. --grid dropout=0,0.3 --grid layer-norm=false,true",
+    )
+    p.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random search: N draws from the --space ranges (seeded by --seed)",
+    )
+    p.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH[:log]|A|B",
+        help="a range for random search (repeatable), e.g. --space lr=1e-3:1e-2:log, "
+        "or choices, e.g. --space optimizer=adam|adamw",
+    )
+    p.add_argument(
+        "--prune",
+        choices=["median", "asha"],
+        default=None,
+        help="stop trials whose validation loss falls behind: median (behind the "
+        "median of the others at the same epoch) or asha (successive halving "
+        "at 1, 3, 9, ... epochs); pruned trials are recorded with their curves",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="local worker processes (default: the number of cores)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the trials on this Dask cluster (e.g. tcp://10.0.0.5:8786) "
+        "instead; needs pip install 'rnnreg[dask]'",
+    )
+    p.add_argument(
+        "--out",
+        default="runs/sweep",
+        help="sweep.json, sweep.md, sweep.png; rerunning with the same --out skips the trials already done",
+    )
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("train", help="train one model",
-                       formatter_class=_HelpWithDefaults)
+    p = sub.add_parser("train", help="train one model", formatter_class=_HelpWithDefaults)
     add_options(p)
-    p.add_argument("--out", default="runs/train",
-                   help="folder for best.npz, model.npz, the checkpoint, history.json and the plot")
+    p.add_argument(
+        "--out",
+        default="runs/train",
+        help="folder for best.npz, model.npz, the checkpoint, history.json and the plot",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
-    p.add_argument("--csv", default=None, metavar="PATH",
-                   help="also write one row per epoch to this CSV file, flushed as it goes")
+    p.add_argument(
+        "--csv",
+        default=None,
+        metavar="PATH",
+        help="also write one row per epoch to this CSV file, flushed as it goes",
+    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("sample", help="generate text from a trained model",
-                       formatter_class=_HelpWithDefaults)
-    p.add_argument("checkpoint", metavar="MODEL",
-                   help="a run folder of `rnnreg train` (its best.npz), a model file of "
-                        "save_model, or a checkpoint")
+    p = sub.add_parser("sample", help="generate text from a trained model", formatter_class=_HelpWithDefaults)
+    p.add_argument(
+        "checkpoint",
+        metavar="MODEL",
+        help="a run folder of `rnnreg train` (its best.npz), a model file of save_model, or a checkpoint",
+    )
     p.add_argument("--length", type=int, default=200, help="characters to generate")
     p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="below 1: more likely characters; above 1: more varied")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="below 1: more likely characters; above 1: more varied"
+    )
     p.add_argument("--top-k", type=int, default=None, help="sample among the K likeliest only")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample among the smallest set of likeliest characters whose probability "
-                        "reaches P (nucleus sampling; after --top-k)")
-    p.add_argument("--greedy", action="store_true",
-                   help="take the likeliest character every time (no sampling)")
+    p.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="sample among the smallest set of likeliest characters whose probability "
+        "reaches P (nucleus sampling; after --top-k)",
+    )
+    p.add_argument(
+        "--greedy", action="store_true", help="take the likeliest character every time (no sampling)"
+    )
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
     p.set_defaults(func=_sample)
 
@@ -282,6 +401,7 @@ def _interrupted(args, argv):
     if args.command != "train" or not os.path.exists(checkpoint):
         return f"rnnreg {args.command}: interrupted; nothing was checkpointed to resume from"
     from .checkpoint import CheckpointError, read_meta
+
     try:
         epoch = f" ({read_meta(checkpoint)['payload']['epoch']})"
     except (CheckpointError, OSError, KeyError, TypeError):
@@ -289,8 +409,10 @@ def _interrupted(args, argv):
     words = list(sys.argv[1:] if argv is None else argv)
     if "--resume" not in words:
         words.append("--resume")
-    return (f"rnnreg train: interrupted; the last completed epoch{epoch} is saved in "
-            f"{checkpoint}. Continue with: rnnreg {shlex.join(words)}")
+    return (
+        f"rnnreg train: interrupted; the last completed epoch{epoch} is saved in "
+        f"{checkpoint}. Continue with: rnnreg {shlex.join(words)}"
+    )
 
 
 def _log_to_stdout():
@@ -300,7 +422,7 @@ def _log_to_stdout():
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)   # looked up now: capture and redirection see it
+    handler = logging.StreamHandler(sys.stdout)  # looked up now: capture and redirection see it
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
 
@@ -311,6 +433,7 @@ def main(argv=None):
     disk) prints one line to stderr — no traceback unless --debug; Ctrl-C exits with 130."""
     from .checkpoint import CheckpointError
     from .training import TrainingError
+
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     _log_to_stdout()
@@ -321,8 +444,14 @@ def main(argv=None):
             raise
         print("\n" + _interrupted(args, argv), file=sys.stderr)
         return 130
-    except (ValueError, TypeError, IndexError, CheckpointError, FileNotFoundError,
-            ImportError) as exc:   # ImportError: an optional extra the command needs is missing
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        CheckpointError,
+        FileNotFoundError,
+        ImportError,
+    ) as exc:  # ImportError: an optional extra the command needs is missing
         if getattr(args, "debug", False):
             raise
         print(f"rnnreg {args.command}: error: {exc}", file=sys.stderr)

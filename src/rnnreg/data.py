@@ -2,6 +2,7 @@
 :class:`Vocabulary` of characters, a :class:`CharCorpus` with fixed train / validation / test
 splits (from a text, files, folders or documents), and the built-in corpus of the standard
 library's docstrings (:func:`load_stdlib_docstrings`)."""
+
 import copy
 import fnmatch
 import os
@@ -17,10 +18,14 @@ from . import _validation as v
 __all__ = ["generate_simple_dataset", "Vocabulary", "CharCorpus", "load_stdlib_docstrings"]
 
 
-def generate_simple_dataset(seq_length: int, vocab_size: int, num_samples: int,
-                            seed: None | int | np.random.Generator = None,
-                            noise: float = 0.05, steps: Sequence[int] = (1, 2, 3)
-                            ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def generate_simple_dataset(
+    seq_length: int,
+    vocab_size: int,
+    num_samples: int,
+    seed: None | int | np.random.Generator = None,
+    noise: float = 0.05,
+    steps: Sequence[int] = (1, 2, 3),
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Synthetic next-token sequences: counting in strides, with occasional jumps.
 
     Each sequence starts at a random token and repeatedly adds its own stride (drawn from
@@ -75,16 +80,57 @@ def generate_simple_dataset(seq_length: int, vocab_size: int, num_samples: int,
 # Modules whose docstrings form the built-in corpus: English prose about programming, with some
 # code, shipped with every CPython installation (so nothing is downloaded at run time).
 STDLIB_MODULES = (
-    "textwrap", "argparse", "difflib", "shutil", "pathlib", "fractions", "calendar", "heapq",
-    "bisect", "functools", "contextlib", "dataclasses", "enum", "string", "statistics", "random",
-    "glob", "fnmatch", "copy", "decimal", "_pydecimal", "collections/__init__", "typing", "inspect",
-    "pydoc", "subprocess", "threading", "logging/__init__", "email/message", "http/client",
-    "urllib/parse", "json/__init__", "csv", "tarfile", "unittest/case", "doctest", "pickle",
-    "ftplib", "smtplib", "imaplib", "optparse", "gettext", "locale", "datetime", "tempfile",
-    "configparser", "sched", "queue",
+    "textwrap",
+    "argparse",
+    "difflib",
+    "shutil",
+    "pathlib",
+    "fractions",
+    "calendar",
+    "heapq",
+    "bisect",
+    "functools",
+    "contextlib",
+    "dataclasses",
+    "enum",
+    "string",
+    "statistics",
+    "random",
+    "glob",
+    "fnmatch",
+    "copy",
+    "decimal",
+    "_pydecimal",
+    "collections/__init__",
+    "typing",
+    "inspect",
+    "pydoc",
+    "subprocess",
+    "threading",
+    "logging/__init__",
+    "email/message",
+    "http/client",
+    "urllib/parse",
+    "json/__init__",
+    "csv",
+    "tarfile",
+    "unittest/case",
+    "doctest",
+    "pickle",
+    "ftplib",
+    "smtplib",
+    "imaplib",
+    "optparse",
+    "gettext",
+    "locale",
+    "datetime",
+    "tempfile",
+    "configparser",
+    "sched",
+    "queue",
 )
 UNKNOWN = "\x00"  # vocabulary entry 0: a character the vocabulary does not hold
-MAX_VOCABULARY = 1 << 20   # Unicode has fewer code points: a larger list from a file is refused
+MAX_VOCABULARY = 1 << 20  # Unicode has fewer code points: a larger list from a file is refused
 
 
 class Vocabulary:
@@ -126,6 +172,7 @@ class Vocabulary:
     def from_text(cls, text, min_count=1):
         """The characters of ``text`` seen at least ``min_count`` times, sorted, after UNKNOWN."""
         from collections import Counter
+
         min_count = v.positive_int(min_count, "min_count")
         counts = Counter(text)
         counts.pop(UNKNOWN, None)
@@ -203,8 +250,16 @@ class CharCorpus:
         self.starts = {split: np.zeros(1, np.int64) for split in ("train", "val", "test")}
 
     @classmethod
-    def from_documents(cls, train_docs, val_docs, test_docs, name="corpus", min_count=1,
-                       separator="\n\n", max_chars=(None, None, None)):
+    def from_documents(
+        cls,
+        train_docs,
+        val_docs,
+        test_docs,
+        name="corpus",
+        min_count=1,
+        separator="\n\n",
+        max_chars=(None, None, None),
+    ):
         """A corpus whose splits are lists of documents, joined by ``separator``; each split
         remembers where its documents start (and keeps only its first ``max_chars`` characters
         when given)."""
@@ -233,13 +288,14 @@ class CharCorpus:
         return self.vocabulary.decode(ids, unknown=UNKNOWN)
 
     def __repr__(self):
-        return (f"CharCorpus({self.name!r}, vocab={self.vocab_size}, train={self.train.size}, "
-                f"val={self.val.size}, test={self.test.size} characters)")
+        return (
+            f"CharCorpus({self.name!r}, vocab={self.vocab_size}, train={self.train.size}, "
+            f"val={self.val.size}, test={self.test.size} characters)"
+        )
 
-    split = "given"   # how the text was split into train / validation / test (for the log)
+    split = "given"  # how the text was split into train / validation / test (for the log)
 
-    def limited(self, train_chars: int | None = None,
-                eval_chars: int | None = None) -> "CharCorpus":
+    def limited(self, train_chars: int | None = None, eval_chars: int | None = None) -> "CharCorpus":
         """This corpus cut to its first ``train_chars`` training characters and ``eval_chars``
         validation and test characters each (None keeps a split whole); the vocabulary stays.
 
@@ -262,8 +318,14 @@ class CharCorpus:
         return out
 
     @classmethod
-    def from_text(cls, text: str, name: str = "text", val_fraction: float = 0.1,
-                  test_fraction: float = 0.1, min_count: int = 1) -> "CharCorpus":
+    def from_text(
+        cls,
+        text: str,
+        name: str = "text",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        min_count: int = 1,
+    ) -> "CharCorpus":
         """A corpus from one text: its lines split in order — the first ``1 - val_fraction -
         test_fraction`` to training, the next ``val_fraction`` to validation, the rest to test."""
         if not isinstance(text, str):
@@ -271,20 +333,29 @@ class CharCorpus:
         val_fraction, test_fraction = _fractions(val_fraction, test_fraction)
         lines = text.splitlines(keepends=True)
         if len(lines) < 3:
-            raise ValueError(f"{name}: needs at least 3 lines to split into train, validation "
-                             f"and test, got {len(lines)}")
+            raise ValueError(
+                f"{name}: needs at least 3 lines to split into train, validation and test, got {len(lines)}"
+            )
         a = min(len(lines) - 2, max(1, round(len(lines) * (1 - val_fraction - test_fraction))))
         b = min(len(lines) - 1, max(a + 1, round(len(lines) * (1 - test_fraction))))
-        corpus = cls("".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:]), name=name,
-                     min_count=min_count)
-        corpus.split = (f"by line within one text: lines 1-{a} train, {a + 1}-{b} validation, "
-                        f"{b + 1}-{len(lines)} test")
+        corpus = cls(
+            "".join(lines[:a]), "".join(lines[a:b]), "".join(lines[b:]), name=name, min_count=min_count
+        )
+        corpus.split = (
+            f"by line within one text: lines 1-{a} train, {a + 1}-{b} validation, {b + 1}-{len(lines)} test"
+        )
         return corpus
 
     @classmethod
-    def from_files(cls, paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
-                   seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                   min_count: int = 1, name: str | None = None) -> "CharCorpus":
+    def from_files(
+        cls,
+        paths: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        min_count: int = 1,
+        name: str | None = None,
+    ) -> "CharCorpus":
         """A corpus from text files: ``paths`` are files, folders (every ``*.txt`` inside, at
         any depth, sorted) or glob patterns; each file must be UTF-8 (the error names the file
         and the byte offset). With three files or more, documents stay whole: a random
@@ -293,24 +364,33 @@ class CharCorpus:
         files = _expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
         docs = [_read_utf8(f) for f in files]
         one_path = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        label = name or (os.path.basename(os.path.normpath(str(one_path[0])))
-                         if len(one_path) == 1 else f"{len(files)} files")
+        label = name or (
+            os.path.basename(os.path.normpath(str(one_path[0])))
+            if len(one_path) == 1
+            else f"{len(files)} files"
+        )
         if len(docs) < 3:
-            return cls.from_text("\n\n".join(docs), label, val_fraction, test_fraction,
-                                 min_count)
+            return cls.from_text("\n\n".join(docs), label, val_fraction, test_fraction, min_count)
         val_fraction, test_fraction = _fractions(val_fraction, test_fraction)
         order = v.as_generator(seed, "seed").permutation(len(docs))
         n_val = max(1, round(val_fraction * len(docs)))
         n_test = max(1, round(test_fraction * len(docs)))
         n_val = min(n_val, len(docs) - 2)
         n_test = min(n_test, len(docs) - 1 - n_val)
-        held_val, held_test = sorted(order[:n_val]), sorted(order[n_val:n_val + n_test])
-        train_ids = sorted(order[n_val + n_test:])
-        corpus = cls.from_documents([docs[k] for k in train_ids], [docs[k] for k in held_val],
-                                    [docs[k] for k in held_test], name=label, min_count=min_count)
-        corpus.split = (f"by document (seed {seed}): {len(train_ids)} files train, {n_val} "
-                        f"validation ({', '.join(os.path.basename(files[k]) for k in held_val)}), "
-                        f"{n_test} test ({', '.join(os.path.basename(files[k]) for k in held_test)})")
+        held_val, held_test = sorted(order[:n_val]), sorted(order[n_val : n_val + n_test])
+        train_ids = sorted(order[n_val + n_test :])
+        corpus = cls.from_documents(
+            [docs[k] for k in train_ids],
+            [docs[k] for k in held_val],
+            [docs[k] for k in held_test],
+            name=label,
+            min_count=min_count,
+        )
+        corpus.split = (
+            f"by document (seed {seed}): {len(train_ids)} files train, {n_val} "
+            f"validation ({', '.join(os.path.basename(files[k]) for k in held_val)}), "
+            f"{n_test} test ({', '.join(os.path.basename(files[k]) for k in held_test)})"
+        )
         return corpus
 
 
@@ -318,8 +398,9 @@ def _fractions(val_fraction, test_fraction):
     val_fraction = v.probability(val_fraction, "val_fraction")
     test_fraction = v.probability(test_fraction, "test_fraction")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction + test_fraction must leave text to train on, got "
-                         f"{val_fraction} + {test_fraction}")
+        raise ValueError(
+            f"val_fraction + test_fraction must leave text to train on, got {val_fraction} + {test_fraction}"
+        )
     return val_fraction, test_fraction
 
 
@@ -341,9 +422,10 @@ def _text_files_below(folder, pattern="*.txt"):
         dirs.sort()
         for name in names:
             path = os.path.join(root, name)
-            if os.sep in pattern:   # "**/" matches no folder too, as in glob
-                match = fnmatch.fnmatch(path, pattern) or \
-                    fnmatch.fnmatch(path, pattern.replace("**" + os.sep, ""))
+            if os.sep in pattern:  # "**/" matches no folder too, as in glob
+                match = fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(
+                    path, pattern.replace("**" + os.sep, "")
+                )
             else:
                 match = fnmatch.fnmatch(name, pattern)
             if match and _is_regular_file(path):
@@ -357,21 +439,24 @@ def _expand_paths(paths):
     linked folders are not entered, and a file reached twice (through a link) is read once.
     Raises naming a path that gives no file."""
     import glob
+
     files, seen = [], set()
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
             found = _text_files_below(path)
         elif any(ch in path for ch in "*?["):
-            if "**" in path:   # a recursive pattern: walked without entering linked folders
+            if "**" in path:  # a recursive pattern: walked without entering linked folders
                 base = path.split("**", 1)[0].rstrip("/" + os.sep) or os.curdir
                 found = _text_files_below(base, path) if os.path.isdir(base) else []
             else:
                 found = sorted(f for f in glob.glob(path) if _is_regular_file(f))
         elif os.path.exists(path):
             if not _is_regular_file(path):
-                raise ValueError(f"{path}: not a regular file (a folder, pipe, device or "
-                                 "socket); give text files or folders of them")
+                raise ValueError(
+                    f"{path}: not a regular file (a folder, pipe, device or "
+                    "socket); give text files or folders of them"
+                )
             found = [path]
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
@@ -391,8 +476,9 @@ def _read_utf8(path):
     try:
         return raw.decode("utf-8").replace(UNKNOWN, "")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
-                         "convert it to UTF-8 first") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); convert it to UTF-8 first"
+        ) from None
 
 
 def load_stdlib_docstrings(train_chars=None, eval_chars=None):
@@ -422,12 +508,14 @@ def load_stdlib_docstrings(train_chars=None, eval_chars=None):
                 if doc:
                     docs.append(doc.replace(UNKNOWN, ""))
     if len(docs) < 20:
-        raise RuntimeError(f"found only {len(docs)} docstrings under {library}: is the standard "
-                           "library's source installed?")
+        raise RuntimeError(
+            f"found only {len(docs)} docstrings under {library}: is the standard library's source installed?"
+        )
     splits: dict[int, list[str]] = {0: [], 18: [], 19: []}
     for k, doc in enumerate(docs):
         splits[k % 20 if k % 20 in (18, 19) else 0].append(doc)
     limit = None if train_chars is None else v.positive_int(train_chars, "train_chars")
     held = None if eval_chars is None else v.positive_int(eval_chars, "eval_chars")
-    return CharCorpus.from_documents(splits[0], splits[18], splits[19], name="stdlib-docstrings",
-                                     max_chars=(limit, held, held))
+    return CharCorpus.from_documents(
+        splits[0], splits[18], splits[19], name="stdlib-docstrings", max_chars=(limit, held, held)
+    )

@@ -23,6 +23,7 @@ Conventions
   scaled by ``1 / keep_prob``, so nothing changes at evaluation time).
 * Arrays may be float32 or float64, but one call uses one dtype throughout.
 """
+
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -47,10 +48,23 @@ from ._conventions import (
 
 
 __all__ = [
-    "GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "LSTMGradients", "LSTMCache", "LayerNormCache",
-    "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
-    "lstm_layer_norm_params", "layer_norm_forward", "layer_norm_backward",
-    "dropout_forward", "dropout_backward", "dropout_mask", "zoneout_mask", "matmul",
+    "GATE_ORDER",
+    "LSTM_LAYER_NORM_PARAMS",
+    "LSTMGradients",
+    "LSTMCache",
+    "LayerNormCache",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "lstm_layer_norm_params",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "dropout_mask",
+    "zoneout_mask",
+    "matmul",
 ]
 
 
@@ -72,18 +86,20 @@ class LSTMGradients(NamedTuple):
     >>> grads.dx.shape, grads.dWh.shape, grads.layer_norm is None
     ((2, 5, 3), (4, 16), True)
     """
-    dx: np.ndarray            #: (N, T, D)
-    dh0: np.ndarray           #: (N, H)
-    dc0: np.ndarray           #: (N, H)
-    dWx: np.ndarray           #: (D, 4H)
-    dWh: np.ndarray           #: (H, 4H)
-    db: np.ndarray            #: (4H,)
+
+    dx: np.ndarray  #: (N, T, D)
+    dh0: np.ndarray  #: (N, H)
+    dc0: np.ndarray  #: (N, H)
+    dWx: np.ndarray  #: (D, 4H)
+    dWh: np.ndarray  #: (H, 4H)
+    db: np.ndarray  #: (4H,)
     layer_norm: dict | None  #: gradient per LSTM_LAYER_NORM_PARAMS name, or None
 
 
 # ----------------------------------------------------------------------------- LSTM
-def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64
-                           ) -> dict[str, NDArray[np.floating]]:
+def lstm_layer_norm_params(
+    hidden_size: int, dtype: DTypeLike = np.float64
+) -> dict[str, NDArray[np.floating]]:
     """Initial LN-LSTM parameters: gains of one, biases of zero (Ba et al., 2016).
 
     Parameters
@@ -116,20 +132,31 @@ def lstm_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64
     return params
 
 
-def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name="h0",
-                       c0_name="c0", zoneout_h=None, zoneout_c=None):
+def _check_lstm_inputs(
+    x,
+    h0,
+    Wx,
+    Wh,
+    b,
+    c0,
+    layer_norm,
+    recurrent_mask,
+    h0_name="h0",
+    c0_name="c0",
+    zoneout_h=None,
+    zoneout_c=None,
+):
     ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    if ids.ndim == 2 and ids.dtype.kind in "iu":   # one-hot inputs given as token ids
+    if ids.ndim == 2 and ids.dtype.kind in "iu":  # one-hot inputs given as token ids
         Wx = v.float_array(Wx, "Wx", ndim=2)
         dtype = Wx.dtype
         N, T = ids.shape
         D = Wx.shape[0]
         if N * T == 0:
             raise ValueError(f"x must not be empty, got shape {ids.shape}")
-        if ids.dtype.kind == "u" and int(ids.max()) >= 2**63:   # would wrap in int64
-            raise ValueError(f"x: token ids must lie in [0, {D}) (the rows of Wx), got "
-                             f"{int(ids.max())}")
-        x = np.ascontiguousarray(ids, dtype=TOKEN_DTYPE)   # any integer type, order, layout
+        if ids.dtype.kind == "u" and int(ids.max()) >= 2**63:  # would wrap in int64
+            raise ValueError(f"x: token ids must lie in [0, {D}) (the rows of Wx), got {int(ids.max())}")
+        x = np.ascontiguousarray(ids, dtype=TOKEN_DTYPE)  # any integer type, order, layout
         check_token_input(x, D)
     else:
         x = v.float_array(x, "x", ndim=3)
@@ -137,8 +164,9 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
         N, T, D = x.shape
     Wx = v.float_array(Wx, "Wx", ndim=2, dtype=dtype)
     if Wx.shape[0] != D or Wx.shape[1] % 4 != 0:
-        raise ValueError(f"Wx must have shape (D, 4*hidden_size) with D = {D} (x's last axis), "
-                         f"got {Wx.shape}")
+        raise ValueError(
+            f"Wx must have shape (D, 4*hidden_size) with D = {D} (x's last axis), got {Wx.shape}"
+        )
     H = Wx.shape[1] // 4
     Wh = v.float_array(Wh, "Wh", ndim=2, dtype=dtype)
     v.check_shape(Wh, "Wh", (H, 4 * H), "(hidden_size, 4*hidden_size)")
@@ -153,16 +181,17 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
         v.check_shape(c0, c0_name, (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
         if not hasattr(layer_norm, "keys"):
-            raise TypeError("layer_norm must be None or a dict of LN-LSTM parameters "
-                            f"{LSTM_LAYER_NORM_PARAMS}, got {type(layer_norm).__name__}")
+            raise TypeError(
+                "layer_norm must be None or a dict of LN-LSTM parameters "
+                f"{LSTM_LAYER_NORM_PARAMS}, got {type(layer_norm).__name__}"
+            )
         missing = [k for k in LSTM_LAYER_NORM_PARAMS if k not in layer_norm]
         if missing:
             raise ValueError(f"layer_norm is missing {missing}; it needs {LSTM_LAYER_NORM_PARAMS}")
         checked = {}
         for name in LSTM_LAYER_NORM_PARAMS:
             size = layer_norm_param_size(name, H)
-            checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1,
-                                          dtype=dtype)
+            checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1, dtype=dtype)
             v.check_shape(checked[name], f"layer_norm[{name!r}]", (size,))
         layer_norm = checked
     if recurrent_mask is not None:
@@ -177,12 +206,20 @@ def _check_lstm_inputs(x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, h0_name
     return (x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask) + tuple(zoneout)
 
 
-def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike,
-                 c0: ArrayLike | None = None, *,
-                 layer_norm: Mapping[str, ArrayLike] | None = None,
-                 recurrent_mask: ArrayLike | None = None,
-                 eps: float = DEFAULT_EPS, zoneout_h: ArrayLike | None = None,
-                 zoneout_c: ArrayLike | None = None) -> tuple[NDArray[np.floating], LSTMCache]:
+def lstm_forward(
+    x: ArrayLike,
+    h0: ArrayLike,
+    Wx: ArrayLike,
+    Wh: ArrayLike,
+    b: ArrayLike,
+    c0: ArrayLike | None = None,
+    *,
+    layer_norm: Mapping[str, ArrayLike] | None = None,
+    recurrent_mask: ArrayLike | None = None,
+    eps: float = DEFAULT_EPS,
+    zoneout_h: ArrayLike | None = None,
+    zoneout_c: ArrayLike | None = None,
+) -> tuple[NDArray[np.floating], LSTMCache]:
     """Run an LSTM over a whole sequence; the time loop runs inside the kernel.
 
     Parameters
@@ -250,17 +287,21 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
     True
     """
     if type(eps) is float:
-        cache = _ops.fast(lambda k: k.lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm,
-                                                   recurrent_mask, eps, zoneout_h, zoneout_c),
-                          _finite_lstm_pass)
+        cache = _ops.fast(
+            lambda k: k.lstm_forward(
+                x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_h, zoneout_c
+            ),
+            _finite_lstm_pass,
+        )
         if cache is not None:
             return cache.h, cache
     eps = v.positive_float(eps, "eps")
     x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h, zoneout_c = _check_lstm_inputs(
-        x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h=zoneout_h,
-        zoneout_c=zoneout_c)
-    cache = _ops.kernels().lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps,
-                                        zoneout_h, zoneout_c)
+        x, h0, Wx, Wh, b, c0, layer_norm, recurrent_mask, zoneout_h=zoneout_h, zoneout_c=zoneout_c
+    )
+    cache = _ops.kernels().lstm_forward(
+        x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_h, zoneout_c
+    )
     v.finite_result(cache.h, "lstm_forward", "zoneout_h or zoneout_c")
     v.finite_result(cache.c, "lstm_forward", "x, Wx, Wh or b")
     return cache.h, cache
@@ -269,13 +310,26 @@ def lstm_forward(x: ArrayLike, h0: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: A
 def _finite_lstm_pass(kernels, cache):
     """Inputs and states of a forward pass all finite (a saturated gate can hide an inf input)."""
     ln = tuple(cache.layer_norm.values()) if cache.layer_norm is not None else ()
-    return kernels.first_nonfinite((cache.c, cache.h, None if cache.tokens else cache.x,
-                                    cache.h0, cache.c0, cache.Wx, cache.Wh, cache.b,
-                                    cache.recurrent_mask) + ln) < 0
+    return (
+        kernels.first_nonfinite(
+            (
+                cache.c,
+                cache.h,
+                None if cache.tokens else cache.x,
+                cache.h0,
+                cache.c0,
+                cache.Wx,
+                cache.Wh,
+                cache.b,
+                cache.recurrent_mask,
+            )
+            + ln
+        )
+        < 0
+    )
 
 
-def lstm_backward(dh: ArrayLike, cache: LSTMCache,
-                  dc_final: ArrayLike | None = None) -> LSTMGradients:
+def lstm_backward(dh: ArrayLike, cache: LSTMCache, dc_final: ArrayLike | None = None) -> LSTMGradients:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -308,9 +362,10 @@ def lstm_backward(dh: ArrayLike, cache: LSTMCache,
     if type(cache) is LSTMCache:
         # The compiled backward compares every array of the cache with dh on their real
         # dimensions before it reads anything; a NaN or inf in dh shows in dx.
-        grads = _ops.fast(lambda k: k.lstm_backward(dh, dc_final, cache),
-                          lambda k, g: k.first_nonfinite((g["dx"], g["dWx"], g["dWh"],
-                                                          g["dh0"])) < 0)
+        grads = _ops.fast(
+            lambda k: k.lstm_backward(dh, dc_final, cache),
+            lambda k, g: k.first_nonfinite((g["dx"], g["dWx"], g["dWh"], g["dh0"])) < 0,
+        )
         if grads is not None:
             return _lstm_gradients(grads, cache)
     cache = _check_cache(cache, LSTMCache, "lstm_forward")
@@ -332,13 +387,12 @@ def _lstm_gradients(grads, cache):
     ln = None
     if cache.layer_norm is not None:
         ln = {name: grads["d" + name] for name in LSTM_LAYER_NORM_PARAMS}
-    return LSTMGradients(grads["dx"], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"],
-                         grads["db"], ln)
+    return LSTMGradients(grads["dx"], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"], ln)
 
 
-def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike,
-                      Wh: ArrayLike, b: ArrayLike
-                      ) -> tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
+def lstm_step_forward(
+    x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike
+) -> tuple[NDArray[np.floating], NDArray[np.floating], LSTMCache]:
     """One LSTM time step (CS231n's interface).
 
     Parameters
@@ -376,16 +430,18 @@ def lstm_step_forward(x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: Ar
     x = v.float_array(x, "x", ndim=2)
     if prev_c is None:
         raise TypeError("prev_c must be an array of shape (batch, hidden_size), got None")
-    args = _check_lstm_inputs(x[:, None, :], prev_h, Wx, Wh, b, prev_c, None, None,
-                              h0_name="prev_h", c0_name="prev_c")
+    args = _check_lstm_inputs(
+        x[:, None, :], prev_h, Wx, Wh, b, prev_c, None, None, h0_name="prev_h", c0_name="prev_c"
+    )
     x3, h0, Wx, Wh, b, c0 = args[:6]
     next_h, next_c, cache = _ops.kernels().lstm_step_forward(x3[:, 0], h0, c0, Wx, Wh, b)
     v.finite_result(next_c, "lstm_step_forward", "x, Wx, Wh or b")
     return next_h, next_c, cache
 
 
-def lstm_step_backward(dnext_h: ArrayLike, dnext_c: ArrayLike,
-                       cache: LSTMCache) -> tuple[NDArray[np.floating], ...]:
+def lstm_step_backward(
+    dnext_h: ArrayLike, dnext_c: ArrayLike, cache: LSTMCache
+) -> tuple[NDArray[np.floating], ...]:
     """Backward pass of one LSTM time step.
 
     Parameters
@@ -415,8 +471,10 @@ def lstm_step_backward(dnext_h: ArrayLike, dnext_c: ArrayLike,
     """
     cache = _check_cache(cache, LSTMCache, "lstm_step_forward")
     if cache.T != 1:
-        raise ValueError(f"cache holds {cache.T} time steps: lstm_step_backward takes the cache "
-                         "of lstm_step_forward (use lstm_backward for a sequence)")
+        raise ValueError(
+            f"cache holds {cache.T} time steps: lstm_step_backward takes the cache "
+            "of lstm_step_forward (use lstm_backward for a sequence)"
+        )
     N, H, dtype = cache.N, cache.H, cache.dtype
     dnext_h = v.float_array(dnext_h, "dnext_h", ndim=2, dtype=dtype)
     v.check_shape(dnext_h, "dnext_h", (N, H), "(batch, hidden_size)")
@@ -432,14 +490,16 @@ def _check_cache(cache, kind, made_by):
     """The cache, after checking it is the kind ``made_by`` returns and still holds arrays of
     the shapes it was made with (it is read-only, but its arrays can be swapped by force)."""
     if not isinstance(cache, kind):
-        raise TypeError(f"cache must be the {kind.__name__} returned by {made_by}, got "
-                        f"{type(cache).__name__}")
+        raise TypeError(
+            f"cache must be the {kind.__name__} returned by {made_by}, got {type(cache).__name__}"
+        )
     return cache.check()
 
 
 # ----------------------------------------------------------------------------- layer norm
-def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
-                       eps: float = DEFAULT_EPS) -> tuple[NDArray[np.floating], LayerNormCache]:
+def layer_norm_forward(
+    x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = DEFAULT_EPS
+) -> tuple[NDArray[np.floating], LayerNormCache]:
     """Layer normalization over the last axis (any leading shape).
 
     out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance of each row,
@@ -472,13 +532,20 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     """
     if type(eps) is float:
         # a NaN or inf in x, gamma or beta makes its rows of out non-finite
-        done = _ops.fast(lambda k: k.layer_norm_forward(
-            x if x.ndim == 2 else x.reshape(-1, x.shape[-1]),  # type: ignore[union-attr]
-            gamma, beta, eps, True), lambda k, result: result[3])
+        done = _ops.fast(
+            lambda k: k.layer_norm_forward(
+                x if x.ndim == 2 else x.reshape(-1, x.shape[-1]),  # type: ignore[union-attr]
+                gamma,
+                beta,
+                eps,
+                True,
+            ),
+            lambda k, result: result[3],
+        )
         if done is not None:
             out, xhat, rstd, _ = done
-            return (out.reshape(x.shape),  # type: ignore[union-attr]
-                    LayerNormCache(xhat, rstd, gamma, x.shape))  # type: ignore[union-attr,arg-type]
+            cache = LayerNormCache(xhat, rstd, gamma, x.shape)  # type: ignore[union-attr,arg-type]
+            return out.reshape(x.shape), cache  # type: ignore[union-attr]
     x = v.float_array(x, "x", ndim=(1, None))
     F = x.shape[-1]
     gamma = v.float_array(gamma, "gamma", ndim=1, dtype=x.dtype)
@@ -491,8 +558,9 @@ def layer_norm_forward(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike,
     return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
 
 
-def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
-                        ) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+def layer_norm_backward(
+    dout: ArrayLike, cache: LayerNormCache
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
     """Backward pass of :func:`layer_norm_forward`.
 
     Parameters
@@ -521,9 +589,16 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
     True
     """
     if type(cache) is LayerNormCache and getattr(dout, "shape", None) == cache.shape:
-        done = _ops.fast(lambda k: k.layer_norm_backward(
-            dout.reshape(-1, cache.shape[-1]),  # type: ignore[union-attr]
-            cache.xhat, cache.rstd, cache.gamma, True), lambda k, result: result[3])
+        done = _ops.fast(
+            lambda k: k.layer_norm_backward(
+                dout.reshape(-1, cache.shape[-1]),  # type: ignore[union-attr]
+                cache.xhat,
+                cache.rstd,
+                cache.gamma,
+                True,
+            ),
+            lambda k, result: result[3],
+        )
         if done is not None:
             dx, dgamma, dbeta, _ = done
             return dx.reshape(cache.shape), dgamma, dbeta
@@ -531,18 +606,23 @@ def layer_norm_backward(dout: ArrayLike, cache: LayerNormCache
     dout = v.float_array(dout, "dout", dtype=cache.xhat.dtype)
     v.check_shape(dout, "dout", cache.shape, "(the shape of the forward input)")
     dx, dgamma, dbeta = _ops.kernels().layer_norm_backward(
-        dout.reshape(-1, cache.shape[-1]), cache.xhat, cache.rstd, cache.gamma)
+        dout.reshape(-1, cache.shape[-1]), cache.xhat, cache.rstd, cache.gamma
+    )
     for arr in (dx, dgamma, dbeta):
         v.finite_result(arr, "layer_norm_backward", "dout or gamma")
     return dx.reshape(cache.shape), dgamma, dbeta
 
 
 # ----------------------------------------------------------------------------- dropout
-def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
-                    rng: None | int | np.random.Generator = None, *,
-                    out: NDArray[np.floating] | None = None,
-                    mask_out: NDArray[np.floating] | None = None
-                    ) -> tuple[NDArray[np.floating], NDArray[np.floating] | None]:
+def dropout_forward(
+    x: ArrayLike,
+    keep_prob: float = 0.8,
+    training: bool = True,
+    rng: None | int | np.random.Generator = None,
+    *,
+    out: NDArray[np.floating] | None = None,
+    mask_out: NDArray[np.floating] | None = None,
+) -> tuple[NDArray[np.floating], NDArray[np.floating] | None]:
     """Inverted dropout.
 
     Each element is kept with probability ``keep_prob`` and scaled by ``1 / keep_prob``, so the
@@ -582,22 +662,41 @@ def dropout_forward(x: ArrayLike, keep_prob: float = 0.8, training: bool = True,
     True
     """
     out_flat, mask_flat = _flat_buffer(out, x), _flat_buffer(mask_out, x)
-    if training is True and type(keep_prob) is float and keep_prob < 1.0 and \
-            type(rng) is np.random.Generator and out_flat is not False and mask_flat is not False:
+    if (
+        training is True
+        and type(keep_prob) is float
+        and keep_prob < 1.0
+        and type(rng) is np.random.Generator
+        and out_flat is not False
+        and mask_flat is not False
+    ):
         # a dropped NaN or inf still shows: the kernel multiplies it by 0
-        done = _ops.fast(lambda k: k.dropout_forward(
-            x if x.ndim == 1 else x.reshape(-1),  # type: ignore[union-attr]
-            keep_prob, rng, True, out_flat, mask_flat), lambda k, result: result[2])
+        done = _ops.fast(
+            lambda k: k.dropout_forward(
+                x if x.ndim == 1 else x.reshape(-1),  # type: ignore[union-attr]
+                keep_prob,
+                rng,
+                True,
+                out_flat,
+                mask_flat,
+            ),
+            lambda k, result: result[2],
+        )
         if done is not None:
             return _shaped(done[0], out, x), _shaped(done[1], mask_out, x)
     keep_prob = v.probability(keep_prob, "keep_prob")
     x = v.float_array(x, "x")
     for name, buffer in (("out", out), ("mask_out", mask_out)):
-        if buffer is not None and not (isinstance(buffer, np.ndarray) and
-                                       buffer.shape == x.shape and buffer.dtype == x.dtype and
-                                       buffer.flags.c_contiguous and buffer.flags.writeable):
-            raise ValueError(f"{name} must be a writeable C-contiguous {x.dtype} array of x's "
-                             f"shape {x.shape}")
+        if buffer is not None and not (
+            isinstance(buffer, np.ndarray)
+            and buffer.shape == x.shape
+            and buffer.dtype == x.dtype
+            and buffer.flags.c_contiguous
+            and buffer.flags.writeable
+        ):
+            raise ValueError(
+                f"{name} must be a writeable C-contiguous {x.dtype} array of x's shape {x.shape}"
+            )
     if not training:
         return x, None
     rng = v.as_generator(rng)
@@ -623,8 +722,11 @@ def _flat_buffer(buffer, x):
     kernel writes lands in the caller's array."""
     if buffer is None:
         return None
-    if type(buffer) is not np.ndarray or not buffer.flags.c_contiguous or \
-            buffer.shape != getattr(x, "shape", None):
+    if (
+        type(buffer) is not np.ndarray
+        or not buffer.flags.c_contiguous
+        or buffer.shape != getattr(x, "shape", None)
+    ):
         return False
     return buffer.reshape(-1)
 
@@ -659,9 +761,13 @@ def dropout_backward(dout: ArrayLike, mask: ArrayLike | None) -> NDArray[np.floa
     True
     """
     if mask is not None and getattr(dout, "shape", None) == getattr(mask, "shape", ()):
-        dx = _ops.fast(lambda k: k.dropout_backward(dout.reshape(-1),  # type: ignore[union-attr]
-                                                    mask.reshape(-1)),  # type: ignore[union-attr]
-                       lambda k, result: k.all_finite(result))
+        dx = _ops.fast(
+            lambda k: k.dropout_backward(
+                dout.reshape(-1),  # type: ignore[union-attr]
+                mask.reshape(-1),  # type: ignore[union-attr]
+            ),
+            lambda k, result: k.all_finite(result),
+        )
         if dx is not None:
             return dx.reshape(dout.shape)  # type: ignore[union-attr]
     dout = v.float_array(dout, "dout")
@@ -673,9 +779,12 @@ def dropout_backward(dout: ArrayLike, mask: ArrayLike | None) -> NDArray[np.floa
     return v.finite_result(dx, "dropout_backward", "dout or mask").reshape(dout.shape)
 
 
-def dropout_mask(shape: int | Sequence[int], keep_prob: float,
-                 rng: None | int | np.random.Generator = None,
-                 dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+def dropout_mask(
+    shape: int | Sequence[int],
+    keep_prob: float,
+    rng: None | int | np.random.Generator = None,
+    dtype: DTypeLike = np.float64,
+) -> NDArray[np.floating]:
     """A dropout mask: entries 0 or 1/keep_prob, drawn like :func:`dropout_forward`.
 
     Use it for a recurrent mask that stays the same at every time step
@@ -717,9 +826,12 @@ def _mask(draw, shape, probability, name, rng, dtype):
     return draw(shape, probability, rng, np.dtype(dtype))
 
 
-def zoneout_mask(shape: int | Sequence[int], zoneout: float,
-                 rng: None | int | np.random.Generator = None,
-                 dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+def zoneout_mask(
+    shape: int | Sequence[int],
+    zoneout: float,
+    rng: None | int | np.random.Generator = None,
+    dtype: DTypeLike = np.float64,
+) -> NDArray[np.floating]:
     """Zoneout's training weights for :func:`lstm_forward`: 1 (keep the previous state) with
     probability ``zoneout``, else 0 — one per unit and time step (Krueger et al., 2016).
 
@@ -750,8 +862,7 @@ def zoneout_mask(shape: int | Sequence[int], zoneout: float,
 
 
 # ----------------------------------------------------------------------------- matrix product
-def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
-           trans_b: bool = False) -> NDArray[np.floating]:
+def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False) -> NDArray[np.floating]:
     """``op(a) @ op(b)`` (op transposes when asked) on the kernels' BLAS.
 
     The model's output projection and its gradients use it (the LSTM's products run inside the
@@ -778,8 +889,10 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
            [14., 50.]])
     """
     # a product of finite inputs can still overflow: one pass over the result
-    out = _ops.fast(lambda k: k.matmul(a, b, bool(trans_a), bool(trans_b)),
-                    lambda k, result: k.first_nonfinite((result, a, b)) < 0)
+    out = _ops.fast(
+        lambda k: k.matmul(a, b, bool(trans_a), bool(trans_b)),
+        lambda k, result: k.first_nonfinite((result, a, b)) < 0,
+    )
     if out is not None:
         return out
     a = v.float_array(a, "a", ndim=2)
@@ -787,8 +900,10 @@ def matmul(a: ArrayLike, b: ArrayLike, trans_a: bool = False,
     inner_a = a.shape[0] if trans_a else a.shape[1]
     inner_b = b.shape[1] if trans_b else b.shape[0]
     if inner_a != inner_b:
-        raise ValueError(f"a and b do not chain: op(a) has {inner_a} columns, op(b) has "
-                         f"{inner_b} rows (shapes {a.shape} and {b.shape}, trans_a={trans_a}, "
-                         f"trans_b={trans_b})")
+        raise ValueError(
+            f"a and b do not chain: op(a) has {inner_a} columns, op(b) has "
+            f"{inner_b} rows (shapes {a.shape} and {b.shape}, trans_a={trans_a}, "
+            f"trans_b={trans_b})"
+        )
     out = _ops.kernels().matmul(a, b, bool(trans_a), bool(trans_b))
     return v.finite_result(out, "matmul", "a or b")

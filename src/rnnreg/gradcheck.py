@@ -3,6 +3,7 @@
 Central differences: df/dx_i ≈ (f(x + h e_i) - f(x - h e_i)) / 2h, with error O(h²). Every
 backward pass of rnnreg is checked with these in ``tests/`` (in float64, on both backends).
 """
+
 import numpy as np
 
 __all__ = ["numerical_gradient", "relative_error"]

@@ -23,6 +23,7 @@ def _matmul(a, b, trans_a=False, trans_b=False):
 class NextToken:
     """Next-token softmax: ``logits = h Why + by`` (``h Eᵀ + by`` with tied weights), loss the
     mean cross-entropy over the N*T positions."""
+
     name = "next-token"
 
     def __init__(self, tied=False):
@@ -30,7 +31,8 @@ class NextToken:
 
     def parameter_shapes(self, config):
         shapes: dict[str, tuple[int, ...]] = (
-            {} if self.tied else {"Why": (config.hidden_size, config.output_size)})
+            {} if self.tied else {"Why": (config.hidden_size, config.output_size)}
+        )
         shapes["by"] = (config.output_size,)
         return shapes
 
@@ -51,7 +53,8 @@ class NextToken:
         loss, dlogits = None, None
         if targets is not None:
             loss, dlogits = _ops.kernels().softmax_cross_entropy(
-                logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64))
+                logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64)
+            )
         return loss, logits, dlogits
 
     def backward(self, dlogits, top, params):
@@ -59,7 +62,7 @@ class NextToken:
         ``"embedding"``) and the gradient of ``top``."""
         grads = {}
         if self.tied:
-            grads["embedding"] = _matmul(dlogits, top, trans_a=True)   # (V, H)
+            grads["embedding"] = _matmul(dlogits, top, trans_a=True)  # (V, H)
             dtop = _matmul(dlogits, params["embedding"])
         else:
             grads["Why"] = _matmul(top, dlogits, trans_a=True)

@@ -23,12 +23,19 @@ orthogonal matrix (:func:`orthogonal`). The default scheme was chosen by measure
 ``benchmarks/learning.py`` and the regularizers guide's "Initialization and training defaults"
 (``docs/guide/regularizers.md``).
 """
+
 import numpy as np
 
 from ._conventions import GATE_ORDER
 
-__all__ = ["INIT_SCHEMES", "DEFAULT_INIT", "DEFAULT_FORGET_BIAS", "orthogonal", "glorot_uniform",
-           "initial_parameters"]
+__all__ = [
+    "INIT_SCHEMES",
+    "DEFAULT_INIT",
+    "DEFAULT_FORGET_BIAS",
+    "orthogonal",
+    "glorot_uniform",
+    "initial_parameters",
+]
 
 INIT_SCHEMES = ("uniform", "pytorch", "keras")
 #: The default scheme and forget-gate bias (the measurement: docs/guide/regularizers.md,
@@ -56,9 +63,20 @@ def glorot_uniform(shape, rng):
     return rng.uniform(-limit, limit, shape)
 
 
-def initial_parameters(scheme, rng, *, vocab_size, hidden_size, output_size, embedding_size,
-                       layer_input_sizes, use_layer_norm, forget_bias, recurrent_init=None,
-                       gates=GATE_ORDER):
+def initial_parameters(
+    scheme,
+    rng,
+    *,
+    vocab_size,
+    hidden_size,
+    output_size,
+    embedding_size,
+    layer_input_sizes,
+    use_layer_norm,
+    forget_bias,
+    recurrent_init=None,
+    gates=GATE_ORDER,
+):
     """The parameters of a model (name -> float64 array, in the model's order) under ``scheme``.
 
     ``layer_input_sizes[l]`` is D of layer l; ``gates`` the cell's gate blocks along the weights'
@@ -66,20 +84,23 @@ def initial_parameters(scheme, rng, *, vocab_size, hidden_size, output_size, emb
     cell has one. Layer-norm gains start at 1 and their biases at 0 in every scheme (Ba et al.,
     2016)."""
     from .functional import lstm_layer_norm_params
+
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
     if recurrent_init not in (None, "orthogonal"):
         raise ValueError(f"recurrent_init must be None or 'orthogonal', got {recurrent_init!r}")
     H = hidden_size
     bound = 1.0 / np.sqrt(H)
-    G = len(gates) * H   # the gate blocks' width
+    G = len(gates) * H  # the gate blocks' width
     forget = slice(gates.index("f") * H, (gates.index("f") + 1) * H) if "f" in gates else None
     params = {}
     if embedding_size is not None:
         shape = (vocab_size, embedding_size)
-        params["embedding"] = {"uniform": lambda: rng.normal(0.0, 0.1, shape),
-                               "pytorch": lambda: rng.standard_normal(shape),
-                               "keras": lambda: rng.uniform(-0.05, 0.05, shape)}[scheme]()
+        params["embedding"] = {
+            "uniform": lambda: rng.normal(0.0, 0.1, shape),
+            "pytorch": lambda: rng.standard_normal(shape),
+            "keras": lambda: rng.uniform(-0.05, 0.05, shape),
+        }[scheme]()
     for layer, D in enumerate(layer_input_sizes):
         if scheme == "uniform":
             W = rng.uniform(-bound, bound, (D + H, G))

@@ -7,6 +7,7 @@ validated: the error names the argument), ``forward(inputs, params)`` (the first
 and ``backward(dx, inputs, params)`` (its parameters' gradients). ``takes_gradient`` says
 whether the first layer must compute an input gradient at all.
 """
+
 import numpy as np
 
 from . import _validation as v
@@ -19,6 +20,7 @@ class OneHotTokens:
     """Token ids read as one-hot vectors of the vocabulary: never built; the first layer's input
     product is a gather of rows of its Wx (the same numbers), its weight gradient a scatter-add,
     and no input gradient is computed."""
+
     name = "one-hot"
     takes_gradient = False
 
@@ -41,6 +43,7 @@ class OneHotTokens:
 class EmbeddedTokens:
     """Token ids looked up in a learned embedding ``E`` (V, E_size): ``x_t = E[token_t]``; its
     gradient is a scatter-add of the first layer's input gradient into the rows read."""
+
     name = "embedding"
     takes_gradient = True
 

@@ -21,6 +21,7 @@ head's weight *is* the embedding's parameter. What acts only in training and onl
 loss or the masks — embedding dropout, AR, TAR — is not part of a module: the exported module
 computes what the model computes in evaluation. torch is optional: ``pip install torch``.
 """
+
 import numpy as np
 
 from ._conventions import GATE_ORDER
@@ -29,8 +30,8 @@ __all__ = ["to_torch", "from_torch"]
 
 # rnnreg block k holds gate GATE_ORDER[k]; PyTorch's blocks are (i, f, g, o).
 TORCH_GATE_ORDER = ("i", "f", "g", "o")
-_TO_TORCH = [GATE_ORDER.index(g) for g in TORCH_GATE_ORDER]     # torch block j <- ours _TO_TORCH[j]
-_FROM_TORCH = [TORCH_GATE_ORDER.index(g) for g in GATE_ORDER]   # our block k <- torch's
+_TO_TORCH = [GATE_ORDER.index(g) for g in TORCH_GATE_ORDER]  # torch block j <- ours _TO_TORCH[j]
+_FROM_TORCH = [TORCH_GATE_ORDER.index(g) for g in GATE_ORDER]  # our block k <- torch's
 
 
 def _torch():
@@ -43,7 +44,7 @@ def _torch():
 
 def _reorder(blocks, order, H):
     """Rows (4H, ...) or entries (4H,) regrouped by gate block in ``order``."""
-    return np.concatenate([blocks[k * H:(k + 1) * H] for k in order])
+    return np.concatenate([blocks[k * H : (k + 1) * H] for k in order])
 
 
 def _module_class():
@@ -57,19 +58,35 @@ def _module_class():
         ``lstm`` an ``nn.LSTM(batch_first=True)``; ``head`` an ``nn.Linear``. The dropout layers
         reproduce rnnreg's non-recurrent dropout (inputs when embedded, between layers, output)."""
 
-        def __init__(self, vocab_size, hidden_size, output_size, num_layers=1,
-                     embedding_size=None, dropout=0.0, dtype=torch.float64, *,
-                     input_dropout=None, between_dropout=None, output_dropout=None):
+        def __init__(
+            self,
+            vocab_size,
+            hidden_size,
+            output_size,
+            num_layers=1,
+            embedding_size=None,
+            dropout=0.0,
+            dtype=torch.float64,
+            *,
+            input_dropout=None,
+            between_dropout=None,
+            output_dropout=None,
+        ):
             super().__init__()
             self.vocab_size = vocab_size
-            self.embedding = (None if embedding_size is None
-                              else nn.Embedding(vocab_size, embedding_size, dtype=dtype))
-            rate = lambda given: dropout if given is None else given   # AWD-LSTM's own rates
+            self.embedding = (
+                None if embedding_size is None else nn.Embedding(vocab_size, embedding_size, dtype=dtype)
+            )
+            rate = lambda given: dropout if given is None else given  # AWD-LSTM's own rates
             self.input_dropout = nn.Dropout(rate(input_dropout))
-            self.lstm = nn.LSTM(vocab_size if embedding_size is None else embedding_size,
-                                hidden_size, num_layers=num_layers, batch_first=True,
-                                dropout=rate(between_dropout) if num_layers > 1 else 0.0,
-                                dtype=dtype)
+            self.lstm = nn.LSTM(
+                vocab_size if embedding_size is None else embedding_size,
+                hidden_size,
+                num_layers=num_layers,
+                batch_first=True,
+                dropout=rate(between_dropout) if num_layers > 1 else 0.0,
+                dtype=dtype,
+            )
             self.output_dropout = nn.Dropout(rate(output_dropout))
             self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
 
@@ -118,25 +135,36 @@ def to_torch(model):
     """
     torch = _torch()
     if model.use_layer_norm:
-        raise ValueError("an LN-LSTM has no nn.LSTM equivalent: layer-normalized models cannot "
-                         "be exported to standard PyTorch layers")
-    for name, what in (("weight_keep_prob", "weight-drop"),
-                       ("input_weight_keep_prob", "DropConnect on Wx")):
+        raise ValueError(
+            "an LN-LSTM has no nn.LSTM equivalent: layer-normalized models cannot "
+            "be exported to standard PyTorch layers"
+        )
+    for name, what in (("weight_keep_prob", "weight-drop"), ("input_weight_keep_prob", "DropConnect on Wx")):
         if getattr(model, name) < 1.0:
-            raise ValueError(f"{what} ({name} < 1) has no nn.LSTM equivalent; build the model "
-                             f"with {name}=1 to export it")
+            raise ValueError(
+                f"{what} ({name} < 1) has no nn.LSTM equivalent; build the model with {name}=1 to export it"
+            )
     zoned = [name for name in ("zoneout_hidden", "zoneout_cell") if getattr(model, name) > 0]
     if zoned:
-        raise ValueError(f"zoneout ({', '.join(zoned)} > 0) has no nn.LSTM equivalent: it "
-                         "changes the recurrence in evaluation too (z·previous + (1 − z)·new)")
+        raise ValueError(
+            f"zoneout ({', '.join(zoned)} > 0) has no nn.LSTM equivalent: it "
+            "changes the recurrence in evaluation too (z·previous + (1 − z)·new)"
+        )
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     H, L = model.hidden_size, model.num_layers
     config = model.model_config
-    module = _module_class()(model.vocab_size, H, model.output_size, L, model.embedding_size,
-                             1.0 - config.dropout_keep_prob, dtype,
-                             input_dropout=1.0 - config.input_keep,
-                             between_dropout=1.0 - config.between_keep,
-                             output_dropout=1.0 - config.output_keep)
+    module = _module_class()(
+        model.vocab_size,
+        H,
+        model.output_size,
+        L,
+        model.embedding_size,
+        1.0 - config.dropout_keep_prob,
+        dtype,
+        input_dropout=1.0 - config.input_keep,
+        between_dropout=1.0 - config.between_keep,
+        output_dropout=1.0 - config.output_keep,
+    )
     p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
     with torch.no_grad():
         if module.embedding is not None:
@@ -145,19 +173,22 @@ def to_torch(model):
             W = p[f"W{layer}"]
             D = W.shape[0] - H
             getattr(module.lstm, f"weight_ih_l{layer}").copy_(
-                torch.from_numpy(_reorder(W[:D].T, _TO_TORCH, H)))
+                torch.from_numpy(_reorder(W[:D].T, _TO_TORCH, H))
+            )
             getattr(module.lstm, f"weight_hh_l{layer}").copy_(
-                torch.from_numpy(_reorder(W[D:].T, _TO_TORCH, H)))
+                torch.from_numpy(_reorder(W[D:].T, _TO_TORCH, H))
+            )
             getattr(module.lstm, f"bias_ih_l{layer}").copy_(
-                torch.from_numpy(_reorder(p[f"b{layer}"], _TO_TORCH, H)))
+                torch.from_numpy(_reorder(p[f"b{layer}"], _TO_TORCH, H))
+            )
             getattr(module.lstm, f"bias_hh_l{layer}").zero_()
-        if model.tie_weights:   # one parameter, as in the model
+        if model.tie_weights:  # one parameter, as in the model
             module.head.weight = module.embedding.weight
         else:
             module.head.weight.copy_(torch.from_numpy(p["Why"].T))
         module.head.bias.copy_(torch.from_numpy(p["by"]))
     module.eval()
-    module.rnnreg_vocabulary = model.vocabulary   # travels along (None for token-id models)
+    module.rnnreg_vocabulary = model.vocabulary  # travels along (None for token-id models)
     return module
 
 
@@ -201,13 +232,16 @@ def from_torch(module, vocabulary=None, seed=None):
     """
     torch = _torch()
     from .model import RegularizedLSTM
+
     nn = torch.nn
     _refuse_what_is_not_mapped(module, nn)
     lstms, heads, embeddings = (_find(module, k) for k in (nn.LSTM, nn.Linear, nn.Embedding))
     if len(lstms) != 1 or len(heads) != 1 or len(embeddings) > 1:
-        raise ValueError(f"from_torch needs one nn.LSTM, one nn.Linear and at most one "
-                         f"nn.Embedding; the module has {len(lstms)}, {len(heads)}, "
-                         f"{len(embeddings)}")
+        raise ValueError(
+            f"from_torch needs one nn.LSTM, one nn.Linear and at most one "
+            f"nn.Embedding; the module has {len(lstms)}, {len(heads)}, "
+            f"{len(embeddings)}"
+        )
     lstm, head = lstms[0], heads[0]
     embedding = embeddings[0] if embeddings else None
     if lstm.bidirectional or getattr(lstm, "proj_size", 0):
@@ -218,20 +252,30 @@ def from_torch(module, vocabulary=None, seed=None):
     if embedding is not None and embedding.embedding_dim != lstm.input_size:
         raise ValueError("the nn.Embedding's size does not match the LSTM's input size")
     if embedding is not None and embedding.max_norm is not None:
-        raise ValueError(f"nn.Embedding(max_norm={embedding.max_norm}) renormalizes the rows it "
-                         "looks up: rnnreg's embedding has no equivalent")
+        raise ValueError(
+            f"nn.Embedding(max_norm={embedding.max_norm}) renormalizes the rows it "
+            "looks up: rnnreg's embedding has no equivalent"
+        )
     if not lstm.batch_first:
-        raise ValueError("an nn.LSTM with batch_first=False reads (T, N, ...) inputs; rnnreg "
-                         "maps batch-first modules (batch_first=True)")
+        raise ValueError(
+            "an nn.LSTM with batch_first=False reads (T, N, ...) inputs; rnnreg "
+            "maps batch-first modules (batch_first=True)"
+        )
     dtype = lstm.weight_ih_l0.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"weights must be float32 or float64, got {dtype}")
     vocab_size = embedding.num_embeddings if embedding is not None else lstm.input_size
     tied = embedding is not None and head.weight is embedding.weight
-    model = RegularizedLSTM(vocab_size, H, head.out_features, num_layers=L,
-                            embedding_size=None if embedding is None else lstm.input_size,
-                            seed=seed, dtype=np.float64 if dtype == torch.float64 else np.float32,
-                            tie_weights=tied)
+    model = RegularizedLSTM(
+        vocab_size,
+        H,
+        head.out_features,
+        num_layers=L,
+        embedding_size=None if embedding is None else lstm.input_size,
+        seed=seed,
+        dtype=np.float64 if dtype == torch.float64 else np.float32,
+        tie_weights=tied,
+    )
     as_np = lambda t: t.detach().cpu().to(torch.float64).numpy()
     state = {}
     if embedding is not None:
@@ -242,15 +286,15 @@ def from_torch(module, vocabulary=None, seed=None):
         bias = np.zeros(len(GATE_ORDER) * H)
         if lstm.bias:
             bias = as_np(getattr(lstm, f"bias_ih_l{layer}")) + as_np(getattr(lstm, f"bias_hh_l{layer}"))
-        state[f"W{layer}"] = np.concatenate((_reorder(w_ih, _FROM_TORCH, H).T,
-                                             _reorder(w_hh, _FROM_TORCH, H).T))
+        state[f"W{layer}"] = np.concatenate(
+            (_reorder(w_ih, _FROM_TORCH, H).T, _reorder(w_hh, _FROM_TORCH, H).T)
+        )
         state[f"b{layer}"] = _reorder(bias, _FROM_TORCH, H)
     if not tied:
         state["Why"] = as_np(head.weight).T
     state["by"] = as_np(head.bias) if head.bias is not None else np.zeros(head.out_features)
     model.load_state_dict(state)
-    model.vocabulary = vocabulary if vocabulary is not None else getattr(
-        module, "rnnreg_vocabulary", None)
+    model.vocabulary = vocabulary if vocabulary is not None else getattr(module, "rnnreg_vocabulary", None)
     _check_on_a_probe(module, model, torch)
     return model
 
@@ -264,17 +308,27 @@ def _refuse_what_is_not_mapped(module, nn):
     """Refuse, by name, any torch module inside ``module`` that from_torch cannot map (a layer
     norm between the LSTM and the head, an activation, ...): dropping it silently would give
     another model."""
-    mapped = (nn.LSTM, nn.Linear, nn.Embedding, nn.Dropout, nn.Identity, nn.Sequential,
-              nn.ModuleList, nn.ModuleDict)
+    mapped = (
+        nn.LSTM,
+        nn.Linear,
+        nn.Embedding,
+        nn.Dropout,
+        nn.Identity,
+        nn.Sequential,
+        nn.ModuleList,
+        nn.ModuleDict,
+    )
     for name, child in module.named_modules():
         if isinstance(child, mapped):
             continue
         user_made = type(child).__module__.split(".")[0] != "torch"
         if user_made and (child is module or next(child.parameters(recurse=False), None) is None):
-            continue   # a user's container of layers: what its forward does is checked on a probe
-        raise ValueError(f"from_torch maps {', '.join(_MAPPED)} layers (in containers); the "
-                         f"module holds {type(child).__name__} at {name or 'its top'!r}, which "
-                         "it cannot map")
+            continue  # a user's container of layers: what its forward does is checked on a probe
+        raise ValueError(
+            f"from_torch maps {', '.join(_MAPPED)} layers (in containers); the "
+            f"module holds {type(child).__name__} at {name or 'its top'!r}, which "
+            "it cannot map"
+        )
 
 
 def _check_on_a_probe(module, model, torch):
@@ -290,21 +344,27 @@ def _check_on_a_probe(module, model, torch):
     try:
         with torch.no_grad():
             out = module(torch.from_numpy(tokens))
-    except Exception as exc:   # a forward that takes other inputs than token ids
-        raise ValueError(f"from_torch could not check the converted model: the module's "
-                         f"forward did not take token ids (N, T) ({type(exc).__name__}: "
-                         f"{exc})") from exc
+    except Exception as exc:  # a forward that takes other inputs than token ids
+        raise ValueError(
+            f"from_torch could not check the converted model: the module's "
+            f"forward did not take token ids (N, T) ({type(exc).__name__}: "
+            f"{exc})"
+        ) from exc
     finally:
         module.train(was_training)
     logits = out[0] if isinstance(out, (tuple, list)) else out
     logits = np.asarray(logits.detach().cpu().to(torch.float64).numpy())
     if logits.shape != expected.shape:
-        raise ValueError(f"from_torch: the module's forward gives logits of shape "
-                         f"{logits.shape}, the converted model {expected.shape}: the module does "
-                         "something the converter does not map")
+        raise ValueError(
+            f"from_torch: the module's forward gives logits of shape "
+            f"{logits.shape}, the converted model {expected.shape}: the module does "
+            "something the converter does not map"
+        )
     tolerance = 1e-9 if model.dtype == np.float64 else 1e-4
     worst = float(np.abs(logits - expected).max())
     if not worst <= tolerance * max(1.0, float(np.abs(expected).max())):
-        raise ValueError(f"from_torch: the converted model's logits differ from the module's by "
-                         f"up to {worst:.3g} on a probe input: the module's forward does "
-                         "something the converter does not map")
+        raise ValueError(
+            f"from_torch: the converted model's logits differ from the module's by "
+            f"up to {worst:.3g} on a probe input: the module's forward does "
+            "something the converter does not map"
+        )

@@ -30,6 +30,7 @@ Regularizers, each switchable (a keep probability of 1 turns one off):
 
 Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
+
 import dataclasses
 import inspect
 from collections.abc import Sequence
@@ -48,8 +49,14 @@ from .model_config import POSITIONAL, ModelConfig, settings
 from .model_config import names as setting_names
 from .regularizers import Place, active_parts
 
-__all__ = ["RegularizedLSTM", "ModelConfig", "parameter_shapes", "config_parameter_shapes",
-           "BatchTrace", "LayerTrace"]
+__all__ = [
+    "RegularizedLSTM",
+    "ModelConfig",
+    "parameter_shapes",
+    "config_parameter_shapes",
+    "BatchTrace",
+    "LayerTrace",
+]
 
 
 def _next_token(logits, temperature, top_k, top_p, greedy, rng):
@@ -68,7 +75,7 @@ def _next_token(logits, temperature, top_k, top_p, greedy, rng):
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-probs, kind="stable")
         cumulative = np.cumsum(probs[order])
-        keep = order[:int(np.searchsorted(cumulative, top_p)) + 1]   # reaches top_p
+        keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]  # reaches top_p
         kept = np.zeros_like(probs)
         kept[keep] = probs[keep]
         probs = kept / kept.sum()
@@ -109,6 +116,7 @@ def config_parameter_shapes(config):
 class LayerTrace:
     """What one layer's forward pass leaves for its backward: the cell's run, and what each of
     the layer's weight and output parts saved, in draw order."""
+
     run: LayerRun
     weight_parts: tuple[tuple[Any, Any], ...]
     output_parts: tuple[tuple[Any, Any], ...]
@@ -120,6 +128,7 @@ class BatchTrace:
     the batch, what the input, layer and loss parts saved, the last layer's dropped output
     ``top`` (N*T, H) and the gradient of the loss with respect to the head's outputs (None
     without targets)."""
+
     inputs: np.ndarray
     shape: tuple[int, int]
     training: bool
@@ -136,8 +145,7 @@ def _settings_doc():
     for name, default, spec in settings():
         kind = ModelConfig.__annotations__[name]
         kind = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
-        shown = "" if default is None and name in ("vocab_size", "hidden_size") \
-            else f", default {default!r}"
+        shown = "" if default is None and name in ("vocab_size", "hidden_size") else f", default {default!r}"
         lines.append(f"    {name} : {kind}{shown}")
         lines.append(f"        {spec.doc[0].upper()}{spec.doc[1:]}.")
     return "\n".join(lines)
@@ -146,56 +154,60 @@ def _settings_doc():
 class RegularizedLSTM:
     """An LSTM language model with every regularizer built in, composed of declared parts.
 
-    The settings below are those of :class:`~rnnreg.model_config.ModelConfig` (each declared
-    there once: its type, default, valid values and command-line form). The first five may be
-    given by position, as in the notebook: ``RegularizedLSTM(vocab_size, hidden_size,
-    output_size, dropout_keep_prob, use_layer_norm)``; the rest by keyword.
+        The settings below are those of :class:`~rnnreg.model_config.ModelConfig` (each declared
+        there once: its type, default, valid values and command-line form). The first five may be
+        given by position, as in the notebook: ``RegularizedLSTM(vocab_size, hidden_size,
+        output_size, dropout_keep_prob, use_layer_norm)``; the rest by keyword.
 
-    Parameters
-    ----------
-<settings>
-    seed : int, np.random.Generator or None
-        Source of the initial weights and of every dropout mask.
+        Parameters
+        ----------
+    <settings>
+        seed : int, np.random.Generator or None
+            Source of the initial weights and of every dropout mask.
 
-    Attributes
-    ----------
-    params : dict name -> ndarray
-        ``W{l}`` (D_l + H, 4H) holds layer l's ``Wx`` (first D_l rows) and ``Wh`` (last H rows);
-        ``b{l}`` (4H,); ``ln{l}.<name>`` for layer norm; ``embedding`` (V, E); ``Why`` (H, O); ``by``.
-    grads : dict name -> ndarray
-        Filled by :meth:`backward`.
-    model_config : ModelConfig
-        The settings; each is also an attribute (``model.hidden_size``), read-only.
-    Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
-        ``Wc`` is the candidate (g) block.
+        Attributes
+        ----------
+        params : dict name -> ndarray
+            ``W{l}`` (D_l + H, 4H) holds layer l's ``Wx`` (first D_l rows) and ``Wh`` (last H rows);
+            ``b{l}`` (4H,); ``ln{l}.<name>`` for layer norm; ``embedding`` (V, E); ``Why`` (H, O); ``by``.
+        grads : dict name -> ndarray
+            Filled by :meth:`backward`.
+        model_config : ModelConfig
+            The settings; each is also an attribute (``model.hidden_size``), read-only.
+        Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
+            ``Wc`` is the candidate (g) block.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from rnnreg import RegularizedLSTM
-    >>> model = RegularizedLSTM(vocab_size=10, hidden_size=16, dropout_keep_prob=0.8,
-    ...                         use_layer_norm=True, seed=0, dtype="float32")
-    >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))   # (batch, time)
-    >>> loss, logits, state = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
-    >>> logits.shape, [s.shape for s in state]
-    ((4, 6, 10), [(1, 4, 16), (1, 4, 16)])
-    >>> grads = model.backward()          # model.grads, one per model.params entry
-    >>> sorted(grads) == sorted(model.params)
-    True
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnnreg import RegularizedLSTM
+        >>> model = RegularizedLSTM(vocab_size=10, hidden_size=16, dropout_keep_prob=0.8,
+        ...                         use_layer_norm=True, seed=0, dtype="float32")
+        >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))   # (batch, time)
+        >>> loss, logits, state = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
+        >>> logits.shape, [s.shape for s in state]
+        ((4, 6, 10), [(1, 4, 16), (1, 4, 16)])
+        >>> grads = model.backward()          # model.grads, one per model.params entry
+        >>> sorted(grads) == sorted(model.params)
+        True
     """
 
     def __init__(self, *args, seed=None, **settings):
         if len(args) > len(POSITIONAL):
-            raise TypeError(f"RegularizedLSTM takes at most {len(POSITIONAL)} settings by "
-                            f"position ({', '.join(POSITIONAL)}), got {len(args)}")
+            raise TypeError(
+                f"RegularizedLSTM takes at most {len(POSITIONAL)} settings by "
+                f"position ({', '.join(POSITIONAL)}), got {len(args)}"
+            )
         for name, value in zip(POSITIONAL, args):
             if name in settings:
                 raise TypeError(f"RegularizedLSTM got multiple values for {name!r}")
             settings[name] = value
         unknown = sorted(set(settings) - set(setting_names()))
         if unknown:
-            raise TypeError(f"RegularizedLSTM got unexpected keyword arguments {unknown}; its "
-                            f"settings are {', '.join(setting_names())} and seed")
+            raise TypeError(
+                f"RegularizedLSTM got unexpected keyword arguments {unknown}; its "
+                f"settings are {', '.join(setting_names())} and seed"
+            )
         config = ModelConfig(**settings)
         object.__setattr__(self, "model_config", config)
         self.rng = v.as_generator(seed, "seed")
@@ -203,15 +215,15 @@ class RegularizedLSTM:
         self._input = input_of(config)
         self._head = head_of(config)
         # The parts this model's settings switch on, by place (each place's hooks: Regularizer).
-        self._parts: dict[Place, list[Any]] = {place: active_parts(config, place)
-                                               for place in Place}
+        self._parts: dict[Place, list[Any]] = {place: active_parts(config, place) for place in Place}
         # name -> shape of every parameter, fixed at creation: the contract _check_params enforces
         # (and load_model checks a file against before building anything).
         self._param_shapes = parameter_shapes(config)
         self.params = self._init_params()
         assert {name: p.shape for name, p in self.params.items()} == self._param_shapes
-        self._layer_names = [self._cell.layer_names(layer, config.use_layer_norm)
-                             for layer in range(config.num_layers)]
+        self._layer_names = [
+            self._cell.layer_names(layer, config.use_layer_norm) for layer in range(config.num_layers)
+        ]
         # The characters behind the token ids, when the model reads text (a data.Vocabulary):
         # saved with the model, needed to generate text.
         self.vocabulary = None
@@ -230,8 +242,10 @@ class RegularizedLSTM:
 
     def __setattr__(self, name, value):
         if name in setting_names():
-            raise AttributeError(f"{name} is a setting, fixed when the model is made; build a "
-                                 f"new model: RegularizedLSTM(**dict(model.config(), {name}=...))")
+            raise AttributeError(
+                f"{name} is a setting, fixed when the model is made; build a "
+                f"new model: RegularizedLSTM(**dict(model.config(), {name}=...))"
+            )
         object.__setattr__(self, name, value)
 
     @property
@@ -243,28 +257,37 @@ class RegularizedLSTM:
     def _init_params(self):
         config = self.model_config
         params = initial_parameters(
-            config.init, self.rng, vocab_size=config.vocab_size,
-            hidden_size=config.hidden_size, output_size=config.output_size,
+            config.init,
+            self.rng,
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            output_size=config.output_size,
             embedding_size=config.embedding_size,
-            layer_input_sizes=stack_input_sizes(self._input.features(config), config.hidden_size,
-                                                config.num_layers),
-            use_layer_norm=config.use_layer_norm, forget_bias=config.forget_bias,
-            recurrent_init=config.recurrent_init, gates=self._cell.gates)
-        if config.tie_weights:   # drawn all the same, so the other parameters match an untied model
+            layer_input_sizes=stack_input_sizes(
+                self._input.features(config), config.hidden_size, config.num_layers
+            ),
+            use_layer_norm=config.use_layer_norm,
+            forget_bias=config.forget_bias,
+            recurrent_init=config.recurrent_init,
+            gates=self._cell.gates,
+        )
+        if config.tie_weights:  # drawn all the same, so the other parameters match an untied model
             del params["Why"]
         return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}
 
     def _gate_block(self, gate):
         H = self.hidden_size
         k = self._cell.gates.index(gate)
-        return self.params["W0"][:, k * H:(k + 1) * H]
+        return self.params["W0"][:, k * H : (k + 1) * H]
 
     Wi = property(lambda self: self._gate_block("i"), doc="Layer 0 input-gate weights (D+H, H).")
     Wf = property(lambda self: self._gate_block("f"), doc="Layer 0 forget-gate weights (D+H, H).")
     Wo = property(lambda self: self._gate_block("o"), doc="Layer 0 output-gate weights (D+H, H).")
     Wc = property(lambda self: self._gate_block("g"), doc="Layer 0 candidate weights (D+H, H).")
-    Why = property(lambda self: self._head.projection(self.params),
-                   doc="Output projection (H, output_size); the embedding's transpose when tied.")
+    Why = property(
+        lambda self: self._head.projection(self.params),
+        doc="Output projection (H, output_size); the embedding's transpose when tied.",
+    )
 
     def config(self) -> dict[str, Any]:
         """The settings (without the seed), as files store them: ``RegularizedLSTM(
@@ -287,18 +310,16 @@ class RegularizedLSTM:
         the shape it was created with (``params`` is a plain dict: anything can be assigned)."""
         params, shapes, dtype = self.params, self._param_shapes, self.dtype
         if len(params) != len(shapes):
-            raise ValueError(f"model.params must hold exactly {sorted(shapes)}, got "
-                             f"{sorted(params)}")
+            raise ValueError(f"model.params must hold exactly {sorted(shapes)}, got {sorted(params)}")
         for name, shape in shapes.items():
             p = params.get(name)
-            if (type(p) is not np.ndarray or p.shape != shape or p.dtype != dtype
-                    or not p.flags.c_contiguous):
-                got = (f"shape {p.shape}, dtype {p.dtype}" if isinstance(p, np.ndarray)
-                       else type(p).__name__)
+            if type(p) is not np.ndarray or p.shape != shape or p.dtype != dtype or not p.flags.c_contiguous:
+                got = f"shape {p.shape}, dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
                 raise ValueError(
                     f"model.params[{name!r}] must be a C-contiguous {dtype} array of shape "
                     f"{shape}, got {got}; change values in place (model.params[{name!r}][...] = "
-                    "new) or with load_state_dict")
+                    "new) or with load_state_dict"
+                )
 
     def weights(self):
         """The weight matrices weight decay applies to, as a list."""
@@ -390,9 +411,17 @@ class RegularizedLSTM:
             recurrence: dict[str, np.ndarray] = {}
             for part in self._parts[Place.RECURRENCE]:
                 recurrence.update(part.draw((N, T, H), config, rng, training))
-            h, final, run = cell.forward(layer, np.ascontiguousarray(x),
-                                         tuple(s[layer] for s in state), Wx, Wh, params,
-                                         recurrence, segments, config.use_layer_norm)
+            h, final, run = cell.forward(
+                layer,
+                np.ascontiguousarray(x),
+                tuple(s[layer] for s in state),
+                Wx,
+                Wh,
+                params,
+                recurrence,
+                segments,
+                config.use_layer_norm,
+            )
             for whole, part_state in zip(finals, final):
                 whole[layer] = part_state
             x, output_parts = h, []
@@ -412,8 +441,9 @@ class RegularizedLSTM:
                     loss_parts.append((part, saved))
             loss += penalty
         self.last_penalty = penalty
-        self._trace = BatchTrace(inputs, (N, T), training, tuple(input_parts), tuple(layers),
-                                 top, tuple(loss_parts), dlogits)
+        self._trace = BatchTrace(
+            inputs, (N, T), training, tuple(input_parts), tuple(layers), top, tuple(loss_parts), dlogits
+        )
         return loss, logits.reshape(N, T, -1), finals
 
     def largest_cell_state(self, valid=None) -> float:
@@ -448,11 +478,12 @@ class RegularizedLSTM:
         for name, given in zip(self._cell.state_names, (dh_final, dc_final)):
             if given is not None:
                 given = v.float_array(given, f"d{name}_final", ndim=3, dtype=self.dtype)
-                v.check_shape(given, f"d{name}_final", (config.num_layers, N, H),
-                              "(num_layers, batch, hidden_size)")
+                v.check_shape(
+                    given, f"d{name}_final", (config.num_layers, N, H), "(num_layers, batch, hidden_size)"
+                )
             upstream.append(given)
         grads, dx = self._head.backward(trace.dlogits, trace.top, params)
-        shared = grads.pop("embedding", None)   # tied weights: the head's share, added below
+        shared = grads.pop("embedding", None)  # tied weights: the head's share, added below
         for part, saved in trace.loss_parts:
             dx = part.backward_top(dx, trace.top, saved, config)
         dx = dx.reshape(N, T, H)
@@ -468,15 +499,20 @@ class RegularizedLSTM:
             # The first layer needs no input gradient when the input takes none (one-hot ids):
             # the kernel skips that product.
             need_dx = layer > 0 or self._input.takes_gradient
-            dx, g = cell.backward(layer, np.ascontiguousarray(dh, dtype=self.dtype),
-                                  tuple(None if u is None else u[layer] for u in upstream),
-                                  layer_trace.run, need_dx, config.use_layer_norm)
+            dx, g = cell.backward(
+                layer,
+                np.ascontiguousarray(dh, dtype=self.dtype),
+                tuple(None if u is None else u[layer] for u in upstream),
+                layer_trace.run,
+                need_dx,
+                config.use_layer_norm,
+            )
             dWx, dWh = g.pop("dWx"), g.pop("dWh")
             for part, saved in reversed(layer_trace.weight_parts):
                 dWx, dWh = part.backward(dWx, dWh, saved)
             grads[w_name] = np.concatenate((dWx, dWh))
             grads[b_name] = g.pop("db")
-            grads.update(g)   # the layer-norm parameters', by their full names
+            grads.update(g)  # the layer-norm parameters', by their full names
         for part, saved in reversed(trace.input_parts):
             dx = part.backward(dx, trace.inputs, saved)
         grads.update(self._input.backward(dx, trace.inputs, params))
@@ -492,8 +528,10 @@ class RegularizedLSTM:
             return self.initial_state(batch)
         names = self._cell.state_names
         if not isinstance(state, (tuple, list)) or len(state) != len(names):
-            raise TypeError(f"state must be a {'pair' if len(names) == 2 else 'tuple'} "
-                            f"({', '.join(names)}), each (num_layers, batch, hidden_size)")
+            raise TypeError(
+                f"state must be a {'pair' if len(names) == 2 else 'tuple'} "
+                f"({', '.join(names)}), each (num_layers, batch, hidden_size)"
+            )
         expected = (self.num_layers, batch, self.hidden_size)
         checked = []
         for name, part in zip(names, state):
@@ -503,22 +541,28 @@ class RegularizedLSTM:
         return tuple(checked)
 
     # ------------------------------------------------------------------ using a trained model
-    def logits(self, tokens: ArrayLike, state: tuple[ArrayLike, ArrayLike] | None = None
-               ) -> tuple[NDArray[np.floating], tuple[NDArray[np.floating], NDArray[np.floating]]]:
+    def logits(
+        self, tokens: ArrayLike, state: tuple[ArrayLike, ArrayLike] | None = None
+    ) -> tuple[NDArray[np.floating], tuple[NDArray[np.floating], NDArray[np.floating]]]:
         """Next-token logits for token ids ``tokens`` (N, T) — or (T,) for one sequence — from
         ``state`` (zeros when None), without dropout. Returns ``(logits (N, T, output_size),
         state)``; pass the state back to continue the same sequences."""
         ids = np.asarray(tokens)
         one = ids.ndim == 1
-        _, logits, new_state = self.forward_batch(ids[None, :] if one else ids, None, state,
-                                                  training=False)
+        _, logits, new_state = self.forward_batch(ids[None, :] if one else ids, None, state, training=False)
         return (logits[0] if one else logits), new_state
 
-    def generate(self, prime: str | Sequence[int], length: int, temperature: float = 1.0,
-                 top_k: int | None = None,
-                 rng: None | int | np.random.Generator = None, *,
-                 top_p: float | None = None,
-                 greedy: bool = False) -> str | NDArray[np.int64]:
+    def generate(
+        self,
+        prime: str | Sequence[int],
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        rng: None | int | np.random.Generator = None,
+        *,
+        top_p: float | None = None,
+        greedy: bool = False,
+    ) -> str | NDArray[np.int64]:
         """Sample ``length`` tokens after ``prime``.
 
         Parameters
@@ -568,28 +612,31 @@ class RegularizedLSTM:
         as_text = isinstance(prime, str)
         if as_text:
             if self.vocabulary is None:
-                raise ValueError("prime is text but this model has no vocabulary: pass token ids, "
-                                 "or set model.vocabulary")
+                raise ValueError(
+                    "prime is text but this model has no vocabulary: pass token ids, or set model.vocabulary"
+                )
             unknown = sorted(set(str(ch) for ch in prime if ch not in self.vocabulary.index))
             if unknown:
-                raise ValueError(f"prime holds characters the model's vocabulary does not: "
-                                 f"{''.join(unknown)!r}; the model would read each as its unknown "
-                                 "symbol")
+                raise ValueError(
+                    f"prime holds characters the model's vocabulary does not: "
+                    f"{''.join(unknown)!r}; the model would read each as its unknown "
+                    "symbol"
+                )
             ids = self.vocabulary.encode(prime)
         else:
             ids = v.token_array(prime, "prime", self.vocab_size, ndim=1)
         if ids.size == 0:
-            ids = np.zeros(1, np.int64)   # no prime: start from the unknown symbol
+            ids = np.zeros(1, np.int64)  # no prime: start from the unknown symbol
         logits, state = self.logits(ids)
         last = logits[-1]
         out = np.empty(length, np.int64)
         for k in range(length):
             out[k] = _next_token(last, temperature, top_k, top_p, greedy, rng)
-            logits, state = self.logits(out[k:k + 1], state)
+            logits, state = self.logits(out[k : k + 1], state)
             last = logits[-1]
         if not as_text:
             return out
-        assert self.vocabulary is not None   # checked above: text needs one
+        assert self.vocabulary is not None  # checked above: text needs one
         return self.vocabulary.decode(out, unknown="")
 
     # ------------------------------------------------------------------ the notebook's form
@@ -617,12 +664,10 @@ class RegularizedLSTM:
         for name, s in (("h", h), ("c", c)):
             s = v.float_array(s, name, dtype=self.dtype)
             if s.shape not in shapes:
-                raise ValueError(f"{name} must have shape {' or '.join(map(str, shapes))}, "
-                                 f"got {s.shape}")
+                raise ValueError(f"{name} must have shape {' or '.join(map(str, shapes))}, got {s.shape}")
             state.append(s.reshape(L, 1, H))
         in_shape = np.shape(h)
-        loss, _, (h_out, c_out) = self.forward_batch(x[None, :], y[None, :], tuple(state),
-                                                     training=training)
+        loss, _, (h_out, c_out) = self.forward_batch(x[None, :], y[None, :], tuple(state), training=training)
         return loss, h_out.reshape(in_shape), c_out.reshape(in_shape)
 
 

@@ -14,6 +14,7 @@ model's settings derives them from here:
 
 A new setting is one field here (``setting(...)``) and the part that acts on it.
 """
+
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -24,8 +25,17 @@ import numpy as np
 from . import _validation as v
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES
 
-__all__ = ["ModelConfig", "Setting", "settings", "setting_spec", "names", "cli_settings",
-           "POSITIONAL", "drop_probability", "penalty_rate"]
+__all__ = [
+    "ModelConfig",
+    "Setting",
+    "settings",
+    "setting_spec",
+    "names",
+    "cli_settings",
+    "POSITIONAL",
+    "drop_probability",
+    "penalty_rate",
+]
 
 #: The command line's conventions for a setting's value.
 PLAIN, DROP, SWITCH = "plain", "drop", "switch"
@@ -47,6 +57,7 @@ def boolean(value, name):
 def optional(check):
     def checked(value, name):
         return None if value is None else check(value, name)
+
     checked.__doc__ = f"None, or {check.__doc__ or check.__name__}"
     return checked
 
@@ -57,6 +68,7 @@ def one_of(choices):
             if value in choices:
                 return value
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
     return checked
 
 
@@ -93,6 +105,7 @@ def _number(text):
         return float(text)
     except ValueError:
         import argparse
+
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
@@ -101,8 +114,10 @@ def drop_probability(text):
     value = _number(text)
     if not 0.0 <= value < 1.0:
         import argparse
+
         raise argparse.ArgumentTypeError(
-            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)")
+            f"{text} is not in [0, 1): it is the probability of dropping a unit (0 = off)"
+        )
     return value
 
 
@@ -111,6 +126,7 @@ def penalty_rate(text):
     value = _number(text)
     if not (value >= 0.0 and math.isfinite(value)):
         import argparse
+
         raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (0 = off)")
     return value
 
@@ -126,6 +142,7 @@ class Setting:
     keeping: ``--dropout 0.3`` is ``dropout_keep_prob=0.7``) or ``"switch"`` (``--layer-norm``).
     ``parse`` turns the option's text into its value; ``cli_default`` is the command line's own
     default where it differs from Python's (float32 for ``dtype``)."""
+
     check: Callable[[Any, str], Any]
     doc: str
     flag: str | None = None
@@ -134,7 +151,7 @@ class Setting:
     cli_default: Any = _SAME
     choices: tuple[Any, ...] | None = None
     metavar: str | None = None
-    cli_doc: str | None = None   # the option's help, where it is not ``doc`` (a drop rate)
+    cli_doc: str | None = None  # the option's help, where it is not ``doc`` (a drop rate)
 
     @property
     def help(self) -> str:
@@ -166,8 +183,15 @@ POSITIONAL = ("vocab_size", "hidden_size", "output_size", "dropout_keep_prob", "
 def _keep(doc, flag, drop_doc, optional_=False):
     """A keep probability in (0, 1] (1: off; None too with ``optional_``: the general rate's)
     whose command-line form is a drop rate."""
-    return dict(check=optional(v.probability) if optional_ else v.probability, doc=doc,
-                flag=flag, cli=DROP, parse=drop_probability, metavar="P", cli_doc=drop_doc)
+    return dict(
+        check=optional(v.probability) if optional_ else v.probability,
+        doc=doc,
+        flag=flag,
+        cli=DROP,
+        parse=drop_probability,
+        metavar="P",
+        cli_doc=drop_doc,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,94 +218,179 @@ class ModelConfig:
         ...
     TypeError: tie_weights must be True or False, got 'no'
     """
+
     # -- sizes
-    vocab_size: int = setting(
-        None, size, "number of input tokens (the data's vocabulary)")
+    vocab_size: int = setting(None, size, "number of input tokens (the data's vocabulary)")
     hidden_size: int = setting(
-        None, size, "units of every recurrent layer", flag="hidden", cli_default=256,
-        parse=int)
-    output_size: int | None = setting(
-        None, optional(size), "number of output classes (default: vocab_size)")
-    num_layers: int = setting(
-        1, layers, "stacked recurrent layers", flag="layers", parse=int)
+        None, size, "units of every recurrent layer", flag="hidden", cli_default=256, parse=int
+    )
+    output_size: int | None = setting(None, optional(size), "number of output classes (default: vocab_size)")
+    num_layers: int = setting(1, layers, "stacked recurrent layers", flag="layers", parse=int)
     embedding_size: int | None = setting(
-        None, optional(size), "learn an embedding of this size (default: none, one-hot inputs)",
-        flag="embedding", parse=int)
+        None,
+        optional(size),
+        "learn an embedding of this size (default: none, one-hot inputs)",
+        flag="embedding",
+        parse=int,
+    )
     dtype: str = setting(
-        "float64", float_dtype, "floating-point type of the weights and activations",
-        flag="dtype", cli_default="float32", choices=("float64", "float32"))
+        "float64",
+        float_dtype,
+        "floating-point type of the weights and activations",
+        flag="dtype",
+        cli_default="float32",
+        choices=("float64", "float32"),
+    )
     # -- initialization
     init: str = setting(
-        DEFAULT_INIT, one_of(INIT_SCHEMES), "how the initial weights are drawn: rnnreg's "
-        "uniform(±1/√H), PyTorch's defaults or Keras's", flag="init", choices=INIT_SCHEMES)
+        DEFAULT_INIT,
+        one_of(INIT_SCHEMES),
+        "how the initial weights are drawn: rnnreg's uniform(±1/√H), PyTorch's defaults or Keras's",
+        flag="init",
+        choices=INIT_SCHEMES,
+    )
     forget_bias: float | None = setting(
-        None, optional(v.finite_float), "added to every forget-gate bias (default: the "
-        "scheme's: 0, or 1 for keras)", flag="forget-bias", parse=float)
+        None,
+        optional(v.finite_float),
+        "added to every forget-gate bias (default: the scheme's: 0, or 1 for keras)",
+        flag="forget-bias",
+        parse=float,
+    )
     recurrent_init: str | None = setting(
-        None, optional(one_of(("orthogonal",))), "'orthogonal' draws every Wh orthogonal, "
-        "whatever the scheme", flag="recurrent-init", choices=("orthogonal",))
+        None,
+        optional(one_of(("orthogonal",))),
+        "'orthogonal' draws every Wh orthogonal, whatever the scheme",
+        flag="recurrent-init",
+        choices=("orthogonal",),
+    )
     # -- the cell
     use_layer_norm: bool = setting(
-        False, boolean, "LN-LSTM cells (Ba et al. 2016)", flag="layer-norm", cli=SWITCH)
+        False, boolean, "LN-LSTM cells (Ba et al. 2016)", flag="layer-norm", cli=SWITCH
+    )
     # -- dropout (Zaremba et al. 2014; Gal & Ghahramani 2016; AWD-LSTM's separate rates)
     dropout_keep_prob: float = setting(
-        1.0, **_keep("keep probability of non-recurrent dropout: on embedded inputs, between "
-                     "layers and on the output (each can be set apart below)", "dropout",
-                     "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
-                     "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P"))
+        1.0,
+        **_keep(
+            "keep probability of non-recurrent dropout: on embedded inputs, between "
+            "layers and on the output (each can be set apart below)",
+            "dropout",
+            "probability of dropping a unit in non-recurrent dropout, as in PyTorch "
+            "and Keras (0 = off); the Python API takes dropout_keep_prob = 1 - P",
+        ),
+    )
     input_keep_prob: float | None = setting(
-        None, **_keep("keep probability of dropout on the embedded inputs (AWD-LSTM's dropouti; "
-                      "default: dropout_keep_prob)", "input-dropout",
-                      "probability of dropping an embedded input unit (AWD-LSTM's dropouti; "
-                      "default: --dropout)", optional_=True))
+        None,
+        **_keep(
+            "keep probability of dropout on the embedded inputs (AWD-LSTM's dropouti; "
+            "default: dropout_keep_prob)",
+            "input-dropout",
+            "probability of dropping an embedded input unit (AWD-LSTM's dropouti; default: --dropout)",
+            optional_=True,
+        ),
+    )
     between_keep_prob: float | None = setting(
-        None, **_keep("keep probability of dropout between stacked layers (AWD-LSTM's dropouth; "
-                      "default: dropout_keep_prob)", "between-dropout",
-                      "probability of dropping a unit between layers (AWD-LSTM's dropouth; "
-                      "default: --dropout)", optional_=True))
+        None,
+        **_keep(
+            "keep probability of dropout between stacked layers (AWD-LSTM's dropouth; "
+            "default: dropout_keep_prob)",
+            "between-dropout",
+            "probability of dropping a unit between layers (AWD-LSTM's dropouth; default: --dropout)",
+            optional_=True,
+        ),
+    )
     output_keep_prob: float | None = setting(
-        None, **_keep("keep probability of dropout on the last layer's output (AWD-LSTM's "
-                      "dropout; default: dropout_keep_prob)", "output-dropout",
-                      "probability of dropping a unit of the last layer's output (AWD-LSTM's "
-                      "dropout; default: --dropout)", optional_=True))
+        None,
+        **_keep(
+            "keep probability of dropout on the last layer's output (AWD-LSTM's "
+            "dropout; default: dropout_keep_prob)",
+            "output-dropout",
+            "probability of dropping a unit of the last layer's output (AWD-LSTM's "
+            "dropout; default: --dropout)",
+            optional_=True,
+        ),
+    )
     variational: bool = setting(
-        False, boolean, "one non-recurrent dropout mask per sequence, reused at every step",
-        flag="variational", cli=SWITCH)
+        False,
+        boolean,
+        "one non-recurrent dropout mask per sequence, reused at every step",
+        flag="variational",
+        cli=SWITCH,
+    )
     recurrent_keep_prob: float = setting(
-        1.0, **_keep("keep probability of the mask on h(t-1), one per sequence",
-                     "recurrent-dropout", "probability of dropping a unit of h(t-1) (one mask "
-                     "per sequence)"))
+        1.0,
+        **_keep(
+            "keep probability of the mask on h(t-1), one per sequence",
+            "recurrent-dropout",
+            "probability of dropping a unit of h(t-1) (one mask per sequence)",
+        ),
+    )
     weight_keep_prob: float = setting(
-        1.0, **_keep("keep probability of each recurrent weight Wh (weight-drop, one mask per "
-                     "batch)", "weight-drop", "probability of dropping a weight of Wh "
-                     "(DropConnect)"))
+        1.0,
+        **_keep(
+            "keep probability of each recurrent weight Wh (weight-drop, one mask per batch)",
+            "weight-drop",
+            "probability of dropping a weight of Wh (DropConnect)",
+        ),
+    )
     input_weight_keep_prob: float = setting(
-        1.0, **_keep("keep probability of each input weight Wx (DropConnect on Wx, one mask per "
-                     "batch)", "input-weight-drop", "probability of dropping a weight of Wx "
-                     "(DropConnect)"))
+        1.0,
+        **_keep(
+            "keep probability of each input weight Wx (DropConnect on Wx, one mask per batch)",
+            "input-weight-drop",
+            "probability of dropping a weight of Wx (DropConnect)",
+        ),
+    )
     embedding_keep_prob: float = setting(
-        1.0, **_keep("keep probability of each embedding row, per batch (embedding dropout; "
-                     "needs an embedding)", "embedding-dropout",
-                     "probability of dropping a whole row of the embedding matrix per batch "
-                     "(AWD-LSTM; needs --embedding or --tie-weights)"))
+        1.0,
+        **_keep(
+            "keep probability of each embedding row, per batch (embedding dropout; needs an embedding)",
+            "embedding-dropout",
+            "probability of dropping a whole row of the embedding matrix per batch "
+            "(AWD-LSTM; needs --embedding or --tie-weights)",
+        ),
+    )
     # -- zoneout (Krueger et al. 2016)
     zoneout_hidden: float = setting(
-        0.0, v.rate, "zoneout probability of h: a unit keeps its previous value (0: off)",
-        flag="zoneout", parse=drop_probability, metavar="Z")
+        0.0,
+        v.rate,
+        "zoneout probability of h: a unit keeps its previous value (0: off)",
+        flag="zoneout",
+        parse=drop_probability,
+        metavar="Z",
+    )
     zoneout_cell: float = setting(
-        0.0, v.rate, "zoneout probability of c (0: off)", flag="zoneout-cell",
-        parse=drop_probability, metavar="Z")
+        0.0,
+        v.rate,
+        "zoneout probability of c (0: off)",
+        flag="zoneout-cell",
+        parse=drop_probability,
+        metavar="Z",
+    )
     # -- penalties and tying (AWD-LSTM)
     activation_reg: float = setting(
-        0.0, v.non_negative_float, "AR's α: α · mean(dropped output²) of the last layer, added "
-        "to the training loss (AWD-LSTM uses 2)", flag="ar", parse=penalty_rate,
-        metavar="ALPHA")
+        0.0,
+        v.non_negative_float,
+        "AR's α: α · mean(dropped output²) of the last layer, added to the training loss (AWD-LSTM uses 2)",
+        flag="ar",
+        parse=penalty_rate,
+        metavar="ALPHA",
+    )
     temporal_activation_reg: float = setting(
-        0.0, v.non_negative_float, "TAR's β: β · mean((h_t − h_{t−1})²) of the last layer "
-        "(AWD-LSTM uses 1)", flag="tar", parse=penalty_rate, metavar="BETA")
+        0.0,
+        v.non_negative_float,
+        "TAR's β: β · mean((h_t − h_{t−1})²) of the last layer (AWD-LSTM uses 1)",
+        flag="tar",
+        parse=penalty_rate,
+        metavar="BETA",
+    )
     tie_weights: bool = setting(
-        False, boolean, "the output projection is the embedding matrix transposed (the "
-        "embedding size is then the hidden size)", flag="tie-weights", cli=SWITCH)
+        False,
+        boolean,
+        "the output projection is the embedding matrix transposed (the "
+        "embedding size is then the hidden size)",
+        flag="tie-weights",
+        cli=SWITCH,
+    )
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -296,7 +405,8 @@ class ModelConfig:
         if self.tie_weights and self.embedding_size is None:
             object.__setattr__(self, "embedding_size", self.hidden_size)
         from .regularizers import check_config
-        check_config(self)   # each regularizer's own rules
+
+        check_config(self)  # each regularizer's own rules
 
     # -------------------------------------------------------------- files
     def to_dict(self) -> dict[str, Any]:
@@ -347,11 +457,14 @@ def markdown_table() -> str:
     the docs: the regularizers guide holds it between ``<!-- settings -->`` markers and a test
     compares the two."""
     from .regularizers import parts_of
-    rows = ["| setting | default | command line | regularizer part | what it is |",
-            "|---|---|---|---|---|"]
+
+    rows = ["| setting | default | command line | regularizer part | what it is |", "|---|---|---|---|---|"]
     for name, default, spec in settings():
-        flag = "" if spec.flag is None else f"`--{spec.flag}`" + (
-            " P (P = 1 − keep)" if spec.cli == DROP else "")
+        flag = (
+            ""
+            if spec.flag is None
+            else f"`--{spec.flag}`" + (" P (P = 1 − keep)" if spec.cli == DROP else "")
+        )
         parts = ", ".join(f"`{type(part).__name__}`" for part in parts_of(name))
         rows.append(f"| `{name}` | `{default!r}` | {flag} | {parts} | {spec.doc} |")
     return "\n".join(rows)
@@ -372,4 +485,3 @@ def cli_settings() -> Iterator[tuple[str, Any, Setting]]:
         if spec.flag is not None:
             cli_default = default if spec.cli_default == _SAME else spec.cli_default
             yield name, spec.to_cli(cli_default), spec
-

@@ -11,6 +11,7 @@ Weight decay comes in two forms:
 Either way only the names in ``decay`` are decayed — by default the weight matrices (ndim >= 2),
 never biases or layer-norm gains and biases.
 """
+
 import contextlib
 import math
 
@@ -20,8 +21,18 @@ from . import _ops
 from . import _validation as v
 from ._conventions import decay_parameter_names
 
-__all__ = ["SGD", "Adam", "AdamW", "NTASGD", "clip_grad_norm", "global_norm", "l2_gradient",
-           "constant_lr", "cosine_lr", "step_lr"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "NTASGD",
+    "clip_grad_norm",
+    "global_norm",
+    "l2_gradient",
+    "constant_lr",
+    "cosine_lr",
+    "step_lr",
+]
 
 
 def l2_gradient(params, weight_decay, decay):
@@ -57,10 +68,16 @@ class Optimizer:
         if not isinstance(params, dict) or not params:
             raise TypeError("params must be a non-empty dict name -> ndarray (model.parameters())")
         for name, p in params.items():
-            if not (isinstance(p, np.ndarray) and p.flags.c_contiguous and p.flags.writeable
-                    and p.dtype in v.FLOAT_DTYPES):
-                raise TypeError(f"params[{name!r}] must be a writeable C-contiguous float32/float64 "
-                                "array (optimizers update parameters in place)")
+            if not (
+                isinstance(p, np.ndarray)
+                and p.flags.c_contiguous
+                and p.flags.writeable
+                and p.dtype in v.FLOAT_DTYPES
+            ):
+                raise TypeError(
+                    f"params[{name!r}] must be a writeable C-contiguous float32/float64 "
+                    "array (optimizers update parameters in place)"
+                )
         self.params = params
         self.lr = v.positive_float(lr, "lr")
         self.weight_decay = v.non_negative_float(weight_decay, "weight_decay")
@@ -83,10 +100,13 @@ class Optimizer:
         for name, p in self.params.items():
             g = grads[name]
             if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
-                got = (f"shape {g.shape} and dtype {g.dtype}" if isinstance(g, np.ndarray)
-                       else type(g).__name__)
-                raise ValueError(f"grads[{name!r}] has {got}, expected shape {p.shape} and "
-                                 f"dtype {p.dtype} (those of the parameter)")
+                got = (
+                    f"shape {g.shape} and dtype {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+                )
+                raise ValueError(
+                    f"grads[{name!r}] has {got}, expected shape {p.shape} and "
+                    f"dtype {p.dtype} (those of the parameter)"
+                )
             if not (p.flags.c_contiguous and p.flags.writeable):
                 raise ValueError(f"params[{name!r}] is no longer a writeable C-contiguous array")
 
@@ -105,9 +125,13 @@ class Optimizer:
         return out
 
     def state_dict(self):
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "step_count": self.step_count,
-                "decay": list(self.decay),
-                "state": {k: {n: a.copy() for n, a in s.items()} for k, s in self.state.items()}}
+        return {
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "step_count": self.step_count,
+            "decay": list(self.decay),
+            "state": {k: {n: a.copy() for n, a in s.items()} for k, s in self.state.items()},
+        }
 
     def evaluation_weights(self):
         """A context in which the parameters hold the weights to evaluate (and to keep as the
@@ -139,10 +163,14 @@ class Optimizer:
         if not v.is_positive_finite(lr):
             raise ValueError(f"optimizer state 'lr' must be a finite number > 0, got {lr!r}")
         weight_decay = state["weight_decay"]
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not (
-                math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError("optimizer state 'weight_decay' must be a finite number >= 0, got "
-                             f"{weight_decay!r}")
+        if (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, (int, float))
+            or not (math.isfinite(weight_decay) and weight_decay >= 0)
+        ):
+            raise ValueError(
+                f"optimizer state 'weight_decay' must be a finite number >= 0, got {weight_decay!r}"
+            )
         step_count = state["step_count"]
         if isinstance(step_count, bool) or not isinstance(step_count, int) or step_count < 0:
             raise ValueError(f"optimizer state 'step_count' must be an int >= 0, got {step_count!r}")
@@ -151,8 +179,10 @@ class Optimizer:
             raise ValueError(f"optimizer state 'decay' must list parameter names, got {decay!r}")
         slots = state["state"]
         if not isinstance(slots, dict) or set(slots) != set(self.state):
-            raise ValueError(f"optimizer state 'state' must hold {sorted(self.state)}, got "
-                             f"{sorted(slots) if isinstance(slots, dict) else type(slots).__name__}")
+            raise ValueError(
+                f"optimizer state 'state' must hold {sorted(self.state)}, got "
+                f"{sorted(slots) if isinstance(slots, dict) else type(slots).__name__}"
+            )
         restored: dict[str, dict[str, np.ndarray]] = {}
         for slot, arrays in slots.items():
             if not isinstance(arrays, dict) or any(n not in self.params for n in arrays):
@@ -162,12 +192,21 @@ class Optimizer:
             restored[slot] = {}
             for name, arr in arrays.items():
                 p = self.params[name]
-                if (not isinstance(arr, np.ndarray) or arr.shape != p.shape
-                        or arr.dtype != p.dtype or not arr.dtype.isnative):
-                    got = (f"shape {arr.shape}, dtype {arr.dtype.str}"
-                           if isinstance(arr, np.ndarray) else type(arr).__name__)
-                    raise ValueError(f"optimizer state[{slot!r}][{name!r}] has {got}; the "
-                                     f"parameter has shape {p.shape}, dtype {p.dtype.str}")
+                if (
+                    not isinstance(arr, np.ndarray)
+                    or arr.shape != p.shape
+                    or arr.dtype != p.dtype
+                    or not arr.dtype.isnative
+                ):
+                    got = (
+                        f"shape {arr.shape}, dtype {arr.dtype.str}"
+                        if isinstance(arr, np.ndarray)
+                        else type(arr).__name__
+                    )
+                    raise ValueError(
+                        f"optimizer state[{slot!r}][{name!r}] has {got}; the "
+                        f"parameter has shape {p.shape}, dtype {p.dtype.str}"
+                    )
                 if not np.isfinite(arr).all():
                     raise ValueError(f"optimizer state[{slot!r}][{name!r}] holds NaN or inf")
                 restored[slot][name] = np.array(arr, copy=True, order="C")
@@ -207,8 +246,7 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decay=None):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay=None):
         super().__init__(params, lr, weight_decay, decay)
         b1, b2 = betas
         for name, b in (("betas[0]", b1), ("betas[1]", b2)):
@@ -223,8 +261,8 @@ class Adam(Optimizer):
         self._check_lr()
         self.step_count += 1
         b1, b2 = self.betas
-        bias1 = 1 - b1 ** self.step_count
-        bias2 = 1 - b2 ** self.step_count
+        bias1 = 1 - b1**self.step_count
+        bias2 = 1 - b2**self.step_count
         # Bias correction folded into the step size and eps, so the kernel updates m, v and the
         # weights in one pass: lr * m_hat / (sqrt(v_hat) + eps) written without m_hat, v_hat.
         # Weight decay happens in the same pass: coupled L2 adds l2 * w to the gradient there,
@@ -244,9 +282,19 @@ class Adam(Optimizer):
             is_decayed = name in decay_names
             g = np.ascontiguousarray(grads[name])
             try:
-                update(p, g, moments_m[name], moments_v[name], step_size, b1, b2, eps_hat,
-                       decay if is_decayed else 1.0, l2 if is_decayed else 0.0)
-            except (ValueError, TypeError) as exc:   # a moment that no longer fits its parameter
+                update(
+                    p,
+                    g,
+                    moments_m[name],
+                    moments_v[name],
+                    step_size,
+                    b1,
+                    b2,
+                    eps_hat,
+                    decay if is_decayed else 1.0,
+                    l2 if is_decayed else 0.0,
+                )
+            except (ValueError, TypeError) as exc:  # a moment that no longer fits its parameter
                 raise ValueError(f"Adam step for params[{name!r}]: {exc}") from exc
 
 
@@ -256,8 +304,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 decay=None):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, decay=None):
         super().__init__(params, lr, betas, eps, weight_decay, decay)
 
 
@@ -280,7 +327,7 @@ class NTASGD(SGD):
         super().__init__(params, lr, 0.0, weight_decay, decay)
         self.nonmono = v.positive_int(nonmono, "nonmono")
         self.val_losses = []
-        self.averaging_since = None   # step_count when averaging began, or None
+        self.averaging_since = None  # step_count when averaging began, or None
         self.state["average"] = {}
 
     @property
@@ -291,7 +338,7 @@ class NTASGD(SGD):
         super().step(grads)
         if self.averaging:
             assert self.averaging_since is not None
-            count = self.step_count - self.averaging_since   # 1 at the first averaged iterate
+            count = self.step_count - self.averaging_since  # 1 at the first averaged iterate
             average = self.state["average"]
             for name, p in self.params.items():
                 if count == 1:
@@ -303,7 +350,7 @@ class NTASGD(SGD):
         """Note an epoch's validation loss; returns True when it starts the averaging."""
         val_loss = float(val_loss)
         losses, n = self.val_losses, self.nonmono
-        triggered = (not self.averaging and len(losses) > n and val_loss > min(losses[:-n]))
+        triggered = not self.averaging and len(losses) > n and val_loss > min(losses[:-n])
         if triggered:
             self.averaging_since = self.step_count
         losses.append(val_loss)
@@ -334,8 +381,12 @@ class NTASGD(SGD):
 
     def state_dict(self):
         state = super().state_dict()
-        state.update(kind=self.KIND, nonmono=self.nonmono, val_losses=list(self.val_losses),
-                     averaging_since=self.averaging_since)
+        state.update(
+            kind=self.KIND,
+            nonmono=self.nonmono,
+            val_losses=list(self.val_losses),
+            averaging_since=self.averaging_since,
+        )
         return state
 
     def check_state_dict(self, state):
@@ -352,29 +403,37 @@ class NTASGD(SGD):
         """(validation losses, averaging_since) of an NT-ASGD state, or ValueError."""
         if not isinstance(state, dict) or state.get("kind") != self.KIND:
             kind = state.get("kind", "sgd, adam or adamw") if isinstance(state, dict) else None
-            raise ValueError(f"optimizer state is not an NT-ASGD state (it is {kind!r}'s): a run "
-                             "cannot switch optimizers on resume")
-        nonmono, losses, since = (state.get("nonmono"), state.get("val_losses"),
-                                  state.get("averaging_since"))
+            raise ValueError(
+                f"optimizer state is not an NT-ASGD state (it is {kind!r}'s): a run "
+                "cannot switch optimizers on resume"
+            )
+        nonmono, losses, since = (state.get("nonmono"), state.get("val_losses"), state.get("averaging_since"))
         if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono != self.nonmono:
-            raise ValueError(f"optimizer state 'nonmono' is {nonmono!r}, this run's is "
-                             f"{self.nonmono}")
+            raise ValueError(f"optimizer state 'nonmono' is {nonmono!r}, this run's is {self.nonmono}")
         if not isinstance(losses, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                for x in losses):
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in losses
+        ):
             raise ValueError("optimizer state 'val_losses' must be a list of finite numbers")
         step_count = state.get("step_count")
-        if since is not None and (isinstance(since, bool) or not isinstance(since, int)
-                                  or not isinstance(step_count, int)
-                                  or not 0 <= since <= step_count):
-            raise ValueError("optimizer state 'averaging_since' must be None or a step count "
-                             f"<= step_count, got {since!r}")
+        if since is not None and (
+            isinstance(since, bool)
+            or not isinstance(since, int)
+            or not isinstance(step_count, int)
+            or not 0 <= since <= step_count
+        ):
+            raise ValueError(
+                f"optimizer state 'averaging_since' must be None or a step count <= step_count, got {since!r}"
+            )
         slots = state.get("state")
-        if isinstance(slots, dict) and isinstance(slots.get("average"), dict) and \
-                bool(slots["average"]) != (since is not None and isinstance(step_count, int)
-                                           and step_count > since):
-            raise ValueError("optimizer state 'average' must be present exactly when averaging "
-                             "has taken a step")
+        if (
+            isinstance(slots, dict)
+            and isinstance(slots.get("average"), dict)
+            and bool(slots["average"])
+            != (since is not None and isinstance(step_count, int) and step_count > since)
+        ):
+            raise ValueError(
+                "optimizer state 'average' must be present exactly when averaging has taken a step"
+            )
         return losses, since
 
 
@@ -386,11 +445,13 @@ def constant_lr(base_lr):
 
 def cosine_lr(base_lr, total_epochs, warmup_epochs=0, min_lr=0.0):
     """Linear warm-up, then cosine decay from base_lr to min_lr over total_epochs."""
+
     def schedule(epoch):
         if epoch < warmup_epochs:
             return base_lr * (epoch + 1) / warmup_epochs
         progress = min(1.0, (epoch - warmup_epochs) / max(1, total_epochs - warmup_epochs))
         return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
     return schedule
 
 

@@ -3,14 +3,20 @@
 Each function draws on a new matplotlib Figure (or on the axes you pass), labels its axes and
 returns the Figure, so it works the same in a notebook, a script and headless (Agg) runs.
 """
+
 import numpy as np
 
-__all__ = ["plot_learning_curves", "plot_regularization_comparison", "plot_weight_distributions",
-           "plot_sweep"]
+__all__ = [
+    "plot_learning_curves",
+    "plot_regularization_comparison",
+    "plot_weight_distributions",
+    "plot_sweep",
+]
 
 
 def _pyplot():
     import matplotlib.pyplot as plt  # imported lazily: only plotting needs matplotlib
+
     return plt
 
 
@@ -21,8 +27,9 @@ def _curve(values, name):
     return arr
 
 
-def plot_learning_curves(train_losses, val_losses=None, title="Learning curves", best_epoch=None,
-                         ax=None, unit="nats per token"):
+def plot_learning_curves(
+    train_losses, val_losses=None, title="Learning curves", best_epoch=None, ax=None, unit="nats per token"
+):
     """Training (and validation) loss per epoch; marks the best validation epoch.
 
     Parameters
@@ -64,8 +71,15 @@ def plot_learning_curves(train_losses, val_losses=None, title="Learning curves",
         ax.plot(np.arange(len(val)), val, "r-s", label="Validation loss", linewidth=2, markersize=4)
         if best_epoch is None:
             best_epoch = int(np.nanargmin(val))
-        ax.scatter([best_epoch], [val[best_epoch]], s=200, marker="*", color="green", zorder=5,
-                   label=f"Best (epoch {best_epoch})")
+        ax.scatter(
+            [best_epoch],
+            [val[best_epoch]],
+            s=200,
+            marker="*",
+            color="green",
+            zorder=5,
+            label=f"Best (epoch {best_epoch})",
+        )
     ax.set_xlabel("Epoch")
     ax.set_ylabel(f"Loss ({unit})")
     ax.set_title(title)
@@ -75,8 +89,9 @@ def plot_learning_curves(train_losses, val_losses=None, title="Learning curves",
     return fig
 
 
-def plot_regularization_comparison(results, title="Regularization comparison", metric="val_loss",
-                                   unit="nats per token"):
+def plot_regularization_comparison(
+    results, title="Regularization comparison", metric="val_loss", unit="nats per token"
+):
     """Compare runs: held-out loss per setting as bars, and every setting's curve.
 
     Parameters
@@ -120,8 +135,14 @@ def plot_regularization_comparison(results, title="Regularization comparison", m
         held_out.append(history.get("test_loss", np.nanmin(curve)))
     bars = ax_bar.bar(names, held_out, color=[colors[k % 10] for k in range(len(names))])
     for bar, value in zip(bars, held_out):
-        ax_bar.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{value:.3f}",
-                    ha="center", va="bottom", fontsize=9)
+        ax_bar.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height(),
+            f"{value:.3f}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
     ax_bar.set_xlabel("Setting")
     ax_bar.set_ylabel(f"Held-out loss ({unit})")
     ax_bar.set_title("Held-out loss per setting (lower is better)")
@@ -176,8 +197,7 @@ def plot_weight_distributions(weights, title="Weight distributions", bins=50):
     # A grid with one x-axis and one set of bins for all settings, so they compare at a glance.
     cols = min(3, len(flats))
     rows = -(-len(flats) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, sharex=True)
     low = min(f.min() for f in flats.values())
     high = max(f.max() for f in flats.values())
     edges = np.linspace(low, high if high > low else low + 1, bins + 1)
@@ -187,7 +207,7 @@ def plot_weight_distributions(weights, title="Weight distributions", bins=50):
         ax.set_title(f"{name}: std={flat.std():.3f}, max|w|={np.abs(flat).max():.3f}", fontsize=10)
         ax.set_ylabel("Count")
         ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(flats):]:
+    for ax in axes.ravel()[len(flats) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("Weight value")
@@ -200,8 +220,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
-               unit="nats per token"):
+def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss", unit="nats per token"):
     """Held-out loss against each swept setting: one panel per setting (the trials as points,
     and, where a value repeats (a grid), the mean over the other settings as a line), or a heat
     map when exactly two settings were swept on a grid. Failed and pruned trials are left out.
@@ -249,17 +268,25 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
         grid = np.full((len(rows), len(cols)), np.nan)
         for i, a in enumerate(rows):
             for j, b in enumerate(cols):
-                cell = [lo for lo, x, y in zip(loss, columns[names[0]], columns[names[1]])
-                        if x == a and y == b]
+                cell = [
+                    lo for lo, x, y in zip(loss, columns[names[0]], columns[names[1]]) if x == a and y == b
+                ]
                 grid[i, j] = np.mean(cell) if cell else np.nan
         fig, ax = plt.subplots(figsize=(1.4 * len(cols) + 3, 1.0 * len(rows) + 2.5))
         image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
         for i in range(len(rows)):
             for j in range(len(cols)):
-                if np.isfinite(grid[i, j]):   # dark text on the light (low-loss) cells
+                if np.isfinite(grid[i, j]):  # dark text on the light (low-loss) cells
                     light = image.norm(grid[i, j]) < 0.5
-                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=9,
-                            color="black" if light else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:.3f}",
+                        ha="center",
+                        va="center",
+                        fontsize=9,
+                        color="black" if light else "white",
+                    )
         ax.set_xticks(range(len(cols)), [str(c) for c in cols])
         ax.set_yticks(range(len(rows)), [str(r) for r in rows])
         ax.set_xlabel(names[1])
@@ -268,24 +295,30 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss",
         ax.set_title(f"{metric} over {names[0]} × {names[1]} (lower is better)")
         fig.tight_layout()
         return fig
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], names):
         values = columns[name]
         numeric = all(_is_number(x) for x in values)
-        positions = np.array(values, dtype=float) if numeric else \
-            np.array([sorted(levels[name], key=_order_key).index(x) for x in values], float)
+        positions = (
+            np.array(values, dtype=float)
+            if numeric
+            else np.array([sorted(levels[name], key=_order_key).index(x) for x in values], float)
+        )
         ax.scatter(positions, loss, alpha=0.7, label="trials")
         ordered = sorted(set(positions))
-        if len(ordered) < len(positions):   # repeated values (a grid): the mean over the others
-            ax.plot(ordered, [loss[positions == p].mean() for p in ordered], "r-", linewidth=1.5,
-                    label="mean over the other settings")
+        if len(ordered) < len(positions):  # repeated values (a grid): the mean over the others
+            ax.plot(
+                ordered,
+                [loss[positions == p].mean() for p in ordered],
+                "r-",
+                linewidth=1.5,
+                label="mean over the other settings",
+            )
         if not numeric:
-            ax.set_xticks(range(len(levels[name])),
-                          [str(x) for x in sorted(levels[name], key=_order_key)])
+            ax.set_xticks(range(len(levels[name])), [str(x) for x in sorted(levels[name], key=_order_key)])
         if name in log_scale:
             ax.set_xscale("log")
-        elif numeric:   # a few readable ticks, not one per drawn value
+        elif numeric:  # a few readable ticks, not one per drawn value
             ax.xaxis.set_major_locator(_pyplot().MaxNLocator(5))
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel(name)

@@ -3,6 +3,7 @@
 L2 convention: the penalty is ``weight_decay / 2 * sum(w**2)``, so its gradient is
 ``weight_decay * w`` — the λ/2 form the notebook prints.
 """
+
 import copy
 import math
 import numbers
@@ -22,8 +23,9 @@ def _weight_list(weights):
     try:
         weights = list(weights)
     except TypeError:
-        raise TypeError("weights must be a list of arrays (or a dict name -> array), got "
-                        f"{type(weights).__name__}") from None
+        raise TypeError(
+            f"weights must be a list of arrays (or a dict name -> array), got {type(weights).__name__}"
+        ) from None
     return [v.float_array(w, f"weights[{k}]") for k, w in enumerate(weights)]
 
 
@@ -128,19 +130,31 @@ class EarlyStoppingMonitor:
     (1, 2.5)
     """
 
-    def __init__(self, patience=5, verbose=False, *, min_delta=0.0, mode="auto", baseline=None,
-                 start_from_epoch=0, restore_best_weights=False, monitor="val_loss"):
+    def __init__(
+        self,
+        patience=5,
+        verbose=False,
+        *,
+        min_delta=0.0,
+        mode="auto",
+        baseline=None,
+        start_from_epoch=0,
+        restore_best_weights=False,
+        monitor="val_loss",
+    ):
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
             raise TypeError(f"patience must be an integer >= 0, got {patience!r}")
         if patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
         if mode not in ("min", "max", "auto"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-        if baseline is not None and not (isinstance(baseline, numbers.Real)
-                                         and math.isfinite(baseline)):
+        if baseline is not None and not (isinstance(baseline, numbers.Real) and math.isfinite(baseline)):
             raise ValueError(f"baseline must be None or a finite number, got {baseline!r}")
-        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, numbers.Integral) \
-                or start_from_epoch < 0:
+        if (
+            isinstance(start_from_epoch, bool)
+            or not isinstance(start_from_epoch, numbers.Integral)
+            or start_from_epoch < 0
+        ):
             raise ValueError(f"start_from_epoch must be an integer >= 0, got {start_from_epoch!r}")
         self.patience = int(patience)
         self.verbose = bool(verbose)
@@ -216,11 +230,14 @@ class EarlyStoppingMonitor:
             return True
         if self.wait >= self.patience and int(epoch) > 0:
             self.stopped_epoch = int(epoch)
-            self.stop_reason = (f"{self.monitor} did not improve for {self.wait} checks "
-                                f"(patience {self.patience})")
+            self.stop_reason = (
+                f"{self.monitor} did not improve for {self.wait} checks (patience {self.patience})"
+            )
             if self.verbose:
-                print(f"Early stopping at epoch {epoch}: {self.stop_reason}; best "
-                      f"{self.monitor} = {self.best:.6g} at epoch {self.best_epoch}")
+                print(
+                    f"Early stopping at epoch {epoch}: {self.stop_reason}; best "
+                    f"{self.monitor} = {self.best:.6g} at epoch {self.best_epoch}"
+                )
             return False
         return True
 
@@ -230,13 +247,25 @@ class EarlyStoppingMonitor:
             return False
         model.load_state_dict(self.best_weights)
         if self.verbose:
-            print(f"Restored the weights of epoch {self.best_epoch} "
-                  f"({self.monitor} = {self.best:.6g})")
+            print(f"Restored the weights of epoch {self.best_epoch} ({self.monitor} = {self.best:.6g})")
         return True
 
-    _STATE_KEYS = ("wait", "best", "best_epoch", "stopped_epoch", "improved", "stop_reason",
-                   "best_weights", "patience", "min_delta", "mode", "baseline",
-                   "start_from_epoch", "restore_best_weights", "monitor")
+    _STATE_KEYS = (
+        "wait",
+        "best",
+        "best_epoch",
+        "stopped_epoch",
+        "improved",
+        "stop_reason",
+        "best_weights",
+        "patience",
+        "min_delta",
+        "mode",
+        "baseline",
+        "start_from_epoch",
+        "restore_best_weights",
+        "monitor",
+    )
 
     def state_dict(self):
         """Everything needed to resume counting (settings, counters, best snapshot)."""
@@ -264,11 +293,18 @@ class EarlyStoppingMonitor:
             if val is None and optional:
                 return
             kind = numbers.Integral if integral else numbers.Real
-            if isinstance(val, bool) or not isinstance(val, kind) or (
-                    not integral and not math.isfinite(val)) or (low is not None and float(val) < low):
-                raise ValueError(f"monitor state {key!r} must be a finite "
-                                 f"{'integer' if integral else 'number'}"
-                                 f"{f' >= {low}' if low is not None else ''}, got {val!r}")
+            if (
+                isinstance(val, bool)
+                or not isinstance(val, kind)
+                or (not integral and not math.isfinite(val))
+                or (low is not None and float(val) < low)
+            ):
+                raise ValueError(
+                    f"monitor state {key!r} must be a finite "
+                    f"{'integer' if integral else 'number'}"
+                    f"{f' >= {low}' if low is not None else ''}, got {val!r}"
+                )
+
         for key in ("wait", "best_epoch", "stopped_epoch", "patience", "start_from_epoch"):
             number(key, integral=True, low=0)
         number("min_delta", low=0)
@@ -288,12 +324,16 @@ class EarlyStoppingMonitor:
                 raise ValueError("monitor state 'best_weights' must be None or a dict of arrays")
             reference = model.state_dict() if model is not None else None
             if reference is not None and set(best_weights) != set(reference):
-                raise ValueError("monitor state 'best_weights' holds "
-                                 f"{sorted(best_weights)}, the model has {sorted(reference)}")
+                raise ValueError(
+                    "monitor state 'best_weights' holds "
+                    f"{sorted(best_weights)}, the model has {sorted(reference)}"
+                )
             for name, arr in best_weights.items():
                 ok = isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.dtype.isnative
                 if ok and reference is not None:
                     ok = arr.shape == reference[name].shape and arr.dtype == reference[name].dtype
                 if not ok or not np.isfinite(arr).all():
-                    raise ValueError(f"monitor state 'best_weights'[{name!r}] does not fit the "
-                                     "model (shape, dtype or non-finite values)")
+                    raise ValueError(
+                        f"monitor state 'best_weights'[{name!r}] does not fit the "
+                        "model (shape, dtype or non-finite values)"
+                    )

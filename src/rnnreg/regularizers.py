@@ -20,6 +20,7 @@ the draws of the others before it.
 A new regularizer is a class here, its entry in :data:`PARTS` and its setting in
 :class:`~rnnreg.model_config.ModelConfig`.
 """
+
 import enum
 from typing import Any
 
@@ -27,20 +28,34 @@ import numpy as np
 
 from . import _ops
 
-__all__ = ["Place", "Regularizer", "EmbeddingDropout", "InputDropout", "WeightDrop",
-           "InputWeightDrop", "RecurrentDropout", "Zoneout", "LayerOutputDropout",
-           "ActivationRegularization", "TemporalActivationRegularization", "WeightTying",
-           "PARTS", "active_parts", "check_config"]
+__all__ = [
+    "Place",
+    "Regularizer",
+    "EmbeddingDropout",
+    "InputDropout",
+    "WeightDrop",
+    "InputWeightDrop",
+    "RecurrentDropout",
+    "Zoneout",
+    "LayerOutputDropout",
+    "ActivationRegularization",
+    "TemporalActivationRegularization",
+    "WeightTying",
+    "PARTS",
+    "active_parts",
+    "check_config",
+]
 
 
 class Place(enum.Enum):
     """Where a regularizer acts."""
-    INPUT = "input"            # on the vectors the first layer reads (and the embedding's rows)
-    WEIGHTS = "weights"        # on a layer's weight matrices, one mask per batch
+
+    INPUT = "input"  # on the vectors the first layer reads (and the embedding's rows)
+    WEIGHTS = "weights"  # on a layer's weight matrices, one mask per batch
     RECURRENCE = "recurrence"  # inside the compiled time loop (the kernels take its masks)
-    OUTPUT = "output"          # on a layer's output: between layers, or the last one's
-    LOSS = "loss"              # a penalty added to the training loss
-    HEAD = "head"              # the head's parameters
+    OUTPUT = "output"  # on a layer's output: between layers, or the last one's
+    LOSS = "loss"  # a penalty added to the training loss
+    HEAD = "head"  # the head's parameters
 
 
 class Regularizer:
@@ -59,6 +74,7 @@ class Regularizer:
     ``saved`` is what forward leaves for backward (a mask, or None when nothing was drawn).
     Stochastic parts act in training only; ``active`` says whether a config switches the part
     on at all."""
+
     settings: tuple[str, ...] = ()
     place: Place
 
@@ -76,9 +92,8 @@ def _dropout(x, keep_prob, variational, rng, dtype):
     """Inverted dropout of x (N, T, F): ``x ⊙ m / keep``; ``m`` per element, or one (N, 1, F)
     per sequence when variational. Returns (out, mask)."""
     N, T, F = x.shape
-    if not variational:   # mask and product in one kernel call
-        out, mask = _ops.kernels().dropout_forward(np.ascontiguousarray(x).reshape(-1),
-                                                   keep_prob, rng)
+    if not variational:  # mask and product in one kernel call
+        out, mask = _ops.kernels().dropout_forward(np.ascontiguousarray(x).reshape(-1), keep_prob, rng)
         return out.reshape(x.shape), mask.reshape(x.shape)
     mask = _ops.dropout_mask((N, 1, F), keep_prob, rng, dtype)
     return x * mask, mask
@@ -89,6 +104,7 @@ class EmbeddingDropout(Regularizer):
     """Embedding dropout (Gal & Ghahramani 2016; Merity et al. 2017): whole rows of the embedding
     matrix are dropped for a batch, wherever their token occurs, and kept rows scaled:
     ``E' = diag(m / keep) E``, ``m_v ~ Bernoulli(keep)`` per token ``v``."""
+
     settings = ("embedding_keep_prob",)
     place = Place.INPUT
 
@@ -97,13 +113,16 @@ class EmbeddingDropout(Regularizer):
 
     def check(self, config):
         if self.active(config) and config.embedding_size is None:
-            raise ValueError("embedding_keep_prob < 1 (embedding dropout) needs an embedding "
-                             "layer: give embedding_size (one-hot inputs have no rows to drop)")
+            raise ValueError(
+                "embedding_keep_prob < 1 (embedding dropout) needs an embedding "
+                "layer: give embedding_size (one-hot inputs have no rows to drop)"
+            )
 
     def forward(self, x, inputs, config, rng):
-        row_mask = _ops.dropout_mask((config.vocab_size,), config.embedding_keep_prob, rng,
-                                     config.float_dtype)
-        x *= row_mask[inputs][..., None]   # x is the batch's own gathered copy
+        row_mask = _ops.dropout_mask(
+            (config.vocab_size,), config.embedding_keep_prob, rng, config.float_dtype
+        )
+        x *= row_mask[inputs][..., None]  # x is the batch's own gathered copy
         return x, row_mask
 
     def backward(self, dx, inputs, row_mask):
@@ -115,6 +134,7 @@ class InputDropout(Regularizer):
     ``x' = x ⊙ m / keep``. One-hot inputs are not dropped: that would drop whole tokens (and
     with layer norm a dropped token over a zero state leaves the cell identical across units,
     where layer norm's gradient is amplified by 1/sqrt(eps) per step)."""
+
     settings = ("input_keep_prob", "dropout_keep_prob", "variational")
     place = Place.INPUT
 
@@ -122,10 +142,15 @@ class InputDropout(Regularizer):
         return config.embedding_size is not None and config.input_keep < 1.0
 
     def check(self, config):
-        if config.input_keep_prob is not None and config.input_keep_prob < 1.0 \
-                and config.embedding_size is None:
-            raise ValueError("input_keep_prob < 1 drops embedded inputs: give embedding_size "
-                             "(one-hot inputs are not dropped: that would drop whole tokens)")
+        if (
+            config.input_keep_prob is not None
+            and config.input_keep_prob < 1.0
+            and config.embedding_size is None
+        ):
+            raise ValueError(
+                "input_keep_prob < 1 drops embedded inputs: give embedding_size "
+                "(one-hot inputs are not dropped: that would drop whole tokens)"
+            )
 
     def forward(self, x, inputs, config, rng):
         return _dropout(x, config.input_keep, config.variational, rng, config.float_dtype)
@@ -139,6 +164,7 @@ class WeightDrop(Regularizer):
     """Weight-drop (DropConnect on the recurrent matrix; Merity et al. 2017):
     ``Wh' = Wh ⊙ M``, ``M`` = Bernoulli(keep) / keep per weight, one mask per batch and layer;
     ``∂L/∂Wh = M ⊙ ∂L/∂Wh'``."""
+
     settings = ("weight_keep_prob",)
     place = Place.WEIGHTS
 
@@ -158,6 +184,7 @@ class InputWeightDrop(Regularizer):
     ``Wx' = Wx ⊙ M``, ``M`` = Bernoulli(keep) / keep per weight, one mask per batch and layer;
     ``∂L/∂Wx = M ⊙ ∂L/∂Wx'``. On one-hot inputs it drops, for the batch, single weights of a
     token's row."""
+
     settings = ("input_weight_keep_prob",)
     place = Place.WEIGHTS
 
@@ -177,6 +204,7 @@ class RecurrentDropout(Regularizer):
     """A mask on ``h(t−1)`` inside the recurrence, the same at every step of a sequence (Gal &
     Ghahramani 2016): the cell's recurrent input is ``H_t = (h_{t−1} ⊙ m / keep) Wh``. Applied
     in the compiled time loop (the kernels' ``recurrent_mask``)."""
+
     settings = ("recurrent_keep_prob",)
     place = Place.RECURRENCE
 
@@ -187,8 +215,9 @@ class RecurrentDropout(Regularizer):
         if not training:
             return {}
         N, _, H = shape
-        return {"recurrent_mask": _ops.dropout_mask((N, H), config.recurrent_keep_prob, rng,
-                                                    config.float_dtype)}
+        return {
+            "recurrent_mask": _ops.dropout_mask((N, H), config.recurrent_keep_prob, rng, config.float_dtype)
+        }
 
 
 class Zoneout(Regularizer):
@@ -197,6 +226,7 @@ class Zoneout(Regularizer):
     training and ``u = z`` (the expectation) in evaluation; likewise ``c`` with its own z.
     Applied in the compiled time loop (the kernels' ``zoneout_h``, ``zoneout_c``); the draws are
     h's, then c's."""
+
     settings = ("zoneout_hidden", "zoneout_cell")
     place = Place.RECURRENCE
 
@@ -208,8 +238,11 @@ class Zoneout(Regularizer):
         for name, z in (("zoneout_h", config.zoneout_hidden), ("zoneout_c", config.zoneout_cell)):
             if z == 0.0:
                 continue
-            weights[name] = (_ops.zoneout_mask(shape, z, rng, config.float_dtype) if training
-                             else np.full(shape, z, config.float_dtype))
+            weights[name] = (
+                _ops.zoneout_mask(shape, z, rng, config.float_dtype)
+                if training
+                else np.full(shape, z, config.float_dtype)
+            )
         return weights
 
 
@@ -219,6 +252,7 @@ class LayerOutputDropout(Regularizer):
     (``between_keep_prob``, AWD-LSTM's ``dropouth``) and on the last layer's output
     (``output_keep_prob``, AWD-LSTM's ``dropout``): ``h' = h ⊙ m / keep``, one mask per element, or
     per sequence with ``variational`` (locked dropout)."""
+
     settings = ("between_keep_prob", "output_keep_prob", "dropout_keep_prob", "variational")
     place = Place.OUTPUT
 
@@ -239,6 +273,7 @@ class LayerOutputDropout(Regularizer):
 class ActivationRegularization(Regularizer):
     """AR (Merity et al. 2017, section 4.6): ``α · mean((m ⊙ h_t)²)`` over the last layer's
     dropped output, added to the training loss; its gradient ``2α / size · (m ⊙ h_t)``."""
+
     settings = ("activation_reg",)
     place = Place.LOSS
 
@@ -260,6 +295,7 @@ class TemporalActivationRegularization(Regularizer):
     """TAR (Merity et al. 2017, section 4.6): ``β · mean((h_t − h_{t−1})²)`` over the last
     layer's output before dropout, t within the batch; its gradient ``2β / size · (h_t −
     h_{t−1})`` at ``t`` and the negative at ``t − 1``."""
+
     settings = ("temporal_activation_reg",)
     place = Place.LOSS
 
@@ -270,8 +306,7 @@ class TemporalActivationRegularization(Regularizer):
         if h.shape[1] < 2:
             return 0.0, None
         steps = h[:, 1:] - h[:, :-1]
-        return config.temporal_activation_reg * float(
-            np.mean(np.square(steps, dtype=np.float64))), steps
+        return config.temporal_activation_reg * float(np.mean(np.square(steps, dtype=np.float64))), steps
 
     def backward_top(self, dtop, top, steps, config):
         return dtop
@@ -292,6 +327,7 @@ class WeightTying(Regularizer):
     """Weight tying (Inan et al. 2017; Press & Wolf 2017): the output projection is the
     embedding matrix transposed, ``logits = h Eᵀ + b`` — one parameter, whose gradient sums the
     input's and the output's. Done by the head (:mod:`rnnreg.heads`); its rules are here."""
+
     settings = ("tie_weights",)
     place = Place.HEAD
 
@@ -305,17 +341,28 @@ class WeightTying(Regularizer):
             raise ValueError(
                 f"tie_weights needs embedding_size == hidden_size (the output projection is "
                 f"the embedding matrix transposed), got embedding_size={config.embedding_size}, "
-                f"hidden_size={config.hidden_size}")
+                f"hidden_size={config.hidden_size}"
+            )
         if config.output_size != config.vocab_size:
-            raise ValueError(f"tie_weights needs output_size == vocab_size, got output_size="
-                             f"{config.output_size}, vocab_size={config.vocab_size}")
+            raise ValueError(
+                f"tie_weights needs output_size == vocab_size, got output_size="
+                f"{config.output_size}, vocab_size={config.vocab_size}"
+            )
 
 
 #: Every regularizer part, in the order their masks are drawn within a place.
 PARTS: tuple[Regularizer, ...] = (
-    EmbeddingDropout(), InputDropout(), WeightDrop(), InputWeightDrop(), RecurrentDropout(),
-    Zoneout(), LayerOutputDropout(), ActivationRegularization(),
-    TemporalActivationRegularization(), WeightTying())
+    EmbeddingDropout(),
+    InputDropout(),
+    WeightDrop(),
+    InputWeightDrop(),
+    RecurrentDropout(),
+    Zoneout(),
+    LayerOutputDropout(),
+    ActivationRegularization(),
+    TemporalActivationRegularization(),
+    WeightTying(),
+)
 
 
 def active_parts(config, place) -> list[Regularizer]:

@@ -9,6 +9,7 @@ sweeps. Settings are keyed by destination name (``weight_decay``); the table's `
 command line's (``weight-decay``). Dropout rates here are the command line's convention — the
 probability of *dropping* — and become the model's keep probabilities in :func:`build_run`.
 """
+
 import dataclasses
 import os
 import time
@@ -20,8 +21,17 @@ from .model_config import SWITCH, cli_settings, drop_probability, penalty_rate, 
 from .model_config import names as model_setting_names
 from .training import OPTIMIZERS, TrainConfig
 
-__all__ = ["Option", "TRAINING_OPTIONS", "SETTINGS", "CLASSIC_SETTINGS", "default_settings",
-           "load_data", "build_run", "train_run", "add_options"]
+__all__ = [
+    "Option",
+    "TRAINING_OPTIONS",
+    "SETTINGS",
+    "CLASSIC_SETTINGS",
+    "default_settings",
+    "load_data",
+    "build_run",
+    "train_run",
+    "add_options",
+]
 
 # NT-ASGD's SGD learning rate in the "awd" setting (AWD-LSTM clips the gradient norm at 0.25
 # and takes large SGD steps). On the built-in text with the compare defaults this rate reached
@@ -41,10 +51,20 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
     # AWD-LSTM's whole set (Merity et al. 2017): weight-drop on Wh, variational dropout,
     # embedding dropout, AR and TAR, tied weights, NT-ASGD and variable-length BPTT.
-    "awd": {"weight_keep_prob": 0.75, "dropout_keep_prob": 0.6, "variational": True,
-            "embedding_keep_prob": 0.9, "activation_reg": 2.0, "temporal_activation_reg": 1.0,
-            "tie_weights": True, "optimizer": "nt-asgd", "lr": AWD_LR, "lr_schedule": None,
-            "variable_bptt": True, "clip_norm": 0.25},
+    "awd": {
+        "weight_keep_prob": 0.75,
+        "dropout_keep_prob": 0.6,
+        "variational": True,
+        "embedding_keep_prob": 0.9,
+        "activation_reg": 2.0,
+        "temporal_activation_reg": 1.0,
+        "tie_weights": True,
+        "optimizer": "nt-asgd",
+        "lr": AWD_LR,
+        "lr_schedule": None,
+        "variable_bptt": True,
+        "clip_norm": 0.25,
+    },
 }
 #: What `rnnreg compare` runs unless told: the ablation of the notebook's four regularizers.
 CLASSIC_SETTINGS = ("none", "dropout", "layer_norm", "weight_decay", "early_stopping", "all")
@@ -61,6 +81,7 @@ class Option:
     """One training option: its command-line ``flag`` (``weight-decay``), value ``type`` (a
     function from text), ``default``, ``help``, and ``choices``; ``switch`` options are on/off
     (``--layer-norm``); ``sweepable`` is False for options that say how, not what, to train."""
+
     flag: str
     help: str
     default: Any = None
@@ -68,7 +89,7 @@ class Option:
     choices: tuple[Any, ...] | None = None
     switch: bool = False
     metavar: str | None = None
-    many: bool = False             # takes one or more values (nargs="+")
+    many: bool = False  # takes one or more values (nargs="+")
     sweepable: bool = True
     setting: str | None = None  # the model setting it is (ModelConfig's field), if any
 
@@ -84,50 +105,111 @@ def _model_options():
     """The model's settings as options, derived from their declaration
     (:class:`~rnnreg.model_config.ModelConfig`): flag, command-line default and convention."""
     for name, default, spec in cli_settings():
-        assert spec.flag is not None   # cli_settings yields the settings that have one
-        yield Option(spec.flag, spec.help, default=default, type=spec.parse,
-                     choices=spec.choices, switch=spec.cli == SWITCH, metavar=spec.metavar,
-                     setting=name)
+        assert spec.flag is not None  # cli_settings yields the settings that have one
+        yield Option(
+            spec.flag,
+            spec.help,
+            default=default,
+            type=spec.parse,
+            choices=spec.choices,
+            switch=spec.cli == SWITCH,
+            metavar=spec.metavar,
+            setting=name,
+        )
 
 
 _DATA_OPTIONS: tuple[Option, ...] = (
-    Option("data", "text to train on: files, folders (every *.txt inside) or glob patterns, "
-           "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
-           "'synthetic', the notebook's counting task. Three files or more are split by "
-           "document (seeded), fewer by line", default=["stdlib"], metavar="PATH", many=True,
-           sweepable=False),
-    Option("train-size", "characters (sequences for synthetic) of training data to use "
-           "(default: all of your text; 20000 of stdlib, 200 of synthetic)", type=int,
-           metavar="N"),
-    Option("eval-size", "characters of validation and of test data to use (default: all of "
-           "your text's; 10000 of stdlib)", type=int, metavar="N"),
+    Option(
+        "data",
+        "text to train on: files, folders (every *.txt inside) or glob patterns, "
+        "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
+        "'synthetic', the notebook's counting task. Three files or more are split by "
+        "document (seeded), fewer by line",
+        default=["stdlib"],
+        metavar="PATH",
+        many=True,
+        sweepable=False,
+    ),
+    Option(
+        "train-size",
+        "characters (sequences for synthetic) of training data to use "
+        "(default: all of your text; 20000 of stdlib, 200 of synthetic)",
+        type=int,
+        metavar="N",
+    ),
+    Option(
+        "eval-size",
+        "characters of validation and of test data to use (default: all of your text's; 10000 of stdlib)",
+        type=int,
+        metavar="N",
+    ),
 )
-TRAINING_OPTIONS: tuple[Option, ...] = _DATA_OPTIONS + tuple(_model_options()) + (
-    Option("weight-decay", "λ: coupled L2 for sgd, adam and nt-asgd, decoupled for adamw",
-           default=_DEFAULTS.weight_decay, type=float, metavar="LAMBDA"),
-    Option("optimizer", "adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
-           "iterates once validation stops improving for --nonmono epochs (AWD-LSTM)",
-           default=_DEFAULTS.optimizer, choices=OPTIMIZERS),
-    Option("nonmono", "NT-ASGD's non-monotone interval, in epochs", default=_DEFAULTS.nonmono,
-           type=int, metavar="N"),
-    Option("variable-bptt", "draw each chunk's length around --bptt, the learning rate scaled "
-           "by length / bptt (AWD-LSTM)", default=False, switch=True),
-    Option("lr", "learning rate", default=_DEFAULTS.lr, type=float),
-    Option("lr-schedule", "cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "
-           "halved every third of the run; plateau: halved when validation has not improved "
-           "for 2 epochs", default="constant", choices=("constant", "cosine", "step", "plateau")),
-    Option("clip", "gradient-norm clip (0 = off)", default=_DEFAULTS.clip_norm, type=float),
-    Option("patience", "early-stopping patience (epochs without improvement)", type=int),
-    Option("epochs", "epochs to train", default=_DEFAULTS.epochs, type=int),
-    Option("batch-size", "sequences (or parallel streams of the text) per step",
-           default=_DEFAULTS.batch_size, type=int),
-    Option("bptt", "truncated-BPTT length", default=_DEFAULTS.bptt, type=int),
-    Option("seed", "seed of the weights, the masks, the data split and the batch order",
-           default=_DEFAULTS.seed, type=int),
-    Option("no-progress", "no progress bars", default=False, switch=True, sweepable=False),
-    Option("quiet", "no per-epoch lines", default=False, switch=True, sweepable=False),
-    Option("debug", "show the full traceback of an error (for developers)", default=False,
-           switch=True, sweepable=False),
+TRAINING_OPTIONS: tuple[Option, ...] = (
+    _DATA_OPTIONS
+    + tuple(_model_options())
+    + (
+        Option(
+            "weight-decay",
+            "λ: coupled L2 for sgd, adam and nt-asgd, decoupled for adamw",
+            default=_DEFAULTS.weight_decay,
+            type=float,
+            metavar="LAMBDA",
+        ),
+        Option(
+            "optimizer",
+            "adamw makes weight decay decoupled; nt-asgd is SGD that averages its "
+            "iterates once validation stops improving for --nonmono epochs (AWD-LSTM)",
+            default=_DEFAULTS.optimizer,
+            choices=OPTIMIZERS,
+        ),
+        Option(
+            "nonmono",
+            "NT-ASGD's non-monotone interval, in epochs",
+            default=_DEFAULTS.nonmono,
+            type=int,
+            metavar="N",
+        ),
+        Option(
+            "variable-bptt",
+            "draw each chunk's length around --bptt, the learning rate scaled by length / bptt (AWD-LSTM)",
+            default=False,
+            switch=True,
+        ),
+        Option("lr", "learning rate", default=_DEFAULTS.lr, type=float),
+        Option(
+            "lr-schedule",
+            "cosine: 2 warm-up epochs, then down to 0 at the last epoch; step: "
+            "halved every third of the run; plateau: halved when validation has not improved "
+            "for 2 epochs",
+            default="constant",
+            choices=("constant", "cosine", "step", "plateau"),
+        ),
+        Option("clip", "gradient-norm clip (0 = off)", default=_DEFAULTS.clip_norm, type=float),
+        Option("patience", "early-stopping patience (epochs without improvement)", type=int),
+        Option("epochs", "epochs to train", default=_DEFAULTS.epochs, type=int),
+        Option(
+            "batch-size",
+            "sequences (or parallel streams of the text) per step",
+            default=_DEFAULTS.batch_size,
+            type=int,
+        ),
+        Option("bptt", "truncated-BPTT length", default=_DEFAULTS.bptt, type=int),
+        Option(
+            "seed",
+            "seed of the weights, the masks, the data split and the batch order",
+            default=_DEFAULTS.seed,
+            type=int,
+        ),
+        Option("no-progress", "no progress bars", default=False, switch=True, sweepable=False),
+        Option("quiet", "no per-epoch lines", default=False, switch=True, sweepable=False),
+        Option(
+            "debug",
+            "show the full traceback of an error (for developers)",
+            default=False,
+            switch=True,
+            sweepable=False,
+        ),
+    )
 )
 
 
@@ -139,9 +221,15 @@ def add_options(parser, options=TRAINING_OPTIONS, **defaults):
         if option.switch:
             parser.add_argument(f"--{option.flag}", action="store_true", help=option.help)
         else:
-            parser.add_argument(f"--{option.flag}", type=option.type, default=default,
-                                choices=option.choices, metavar=option.metavar,
-                                nargs="+" if option.many else None, help=option.help)
+            parser.add_argument(
+                f"--{option.flag}",
+                type=option.type,
+                default=default,
+                choices=option.choices,
+                metavar=option.metavar,
+                nargs="+" if option.many else None,
+                help=option.help,
+            )
 
 
 def default_settings() -> dict[str, Any]:
@@ -165,16 +253,21 @@ def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
     ('synthetic', 50, (30, 15))
     """
     from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
+
     paths = settings["data"]
     paths = [paths] if isinstance(paths, str) else list(paths)
     if paths not in (["stdlib"], ["synthetic"]):
         corpus = CharCorpus.from_files(paths, seed=settings["seed"]).limited(
-            settings.get("train_size"), settings.get("eval_size"))
+            settings.get("train_size"), settings.get("eval_size")
+        )
         return f"{corpus!r}; split {corpus.split}", corpus.vocab_size, corpus
     name = paths[0]
-    train_size, eval_size = (given or default for given, default in
-                             zip((settings.get("train_size"), settings.get("eval_size")),
-                                 BUILTIN_SIZES[name]))
+    train_size, eval_size = (
+        given or default
+        for given, default in zip(
+            (settings.get("train_size"), settings.get("eval_size")), BUILTIN_SIZES[name]
+        )
+    )
     if name == "synthetic":
         vocab = 50
         make = lambda n, seed: generate_simple_dataset(15, vocab, n, seed=seed)
@@ -184,34 +277,53 @@ def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
 
 
 # ----------------------------------------------------------------------------- one run
-def build_run(settings: Mapping[str, Any], vocab_size: int,
-              overrides: Mapping[str, Any] | None = None):
+def build_run(settings: Mapping[str, Any], vocab_size: int, overrides: Mapping[str, Any] | None = None):
     """The model and TrainConfig a run's settings describe (command-line conventions: dropout
     rates are drop probabilities), with ``overrides`` (model keyword arguments or TrainConfig
     fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
     from .model import RegularizedLSTM
+
     s = settings
-    model_kwargs = {option.setting: setting_spec(option.setting).from_cli(s[option.dest])
-                    for option in TRAINING_OPTIONS if option.setting is not None}
-    train_kwargs = dict(epochs=s["epochs"], batch_size=s["batch_size"], bptt=s["bptt"],
-                        optimizer=s["optimizer"], lr=s["lr"], weight_decay=s["weight_decay"],
-                        clip_norm=s["clip"] if s["clip"] > 0 else None,
-                        lr_schedule=None if s["lr_schedule"] in (None, "constant")
-                        else s["lr_schedule"], patience=s["patience"], seed=s["seed"],
-                        progress=not s["no_progress"], nonmono=s["nonmono"],
-                        variable_bptt=s["variable_bptt"])
+    model_kwargs = {
+        option.setting: setting_spec(option.setting).from_cli(s[option.dest])
+        for option in TRAINING_OPTIONS
+        if option.setting is not None
+    }
+    train_kwargs = dict(
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        bptt=s["bptt"],
+        optimizer=s["optimizer"],
+        lr=s["lr"],
+        weight_decay=s["weight_decay"],
+        clip_norm=s["clip"] if s["clip"] > 0 else None,
+        lr_schedule=None if s["lr_schedule"] in (None, "constant") else s["lr_schedule"],
+        patience=s["patience"],
+        seed=s["seed"],
+        progress=not s["no_progress"],
+        nonmono=s["nonmono"],
+        variable_bptt=s["variable_bptt"],
+    )
     for key, value in (overrides or {}).items():
         (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
-    model = RegularizedLSTM(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"],
-                            **model_kwargs)
+    model = RegularizedLSTM(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"], **model_kwargs)
     return model, TrainConfig(**train_kwargs)
 
 
-def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: int | None = None,
-              *, name: str = "train", overrides: Mapping[str, Any] | None = None,
-              checkpoint_path: str | None = None, resume: bool = False,
-              log: Callable[[str], Any] | None = None, best_model_path: str | None = None,
-              model_path: str | None = None, callbacks=()):
+def train_run(
+    settings: Mapping[str, Any],
+    data: Any = None,
+    vocab_size: int | None = None,
+    *,
+    name: str = "train",
+    overrides: Mapping[str, Any] | None = None,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
+    log: Callable[[str], Any] | None = None,
+    best_model_path: str | None = None,
+    model_path: str | None = None,
+    callbacks=(),
+):
     """Build a model from ``settings`` and train it: what ``rnnreg train`` does, and each trial
     of ``rnnreg compare`` and ``rnnreg sweep``.
 
@@ -252,6 +364,7 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: int | N
     """
     from .data import CharCorpus
     from .training import fit
+
     settings = dict(default_settings(), **settings)
     if data is None:
         _, vocab_size, data = load_data(settings)
@@ -265,16 +378,28 @@ def train_run(settings: Mapping[str, Any], data: Any = None, vocab_size: int | N
     resume_from = None
     if resume:
         if checkpoint_path is None or not os.path.exists(checkpoint_path):
-            raise FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint_path} "
-                                    "to continue from (run without --resume to start afresh)")
+            raise FileNotFoundError(
+                f"--resume: there is no checkpoint at {checkpoint_path} "
+                "to continue from (run without --resume to start afresh)"
+            )
         resume_from = checkpoint_path
-    if isinstance(data, CharCorpus):   # fit takes its splits, documents and vocabulary
-        history = fit(model, data, None, config, log=log, resume_from=resume_from, name=name,
-                      callbacks=callbacks)
+    if isinstance(data, CharCorpus):  # fit takes its splits, documents and vocabulary
+        history = fit(
+            model, data, None, config, log=log, resume_from=resume_from, name=name, callbacks=callbacks
+        )
     else:
         train, val, test = data
-        history = fit(model, train, val, config, test=test, log=log, resume_from=resume_from,
-                      name=name, callbacks=callbacks)
+        history = fit(
+            model,
+            train,
+            val,
+            config,
+            test=test,
+            log=log,
+            resume_from=resume_from,
+            name=name,
+            callbacks=callbacks,
+        )
     history["wall_seconds"] = time.perf_counter() - started
     history["model"] = model.config()
     history["train_config"] = config.to_dict()

@@ -11,15 +11,16 @@ schedule, a random generator, the history — has:
 :func:`restore` checks every part's state before it loads any, so a checkpoint that fails
 anywhere leaves the whole run as it was.
 """
+
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-try:   # Python >= 3.8
+try:  # Python >= 3.8
     from typing import Protocol
-except ImportError:   # pragma: no cover
-    Protocol = object   # type: ignore[assignment]
+except ImportError:  # pragma: no cover
+    Protocol = object  # type: ignore[assignment]
 
 __all__ = ["Stateful", "GeneratorState", "restore"]
 

@@ -22,6 +22,7 @@ handling of a worker that dies: its trials are rescheduled elsewhere (up to Dask
 loky processes do the same work without a scheduler; when one is killed, joblib stops the batch,
 and the sweep resubmits every trial that has no record yet (``retries`` times).
 """
+
 import argparse
 import itertools
 import json
@@ -42,7 +43,7 @@ __all__ = ["sweep", "run_trial", "sweep_trials", "parse_grid", "parse_space", "s
 
 _logger = logging.getLogger("rnnreg")
 
-TIMING_FIELDS = ("seconds", "worker")   # the only fields of a record that differ between runs
+TIMING_FIELDS = ("seconds", "worker")  # the only fields of a record that differ between runs
 STATUS_DONE, STATUS_FAILED, STATUS_PRUNED = "done", "failed", "pruned"
 #: Statuses of a trial that is over: a rerun of the sweep does not run it again.
 FINISHED = (STATUS_DONE, STATUS_PRUNED)
@@ -74,10 +75,11 @@ def _convert(name, value):
     options = _sweepable()
     action = options.get(name.replace("_", "-"))
     if action is None:
-        raise ValueError(f"{name!r} cannot be swept; the settings that can: "
-                         f"{', '.join(sorted(options))}, setting")
+        raise ValueError(
+            f"{name!r} cannot be swept; the settings that can: {', '.join(sorted(options))}, setting"
+        )
     if action.type is int and isinstance(value, float) and value.is_integer():
-        value = int(value)   # a range's bound, 16.0, for an integer setting
+        value = int(value)  # a range's bound, 16.0, for an integer setting
     text = str(value).strip()
     if action.switch:
         if isinstance(value, bool):
@@ -91,8 +93,7 @@ def _convert(name, value):
         converted = action.type(text) if action.type is not None else text
     except (argparse.ArgumentTypeError, ValueError) as exc:
         expected = {int: "an integer", float: "a number"}.get(action.type)
-        raise ValueError(f"{name}={value!r}: " + (f"expected {expected}" if expected else str(exc))) \
-            from None
+        raise ValueError(f"{name}={value!r}: " + (f"expected {expected}" if expected else str(exc))) from None
     if action.choices is not None and converted not in action.choices:
         raise ValueError(f"{name}={value!r}: not one of {', '.join(map(str, action.choices))}")
     return converted
@@ -125,23 +126,23 @@ def parse_space(texts):
     space: dict[str, Any] = {}
     for text in texts or ():
         name, sep, bounds = text.partition("=")
-        if sep and "|" in bounds:   # categorical: each choice checked by the option's own rules
+        if sep and "|" in bounds:  # categorical: each choice checked by the option's own rules
             choices = [_convert(name.strip(), item) for item in bounds.split("|")]
             space[_flag(name.strip())] = choices
             continue
         parts = bounds.split(":")
         if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
-            raise ValueError(f"--space {text!r}: expected NAME=LOW:HIGH, NAME=LOW:HIGH:log or "
-                             "NAME=A|B|...")
+            raise ValueError(f"--space {text!r}: expected NAME=LOW:HIGH, NAME=LOW:HIGH:log or NAME=A|B|...")
         try:
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
             raise ValueError(f"--space {text!r}: LOW and HIGH must be numbers") from None
         log = len(parts) == 3
         if not (math.isfinite(low) and math.isfinite(high) and low < high) or (log and low <= 0):
-            raise ValueError(f"--space {text!r}: need LOW < HIGH" + (", both > 0 on a log scale"
-                                                                     if log else ""))
-        _convert(name.strip(), low)   # the bounds themselves must be values the option takes
+            raise ValueError(
+                f"--space {text!r}: need LOW < HIGH" + (", both > 0 on a log scale" if log else "")
+            )
+        _convert(name.strip(), low)  # the bounds themselves must be values the option takes
         _convert(name.strip(), high)
         space[_flag(name.strip())] = (low, high, log)
     return space
@@ -151,8 +152,7 @@ def sweep_trials(grid=None, random=0, space=None, seed=0):
     """The trials' params, in a fixed order: the Cartesian product of ``grid`` (name -> values),
     times ``random`` draws from ``space`` (name -> (low, high, log)) seeded by ``seed``. Integer
     settings (``hidden``, ``patience``, ...) drawn from a space are rounded."""
-    grid = {_flag(name): [_convert(name, value) for value in values]
-            for name, values in (grid or {}).items()}
+    grid = {_flag(name): [_convert(name, value) for value in values] for name, values in (grid or {}).items()}
     space = {_flag(name): bounds for name, bounds in (space or {}).items()}
     if random and not space:
         raise ValueError("random search needs a space (--space NAME=LOW:HIGH[:log])")
@@ -171,12 +171,15 @@ def sweep_trials(grid=None, random=0, space=None, seed=0):
     for _ in range(random):
         draw = {}
         for name in sorted(space):
-            if isinstance(space[name], list):   # categorical
+            if isinstance(space[name], list):  # categorical
                 draw[name] = space[name][int(rng.integers(len(space[name])))]
                 continue
             low, high, log = space[name]
-            value = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if log \
+            value = (
+                float(np.exp(rng.uniform(np.log(low), np.log(high))))
+                if log
                 else float(rng.uniform(low, high))
+            )
             if actions[name].type is int:
                 value = int(round(value))
             draw[name] = _convert(name, value)
@@ -188,6 +191,7 @@ def sweep_trials(grid=None, random=0, space=None, seed=0):
 def _worker_name():
     try:
         from distributed import get_worker
+
         return get_worker().address
     except (ImportError, ValueError):
         return f"{socket.gethostname()}:pid{os.getpid()}"
@@ -225,7 +229,7 @@ class Pruner:
             for line in f:
                 try:
                     entry = json.loads(line)
-                except ValueError:   # a line being written
+                except ValueError:  # a line being written
                     continue
                 if entry.get("epoch") == epoch:
                     losses[entry["trial"]] = entry["val_loss"]
@@ -235,25 +239,24 @@ class Pruner:
         if event.val_loss is None or not math.isfinite(event.val_loss):
             return None
         with open(self.curves, "a") as f:
-            f.write(json.dumps({"trial": self.trial, "epoch": event.epoch,
-                                "val_loss": event.val_loss}) + "\n")
+            f.write(
+                json.dumps({"trial": self.trial, "epoch": event.epoch, "val_loss": event.val_loss}) + "\n"
+            )
         losses = self._losses_at(event.epoch)
         if self.rule == "median":
             others = [loss for trial, loss in losses.items() if trial != self.trial]
-            if event.epoch >= 1 and len(others) >= self.startup and \
-                    event.val_loss > float(np.median(others)):
+            if event.epoch >= 1 and len(others) >= self.startup and event.val_loss > float(np.median(others)):
                 self.pruned = True
         else:
             done = event.epoch + 1
             rung = done == round(self.eta ** round(math.log(done, self.eta)))
             if rung and len(losses) >= self.eta:
-                keep = sorted(losses.values())[:math.ceil(len(losses) / self.eta)]
+                keep = sorted(losses.values())[: math.ceil(len(losses) / self.eta)]
                 self.pruned = event.val_loss > keep[-1]
         return False if self.pruned else None
 
 
-def run_trial(settings, params, data, vocab_size, return_weights=False, model_path=None,
-              prune=None):
+def run_trial(settings, params, data, vocab_size, return_weights=False, model_path=None, prune=None):
     """Train once with ``settings`` (destination name -> value, as :func:`default_settings`)
     changed by ``params`` (flag name -> value), on ``data``; return the trial's record.
 
@@ -264,9 +267,18 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
     ``prune``: None, or ``(rule, curves file)`` — a :class:`Pruner` may stop the trial, which is
     then recorded with its curve and status ``"pruned"``."""
     started = time.perf_counter()
-    record = {"params": dict(params), "best_val_loss": None, "test_loss": None,
-              "best_epoch": None, "epochs": 0, "seconds": None, "status": STATUS_DONE,
-              "error": None, "worker": _worker_name(), "history": None}
+    record = {
+        "params": dict(params),
+        "best_val_loss": None,
+        "test_loss": None,
+        "best_epoch": None,
+        "epochs": 0,
+        "seconds": None,
+        "status": STATUS_DONE,
+        "error": None,
+        "worker": _worker_name(),
+        "history": None,
+    }
     trial_settings = dict(settings)
     overrides = {}
     for name, value in params.items():
@@ -276,24 +288,37 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
             trial_settings[_dest(name)] = value
     weights = None
     label = _label(params)
-    log = None if trial_settings.get("quiet", True) else \
-        (lambda line: _logger.info(f"[{label}] {line}"))
+    log = None if trial_settings.get("quiet", True) else (lambda line: _logger.info(f"[{label}] {line}"))
     pruner = None if prune is None else Pruner(prune[0], prune[1], _key(params))
     try:
         with _one_blas_thread():
-            model, history = train_run(trial_settings, data, vocab_size, name=label,
-                                       overrides=overrides, log=log,
-                                       best_model_path=model_path,
-                                       callbacks=[pruner] if pruner else ())
-    except Exception as exc:   # a failed trial is a result of the sweep, not its end
+            model, history = train_run(
+                trial_settings,
+                data,
+                vocab_size,
+                name=label,
+                overrides=overrides,
+                log=log,
+                best_model_path=model_path,
+                callbacks=[pruner] if pruner else (),
+            )
+    except Exception as exc:  # a failed trial is a result of the sweep, not its end
         from .training import TrainingError
+
         record["status"] = STATUS_FAILED
-        record["error"] = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}" \
-            if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+        record["error"] = (
+            f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+            if isinstance(exc, TrainingError)
+            else f"{type(exc).__name__}: {exc}"
+        )
     else:
-        record.update(best_val_loss=history["best_val_loss"], test_loss=history["test_loss"],
-                      best_epoch=history["best_epoch"], epochs=len(history["epoch"]),
-                      history=history)
+        record.update(
+            best_val_loss=history["best_val_loss"],
+            test_loss=history["test_loss"],
+            best_epoch=history["best_epoch"],
+            epochs=len(history["epoch"]),
+            history=history,
+        )
         if pruner is not None and pruner.pruned:
             record["status"] = STATUS_PRUNED
         if return_weights:
@@ -328,20 +353,24 @@ def _local(tasks, jobs, retries, on_record):
         from joblib import Parallel, delayed
         from joblib.externals.loky.process_executor import TerminatedWorkerError
     except ImportError:
-        raise ImportError("--jobs N > 1 runs trials with joblib: pip install 'rnnreg[sweep]' "
-                          "(or --jobs 1 to run them one after another here)") from None
+        raise ImportError(
+            "--jobs N > 1 runs trials with joblib: pip install 'rnnreg[sweep]' "
+            "(or --jobs 1 to run them one after another here)"
+        ) from None
     pending = dict(tasks)
     for attempt in range(retries + 1):
         try:
             results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(_keyed)(key, *task) for key, task in list(pending.items()))
+                delayed(_keyed)(key, *task) for key, task in list(pending.items())
+            )
             for key, result in results:
                 pending.pop(key)
                 on_record(key, result)
             return
         except TerminatedWorkerError as exc:
-            _logger.warning(f"a worker process died ({str(exc).splitlines()[0]}); "
-                            f"resubmitting {len(pending)} trial(s)")
+            _logger.warning(
+                f"a worker process died ({str(exc).splitlines()[0]}); resubmitting {len(pending)} trial(s)"
+            )
             if attempt == retries:
                 for key in list(pending):
                     on_record(key, _failed(tasks[key][1], f"worker process died: {exc}"))
@@ -356,8 +385,9 @@ def _dask_api():
         from distributed import Client, as_completed
         from distributed.scheduler import KilledWorker
     except ImportError:
-        raise ImportError("--scheduler runs trials on a Dask cluster: pip install "
-                          "'rnnreg[dask]' (here and on the workers)") from None
+        raise ImportError(
+            "--scheduler runs trials on a Dask cluster: pip install 'rnnreg[dask]' (here and on the workers)"
+        ) from None
     return Client, as_completed, KilledWorker
 
 
@@ -373,6 +403,7 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
     def submit(key):
         settings, params, data, vocab_size = tasks[key]
         return client.submit(run_trial, settings, params, data, vocab_size, pure=False)
+
     try:
         futures = {submit(key): key for key in tasks}
         on_slots(sum(client.nthreads().values()))
@@ -381,17 +412,20 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
             key = futures.pop(future)
             try:
                 record = future.result()
-            except Exception as exc:   # KilledWorker, CancelledError, a lost connection, ...
+            except Exception as exc:  # KilledWorker, CancelledError, a lost connection, ...
                 attempts[key] += 1
                 if attempts[key] <= retries:
-                    _logger.warning(f"trial {_label(tasks[key][1])}: {type(exc).__name__} "
-                                    f"({exc}); submitting it again ({attempts[key]}/{retries})")
+                    _logger.warning(
+                        f"trial {_label(tasks[key][1])}: {type(exc).__name__} "
+                        f"({exc}); submitting it again ({attempts[key]}/{retries})"
+                    )
                     again = submit(key)
                     futures[again] = key
                     queue.add(again)
                     continue
-                record = _failed(tasks[key][1], f"workers died running this trial: "
-                                                f"{type(exc).__name__}: {exc}")
+                record = _failed(
+                    tasks[key][1], f"workers died running this trial: {type(exc).__name__}: {exc}"
+                )
             on_record(key, record)
     finally:
         if not isinstance(scheduler, Client):
@@ -399,9 +433,18 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
 
 
 def _failed(params, message):
-    return {"params": dict(params), "best_val_loss": None, "test_loss": None, "best_epoch": None,
-            "epochs": 0, "seconds": None, "status": STATUS_FAILED, "error": message,
-            "worker": None, "history": None}
+    return {
+        "params": dict(params),
+        "best_val_loss": None,
+        "test_loss": None,
+        "best_epoch": None,
+        "epochs": 0,
+        "seconds": None,
+        "status": STATUS_FAILED,
+        "error": message,
+        "worker": None,
+        "history": None,
+    }
 
 
 # ----------------------------------------------------------------------------- progress
@@ -416,6 +459,7 @@ class _TrialProgress:
         if enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty():
             try:
                 from tqdm.auto import tqdm
+
                 self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr)
             except ImportError:
                 pass
@@ -432,13 +476,17 @@ class _TrialProgress:
             return
         elapsed = time.perf_counter() - self.started
         eta = elapsed / self.done * (self.total - self.done)
-        result = (f"FAILED {record['error']}" if record["status"] == STATUS_FAILED else
-                  f"val {record['best_val_loss']:.4f} test {record['test_loss']:.4f}"
-                  + (f" (pruned after {record['epochs']} epochs)"
-                     if record["status"] == STATUS_PRUNED else ""))
-        _logger.info(f"[{self.done}/{self.total}, {self.failed} failed, {running} running, "
-                     f"ETA {eta:.0f}s] {_label(record['params'])}: {result} "
-                     f"({record['seconds'] or 0:.1f}s on {record['worker']})")
+        result = (
+            f"FAILED {record['error']}"
+            if record["status"] == STATUS_FAILED
+            else f"val {record['best_val_loss']:.4f} test {record['test_loss']:.4f}"
+            + (f" (pruned after {record['epochs']} epochs)" if record["status"] == STATUS_PRUNED else "")
+        )
+        _logger.info(
+            f"[{self.done}/{self.total}, {self.failed} failed, {running} running, "
+            f"ETA {eta:.0f}s] {_label(record['params'])}: {result} "
+            f"({record['seconds'] or 0:.1f}s on {record['worker']})"
+        )
 
     def close(self):
         if self.bar is not None:
@@ -461,17 +509,22 @@ def _read_previous(path, settings):
             previous = json.load(f)
         saved, trials = previous["settings"], previous["trials"]
         records = {_key(t["params"]): t for t in trials}
-        if not isinstance(saved, dict) or not all(isinstance(t.get("status"), str)
-                                                  for t in records.values()):
+        if not isinstance(saved, dict) or not all(isinstance(t.get("status"), str) for t in records.values()):
             raise ValueError("its settings or the status of a trial are missing")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a sweep.json of rnnreg ({type(exc).__name__}: {exc}); "
-                         "use another --out") from None
-    differ = [f"{k} ({saved.get(k)!r}, now {settings.get(k)!r})"
-              for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
+        raise ValueError(
+            f"{path} is not a sweep.json of rnnreg ({type(exc).__name__}: {exc}); use another --out"
+        ) from None
+    differ = [
+        f"{k} ({saved.get(k)!r}, now {settings.get(k)!r})"
+        for k in sorted(set(saved) | set(settings))
+        if saved.get(k) != settings.get(k)
+    ]
     if differ:
-        raise ValueError(f"{path} holds a sweep with other settings: {'; '.join(differ)}. "
-                         "Rerun with the same settings to resume it, or use another --out")
+        raise ValueError(
+            f"{path} holds a sweep with other settings: {'; '.join(differ)}. "
+            "Rerun with the same settings to resume it, or use another --out"
+        )
     return records
 
 
@@ -497,15 +550,25 @@ def _write_json(path, obj):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(_json_safe(obj), f, indent=1, default=float, allow_nan=False)
-    os.replace(tmp, path)   # atomic: a reader sees the old file or the new one, never half
+    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half
 
 
-def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
-          space: Mapping[str, tuple[float, float, bool]] | None = None,
-          settings: Mapping[str, Any] | None = None, jobs: int | None = None,
-          scheduler: Any = None, out: str | None = None, progress: bool = True,
-          retries: int = 2, data: Any = None, return_weights: bool = False,
-          model_dir: str | None = None, prune: str | None = None) -> Any:
+def sweep(
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    random: int = 0,
+    space: Mapping[str, tuple[float, float, bool]] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    jobs: int | None = None,
+    scheduler: Any = None,
+    out: str | None = None,
+    progress: bool = True,
+    retries: int = 2,
+    data: Any = None,
+    return_weights: bool = False,
+    model_dir: str | None = None,
+    prune: str | None = None,
+) -> Any:
     """Train once per trial and return the trials' records.
 
     Parameters
@@ -580,11 +643,10 @@ def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
     base["no_progress"] = True
     base["quiet"] = (settings or {}).get("quiet", True)
     trials = sweep_trials(grid, random, space, seed=base["seed"])
-    if scheduler is not None:   # the missing extra, said before any data is read
+    if scheduler is not None:  # the missing extra, said before any data is read
         _dask_api()
     if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
 
@@ -601,8 +663,11 @@ def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
                 loaded[key] = load_data(view)[1:]
         return loaded[key]
 
-    header = {"settings": _json_settings({k: v for k, v in base.items()
-                                          if k not in ("no_progress", "quiet", "debug")})}
+    header = {
+        "settings": _json_settings(
+            {k: v for k, v in base.items() if k not in ("no_progress", "quiet", "debug")}
+        )
+    }
     path = os.path.join(out, "sweep.json") if out else None
     if out:
         os.makedirs(out, exist_ok=True)
@@ -617,34 +682,38 @@ def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
             tasks[index] = (base, params, trial_data, vocab_size)
     if model_dir is not None:
         if scheduler is not None:
-            raise ValueError("model_dir is for local sweeps (a cluster's workers write on their "
-                             "own disks)")
+            raise ValueError("model_dir is for local sweeps (a cluster's workers write on their own disks)")
         os.makedirs(model_dir, exist_ok=True)
     prune_with = scratch_curves = None
     if prune is not None:
         if prune not in PRUNERS:
             raise ValueError(f"prune must be one of {', '.join(PRUNERS)}, got {prune!r}")
         if scheduler is not None:
-            raise ValueError("prune is for local sweeps (the trials share their curves through a "
-                             "file)")
+            raise ValueError("prune is for local sweeps (the trials share their curves through a file)")
         if out:
             curves = os.path.join(out, "sweep.curves.jsonl")
             open(curves, "a").close()
-        else:   # a file of this sweep's own, removed when it ends
+        else:  # a file of this sweep's own, removed when it ends
             import tempfile
+
             fd, curves = tempfile.mkstemp(prefix="rnnreg-sweep-", suffix=".jsonl")
             os.close(fd)
             scratch_curves = curves
         prune_with = (prune, curves)
-    model_paths = {index: None if model_dir is None else os.path.join(
-        model_dir, _file_name(_label(trials[index])) + ".npz") for index in tasks}
+    model_paths = {
+        index: None
+        if model_dir is None
+        else os.path.join(model_dir, _file_name(_label(trials[index])) + ".npz")
+        for index in tasks
+    }
     # Records of earlier sweeps in this folder that this one does not repeat: kept, after its own.
     current = {_key(params) for params in trials}
     kept = [record for key, record in previous.items() if key not in current]
     if previous:
-        _logger.info(f"{out}: {len(records)} of {len(trials)} trials already done; "
-                     f"running {len(tasks)}" + (f"; keeping {len(kept)} records of earlier "
-                                                "sweeps" if kept else ""))
+        _logger.info(
+            f"{out}: {len(records)} of {len(trials)} trials already done; "
+            f"running {len(tasks)}" + (f"; keeping {len(kept)} records of earlier sweeps" if kept else "")
+        )
     bar = _TrialProgress(len(tasks), jobs, progress)
     weights = {}
 
@@ -661,33 +730,43 @@ def sweep(grid: Mapping[str, Sequence[Any]] | None = None, *, random: int = 0,
         if scheduler is not None:
             if return_weights:
                 raise ValueError("return_weights is for local sweeps")
-            _dask(tasks, scheduler, on_record, on_slots=lambda n: setattr(bar, "jobs", n),
-                  retries=retries)
+            _dask(tasks, scheduler, on_record, on_slots=lambda n: setattr(bar, "jobs", n), retries=retries)
         elif jobs == 1 or len(tasks) <= 1:
             for index, task in tasks.items():
-                on_record(index, run_trial(*task, return_weights=return_weights,
-                                           model_path=model_paths[index], prune=prune_with))
+                on_record(
+                    index,
+                    run_trial(
+                        *task, return_weights=return_weights, model_path=model_paths[index], prune=prune_with
+                    ),
+                )
         else:
-            _local({i: t + (return_weights, model_paths[i], prune_with)
-                    for i, t in tasks.items()},
-                   min(jobs, len(tasks)),
-                   retries, on_record)
+            _local(
+                {i: t + (return_weights, model_paths[i], prune_with) for i, t in tasks.items()},
+                min(jobs, len(tasks)),
+                retries,
+                on_record,
+            )
     finally:
         bar.close()
         if scratch_curves is not None:
             os.unlink(scratch_curves)
     ordered = [records[i] for i in range(len(trials))]
-    if out:   # the folder's table and plot: this sweep's trials and those kept from earlier ones
+    if out:  # the folder's table and plot: this sweep's trials and those kept from earlier ones
         folder = ordered + kept
         swept = list(dict.fromkeys(name for r in folder for name in r["params"]))
         with open(os.path.join(out, "sweep.md"), "w") as f:
             f.write(sweep_table(folder) + "\n")
         from .plotting import plot_sweep
-        fig = plot_sweep(folder, swept, log_scale={n for n, b in (space or {}).items()
-                                                  if isinstance(b, tuple) and b[2]},
-                         unit="nats per token" if base["data"] == ["synthetic"] else "nats/char")
+
+        fig = plot_sweep(
+            folder,
+            swept,
+            log_scale={n for n, b in (space or {}).items() if isinstance(b, tuple) and b[2]},
+            unit="nats per token" if base["data"] == ["synthetic"] else "nats/char",
+        )
         fig.savefig(os.path.join(out, "sweep.png"), dpi=100)
         import matplotlib.pyplot as plt
+
         plt.close(fig)
     if return_weights:
         return ordered, [weights.get(i) for i in range(len(trials))]
@@ -710,23 +789,32 @@ def sweep_table(records):
     are ranked by validation loss — the held-out loss a choice of settings may be made on; the
     test loss is reported beside it, not used to rank."""
     names = list(dict.fromkeys(name for r in records for name in r["params"]))
-    done = sorted((r for r in records if r["status"] == STATUS_DONE),
-                  key=lambda r: r["best_val_loss"])
-    pruned = sorted((r for r in records if r["status"] == STATUS_PRUNED),
-                    key=lambda r: r["best_val_loss"])
+    done = sorted((r for r in records if r["status"] == STATUS_DONE), key=lambda r: r["best_val_loss"])
+    pruned = sorted((r for r in records if r["status"] == STATUS_PRUNED), key=lambda r: r["best_val_loss"])
     failed = [r for r in records if r["status"] not in FINISHED]
-    lines = ["| rank | " + " | ".join(names) + " | best val loss | test loss | best epoch | "
-             "epochs | seconds | worker |",
-             "|---" * (len(names) + 7) + "|"]
+    lines = [
+        "| rank | " + " | ".join(names) + " | best val loss | test loss | best epoch | "
+        "epochs | seconds | worker |",
+        "|---" * (len(names) + 7) + "|",
+    ]
     for rank, r in enumerate(done, 1):
-        lines.append(f"| {rank} | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
-                     + f" | {r['best_val_loss']:.4f} | {r['test_loss']:.4f} | {r['best_epoch']} "
-                     f"| {r['epochs']} | {r['seconds']:.1f} | {r['worker']} |")
+        lines.append(
+            f"| {rank} | "
+            + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+            + f" | {r['best_val_loss']:.4f} | {r['test_loss']:.4f} | {r['best_epoch']} "
+            f"| {r['epochs']} | {r['seconds']:.1f} | {r['worker']} |"
+        )
     for r in pruned:
-        lines.append("| pruned | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
-                     + f" | {r['best_val_loss']:.4f} | | {r['best_epoch']} | {r['epochs']} "
-                     f"| {r['seconds']:.1f} | {r['worker']} |")
+        lines.append(
+            "| pruned | "
+            + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+            + f" | {r['best_val_loss']:.4f} | | {r['best_epoch']} | {r['epochs']} "
+            f"| {r['seconds']:.1f} | {r['worker']} |"
+        )
     for r in failed:
-        lines.append("| failed | " + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
-                     + f" | {r['error']} | | | | | {r['worker']} |")
+        lines.append(
+            "| failed | "
+            + " | ".join(_fmt(r["params"].get(n, "")) for n in names)
+            + f" | {r['error']} | | | | | {r['worker']} |"
+        )
     return "\n".join(lines)

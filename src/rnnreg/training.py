@@ -20,6 +20,7 @@ Reported losses are mean cross-entropy per token in nats; with coupled weight de
 training loss also contains the L2 penalty λ/2·Σw² (``train_loss``; ``train_ce`` is without it).
 Validation and test losses are plain cross-entropy, so settings compare fairly.
 """
+
 import dataclasses
 import logging
 import math
@@ -121,13 +122,14 @@ class TrainConfig:
         ...
     ValueError: lr must be a finite number > 0, got -1.0
     """
+
     epochs: int = 20
     batch_size: int = 8
     bptt: int = 35
-    optimizer: str = "adam"           # "sgd", "adam" or "adamw"
+    optimizer: str = "adam"  # "sgd", "adam" or "adamw"
     lr: float = 5e-3
-    momentum: float = 0.9             # SGD only
-    weight_decay: float = 0.0         # coupled L2 for sgd/adam, decoupled for adamw
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0  # coupled L2 for sgd/adam, decoupled for adamw
     clip_norm: float | None = 5.0  # global gradient-norm clipping; None turns it off
     lr_schedule: None | str | Callable[[int], float] = None  # a name, or epoch -> lr
     patience: int | None = None
@@ -151,8 +153,9 @@ class TrainConfig:
         v.positive_int(self.batch_size, "batch_size")
         v.positive_int(self.bptt, "bptt")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got "
-                             f"{self.optimizer!r}")
+            raise ValueError(
+                f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {self.optimizer!r}"
+            )
         v.positive_int(self.nonmono, "nonmono")
         v.positive_float(self.lr, "lr")
         v.non_negative_float(self.weight_decay, "weight_decay")
@@ -160,10 +163,15 @@ class TrainConfig:
             v.positive_float(self.clip_norm, "clip_norm")
         if self.patience is not None:
             v.positive_int(self.patience, "patience", minimum=0)
-        if not (self.lr_schedule is None or callable(self.lr_schedule)
-                or self.lr_schedule in ("cosine", "step", "plateau")):
-            raise ValueError("lr_schedule must be None, 'cosine', 'step', 'plateau' or a function "
-                             f"epoch -> lr, got {self.lr_schedule!r}")
+        if not (
+            self.lr_schedule is None
+            or callable(self.lr_schedule)
+            or self.lr_schedule in ("cosine", "step", "plateau")
+        ):
+            raise ValueError(
+                "lr_schedule must be None, 'cosine', 'step', 'plateau' or a function "
+                f"epoch -> lr, got {self.lr_schedule!r}"
+            )
         return self
 
 
@@ -185,7 +193,7 @@ def make_optimizer(model, config):
 
 
 def _schedule(config):
-    if config.lr_schedule in (None, "plateau"):   # plateau: a callback scales the constant rate
+    if config.lr_schedule in (None, "plateau"):  # plateau: a callback scales the constant rate
         return lambda epoch: config.lr
     if config.lr_schedule == "cosine":
         return cosine_lr(config.lr, config.epochs, warmup_epochs=min(2, config.epochs - 1))
@@ -231,23 +239,31 @@ def iterate_batches(data, batch_size, bptt, rng=None, lengths=None):
         inputs, targets = data
         order = np.arange(len(inputs)) if rng is None else rng.permutation(len(inputs))
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             yield inputs[rows], targets[rows], True
         return
     batch_size, length = stream_geometry(data.size, batch_size)
-    streams = data[:length * batch_size + 1]
+    streams = data[: length * batch_size + 1]
     inputs = streams[:-1].reshape(batch_size, length)
     targets = streams[1:].reshape(batch_size, length)
     if lengths is None:
         lengths = [bptt] * math.ceil(length / bptt)
     start = 0
     for size in lengths:
-        yield inputs[:, start:start + size], targets[:, start:start + size], start == 0
+        yield inputs[:, start : start + size], targets[:, start : start + size], start == 0
         start += size
 
 
-def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bptt, *,
-             starts=None, stats=None, as_streams=False):
+def evaluate(
+    model,
+    data,
+    batch_size=TrainConfig.batch_size,
+    bptt=TrainConfig.bptt,
+    *,
+    starts=None,
+    stats=None,
+    as_streams=False,
+):
     """Mean cross-entropy per token on ``data``, without dropout.
 
     A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is read
@@ -309,7 +325,7 @@ def evaluate(model, data, batch_size=TrainConfig.batch_size, bptt=TrainConfig.bp
         state = None
         for inputs, targets, new in iterate_batches(data, batch_size, bptt):
             state = run(inputs, targets, None if new else state)
-        if data.size - 1 > count:   # the tokens the streams' layout leaves over, read alone
+        if data.size - 1 > count:  # the tokens the streams' layout leaves over, read alone
             rest = data[count:]
             run(rest[None, :-1], rest[None, 1:], None)
     else:
@@ -334,7 +350,7 @@ def _evaluate_side_by_side(model, documents, batch_size, bptt):
     batch stays full until the documents run out, instead of running on with a few rows while
     its longest document lasts."""
     queue = iter(documents)
-    rows: list[Any] = []   # per row of the batch: [document, tokens already read]
+    rows: list[Any] = []  # per row of the batch: [document, tokens already read]
     state = None
     total, count, max_c = 0.0, 0, 0.0
     while True:
@@ -347,21 +363,20 @@ def _evaluate_side_by_side(model, documents, batch_size, bptt):
             rows.append([doc, 0])
         if not rows:
             return total, count, max_c
-        if state is not None:   # the rows that go on keep their state; new ones start at zero
+        if state is not None:  # the rows that go on keep their state; new ones start at zero
             state = tuple(_state_rows(part, kept, len(rows)) for part in state)
         lengths = np.array([min(bptt, doc.size - 1 - read) for doc, read in rows])
         inputs = np.zeros((len(rows), int(lengths.max())), np.int64)
         targets = np.zeros_like(inputs)
         for row, ((doc, read), length) in enumerate(zip(rows, lengths)):
-            inputs[row, :length] = doc[read:read + length]
-            targets[row, :length] = doc[read + 1:read + 1 + length]
+            inputs[row, :length] = doc[read : read + length]
+            targets[row, :length] = doc[read + 1 : read + 1 + length]
             rows[row][1] = read + length
         _, logits, state = model.forward_batch(inputs, None, state)
         valid = np.arange(inputs.shape[1])[None, :] < lengths[:, None]
         # The loss kernel on the real positions only (the padding's logits are left out).
         tokens = int(lengths.sum())
-        loss, _ = _ops.kernels().softmax_cross_entropy(np.ascontiguousarray(logits[valid]),
-                                                       targets[valid])
+        loss, _ = _ops.kernels().softmax_cross_entropy(np.ascontiguousarray(logits[valid]), targets[valid])
         total += loss * tokens
         count += tokens
         max_c = max(max_c, model.largest_cell_state(valid))
@@ -371,7 +386,7 @@ def _state_rows(part, kept, rows):
     """A state part (num_layers, N, H) for a batch of ``rows`` rows: the kept rows' own, in
     order, then zeros."""
     out = np.zeros((part.shape[0], rows, part.shape[2]), part.dtype)
-    out[:, :len(kept)] = part[:, kept]
+    out[:, : len(kept)] = part[:, kept]
     return out
 
 
@@ -420,8 +435,9 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc=label, leave=False, unit="batch",
-                                file=sys.stderr, mininterval=0.1)
+                self.bar = tqdm(
+                    total=total, desc=label, leave=False, unit="batch", file=sys.stderr, mininterval=0.1
+                )
 
     def update(self, loss):
         self.done += 1
@@ -434,8 +450,10 @@ class _Progress:
             self.last = now
             width = 24
             filled = int(width * self.done / max(1, self.total))
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                             f"{self.done}/{self.total} loss {loss:.4f}")
+            sys.stderr.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{self.done}/{self.total} loss {loss:.4f}"
+            )
             sys.stderr.flush()
 
     def close(self):
@@ -454,11 +472,19 @@ def _steps_per_epoch(data, batch_size, bptt):
 
 
 # ----------------------------------------------------------------------------- the loop
-def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
-        config: TrainConfig | None = None, *, test: Any = None,
-        resume_from: str | None = None, log: Callable[[str], Any] | None = None,
-        name: str | None = None, verbose: int | str = "auto",
-        callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+def fit(
+    model: "RegularizedLSTM",
+    train: Any,
+    val: Any = None,
+    config: TrainConfig | None = None,
+    *,
+    test: Any = None,
+    resume_from: str | None = None,
+    log: Callable[[str], Any] | None = None,
+    name: str | None = None,
+    verbose: int | str = "auto",
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
     """Train ``model`` and return its history.
 
     Parameters
@@ -514,20 +540,30 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
     run = _Run(model, data, config, log, name, bar=level == 1, callbacks=callbacks)
     first_epoch = 0
     if resume_from is not None:
-        first_epoch = restore_training_state(resume_from, model, run.optimizer, run.monitor,
-                                             run.rng, run.history, config,
-                                             schedule=run.schedule_part)
-        if run.history["stopped_epoch"] is not None:   # early stopping ended it: it stays ended
-            run.log(f"the run in {resume_from} stopped early at epoch "
-                    f"{run.history['stopped_epoch']}; nothing to resume")
+        first_epoch = restore_training_state(
+            resume_from,
+            model,
+            run.optimizer,
+            run.monitor,
+            run.rng,
+            run.history,
+            config,
+            schedule=run.schedule_part,
+        )
+        if run.history["stopped_epoch"] is not None:  # early stopping ended it: it stays ended
+            run.log(
+                f"the run in {resume_from} stopped early at epoch "
+                f"{run.history['stopped_epoch']}; nothing to resume"
+            )
             return run.finish()
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         lr = run.learning_rate(epoch)
         train_loss, train_ce, grad_norm = run.train_epoch(epoch, lr)
         val_loss, max_abs_c, go_on = run.validate(epoch)
-        go_on = run.record(epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
-                           time.perf_counter() - started)
+        go_on = run.record(
+            epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on, time.perf_counter() - started
+        )
         run.checkpoint(epoch)
         if not go_on:
             break
@@ -538,6 +574,7 @@ def fit(model: "RegularizedLSTM", train: Any, val: Any = None,
 class _Data:
     """The checked data of a run: the splits, where each document of a stream starts, and the
     rows of the training stream's layout where a document begins (None: one document)."""
+
     train: Any
     val: Any
     test: Any
@@ -548,8 +585,9 @@ class _Data:
     @classmethod
     def prepare(cls, model, train, val, test, config):
         from .data import CharCorpus
+
         val_starts = test_starts = train_starts = None
-        if isinstance(train, CharCorpus):   # a corpus brings its splits, documents, vocabulary
+        if isinstance(train, CharCorpus):  # a corpus brings its splits, documents, vocabulary
             corpus = train
             train_starts = corpus.starts["train"]
             if val is None:
@@ -571,15 +609,17 @@ class _Data:
         if config.patience is not None and val is None:
             raise ValueError("early stopping (patience) needs validation data: pass val")
         if config.variable_bptt and isinstance(train, tuple):
-            raise ValueError("variable_bptt cuts a token stream into chunks; train is (inputs, "
-                             "targets) pairs of whole sequences, which are not cut")
+            raise ValueError(
+                "variable_bptt cuts a token stream into chunks; train is (inputs, "
+                "targets) pairs of whole sequences, which are not cut"
+            )
         doc_starts = None
         if train_starts is not None and not isinstance(train, tuple) and len(train_starts) > 1:
             # Laid out as iterate_batches lays the stream: row r holds positions r*length ... .
             rows, length = stream_geometry(train.size, config.batch_size)
             is_start = np.zeros(train.size, bool)
             is_start[np.asarray(train_starts)[1:]] = True
-            doc_starts = is_start[:rows * length].reshape(rows, length)
+            doc_starts = is_start[: rows * length].reshape(rows, length)
         return cls(train, val, test, val_starts, test_starts, doc_starts)
 
 
@@ -591,22 +631,29 @@ class _Run:
         self.model, self.data, self.config, self.log, self.name = model, data, config, log, name
         self.bar = bar and config.progress
         self.callbacks = list(callbacks)
-        self.plateau = None   # the ReduceLROnPlateau of lr_schedule="plateau" (checkpointed)
+        self.plateau = None  # the ReduceLROnPlateau of lr_schedule="plateau" (checkpointed)
         if config.lr_schedule == "plateau":
             self.plateau = ReduceLROnPlateau()
             self.callbacks.append(self.plateau)
-        self.lr_scale = 1.0   # what ReduceLROnPlateau has made of the schedule's rates
+        self.lr_scale = 1.0  # what ReduceLROnPlateau has made of the schedule's rates
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = make_optimizer(model, config)
         self.schedule = _schedule(config)
         self.coupled_decay = config.weight_decay if config.optimizer in COUPLED_DECAY else 0.0
         self.monitor = None
         if config.patience is not None:
-            self.monitor = EarlyStoppingMonitor(config.patience, min_delta=config.min_delta,
-                                                restore_best_weights=config.restore_best_weights)
+            self.monitor = EarlyStoppingMonitor(
+                config.patience, min_delta=config.min_delta, restore_best_weights=config.restore_best_weights
+            )
         self.history: dict[str, Any] = {key: [] for key in HISTORY_LISTS}
-        self.history.update(best_epoch=None, best_val_loss=None, stopped_epoch=None,
-                            stop_reason=None, restored_best=False, test_loss=None)
+        self.history.update(
+            best_epoch=None,
+            best_val_loss=None,
+            stopped_epoch=None,
+            stop_reason=None,
+            restored_best=False,
+            test_loss=None,
+        )
 
     @property
     def schedule_part(self):
@@ -624,8 +671,10 @@ class _Run:
         the run)."""
         lr = self.schedule(epoch) * self.lr_scale
         if not v.is_positive_finite(lr):
-            self.fail(f"the learning-rate schedule gave {lr!r} for epoch {epoch}; a learning "
-                      "rate must be a finite number > 0")
+            self.fail(
+                f"the learning-rate schedule gave {lr!r} for epoch {epoch}; a learning "
+                "rate must be a finite number > 0"
+            )
         return float(lr)
 
     def train_epoch(self, epoch, lr):
@@ -636,32 +685,36 @@ class _Run:
         optimizer.lr = lr
         lengths = None
         if config.variable_bptt:
-            lengths = variable_bptt_lengths(stream_geometry(train.size, config.batch_size)[1],
-                                            config.bptt, self.rng)
-        steps = len(lengths) if lengths is not None else \
-            _steps_per_epoch(train, config.batch_size, config.bptt)
-        progress = _Progress(steps, f"{self.name + ' ' if self.name else ''}epoch {epoch}",
-                             self.bar)
+            lengths = variable_bptt_lengths(
+                stream_geometry(train.size, config.batch_size)[1], config.bptt, self.rng
+            )
+        steps = (
+            len(lengths) if lengths is not None else _steps_per_epoch(train, config.batch_size, config.bptt)
+        )
+        progress = _Progress(steps, f"{self.name + ' ' if self.name else ''}epoch {epoch}", self.bar)
         sum_loss = sum_ce = sum_norm = 0.0
         tokens = batches = column = 0
         state = None
         try:
-            for inputs, targets, new_sequence in iterate_batches(train, config.batch_size,
-                                                                 config.bptt, self.rng, lengths):
+            for inputs, targets, new_sequence in iterate_batches(
+                train, config.batch_size, config.bptt, self.rng, lengths
+            ):
                 if new_sequence or state is None or state[0].shape[1] != len(inputs):
                     state, column = None, 0
                 resets = None
-                if self.data.doc_starts is not None:   # zero a row's state where a document starts
-                    resets = self.data.doc_starts[:, column:column + inputs.shape[1]]
+                if self.data.doc_starts is not None:  # zero a row's state where a document starts
+                    resets = self.data.doc_starts[:, column : column + inputs.shape[1]]
                 column += inputs.shape[1]
-                ce, grads, norm, state = self._batch(inputs, targets, state, resets, epoch,
-                                                     batches)
-                if lengths is not None:   # every token weighs the same, whatever its chunk's length
+                ce, grads, norm, state = self._batch(inputs, targets, state, resets, epoch, batches)
+                if lengths is not None:  # every token weighs the same, whatever its chunk's length
                     optimizer.lr = lr * inputs.shape[1] / config.bptt
                 optimizer.step(grads)
                 # λ/2·Σw² (compute_l2_penalty's value, without re-checking the model's own arrays)
-                penalty = 0.5 * self.coupled_decay * sum(
-                    _ops.sum_of_squares(w) for w in model.weights()) if self.coupled_decay else 0.0
+                penalty = (
+                    0.5 * self.coupled_decay * sum(_ops.sum_of_squares(w) for w in model.weights())
+                    if self.coupled_decay
+                    else 0.0
+                )
                 penalty += model.last_penalty
                 sum_loss += (ce + penalty) * targets.size
                 sum_ce += ce * targets.size
@@ -684,19 +737,21 @@ class _Run:
         pre-clipping norm, state). A loss or gradient that is not finite ends the run."""
         model, config = self.model, self.config
         try:
-            loss, _, state = model.forward_batch(inputs, targets, state, training=True,
-                                                 resets=resets)
-            ce = loss - model.last_penalty   # the AR/TAR terms are in loss and gradient
+            loss, _, state = model.forward_batch(inputs, targets, state, training=True, resets=resets)
+            ce = loss - model.last_penalty  # the AR/TAR terms are in loss and gradient
             grads = model.backward()
-        except v.NonFiniteResult as exc:   # the weights have grown until a product overflowed
-            self.fail(f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, "
-                      "gradient norm nan); lower the learning rate or enable clip_norm")
-        norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None \
-            else global_norm(grads)
+        except v.NonFiniteResult as exc:  # the weights have grown until a product overflowed
+            self.fail(
+                f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, "
+                "gradient norm nan); lower the learning rate or enable clip_norm"
+            )
+        norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None else global_norm(grads)
         if not (math.isfinite(ce) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(ce) else "gradient norm"
-            self.fail(f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient "
-                      f"norm {norm}); lower the learning rate or enable clip_norm")
+            self.fail(
+                f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient "
+                f"norm {norm}); lower the learning rate or enable clip_norm"
+            )
         return ce, grads, norm, state
 
     def validate(self, epoch):
@@ -707,52 +762,82 @@ class _Run:
         stats: dict[str, float] = {}
         go_on = True
         with self.optimizer.evaluation_weights():
-            val_loss = (evaluate(self.model, data.val, config.batch_size, config.bptt,
-                                 starts=data.val_starts, stats=stats,
-                                 as_streams=config.eval_as_streams)
-                        if data.val is not None else None)
+            val_loss = (
+                evaluate(
+                    self.model,
+                    data.val,
+                    config.batch_size,
+                    config.bptt,
+                    starts=data.val_starts,
+                    stats=stats,
+                    as_streams=config.eval_as_streams,
+                )
+                if data.val is not None
+                else None
+            )
             if self.monitor is not None:
                 go_on = self.monitor.check(val_loss, epoch, model=self.model)
             best = self.history["best_val_loss"]
-            if config.best_model_path and val_loss is not None and (
-                    best is None or val_loss < best):   # the best so far, as evaluated
+            if (
+                config.best_model_path and val_loss is not None and (best is None or val_loss < best)
+            ):  # the best so far, as evaluated
                 save_model(self.model, config.best_model_path)
         return val_loss, stats.get("max_abs_c"), go_on
 
-    def record(self, epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on,
-               seconds):
+    def record(self, epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on, seconds):
         """The epoch into the history, its line into the log; NT-ASGD's trigger."""
         history, monitor, optimizer = self.history, self.monitor, self.optimizer
-        for key, value in (("epoch", epoch), ("train_loss", train_loss), ("train_ce", train_ce),
-                           ("val_loss", val_loss), ("lr", optimizer.lr), ("grad_norm", grad_norm),
-                           ("max_abs_c", max_abs_c), ("seconds", seconds)):
+        for key, value in (
+            ("epoch", epoch),
+            ("train_loss", train_loss),
+            ("train_ce", train_ce),
+            ("val_loss", val_loss),
+            ("lr", optimizer.lr),
+            ("grad_norm", grad_norm),
+            ("max_abs_c", max_abs_c),
+            ("seconds", seconds),
+        ):
             history[key].append(value)
         epochs = self.config.epochs
         remaining = (epochs - 1 - epoch) * sum(history["seconds"]) / len(history["seconds"])
-        line = (f"epoch {epoch:3d}/{epochs}  train {train_loss:.4f}"
-                + (f"  val {val_loss:.4f}" if val_loss is not None else "")
-                + f"  lr {optimizer.lr:.2e}  |g| {grad_norm:.2f}"
-                + (f"  |c|max {max_abs_c:.1f}" if max_abs_c is not None else "")
-                + f"  {seconds:.1f}s" + (f"  ETA {_duration(remaining)}" if remaining > 0 else ""))
+        line = (
+            f"epoch {epoch:3d}/{epochs}  train {train_loss:.4f}"
+            + (f"  val {val_loss:.4f}" if val_loss is not None else "")
+            + f"  lr {optimizer.lr:.2e}  |g| {grad_norm:.2f}"
+            + (f"  |c|max {max_abs_c:.1f}" if max_abs_c is not None else "")
+            + f"  {seconds:.1f}s"
+            + (f"  ETA {_duration(remaining)}" if remaining > 0 else "")
+        )
         if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
             line += "  (NT-ASGD: averaging from here on)"
         if monitor is not None:
             history["best_epoch"], history["best_val_loss"] = monitor.best_epoch, monitor.best
             line += "  *" if monitor.improved else ""
-        elif val_loss is not None and (history["best_val_loss"] is None
-                                       or val_loss < history["best_val_loss"]):
+        elif val_loss is not None and (
+            history["best_val_loss"] is None or val_loss < history["best_val_loss"]
+        ):
             history["best_epoch"], history["best_val_loss"] = epoch, val_loss
         self.log(line)
         if not go_on and monitor is not None:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
         if self.callbacks:
-            event = EpochEnd(epoch, self.config.epochs, train_loss, train_ce, val_loss,
-                             optimizer.lr, grad_norm, max_abs_c, seconds, history, self.model,
-                             trainer=self)
+            event = EpochEnd(
+                epoch,
+                self.config.epochs,
+                train_loss,
+                train_ce,
+                val_loss,
+                optimizer.lr,
+                grad_norm,
+                max_abs_c,
+                seconds,
+                history,
+                self.model,
+                trainer=self,
+            )
             for callback in self.callbacks:
-                if hasattr(callback, "on_epoch_end") and callback.on_epoch_end(event) is False \
-                        and go_on:
+                if hasattr(callback, "on_epoch_end") and callback.on_epoch_end(event) is False and go_on:
                     go_on = False
                     history["stopped_epoch"] = epoch
                     history["stop_reason"] = f"{type(callback).__name__} stopped training"
@@ -760,18 +845,34 @@ class _Run:
 
     def checkpoint(self, epoch):
         if self.config.checkpoint_path:
-            save_training_state(self.config.checkpoint_path, self.model, self.optimizer,
-                                self.monitor, self.rng, self.history, epoch, self.config,
-                                schedule=self.schedule_part)
+            save_training_state(
+                self.config.checkpoint_path,
+                self.model,
+                self.optimizer,
+                self.monitor,
+                self.rng,
+                self.history,
+                epoch,
+                self.config,
+                schedule=self.schedule_part,
+            )
 
     def finish(self, failed=False):
         for callback in self.callbacks:
             if hasattr(callback, "on_train_end"):
                 callback.on_train_end(self.model)
-        history = _finish(self.model, self.monitor, self.history, self.data.test, self.config,
-                          self.log, failed=failed, test_starts=self.data.test_starts,
-                          optimizer=self.optimizer)
-        if self.config.model_path:   # the weights whose test loss the history reports
+        history = _finish(
+            self.model,
+            self.monitor,
+            self.history,
+            self.data.test,
+            self.config,
+            self.log,
+            failed=failed,
+            test_starts=self.data.test_starts,
+            optimizer=self.optimizer,
+        )
+        if self.config.model_path:  # the weights whose test loss the history reports
             save_model(self.model, self.config.model_path)
         return history
 
@@ -785,19 +886,19 @@ class _ScheduleState:
 
     def state_dict(self):
         run = self.run
-        return {"lr_scale": run.lr_scale,
-                "plateau": run.plateau.state_dict() if run.plateau is not None else None}
+        return {
+            "lr_scale": run.lr_scale,
+            "plateau": run.plateau.state_dict() if run.plateau is not None else None,
+        }
 
     def check_state_dict(self, state):
         if not isinstance(state, dict) or set(state) != {"lr_scale", "plateau"}:
-            raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got "
-                             f"{state!r}")
+            raise ValueError(f"the schedule state is a dict with 'lr_scale' and 'plateau', got {state!r}")
         scale = state["lr_scale"]
         if not (v.is_positive_finite(scale) and scale <= 1):
             raise ValueError(f"the schedule's 'lr_scale' must be in (0, 1], got {scale!r}")
         if (state["plateau"] is None) != (self.run.plateau is None):
-            raise ValueError("the schedule state does not match lr_schedule "
-                             f"{self.run.config.lr_schedule!r}")
+            raise ValueError(f"the schedule state does not match lr_schedule {self.run.config.lr_schedule!r}")
         if self.run.plateau is not None:
             self.run.plateau.check_state_dict(state["plateau"])
 
@@ -808,9 +909,8 @@ class _ScheduleState:
             self.run.plateau.load_state_dict(state["plateau"])
 
 
-def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None,
-            optimizer=None):
-    if isinstance(optimizer, NTASGD):   # the model is the weights that were evaluated
+def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None, optimizer=None):
+    if isinstance(optimizer, NTASGD):  # the model is the weights that were evaluated
         optimizer.use_average()
     if monitor is not None and config.restore_best_weights:
         history["restored_best"] = monitor.restore(model)
@@ -820,6 +920,5 @@ def _finish(model, monitor, history, test, config, log, failed=False, test_start
         restored = " (the best weights were restored)" if history["restored_best"] else ""
         raise TrainingError(history["stop_reason"] + restored, history)
     if test is not None:
-        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt,
-                                        starts=test_starts)
+        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt, starts=test_starts)
     return history
