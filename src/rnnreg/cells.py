@@ -16,7 +16,7 @@ equations and conventions are in :mod:`rnnreg._conventions`; its kernels in ``_k
 (and their NumPy twins in :mod:`rnnreg._reference`).
 """
 
-import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,8 +27,7 @@ from ._conventions import DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, layer
 __all__ = ["LSTMCell", "LayerRun", "Segments", "CELLS"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Segments:
+class Segments(NamedTuple):
     """The stretches ``[t0, t1)`` of a batch's time axis between document starts, and for each
     start ``t0`` the rows (N,) whose state is zeroed there (a new document)."""
 
@@ -51,8 +50,7 @@ class Segments:
         return len(self.spans) == 1
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerRun:
+class LayerRun(NamedTuple):
     """What one layer's forward pass leaves for its backward: the kernel's cache of each stretch
     between document starts (the kernels check them again before reading), and the segments."""
 

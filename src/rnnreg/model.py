@@ -31,10 +31,9 @@ Regularizers, each switchable (a keep probability of 1 turns one off):
 Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
 
-import dataclasses
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -112,8 +111,11 @@ def config_parameter_shapes(config):
 # sizes once more themselves; results are still checked for overflow.
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerTrace:
+# Looked up on every attribute read and write of a model that is not an attribute of its own.
+_SETTING_NAMES = frozenset(setting_names())
+
+
+class LayerTrace(NamedTuple):
     """What one layer's forward pass leaves for its backward: the cell's run, and what each of
     the layer's weight and output parts saved, in draw order."""
 
@@ -122,8 +124,7 @@ class LayerTrace:
     output_parts: tuple[tuple[Any, Any], ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class BatchTrace:
+class BatchTrace(NamedTuple):
     """What :meth:`RegularizedLSTM.forward_batch` leaves for :meth:`~RegularizedLSTM.backward`:
     the batch, what the input, layer and loss parts saved, the last layer's dropped output
     ``top`` (N*T, H) and the gradient of the loss with respect to the head's outputs (None
@@ -236,12 +237,12 @@ class RegularizedLSTM:
     # settings are fixed at creation (a new model is built for others).
     def __getattr__(self, name: str) -> Any:
         config = self.__dict__.get("model_config")
-        if config is not None and name in setting_names():
+        if config is not None and name in _SETTING_NAMES:
             return getattr(config, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        if name in setting_names():
+        if name in _SETTING_NAMES:
             raise AttributeError(
                 f"{name} is a setting, fixed when the model is made; build a "
                 f"new model: RegularizedLSTM(**dict(model.config(), {name}=...))"
@@ -354,8 +355,9 @@ class RegularizedLSTM:
     def initial_state(self, batch_size):
         """The zero state: one array per name of the cell's state (h, c for the LSTM), each of
         shape (num_layers, batch, hidden)."""
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        return tuple(np.zeros(shape, self.dtype) for _ in self._cell.state_names)
+        config = self.model_config
+        shape = (config.num_layers, batch_size, config.hidden_size)
+        return tuple([np.zeros(shape, config.float_dtype) for _ in self._cell.state_names])
 
     # ------------------------------------------------------------------ forward / backward
     def forward_batch(self, inputs, targets=None, state=None, training=False, resets=None):
@@ -398,7 +400,7 @@ class RegularizedLSTM:
                 x, saved = part.forward(x, inputs, config, rng)
                 input_parts.append((part, saved))
         segments = Segments.of(resets, N, T)
-        finals = tuple(np.empty_like(s) for s in state)
+        finals = tuple([np.empty_like(s) for s in state])
         layers = []
         h = x
         for layer in range(config.num_layers):
@@ -414,7 +416,7 @@ class RegularizedLSTM:
             h, final, run = cell.forward(
                 layer,
                 np.ascontiguousarray(x),
-                tuple(s[layer] for s in state),
+                tuple([s[layer] for s in state]),
                 Wx,
                 Wh,
                 params,
@@ -502,7 +504,7 @@ class RegularizedLSTM:
             dx, g = cell.backward(
                 layer,
                 np.ascontiguousarray(dh, dtype=self.dtype),
-                tuple(None if u is None else u[layer] for u in upstream),
+                tuple([None if u is None else u[layer] for u in upstream]),
                 layer_trace.run,
                 need_dx,
                 config.use_layer_norm,

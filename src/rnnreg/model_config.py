@@ -16,6 +16,7 @@ A new setting is one field here (``setting(...)``) and the part that acts on it.
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -427,21 +428,21 @@ class ModelConfig:
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
-    @property
+    @functools.cached_property  # read at every forward pass; the config is frozen
     def float_dtype(self):
         return np.dtype(self.dtype)
 
     # -------------------------------------------------------------- resolved rates
-    @property
+    @functools.cached_property
     def input_keep(self) -> float:
         """The effective keep probability of input dropout."""
         return self.dropout_keep_prob if self.input_keep_prob is None else self.input_keep_prob
 
-    @property
+    @functools.cached_property
     def between_keep(self) -> float:
         return self.dropout_keep_prob if self.between_keep_prob is None else self.between_keep_prob
 
-    @property
+    @functools.cached_property
     def output_keep(self) -> float:
         return self.dropout_keep_prob if self.output_keep_prob is None else self.output_keep_prob
 
