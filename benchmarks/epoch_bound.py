@@ -1,13 +1,13 @@
 """How far the training epochs of a ``benchmarks/run.py --cases epoch`` record (or the zoneout
 epoch of a ``benchmarks/regularizers.py --json`` record) are from the machine's arithmetic limit:
 for each row, the multiply-adds no implementation of that model can skip, their time at the BLAS
-peak measured now (one float32 sgemm, ``benchmarks/products.py``'s shape, best of several calls),
+peak measured now (one float32 sgemm, ``benchmarks/diagnostics/products.py``'s shape, best of several calls),
 and so the largest "PyTorch / rnnreg" ratio any implementation could reach against that row's
 PyTorch time. ``--target R``: the share of the peak an rnnreg epoch must reach to run R times
 PyTorch's.
 
-    python benchmarks/epoch_bound.py benchmarks/results/2026-12-05-epoch-vector-pack-2.json
-    python benchmarks/epoch_bound.py benchmarks/results/regularizers/epoch-1thread.json --target 4
+    python -m benchmarks.epoch_bound benchmarks/results/2026-12-05-epoch-vector-pack-2.json
+    python -m benchmarks.epoch_bound benchmarks/results/regularizers/epoch-1thread.json --target 4
 
 The work counted per token of an epoch (one-hot inputs: their input product is a row pick, no
 arithmetic): the recurrent product forward (H·4H), its two gradients backward (dh(t−1) and dWh,
@@ -24,8 +24,9 @@ import pathlib
 import re
 
 import numpy as np
-from epoch_kernels import blas_rate
 from threadpoolctl import threadpool_limits
+
+from benchmarks.common import blas_rate
 
 SHAPE = re.compile(r"(\d+) chars, V=(\d+), H=(\d+),(?: float\d+,)? batch (\d+), BPTT (\d+)")
 TORCH_ZONEOUT = "PyTorch: zoneout, TorchScript loop"  # benchmarks/regularizers.py's row

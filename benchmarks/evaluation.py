@@ -3,7 +3,7 @@ zero state, side by side in batches), the whole validation text read exactly as 
 row: sequential by nature), and PyTorch users' approximation of reading it as ``batch_size``
 parallel streams (``evaluate(as_streams=True)``).
 
-    python benchmarks/evaluation.py [--rounds 7] [--threads 1 2] [--hidden 256]
+    python -m benchmarks.evaluation [--rounds 7] [--threads 1 2] [--hidden 256]
 
 The built-in text (20,000 training characters; validation of 1,000 characters, as in the epoch
 benchmark, and of 10,000, rnnreg compare's default), float32, hidden 256, batch 8, BPTT 35, at
@@ -20,8 +20,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from rnnreg import RegularizedLSTM, TrainConfig, fit
-from rnnreg.data import load_stdlib_docstrings
+from benchmarks.common import epoch_config, epoch_corpus, epoch_model, epoch_run
 from rnnreg.training import evaluate
 
 
@@ -47,15 +46,12 @@ def main():
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for eval_chars in (1000, 10000):
-        corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=eval_chars)
-        model = RegularizedLSTM(corpus.vocab_size, args.hidden, seed=0, dtype="float32")
-        config = TrainConfig(epochs=1, progress=False)
+        corpus = epoch_corpus(eval_chars=eval_chars)
+        model = epoch_model(corpus.vocab_size, hidden=args.hidden)
         starts = corpus.starts["val"]
         runs = {
             # (defaults bind this round's model and text to each timed call)
-            "epoch": lambda model=model, corpus=corpus, config=config: fit(
-                model, corpus.train, None, config, log=lambda line: None
-            ),
+            "epoch": epoch_run(model, corpus.train, epoch_config()),
             "documents": lambda model=model, corpus=corpus, starts=starts: evaluate(
                 model, corpus.val, 8, 35, starts=starts
             ),

@@ -3,9 +3,9 @@ write — textbook NumPy (benchmarks/textbook.py) and PyTorch CPU when installed
 F.layer_norm, F.dropout; TorchScript cell loops for LN-LSTM and dropout on h(t-1), which nn.LSTM
 cannot do) — plus a training epoch of ``fit`` against the same model trained in PyTorch.
 
-    python benchmarks/run.py            # everything (many minutes), at 1 and 2 threads
-    python benchmarks/run.py --quick    # a smoke run: tiny sizes, few repeats
-    python benchmarks/run.py --cases lstm epoch --sizes tiny small --threads 1 --json out.json
+    python -m benchmarks.run            # everything (many minutes), at 1 and 2 threads
+    python -m benchmarks.run --quick    # a smoke run: tiny sizes, few repeats
+    python -m benchmarks.run --cases lstm epoch --sizes tiny small --threads 1 --json out.json
 
 A development harness, kept out of the installed package: its extra columns reach into
 rnnreg's private modules (the raw kernel without the public wrapper, and the bit-exact NumPy
@@ -19,14 +19,24 @@ asserts a time.
 
 import json
 import os
-import platform
-import statistics
 import sys
-import time
 
 import numpy as np
-import textbook  # benchmarks/textbook.py, beside this file
 
+from benchmarks import textbook
+from benchmarks.common import (
+    EPOCH,
+    EPOCH_MODELS,
+    compare,
+    epoch_config,
+    epoch_corpus,
+    epoch_model,
+    epoch_run,
+    machine_info,
+)
+from benchmarks.common import (
+    torch_or_none as _torch,
+)
 from rnnreg import _backend, _reference
 
 # name -> (N, D, H, T); tiny is the notebook's setting (one-hot vocab of 50)
@@ -39,77 +49,6 @@ LSTM_SIZES = {
 LAYER_NORM_SIZES = {"tiny": (1, 32), "small": (32, 256), "medium": (64, 512), "large": (4096, 1024)}
 DROPOUT_SIZES = {"small": 10**5, "large": 10**7}
 CASES = ("lstm", "ln_lstm", "h_dropout_lstm", "layer_norm", "dropout", "epoch")
-
-
-# ----------------------------------------------------------------------------- timing
-def _sample(fn, min_time):
-    """Seconds per call of fn, from a loop long enough to last min_time."""
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    loops = max(1, int(min_time / once))
-    start = time.perf_counter()
-    for _ in range(loops):
-        fn()
-    return (time.perf_counter() - start) / loops
-
-
-def compare(fns, repeats=5, min_time=0.02):
-    """Median seconds per call of each function in ``fns`` (a dict), sampling them in turn."""
-    for fn in fns.values():
-        fn()  # warm up
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            samples[name].append(_sample(fn, min_time))
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
-# ----------------------------------------------------------------------------- environment
-def machine_info():
-    info = {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "rnnreg_build": _backend.COMPILED_VARIANT,
-        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:
-        pass
-    torch = _torch()
-    info["torch"] = torch.__version__ if torch else None
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
-            for p in threadpool_info()
-            if p.get("user_api") == "blas"
-        ]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed: BLAS library and threads unknown"
-    return info
-
-
-def _torch():
-    try:
-        import torch
-
-        return torch
-    except ImportError:
-        return None
 
 
 class _Threads:
@@ -371,18 +310,8 @@ def bench_dropout(size, dtype, rng, repeats, quick):
 
 
 # ----------------------------------------------------------------------------- training epoch
-EPOCH_MODELS = {  # name -> rnnreg model settings
-    "plain": {},
-    "output dropout": {"dropout_keep_prob": 0.6},
-    "LN-LSTM": {"use_layer_norm": True},
-    "h(t-1) dropout": {"recurrent_keep_prob": 0.75, "variational": True},
-}
-
-
 def _epoch_data(quick):
-    from rnnreg.data import load_stdlib_docstrings
-
-    corpus = load_stdlib_docstrings(train_chars=4000 if quick else 20000, eval_chars=1000)
+    corpus = epoch_corpus(train_chars=4000 if quick else EPOCH.train_chars)
     return corpus.train, corpus.vocab_size
 
 
@@ -395,12 +324,9 @@ BIG_EPOCH_MODELS = ("plain", "output dropout")
 SMALL_EPOCH_SHAPES = ((256, 1), (256, 2), (256, 4))
 
 
-def _rnnreg_epoch(model_name, stream, V, H, batch=8):
-    from rnnreg import RegularizedLSTM, TrainConfig, fit
-
-    model = RegularizedLSTM(V, H, seed=0, dtype="float32", **EPOCH_MODELS[model_name])
-    config = TrainConfig(epochs=1, batch_size=batch, progress=False)  # BPTT 35, Adam, clip 5
-    return lambda: fit(model, stream, None, config, log=lambda line: None)
+def _rnnreg_epoch(model_name, stream, V, H, batch=EPOCH.batch):
+    model = epoch_model(V, EPOCH_MODELS[model_name], hidden=H)
+    return epoch_run(model, stream, epoch_config(batch))  # BPTT 35, Adam, clip 5
 
 
 def _torch_epoch(model_name, stream, V, H, batch=8, bptt=35):

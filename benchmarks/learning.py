@@ -1,10 +1,10 @@
 """How fast do models learn under each initialization scheme — and under PyTorch's defaults?
 And what does each regularizer do to the held-out loss?
 
-    python benchmarks/learning.py                       # the full table (~10 min on 2 cores)
-    python benchmarks/learning.py --regularizers        # each regularizer vs none and vs dropout
-    python benchmarks/learning.py --quick               # a smoke run (one text, one seed, 2 epochs)
-    python benchmarks/learning.py --variants uniform-fb0 torch --seeds 0 1 2 --epochs 20
+    python -m benchmarks.learning                       # the full table (~10 min on 2 cores)
+    python -m benchmarks.learning --regularizers        # each regularizer vs none and vs dropout
+    python -m benchmarks.learning --quick               # a smoke run (one text, one seed, 2 epochs)
+    python -m benchmarks.learning --variants uniform-fb0 torch --seeds 0 1 2 --epochs 20
 
 Character-level language models (float32, one-hot input, one LSTM layer of hidden 128, Adam with
 global-norm clipping at 5, truncated BPTT) on texts that ship with Python — nothing is

@@ -1,6 +1,6 @@
 """What pruning saves on a 12-trial sweep, and what it costs in the best validation loss.
 
-    python benchmarks/pruning.py [--out benchmarks/results/pruning]
+    python -m benchmarks.pruning [--out benchmarks/results/pruning]
 
 The same grid three times — no pruning, the median rule, ASHA — on the built-in text (learning
 rate 3e-3 / 1e-2 / 3e-2 × dropout 0 / 0.2 / 0.4 / 0.6, 8 epochs, hidden 128, 2 local workers),

@@ -1,8 +1,8 @@
 """The tables of numbers in the README and the user guide, copied from the recorded results they
 come from.
 
-    python benchmarks/readme_tables.py            # rewrite every marked table from its record
-    python benchmarks/readme_tables.py --check    # exit 1 and name each table that differs
+    python -m benchmarks.readme_tables            # rewrite every marked table from its record
+    python -m benchmarks.readme_tables --check    # exit 1 and name each table that differs
 
 A table is marked with the record it comes from and which table of that record it is:
 

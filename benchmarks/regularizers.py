@@ -1,9 +1,9 @@
 """What the AWD-LSTM regularizers and zoneout cost in a training epoch, and zoneout's epoch
 against the TorchScript loop a PyTorch user would write for it (no fused module has zoneout).
 
-    python benchmarks/regularizers.py                 # 1 thread, 5 alternating rounds
-    python benchmarks/regularizers.py --threads 2 --rounds 7 --json out.json
-    python benchmarks/regularizers.py --quick         # a smoke run (small text and model)
+    python -m benchmarks.regularizers                 # 1 thread, 5 alternating rounds
+    python -m benchmarks.regularizers --threads 2 --rounds 7 --json out.json
+    python -m benchmarks.regularizers --quick         # a smoke run (small text and model)
 
 One epoch of ``fit`` on the built-in text (20,000 characters, float32, hidden 256, batch 8,
 BPTT 35, Adam 5e-3, clip 5, no validation), one-hot inputs unless the regularizer needs an
@@ -21,14 +21,13 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # textbook.py beside this file
-import textbook  # noqa: E402
+from benchmarks import textbook
+from benchmarks.common import epoch_config, epoch_corpus, epoch_model, epoch_run, seconds, zoneout_settings
 
-ZONEOUT = {"zoneout_hidden": 0.05, "zoneout_cell": 0.5}  # `rnnreg compare`'s zoneout setting
+ZONEOUT = zoneout_settings()  # `rnnreg compare`'s zoneout setting
 EMBEDDING = {"embedding_size": 256}
 # name -> (model settings, training settings, baseline)
 VARIANTS = {
@@ -43,11 +42,7 @@ VARIANTS = {
 
 
 def _rnnreg_epoch(stream, V, H, model_kwargs, train_kwargs):
-    from rnnreg import RegularizedLSTM, TrainConfig, fit
-
-    model = RegularizedLSTM(V, H, seed=0, dtype="float32", **model_kwargs)
-    config = TrainConfig(epochs=1, progress=False, **train_kwargs)
-    return lambda: fit(model, stream, None, config, log=lambda line: None)
+    return epoch_run(epoch_model(V, model_kwargs, hidden=H), stream, epoch_config(**train_kwargs))
 
 
 def _torch_zoneout_epoch(stream, V, H, batch=8, bptt=35):
@@ -82,12 +77,6 @@ def _torch_zoneout_epoch(stream, V, H, batch=8, bptt=35):
     return epoch
 
 
-def _timed(fn):
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -100,9 +89,8 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     import rnnreg
-    from rnnreg.data import load_stdlib_docstrings
 
-    corpus = load_stdlib_docstrings(train_chars=3000 if args.quick else 20000, eval_chars=1000)
+    corpus = epoch_corpus(train_chars=3000) if args.quick else epoch_corpus()
     stream, V, H = corpus.train, corpus.vocab_size, 32 if args.quick else 256
     rounds = 1 if args.quick else args.rounds
     fns = {name: _rnnreg_epoch(stream, V, H, m, t) for name, (m, t, _) in VARIANTS.items()}
@@ -120,7 +108,7 @@ def main(argv=None):
             fn()  # warm up
         for k in range(rounds):
             for name, fn in fns.items():
-                samples[name].append(_timed(fn))
+                samples[name].append(seconds(fn))
             print(f"round {k + 1}/{rounds} done", file=sys.stderr, flush=True)
     baseline = {name: spec[2] for name, spec in VARIANTS.items()}
     baseline["PyTorch: zoneout, TorchScript loop"] = "zoneout (h 0.05, c 0.5)"

@@ -1,16 +1,14 @@
 """Time rnnreg's compiled kernels against their NumPy twins (and PyTorch CPU when installed).
 
-    python benchmarks/run.py [--quick] [--cases ...] [--sizes ...] [--threads 1 2] [--json out.json]
+    python -m benchmarks.run [--quick] [--cases ...] [--sizes ...] [--threads 1 2] [--json out.json]
 
 The harness itself is ``benchmarks/kernels.py`` (see its docstring for what is measured).
 """
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # kernels.py beside this file
-import kernels  # noqa: E402
+from benchmarks import kernels
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
-"""Several runs of `python benchmarks/run.py --json` in one table.
+"""Several runs of `python -m benchmarks.run --json` in one table.
 
-    python benchmarks/summarize.py a.json b.json ...
+    python -m benchmarks.summarize a.json b.json ...
 
 On a shared machine one run's ratios move by tens of percent (Python-heavy loops suffer most
 from a busy neighbour). This prints, for every case, the median over the runs and the range

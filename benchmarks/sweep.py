@@ -1,8 +1,8 @@
 """How much faster does a sweep run on two local workers than on one, what does each trial cost
 the engine (joblib's processes, a local Dask cluster), and are the records the same on both?
 
-    python benchmarks/sweep.py                  # 8 trials of the compare-size model (~2 min)
-    python benchmarks/sweep.py --epochs 1 --overhead-trials 8    # a quicker look
+    python -m benchmarks.sweep                  # 8 trials of the compare-size model (~2 min)
+    python -m benchmarks.sweep --epochs 1 --overhead-trials 8    # a quicker look
 
 The 8 trials: ``rnnreg compare``'s model (character LSTM, hidden 256, float32, 20,000 training
 characters of the standard library's docstrings) over dropout 0/0.2/0.4/0.6 × layer norm off/on,

@@ -109,3 +109,33 @@ def pytest_terminal_summary(terminalreporter):
                 "(the run reached this line)"
             )
             break
+
+
+@pytest.fixture
+def run_benchmark():
+    """A function ``(module, *args, check=False, cwd=None, timeout=300)`` that runs ``python -m
+    benchmarks.MODULE ARGS`` with the repository root importable: the benchmarks are a package
+    beside the tests, not installed (and PYTHONSAFEPATH=1 keeps the working folder off the
+    path)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__init__.py").exists():
+        pytest.skip("benchmarks/ is not beside the tests")
+
+    def run(module, *args, check=False, cwd=None, timeout=300):
+        path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+        return subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            cwd=cwd,
+            env=dict(os.environ, PYTHONPATH=path),
+            timeout=timeout,
+        )
+
+    return run

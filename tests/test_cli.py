@@ -158,7 +158,7 @@ def test_dropout_flags_are_drop_probabilities(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_python_dash_m_and_bench_smoke(tmp_path):
+def test_python_dash_m_and_bench_smoke(tmp_path, run_benchmark):
     version = subprocess.run(
         [sys.executable, "-m", "rnnreg", "--version"],
         capture_output=True,
@@ -169,14 +169,7 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
     assert version.stdout.startswith("rnnreg ")
     # the benchmark harness lives in benchmarks/, outside the installed package
     out = tmp_path / "bench.json"
-    run = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-    proc = subprocess.run(
-        [sys.executable, str(run), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
+    proc = run_benchmark("run", "--quick", "--json", str(out), check=True, cwd=tmp_path)
     assert "| lstm_forward+backward | tiny |" in proc.stdout
     data = json.loads(out.read_text())
     # public functions against textbook NumPy (where there is one), the twin and the raw kernel
@@ -184,14 +177,7 @@ def test_python_dash_m_and_bench_smoke(tmp_path):
     assert all(r["speedup"] > 0 for r in data["results"] if r["case"] == "lstm_forward+backward")
     assert {"ln_lstm_forward+backward", "training epoch"} <= {r["case"] for r in data["results"]}
     # benchmarks/summarize.py reads such files: two runs of the same rows give a median and range
-    summarize = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize.py"
-    table = subprocess.run(
-        [sys.executable, str(summarize), str(out), str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    ).stdout
+    table = run_benchmark("summarize", str(out), str(out), check=True, cwd=tmp_path).stdout
     assert "2 runs" in table and "| lstm_forward+backward | tiny |" in table
 
 
@@ -389,20 +375,16 @@ def test_every_option_of_every_command_shows_its_default_in_help():
             assert "default" in shown, (name, action.option_strings, shown)
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 @pytest.mark.parametrize("model", [[], ["--zoneout"]], ids=["plain", "zoneout"])
-def test_epoch_kernels_diagnostic_smoke(model):
-    """benchmarks/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch,
+def test_epoch_kernels_diagnostic_smoke(model, run_benchmark):
+    """benchmarks/diagnostics/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch,
     and where the epoch's time goes) runs end to end: it reports a fraction, and its kernel
     rows, with the time between them, add up to the epoch."""
-    run = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "epoch_kernels.py"), "--rounds", "1", "--hidden", "32", *model],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_benchmark("diagnostics.epoch_kernels", "--rounds", "1", "--hidden", "32", *model)
     assert run.returncode == 0, run.stderr
     tables = [
         [line.split("|")[1:-1] for line in block.splitlines()[2:]]
@@ -424,24 +406,10 @@ def test_epoch_kernels_diagnostic_smoke(model):
     assert work["`lstm_backward`"] == f"{2 * 8 * 2499 * 32 * 128 / 1e9:.2f} G"
 
 
-def test_evaluation_benchmark_smoke():
+def test_evaluation_benchmark_smoke(run_benchmark):
     """benchmarks/evaluation.py (what validation adds to an epoch, read three ways) runs end to
     end and prints a row per validation size and thread count."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "evaluation.py"),
-            "--rounds",
-            "1",
-            "--threads",
-            "1",
-            "--hidden",
-            "32",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_benchmark("evaluation", "--rounds", "1", "--threads", "1", "--hidden", "32")
     assert run.returncode == 0, run.stderr
     rows = run.stdout.strip().splitlines()[2:]
     assert [row.split("|")[1:4] for row in rows] == [
@@ -450,32 +418,22 @@ def test_evaluation_benchmark_smoke():
     ], rows
 
 
-def test_epoch_bound_diagnostic_smoke():
+def test_epoch_bound_diagnostic_smoke(run_benchmark):
     """benchmarks/epoch_bound.py reads an epoch record and counts each row's multiply-adds: the
     plain model of 20,000 characters (19,992 tokens in rows of 8), hidden 256, 81 symbols, does
     3 * (256 * 1024 + 256 * 81) of them per token."""
     record = BENCHMARKS / "results" / "2026-12-05-epoch.json"
-    run = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record), "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_benchmark("epoch_bound", str(record), "--repeats", "1")
     assert run.returncode == 0, run.stderr
     assert f"| plain | 1 | {19992 * 3 * (256 * 1024 + 256 * 81) / 1e9:.2f} G |" in run.stdout
     assert "| plain, H1024 B64 | 2 |" in run.stdout
 
 
-def test_epoch_bound_reads_the_zoneout_epoch_of_a_regularizers_record():
+def test_epoch_bound_reads_the_zoneout_epoch_of_a_regularizers_record(run_benchmark):
     """The zoneout epoch of benchmarks/regularizers.py has the plain model's multiply-adds, and
     --target adds the share of the peak an epoch that many times PyTorch's needs."""
     record = BENCHMARKS / "results" / "regularizers" / "epoch-1thread.json"
-    run = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "epoch_bound.py"), str(record), "--repeats", "1", "--target", "4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_benchmark("epoch_bound", str(record), "--repeats", "1", "--target", "4")
     assert run.returncode == 0, run.stderr
     row = next(line for line in run.stdout.splitlines() if line.startswith("| zoneout"))
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
@@ -493,14 +451,9 @@ def _builds_avx2_c():
 
 
 @pytest.mark.skipif(not _builds_avx2_c(), reason="needs GCC and an AVX2/FMA CPU")
-def test_step_split_diagnostic_smoke():
-    """benchmarks/step_split.py (rows against hidden units as the thread split) compiles against
+def test_step_split_diagnostic_smoke(run_benchmark):
+    """benchmarks/diagnostics/step_split.py (rows against hidden units as the thread split) compiles against
     the kernels' _fastmath.h and runs."""
-    run = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "step_split.py"), "--shapes", "4x32"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_benchmark("diagnostics.step_split", "--shapes", "4x32")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("| 4 | 32 |"), run.stdout

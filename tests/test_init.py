@@ -123,34 +123,16 @@ def test_bad_initialization_arguments(kwargs, name):
 
 
 @pytest.mark.slow
-def test_learning_benchmark_smoke(tmp_path):
+def test_learning_benchmark_smoke(tmp_path, run_benchmark):
     """benchmarks/learning.py runs end to end (tiny settings) and writes its table and plot."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
     out = tmp_path / "learning"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--quick",
-            "--jobs",
-            "1",
-            "--variants",
-            "uniform-fb0",
-            "keras-fb1",
-            "--reference",
-            "uniform-fb0",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_benchmark(
+        "learning",
+        *("--quick", "--jobs", "1", "--variants", "uniform-fb0", "keras-fb1"),
+        *("--reference", "uniform-fb0", "--out", str(out)),
         cwd=tmp_path,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| keras-fb1 |" in proc.stdout and "| uniform-fb0 |" in proc.stdout

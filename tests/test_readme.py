@@ -60,7 +60,7 @@ def test_every_marked_table_matches_the_recorded_run_it_names(page):
     module = _readme_tables()
     _, changed = module.regenerate(page.read_text(encoding="utf-8"))
     assert not changed, (
-        f"{page.name}: tables differ from their records: {changed}; run python benchmarks/readme_tables.py"
+        f"{page.name}: tables differ from their records: {changed}; run python -m benchmarks.readme_tables"
     )
 
 
@@ -83,3 +83,14 @@ def test_the_script_knows_every_page_with_tables():
     module = _readme_tables()
     assert {str(p.relative_to(ROOT)) for p in PAGES} == set(module.PAGES)
     assert sum(p.read_text(encoding="utf-8").count("<!-- table: ") for p in PAGES) >= 14
+
+
+def test_every_record_is_in_the_results_index():
+    """benchmarks/results/README.md lists every record (a file, or a folder of one run's files)."""
+    results = ROOT / "benchmarks" / "results"
+    if not results.is_dir():
+        pytest.skip("benchmarks/ is not beside the tests")
+    index = (results / "README.md").read_text(encoding="utf-8")
+    missing = [p.name for p in results.iterdir() if p.name != "README.md" and f"`{p.name}" not in index
+               and f"`{p.name}/`" not in index]
+    assert not missing, f"not in benchmarks/results/README.md: {missing}"

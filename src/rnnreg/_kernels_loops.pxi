@@ -65,7 +65,7 @@ cdef extern from "_fastmath.h" nogil:
 # Products run as plain loops (rn_gemm_* in _fastmath.h) instead of BLAS when they have at most
 # SMALL_BATCH rows (a time step of a tiny batch) or at most SMALL_PRODUCT multiply-adds (the whole
 # sequence of the notebook's setting): below these sizes a BLAS call's fixed cost — checks and
-# packing the operands — is larger than the arithmetic (measure: benchmarks/small_products.py).
+# packing the operands — is larger than the arithmetic (measure: benchmarks/diagnostics/small_products.py).
 # The time steps of a sequence multiply the same Wh at every step: they run on a copy of Wh
 # packed once per sequence (StepWeights below), where BLAS would pack Wh again at every step.
 cdef enum:

@@ -98,7 +98,7 @@ cdef void _release_threads() noexcept:
 # A large product is split into PRODUCT_PARTS blocks along its longer side (so that what each
 # block packs again, the other operand, is the smaller one), blocks at least PRODUCT_MIN_PART
 # wide and a multiple of 16: four parts feed two or four cores, and cost one thread 1-12%
-# against one whole BLAS call where blocks of 256 columns cost 10-20% (benchmarks/products.py).
+# against one whole BLAS call where blocks of 256 columns cost 10-20% (benchmarks/diagnostics/products.py).
 cdef enum:
     PRODUCT_PARTS = 4
     PRODUCT_MIN_PART = 64

@@ -13,7 +13,7 @@ and makes one compiled pass over the results (and, for the LSTM, the inputs) for
 Only when the kernel refuses an argument, or a value is not finite, does the function take the
 checked path below it, which converts what can be converted (lists, strided or big-endian
 arrays) or raises the error naming the argument. So a call with usable arrays costs the kernel
-plus well under a microsecond (``benchmarks/call_overhead.py``).
+plus well under a microsecond (``benchmarks/diagnostics/call_overhead.py``).
 
 Conventions
 -----------

@@ -1,10 +1,10 @@
 """What share of the machine's BLAS peak the plain epoch's LSTM kernels reach: the time ``fit``
 spends inside ``lstm_forward`` and ``lstm_backward`` in one epoch of the epoch benchmark's plain
 model (float32, hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in text, one thread),
-against one large SciPy BLAS call's rate measured in the same run (``benchmarks/products.py``'s
-float32 shape), rounds alternating.
+against one large SciPy BLAS call's rate measured in the same run (``benchmarks.common.blas_rate``),
+rounds alternating.
 
-    python benchmarks/epoch_kernels.py [--rounds 7] [--hidden 256] [--zoneout]
+    python -m benchmarks.diagnostics.epoch_kernels [--rounds 7] [--hidden 256] [--zoneout]
 
 Each kernel call of the epoch is timed where the model makes it (the kernels the model reaches
 through ``rnnreg._ops`` are wrapped for the epoch, then restored). The LSTM kernels' work is
@@ -16,30 +16,23 @@ rate, is the fraction of the peak they reach, element-wise work included.
 A second table gives every kernel's time in the epoch, its multiply-adds (the LSTM kernels' as
 above, ``matmul``'s m·k·n; none for the element-wise kernels), their time at the peak and what
 the kernel takes beyond it; its last rows are the time between the kernel calls (Python and
-NumPy) and the whole epoch. ``--zoneout`` runs the zoneout model of
-``benchmarks/regularizers.py`` (its ``ZONEOUT`` setting) in place of the plain one. A
-diagnostic: the speed tables are ``benchmarks/run.py --cases epoch`` and
-``benchmarks/regularizers.py``.
+NumPy) and the whole epoch. ``--zoneout`` runs the zoneout model (``rnnreg compare``'s zoneout
+setting, as ``benchmarks.regularizers`` does) in place of the plain one. A diagnostic: the speed
+tables are ``python -m benchmarks.run --cases epoch`` and ``python -m benchmarks.regularizers``.
 """
 
 import argparse
 import collections
 import contextlib
-import os
-import sys
 import time
 
 import numpy as np
-import scipy.linalg.blas as blas
 from threadpoolctl import threadpool_limits
 
-from rnnreg import RegularizedLSTM, TrainConfig, _ops, fit
-from rnnreg.data import load_stdlib_docstrings
+from benchmarks import common
+from benchmarks.common import blas_rate, epoch_config, epoch_corpus, epoch_model, zoneout_settings
+from rnnreg import _ops, fit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # regularizers.py beside this
-from regularizers import ZONEOUT  # noqa: E402
-
-PEAK_SHAPE = (2240, 512, 2048)  # m, k, n: products.py's float32 input-product shape
 LSTM_KERNELS = ("lstm_forward", "lstm_backward")
 BETWEEN, EPOCH = "between the kernels (Python, NumPy)", "the epoch"  # the breakdown's last rows
 
@@ -103,20 +96,6 @@ def timed_kernels():
         _ops.kernels = original
 
 
-def blas_rate(rng, repeats=5):
-    """Multiply-adds per second of one float32 SciPy sgemm call of PEAK_SHAPE (best of repeats:
-    the peak, not a typical call)."""
-    m, k, n = PEAK_SHAPE
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    best = np.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        blas.sgemm(1.0, b.T, a.T)  # C^T = B^T A^T on C-ordered arrays: no copies
-        best = min(best, time.perf_counter() - started)
-    return m * k * n / best
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -127,11 +106,12 @@ def main():
         help="the zoneout model of benchmarks/regularizers.py, not the plain one",
     )
     args = parser.parse_args()
-    H, N, T = args.hidden, 8, 35
-    corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
-    settings = ZONEOUT if args.zoneout else {}
-    model = RegularizedLSTM(corpus.vocab_size, H, seed=0, dtype="float32", **settings)
-    config = TrainConfig(epochs=1, batch_size=N, bptt=T, progress=False)
+    H, N, T = args.hidden, common.EPOCH.batch, common.EPOCH.bptt
+    corpus = epoch_corpus()
+    zoneout = zoneout_settings()
+    settings = zoneout if args.zoneout else {}
+    model = epoch_model(corpus.vocab_size, settings, hidden=H)
+    config = epoch_config()
     quiet = lambda line: None  # noqa: E731
     rng = np.random.default_rng(0)
     rows, per_kernel = [], collections.defaultdict(list)
@@ -156,7 +136,7 @@ def main():
     print(
         f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
         f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)"
-        + (f"; zoneout model {ZONEOUT}" if args.zoneout else "")
+        + (f"; zoneout model {zoneout}" if args.zoneout else "")
         + "\n"
     )
     print(

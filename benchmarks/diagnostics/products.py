@@ -2,7 +2,7 @@
 split, see PRODUCT_PARTS in src/rnnreg/_kernels_threads.pxi) against one whole SciPy BLAS call, on one
 thread and on two. A diagnostic for choosing the split, not a headline.
 
-    python benchmarks/products.py [--repeats 7]
+    python -m benchmarks.diagnostics.products [--repeats 7]
 
 The last column, one BLAS call's multiply-adds per second, is the machine's BLAS peak that the
 performance guide measures an epoch against (benchmarks/results/2026-12-04-products.md).
@@ -12,13 +12,13 @@ T 35, D = H = 512: N*T = 2240 rows, 4H = 2048 gate columns).
 """
 
 import argparse
-import time
 
 import numpy as np
 import scipy.linalg.blas as blas
 from threadpoolctl import threadpool_limits
 
 import rnnreg
+from benchmarks.common import median_seconds
 
 SHAPES = [  # (m, k, n, trans_a): dWh = hprev^T @ dgates, the input product, dx
     (512, 2240, 2048, True),
@@ -28,12 +28,7 @@ SHAPES = [  # (m, k, n, trans_a): dWh = hprev^T @ dgates, the input product, dx
 
 
 def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * median_seconds(fn, repeats)
 
 
 def main():

@@ -3,9 +3,9 @@ do (each thread runs its rows' whole time loop, no synchronization), or by hidde
 thread makes its units' columns of all four gates for every row and waits at a barrier at every
 step, since the next step needs all of h). Issue 20 asked which wins at small batches.
 
-    python benchmarks/step_split.py [--shapes 8x256 64x1024 ...]
+    python -m benchmarks.diagnostics.step_split [--shapes 8x256 64x1024 ...]
 
-Compiles ``benchmarks/step_split.c`` (needs a C compiler with OpenMP; x86-64 with AVX2 and FMA,
+Compiles ``benchmarks/diagnostics/step_split.c`` (needs a C compiler with OpenMP; x86-64 with AVX2 and FMA,
 like the kernels' AVX2 build) against the kernels' own ``_fastmath.h`` — the packed step product
 and the gate functions — and runs the forward step (float32, T = 35) at each shape; times are
 the best of 200 sequences. A diagnostic for the kernels' design, recorded in
@@ -20,7 +20,7 @@ import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 SOURCE = HERE / "step_split.c"
-INCLUDE = HERE.parent / "src" / "rnnreg"
+INCLUDE = HERE.parents[1] / "src" / "rnnreg"
 SHAPES = [(1, 256), (2, 256), (4, 256), (8, 256), (16, 256), (32, 256), (8, 512), (32, 512), (64, 1024)]
 
 

@@ -1,7 +1,7 @@
 """Where one training epoch's time goes: the plain character LM of the epoch benchmark (float32,
 hidden 256, batch 8, BPTT 35, 20,000 characters of the built-in text), one BLAS thread.
 
-    python benchmarks/profile_epoch.py [--hidden 256] [--top 15]
+    python -m benchmarks.diagnostics.profile_epoch [--hidden 256] [--top 15]
 
 Prints the wall time of one epoch of ``fit`` (after a warm-up epoch) and a cProfile table of two
 more; the compiled kernels show up under the Python functions that call them
@@ -16,8 +16,8 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from rnnreg import RegularizedLSTM, TrainConfig, fit
-from rnnreg.data import load_stdlib_docstrings
+from benchmarks.common import epoch_config, epoch_corpus, epoch_model
+from rnnreg import fit
 
 
 def main():
@@ -25,9 +25,9 @@ def main():
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
-    corpus = load_stdlib_docstrings(train_chars=20000, eval_chars=1000)
-    model = RegularizedLSTM(corpus.vocab_size, args.hidden, seed=0, dtype="float32")
-    config = TrainConfig(epochs=1, progress=False)
+    corpus = epoch_corpus()
+    model = epoch_model(corpus.vocab_size, hidden=args.hidden)
+    config = epoch_config()
     quiet = lambda line: None  # noqa: E731
     with threadpool_limits(1):
         fit(model, corpus.train, None, config, log=quiet)  # warm-up

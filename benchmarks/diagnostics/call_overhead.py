@@ -1,7 +1,7 @@
 """Per-call time of the kernels at the notebook's size: each compiled entry point called
 directly, and the public function that wraps it (median of many calls, microseconds).
 
-    python benchmarks/call_overhead.py [--repeats 2000]
+    python -m benchmarks.diagnostics.call_overhead [--repeats 2000]
 
 Run it from outside the checkout's root (or after `pip install -e .`) so that the compiled
 package is the one imported. What it shows is the fixed cost of a call — argument checks,
@@ -9,23 +9,18 @@ allocations, wrappers — at sizes where the arithmetic is small; a diagnostic, 
 """
 
 import argparse
-import time
 
 import numpy as np
 
 import rnnreg
+from benchmarks.common import median_seconds
 from rnnreg import _backend
 
 
 def median_us(fn, repeats):
-    for _ in range(min(200, repeats)):
+    for _ in range(min(200, repeats)):  # warm up
         fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples)) * 1e6
+    return 1e6 * median_seconds(fn, repeats)
 
 
 def cases(dtype):

@@ -1,4 +1,5 @@
-"""Where the kernels' plain-loop matrix products stop paying: `python benchmarks/small_products.py`.
+"""Where the kernels' plain-loop matrix products stop paying:
+`python -m benchmarks.diagnostics.small_products`.
 
 rnnreg.matmul runs a product as register-blocked loops when it has at most SMALL_BATCH rows or
 SMALL_PRODUCT multiply-adds (see src/rnnreg/_kernels_loops.pxi), else calls BLAS. This prints, for the
@@ -7,9 +8,9 @@ of the same matrices (1 thread, median of interleaved samples).
 """
 
 import numpy as np
-from kernels import compare  # benchmarks/kernels.py, beside this file
 from threadpoolctl import threadpool_limits
 
+from benchmarks.common import compare
 from rnnreg import _backend
 
 # (m, k, n, transpose A, transpose B): tiny-LSTM products first, then growing past the limit
