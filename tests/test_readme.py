@@ -91,6 +91,9 @@ def test_every_record_is_in_the_results_index():
     if not results.is_dir():
         pytest.skip("benchmarks/ is not beside the tests")
     index = (results / "README.md").read_text(encoding="utf-8")
-    missing = [p.name for p in results.iterdir() if p.name != "README.md" and f"`{p.name}" not in index
-               and f"`{p.name}/`" not in index]
+    missing = [
+        p.name
+        for p in results.iterdir()
+        if p.name != "README.md" and f"`{p.name}" not in index and f"`{p.name}/`" not in index
+    ]
     assert not missing, f"not in benchmarks/results/README.md: {missing}"
