@@ -11,9 +11,9 @@ A cell kind is an object with:
   output (N, T, H), its final state and a :class:`LayerRun` for the backward pass;
 * ``backward(dh, dstate_final, run, need_dx)``: the gradients of one layer.
 
-The model (:mod:`rnnreg.model`) never spells a gate count or a state of its own. The LSTM's
-equations and conventions are in :mod:`rnnreg._conventions`; its kernels in ``_kernels.pyx``
-(and their NumPy twins in :mod:`rnnreg._reference`).
+The model (``rnnreg.model``) never spells a gate count or a state of its own. The LSTM's
+equations and conventions are in ``rnnreg._conventions``; its kernels in ``_kernels.pyx``
+(and their NumPy twins in ``rnnreg._reference``).
 """
 
 from typing import NamedTuple
@@ -60,7 +60,7 @@ class LayerRun(NamedTuple):
 
 class LSTMCell:
     """The LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate; CS231n's layout), or the
-    LN-LSTM (Ba et al. 2016) with ``layer_norm``: see :mod:`rnnreg._conventions` for the
+    LN-LSTM (Ba et al. 2016) with ``layer_norm``: see ``rnnreg._conventions`` for the
     equations. One layer's parameters: ``W{l} = [Wx; Wh]`` (D + H, 4H), ``b{l}`` (4H,) and, with
     layer norm, ``ln{l}.<name>`` for each of :data:`~rnnreg.LSTM_LAYER_NORM_PARAMS`."""
 

@@ -155,42 +155,42 @@ def _settings_doc():
 class RegularizedLSTM:
     """An LSTM language model with every regularizer built in, composed of declared parts.
 
-        The settings below are those of :class:`~rnnreg.model_config.ModelConfig` (each declared
-        there once: its type, default, valid values and command-line form). The first five may be
-        given by position, as in the notebook: ``RegularizedLSTM(vocab_size, hidden_size,
-        output_size, dropout_keep_prob, use_layer_norm)``; the rest by keyword.
+    The settings below are those of :class:`~rnnreg.model_config.ModelConfig` (each declared
+    there once: its type, default, valid values and command-line form). The first five may be
+    given by position, as in the notebook: ``RegularizedLSTM(vocab_size, hidden_size,
+    output_size, dropout_keep_prob, use_layer_norm)``; the rest by keyword.
 
-        Parameters
-        ----------
+    Parameters
+    ----------
     <settings>
-        seed : int, np.random.Generator or None
-            Source of the initial weights and of every dropout mask.
+    seed : int, np.random.Generator or None
+        Source of the initial weights and of every dropout mask.
 
-        Attributes
-        ----------
-        params : dict name -> ndarray
-            ``W{l}`` (D_l + H, 4H) holds layer l's ``Wx`` (first D_l rows) and ``Wh`` (last H rows);
-            ``b{l}`` (4H,); ``ln{l}.<name>`` for layer norm; ``embedding`` (V, E); ``Why`` (H, O); ``by``.
-        grads : dict name -> ndarray
-            Filled by :meth:`backward`.
-        model_config : ModelConfig
-            The settings; each is also an attribute (``model.hidden_size``), read-only.
-        Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
-            ``Wc`` is the candidate (g) block.
+    Attributes
+    ----------
+    params : dict name -> ndarray
+        ``W{l}`` (D_l + H, 4H) holds layer l's ``Wx`` (first D_l rows) and ``Wh`` (last H rows);
+        ``b{l}`` (4H,); ``ln{l}.<name>`` for layer norm; ``embedding`` (V, E); ``Why`` (H, O); ``by``.
+    grads : dict name -> ndarray
+        Filled by :meth:`backward`.
+    model_config : ModelConfig
+        The settings; each is also an attribute (``model.hidden_size``), read-only.
+    Wi, Wf, Wo, Wc : ndarray views (D + H, H) of layer 0's gate blocks ([Wx; Wh] columns);
+        ``Wc`` is the candidate (g) block.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from rnnreg import RegularizedLSTM
-        >>> model = RegularizedLSTM(vocab_size=10, hidden_size=16, dropout_keep_prob=0.8,
-        ...                         use_layer_norm=True, seed=0, dtype="float32")
-        >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))   # (batch, time)
-        >>> loss, logits, state = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
-        >>> logits.shape, [s.shape for s in state]
-        ((4, 6, 10), [(1, 4, 16), (1, 4, 16)])
-        >>> grads = model.backward()          # model.grads, one per model.params entry
-        >>> sorted(grads) == sorted(model.params)
-        True
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import RegularizedLSTM
+    >>> model = RegularizedLSTM(vocab_size=10, hidden_size=16, dropout_keep_prob=0.8,
+    ...                         use_layer_norm=True, seed=0, dtype="float32")
+    >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))   # (batch, time)
+    >>> loss, logits, state = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
+    >>> logits.shape, [s.shape for s in state]
+    ((4, 6, 10), [(1, 4, 16), (1, 4, 16)])
+    >>> grads = model.backward()          # model.grads, one per model.params entry
+    >>> sorted(grads) == sorted(model.params)
+    True
     """
 
     def __init__(self, *args, seed=None, **settings):
@@ -689,4 +689,4 @@ def _signature():
 
 # help(RegularizedLSTM), inspect.signature and the docs show the declared settings.
 RegularizedLSTM.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
-RegularizedLSTM.__doc__ = (RegularizedLSTM.__doc__ or "").replace("<settings>", _settings_doc())
+RegularizedLSTM.__doc__ = (RegularizedLSTM.__doc__ or "").replace("    <settings>", _settings_doc())

@@ -204,7 +204,7 @@ class ModelConfig:
     (None with ``tie_weights``: ``hidden_size``), ``forget_bias`` (None: the scheme's),
     ``dtype`` (its name). Cross-setting rules (tying needs an embedding of the hidden size, ...)
     are checked here too; a regularizer's own rule lives with the regularizer
-    (:mod:`rnnreg.regularizers`) and is called from here.
+    (``rnnreg.regularizers``) and is called from here.
 
     Examples
     --------

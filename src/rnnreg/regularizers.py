@@ -2,10 +2,10 @@
 
 A part says which settings switch it on (fields of :class:`~rnnreg.model_config.ModelConfig`),
 where it acts (its :class:`Place`), what it draws, and its forward and backward contribution;
-the model (:mod:`rnnreg.model`) only walks the parts of each place. Weight decay and early
-stopping act on the optimizer and the trainer (:mod:`rnnreg.regularization`,
-:mod:`rnnreg.optim`, :mod:`rnnreg.training`); layer normalization is a kind of cell
-(:mod:`rnnreg.cells`).
+the model (``rnnreg.model``) only walks the parts of each place. Weight decay and early
+stopping act on the optimizer and the trainer (``rnnreg.regularization``,
+``rnnreg.optim``, ``rnnreg.training``); layer normalization is a kind of cell
+(``rnnreg.cells``).
 
 Draw order
 ----------
@@ -326,7 +326,7 @@ class TemporalActivationRegularization(Regularizer):
 class WeightTying(Regularizer):
     """Weight tying (Inan et al. 2017; Press & Wolf 2017): the output projection is the
     embedding matrix transposed, ``logits = h Eᵀ + b`` — one parameter, whose gradient sums the
-    input's and the output's. Done by the head (:mod:`rnnreg.heads`); its rules are here."""
+    input's and the output's. Done by the head (``rnnreg.heads``); its rules are here."""
 
     settings = ("tie_weights",)
     place = Place.HEAD

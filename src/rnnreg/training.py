@@ -658,7 +658,7 @@ class _Run:
     @property
     def schedule_part(self):
         """The learning-rate schedule's state beyond its settings, as a stateful part
-        (:mod:`rnnreg.state`): the scale ReduceLROnPlateau has applied, and the plateau rule's
+        (``rnnreg.state``): the scale ReduceLROnPlateau has applied, and the plateau rule's
         own state."""
         return _ScheduleState(self)
 

@@ -1,6 +1,6 @@
 """fit's training state in a checkpoint: written after every epoch, restored by ``resume_from``.
 
-A checkpoint (the format of :mod:`rnnreg.checkpoint`) holds the model's settings and weights,
+A checkpoint (the format of ``rnnreg.checkpoint``) holds the model's settings and weights,
 the optimizer's, early-stopping monitor's and learning-rate schedule's state, both random
 generators, the history and the training settings. Restoring reads the file as hostile input:
 the model's settings and every array's shape are checked before any array is read, then every
@@ -161,7 +161,7 @@ def _check_same_training(path, saved, config):
 def restore_training_state(path, model, optimizer, monitor, rng, history, config, schedule=None):
     """Continue from a checkpoint of ``fit``: everything in it is checked against this model,
     optimizer and configuration before anything is changed. Returns the first epoch to run.
-    ``schedule``: the run's learning-rate schedule, a stateful part (:mod:`rnnreg.state`)."""
+    ``schedule``: the run's learning-rate schedule, a stateful part (``rnnreg.state``)."""
     check_arrays = _expect_model_arrays(path, model)
 
     def expect(meta):  # the model's settings first: a difference is named as such
