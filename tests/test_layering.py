@@ -152,3 +152,11 @@ def test_the_parts_do_not_import_the_model():
     graph = _package_graph()
     for part in ("cells", "inputs", "heads", "regularizers", "model_config"):
         assert not graph[part] & {"model", "training", "checkpoint", "runs"}, part
+
+
+def test_the_0_1_import_path_of_weight_decay_and_early_stopping_still_works():
+    from rnnreg import early_stopping, regularization, weight_decay
+
+    assert regularization.EarlyStoppingMonitor is early_stopping.EarlyStoppingMonitor
+    assert regularization.compute_l2_penalty is weight_decay.compute_l2_penalty
+    assert regularization.regularized_loss is weight_decay.regularized_loss

@@ -8,8 +8,8 @@ import pytest
 
 from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnreg.early_stopping import EarlyStoppingMonitor
 from rnnreg.optim import NTASGD, Adam
-from rnnreg.regularization import EarlyStoppingMonitor
 from rnnreg.state import GeneratorState, restore
 
 

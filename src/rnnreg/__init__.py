@@ -12,6 +12,7 @@ input (:mod:`rnnreg.inputs`), a head (:mod:`rnnreg.heads`) and regularizers
 from ._backend import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from .checkpoint import load_model, save_model
 from .data import CharCorpus, Vocabulary, generate_simple_dataset
+from .early_stopping import EarlyStoppingMonitor
 from .functional import (
     GATE_ORDER,
     LSTM_LAYER_NORM_PARAMS,
@@ -40,9 +41,9 @@ from .plotting import (
     plot_sweep,
     plot_weight_distributions,
 )
-from .regularization import EarlyStoppingMonitor, compute_l2_penalty, regularized_loss
 from .sweeps import sweep
 from .training import TrainConfig, evaluate, fit
+from .weight_decay import compute_l2_penalty, regularized_loss
 
 __version__ = "0.1.0"
 

@@ -97,7 +97,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, patience=3, min_delta=0.0, restore_best_weights=True):
-        from .regularization import EarlyStoppingMonitor
+        from .early_stopping import EarlyStoppingMonitor
 
         self.monitor = EarlyStoppingMonitor(
             patience, min_delta=min_delta, restore_best_weights=restore_best_weights

@@ -3,7 +3,7 @@
 A part says which settings switch it on (fields of :class:`~rnnreg.model_config.ModelConfig`),
 where it acts (its :class:`Place`), what it draws, and its forward and backward contribution;
 the model (``rnnreg.model``) only walks the parts of each place. Weight decay and early
-stopping act on the optimizer and the trainer (``rnnreg.regularization``,
+stopping act on the optimizer and the trainer (``rnnreg.weight_decay``, ``rnnreg.early_stopping``,
 ``rnnreg.optim``, ``rnnreg.training``); layer normalization is a kind of cell
 (``rnnreg.cells``).
 

@@ -36,8 +36,8 @@ from . import _validation as v
 from ._conventions import stream_geometry
 from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
+from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
-from .regularization import EarlyStoppingMonitor
 from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 
 if TYPE_CHECKING:
