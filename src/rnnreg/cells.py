@@ -191,6 +191,22 @@ class LSTMCell:
         )
         return total
 
+    def freeze(self, recurrence, valid, hidden_size, dtype):
+        """The recurrence arguments with every row frozen past its length: the steps where
+        ``valid`` (N, T) is False carry h and c on unchanged — zoneout weights of 1 there (on
+        top of the zoneout drawn, where there is one). The kernels' zoneout path computes
+        ``u ⊙ previous + (1 − u) ⊙ new``: exactly the previous state for u = 1, and no gradient
+        reaches the step's gates."""
+        frozen = ~valid
+        frozen_steps = np.broadcast_to(frozen[:, :, None], valid.shape + (hidden_size,))
+        out = dict(recurrence)
+        for name in ("zoneout_h", "zoneout_c"):
+            weights = out.get(name)
+            weights = np.zeros(frozen_steps.shape, dtype) if weights is None else np.array(weights, dtype)
+            weights[frozen_steps] = 1.0
+            out[name] = weights
+        return out
+
     def cell_states(self, run):
         """The cell state c (N, T, H) of a layer's run (what ``largest_cell_state`` reads)."""
         caches = run.caches

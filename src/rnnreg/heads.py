@@ -2,9 +2,16 @@
 to its predictions, its loss and their gradients.
 
 A head kind has ``parameter_shapes(config)``, ``check_targets(targets, shape, config)``,
-``forward(top, params, targets) -> (loss or None, outputs, saved)`` with ``top`` (N*T, H), and
-``backward(saved, top, params) -> (grads, dtop)``. Weight tying (:class:`~rnnreg.regularizers.
-WeightTying`) makes the next-token head share the embedding.
+``forward(top, params, targets, valid) -> (loss or None, outputs, saved)`` with ``top``
+(N*T, H) and ``valid`` (N, T) bool — which steps lie within each sequence's length, or None when
+all do — and ``backward(saved, top, params) -> (grads, dtop)``. Steps past a sequence's end
+add nothing to the loss and get no gradient. Weight tying (``WeightTying`` in
+``rnnreg.regularizers``) makes the next-token head share the embedding.
+
+The heads: :class:`NextToken` (softmax over the vocabulary at every step, a language model),
+:class:`PerStep` (a vector per step: forecasting, mean squared error) and :class:`PerSequence`
+(one output per sequence, read from its last valid step or the mean of its valid steps: softmax
+cross-entropy over classes, or mean squared error).
 """
 
 import numpy as np
@@ -12,7 +19,7 @@ import numpy as np
 from . import _ops
 from . import _validation as v
 
-__all__ = ["NextToken", "head_of"]
+__all__ = ["NextToken", "PerStep", "PerSequence", "head_of"]
 
 
 def _matmul(a, b, trans_a=False, trans_b=False):
@@ -45,7 +52,9 @@ class NextToken:
         v.check_shape(targets, name, shape, "(matching inputs)")
         return targets
 
-    def forward(self, top, params, targets):
+    def forward(self, top, params, targets, valid=None, shape=None):
+        if valid is not None:
+            return self._forward_valid(top, params, targets, valid)
         if self.tied:
             logits = _matmul(top, params["embedding"], trans_b=True) + params["by"]
         else:
@@ -55,6 +64,22 @@ class NextToken:
             loss, dlogits = _ops.kernels().softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.reshape(-1), dtype=np.int64)
             )
+        return loss, logits, dlogits
+
+    def _forward_valid(self, top, params, targets, valid):
+        """The loss over the steps within each sequence's length only."""
+        logits = (
+            _matmul(top, params["embedding"], trans_b=True) if self.tied else _matmul(top, params["Why"])
+        ) + params["by"]
+        if targets is None:
+            return None, logits, None
+        rows = valid.reshape(-1)
+        loss, d_valid = _ops.kernels().softmax_cross_entropy(
+            np.ascontiguousarray(logits[rows]),
+            np.ascontiguousarray(targets.reshape(-1)[rows], dtype=np.int64),
+        )
+        dlogits = np.zeros_like(logits)
+        dlogits[rows] = d_valid
         return loss, logits, dlogits
 
     def backward(self, dlogits, top, params):
@@ -71,5 +96,131 @@ class NextToken:
         return grads, dtop
 
 
+def _valid_mask(valid, N, T):
+    return np.ones((N, T), bool) if valid is None else valid
+
+
+def _mse(out, targets, weight):
+    """Mean squared error of ``out`` against ``targets`` over the entries where ``weight`` (a
+    0/1 array broadcasting against them) is 1, and its gradient."""
+    diff = (out - targets) * weight
+    count = float(np.broadcast_to(weight, out.shape).sum())
+    loss = float(np.sum(np.square(diff, dtype=np.float64)) / count)
+    return loss, (2.0 / count) * diff
+
+
+def _check_real_targets(targets, name, shape, config):
+    arr = np.asarray(targets)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = v.float_array(arr.astype(config.float_dtype, copy=False), name)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return arr
+
+
+class PerStep:
+    """A vector per step, ``y_t = h_t Why + by`` (forecasting: the next values of a series, or
+    any per-step target), loss the mean squared error over the valid steps and the outputs."""
+
+    name = "per-step"
+
+    def parameter_shapes(self, config):
+        return {"Why": (config.hidden_size, config.output_size), "by": (config.output_size,)}
+
+    def projection(self, params):
+        return params["Why"]
+
+    def check_targets(self, targets, shape, config, name="targets"):
+        N, T = shape
+        return _check_real_targets(targets, name, (N, T, config.output_size), config)
+
+    def forward(self, top, params, targets, valid=None, shape=None):
+        out = _matmul(top, params["Why"]) + params["by"]  # (N*T, O)
+        if targets is None:
+            return None, out, None
+        N, T, outputs = targets.shape
+        weight = _valid_mask(valid, N, T).reshape(N * T, 1).astype(out.dtype)
+        loss, dout = _mse(out, targets.reshape(N * T, outputs), weight)
+        return loss, out, dout
+
+    def backward(self, dout, top, params):
+        grads = {"Why": _matmul(top, dout, trans_a=True), "by": dout.sum(axis=0)}
+        return grads, _matmul(dout, params["Why"], trans_b=True)
+
+
+class PerSequence:
+    """One output per sequence from its last valid step's output (``pooling="last"``, the final
+    state's h) or the mean of its valid steps' (``"mean"``): ``y = pool(h) Why + by``. With
+    ``classify``, softmax cross-entropy over ``output_size`` classes (mean over the sequences);
+    with ``regress``, the mean squared error over the sequences and outputs."""
+
+    def __init__(self, classify, pooling="last"):
+        self.classify, self.pooling = bool(classify), pooling
+        self.name = "classify" if classify else "regress"
+
+    def parameter_shapes(self, config):
+        return {"Why": (config.hidden_size, config.output_size), "by": (config.output_size,)}
+
+    def projection(self, params):
+        return params["Why"]
+
+    def check_targets(self, targets, shape, config, name="targets"):
+        N = shape[0]
+        if self.classify:
+            labels = np.asarray(targets)
+            if labels.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+            if labels.shape != (N,):
+                raise ValueError(
+                    f"{name} must have shape {(N,)} (one class per sequence), got {labels.shape}"
+                )
+            return v.token_array(labels, name, config.output_size, ndim=1)
+        return _check_real_targets(targets, name, (N, config.output_size), config)
+
+    def _pool(self, top, N, T, valid):
+        """pooled (N, H), and what the backward pass needs to spread its gradient."""
+        H = top.shape[1]
+        valid = _valid_mask(valid, N, T)
+        if self.pooling == "last":
+            last = valid.sum(axis=1) - 1  # each sequence's last valid step
+            rows = np.arange(N) * T + last
+            return top[rows], rows
+        weights = (valid / valid.sum(axis=1, keepdims=True)).astype(top.dtype)  # (N, T)
+        pooled = np.einsum("nt,nth->nh", weights, top.reshape(N, T, H))
+        return pooled, weights
+
+    def forward(self, top, params, targets, valid=None, shape=None):
+        N, T = shape
+        pooled, spread = self._pool(top, N, T, valid)
+        pooled = np.ascontiguousarray(pooled)
+        out = _matmul(pooled, params["Why"]) + params["by"]  # (N, O)
+        if targets is None:
+            return None, out, None
+        if self.classify:
+            loss, dout = _ops.kernels().softmax_cross_entropy(
+                out, np.ascontiguousarray(targets, dtype=np.int64)
+            )
+        else:
+            loss, dout = _mse(out, targets, np.ones((1, 1), out.dtype))
+        return loss, out, (dout, pooled, spread, (N, T))
+
+    def backward(self, saved, top, params):
+        dout, pooled, spread, (N, T) = saved
+        grads = {"Why": _matmul(pooled, dout, trans_a=True), "by": dout.sum(axis=0)}
+        dpooled = _matmul(dout, params["Why"], trans_b=True)  # (N, H)
+        dtop = np.zeros_like(top)
+        if self.pooling == "last":
+            dtop[spread] = dpooled
+        else:
+            dtop.reshape(N, T, -1)[...] = spread[:, :, None] * dpooled[:, None, :]
+        return grads, dtop
+
+
 def head_of(config):
-    return NextToken(tied=config.tie_weights)
+    """The head a config describes."""
+    if config.task == "next-token":
+        return NextToken(tied=config.tie_weights)
+    if config.task == "forecast":
+        return PerStep()
+    return PerSequence(classify=config.task == "classify", pooling=config.pooling)

@@ -13,7 +13,7 @@ import numpy as np
 from . import _validation as v
 from ._conventions import TOKEN_DTYPE
 
-__all__ = ["OneHotTokens", "EmbeddedTokens", "input_of"]
+__all__ = ["OneHotTokens", "EmbeddedTokens", "RealVectors", "input_of"]
 
 
 class OneHotTokens:
@@ -66,6 +66,42 @@ class EmbeddedTokens:
         return {"embedding": grad}
 
 
+class RealVectors:
+    """Real-valued vectors, a batch of shape (N, T, D) read as they are (sensor readings,
+    features, a series): the first layer's input; no parameters of its own, no input gradient
+    needed. Every value must be finite (padding past a sequence's end is the model's own)."""
+
+    name = "vectors"
+    takes_gradient = False
+
+    def parameter_shapes(self, config):
+        return {}
+
+    def features(self, config):
+        return config.input_size
+
+    def check(self, inputs, config, name="inputs"):
+        arr = np.asarray(inputs)
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        x = v.float_array(arr.astype(config.float_dtype, copy=False), name, ndim=3)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"{name} must hold at least one sequence of one step, got shape {x.shape}")
+        if x.shape[2] != config.input_size:
+            raise ValueError(
+                f"{name} must have {config.input_size} features (input_size) per step, got shape {x.shape}"
+            )
+        return x
+
+    def forward(self, inputs, params):
+        return inputs
+
+    def backward(self, dx, inputs, params):
+        return {}
+
+
 def input_of(config):
     """The input kind a config describes."""
+    if not config.tokens:
+        return RealVectors()
     return OneHotTokens() if config.embedding_size is None else EmbeddedTokens()

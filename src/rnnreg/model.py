@@ -111,6 +111,23 @@ def config_parameter_shapes(config):
 # sizes once more themselves; results are still checked for overflow.
 
 
+def _valid_steps(lengths, N, T):
+    """(N, T) bool — which steps lie within each row's length — or None when every row runs
+    the whole T steps (no lengths given, or all equal to T)."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu" or arr.shape != (N,):
+        raise ValueError(f"lengths must be {N} integers (one per sequence), got {arr.dtype} {arr.shape}")
+    if arr.size and (int(arr.min()) < 1 or int(arr.max()) > T):
+        raise ValueError(
+            f"lengths must lie in [1, {T}] (the inputs' steps), got {int(arr.min())} to {int(arr.max())}"
+        )
+    if (arr == T).all():
+        return None
+    return np.arange(T)[None, :] < arr[:, None]
+
+
 # Looked up on every attribute read and write of a model that is not an attribute of its own.
 _SETTING_NAMES = frozenset(setting_names())
 
@@ -146,7 +163,7 @@ def _settings_doc():
     for name, default, spec in settings():
         kind = ModelConfig.__annotations__[name]
         kind = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
-        shown = "" if default is None and name in ("vocab_size", "hidden_size") else f", default {default!r}"
+        shown = "" if name == "hidden_size" else f", default {default!r}"
         lines.append(f"    {name} : {kind}{shown}")
         lines.append(f"        {spec.doc[0].upper()}{spec.doc[1:]}.")
     return "\n".join(lines)
@@ -360,14 +377,17 @@ class RegularizedLSTM:
         return tuple([np.zeros(shape, config.float_dtype) for _ in self._cell.state_names])
 
     # ------------------------------------------------------------------ forward / backward
-    def forward_batch(self, inputs, targets=None, state=None, training=False, resets=None):
-        """Run a batch of token sequences.
+    def forward_batch(self, inputs, targets=None, state=None, training=False, resets=None, lengths=None):
+        """Run a batch of sequences.
 
         Parameters
         ----------
-        inputs : int array of shape (N, T)
-        targets : int array of shape (N, T), optional
-            Next tokens; needed for the loss and for :meth:`backward`.
+        inputs : int array of shape (N, T), or float array of shape (N, T, input_size)
+            Token ids, or real-valued vectors (``input_size``), padded to T steps.
+        targets : optional
+            Needed for the loss and for :meth:`backward`. By task: next tokens (N, T) of ints;
+            ``forecast``: (N, T, output_size) floats; ``classify``: (N,) class ids;
+            ``regress``: (N, output_size) floats.
         state : (h, c), optional
             Each (num_layers, N, H); zeros when None.
         training : bool
@@ -375,19 +395,28 @@ class RegularizedLSTM:
         resets : bool array of shape (N, T), optional
             True where a new document starts: the state of that row is zeroed before that step
             (and no gradient flows back across it).
+        lengths : int array of shape (N,), optional
+            Each sequence's length (1 to T; default T): past it a row stops updating, inside the
+            compiled time loop, so its final state is its last valid step's, and the steps past
+            it add nothing to the loss or the gradients — a padded batch gives what each
+            sequence gives alone.
 
         Returns
         -------
         loss : float or None
-            Mean cross-entropy over the N*T tokens (None without targets), plus, in training,
-            the AR and TAR penalties (also in :attr:`last_penalty`).
-        logits : ndarray of shape (N, T, output_size)
+            The task's loss (None without targets) — mean cross-entropy over the tokens or the
+            sequences, or mean squared error — plus, in training, the AR and TAR penalties
+            (also in :attr:`last_penalty`).
+        outputs : ndarray
+            (N, T, output_size) for next-token and forecast (logits, or values), (N,
+            output_size) for classify (logits) and regress.
         state : (h, c), the final states, each (num_layers, N, H)
         """
         self._check_params()
         config, params, rng, cell = self.model_config, self.params, self.rng, self._cell
         inputs = self._input.check(inputs, config)
-        N, T = inputs.shape
+        N, T = inputs.shape[:2]
+        valid = _valid_steps(lengths, N, T)
         if targets is not None:
             targets = self._head.check_targets(targets, (N, T), config)
         state = self._check_state(state, N)
@@ -413,6 +442,8 @@ class RegularizedLSTM:
             recurrence: dict[str, np.ndarray] = {}
             for part in self._parts[Place.RECURRENCE]:
                 recurrence.update(part.draw((N, T, H), config, rng, training))
+            if valid is not None:  # a row past its length stops updating: its state carries on
+                recurrence = cell.freeze(recurrence, valid, H, config.float_dtype)
             h, final, run = cell.forward(
                 layer,
                 np.ascontiguousarray(x),
@@ -433,12 +464,12 @@ class RegularizedLSTM:
                     output_parts.append((part, saved))
             layers.append(LayerTrace(run, tuple(weight_parts), tuple(output_parts)))
         top = np.ascontiguousarray(x).reshape(N * T, H)
-        loss, logits, dlogits = self._head.forward(top, params, targets)
+        loss, logits, dlogits = self._head.forward(top, params, targets, valid, (N, T))
         penalty, loss_parts = 0.0, []
         if targets is not None:
             if training:
                 for part in self._parts[Place.LOSS]:
-                    value, saved = part.penalty(top, h, config)
+                    value, saved = part.penalty(top, h, config, valid)
                     penalty += value
                     loss_parts.append((part, saved))
             loss += penalty
@@ -446,7 +477,7 @@ class RegularizedLSTM:
         self._trace = BatchTrace(
             inputs, (N, T), training, tuple(input_parts), tuple(layers), top, tuple(loss_parts), dlogits
         )
-        return loss, logits.reshape(N, T, -1), finals
+        return loss, (logits if self.model_config.per_sequence else logits.reshape(N, T, -1)), finals
 
     def largest_cell_state(self, valid=None) -> float:
         """The largest absolute cell state ``|c|`` of the last :meth:`forward_batch`, over every
@@ -515,8 +546,9 @@ class RegularizedLSTM:
             grads[w_name] = np.concatenate((dWx, dWh))
             grads[b_name] = g.pop("db")
             grads.update(g)  # the layer-norm parameters', by their full names
-        for part, saved in reversed(trace.input_parts):
-            dx = part.backward(dx, trace.inputs, saved)
+        if self._input.takes_gradient:  # (real-valued inputs have no parameters to reach)
+            for part, saved in reversed(trace.input_parts):
+                dx = part.backward(dx, trace.inputs, saved)
         grads.update(self._input.backward(dx, trace.inputs, params))
         if shared is not None:
             grads["embedding"] += shared
@@ -641,6 +673,71 @@ class RegularizedLSTM:
         assert self.vocabulary is not None  # checked above: text needs one
         return self.vocabulary.decode(out, unknown="")
 
+    # ------------------------------------------------------------------ sequence tasks
+    def _outputs(self, X, batch_size):
+        """The head's outputs for inputs ``X`` (an array, or a list of sequences of different
+        lengths), without dropout, in batches; and the lengths."""
+        from .sequences import sequence_inputs
+
+        config = self.model_config
+        if config.task == "next-token":
+            raise ValueError(
+                "predict is for a classify, regress or forecast model; a language model has "
+                "logits() and generate()"
+            )
+        batch_size = v.positive_int(batch_size, "batch_size")
+        inputs, lengths = sequence_inputs(X, "X", config)
+        parts = []
+        for start in range(0, len(lengths), batch_size):
+            rows = slice(start, start + batch_size)
+            T = int(lengths[rows].max())
+            _, out, _ = self.forward_batch(np.ascontiguousarray(inputs[rows, :T]), lengths=lengths[rows])
+            if config.task == "forecast" and T < inputs.shape[1]:  # pad back to the longest
+                out = np.concatenate(
+                    [out, np.zeros((out.shape[0], inputs.shape[1] - T, out.shape[2]), out.dtype)], 1
+                )
+            parts.append(out)
+        return np.concatenate(parts), lengths
+
+    def predict(self, X, batch_size=64):
+        """Predictions for sequences ``X`` — an array (N, T, input_size) or a list of (T_i,
+        input_size) arrays (token ids for a token model) — without dropout.
+
+        Returns
+        -------
+        ndarray or list of ndarray
+            ``classify``: the most likely class of each sequence (N,); ``regress``: (N,
+            output_size); ``forecast``: (N, T, output_size) for an array, or a list of
+            (T_i, output_size) arrays for a list.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnnreg import RegularizedLSTM
+        >>> model = RegularizedLSTM(input_size=3, hidden_size=8, output_size=4, task="classify", seed=0)
+        >>> X = [np.ones((5, 3)), np.zeros((2, 3))]          # two sequences, 5 and 2 steps
+        >>> model.predict(X).shape, model.predict_proba(X).shape
+        ((2,), (2, 4))
+        """
+        out, lengths = self._outputs(X, batch_size)
+        task = self.model_config.task
+        if task == "classify":
+            return np.argmax(out, axis=1)
+        if task == "forecast" and not isinstance(X, np.ndarray):
+            return [out[k, :L] for k, L in enumerate(lengths)]
+        return out
+
+    def predict_proba(self, X, batch_size=64):
+        """Class probabilities (N, output_size) of a classify model: softmax of its logits."""
+        if self.model_config.task != "classify":
+            raise ValueError(
+                f"predict_proba is for a classify model; this one's task is {self.model_config.task!r}"
+            )
+        logits, _ = self._outputs(X, batch_size)
+        z = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        return probs / probs.sum(axis=1, keepdims=True)
+
     # ------------------------------------------------------------------ the notebook's form
     def forward(self, x, y, h, c, training=True):
         """One token sequence, the notebook's interface.
@@ -680,8 +777,7 @@ def _signature():
     params = [P("self", P.POSITIONAL_OR_KEYWORD)]
     for name, default, _ in settings():
         kind = P.POSITIONAL_OR_KEYWORD if name in POSITIONAL else P.KEYWORD_ONLY
-        required = name in ("vocab_size", "hidden_size")
-        params.append(P(name, kind, default=P.empty if required else default))
+        params.append(P(name, kind, default=default))
     params.sort(key=lambda p: (p.kind, POSITIONAL.index(p.name) if p.name in POSITIONAL else 0))
     params.append(P("seed", P.KEYWORD_ONLY, default=None))
     return inspect.Signature(params)

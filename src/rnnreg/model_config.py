@@ -38,6 +38,11 @@ __all__ = [
     "penalty_rate",
 ]
 
+#: What a model can predict: the next token of a text, a class or a vector per sequence, a vector
+#: per step.
+TASKS = ("next-token", "classify", "regress", "forecast")
+#: How a per-sequence head reads a sequence's outputs.
+POOLINGS = ("last", "mean")
 #: The command line's conventions for a setting's value.
 PLAIN, DROP, SWITCH = "plain", "drop", "switch"
 #: A Setting's cli_default when the command line's default is Python's.
@@ -221,7 +226,24 @@ class ModelConfig:
     """
 
     # -- sizes
-    vocab_size: int = setting(None, size, "number of input tokens (the data's vocabulary)")
+    vocab_size: int | None = setting(
+        None, optional(size), "number of input tokens (the data's vocabulary), for token inputs"
+    )
+    input_size: int | None = setting(
+        None, optional(size), "features of each step, for real-valued inputs (instead of vocab_size)"
+    )
+    task: str | None = setting(
+        None,
+        optional(one_of(TASKS)),
+        "what the model predicts: 'next-token' (the default with vocab_size), 'classify' or "
+        "'regress' (one output per sequence) or 'forecast' (one output per step)",
+    )
+    pooling: str = setting(
+        "last",
+        one_of(POOLINGS),
+        "what a per-sequence head reads: the last valid step's output, or the mean over the valid steps",
+        choices=POOLINGS,
+    )
     hidden_size: int = setting(
         None, size, "units of every recurrent layer", flag="hidden", cli_default=256, parse=int
     )
@@ -395,11 +417,34 @@ class ModelConfig:
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            if field.name in ("vocab_size", "hidden_size") and getattr(self, field.name) is None:
-                raise TypeError(f"ModelConfig needs {field.name}")
+            if field.name == "hidden_size" and self.hidden_size is None:
+                raise TypeError("ModelConfig needs hidden_size")
             value = field.metadata["setting"].check(getattr(self, field.name), field.name)
             object.__setattr__(self, field.name, value)
+        if (self.vocab_size is None) == (self.input_size is None):
+            raise TypeError(
+                "give vocab_size (token ids) or input_size (real-valued vectors of that many "
+                f"features), exactly one; got vocab_size={self.vocab_size}, input_size={self.input_size}"
+            )
+        if self.task is None:
+            if self.vocab_size is None:
+                raise TypeError(
+                    "real-valued inputs need a task: 'classify' or 'regress' (one output per "
+                    "sequence) or 'forecast' (one per step)"
+                )
+            object.__setattr__(self, "task", "next-token")
+        if self.task == "next-token" and self.vocab_size is None:
+            raise ValueError("task 'next-token' predicts tokens: it needs token inputs (vocab_size)")
+        if self.embedding_size is not None and self.vocab_size is None:
+            raise ValueError("embedding_size embeds token ids: real-valued inputs (input_size) have none")
         if self.output_size is None:
+            if self.task != "next-token":
+                what = (
+                    "classes"
+                    if self.task == "classify"
+                    else "outputs per " + ("step" if self.task == "forecast" else "sequence")
+                )
+                raise TypeError(f"task {self.task!r} needs output_size (the number of {what})")
             object.__setattr__(self, "output_size", self.vocab_size)
         if self.forget_bias is None:
             object.__setattr__(self, "forget_bias", DEFAULT_FORGET_BIAS[self.init])
@@ -437,6 +482,16 @@ class ModelConfig:
     def input_keep(self) -> float:
         """The effective keep probability of input dropout."""
         return self.dropout_keep_prob if self.input_keep_prob is None else self.input_keep_prob
+
+    @functools.cached_property
+    def tokens(self) -> bool:
+        """Whether the inputs are token ids (else real-valued vectors)."""
+        return self.vocab_size is not None
+
+    @functools.cached_property
+    def per_sequence(self) -> bool:
+        """Whether the head gives one output per sequence (classify, regress)."""
+        return self.task in ("classify", "regress")
 
     @functools.cached_property
     def between_keep(self) -> float:

@@ -112,6 +112,11 @@ class EmbeddingDropout(Regularizer):
         return config.embedding_keep_prob < 1.0
 
     def check(self, config):
+        if self.active(config) and not config.tokens:
+            raise ValueError(
+                "embedding_keep_prob < 1 (embedding dropout) drops rows of a token embedding: "
+                "real-valued inputs have none"
+            )
         if self.active(config) and config.embedding_size is None:
             raise ValueError(
                 "embedding_keep_prob < 1 (embedding dropout) needs an embedding "
@@ -130,21 +135,24 @@ class EmbeddingDropout(Regularizer):
 
 
 class InputDropout(Regularizer):
-    """Dropout of the embedded inputs (Zaremba et al. 2014; AWD-LSTM's ``dropouti``):
-    ``x' = x ⊙ m / keep``. One-hot inputs are not dropped: that would drop whole tokens (and
-    with layer norm a dropped token over a zero state leaves the cell identical across units,
-    where layer norm's gradient is amplified by 1/sqrt(eps) per step)."""
+    """Dropout of the inputs, embedded tokens or real-valued vectors (Zaremba et al. 2014;
+    Keras's ``dropout``; AWD-LSTM's ``dropouti``): ``x' = x ⊙ m / keep``. One-hot inputs are not
+    dropped: that would drop whole tokens (and with layer norm a dropped token over a zero state
+    leaves the cell identical across units, where layer norm's gradient is amplified by
+    1/sqrt(eps) per step)."""
 
     settings = ("input_keep_prob", "dropout_keep_prob", "variational")
     place = Place.INPUT
 
     def active(self, config):
-        return config.embedding_size is not None and config.input_keep < 1.0
+        one_hot = config.tokens and config.embedding_size is None
+        return not one_hot and config.input_keep < 1.0
 
     def check(self, config):
         if (
             config.input_keep_prob is not None
             and config.input_keep_prob < 1.0
+            and config.tokens
             and config.embedding_size is None
         ):
             raise ValueError(
@@ -272,7 +280,8 @@ class LayerOutputDropout(Regularizer):
 # ----------------------------------------------------------------------------- loss
 class ActivationRegularization(Regularizer):
     """AR (Merity et al. 2017, section 4.6): ``α · mean((m ⊙ h_t)²)`` over the last layer's
-    dropped output, added to the training loss; its gradient ``2α / size · (m ⊙ h_t)``."""
+    dropped output (over the steps within each sequence's length), added to the training loss;
+    its gradient ``2α / size · (m ⊙ h_t)``."""
 
     settings = ("activation_reg",)
     place = Place.LOSS
@@ -280,11 +289,19 @@ class ActivationRegularization(Regularizer):
     def active(self, config):
         return config.activation_reg > 0.0
 
-    def penalty(self, top, h, config):
-        return config.activation_reg * float(np.mean(np.square(top, dtype=np.float64))), None
+    def penalty(self, top, h, config, valid=None):
+        if valid is None:
+            return config.activation_reg * float(np.mean(np.square(top, dtype=np.float64))), None
+        rows = valid.reshape(-1)
+        kept = top[rows]
+        return config.activation_reg * float(np.mean(np.square(kept, dtype=np.float64))), rows
 
-    def backward_top(self, dtop, top, saved, config):
-        dtop += (2.0 * config.activation_reg / top.size) * top
+    def backward_top(self, dtop, top, rows, config):
+        if rows is None:
+            dtop += (2.0 * config.activation_reg / top.size) * top
+            return dtop
+        kept = top[rows]
+        dtop[rows] += (2.0 * config.activation_reg / kept.size) * kept
         return dtop
 
     def backward_h(self, dh, saved, config):
@@ -293,8 +310,8 @@ class ActivationRegularization(Regularizer):
 
 class TemporalActivationRegularization(Regularizer):
     """TAR (Merity et al. 2017, section 4.6): ``β · mean((h_t − h_{t−1})²)`` over the last
-    layer's output before dropout, t within the batch; its gradient ``2β / size · (h_t −
-    h_{t−1})`` at ``t`` and the negative at ``t − 1``."""
+    layer's output before dropout, t within the batch (and within each sequence's length); its
+    gradient ``2β / size · (h_t − h_{t−1})`` at ``t`` and the negative at ``t − 1``."""
 
     settings = ("temporal_activation_reg",)
     place = Place.LOSS
@@ -302,20 +319,31 @@ class TemporalActivationRegularization(Regularizer):
     def active(self, config):
         return config.temporal_activation_reg > 0.0
 
-    def penalty(self, top, h, config):
+    def penalty(self, top, h, config, valid=None):
         if h.shape[1] < 2:
             return 0.0, None
         steps = h[:, 1:] - h[:, :-1]
-        return config.temporal_activation_reg * float(np.mean(np.square(steps, dtype=np.float64))), steps
+        if valid is None:
+            return config.temporal_activation_reg * float(np.mean(np.square(steps, dtype=np.float64))), (
+                steps,
+                steps.size,
+            )
+        pairs = valid[:, 1:]  # both ends valid: lengths are prefixes
+        count = int(pairs.sum()) * h.shape[2]
+        if count == 0:
+            return 0.0, None
+        steps = steps * pairs[:, :, None]
+        total = float(np.sum(np.square(steps, dtype=np.float64)))
+        return config.temporal_activation_reg * total / count, (steps, count)
 
-    def backward_top(self, dtop, top, steps, config):
+    def backward_top(self, dtop, top, saved, config):
         return dtop
 
-    def backward_h(self, dh, steps, config):
-        if steps is None:
+    def backward_h(self, dh, saved, config):
+        if saved is None:
             return dh
-        N, T1, H = steps.shape
-        step = (2.0 * config.temporal_activation_reg / (N * T1 * H)) * steps
+        steps, count = saved
+        step = (2.0 * config.temporal_activation_reg / count) * steps
         dh = np.array(dh)
         dh[:, 1:] += step
         dh[:, :-1] -= step
@@ -337,6 +365,11 @@ class WeightTying(Regularizer):
     def check(self, config):
         if not config.tie_weights:
             return
+        if config.task != "next-token":
+            raise ValueError(
+                "tie_weights shares the embedding with the next-token output: task "
+                f"{config.task!r} has no embedding to share (its outputs are not tokens)"
+            )
         if config.embedding_size != config.hidden_size:
             raise ValueError(
                 f"tie_weights needs embedding_size == hidden_size (the output projection is "

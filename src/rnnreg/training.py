@@ -38,6 +38,7 @@ from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
 from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
+from .sequences import METRICS, SequenceSet, finish_metrics, sequence_set, task_metrics
 from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 
 if TYPE_CHECKING:
@@ -105,6 +106,10 @@ class TrainConfig:
         theirs) — the best ones when early stopping restores them.
     nonmono : int
         NT-ASGD's non-monotone interval n (epochs).
+    monitor : str
+        What early stopping watches: ``"val_loss"``, or a validation metric of a sequence task
+        (``"val_accuracy"``, ``"val_mae"``, ...; see :data:`rnnreg.sequences.METRICS`); the
+        mode follows the name as in Keras (accuracy: higher is better).
     variable_bptt : bool
         AWD-LSTM's variable-length BPTT on token streams: each chunk's length is drawn from
         N(bptt, 5²) — N(bptt/2, 5²) with probability 0.05 — at least min(5, bptt), and the
@@ -143,6 +148,7 @@ class TrainConfig:
     model_path: str | None = None
     nonmono: int = 5
     variable_bptt: bool = False
+    monitor: str = "val_loss"
 
     def to_dict(self):
         """The settings as JSON-able values (a function given as lr_schedule is left out)."""
@@ -264,7 +270,8 @@ def evaluate(
     stats=None,
     as_streams=False,
 ):
-    """Mean cross-entropy per token on ``data``, without dropout.
+    """Mean cross-entropy per token on ``data``, without dropout — or, for a model that
+    classifies, regresses or forecasts sequences, the task's loss and metrics.
 
     A pair (N, T) is read in batches of ``batch_size`` independent sequences. A 1-D stream is read
     document by document — ``starts`` gives where each begins (default: one document) — each from
@@ -277,7 +284,8 @@ def evaluate(
     Parameters
     ----------
     model : RegularizedLSTM
-    data : (inputs, targets) pair of int arrays (N, T), or a 1-D int array (a token stream)
+    data : (inputs, targets) pair of int arrays (N, T), or a 1-D int array (a token stream);
+        for a sequence task, ``(X, y)`` as :func:`fit` takes it
     batch_size : int
         Sequences per forward pass (pairs only).
     bptt : int
@@ -295,8 +303,11 @@ def evaluate(
 
     Returns
     -------
-    float
-        Nats per token.
+    float or dict
+        Nats per token; for a sequence task a dict: ``loss`` (the training loss without
+        penalties: cross-entropy per sequence, or mean squared error) and the task's metrics —
+        ``accuracy`` for classify; ``mse``, ``mae``, ``rmse`` for regress and forecast (over the
+        valid steps).
 
     Examples
     --------
@@ -307,6 +318,8 @@ def evaluate(
     >>> bool(abs(loss - np.log(12)) < 0.5)             # an untrained model: about log(V)
     True
     """
+    if model.model_config.task != "next-token":
+        return _evaluate_sequences(model, sequence_set(data, "data", model.model_config), batch_size, stats)
     data = _check_data(data, "data", model.vocab_size, model.output_size)
     total, count, max_c = 0.0, 0, 0.0
 
@@ -339,6 +352,27 @@ def evaluate(
     if stats is not None:
         stats["max_abs_c"] = max_c
     return total / count
+
+
+def _evaluate_sequences(model, data, batch_size, stats=None):
+    """The loss and metrics of a sequence set, in batches of ``batch_size`` (no dropout)."""
+    if data.targets is None:
+        raise ValueError("evaluate needs targets: pass (inputs, targets)")
+    task = data.task
+    total, weight, max_c = 0.0, 0, 0.0
+    sums: dict[str, tuple[float, int]] = {}
+    for batch in data.batches(batch_size):
+        loss, outputs, _ = model.forward_batch(batch.inputs, batch.targets, lengths=batch.lengths)
+        total += loss * batch.weight
+        weight += batch.weight
+        for name, (value, count) in task_metrics(task, outputs, batch.targets, batch.lengths).items():
+            old_value, old_count = sums.get(name, (0.0, 0))
+            sums[name] = (old_value + value, old_count + count)
+        T = batch.inputs.shape[1]
+        max_c = max(max_c, model.largest_cell_state(np.arange(T)[None, :] < batch.lengths[:, None]))
+    if stats is not None:
+        stats["max_abs_c"] = max_c
+    return dict(loss=total / weight, **finish_metrics(task, sums))
 
 
 def _evaluate_side_by_side(model, documents, batch_size, bptt):
@@ -465,6 +499,8 @@ class _Progress:
 
 
 def _steps_per_epoch(data, batch_size, bptt):
+    if isinstance(data, SequenceSet):
+        return math.ceil(len(data) / batch_size)
     if isinstance(data, tuple):
         return math.ceil(len(data[0]) / batch_size)
     _, length = stream_geometry(data.size, batch_size)
@@ -599,6 +635,8 @@ class _Data:
                 model.vocabulary = corpus.vocabulary
             elif model.vocabulary != corpus.vocabulary:
                 raise ValueError("train is a corpus with another vocabulary than model.vocabulary")
+        if model.model_config.task != "next-token":
+            return cls._sequences(model, train, val, test, config)
         train = _check_data(train, "train", model.vocab_size, model.output_size)
         if val is not None:
             val = _check_data(val, "val", model.vocab_size, model.output_size)
@@ -622,6 +660,47 @@ class _Data:
             doc_starts = is_start[: rows * length].reshape(rows, length)
         return cls(train, val, test, val_starts, test_starts, doc_starts)
 
+    @classmethod
+    def _sequences(cls, model, train, val, test, config):
+        """Sequence data for a classify, regress or forecast model: ``(X, y)`` pairs checked
+        and padded; ``val`` a pair, or a fraction of ``train`` (its last sequences, as Keras's
+        ``validation_split`` takes them)."""
+        settings = model.model_config
+        train = sequence_set(train, "train", settings)
+        if isinstance(val, float) and not isinstance(val, bool):
+            if not 0.0 < val < 1.0:
+                raise ValueError(f"val as a fraction of train must be in (0, 1), got {val}")
+            held = int(round(len(train) * val))
+            if not 0 < held < len(train):
+                raise ValueError(f"val={val} of {len(train)} sequences leaves no sequence on one side")
+            rows = np.arange(len(train))
+            val = _subset(train, rows[-held:])
+            train = _subset(train, rows[:-held])
+        elif val is not None:
+            val = sequence_set(val, "val", settings)
+        if test is not None:
+            test = sequence_set(test, "test", settings)
+        for name, part in (("train", train), ("val", val), ("test", test)):
+            if part is not None and part.targets is None:
+                raise ValueError(f"{name} needs targets: pass ({name}_inputs, {name}_targets)")
+        if config.optimizer == "nt-asgd" and val is None:
+            raise ValueError("optimizer 'nt-asgd' is triggered by the validation loss: pass val")
+        if config.patience is not None and val is None:
+            raise ValueError("early stopping (patience) needs validation data: pass val")
+        if config.variable_bptt:
+            raise ValueError("variable_bptt cuts a token stream into chunks; sequences are not cut")
+        return cls(train, val, test)
+
+
+def _subset(data, rows):
+    targets = None if data.targets is None else data.targets[rows]
+    lengths = data.lengths[rows]
+    T = int(lengths.max())
+    inputs = data.inputs[rows, :T]
+    if data.task == "forecast" and targets is not None:
+        targets = targets[:, :T]
+    return SequenceSet(inputs, lengths, targets, data.task)
+
 
 class _Run:
     """One run of :func:`fit`: its generator, optimizer, schedule, early-stopping monitor and
@@ -643,9 +722,21 @@ class _Run:
         self.monitor = None
         if config.patience is not None:
             self.monitor = EarlyStoppingMonitor(
-                config.patience, min_delta=config.min_delta, restore_best_weights=config.restore_best_weights
+                config.patience,
+                min_delta=config.min_delta,
+                restore_best_weights=config.restore_best_weights,
+                monitor=config.monitor,
             )
+        # The task's validation metrics (sequence tasks), recorded per epoch as val_<name>.
+        self.metrics = METRICS.get(model.model_config.task, ())
+        allowed = ("val_loss",) + tuple(f"val_{name}" for name in self.metrics)
+        if config.monitor not in allowed:
+            raise ValueError(
+                f"monitor must be one of {', '.join(allowed)} for this model, got {config.monitor!r}"
+            )
+        self.val_metrics: dict[str, float] = {}
         self.history: dict[str, Any] = {key: [] for key in HISTORY_LISTS}
+        self.history.update({f"val_{name}": [] for name in self.metrics})
         self.history.update(
             best_epoch=None,
             best_val_loss=None,
@@ -654,6 +745,8 @@ class _Run:
             restored_best=False,
             test_loss=None,
         )
+        if self.metrics:
+            self.history["test_metrics"] = None
 
     @property
     def schedule_part(self):
@@ -696,16 +789,16 @@ class _Run:
         tokens = batches = column = 0
         state = None
         try:
-            for inputs, targets, new_sequence in iterate_batches(
-                train, config.batch_size, config.bptt, self.rng, lengths
-            ):
+            for inputs, targets, new_sequence, seq_lengths, weight in self._batches(train, lengths):
                 if new_sequence or state is None or state[0].shape[1] != len(inputs):
                     state, column = None, 0
                 resets = None
                 if self.data.doc_starts is not None:  # zero a row's state where a document starts
                     resets = self.data.doc_starts[:, column : column + inputs.shape[1]]
                 column += inputs.shape[1]
-                ce, grads, norm, state = self._batch(inputs, targets, state, resets, epoch, batches)
+                ce, grads, norm, state = self._batch(
+                    inputs, targets, state, resets, epoch, batches, lengths=seq_lengths
+                )
                 if lengths is not None:  # every token weighs the same, whatever its chunk's length
                     optimizer.lr = lr * inputs.shape[1] / config.bptt
                 optimizer.step(grads)
@@ -716,10 +809,10 @@ class _Run:
                     else 0.0
                 )
                 penalty += model.last_penalty
-                sum_loss += (ce + penalty) * targets.size
-                sum_ce += ce * targets.size
+                sum_loss += (ce + penalty) * weight
+                sum_ce += ce * weight
                 sum_norm += norm
-                tokens += targets.size
+                tokens += weight
                 batches += 1
                 progress.update(ce + penalty)
                 if self.callbacks:
@@ -732,12 +825,30 @@ class _Run:
         optimizer.lr = lr
         return sum_loss / tokens, sum_ce / tokens, sum_norm / batches
 
-    def _batch(self, inputs, targets, state, resets, epoch, batch):
-        """Forward and backward of one batch; returns (cross-entropy, clipped gradients,
-        pre-clipping norm, state). A loss or gradient that is not finite ends the run."""
+    def _batches(self, train, lengths):
+        """The epoch's batches as ``(inputs, targets, new_sequence, lengths, weight)``: a token
+        stream's chunks or pairs (weight: the targets), or a sequence set's padded batches
+        (their lengths; weight: the sequences or the valid steps the loss averages over)."""
+        config = self.config
+        if isinstance(train, SequenceSet):
+            for batch in train.batches(config.batch_size, self.rng):
+                yield batch.inputs, batch.targets, True, batch.lengths, batch.weight
+            return
+        for inputs, targets, new_sequence in iterate_batches(
+            train, config.batch_size, config.bptt, self.rng, lengths
+        ):
+            yield inputs, targets, new_sequence, None, targets.size
+
+    def _batch(self, inputs, targets, state, resets, epoch, batch, lengths=None):
+        """Forward and backward of one batch; returns (the loss without penalties, clipped
+        gradients, pre-clipping norm, state). A loss or gradient that is not finite ends the
+        run."""
         model, config = self.model, self.config
         try:
-            loss, _, state = model.forward_batch(inputs, targets, state, training=True, resets=resets)
+            extra = {} if lengths is None else {"lengths": lengths}  # (sequence tasks only)
+            loss, _, state = model.forward_batch(
+                inputs, targets, state, training=True, resets=resets, **extra
+            )
             ce = loss - model.last_penalty  # the AR/TAR terms are in loss and gradient
             grads = model.backward()
         except v.NonFiniteResult as exc:  # the weights have grown until a product overflowed
@@ -762,7 +873,7 @@ class _Run:
         stats: dict[str, float] = {}
         go_on = True
         with self.optimizer.evaluation_weights():
-            val_loss = (
+            result = (
                 evaluate(
                     self.model,
                     data.val,
@@ -775,8 +886,11 @@ class _Run:
                 if data.val is not None
                 else None
             )
+            self.val_metrics = dict(result) if isinstance(result, dict) else {}
+            val_loss = self.val_metrics.pop("loss") if isinstance(result, dict) else result
             if self.monitor is not None:
-                go_on = self.monitor.check(val_loss, epoch, model=self.model)
+                watched = val_loss if config.monitor == "val_loss" else self.val_metrics[config.monitor[4:]]
+                go_on = self.monitor.check(watched, epoch, model=self.model)
             best = self.history["best_val_loss"]
             if (
                 config.best_model_path and val_loss is not None and (best is None or val_loss < best)
@@ -798,11 +912,14 @@ class _Run:
             ("seconds", seconds),
         ):
             history[key].append(value)
+        for name in self.metrics:
+            history[f"val_{name}"].append(self.val_metrics.get(name))
         epochs = self.config.epochs
         remaining = (epochs - 1 - epoch) * sum(history["seconds"]) / len(history["seconds"])
         line = (
             f"epoch {epoch:3d}/{epochs}  train {train_loss:.4f}"
             + (f"  val {val_loss:.4f}" if val_loss is not None else "")
+            + "".join(f"  {name} {value:.4f}" for name, value in self.val_metrics.items())
             + f"  lr {optimizer.lr:.2e}  |g| {grad_norm:.2f}"
             + (f"  |c|max {max_abs_c:.1f}" if max_abs_c is not None else "")
             + f"  {seconds:.1f}s"
@@ -811,7 +928,12 @@ class _Run:
         if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
             line += "  (NT-ASGD: averaging from here on)"
         if monitor is not None:
-            history["best_epoch"], history["best_val_loss"] = monitor.best_epoch, monitor.best
+            history["best_epoch"] = monitor.best_epoch
+            history["best_val_loss"] = (
+                monitor.best
+                if self.config.monitor == "val_loss"  # else the val_loss of the best epoch
+                else history["val_loss"][history["epoch"].index(monitor.best_epoch)]
+            )
             line += "  *" if monitor.improved else ""
         elif val_loss is not None and (
             history["best_val_loss"] is None or val_loss < history["best_val_loss"]
@@ -920,5 +1042,9 @@ def _finish(model, monitor, history, test, config, log, failed=False, test_start
         restored = " (the best weights were restored)" if history["restored_best"] else ""
         raise TrainingError(history["stop_reason"] + restored, history)
     if test is not None:
-        history["test_loss"] = evaluate(model, test, config.batch_size, config.bptt, starts=test_starts)
+        result = evaluate(model, test, config.batch_size, config.bptt, starts=test_starts)
+        if isinstance(result, dict):  # a sequence task: the loss and its metrics
+            history["test_metrics"] = {name: value for name, value in result.items() if name != "loss"}
+            result = result["loss"]
+        history["test_loss"] = result
     return history

@@ -92,6 +92,23 @@ class HistoryState:
                 )
             ):
                 raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
+        for key, values in saved.items():  # a sequence task's validation metrics
+            if key.startswith("val_") and key != "val_loss" and key not in HISTORY_LISTS:
+                if (
+                    not isinstance(values, list)
+                    or len(values) != n_epochs
+                    or not all(
+                        val is None or (isinstance(val, (int, float)) and not isinstance(val, bool))
+                        for val in values
+                    )
+                ):
+                    raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
+        metrics = saved.get("test_metrics")
+        if metrics is not None and not (
+            isinstance(metrics, dict)
+            and all(isinstance(val, (int, float)) and not isinstance(val, bool) for val in metrics.values())
+        ):
+            raise ValueError("history 'test_metrics' must be None or a dict of numbers")
         for key, kinds in HISTORY_VALUES.items():
             val = saved.get(key)
             if not (val is None or (isinstance(val, kinds) and not isinstance(val, bool))):
