@@ -357,6 +357,29 @@ def _vocabulary_list(model):
     return None if vocabulary is None else vocabulary.to_list()
 
 
+def _standardizer_dict(model):
+    standardizer = getattr(model, "standardizer", None)
+    return None if standardizer is None else standardizer.to_dict()
+
+
+def _checked_standardizer(path, payload, model):
+    """The input standardization a file holds (None if none), checked against the model."""
+    from .sequences import Standardizer
+
+    saved = payload.get("standardizer")
+    if saved is None:
+        return None
+    if model.model_config.tokens or not isinstance(saved, dict) or set(saved) != {"mean", "scale"}:
+        raise CheckpointError(
+            f"{path}: 'standardizer' must be {{'mean': [...], 'scale': [...]}}, of a model "
+            "of real-valued inputs"
+        )
+    try:
+        return Standardizer.checked(saved["mean"], saved["scale"], model.model_config.input_size)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: 'standardizer': {exc}") from exc
+
+
 def _checked_vocabulary(path, payload, model):
     """The vocabulary a checkpoint or model file holds (None if none), checked: a list of single
     characters, unknown symbol first, as many as the model has input ids."""
@@ -400,7 +423,12 @@ def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -
     """
     return save_checkpoint(
         path,
-        {"model_config": model.config(), "model": model.state_dict(), "vocabulary": _vocabulary_list(model)},
+        {
+            "model_config": model.config(),
+            "model": model.state_dict(),
+            "vocabulary": _vocabulary_list(model),
+            "standardizer": _standardizer_dict(model),
+        },
     )
 
 
@@ -512,4 +540,5 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     model.vocabulary = _checked_vocabulary(path, payload, model)
+    model.standardizer = _checked_standardizer(path, payload, model)
     return model

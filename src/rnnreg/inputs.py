@@ -73,6 +73,8 @@ class RealVectors:
 
     name = "vectors"
     takes_gradient = False
+    #: a rnnreg.sequences.Standardizer applied to every batch (set by the model), or None
+    standardizer = None
 
     def parameter_shapes(self, config):
         return {}
@@ -94,7 +96,7 @@ class RealVectors:
         return x
 
     def forward(self, inputs, params):
-        return inputs
+        return inputs if self.standardizer is None else self.standardizer.apply(inputs)
 
     def backward(self, dx, inputs, params):
         return {}

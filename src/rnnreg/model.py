@@ -267,6 +267,27 @@ class RegularizedLSTM:
         object.__setattr__(self, name, value)
 
     @property
+    def standardizer(self):
+        """The per-feature standardization of real-valued inputs (a
+        :class:`rnnreg.sequences.Standardizer`, fitted by ``fit`` with
+        ``TrainConfig(standardize=True)`` on the training split only), or None. It is applied
+        to every input the model reads — in training, evaluation and :meth:`predict` — and
+        saved with the model."""
+        return getattr(self._input, "standardizer", None)
+
+    @standardizer.setter
+    def standardizer(self, value):
+        from .sequences import Standardizer
+
+        if value is None:
+            if not self.model_config.tokens:
+                self._input.standardizer = None
+            return
+        if self.model_config.tokens:
+            raise ValueError("a standardizer is for real-valued inputs; this model reads token ids")
+        self._input.standardizer = Standardizer.checked(value.mean, value.scale, self.model_config.input_size)
+
+    @property
     def dtype(self):
         """The float dtype of the parameters and activations (a np.dtype)."""
         return self.model_config.float_dtype

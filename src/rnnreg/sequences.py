@@ -23,6 +23,7 @@ import numpy as np
 from . import _validation as v
 
 __all__ = [
+    "Standardizer",
     "SequenceSet",
     "SequenceBatch",
     "sequence_set",
@@ -188,6 +189,44 @@ def sequence_set(data, name, config):
     inputs, lengths = _inputs(X, f"{name} inputs" if y is not None else name, config)
     targets = None if y is None else _targets(y, f"{name} targets", config, lengths)
     return SequenceSet(inputs, lengths, targets, config.task)
+
+
+class Standardizer(NamedTuple):
+    """Per-feature standardization of real-valued inputs, ``(x - mean) / scale``, fitted on
+    the training split only (its valid steps) and stored with the model."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, data):
+        """From a :class:`SequenceSet` of real-valued inputs: each feature's mean and standard
+        deviation over the valid steps (a constant feature keeps scale 1)."""
+        valid = np.arange(data.inputs.shape[1])[None, :] < data.lengths[:, None]
+        steps = data.inputs[valid].astype(np.float64)
+        scale = steps.std(axis=0)
+        return cls(steps.mean(axis=0), np.where(scale > 0, scale, 1.0))
+
+    @classmethod
+    def checked(cls, mean, scale, features):
+        """A standardizer from values given or read from a file, checked: ``features`` finite
+        means and positive finite scales. Raises ValueError naming what is wrong."""
+        mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+        if mean.shape != (features,) or scale.shape != (features,):
+            raise ValueError(
+                f"a standardizer holds {features} means and scales (input_size), "
+                f"got {mean.shape}, {scale.shape}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError("a standardizer's means must be finite and its scales finite and > 0")
+        return cls(mean, scale)
+
+    def apply(self, x):
+        """x (..., D) standardized, in x's dtype."""
+        return ((x - self.mean) / self.scale).astype(x.dtype, copy=False)
+
+    def to_dict(self):
+        return {"mean": [float(m) for m in self.mean], "scale": [float(s) for s in self.scale]}
 
 
 def task_metrics(task, outputs, targets, lengths):

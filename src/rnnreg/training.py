@@ -106,6 +106,10 @@ class TrainConfig:
         theirs) — the best ones when early stopping restores them.
     nonmono : int
         NT-ASGD's non-monotone interval n (epochs).
+    standardize : bool
+        For real-valued inputs: standardize each feature with the mean and standard deviation of
+        the training split (its valid steps, nothing else), stored with the model
+        (``model.standardizer``) and applied wherever the model reads inputs.
     monitor : str
         What early stopping watches: ``"val_loss"``, or a validation metric of a sequence task
         (``"val_accuracy"``, ``"val_mae"``, ...; see :data:`rnnreg.sequences.METRICS`); the
@@ -149,6 +153,7 @@ class TrainConfig:
     nonmono: int = 5
     variable_bptt: bool = False
     monitor: str = "val_loss"
+    standardize: bool = False
 
     def to_dict(self):
         """The settings as JSON-able values (a function given as lr_schedule is left out)."""
@@ -689,6 +694,13 @@ class _Data:
             raise ValueError("early stopping (patience) needs validation data: pass val")
         if config.variable_bptt:
             raise ValueError("variable_bptt cuts a token stream into chunks; sequences are not cut")
+        if config.standardize:
+            if settings.tokens:
+                raise ValueError("standardize is for real-valued inputs; this model reads token ids")
+            if model.standardizer is None:  # fitted on the training split only
+                from .sequences import Standardizer
+
+                model.standardizer = Standardizer.fit(train)
         return cls(train, val, test)
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from .checkpoint import (
     CheckpointError,
+    _checked_standardizer,
     _checked_vocabulary,
     _expect_model_arrays,
+    _standardizer_dict,
     _vocabulary_list,
     load_checkpoint,
     save_checkpoint,
@@ -62,6 +64,7 @@ def save_training_state(path, model, optimizer, monitor, rng, history, epoch, co
             "history": history,
             "train_config": config.to_dict(),
             "vocabulary": _vocabulary_list(model),
+            "standardizer": _standardizer_dict(model),
         },
     )
 
@@ -209,6 +212,7 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
     vocabulary = _checked_vocabulary(path, payload, model)
     if vocabulary is not None and model.vocabulary is not None and vocabulary != model.vocabulary:
         raise CheckpointError(f"{path} was trained with another vocabulary than this model's")
+    standardizer = _checked_standardizer(path, payload, model)
     parts = {
         "model": (model, payload["model"]),
         "model_rng": (GeneratorState(model.rng), payload["model_rng"]),
@@ -226,4 +230,6 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
         raise CheckpointError(f"{path}: {exc}") from exc
     if vocabulary is not None:
         model.vocabulary = vocabulary
+    if standardizer is not None:  # fitted on the training split when the run began
+        model.standardizer = standardizer
     return epoch + 1
