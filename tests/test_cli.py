@@ -457,3 +457,19 @@ def test_step_split_diagnostic_smoke(run_benchmark):
     run = run_benchmark("diagnostics.step_split", "--shapes", "4x32")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("| 4 | 32 |"), run.stdout
+
+
+@pytest.mark.extras
+def test_sequences_benchmark_smoke(tmp_path, run_benchmark):
+    """benchmarks/sequences.py (JapaneseVowels and airline: each regularizer and the baselines)
+    runs end to end on tiny settings and writes its tables, record and figure."""
+    import importlib.util
+
+    if importlib.util.find_spec("aeon") is None:
+        pytest.skip("the data extra: pip install 'rnnreg[data]'")
+    run = run_benchmark("sequences", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "1-NN DTW (dependent) | 0.949" in run.stdout  # the archive's published DTW_D accuracy
+    assert "seasonal naive" in run.stdout
+    for name in ("classification.md", "forecasting.md", "sequences.json", "sequences.png"):
+        assert (tmp_path / name).exists(), name

@@ -200,7 +200,7 @@ class Standardizer(NamedTuple):
 
     @classmethod
     def fit(cls, data):
-        """From a :class:`SequenceSet` of real-valued inputs: each feature's mean and standard
+        """From a ``SequenceSet`` of real-valued inputs: each feature's mean and standard
         deviation over the valid steps (a constant feature keeps scale 1)."""
         valid = np.arange(data.inputs.shape[1])[None, :] < data.lengths[:, None]
         steps = data.inputs[valid].astype(np.float64)

@@ -112,7 +112,7 @@ class TrainConfig:
         (``model.standardizer``) and applied wherever the model reads inputs.
     monitor : str
         What early stopping watches: ``"val_loss"``, or a validation metric of a sequence task
-        (``"val_accuracy"``, ``"val_mae"``, ...; see :data:`rnnreg.sequences.METRICS`); the
+        (``"val_accuracy"``, ``"val_mae"``, ...; see ``rnnreg.sequences.METRICS``); the
         mode follows the name as in Keras (accuracy: higher is better).
     variable_bptt : bool
         AWD-LSTM's variable-length BPTT on token streams: each chunk's length is drawn from
