@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnreg import load_model
@@ -459,6 +460,7 @@ def test_step_split_diagnostic_smoke(run_benchmark):
     assert run.stdout.strip().splitlines()[-1].startswith("| 4 | 32 |"), run.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.extras
 def test_sequences_benchmark_smoke(tmp_path, run_benchmark):
     """benchmarks/sequences.py (JapaneseVowels and airline: each regularizer and the baselines)
@@ -473,3 +475,92 @@ def test_sequences_benchmark_smoke(tmp_path, run_benchmark):
     assert "seasonal naive" in run.stdout
     for name in ("classification.md", "forecasting.md", "sequences.json", "sequences.png"):
         assert (tmp_path / name).exists(), name
+
+
+# ----------------------------------------------------------------------------- sequence data
+def _train_cli(tmp_path, *argv):
+    out = tmp_path / "run"
+    code = main(
+        ["train", *argv, "--hidden", "8", "--epochs", "2", "--no-progress", "--quiet", "--out", str(out)]
+    )
+    assert code == 0
+    return out, json.loads((out / "history.json").read_text())
+
+
+def test_train_on_an_npz_of_sequences_classifies(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    path = tmp_path / "seq.npz"
+    np.savez(path, X=rng.standard_normal((60, 9, 4)) + y[:, None, None], y=y)
+    out, history = _train_cli(tmp_path, "--data", str(path), "--standardize", "--dropout", "0.2")
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "rnnreg sample" not in printed
+    model = load_model(str(out / "model.npz"))
+    assert (model.input_size, model.output_size, model.task) == (4, 3, "classify")
+    assert model.dropout_keep_prob == pytest.approx(0.8) and model.standardizer is not None
+    assert set(history["test_metrics"]) == {"accuracy"} and len(history["val_accuracy"]) == 2
+
+
+def test_train_on_a_ts_file_uses_its_test_sibling_and_resumes(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+
+    def write(name, n):
+        lines = [
+            "@problemName toy",
+            "@univariate false",
+            "@dimensions 2",
+            "@equalLength false",
+            "@classLabel true a b",
+            "@data",
+        ]
+        for _ in range(n):
+            label = int(rng.integers(0, 2))
+            steps = int(rng.integers(3, 9))
+            dims = [",".join(f"{v:.3f}" for v in rng.standard_normal(steps) + label) for _ in range(2)]
+            lines.append(":".join(dims) + ":" + "ab"[label])
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+    write("Toy_TRAIN.ts", 40)
+    write("Toy_TEST.ts", 15)
+    out, history = _train_cli(tmp_path, "--data", str(tmp_path / "Toy_TRAIN.ts"))
+    assert "Toy_TRAIN.ts (40 sequences)" in capsys.readouterr().out
+    assert history["test_loss"] is not None
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "Toy_TRAIN.ts"),
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+            "--resume",
+        ]
+    )
+    assert code == 0
+    assert json.loads((out / "history.json").read_text())["epoch"] == [0, 1, 2]
+
+
+def test_train_on_a_csv_series_forecasts_in_windows(tmp_path):
+    rng = np.random.default_rng(2)
+    series = np.cumsum(rng.standard_normal((120, 2)), axis=0)
+    text = "day,a,b\n" + "\n".join(f"{i},{a:.4f},{b:.4f}" for i, (a, b) in enumerate(series))
+    (tmp_path / "s.csv").write_text(text)
+    out, history = _train_cli(
+        tmp_path, "--data", str(tmp_path / "s.csv"), "--target", "b", "--lookback", "8", "--horizon", "3"
+    )
+    model = load_model(str(out / "model.npz"))
+    assert (model.input_size, model.output_size, model.task) == (3, 3, "regress")  # day, a, b -> 3 of b
+    assert set(history["test_metrics"]) == {"mse", "mae", "rmse"}
+
+
+@pytest.mark.safety
+def test_a_broken_sequence_file_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "bad.ts").write_text("@problemName x\n@classLabel true a b\n@data\n1,2,x:a\n")
+    code = main(["train", "--data", str(tmp_path / "bad.ts"), "--epochs", "1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0 and "bad.ts, line 4" in err and "Traceback" not in err

@@ -81,20 +81,30 @@ def _train(args):
         history["val_loss"],
         title=f"rnnreg train ({model.parameter_count():,} parameters)",
         best_epoch=history["best_epoch"],
-        unit="nats/char" if model.vocabulary is not None else "nats per token",
+        unit=(
+            "nats/char"
+            if model.vocabulary is not None
+            else "nats per token"
+            if model.model_config.task == "next-token"
+            else "loss"
+        ),
     )
     fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=100)
+    metrics = history.get("test_metrics") or {}
     print(
         f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
-        f"test loss {history['test_loss']:.4f}; {history['wall_seconds']:.1f}s"
+        f"test loss {history['test_loss']:.4f}"
+        + "".join(f"; test {name} {value:.4f}" for name, value in metrics.items())
+        + f"; {history['wall_seconds']:.1f}s"
     )
     print(
         f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz (to resume), "
         f"{args.out}/learning_curves.png"
     )
+    text = model.vocabulary is not None
     print(
-        f"model: {final} (the weights reported above); best validation: {best}; sample with: "
-        f"rnnreg sample {args.out}"
+        f"model: {final} (the weights reported above); best validation: {best}"
+        + (f"; sample with: rnnreg sample {args.out}" if text else "; load with rnnreg.load_model")
     )
     return 0
 

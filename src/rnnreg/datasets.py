@@ -197,13 +197,17 @@ def load_csv(path, columns=None):
     return values, tuple(columns)
 
 
-def windows(series, lookback, horizon, *, target=None, val=0.2, test=0.2):
+def windows(series, lookback, horizon, *, target=None, val=0.2, test=0.2, relative=False):
     """Cut a series into ``(X, y)`` pairs of regression: X the ``lookback`` steps before a
     time, y the ``horizon`` values of the ``target`` columns (default all) that follow it
     (flattened: horizon * targets outputs). The time axis is split first — the first part for
     training, then validation, then test (fractions ``val`` and ``test``) — and a pair belongs to
     the part its targets lie in: no validation or test target is ever inside a training window's
     reach, and a window may look back into the earlier part (the past is known).
+
+    With ``relative``, every window and its targets are the changes from the window's last
+    value (a series with a trend becomes one a model can learn; a forecast is then the
+    prediction plus that last value, and an error is the same in either form).
 
     Returns
     -------
@@ -244,6 +248,10 @@ def windows(series, lookback, horizon, *, target=None, val=0.2, test=0.2):
             raise ValueError(f"the {name} span is too short for lookback {lookback} and horizon {horizon}")
         X = np.stack([arr[t - lookback : t] for t in times])
         y = np.stack([arr[t : t + horizon][:, cols].reshape(-1) for t in times])
+        if relative:
+            last = X[:, -1:, :]
+            y = y - np.tile(last[:, 0, cols], horizon)
+            X = X - last
         parts[name] = (X, y)
     return parts
 

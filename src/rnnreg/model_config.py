@@ -237,11 +237,16 @@ class ModelConfig:
         optional(one_of(TASKS)),
         "what the model predicts: 'next-token' (the default with vocab_size), 'classify' or "
         "'regress' (one output per sequence) or 'forecast' (one output per step)",
+        flag="task",
+        choices=TASKS,
+        cli_doc="what the model predicts (default: next-token for text; the data's own for sequence "
+        "data: classify for class labels, regress for target vectors, forecast for per-step targets)",
     )
     pooling: str = setting(
         "last",
         one_of(POOLINGS),
         "what a per-sequence head reads: the last valid step's output, or the mean over the valid steps",
+        flag="pooling",
         choices=POOLINGS,
     )
     hidden_size: int = setting(

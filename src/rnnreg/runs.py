@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 # The command line's value types of the model's rates (declared with the settings).
 from .model_config import SWITCH, cli_settings, drop_probability, penalty_rate, setting_spec  # noqa: F401
 from .model_config import names as model_setting_names
@@ -124,7 +126,10 @@ _DATA_OPTIONS: tuple[Option, ...] = (
         "text to train on: files, folders (every *.txt inside) or glob patterns, "
         "UTF-8; or 'stdlib' — the standard library's docstrings (built in, no download) — or "
         "'synthetic', the notebook's counting task. Three files or more are split by "
-        "document (seeded), fewer by line",
+        "document (seeded), fewer by line. Sequences: a .ts file (UCR/UEA; its _TEST.ts "
+        "sibling is the test set), an .npz of X (sequences, steps, features) and y, a .csv "
+        "series (forecast in windows: --lookback, --horizon, --target), or 'japanese-vowels' "
+        "or 'airline' (the data extra)",
         default=["stdlib"],
         metavar="PATH",
         many=True,
@@ -186,6 +191,30 @@ TRAINING_OPTIONS: tuple[Option, ...] = (
         ),
         Option("clip", "gradient-norm clip (0 = off)", default=_DEFAULTS.clip_norm, type=float),
         Option("patience", "early-stopping patience (epochs without improvement)", type=int),
+        Option(
+            "monitor",
+            "what early stopping watches: val_loss, or a sequence task's val_accuracy, val_mse, "
+            "val_mae, val_rmse",
+            default=_DEFAULTS.monitor,
+        ),
+        Option(
+            "standardize",
+            "real-valued inputs: standardize each feature by the training split's mean and "
+            "standard deviation (kept with the model)",
+            default=False,
+            switch=True,
+        ),
+        Option(
+            "lookback", "a series (CSV, airline): steps each window reads", default=24, type=int, metavar="N"
+        ),
+        Option("horizon", "a series: steps each window forecasts", default=12, type=int, metavar="N"),
+        Option(
+            "target",
+            "a CSV series: the columns to forecast (default: every numeric column)",
+            many=True,
+            metavar="COLUMN",
+            sweepable=False,
+        ),
         Option("epochs", "epochs to train", default=_DEFAULTS.epochs, type=int),
         Option(
             "batch-size",
@@ -238,6 +267,133 @@ def default_settings() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class SequenceData:
+    """Real-valued sequence data of a run, split: ``train``, ``val``, ``test`` ``(X, y)`` pairs,
+    the features per step, the outputs, the task the targets call for and the class names."""
+
+    train: Any
+    val: Any
+    test: Any
+    input_size: int
+    output_size: int
+    task: str
+    class_names: tuple = ()
+
+
+#: Sequence data sets by name (they ship in the data extra's package).
+SEQUENCE_DATA = ("japanese-vowels", "airline")
+#: File kinds read as sequences rather than text.
+SEQUENCE_FILES = (".ts", ".npz", ".csv")
+
+
+def _split(X, y, seed, fractions=(0.2, 0.2)):
+    """A seeded shuffle of (X, y) into train, val (and test when its fraction is not 0)."""
+    order = np.random.default_rng(seed).permutation(len(X))
+    n_val = int(round(len(X) * fractions[0]))
+    n_test = int(round(len(X) * fractions[1]))
+    if len(X) - n_val - n_test < 1 or n_val < 1 or (fractions[1] and n_test < 1):
+        raise ValueError(f"{len(X)} sequences are too few to split into training, validation and test")
+    pick = lambda rows: ([X[k] for k in rows], y[rows])  # noqa: E731
+    test = pick(order[n_val : n_val + n_test]) if n_test else None
+    return pick(order[n_val + n_test :]), pick(order[:n_val]), test
+
+
+def _targets_task(y, name):
+    """The task a file's targets call for, and the outputs: class ids, vectors, or steps."""
+    y = np.asarray(y) if not isinstance(y, list) else y
+    if isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu":
+        if y.size and y.min() < 0:
+            raise ValueError(f"{name}: class ids must be >= 0, got {y.min()}")
+        return "classify", int(y.max()) + 1
+    if isinstance(y, np.ndarray) and y.ndim == 2:
+        return "regress", y.shape[1]
+    if isinstance(y, np.ndarray) and y.ndim == 1:
+        return "regress", 1
+    if isinstance(y, np.ndarray) and y.ndim == 3:
+        return "forecast", y.shape[2]
+    raise ValueError(f"{name}: targets must be class ids (N,), vectors (N, K) or steps (N, T, K)")
+
+
+def load_sequence_data(settings: Mapping[str, Any]):
+    """``(description, SequenceData)`` for a sequence data set by name (``japanese-vowels``,
+    ``airline``) or a file (``.ts``, ``.npz``, a ``.csv`` series), split by ``seed``: a .ts
+    file's ``_TEST.ts`` sibling is its test set; otherwise 20% validation and 20% test."""
+    from . import datasets
+
+    paths = settings["data"]
+    source = paths if isinstance(paths, str) else list(paths)[0]
+    seed = settings.get("seed", 0)
+    lookback, horizon = settings.get("lookback", 24), settings.get("horizon", 12)
+    if source == "japanese-vowels":
+        (X, y), test, names = datasets.japanese_vowels()
+        train, val, _ = _split(X, y, seed, (0.2, 0.0))
+        data = SequenceData(train, val, test, 12, len(names), "classify", names)
+        return "JapaneseVowels (UEA archive's split; 20% of its training set held out)", data
+    if source == "airline" or source.endswith(".csv"):
+        if source == "airline":
+            series, names = np.log(datasets.airline())[:, None], ("log passengers",)
+            description = "the airline series (log passengers, monthly)"
+        else:
+            series, names = datasets.load_csv(source)
+            description = f"{source} ({', '.join(names)})"
+        targets = list(settings.get("target") or names)
+        unknown = [t for t in targets if t not in names]
+        if unknown:
+            raise ValueError(f"--target {unknown}: not a numeric column of {source} ({', '.join(names)})")
+        columns = [names.index(t) for t in targets]
+        parts = datasets.windows(series, lookback, horizon, target=columns, relative=True)
+        data = SequenceData(
+            parts["train"],
+            parts["val"],
+            parts["test"],
+            series.shape[1],
+            horizon * len(columns),
+            "regress",
+            (),
+        )
+        return (
+            f"{description}: windows of {lookback} steps forecasting {horizon} (changes from the last)",
+            data,
+        )
+    if source.endswith(".ts"):
+        X, y, names = datasets.load_ts(source)
+        if y is None:
+            raise ValueError(f"{source} has no targets (@classLabel or @targetLabel)")
+        sibling = source[: -len("_TRAIN.ts")] + "_TEST.ts" if source.endswith("_TRAIN.ts") else None
+        if sibling and os.path.exists(sibling):
+            X_test, y_test, test_names = datasets.load_ts(sibling)
+            if test_names != names:
+                raise ValueError(f"{sibling}: its classes differ from {source}'s")
+            train, val, _ = _split(X, y, seed, (0.2, 0.0))
+            test = (X_test, y_test)
+        else:
+            train, val, test = _split(X, y, seed)
+        task = "classify" if names else "regress"
+        outputs = len(names) if names else 1
+        if task == "regress":
+            train, val, test = ((x, np.asarray(t)[:, None]) for x, t in (train, val, test))
+        return f"{source} ({len(X)} sequences)", SequenceData(
+            train, val, test, X[0].shape[1], outputs, task, names
+        )
+    X, y = datasets.load_npz(source)
+    if y is None:
+        raise ValueError(f"{source} holds no targets (an array 'y')")
+    if X.ndim != 3:
+        raise ValueError(f"{source}: X must have shape (sequences, steps, features), got {X.shape}")
+    task, outputs = _targets_task(y, source)
+    if task == "regress" and y.ndim == 1:
+        y = y[:, None]
+    train, val, test = _split(list(X), y, seed)
+    return f"{source} ({len(X)} sequences)", SequenceData(train, val, test, X.shape[2], outputs, task)
+
+
+def is_sequence_data(settings: Mapping[str, Any]) -> bool:
+    paths = settings["data"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return len(paths) == 1 and (paths[0] in SEQUENCE_DATA or paths[0].endswith(SEQUENCE_FILES))
+
+
 def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
     """The data a run's settings name (``data``, ``train_size``, ``eval_size``, ``seed``):
     returns ``(description, vocabulary size, data)``, where data is a
@@ -254,6 +410,9 @@ def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
     """
     from .data import CharCorpus, generate_simple_dataset, load_stdlib_docstrings
 
+    if is_sequence_data(settings):  # real-valued sequences: their SequenceData in vocab's place
+        description, data = load_sequence_data(settings)
+        return description, data, data
     paths = settings["data"]
     paths = [paths] if isinstance(paths, str) else list(paths)
     if paths not in (["stdlib"], ["synthetic"]):
@@ -277,7 +436,7 @@ def load_data(settings: Mapping[str, Any]) -> tuple[str, int, Any]:
 
 
 # ----------------------------------------------------------------------------- one run
-def build_run(settings: Mapping[str, Any], vocab_size: int, overrides: Mapping[str, Any] | None = None):
+def build_run(settings: Mapping[str, Any], vocab_size: Any, overrides: Mapping[str, Any] | None = None):
     """The model and TrainConfig a run's settings describe (command-line conventions: dropout
     rates are drop probabilities), with ``overrides`` (model keyword arguments or TrainConfig
     fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
@@ -303,9 +462,18 @@ def build_run(settings: Mapping[str, Any], vocab_size: int, overrides: Mapping[s
         progress=not s["no_progress"],
         nonmono=s["nonmono"],
         variable_bptt=s["variable_bptt"],
+        monitor=s["monitor"],
+        standardize=s["standardize"],
     )
     for key, value in (overrides or {}).items():
         (model_kwargs if key in MODEL_KEYS else train_kwargs)[key] = value
+    if isinstance(vocab_size, SequenceData):  # real-valued sequences: the data decides the sizes
+        data = vocab_size
+        model_kwargs["task"] = model_kwargs.get("task") or data.task
+        model = RegularizedLSTM(
+            input_size=data.input_size, output_size=data.output_size, seed=s["seed"], **model_kwargs
+        )
+        return model, TrainConfig(**train_kwargs)
     model = RegularizedLSTM(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"], **model_kwargs)
     return model, TrainConfig(**train_kwargs)
 
@@ -368,9 +536,9 @@ def train_run(
     settings = dict(default_settings(), **settings)
     if data is None:
         _, vocab_size, data = load_data(settings)
-    if vocab_size is None:
+    if vocab_size is None and not isinstance(data, SequenceData):
         raise ValueError("vocab_size is needed with data")
-    model, config = build_run(settings, vocab_size, overrides)
+    model, config = build_run(settings, data if isinstance(data, SequenceData) else vocab_size, overrides)
     config.checkpoint_path = checkpoint_path
     config.best_model_path, config.model_path = best_model_path, model_path
     started = time.perf_counter()
@@ -383,7 +551,19 @@ def train_run(
                 "to continue from (run without --resume to start afresh)"
             )
         resume_from = checkpoint_path
-    if isinstance(data, CharCorpus):  # fit takes its splits, documents and vocabulary
+    if isinstance(data, SequenceData):
+        history = fit(
+            model,
+            data.train,
+            data.val,
+            config,
+            test=data.test,
+            log=log,
+            resume_from=resume_from,
+            name=name,
+            callbacks=callbacks,
+        )
+    elif isinstance(data, CharCorpus):  # fit takes its splits, documents and vocabulary
         history = fit(
             model, data, None, config, log=log, resume_from=resume_from, name=name, callbacks=callbacks
         )
