@@ -564,3 +564,13 @@ def test_a_broken_sequence_file_is_one_line_naming_it(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "bad.ts"), "--epochs", "1", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code != 0 and "bad.ts, line 4" in err and "Traceback" not in err
+
+
+def test_sequence_epoch_benchmark_smoke(tmp_path, run_benchmark):
+    """benchmarks/sequence_epoch.py (a classification epoch against PyTorch) runs end to end."""
+    out = tmp_path / "epoch.json"
+    run = run_benchmark("sequence_epoch", "--quick", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["model"] for row in rows] == ["plain", "h(t-1) dropout", "zoneout"]
+    assert all(row["rnnreg_s"] > 0 for row in rows)

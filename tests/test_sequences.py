@@ -341,3 +341,48 @@ def test_real_valued_inputs_need_a_task_and_an_output_size():
         RegularizedLSTM(input_size=3, hidden_size=4, task="classify")
     with pytest.raises(TypeError, match="exactly one"):
         RegularizedLSTM(vocab_size=5, input_size=3, hidden_size=4, task="classify", output_size=2)
+
+
+# ----------------------------------------------------------------------------- PyTorch export
+@pytest.mark.extras
+@pytest.mark.parametrize("task, pooling", [("classify", "last"), ("regress", "mean"), ("forecast", "last")])
+def test_to_torch_and_back_give_the_same_outputs_on_sequences_of_different_lengths(task, pooling):
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    from rnnreg import from_torch, to_torch
+    from rnnreg.sequences import Standardizer
+
+    kwargs = {} if task == "forecast" else {"pooling": pooling}
+    model = RegularizedLSTM(
+        input_size=D, hidden_size=H, output_size=TASKS[task], task=task, num_layers=2, seed=4, **kwargs
+    )
+    model.standardizer = Standardizer(np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
+    X, lengths, _ = _batch(task, seed=5)
+    _, expected, _ = model.forward_batch(X, lengths=lengths)
+    module = to_torch(model)
+    with torch.no_grad():
+        got = module(torch.from_numpy(X), torch.from_numpy(lengths)).numpy()
+    if task == "forecast":  # compare the valid steps (padding's outputs are each side's own)
+        for k, L in enumerate(lengths):
+            np.testing.assert_allclose(got[k, :L], expected[k, :L], rtol=0, atol=1e-10)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+    back = from_torch(module)
+    assert back.model_config == model.model_config
+    np.testing.assert_array_equal(back.standardizer.mean, model.standardizer.mean)
+    for name, p in model.params.items():
+        np.testing.assert_allclose(back.params[name], p, rtol=0, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.extras
+def test_from_torch_maps_a_users_sequence_classifier_given_its_task():
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    from rnnreg import from_torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(D, H, batch_first=True, dtype=torch.float64)
+            self.head = torch.nn.Linear(H, 4, dtype=torch.float64)
+
+    model = from_torch(Net(), task="classify")
+    assert (model.input_size, model.output_size, model.task) == (D, 4, "classify")

@@ -102,6 +102,54 @@ def _module_class():
     return RNNRegLM
 
 
+def _sequence_module_class():
+    torch = _torch()
+    nn = torch.nn
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    class RNNRegSequenceModel(nn.Module):  # type: ignore[name-defined]
+        """An rnnreg model of real-valued sequences in PyTorch layers: ``forward(x (N, T, D),
+        lengths=None)`` -> (N, outputs) for classify (logits) and regress, (N, T, outputs)
+        for forecast. Variable lengths run as packed sequences; the standardization the model
+        keeps is two buffers applied first."""
+
+        def __init__(self, input_size, hidden_size, output_size, num_layers, task, pooling, dtype, dropouts):
+            super().__init__()
+            self.task, self.pooling = task, pooling
+            input_dropout, between_dropout, output_dropout = dropouts
+            self.input_dropout = nn.Dropout(input_dropout)
+            self.lstm = nn.LSTM(
+                input_size,
+                hidden_size,
+                num_layers=num_layers,
+                batch_first=True,
+                dropout=between_dropout if num_layers > 1 else 0.0,
+                dtype=dtype,
+            )
+            self.output_dropout = nn.Dropout(output_dropout)
+            self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
+            self.register_buffer("input_mean", torch.zeros(input_size, dtype=dtype))
+            self.register_buffer("input_scale", torch.ones(input_size, dtype=dtype))
+
+        def forward(self, x, lengths=None):
+            x = self.input_dropout((x - self.input_mean) / self.input_scale)
+            N, T = x.shape[:2]
+            if lengths is None:
+                lengths = torch.full((N,), T, dtype=torch.int64)
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, (h_n, _) = self.lstm(packed)
+            seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+            if self.task == "forecast":
+                return self.head(self.output_dropout(seq))
+            if self.pooling == "last":
+                return self.head(self.output_dropout(h_n[-1]))
+            valid = (torch.arange(T)[None, :] < lengths[:, None]).to(seq.dtype).unsqueeze(-1)
+            pooled = (seq * valid).sum(1) / valid.sum(1)
+            return self.head(self.output_dropout(pooled))
+
+    return RNNRegSequenceModel
+
+
 def to_torch(model):
     """A ``torch.nn.Module`` computing what ``model`` computes (needs torch).
 
@@ -153,6 +201,24 @@ def to_torch(model):
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     H, L = model.hidden_size, model.num_layers
     config = model.model_config
+    if config.task != "next-token":
+        module = _sequence_module_class()(
+            config.input_size,
+            H,
+            config.output_size,
+            L,
+            config.task,
+            config.pooling,
+            dtype,
+            (1.0 - config.input_keep, 1.0 - config.between_keep, 1.0 - config.output_keep),
+        )
+        _copy_lstm_and_head(module, model, torch)
+        if model.standardizer is not None:
+            with torch.no_grad():
+                module.input_mean.copy_(torch.from_numpy(model.standardizer.mean))
+                module.input_scale.copy_(torch.from_numpy(model.standardizer.scale))
+        module.eval()
+        return module
     module = _module_class()(
         model.vocab_size,
         H,
@@ -169,6 +235,18 @@ def to_torch(model):
     with torch.no_grad():
         if module.embedding is not None:
             module.embedding.weight.copy_(torch.from_numpy(p["embedding"]))
+    _copy_lstm_and_head(module, model, torch)
+    module.eval()
+    module.rnnreg_vocabulary = model.vocabulary  # travels along (None for token-id models)
+    return module
+
+
+def _copy_lstm_and_head(module, model, torch):
+    """The model's LSTM layers into ``module.lstm`` (PyTorch's gate order, one bias) and its
+    output projection into ``module.head`` (tied: the embedding's own parameter)."""
+    H, L = model.hidden_size, model.num_layers
+    p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
+    with torch.no_grad():
         for layer in range(L):
             W = p[f"W{layer}"]
             D = W.shape[0] - H
@@ -187,9 +265,6 @@ def to_torch(model):
         else:
             module.head.weight.copy_(torch.from_numpy(p["Why"].T))
         module.head.bias.copy_(torch.from_numpy(p["by"]))
-    module.eval()
-    module.rnnreg_vocabulary = model.vocabulary  # travels along (None for token-id models)
-    return module
 
 
 def _find(module, kind):
@@ -197,7 +272,7 @@ def _find(module, kind):
     return found
 
 
-def from_torch(module, vocabulary=None, seed=None):
+def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last"):
     """A :class:`~rnnreg.RegularizedLSTM` with the weights of a PyTorch module.
 
     Parameters
@@ -211,6 +286,13 @@ def from_torch(module, vocabulary=None, seed=None):
         For the model (default: the one to_torch attached, if any).
     seed : int or Generator, optional
         For the model's dropout masks.
+    task : {"classify", "regress", "forecast"}, optional
+        A module of real-valued sequences (its nn.LSTM reads ``input_size`` features; no
+        embedding): what its head gives — one output per sequence from the last step
+        (``pooling``), or one per step. A module made by :func:`to_torch` from such a model
+        says so itself, and brings its input standardization.
+    pooling : {"last", "mean"}
+        With ``task`` classify or regress.
 
     Returns
     -------
@@ -266,16 +348,34 @@ def from_torch(module, vocabulary=None, seed=None):
         raise ValueError(f"weights must be float32 or float64, got {dtype}")
     vocab_size = embedding.num_embeddings if embedding is not None else lstm.input_size
     tied = embedding is not None and head.weight is embedding.weight
-    model = RegularizedLSTM(
-        vocab_size,
-        H,
-        head.out_features,
-        num_layers=L,
-        embedding_size=None if embedding is None else lstm.input_size,
-        seed=seed,
-        dtype=np.float64 if dtype == torch.float64 else np.float32,
-        tie_weights=tied,
-    )
+    task = getattr(module, "task", None) if task is None and hasattr(module, "input_mean") else task
+    pooling = getattr(module, "pooling", pooling)
+    if task is not None and task != "next-token":
+        if embedding is not None:
+            raise ValueError(
+                f"task {task!r} reads real-valued vectors: the module's nn.Embedding has no place"
+            )
+        model = RegularizedLSTM(
+            input_size=lstm.input_size,
+            hidden_size=H,
+            output_size=head.out_features,
+            task=task,
+            pooling=pooling,
+            num_layers=L,
+            seed=seed,
+            dtype=np.float64 if dtype == torch.float64 else np.float32,
+        )
+    else:
+        model = RegularizedLSTM(
+            vocab_size,
+            H,
+            head.out_features,
+            num_layers=L,
+            embedding_size=None if embedding is None else lstm.input_size,
+            seed=seed,
+            dtype=np.float64 if dtype == torch.float64 else np.float32,
+            tie_weights=tied,
+        )
     as_np = lambda t: t.detach().cpu().to(torch.float64).numpy()
     state = {}
     if embedding is not None:
@@ -294,9 +394,52 @@ def from_torch(module, vocabulary=None, seed=None):
         state["Why"] = as_np(head.weight).T
     state["by"] = as_np(head.bias) if head.bias is not None else np.zeros(head.out_features)
     model.load_state_dict(state)
+    if not model.model_config.tokens:
+        mean, scale = getattr(module, "input_mean", None), getattr(module, "input_scale", None)
+        if mean is not None and scale is not None:
+            from .sequences import Standardizer
+
+            mean, scale = as_np(mean), as_np(scale)
+            if not (np.all(mean == 0) and np.all(scale == 1)):
+                model.standardizer = Standardizer(mean, scale)
+        _check_sequences_on_a_probe(module, model, torch)
+        return model
     model.vocabulary = vocabulary if vocabulary is not None else getattr(module, "rnnreg_vocabulary", None)
     _check_on_a_probe(module, model, torch)
     return model
+
+
+def _check_sequences_on_a_probe(module, model, torch):
+    """A sequence model must compute what the module computes on a probe of two sequences of
+    different lengths (a module without a forward of its own: checked by its structure)."""
+    if type(module).forward is torch.nn.Module.forward:
+        return
+    x = np.random.default_rng(0).standard_normal((2, 5, model.input_size)).astype(model.dtype)
+    lengths = np.array([5, 3])
+    x[1, 3:] = 0
+    _, expected, _ = model.forward_batch(x, lengths=lengths)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.from_numpy(x), torch.from_numpy(lengths))
+    except Exception as exc:
+        raise ValueError(
+            "from_torch could not check the converted model: the module's forward did not take "
+            f"(x (N, T, features), lengths) ({type(exc).__name__}: {exc})"
+        ) from exc
+    finally:
+        module.train(was_training)
+    got = np.asarray(
+        (out[0] if isinstance(out, (tuple, list)) else out).detach().cpu().to(torch.float64).numpy()
+    )
+    if model.model_config.task == "forecast":
+        got, expected = got[0], expected[0]  # the full-length row (padding's outputs differ)
+    tolerance = 1e-8 if model.dtype == np.float64 else 1e-4
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=tolerance, rtol=tolerance):
+        raise ValueError(
+            "from_torch: the converted model does not compute what the module computes on a probe"
+        )
 
 
 # Modules from_torch maps (or that compute nothing in evaluation), and containers of them.
