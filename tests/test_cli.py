@@ -574,3 +574,35 @@ def test_sequence_epoch_benchmark_smoke(tmp_path, run_benchmark):
     rows = json.loads(out.read_text())["rows"]
     assert [row["model"] for row in rows] == ["plain", "h(t-1) dropout", "zoneout"]
     assert all(row["rnnreg_s"] > 0 for row in rows)
+
+
+def test_compare_on_sequences_reports_the_tasks_metric(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 50)
+    path = tmp_path / "seq.npz"
+    np.savez(path, X=rng.standard_normal((50, 6, 3)) * 50 + y[:, None, None], y=y)
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(path),
+            "--settings",
+            "none",
+            "dropout",
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--quiet",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "inputs standardized on the training split" in printed
+    assert "| setting | best val loss | test loss | test accuracy |" in printed
+    assert (out / "comparison.png").exists() and (out / "models" / "dropout.npz").exists()
+    assert load_model(str(out / "models" / "none.npz")).standardizer is not None

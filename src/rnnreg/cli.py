@@ -110,16 +110,20 @@ def _train(args):
 
 
 def comparison_table(results):
-    """A markdown table of the ablation: held-out losses, epochs and wall time per setting."""
+    """A markdown table of the ablation: held-out losses (and a sequence task's test metrics),
+    epochs and wall time per setting."""
+    metrics = list((next(iter(results.values())).get("test_metrics") or {}) if results else ())
     lines = [
-        "| setting | best val loss | test loss | train CE, last epoch (no L2 term) | epochs run "
-        "| best epoch | wall time |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | best val loss | test loss | "
+        + "".join(f"test {name} | " for name in metrics)
+        + "train loss, last epoch (no L2 term) | epochs run | best epoch | wall time |",
+        "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|",
     ]
     for name, h in results.items():
         lines.append(
             f"| {name} | {h['best_val_loss']:.4f} | {h['test_loss']:.4f} | "
-            f"{h['train_ce'][-1]:.4f} | {len(h['epoch'])} | {h['best_epoch']} | "
+            + "".join(f"{h['test_metrics'][m]:.4f} | " for m in metrics)
+            + f"{h['train_ce'][-1]:.4f} | {len(h['epoch'])} | {h['best_epoch']} | "
             f"{h['wall_seconds']:.1f}s |"
         )
     return "\n".join(lines)
@@ -136,7 +140,13 @@ def _compare(args):
     from .training import TrainingError
 
     _check_writable(args.out)
+    from .runs import SequenceData
+
     description, vocab_size, data = load_data(vars(args))
+    sequences = isinstance(data, SequenceData)
+    if sequences and not args.standardize:  # real-valued features on their own scales
+        args.standardize = True
+        description += "; inputs standardized on the training split"
     print(f"data: {description}")
     # A sweep over the named settings: --jobs N trains N of them at once.
     records, trial_weights = sweep(
@@ -163,19 +173,23 @@ def _compare(args):
     data_name = {
         ("stdlib",): "the standard library's docstrings",
         ("synthetic",): "the synthetic counting task",
-    }.get(tuple(args.data), "your text")
-    fig = plot_regularization_comparison(
-        results,
-        title=f"Regularizers on {data_name} (held-out loss = test cross-entropy)",
-        unit="nats per token" if list(args.data) == ["synthetic"] else "nats/char",
-    )
+        ("japanese-vowels",): "JapaneseVowels",
+        ("airline",): "the airline series",
+    }.get(tuple(args.data), "your sequences" if sequences else "your text")
+    if sequences:
+        loss = "cross-entropy per sequence" if data.task == "classify" else "mean squared error"
+        title, unit = f"Regularizers on {data_name} (held-out loss = test {loss})", loss
+    else:
+        title = f"Regularizers on {data_name} (held-out loss = test cross-entropy)"
+        unit = "nats per token" if list(args.data) == ["synthetic"] else "nats/char"
+    fig = plot_regularization_comparison(results, title=title, unit=unit)
     fig.savefig(os.path.join(args.out, "comparison.png"), dpi=100)
     fig = plot_weight_distributions(weights, title="Weight matrices after training")
     fig.savefig(os.path.join(args.out, "weights.png"), dpi=100)
+    use = "rnnreg.load_model" if sequences else f"rnnreg sample {args.out}/models/{args.settings[0]}.npz"
     print(
         f"\nwrote {args.out}/comparison.md, comparison.png, weights.png, results.json; each "
-        f"setting's best model in {args.out}/models/ (rnnreg sample "
-        f"{args.out}/models/{args.settings[0]}.npz)"
+        f"setting's best model in {args.out}/models/ ({use})"
     )
     return 0
 
