@@ -525,6 +525,7 @@ def test_train_on_a_ts_file_uses_its_test_sibling_and_resumes(tmp_path, capsys):
     out, history = _train_cli(tmp_path, "--data", str(tmp_path / "Toy_TRAIN.ts"))
     assert "Toy_TRAIN.ts (40 sequences)" in capsys.readouterr().out
     assert history["test_loss"] is not None
+    assert load_model(str(out / "model.npz")).class_names == ("a", "b")  # the file's class labels
     code = main(
         [
             "train",

@@ -188,3 +188,15 @@ def test_without_aeon_the_shipped_data_says_how_to_get_it(monkeypatch):
     with pytest.raises(ImportError, match=r"rnnreg\[data\]"):
         datasets.japanese_vowels()
     assert os.path.basename(datasets.__file__) == "datasets.py"
+
+
+def test_a_classifiers_class_names_travel_with_it(tmp_path):
+    model = _model()
+    model.class_names = ("up", "down")
+    loaded = load_model(save_model(model, str(tmp_path / "m.npz")))
+    assert loaded.class_names == ("up", "down")
+    payload = load_checkpoint(str(tmp_path / "m.npz"))
+    payload["class_names"] = ["only one"]
+    save_checkpoint(str(tmp_path / "m.npz"), payload)
+    with pytest.raises(CheckpointError, match="class_names"):
+        load_model(str(tmp_path / "m.npz"))

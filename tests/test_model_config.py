@@ -24,6 +24,7 @@ NEEDS = {
     "input_size": {"vocab_size": None, "task": "forecast", "output_size": 2},
     "task": {"output_size": 3},
     "pooling": {"task": "classify", "output_size": 3},
+    "regression_loss": {"task": "regress", "output_size": 2},
 }
 
 

@@ -386,3 +386,31 @@ def test_from_torch_maps_a_users_sequence_classifier_given_its_task():
 
     model = from_torch(Net(), task="classify")
     assert (model.input_size, model.output_size, model.task) == (D, 4, "classify")
+
+
+# ----------------------------------------------------------------------------- regression losses
+@pytest.mark.parametrize("task", ["regress", "forecast"])
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_mae_and_huber_are_their_formulas_with_their_gradients(task, loss):
+    model = _model(task, regression_loss=loss)
+    X, lengths, Y = _batch(task, seed=6)
+    Y = Y * 3  # differences on both sides of Huber's delta
+    value, out, _ = model.forward_batch(X, Y, lengths=lengths)
+    if task == "forecast":
+        valid = np.arange(X.shape[1])[None, :] < lengths[:, None]
+        diff = (out - Y)[valid]
+    else:
+        diff = out - Y
+    a = np.abs(diff)
+    expected = a.mean() if loss == "mae" else np.where(a <= 1, 0.5 * diff**2, a - 0.5).mean()
+    assert abs(value - expected) < 1e-12
+    fixed = _fixed_masks_loss(model, X, Y, lengths)
+    fixed()
+    grads = model.backward()
+    for name, p in model.params.items():
+        assert relative_error(grads[name], numerical_gradient(fixed, p)) < 1e-5, name
+
+
+def test_a_regression_loss_on_a_classifier_is_refused():
+    with pytest.raises(ValueError, match="regression_loss"):
+        _model("classify", regression_loss="mae")

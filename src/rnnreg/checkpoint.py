@@ -357,6 +357,29 @@ def _vocabulary_list(model):
     return None if vocabulary is None else vocabulary.to_list()
 
 
+def _class_names_list(model):
+    names = getattr(model, "class_names", None)
+    return None if names is None else [str(name) for name in names]
+
+
+def _checked_class_names(path, payload, model):
+    """A classifier's class names from a file (None if none): one string per class."""
+    names = payload.get("class_names")
+    if names is None:
+        return None
+    config = model.model_config
+    if (
+        config.task != "classify"
+        or not isinstance(names, list)
+        or len(names) != config.output_size
+        or not all(isinstance(name, str) and len(name) <= 1000 for name in names)
+    ):
+        raise CheckpointError(
+            f"{path}: 'class_names' must list the {config.output_size} class names of a classifier"
+        )
+    return tuple(names)
+
+
 def _standardizer_dict(model):
     standardizer = getattr(model, "standardizer", None)
     return None if standardizer is None else standardizer.to_dict()
@@ -428,6 +451,7 @@ def save_model(model: "RegularizedLSTM", path: Union[str, "os.PathLike[str]"]) -
             "model": model.state_dict(),
             "vocabulary": _vocabulary_list(model),
             "standardizer": _standardizer_dict(model),
+            "class_names": _class_names_list(model),
         },
     )
 
@@ -541,4 +565,5 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
         raise CheckpointError(f"{path}: {exc}") from exc
     model.vocabulary = _checked_vocabulary(path, payload, model)
     model.standardizer = _checked_standardizer(path, payload, model)
+    model.class_names = _checked_class_names(path, payload, model)
     return model

@@ -14,6 +14,8 @@ The heads: :class:`NextToken` (softmax over the vocabulary at every step, a lang
 cross-entropy over classes, or mean squared error).
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from . import _ops
@@ -100,13 +102,28 @@ def _valid_mask(valid, N, T):
     return np.ones((N, T), bool) if valid is None else valid
 
 
-def _mse(out, targets, weight):
-    """Mean squared error of ``out`` against ``targets`` over the entries where ``weight`` (a
-    0/1 array broadcasting against them) is 1, and its gradient."""
+#: The losses of a real-valued head: name -> (loss of the differences, its derivative), each
+#: averaged over the valid entries. Huber's delta is 1 (PyTorch's HuberLoss and Keras's default).
+REGRESSION_LOSSES: dict[
+    str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]
+] = {
+    "mse": (lambda d: np.square(d, dtype=np.float64), lambda d: 2.0 * d),
+    "mae": (lambda d: np.abs(d).astype(np.float64), np.sign),
+    "huber": (
+        lambda d: np.where(np.abs(d) <= 1.0, 0.5 * np.square(d, dtype=np.float64), np.abs(d) - 0.5),
+        lambda d: np.clip(d, -1.0, 1.0),
+    ),
+}
+
+
+def _regression_loss(out, targets, weight, kind="mse"):
+    """The mean ``kind`` loss (``REGRESSION_LOSSES``) of ``out`` against ``targets`` over the
+    entries where ``weight`` (a 0/1 array broadcasting against them) is 1, and its gradient."""
+    value, derivative = REGRESSION_LOSSES[kind]
     diff = (out - targets) * weight
     count = float(np.broadcast_to(weight, out.shape).sum())
-    loss = float(np.sum(np.square(diff, dtype=np.float64)) / count)
-    return loss, (2.0 / count) * diff
+    loss = float(np.sum(value(diff)) / count)
+    return loss, (derivative(diff) * weight / count).astype(out.dtype, copy=False)
 
 
 def _check_real_targets(targets, name, shape, config):
@@ -121,9 +138,13 @@ def _check_real_targets(targets, name, shape, config):
 
 class PerStep:
     """A vector per step, ``y_t = h_t Why + by`` (forecasting: the next values of a series, or
-    any per-step target), loss the mean squared error over the valid steps and the outputs."""
+    any per-step target), loss the mean squared error over the valid steps and the outputs
+    (or the mean absolute error, or Huber's, with ``regression_loss``)."""
 
     name = "per-step"
+
+    def __init__(self, loss="mse"):
+        self.loss = loss
 
     def parameter_shapes(self, config):
         return {"Why": (config.hidden_size, config.output_size), "by": (config.output_size,)}
@@ -141,7 +162,7 @@ class PerStep:
             return None, out, None
         N, T, outputs = targets.shape
         weight = _valid_mask(valid, N, T).reshape(N * T, 1).astype(out.dtype)
-        loss, dout = _mse(out, targets.reshape(N * T, outputs), weight)
+        loss, dout = _regression_loss(out, targets.reshape(N * T, outputs), weight, self.loss)
         return loss, out, dout
 
     def backward(self, dout, top, params):
@@ -155,8 +176,8 @@ class PerSequence:
     ``classify``, softmax cross-entropy over ``output_size`` classes (mean over the sequences);
     with ``regress``, the mean squared error over the sequences and outputs."""
 
-    def __init__(self, classify, pooling="last"):
-        self.classify, self.pooling = bool(classify), pooling
+    def __init__(self, classify, pooling="last", loss="mse"):
+        self.classify, self.pooling, self.loss = bool(classify), pooling, loss
         self.name = "classify" if classify else "regress"
 
     def parameter_shapes(self, config):
@@ -202,7 +223,7 @@ class PerSequence:
                 out, np.ascontiguousarray(targets, dtype=np.int64)
             )
         else:
-            loss, dout = _mse(out, targets, np.ones((1, 1), out.dtype))
+            loss, dout = _regression_loss(out, targets, np.ones((1, 1), out.dtype), self.loss)
         return loss, out, (dout, pooled, spread, (N, T))
 
     def backward(self, saved, top, params):
@@ -222,5 +243,7 @@ def head_of(config):
     if config.task == "next-token":
         return NextToken(tied=config.tie_weights)
     if config.task == "forecast":
-        return PerStep()
-    return PerSequence(classify=config.task == "classify", pooling=config.pooling)
+        return PerStep(loss=config.regression_loss)
+    return PerSequence(
+        classify=config.task == "classify", pooling=config.pooling, loss=config.regression_loss
+    )

@@ -245,6 +245,8 @@ class RegularizedLSTM:
         # The characters behind the token ids, when the model reads text (a data.Vocabulary):
         # saved with the model, needed to generate text.
         self.vocabulary = None
+        #: The names of a classifier's classes (class id k is class_names[k]), saved with it.
+        self.class_names: tuple[str, ...] | None = None
         self.grads = {}
         self._trace: BatchTrace | None = None
         #: The AR + TAR terms of the last training forward pass (already in its loss).

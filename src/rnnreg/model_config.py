@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as v
+from .heads import REGRESSION_LOSSES as _HEAD_LOSSES
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
 TASKS = ("next-token", "classify", "regress", "forecast")
 #: How a per-sequence head reads a sequence's outputs.
 POOLINGS = ("last", "mean")
+#: The losses of the real-valued heads (defined, formula and gradient, in rnnreg.heads).
+REGRESSION_LOSSES = tuple(_HEAD_LOSSES)
 #: The command line's conventions for a setting's value.
 PLAIN, DROP, SWITCH = "plain", "drop", "switch"
 #: A Setting's cli_default when the command line's default is Python's.
@@ -242,6 +245,13 @@ class ModelConfig:
         cli_doc="what the model predicts (default: next-token for text; the data's own for sequence "
         "data: classify for class labels, regress for target vectors, forecast for per-step targets)",
     )
+    regression_loss: str = setting(
+        "mse",
+        one_of(REGRESSION_LOSSES),
+        "the loss of regress and forecast: mean squared error, mean absolute error, or Huber's (delta 1)",
+        flag="regression-loss",
+        choices=REGRESSION_LOSSES,
+    )
     pooling: str = setting(
         "last",
         one_of(POOLINGS),
@@ -440,6 +450,10 @@ class ModelConfig:
             object.__setattr__(self, "task", "next-token")
         if self.task == "next-token" and self.vocab_size is None:
             raise ValueError("task 'next-token' predicts tokens: it needs token inputs (vocab_size)")
+        if self.regression_loss != "mse" and self.task not in ("regress", "forecast"):
+            raise ValueError(
+                f"regression_loss is the loss of regress and forecast; task {self.task!r} has its own"
+            )
         if self.embedding_size is not None and self.vocab_size is None:
             raise ValueError("embedding_size embeds token ids: real-valued inputs (input_size) have none")
         if self.output_size is None:

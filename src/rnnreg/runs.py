@@ -539,6 +539,8 @@ def train_run(
     if vocab_size is None and not isinstance(data, SequenceData):
         raise ValueError("vocab_size is needed with data")
     model, config = build_run(settings, data if isinstance(data, SequenceData) else vocab_size, overrides)
+    if isinstance(data, SequenceData) and data.class_names:
+        model.class_names = tuple(data.class_names)
     config.checkpoint_path = checkpoint_path
     config.best_model_path, config.model_path = best_model_path, model_path
     started = time.perf_counter()

@@ -12,8 +12,10 @@ from typing import Any
 
 from .checkpoint import (
     CheckpointError,
+    _checked_class_names,
     _checked_standardizer,
     _checked_vocabulary,
+    _class_names_list,
     _expect_model_arrays,
     _standardizer_dict,
     _vocabulary_list,
@@ -65,6 +67,7 @@ def save_training_state(path, model, optimizer, monitor, rng, history, epoch, co
             "train_config": config.to_dict(),
             "vocabulary": _vocabulary_list(model),
             "standardizer": _standardizer_dict(model),
+            "class_names": _class_names_list(model),
         },
     )
 
@@ -213,6 +216,7 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
     if vocabulary is not None and model.vocabulary is not None and vocabulary != model.vocabulary:
         raise CheckpointError(f"{path} was trained with another vocabulary than this model's")
     standardizer = _checked_standardizer(path, payload, model)
+    class_names = _checked_class_names(path, payload, model)
     parts = {
         "model": (model, payload["model"]),
         "model_rng": (GeneratorState(model.rng), payload["model_rng"]),
@@ -232,4 +236,6 @@ def restore_training_state(path, model, optimizer, monitor, rng, history, config
         model.vocabulary = vocabulary
     if standardizer is not None:  # fitted on the training split when the run began
         model.standardizer = standardizer
+    if class_names is not None:
+        model.class_names = class_names
     return epoch + 1
