@@ -414,3 +414,65 @@ def test_mae_and_huber_are_their_formulas_with_their_gradients(task, loss):
 def test_a_regression_loss_on_a_classifier_is_refused():
     with pytest.raises(ValueError, match="regression_loss"):
         _model("classify", regression_loss="mae")
+
+
+@pytest.mark.extras
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks(task):
+    """Input dropout (variational), the h(t-1) mask, zoneout of h and c, between-layer and
+    output dropout, two layers, sequences of different lengths: the formulas written in
+    PyTorch (each row frozen past its length with torch.where) and differentiated by autograd,
+    given the masks the model drew, give the model's loss and every gradient to 1e-10."""
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    model = _model(
+        task,
+        num_layers=2,
+        dropout_keep_prob=0.7,
+        variational=True,
+        recurrent_keep_prob=0.8,
+        zoneout_hidden=0.2,
+        zoneout_cell=0.3,
+    )
+    X, lengths, Y = _batch(task, seed=7)
+    loss, _, _ = model.forward_batch(X, Y, training=True, lengths=lengths)
+    grads = model.backward()
+    trace = model._trace
+    N, T = X.shape[:2]
+    t_ = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    params = {name: t_(p.copy()).requires_grad_(True) for name, p in model.params.items()}
+    ((_, input_mask),) = trace.input_parts
+    valid = t_(np.arange(T)[None, :] < lengths[:, None])  # (N, T)
+    x = t_(X) * t_(input_mask)
+    for layer, layer_trace in enumerate(trace.layers):
+        cache = layer_trace.run.caches[0]
+        W, b = params[f"W{layer}"], params[f"b{layer}"]
+        D = W.shape[0] - H
+        h = c = torch.zeros(N, H, dtype=torch.float64)
+        outputs = []
+        for t in range(T):
+            a = x[:, t] @ W[:D] + (h * t_(cache.recurrent_mask)) @ W[D:] + b
+            i, f, o = (torch.sigmoid(a[:, k * H : (k + 1) * H]) for k in range(3))
+            g = torch.tanh(a[:, 3 * H :])
+            c_new = f * c + i * g
+            h_new = o * torch.tanh(c_new)
+            zc, zh = t_(cache.zoneout_c[:, t]), t_(cache.zoneout_h[:, t])  # 1 past each row's end
+            c = zc * c + (1 - zc) * c_new
+            h = zh * h + (1 - zh) * h_new
+            outputs.append(h)
+        ((_, out_mask),) = layer_trace.output_parts
+        x = torch.stack(outputs, 1) * t_(out_mask)
+    if task == "forecast":
+        pred = x @ params["Why"] + params["by"]
+        m = valid.unsqueeze(-1).double()
+        torch_loss = (((pred - t_(Y)) * m) ** 2).sum() / (m.sum() * TASKS[task])
+    else:
+        last = x[torch.arange(N), t_(lengths - 1)]
+        pred = last @ params["Why"] + params["by"]
+        if task == "classify":
+            torch_loss = torch.nn.functional.cross_entropy(pred, t_(Y))
+        else:
+            torch_loss = ((pred - t_(Y)) ** 2).mean()
+    torch_loss.backward()
+    assert abs(loss - torch_loss.item()) < 1e-10
+    for name, p in params.items():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=0, atol=1e-10, err_msg=name)
