@@ -139,3 +139,21 @@ def run_benchmark():
         )
 
     return run
+
+
+@pytest.fixture
+def fixed_masks_loss():
+    """A function ``(model, inputs, targets, **forward_kwargs) -> loss()``: the training loss as a
+    function of the parameters, every mask drawn the same at each call (the generator's state
+    put back first) — what finite differences of a stochastic pass need."""
+
+    def make(model, inputs, targets, **kwargs):
+        start = model.rng.bit_generator.state
+
+        def loss():
+            model.rng.bit_generator.state = start
+            return model.forward_batch(inputs, targets, training=True, **kwargs)[0]
+
+        return loss
+
+    return make

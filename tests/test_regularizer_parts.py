@@ -20,19 +20,8 @@ def _batch(N=3, T=6, seed=0):
     return rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
 
 
-def _fixed_masks_loss(model, inputs, targets):
-    """The training loss as a function of the parameters, every mask the same at each call."""
-    start = model.rng.bit_generator.state
-
-    def loss():
-        model.rng.bit_generator.state = start
-        return model.forward_batch(inputs, targets, training=True)[0]
-
-    return loss
-
-
-def _check_gradients(model, inputs, targets, tol=1e-6):
-    loss = _fixed_masks_loss(model, inputs, targets)
+def _check_gradients(fixed_masks_loss, model, inputs, targets, tol=1e-6):
+    loss = fixed_masks_loss(model, inputs, targets)
     loss()
     grads = model.backward()
     for name, value in model.params.items():
@@ -108,8 +97,10 @@ def _clone(rng):
     [dict(), dict(num_layers=2, embedding_size=4, weight_keep_prob=0.7, use_layer_norm=True)],
     ids=["one-hot", "two-layers-weight-drop-ln"],
 )
-def test_dropconnect_on_wx_gradients(backend, kwargs):
-    _check_gradients(RegularizedLSTM(V, H, input_weight_keep_prob=0.7, seed=1, **kwargs), *_batch())
+def test_dropconnect_on_wx_gradients(backend, kwargs, fixed_masks_loss):
+    _check_gradients(
+        fixed_masks_loss, RegularizedLSTM(V, H, input_weight_keep_prob=0.7, seed=1, **kwargs), *_batch()
+    )
 
 
 def test_dropconnect_is_off_in_evaluation():
@@ -192,8 +183,10 @@ def test_the_output_rate_is_the_independent_formula():
     ],
     ids=["per-element", "variational"],
 )
-def test_separate_rates_gradients(backend, kwargs):
-    _check_gradients(RegularizedLSTM(V, H, embedding_size=4, num_layers=2, seed=4, **kwargs), *_batch())
+def test_separate_rates_gradients(backend, kwargs, fixed_masks_loss):
+    _check_gradients(
+        fixed_masks_loss, RegularizedLSTM(V, H, embedding_size=4, num_layers=2, seed=4, **kwargs), *_batch()
+    )
 
 
 def test_an_input_rate_without_an_embedding_is_refused_saying_why():

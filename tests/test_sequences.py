@@ -83,14 +83,6 @@ def test_a_padded_batch_gives_what_each_sequence_gives_alone(backend, task, kwar
 
 
 # ----------------------------------------------------------------------------- gradients
-def _fixed_masks_loss(model, X, Y, lengths):
-    start = model.rng.bit_generator.state
-
-    def loss():
-        model.rng.bit_generator.state = start
-        return model.forward_batch(X, Y, training=True, lengths=lengths)[0]
-
-    return loss
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -111,12 +103,12 @@ def _fixed_masks_loss(model, X, Y, lengths):
     ],
     ids=["plain", "mean-ar-tar", "every-mask"],
 )
-def test_gradients_match_finite_differences(backend, task, kwargs):
+def test_gradients_match_finite_differences(backend, task, kwargs, fixed_masks_loss):
     if "pooling" in kwargs and task == "forecast":
         kwargs = {k: val for k, val in kwargs.items() if k != "pooling"}
     model = _model(task, **kwargs)
     X, lengths, Y = _batch(task, seed=1)
-    loss = _fixed_masks_loss(model, X, Y, lengths)
+    loss = fixed_masks_loss(model, X, Y, lengths=lengths)
     loss()
     grads = model.backward()
     for name, value in model.params.items():
@@ -391,7 +383,7 @@ def test_from_torch_maps_a_users_sequence_classifier_given_its_task():
 # ----------------------------------------------------------------------------- regression losses
 @pytest.mark.parametrize("task", ["regress", "forecast"])
 @pytest.mark.parametrize("loss", ["mae", "huber"])
-def test_mae_and_huber_are_their_formulas_with_their_gradients(task, loss):
+def test_mae_and_huber_are_their_formulas_with_their_gradients(task, loss, fixed_masks_loss):
     model = _model(task, regression_loss=loss)
     X, lengths, Y = _batch(task, seed=6)
     Y = Y * 3  # differences on both sides of Huber's delta
@@ -404,7 +396,7 @@ def test_mae_and_huber_are_their_formulas_with_their_gradients(task, loss):
     a = np.abs(diff)
     expected = a.mean() if loss == "mae" else np.where(a <= 1, 0.5 * diff**2, a - 0.5).mean()
     assert abs(value - expected) < 1e-12
-    fixed = _fixed_masks_loss(model, X, Y, lengths)
+    fixed = fixed_masks_loss(model, X, Y, lengths=lengths)
     fixed()
     grads = model.backward()
     for name, p in model.params.items():

@@ -85,30 +85,17 @@ class HistoryState:
         if not isinstance(saved, dict):
             raise ValueError("the history must be a dict")
         n_epochs = len(saved.get("epoch", []) or [])
-        for key in HISTORY_LISTS:
+        # the lists every run has, and a sequence task's validation metrics (val_<name>)
+        metric_lists = [key for key in saved if key.startswith("val_") and key not in HISTORY_LISTS]
+        for key in (*HISTORY_LISTS, *metric_lists):
             values = saved.get(key)
             if values is None and key in HISTORY_ADDED:
                 continue
-            if (
-                not isinstance(values, list)
-                or len(values) != n_epochs
-                or not all(
-                    val is None or (isinstance(val, (int, float)) and not isinstance(val, bool))
-                    for val in values
-                )
-            ):
+            numbers = isinstance(values, list) and all(
+                val is None or (isinstance(val, (int, float)) and not isinstance(val, bool)) for val in values
+            )
+            if not numbers or len(values) != n_epochs:
                 raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
-        for key, values in saved.items():  # a sequence task's validation metrics
-            if key.startswith("val_") and key != "val_loss" and key not in HISTORY_LISTS:
-                if (
-                    not isinstance(values, list)
-                    or len(values) != n_epochs
-                    or not all(
-                        val is None or (isinstance(val, (int, float)) and not isinstance(val, bool))
-                        for val in values
-                    )
-                ):
-                    raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
         metrics = saved.get("test_metrics")
         if metrics is not None and not (
             isinstance(metrics, dict)
