@@ -94,7 +94,7 @@ class HistoryState:
             numbers = isinstance(values, list) and all(
                 val is None or (isinstance(val, (int, float)) and not isinstance(val, bool)) for val in values
             )
-            if not numbers or len(values) != n_epochs:
+            if not numbers or not isinstance(values, list) or len(values) != n_epochs:
                 raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
         metrics = saved.get("test_metrics")
         if metrics is not None and not (
