@@ -468,3 +468,25 @@ def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks
     assert abs(loss - torch_loss.item()) < 1e-10
     for name, p in params.items():
         np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=0, atol=1e-10, err_msg=name)
+
+
+def test_sampling_is_refused_for_a_sequence_model_saying_why():
+    model = _model("classify")
+    for call in (lambda: model.generate([1, 2], 5), lambda: model.logits(np.zeros((1, 3), np.int64))):
+        with pytest.raises(ValueError, match="needs a language model"):
+            call()
+
+
+def test_nt_asgd_and_a_metric_monitor_train_a_forecaster():
+    """NT-ASGD is triggered by the validation loss of a sequence task as of text, and early
+    stopping can watch its mean absolute error."""
+    X, Y = _ragged("forecast", 32, 0)
+    val = _ragged("forecast", 8, 1)
+    model = _model("forecast")
+    config = TrainConfig(
+        epochs=6, optimizer="nt-asgd", lr=0.5, nonmono=1, patience=3, monitor="val_mae", progress=False
+    )
+    history = fit(model, (X, Y), val, config, log=lambda line: None)
+    assert len(history["val_mae"]) == len(history["epoch"]) and history["best_epoch"] is not None
+    best = history["epoch"].index(history["best_epoch"])
+    assert history["val_mae"][best] == min(history["val_mae"])

@@ -598,12 +598,21 @@ class RegularizedLSTM:
         return tuple(checked)
 
     # ------------------------------------------------------------------ using a trained model
+    def _needs_a_language_model(self, what):
+        task = self.model_config.task
+        if task != "next-token":
+            raise ValueError(
+                f"{what} samples next tokens: it needs a language model (a vocabulary and task "
+                f"'next-token'); this model's task is {task!r} — use predict"
+            )
+
     def logits(
         self, tokens: ArrayLike, state: tuple[ArrayLike, ArrayLike] | None = None
     ) -> tuple[NDArray[np.floating], tuple[NDArray[np.floating], NDArray[np.floating]]]:
         """Next-token logits for token ids ``tokens`` (N, T) — or (T,) for one sequence — from
         ``state`` (zeros when None), without dropout. Returns ``(logits (N, T, output_size),
         state)``; pass the state back to continue the same sequences."""
+        self._needs_a_language_model("logits")
         ids = np.asarray(tokens)
         one = ids.ndim == 1
         _, logits, new_state = self.forward_batch(ids[None, :] if one else ids, None, state, training=False)
@@ -659,6 +668,7 @@ class RegularizedLSTM:
         >>> model.generate("ab", 3, greedy=True) == model.generate("ab", 3, greedy=True)
         True
         """
+        self._needs_a_language_model("generate")
         length = v.positive_int(length, "length", minimum=0)
         temperature = v.positive_float(temperature, "temperature")
         if top_k is not None:
