@@ -51,6 +51,7 @@ import numpy as np
 
 __all__ = [
     "GATE_ORDER",
+    "GRU_GATE_ORDER",
     "LSTM_LAYER_NORM_PARAMS",
     "LN_SAVED",
     "DEFAULT_EPS",
@@ -441,3 +442,79 @@ def step_functions(sequence_forward, sequence_backward):
         return (grads["dx"][:, 0], grads["dh0"], grads["dc0"], grads["dWx"], grads["dWh"], grads["db"])
 
     return lstm_step_forward, lstm_step_backward
+
+
+# ----------------------------------------------------------------------------- GRU
+#: The order of the three gate blocks along the 3H axis of a GRU's Wx, Wh and b: reset ``r``,
+#: update ``z``, candidate ``n`` — PyTorch's ``nn.GRU`` order.
+GRU_GATE_ORDER = ("r", "z", "n")
+# The GRU, in PyTorch's and Keras's default convention (the reset gate applied after the
+# recurrent product; Cho et al.'s original applies it before):
+#
+#     r = sigmoid(x Wx_r + b_r + h' Wh_r),   z = sigmoid(x Wx_z + b_z + h' Wh_z)
+#     n = tanh(x Wx_n + b_n + r * (h' Wh_n + bn))
+#     h~ = (1 - z) * n + z * h_{t-1}
+#     h_t = u * h_{t-1} + (1 - u) * h~          (zoneout weights u; u = 0: the plain GRU)
+#
+# with h' = h_{t-1} * m (the recurrent mask, one per sequence; m = 1 without it). ``b`` (3H,) is
+# the sum of PyTorch's two biases for r and z and its input bias for n; ``bn`` (H,) its
+# recurrent bias of n, which the reset gate multiplies and so cannot be folded into ``b``.
+
+
+class GRUCache(NamedTuple):
+    """What a GRU forward pass saves for its backward pass: the inputs ``x (N, T, D)`` (or token
+    ids (N, T)), ``h0 (N, H)``, ``Wx (D, 3H)``, ``Wh (H, 3H)``, ``b (3H,)``, ``bn (H,)``,
+    ``recurrent_mask`` and ``zoneout_h`` (None or (N, H), (N, T, H)); computed: ``hprev (N, T,
+    H)`` (the masked recurrent input), ``gates (N, T, 3H)`` (r, z, n activated), ``hn (N, T, H)``
+    (``hprev Wh_n + bn``, which the reset gate scales) and ``h (N, T, H)`` (the output)."""
+
+    x: np.ndarray
+    h0: np.ndarray
+    Wx: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    bn: np.ndarray
+    recurrent_mask: np.ndarray | None
+    zoneout_h: np.ndarray | None
+    hprev: np.ndarray
+    gates: np.ndarray
+    hn: np.ndarray
+    h: np.ndarray
+    N: int
+    T: int
+    D: int
+    H: int
+
+    @property
+    def tokens(self):
+        return is_token_input(self.x)
+
+    def check(self):
+        """Raise ValueError naming the first array that no longer agrees with the dimensions
+        recorded at creation; returns the cache."""
+        N, T, D, H = self.N, self.T, self.D, self.H
+        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
+        shapes = {
+            "h0": (N, H),
+            "Wx": (D, 3 * H),
+            "Wh": (H, 3 * H),
+            "b": (3 * H,),
+            "bn": (H,),
+            "hprev": (N, T, H),
+            "gates": (N, T, 3 * H),
+            "hn": (N, T, H),
+            "h": (N, T, H),
+        }
+        if self.recurrent_mask is not None:
+            shapes["recurrent_mask"] = (N, H)
+        if self.zoneout_h is not None:
+            shapes["zoneout_h"] = (N, T, H)
+        if self.tokens:
+            check_token_input(self.x, D, "cache.x")
+        else:
+            shapes["x"] = (N, T, D)
+        for label, shape in shapes.items():
+            arr = getattr(self, label)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise _shape_error(label, arr, shape, dtype, "gru_forward")
+        return self
