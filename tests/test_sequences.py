@@ -412,9 +412,10 @@ def test_a_regression_loss_on_a_classifier_is_refused():
 @pytest.mark.parametrize("task", list(TASKS))
 def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks(task):
     """Input dropout (variational), the h(t-1) mask, zoneout of h and c, between-layer and
-    output dropout, two layers, sequences of different lengths: the formulas written in
-    PyTorch (each row frozen past its length with torch.where) and differentiated by autograd,
-    given the masks the model drew, give the model's loss and every gradient to 1e-10."""
+    output dropout, AR and TAR (over the valid steps), two layers, sequences of different
+    lengths: the formulas written in PyTorch (each row frozen past its length) and
+    differentiated by autograd, given the masks the model drew, give the model's loss and every
+    gradient to 1e-10."""
     torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
     model = _model(
         task,
@@ -424,6 +425,8 @@ def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks
         recurrent_keep_prob=0.8,
         zoneout_hidden=0.2,
         zoneout_cell=0.3,
+        activation_reg=0.7,
+        temporal_activation_reg=0.4,
     )
     X, lengths, Y = _batch(task, seed=7)
     loss, _, _ = model.forward_batch(X, Y, training=True, lengths=lengths)
@@ -452,7 +455,8 @@ def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks
             h = zh * h + (1 - zh) * h_new
             outputs.append(h)
         ((_, out_mask),) = layer_trace.output_parts
-        x = torch.stack(outputs, 1) * t_(out_mask)
+        last_h = torch.stack(outputs, 1)  # the layer's output before dropout (TAR's)
+        x = last_h * t_(out_mask)
     if task == "forecast":
         pred = x @ params["Why"] + params["by"]
         m = valid.unsqueeze(-1).double()
@@ -464,6 +468,11 @@ def test_every_mask_equals_pytorch_autograd_of_the_formulas_given_the_same_masks
             torch_loss = torch.nn.functional.cross_entropy(pred, t_(Y))
         else:
             torch_loss = ((pred - t_(Y)) ** 2).mean()
+    kept = valid.unsqueeze(-1).double()
+    ar = 0.7 * ((x * kept) ** 2).sum() / (kept.sum() * H)  # α · mean over the valid steps
+    pairs = valid[:, 1:].unsqueeze(-1).double()
+    tar = 0.4 * (((last_h[:, 1:] - last_h[:, :-1]) * pairs) ** 2).sum() / (pairs.sum() * H)
+    torch_loss = torch_loss + ar + tar
     torch_loss.backward()
     assert abs(loss - torch_loss.item()) < 1e-10
     for name, p in params.items():
