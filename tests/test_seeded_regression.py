@@ -33,6 +33,10 @@ def _recorder():
 RECORDER = _recorder()
 with open(RECORDER.RECORD) as f:
     RECORDED = json.load(f)
+# The bits depend on the BLAS the kernels call too: exact where it is the recording's, and
+# within rounding elsewhere (the sdist job's oldest SciPy, another CPU's kernels).
+RECORDED_ENVIRONMENT = RECORDED.pop("environment")
+SAME_ENVIRONMENT = RECORDER.environment() == RECORDED_ENVIRONMENT
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,21 @@ def test_every_named_setting_is_recorded():
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_seeded_results_are_bit_identical(name, base_data):
     settings, overrides = RECORDER.cases()[name]
-    assert RECORDER.run_case(settings, overrides, data=base_data) == RECORDED[name]
+    got = RECORDER.run_case(settings, overrides, data=base_data)
+    if SAME_ENVIRONMENT:
+        assert got == RECORDED[name]
+        return
+    # another BLAS: every figure within rounding of two epochs (float32 runs a little wider)
+    tolerance = 1e-3 if "float32" in name else 1e-8
+    for key in ("train_loss", "val_loss", "grad_norm"):
+        np.testing.assert_allclose(
+            [float.fromhex(x) for x in got[key]],
+            [float.fromhex(x) for x in RECORDED[name][key]],
+            rtol=tolerance,
+        )
+    assert float.fromhex(got["test_loss"]) == pytest.approx(
+        float.fromhex(RECORDED[name]["test_loss"]), rel=tolerance
+    )
 
 
 @pytest.mark.parametrize("name", ["none", "awd"])
