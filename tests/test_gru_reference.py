@@ -1,4 +1,4 @@
-"""The GRU's NumPy reference (rnnreg._reference.gru_forward / gru_backward): the oracle its
+"""The GRU's NumPy reference (rnnreg._reference_gru.gru_forward / gru_backward): the oracle its
 compiled kernel will be proven against. Here it is proven itself: equal to PyTorch's nn.GRU
 (outputs, final state, every gradient) given the same weights, by finite differences with the
 recurrent mask and zoneout, and zoneout 0 is the plain GRU bit for bit."""
@@ -6,7 +6,7 @@ recurrent mask and zoneout, and zoneout 0 is the plain GRU bit for bit."""
 import numpy as np
 import pytest
 
-from rnnreg import _reference as ref
+from rnnreg import _reference_gru as ref
 from rnnreg._conventions import GRU_GATE_ORDER, GRUCache
 from rnnreg.gradcheck import numerical_gradient, relative_error
 

@@ -311,6 +311,11 @@ def build_parser():
     p.add_argument(
         "--out", default="runs/compare", help="folder for comparison.md, results.json and the plots"
     )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run is writing into --out, wait for it to finish instead of stopping",
+    )
 
     p.add_argument(
         "--jobs",
@@ -372,6 +377,11 @@ def build_parser():
         default="runs/sweep",
         help="sweep.json, sweep.md, sweep.png; rerunning with the same --out skips the trials already done",
     )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run is writing into --out, wait for it to finish instead of stopping",
+    )
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("train", help="train one model", formatter_class=_HelpWithDefaults)
@@ -382,6 +392,11 @@ def build_parser():
         help="folder for best.npz, model.npz, the checkpoint, history.json and the plot",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run is writing into --out, wait for it to finish instead of stopping",
+    )
     p.add_argument(
         "--csv",
         default=None,
@@ -461,8 +476,17 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     _log_to_stdout()
+    from .folder_lock import FolderBusy, FolderLock
+
     try:
+        if getattr(args, "out", None) and args.command in ("train", "compare", "sweep"):
+            # one run writes into a folder at a time (an OS lock, released when the run ends)
+            with FolderLock(args.out, f"rnnreg {args.command}", wait=args.wait):
+                return args.func(args)
         return args.func(args)
+    except FolderBusy as exc:
+        print(f"rnnreg {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if getattr(args, "debug", False):
             raise
