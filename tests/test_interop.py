@@ -154,3 +154,8 @@ def test_a_forward_that_does_more_than_the_layers_is_caught_on_a_probe():
 
     with pytest.raises(ValueError, match="differ from the module's"):
         from_torch(Scaled().double())
+
+
+def test_from_torch_of_something_that_is_no_module_says_so():
+    with pytest.raises(TypeError, match="takes a torch.nn.Module, got str"):
+        from_torch("not a module")

@@ -152,7 +152,16 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The child gets Python's own SIGINT handling even when this test runs with SIGINT ignored
+    # (pytest started as a background job of a script inherits SIG_IGN, and so would the child).
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
     try:
         for line in proc.stdout:  # wait until an epoch (and its checkpoint) is done
             if "epoch   1" in line:

@@ -389,3 +389,32 @@ def test_train_size_limits_your_text_and_defaults_to_all_of_it(tmp_path, capsys)
     assert n_train > 9000  # the whole training split: 80% of ~12,600 characters
     assert main(common + ["--train-size", "3000", "--eval-size", "500", "--out", str(tmp_path / "some")]) == 0
     assert "train=3000, val=500, test=500 characters" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- sampling edges
+def test_sampling_at_a_vanishing_temperature_is_greedy_not_nan(toy_corpus):
+    corpus = toy_corpus()
+    model = RegularizedLSTM(corpus.vocab_size, 8, seed=0)
+    model.vocabulary = corpus.vocabulary
+    assert model.generate("the ", 20, temperature=1e-308, rng=0) == model.generate("the ", 20, greedy=True)
+
+
+def test_text_generation_gives_exactly_length_characters(toy_corpus):
+    corpus = toy_corpus()
+    model = RegularizedLSTM(corpus.vocab_size, 8, seed=0)
+    model.vocabulary = corpus.vocabulary
+    for seed in range(5):
+        assert len(model.generate("\x00", 200, temperature=3, rng=seed)) == 200
+
+
+def test_an_absurd_length_is_refused_before_anything_is_allocated(toy_corpus):
+    model = RegularizedLSTM(toy_corpus().vocab_size, 8, seed=0)
+    with pytest.raises(ValueError, match="at most 100,000,000 tokens"):
+        model.generate([1], 99999999999999)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0])
+def test_a_temperature_that_is_not_positive_is_refused_in_one_wording(toy_corpus, bad):
+    model = RegularizedLSTM(toy_corpus().vocab_size, 8, seed=0)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        model.generate([1], 5, temperature=bad)

@@ -169,8 +169,9 @@ def kernels():
 
 def _count_from_environment(name, default, maximum):
     """A non-negative integer setting from the environment variable ``name`` (``default`` when
-    it is unset or blank), at most ``maximum``; anything else raises ValueError naming the
-    variable."""
+    it is unset or blank), at most ``maximum``; anything else is ignored with a warning naming
+    the variable and what it takes (an import should not fail on a typo in the environment, as
+    OpenMP ignores a bad OMP_NUM_THREADS)."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -179,7 +180,14 @@ def _count_from_environment(name, default, maximum):
     except ValueError:
         value = -1
     if not 0 <= value <= maximum:
-        raise ValueError(f"{name} must be an integer from 0 to {maximum}, got {text!r}")
+        import warnings
+
+        warnings.warn(
+            f"{name}={text!r} is not an integer from 0 to {maximum}: ignored ({default} used)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return default
     return value
 
 
@@ -210,7 +218,8 @@ def set_num_threads(n: "int | None") -> None:
     Parameters
     ----------
     n : int or None
-        At most this many threads (>= 1), or None for no limit of rnnreg's own.
+        At most this many threads (>= 1; more than 65536 is no limit either), or None for no
+        limit of rnnreg's own.
 
     Examples
     --------
@@ -232,7 +241,7 @@ def set_num_threads(n: "int | None") -> None:
         raise ValueError(f"n must be an integer >= 1 or None, got {n!r}")
     if _kernels is None:
         return
-    _kernels._set_thread_limit(0 if n is None else n)
+    _kernels._set_thread_limit(0 if n is None or n > 2**16 else n)  # (an int of C's)
 
 
 def get_num_threads() -> int:

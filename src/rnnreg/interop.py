@@ -316,6 +316,8 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
     from .model import RegularizedLSTM
 
     nn = torch.nn
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
     _refuse_what_is_not_mapped(module, nn)
     lstms, heads, embeddings = (_find(module, k) for k in (nn.LSTM, nn.Linear, nn.Embedding))
     if len(lstms) != 1 or len(heads) != 1 or len(embeddings) > 1:

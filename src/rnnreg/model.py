@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+#: The most tokens one generate() call makes (its output is allocated up front).
+MAX_GENERATED = 10**8
+
+
 def _next_token(logits, temperature, top_k, top_p, greedy, rng):
     """One token from a row of logits: the most likely (greedy), or a draw from softmax(logits /
     temperature) restricted to the top_k most likely, then to the smallest most-likely set whose
@@ -65,7 +69,11 @@ def _next_token(logits, temperature, top_k, top_p, greedy, rng):
     scores = logits.astype(np.float64)
     if greedy:
         return int(np.argmax(scores))
-    scores = scores / temperature
+    finite = np.isfinite(scores)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = scores / temperature
+    if not np.isfinite(scores[finite]).all():  # a temperature so low the scores overflow: its
+        return int(np.argmax(np.where(finite, logits, -np.inf)))  # limit, the most likely token
     if top_k is not None and top_k < scores.size:
         cut = np.partition(scores, -top_k)[-top_k]
         scores = np.where(scores >= cut, scores, -np.inf)
@@ -670,6 +678,8 @@ class RegularizedLSTM:
         """
         self._needs_a_language_model("generate")
         length = v.positive_int(length, "length", minimum=0)
+        if length > MAX_GENERATED:
+            raise ValueError(f"length must be at most {MAX_GENERATED:,} tokens a call, got {length:,}")
         temperature = v.positive_float(temperature, "temperature")
         if top_k is not None:
             top_k = min(v.positive_int(top_k, "top_k"), self.output_size)
@@ -698,6 +708,8 @@ class RegularizedLSTM:
         last = logits[-1]
         out = np.empty(length, np.int64)
         for k in range(length):
+            if as_text:  # text never holds the unknown symbol (id 0): a draw of length characters
+                last = np.where(np.arange(last.size) == 0, -np.inf, last)
             out[k] = _next_token(last, temperature, top_k, top_p, greedy, rng)
             logits, state = self.logits(out[k : k + 1], state)
             last = logits[-1]
