@@ -539,3 +539,93 @@ def test_pruning_without_an_out_folder_leaves_no_file_behind(monkeypatch, tmp_pa
     records = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, progress=False, prune="median")
     assert any(r["status"] == "pruned" for r in records)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_scheduler_dies_stops_keeping_what_finished(tmp_path):
+    """A real local Dask cluster (a scheduler and a worker, each its own process); the scheduler
+    is killed mid-sweep. The sweep stops within a bound with one line saying the scheduler is
+    gone and how to continue, and the trial that had finished stays in sweep.json (it used to
+    resubmit to the closed client and wait forever)."""
+    pytest.importorskip("distributed", reason="the dask extra")
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen(
+        [*dask, "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--dashboard-address",
+            ":0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out = tmp_path / "sweep"
+    try:
+        time.sleep(3)
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rnnreg",
+                "sweep",
+                "--scheduler",
+                address,
+                "--data",
+                "synthetic",
+                "--train-size",
+                "100",
+                "--hidden",
+                "32",
+                "--grid",
+                "epochs=1,400,400",
+                "--no-progress",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120  # the one-epoch trial finishes and is recorded
+        while time.monotonic() < deadline:
+            try:
+                if any(r["status"] == "done" for r in json.loads((out / "sweep.json").read_text())["trials"]):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert run.poll() is None, run.stderr.read()
+            time.sleep(0.2)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait()
+        started = time.monotonic()
+        _, err = run.communicate(timeout=240)
+        assert time.monotonic() - started < 240
+        assert run.returncode == 1 and "is gone" in err and "run the same command again" in err, err
+        assert "Traceback" not in err
+        records = json.loads((out / "sweep.json").read_text())["trials"]
+        assert [r["params"]["epochs"] for r in records if r["status"] == "done"] == [1]
+    finally:
+        for proc in (scheduler, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -395,7 +395,10 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
     """Run ``tasks`` on the Dask cluster at ``scheduler`` (an address, or a Client). Each trial
     carries its data (nothing lives only on a worker that may die); a trial whose worker died,
     or whose future was lost or cancelled with it, is submitted again (``retries`` times), then
-    recorded as failed — the sweep itself never ends in a traceback."""
+    recorded as failed — the sweep itself never ends in a traceback. When the scheduler itself is
+    gone (the client closes after failing to reconnect, within distributed's connect timeout),
+    the sweep stops with a ConnectionError that says so: the finished trials are kept, and the
+    same command continues."""
     Client, as_completed, _ = _dask_api()
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     attempts = {key: 0 for key in tasks}
@@ -413,6 +416,15 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
             try:
                 record = future.result()
             except Exception as exc:  # KilledWorker, CancelledError, a lost connection, ...
+                if client.status in ("closing", "closed"):
+                    # the client gave up reconnecting (its scheduler is gone): resubmitting to it
+                    # would wait forever. The finished trials are already recorded.
+                    raise ConnectionError(
+                        f"the Dask scheduler {client.scheduler.address if client.scheduler else scheduler} "
+                        f"is gone (the client closed after failing to reconnect: {type(exc).__name__}); "
+                        f"{len(futures) + 1} trial(s) unfinished, the finished ones kept — run the same "
+                        "command again once a scheduler is up to continue"
+                    ) from exc
                 attempts[key] += 1
                 if attempts[key] <= retries:
                     _logger.warning(
