@@ -629,3 +629,35 @@ def test_a_sweep_whose_scheduler_dies_stops_keeping_what_finished(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_sweep_whose_every_trial_fails_says_why(tmp_path, capsys):
+    from rnnreg.cli import main
+
+    code = main(
+        [
+            "sweep",
+            "--data",
+            "synthetic",
+            "--train-size",
+            "20",
+            "--grid",
+            "hidden=0",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "every trial failed" in err and "hidden_size must be" in err
+    assert "no finished trial to plot" not in err
+
+
+@pytest.mark.parametrize("random", [-3, 1.5, True])
+def test_a_negative_or_fractional_random_count_is_refused(random):
+    from rnnreg.sweeps import sweep_trials
+
+    with pytest.raises(ValueError, match="number of draws"):
+        sweep_trials(random=random, space={"lr": (1e-3, 1e-2, False)})

@@ -154,6 +154,8 @@ def sweep_trials(grid=None, random=0, space=None, seed=0):
     settings (``hidden``, ``patience``, ...) drawn from a space are rounded."""
     grid = {_flag(name): [_convert(name, value) for value in values] for name, values in (grid or {}).items()}
     space = {_flag(name): bounds for name, bounds in (space or {}).items()}
+    if isinstance(random, bool) or not isinstance(random, int) or random < 0:
+        raise ValueError(f"--random is the number of draws, an integer >= 0, got {random!r}")
     if random and not space:
         raise ValueError("random search needs a space (--space NAME=LOW:HIGH[:log])")
     if space and not random:
@@ -770,6 +772,12 @@ def sweep(
             f.write(sweep_table(folder) + "\n")
         from .plotting import plot_sweep
 
+        if not any(r.get("status") == STATUS_DONE for r in folder):  # nothing to plot: say why
+            reasons = dict.fromkeys(str(r.get("error")) for r in folder if r.get("status") == STATUS_FAILED)
+            raise ValueError(
+                f"every trial failed ({len(folder)}): {'; '.join(list(reasons)[:3])} "
+                f"(the records are in {out}/sweep.json)"
+            )
         fig = plot_sweep(
             folder,
             swept,
