@@ -24,7 +24,7 @@ from . import _ops
 from . import _validation as v
 from ._conventions import DEFAULT_EPS, GATE_ORDER, LSTM_LAYER_NORM_PARAMS, layer_norm_param_size
 
-__all__ = ["LSTMCell", "LayerRun", "Segments", "CELLS"]
+__all__ = ["LSTMCell", "LayerRun", "Segments", "stack_input_sizes"]
 
 
 class Segments(NamedTuple):
@@ -211,17 +211,6 @@ class LSTMCell:
         """The cell state c (N, T, H) of a layer's run (what ``largest_cell_state`` reads)."""
         caches = run.caches
         return caches[0].c if len(caches) == 1 else np.concatenate([c.c for c in caches], axis=1)
-
-
-#: The cell kinds by name.
-CELLS = {"lstm": LSTMCell()}
-
-
-def cell_of(name: str) -> LSTMCell:
-    try:
-        return CELLS[name]
-    except KeyError:
-        raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}, got {name!r}") from None
 
 
 def stack_input_sizes(first: int, hidden_size: int, num_layers: int) -> list[int]:

@@ -47,6 +47,7 @@ from .inputs import input_of
 from .model_config import POSITIONAL, ModelConfig, settings
 from .model_config import names as setting_names
 from .regularizers import Place, active_parts
+from .sequences import valid_steps
 
 __all__ = [
     "RegularizedLSTM",
@@ -133,7 +134,7 @@ def _valid_steps(lengths, N, T):
         )
     if (arr == T).all():
         return None
-    return np.arange(T)[None, :] < arr[:, None]
+    return valid_steps(arr, T)
 
 
 # Looked up on every attribute read and write of a model that is not an attribute of its own.

@@ -173,10 +173,8 @@ class Setting:
         return value
 
     def from_cli(self, value):
-        """The setting's value from its command-line form."""
-        if self.cli == DROP and value is not None:
-            return 1.0 - value
-        return value
+        """The setting's value from its command-line form (the conversion is its own inverse)."""
+        return self.to_cli(value)
 
 
 def setting(default, check, doc, **cli):
@@ -488,9 +486,6 @@ class ModelConfig:
         if unknown:
             raise TypeError(f"unknown model settings {unknown}; the settings are {names()}")
         return cls(**values)
-
-    def replace(self, **changes) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
 
     @functools.cached_property  # read at every forward pass; the config is frozen
     def float_dtype(self):

@@ -22,7 +22,6 @@ A new regularizer is a class here, its entry in :data:`PARTS` and its setting in
 """
 
 import enum
-from typing import Any
 
 import numpy as np
 
@@ -412,8 +411,3 @@ def check_config(config) -> None:
 def parts_of(setting: str) -> list[Regularizer]:
     """The parts a setting takes part in (for docs and tests)."""
     return [part for part in PARTS if setting in part.settings]
-
-
-def describe() -> dict[str, Any]:
-    """part name -> (place, settings): the table the docs show."""
-    return {type(part).__name__: (part.place.value, part.settings) for part in PARTS}

@@ -31,6 +31,7 @@ __all__ = [
     "pad_sequences",
     "task_metrics",
     "finish_metrics",
+    "valid_steps",
     "METRICS",
 ]
 
@@ -191,6 +192,11 @@ def sequence_set(data, name, config):
     return SequenceSet(inputs, lengths, targets, config.task)
 
 
+def valid_steps(lengths, T):
+    """(N, T) bool: which of T steps lie within each row's length."""
+    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+
+
 class Standardizer(NamedTuple):
     """Per-feature standardization of real-valued inputs, ``(x - mean) / scale``, fitted on
     the training split only (its valid steps) and stored with the model."""
@@ -202,7 +208,7 @@ class Standardizer(NamedTuple):
     def fit(cls, data):
         """From a ``SequenceSet`` of real-valued inputs: each feature's mean and standard
         deviation over the valid steps (a constant feature keeps scale 1)."""
-        valid = np.arange(data.inputs.shape[1])[None, :] < data.lengths[:, None]
+        valid = valid_steps(data.lengths, data.inputs.shape[1])
         steps = data.inputs[valid].astype(np.float64)
         scale = steps.std(axis=0)
         return cls(steps.mean(axis=0), np.where(scale > 0, scale, 1.0))
@@ -239,7 +245,7 @@ def task_metrics(task, outputs, targets, lengths):
         count = diff.size
     else:
         T = outputs.shape[1]
-        valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
+        valid = valid_steps(lengths, T)[..., None]
         diff = (outputs - targets) * valid
         count = int(lengths.sum()) * outputs.shape[2]
     return {

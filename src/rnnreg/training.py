@@ -38,7 +38,7 @@ from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
 from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
-from .sequences import METRICS, SequenceSet, finish_metrics, sequence_set, task_metrics
+from .sequences import METRICS, SequenceSet, finish_metrics, sequence_set, task_metrics, valid_steps
 from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 
 if TYPE_CHECKING:
@@ -374,7 +374,7 @@ def _evaluate_sequences(model, data, batch_size, stats=None):
             old_value, old_count = sums.get(name, (0.0, 0))
             sums[name] = (old_value + value, old_count + count)
         T = batch.inputs.shape[1]
-        max_c = max(max_c, model.largest_cell_state(np.arange(T)[None, :] < batch.lengths[:, None]))
+        max_c = max(max_c, model.largest_cell_state(valid_steps(batch.lengths, T)))
     if stats is not None:
         stats["max_abs_c"] = max_c
     return dict(loss=total / weight, **finish_metrics(task, sums))
