@@ -71,6 +71,16 @@ def _valid(kernel, rng, dtype):
             ]
         cache = K.lstm_forward(*fwd)
         return [f(N, T, H), f(N, H), cache], ["dh", "dc_final", "cache"]
+    if kernel in ("gru_forward", "gru_backward"):
+        G3 = 3 * H
+        ln = {k: f(G3) for k in ("gamma_x", "beta_x", "gamma_h", "beta_h")} if rng.random() < 0.5 else None
+        mask = f(N, H) if rng.random() < 0.5 else None
+        x = rng.integers(0, D, (N, T)).astype(np.int64) if rng.random() < 0.3 else f(N, T, D)
+        zone = (rng.random((N, T, H)) < 0.3).astype(dtype) if rng.random() < 0.4 else None
+        fwd = [x, f(N, H), f(D, G3), f(H, G3), f(G3), f(H), ln, mask, 1e-5, zone]
+        if kernel == "gru_forward":
+            return fwd, ["x", "h0", "Wx", "Wh", "b", "bn", "layer_norm", "recurrent_mask", "eps", "zoneout_h"]
+        return [f(N, T, H), K.gru_forward(*fwd)], ["dh", "cache"]
     if kernel == "lstm_step_forward":
         return [f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G)], ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
     if kernel == "lstm_step_backward":
@@ -124,6 +134,8 @@ KERNELS = [
     "lstm_backward",
     "lstm_step_forward",
     "lstm_step_backward",
+    "gru_forward",
+    "gru_backward",
     "layer_norm_forward",
     "layer_norm_backward",
     "dropout_forward",
@@ -159,6 +171,7 @@ FREE = {("all_finite", "arr"), ("sum_of_squares", "arr"), ("dropout_forward", "x
 # Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
 CHECKED_SCALARS = {
     ("lstm_forward", "eps"),
+    ("gru_forward", "eps"),
     ("layer_norm_forward", "eps"),
     ("dropout_forward", "keep_prob"),
     ("draw_mask", "keep_prob"),
@@ -212,7 +225,29 @@ def _corrupt_array(arr, kind, rng):
 
 
 def _corrupt_cache(cache, rng):
-    """A copy of an LSTMCache with one field swapped for an inconsistent value."""
+    """A copy of an LSTMCache or GRUCache with one field swapped for an inconsistent value."""
+    if hasattr(cache, "hn"):  # a GRU's
+        field = [
+            "x",
+            "h0",
+            "Wx",
+            "Wh",
+            "b",
+            "bn",
+            "hprev",
+            "gates",
+            "hn",
+            "h",
+            "N",
+            "T",
+            "D",
+            "H",
+            "recurrent_mask",
+            "layer_norm",
+            "ln_saved",
+            "zoneout_h",
+        ][int(rng.integers(0, 18))]
+        return _corrupt_field(cache, field, rng)
     field = [
         "x",
         "h0",
@@ -233,6 +268,10 @@ def _corrupt_cache(cache, rng):
         "zoneout_h",
         "zoneout_c",
     ][int(rng.integers(0, 18))]
+    return _corrupt_field(cache, field, rng)
+
+
+def _corrupt_field(cache, field, rng):
     value = getattr(cache, field)
     if field.startswith("zoneout") and value is None:  # none: give weights a step too many
         return cache._replace(**{field: np.ones((cache.N, cache.T + 1, cache.H), cache.dtype)})
@@ -269,8 +308,8 @@ def _same(a, b):
 
 
 def _close(a, b):
-    if hasattr(a, "h") and hasattr(a, "gates"):  # LSTM caches: compare the outputs
-        return _close(a.h, b.h) and _close(a.c, b.c)
+    if hasattr(a, "h") and hasattr(a, "gates"):  # caches: compare the outputs
+        return _close(a.h, b.h) and (not hasattr(a, "c") or _close(a.c, b.c))
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
     return np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-6)
@@ -320,9 +359,11 @@ def run(seed, cases):
                 else:
                     kind = "token_out_of_range"
                     bad = value.copy()
-                    bad.flat[int(rng.integers(0, bad.size))] = [-1, args[3].shape[0], 2**62][
-                        int(rng.integers(0, 3))
-                    ]
+                    bad.flat[int(rng.integers(0, bad.size))] = [
+                        -1,
+                        args[2 if kernel == "gru_forward" else 3].shape[0],
+                        2**62,
+                    ][int(rng.integers(0, 3))]
             elif kind == "drop_axis" and (kernel, name) in (
                 ("all_finite", "arr"),
                 ("sum_of_squares", "arr"),
@@ -355,7 +396,7 @@ def run(seed, cases):
             kind = "mapping" if name == "layer_norm" else "grow"
             if name == "layer_norm":
                 bad = dict(value)
-                key = list(bad)[int(rng.integers(0, 6))]
+                key = list(bad)[int(rng.integers(0, len(bad)))]
                 if rng.random() < 0.5:
                     del bad[key]
                 else:
@@ -391,7 +432,13 @@ def run(seed, cases):
             if kernel == "dropout_forward" or kernel == "adam_update" or _same(result, honest):
                 summary["lying_shape_ok"] += 1  # (random or in-place: no second result to match)
                 continue
-        elif kernel in ("matmul", "softmax_cross_entropy", "layer_norm_forward", "lstm_forward") and kind in (
+        elif kernel in (
+            "matmul",
+            "softmax_cross_entropy",
+            "layer_norm_forward",
+            "lstm_forward",
+            "gru_forward",
+        ) and kind in (
             "grow",
             "shrink",
             "other_float",

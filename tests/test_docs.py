@@ -15,7 +15,7 @@ import rnnreg
 matplotlib.use("Agg")
 DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs")
 NEEDS_TORCH = {"to_torch", "from_torch"}
-CONSTANTS = {"GATE_ORDER", "LSTM_LAYER_NORM_PARAMS"}
+CONSTANTS = {"GATE_ORDER", "LSTM_LAYER_NORM_PARAMS", "GRU_GATE_ORDER", "GRU_LAYER_NORM_PARAMS"}
 RETURNS_NOTHING = {"set_backend", "use_backend", "set_num_threads"}  # setters, a context manager
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

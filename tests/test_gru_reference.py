@@ -6,8 +6,8 @@ recurrent mask and zoneout, and zoneout 0 is the plain GRU bit for bit."""
 import numpy as np
 import pytest
 
-from rnnreg import _reference_gru as ref
-from rnnreg._conventions import GRU_GATE_ORDER, GRUCache
+from rnnreg import _reference as ref
+from rnnreg._conventions import GRU_GATE_ORDER, GRU_LAYER_NORM_PARAMS, GRUCache
 from rnnreg.gradcheck import numerical_gradient, relative_error
 
 N, T, D, H = 3, 5, 4, 6
@@ -60,26 +60,53 @@ def test_forward_and_gradients_equal_nn_gru(tokens):
         np.testing.assert_allclose(grads["dx"], xt.grad.numpy(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("mask, zoneout", [(False, False), (True, False), (False, True), (True, True)])
-def test_gradients_match_finite_differences(mask, zoneout):
+@pytest.mark.parametrize(
+    "mask, zoneout, layer_norm",
+    [
+        (False, False, False),
+        (True, False, False),
+        (False, True, False),
+        (True, True, False),
+        (True, True, True),
+    ],
+)
+def test_gradients_match_finite_differences(mask, zoneout, layer_norm):
     rng = np.random.default_rng(3)
     Wx, Wh, b, bn = _weights(4)
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
     m = (rng.random((N, H)) < 0.7) / 0.7 if mask else None
     u = (rng.random((N, T, H)) < 0.3).astype(float) if zoneout else None
     weights = rng.standard_normal((N, T, H))
+    ln = (
+        {
+            name: rng.standard_normal(3 * H) * (0.3 if name.startswith("beta") else 1.0)
+            for name in GRU_LAYER_NORM_PARAMS
+        }
+        if layer_norm
+        else None
+    )
     arrays = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bn": bn}
 
     def loss():
         cache = ref.gru_forward(
-            arrays["x"], arrays["h0"], arrays["Wx"], arrays["Wh"], arrays["b"], arrays["bn"], m, u
+            arrays["x"],
+            arrays["h0"],
+            arrays["Wx"],
+            arrays["Wh"],
+            arrays["b"],
+            arrays["bn"],
+            recurrent_mask=m,
+            zoneout_h=u,
+            layer_norm=ln,
         )
         return float(np.sum(cache.h * weights))
 
-    cache = ref.gru_forward(x, h0, Wx, Wh, b, bn, m, u)
+    cache = ref.gru_forward(x, h0, Wx, Wh, b, bn, recurrent_mask=m, zoneout_h=u, layer_norm=ln)
     grads = ref.gru_backward(weights, cache)
     names = {"x": "dx", "h0": "dh0", "Wx": "dWx", "Wh": "dWh", "b": "db", "bn": "dbn"}
-    for name, value in arrays.items():
+    for name in ln or ():
+        names[name] = "d" + name
+    for name, value in [*arrays.items(), *(ln or {}).items()]:
         assert relative_error(grads[names[name]], numerical_gradient(loss, value)) < 1e-7, name
 
 
@@ -88,7 +115,7 @@ def test_zoneout_zero_is_the_plain_gru_bit_for_bit():
     Wx, Wh, b, bn = _weights(6)
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
     plain = ref.gru_forward(x, h0, Wx, Wh, b, bn)
-    zero = ref.gru_forward(x, h0, Wx, Wh, b, bn, None, np.zeros((N, T, H)))
+    zero = ref.gru_forward(x, h0, Wx, Wh, b, bn, zoneout_h=np.zeros((N, T, H)))
     assert np.array_equal(plain.h, zero.h)
     dh = rng.standard_normal((N, T, H))
     a, c = ref.gru_backward(dh, plain), ref.gru_backward(dh, zero)

@@ -9,8 +9,17 @@ import inspect
 import numpy as np
 import pytest
 
-from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset, load_model, save_model
+from rnnreg import (
+    RegularizedGRU,
+    RegularizedLSTM,
+    TrainConfig,
+    fit,
+    generate_simple_dataset,
+    load_model,
+    save_model,
+)
 from rnnreg.checkpoint import CheckpointError
+from rnnreg.model import build_model
 from rnnreg.model_config import DROP, SWITCH, ModelConfig, cli_settings, setting_spec, settings
 from rnnreg.runs import MODEL_KEYS, TRAINING_OPTIONS, build_run, default_settings
 
@@ -99,7 +108,7 @@ def _data(kwargs, n, seed, ragged=False):
 @pytest.mark.parametrize("name", ALL)
 def test_a_setting_survives_save_and_load(name, tmp_path):
     kwargs, value = _case(name)
-    model = RegularizedLSTM(**kwargs, seed=0)
+    model = build_model(**kwargs, seed=0)
     assert model.config()[name] == value and getattr(model, name) is not None
     loaded = load_model(save_model(model, str(tmp_path / "model.npz")))
     assert loaded.config() == model.config()
@@ -119,7 +128,7 @@ def test_a_setting_survives_a_resume(name, tmp_path):
     path = str(tmp_path / "checkpoint.npz")
 
     def run(epochs, resume):
-        model = RegularizedLSTM(**kwargs, seed=0)
+        model = build_model(**kwargs, seed=0)
         config = TrainConfig(epochs=epochs, batch_size=4, progress=False, checkpoint_path=path)
         return fit(model, train, val, config, resume_from=path if resume else None, log=lambda line: None)
 
@@ -134,7 +143,7 @@ def test_a_setting_survives_a_resume(name, tmp_path):
     other[name] = BASE.get(name, ModelConfig.__dataclass_fields__[name].default)
     with pytest.raises(CheckpointError, match=name):
         fit(
-            RegularizedLSTM(**other, seed=0),
+            build_model(**other, seed=0),
             train,
             val,
             TrainConfig(epochs=3, batch_size=4, progress=False),
@@ -169,9 +178,11 @@ def test_the_derived_lists_hold_every_setting():
     names = {field.name for field in dataclasses.fields(ModelConfig)}
     assert set(MODEL_KEYS) == names
     assert set(RegularizedLSTM(**BASE).config()) == names
-    signature = inspect.signature(RegularizedLSTM)
-    assert set(signature.parameters) - {"seed"} == names
-    assert all(name in RegularizedLSTM.__doc__ for name in names)
+    # The class is the cell: every other setting is a keyword of each class (the GRU's without
+    # the LSTM's own zoneout of c), in its signature and docstring.
+    for cls, own in ((RegularizedLSTM, names - {"cell"}), (RegularizedGRU, names - {"cell", "zoneout_cell"})):
+        assert set(inspect.signature(cls).parameters) - {"seed"} == own
+        assert all(f"    {name} :" in cls.__doc__ for name in own)
     flagged = {name for name, _, spec in settings() if spec.flag is not None}
     assert flagged == {option.setting for option in TRAINING_OPTIONS if option.setting}
     # Only what the data decides has no option.

@@ -15,13 +15,20 @@ from .data import CharCorpus, Vocabulary, generate_simple_dataset
 from .early_stopping import EarlyStoppingMonitor
 from .functional import (
     GATE_ORDER,
+    GRU_GATE_ORDER,
+    GRU_LAYER_NORM_PARAMS,
     LSTM_LAYER_NORM_PARAMS,
+    GRUCache,
+    GRUGradients,
     LayerNormCache,
     LSTMCache,
     LSTMGradients,
     dropout_backward,
     dropout_forward,
     dropout_mask,
+    gru_backward,
+    gru_forward,
+    gru_layer_norm_params,
     layer_norm_backward,
     layer_norm_forward,
     lstm_backward,
@@ -34,7 +41,7 @@ from .functional import (
 )
 from .gradcheck import numerical_gradient, relative_error
 from .interop import from_torch, to_torch
-from .model import RegularizedLSTM
+from .model import RegularizedGRU, RegularizedLSTM
 from .plotting import (
     plot_learning_curves,
     plot_regularization_comparison,
@@ -65,7 +72,15 @@ __all__ = [
     "dropout_mask",
     "zoneout_mask",
     "matmul",
+    "GRU_GATE_ORDER",
+    "GRU_LAYER_NORM_PARAMS",
+    "GRUCache",
+    "GRUGradients",
+    "gru_forward",
+    "gru_backward",
+    "gru_layer_norm_params",
     "RegularizedLSTM",
+    "RegularizedGRU",
     "EarlyStoppingMonitor",
     "compute_l2_penalty",
     "regularized_loss",

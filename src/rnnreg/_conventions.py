@@ -52,6 +52,11 @@ import numpy as np
 __all__ = [
     "GATE_ORDER",
     "GRU_GATE_ORDER",
+    "GRU_LAYER_NORM_PARAMS",
+    "GRU_LN_SAVED",
+    "GRUCache",
+    "gru_cache",
+    "gru_layer_norm_param_size",
     "LSTM_LAYER_NORM_PARAMS",
     "LN_SAVED",
     "DEFAULT_EPS",
@@ -448,25 +453,61 @@ def step_functions(sequence_forward, sequence_backward):
 #: The order of the three gate blocks along the 3H axis of a GRU's Wx, Wh and b: reset ``r``,
 #: update ``z``, candidate ``n`` — PyTorch's ``nn.GRU`` order.
 GRU_GATE_ORDER = ("r", "z", "n")
-# The GRU, in PyTorch's and Keras's default convention (the reset gate applied after the
-# recurrent product; Cho et al.'s original applies it before):
+#: LN-GRU parameters: gain and bias of the input projection and of the recurrent projection (3H
+#: each), in this order everywhere (kernels, caches, gradients, checkpoints).
+GRU_LAYER_NORM_PARAMS = ("gamma_x", "beta_x", "gamma_h", "beta_h")
+#: What an LN-GRU forward saves besides the plain arrays: each projection's normalized value
+#: ``xhat`` (N, T, 3H) and reciprocal standard deviation ``rstd`` (N, T).
+GRU_LN_SAVED = ("xhat_x", "rstd_x", "xhat_h", "rstd_h")
+# The GRU (Cho et al. 2014), in PyTorch's and Keras's default convention (the reset gate applied
+# after the recurrent product; Cho et al.'s original applies it before — not offered):
 #
-#     r = sigmoid(x Wx_r + b_r + h' Wh_r),   z = sigmoid(x Wx_z + b_z + h' Wh_z)
-#     n = tanh(x Wx_n + b_n + r * (h' Wh_n + bn))
+#     X_t = x_t Wx,   R_t = h' Wh                       (h' = h_{t-1} * m)
+#     r = sigmoid(X_r + R_r + b_r),   z = sigmoid(X_z + R_z + b_z)
+#     n = tanh(X_n + b_n + r * (R_n + bn))
 #     h~ = (1 - z) * n + z * h_{t-1}
 #     h_t = u * h_{t-1} + (1 - u) * h~          (zoneout weights u; u = 0: the plain GRU)
 #
-# with h' = h_{t-1} * m (the recurrent mask, one per sequence; m = 1 without it). ``b`` (3H,) is
-# the sum of PyTorch's two biases for r and z and its input bias for n; ``bn`` (H,) its
-# recurrent bias of n, which the reset gate multiplies and so cannot be folded into ``b``.
+# m is the recurrent mask (one per sequence; m = 1 without it). ``b`` (3H,) is the sum of
+# PyTorch's two biases for r and z and its input bias for n; ``bn`` (H,) its recurrent bias of n,
+# which the reset gate multiplies and so cannot be folded into ``b``. The LN-GRU (layer
+# normalization, Ba et al. 2016, applied as they apply it to the LSTM: each projection normalized
+# over its 3H units, before the gates) replaces the two projections with
+#
+#     X_t = LN(x_t Wx; gamma_x, beta_x),   R_t = LN(h' Wh; gamma_h, beta_h)
+#
+# and keeps everything else (the reset gate scales the normalized R_n + bn).
+
+
+def gru_layer_norm_param_size(name, hidden_size):
+    """The length of LN-GRU parameter ``name``: 3H, every one."""
+    if name not in GRU_LAYER_NORM_PARAMS:
+        raise KeyError(name)
+    return 3 * hidden_size
 
 
 class GRUCache(NamedTuple):
-    """What a GRU forward pass saves for its backward pass: the inputs ``x (N, T, D)`` (or token
-    ids (N, T)), ``h0 (N, H)``, ``Wx (D, 3H)``, ``Wh (H, 3H)``, ``b (3H,)``, ``bn (H,)``,
-    ``recurrent_mask`` and ``zoneout_h`` (None or (N, H), (N, T, H)); computed: ``hprev (N, T,
-    H)`` (the masked recurrent input), ``gates (N, T, 3H)`` (r, z, n activated), ``hn (N, T, H)``
-    (``hprev Wh_n + bn``, which the reset gate scales) and ``h (N, T, H)`` (the output)."""
+    """What a GRU forward pass saves for its backward pass (made by ``gru_forward``, either
+    backend; read and checked again by ``gru_backward``), like :class:`LSTMCache`.
+
+    Fields: the inputs ``x (N, T, D)`` (or token ids (N, T)), ``h0 (N, H)``, ``Wx (D, 3H)``,
+    ``Wh (H, 3H)``, ``b (3H,)``, ``bn (H,)``, ``layer_norm`` (None or a read-only mapping of the
+    :data:`GRU_LAYER_NORM_PARAMS`), ``recurrent_mask`` (None or (N, H)), ``eps``, ``zoneout_h``
+    (None or (N, T, H)); computed: ``hprev (N, T, H)`` (the masked recurrent input), ``gates (N,
+    T, 3H)`` (r, z, n activated), ``hn (N, T, H)`` (``R_n + bn``, which the reset gate scales),
+    ``h (N, T, H)`` (the output) and ``ln_saved`` (None or the :data:`GRU_LN_SAVED` arrays).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import gru_forward
+    >>> rng = np.random.default_rng(0)
+    >>> h, cache = gru_forward(rng.standard_normal((2, 5, 3)), np.zeros((2, 4)),
+    ...                        rng.standard_normal((3, 12)), rng.standard_normal((4, 12)),
+    ...                        np.zeros(12), np.zeros(4))
+    >>> cache, cache.gates.shape, cache.h.flags.writeable
+    (GRUCache(N=2, T=5, D=3, H=4), (2, 5, 12), False)
+    """
 
     x: np.ndarray
     h0: np.ndarray
@@ -474,27 +515,36 @@ class GRUCache(NamedTuple):
     Wh: np.ndarray
     b: np.ndarray
     bn: np.ndarray
+    layer_norm: Mapping[str, np.ndarray] | None
     recurrent_mask: np.ndarray | None
+    eps: float
     zoneout_h: np.ndarray | None
     hprev: np.ndarray
     gates: np.ndarray
     hn: np.ndarray
     h: np.ndarray
+    ln_saved: Mapping[str, np.ndarray] | None
     N: int
     T: int
     D: int
     H: int
 
+    def __getitem__(self, key):
+        return _field(self, key)
+
+    @property
+    def dtype(self):
+        return self.h0.dtype
+
     @property
     def tokens(self):
         return is_token_input(self.x)
 
-    def check(self):
-        """Raise ValueError naming the first array that no longer agrees with the dimensions
-        recorded at creation; returns the cache."""
+    def expected_shapes(self):
+        """label -> shape of every array field, from the dimensions recorded at creation."""
         N, T, D, H = self.N, self.T, self.D, self.H
-        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
         shapes = {
+            "x": (N, T) if self.tokens else (N, T, D),
             "h0": (N, H),
             "Wx": (D, 3 * H),
             "Wh": (H, 3 * H),
@@ -509,12 +559,76 @@ class GRUCache(NamedTuple):
             shapes["recurrent_mask"] = (N, H)
         if self.zoneout_h is not None:
             shapes["zoneout_h"] = (N, T, H)
+        if self.layer_norm is not None:
+            for name in GRU_LAYER_NORM_PARAMS:
+                shapes[f"layer_norm[{name!r}]"] = (3 * H,)
+        if self.ln_saved is not None:
+            for name in GRU_LN_SAVED:
+                shapes[f"ln_saved[{name!r}]"] = (N, T) if name.startswith("rstd") else (N, T, 3 * H)
+        return shapes
+
+    def check(self):
+        """Raise ValueError naming the first array that no longer agrees with the dimensions
+        recorded at creation; returns the cache."""
+        if (self.layer_norm is None) != (self.ln_saved is None):
+            raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
+        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
         if self.tokens:
-            check_token_input(self.x, D, "cache.x")
-        else:
-            shapes["x"] = (N, T, D)
-        for label, shape in shapes.items():
-            arr = getattr(self, label)
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
-                raise _shape_error(label, arr, shape, dtype, "gru_forward")
+            check_token_input(self.x, self.D, "cache.x")
+        layer_norm, ln_saved = self.layer_norm or {}, self.ln_saved or {}
+        for label, shape in self.expected_shapes().items():
+            if label.startswith("layer_norm["):
+                arr = layer_norm.get(label[12:-2])
+            elif label.startswith("ln_saved["):
+                arr = ln_saved.get(label[10:-2])
+            else:
+                arr = getattr(self, label)
+            wanted = TOKEN_DTYPE if label == "x" and self.tokens else dtype
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != wanted:
+                raise _shape_error(label, arr, shape, wanted, "gru_forward")
+        if not (isinstance(self.eps, float) and math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"cache.eps must be a finite float > 0, got {self.eps!r}")
         return self
+
+    def __repr__(self):
+        extras = "".join(
+            f", {name}"
+            for name in ("layer_norm", "recurrent_mask", "zoneout_h")
+            if getattr(self, name) is not None
+        )
+        return f"GRUCache(N={self.N}, T={self.T}, D={self.D}, H={self.H}{extras})"
+
+
+def gru_cache(
+    x, h0, Wx, Wh, b, bn, layer_norm, recurrent_mask, eps, zoneout_h, hprev, gates, hn, h, ln_saved
+):
+    """A :class:`GRUCache` from a forward pass's arguments and the arrays it made (which become
+    read-only); the dimensions are read from x and Wh."""
+    freeze(hprev, gates, hn, h)
+    if ln_saved is not None:
+        freeze(*ln_saved.values())
+        ln_saved = types.MappingProxyType(dict(ln_saved))
+    if layer_norm is not None:
+        layer_norm = types.MappingProxyType({k: layer_norm[k] for k in GRU_LAYER_NORM_PARAMS})
+    N, T = x.shape[:2]
+    return GRUCache(
+        x,
+        h0,
+        Wx,
+        Wh,
+        b,
+        bn,
+        layer_norm,
+        recurrent_mask,
+        float(eps),
+        zoneout_h,
+        hprev,
+        gates,
+        hn,
+        h,
+        ln_saved,
+        N,
+        T,
+        Wx.shape[0],
+        Wh.shape[0],
+    )

@@ -1,6 +1,6 @@
 /*
- * Inner loops of rnnreg's kernels that must vectorize: the LSTM gate nonlinearities and cell
- * update, layer-norm rows, a softmax row, the finiteness check, and the matrix products that
+ * Inner loops of rnnreg's kernels that must vectorize: the LSTM's and the GRU's gate
+ * nonlinearities and state updates, layer-norm rows, a softmax row, the finiteness check, and the matrix products that
  * BLAS does badly here — small ones, and a time step's product with the recurrent weights.
  *
  * Why C and not Cython: libm's exp/tanh are scalar calls, so a loop over them cannot vectorize
@@ -432,6 +432,59 @@ RN_INLINE void NAME(const T *restrict dcell, T *restrict dc_next, const T *restr
 }
 RN_DEFINE_BWD_CELL(rn_bwd_cell_d, double)
 RN_DEFINE_BWD_CELL(rn_bwd_cell_f, float)
+
+/* ------------------------------------------------------------------ GRU step, one row
+ * (The equations are in _conventions.py.) a holds the recurrent projection of one batch row (or
+ * its layer norm): three gate blocks [r z n], H apart; xw the row's input projection (the same
+ * layout); b (3H), bn (H). For units 0 <= j < n (see rn_gates): r and z activated in place, the
+ * reset gate's operand hn = a_n + bn saved, the candidate tanh(xw_n + b_n + r * hn) in place of
+ * a_n, and the new state h = (1 - z) * candidate + z * h_prev. */
+#define RN_DEFINE_GRU_STEP(NAME, T, SIG, TANH)                                                \
+RN_INLINE void NAME(T *restrict a, const T *restrict xw, const T *restrict b,                 \
+                    const T *restrict bn, const T *restrict h_prev, T *restrict hn,           \
+                    T *restrict h, Py_ssize_t H, Py_ssize_t n) {                              \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < n; j++) {                                                                 \
+        T r = SIG(a[j] + xw[j] + b[j]);                                                       \
+        T z = SIG(a[H + j] + xw[H + j] + b[H + j]);                                           \
+        T hh = a[2 * H + j] + bn[j];                                                          \
+        T c = TANH(xw[2 * H + j] + b[2 * H + j] + r * hh);                                    \
+        a[j] = r;                                                                             \
+        a[H + j] = z;                                                                         \
+        a[2 * H + j] = c;                                                                     \
+        hn[j] = hh;                                                                           \
+        h[j] = (1 - z) * c + z * h_prev[j];                                                   \
+    }                                                                                         \
+}
+RN_DEFINE_GRU_STEP(rn_gru_step_d, double, rn_sigmoid, rn_tanh)
+RN_DEFINE_GRU_STEP(rn_gru_step_f, float, rn_sigmoidf, rn_tanhf)
+
+/* Backward, units 0 <= j < n of one row: g = dh + dh_next is the gradient reaching the new
+ * state h~. From the saved gates [r z n] (H apart), hn and h_prev: the pre-activation gradients
+ * of the input side dxa = [dr dz dn] (of X + b per gate) and of the recurrent side
+ * dha = [dr dz r * dn] (of the product's three blocks), and skip = g * z, the part of g that
+ * reaches h_prev past the gates. */
+#define RN_DEFINE_GRU_BWD(NAME, T)                                                            \
+RN_INLINE void NAME(const T *restrict dh, const T *restrict dh_next, const T *restrict a,     \
+                    const T *restrict hn, const T *restrict h_prev, T *restrict dxa,          \
+                    T *restrict dha, T *restrict skip, Py_ssize_t H, Py_ssize_t n) {          \
+    Py_ssize_t j;                                                                             \
+    for (j = 0; j < n; j++) {                                                                 \
+        T g = dh[j] + dh_next[j], r = a[j], z = a[H + j], c = a[2 * H + j];                   \
+        T dc = g * (1 - z) * (1 - c * c);                                                     \
+        T dr = dc * hn[j] * r * (1 - r);                                                      \
+        T dz = g * (h_prev[j] - c) * z * (1 - z);                                             \
+        dxa[j] = dr;                                                                          \
+        dxa[H + j] = dz;                                                                      \
+        dxa[2 * H + j] = dc;                                                                  \
+        dha[j] = dr;                                                                          \
+        dha[H + j] = dz;                                                                      \
+        dha[2 * H + j] = dc * r;                                                              \
+        skip[j] = g * z;                                                                      \
+    }                                                                                         \
+}
+RN_DEFINE_GRU_BWD(rn_gru_bwd_d, double)
+RN_DEFINE_GRU_BWD(rn_gru_bwd_f, float)
 
 /* ------------------------------------------------------------------ zoneout, one row
  * (Krueger et al. 2016; the contract is in _conventions.py.) Forward: the candidate state x just

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._conventions import LSTMCache
+from ._conventions import GRUCache, LSTMCache
 
 FloatArray = npt.NDArray[np.floating]
 
@@ -16,6 +16,9 @@ DEBUG_BUILD: bool
 GATE_ORDER: tuple[str, str, str, str]
 LSTM_LAYER_NORM_PARAMS: tuple[str, ...]
 LN_SAVED: tuple[str, ...]
+GRU_GATE_ORDER: tuple[str, str, str]
+GRU_LAYER_NORM_PARAMS: tuple[str, ...]
+GRU_LN_SAVED: tuple[str, ...]
 
 def cpu_has_avx2_fma() -> bool: ...
 def _set_blas_int_max(limit: int) -> int: ...
@@ -68,6 +71,19 @@ def lstm_step_forward(
 def lstm_step_backward(
     dnext_h: FloatArray, dnext_c: FloatArray, cache: LSTMCache
 ) -> tuple[FloatArray, ...]: ...
+def gru_forward(
+    x: FloatArray,
+    h0: FloatArray,
+    Wx: FloatArray,
+    Wh: FloatArray,
+    b: FloatArray,
+    bn: FloatArray,
+    layer_norm: Mapping[str, FloatArray] | None = None,
+    recurrent_mask: FloatArray | None = None,
+    eps: float = 1e-5,
+    zoneout_h: FloatArray | None = None,
+) -> GRUCache: ...
+def gru_backward(dh: FloatArray, cache: GRUCache, need_dx: bool = True) -> dict[str, FloatArray | None]: ...
 def matmul(a: FloatArray, b: FloatArray, trans_a: bool = ..., trans_b: bool = ...) -> FloatArray: ...
 def softmax_cross_entropy(logits: FloatArray, targets: npt.NDArray[np.int64]) -> tuple[float, FloatArray]: ...
 def all_finite(arr: FloatArray) -> bool: ...

@@ -1,7 +1,7 @@
 # cython: language_level=3
 # Directives (boundscheck, wraparound, cdivision, initializedcheck) are set once in setup.py, so
 # that RNNREG_DEBUG_BUILD=1 can turn the checks back on for a debug build of this same file.
-"""Compiled kernels of rnnreg: LSTM step and sequence, layer norm, dropout, the loss, Adam.
+"""Compiled kernels of rnnreg: LSTM step and sequence, GRU sequence, layer norm, dropout, the loss, Adam.
 
 Each function has a pure-NumPy twin of the same name in ``rnnreg._reference``; the contracts both
 follow (gate order, layer-norm names, what a forward saves, the dropout rule) are defined once in
@@ -24,7 +24,8 @@ import operator
 
 import numpy as np
 
-from rnnreg._conventions import (GATE_ORDER, LN_SAVED, LSTM_LAYER_NORM_PARAMS, LSTMCache,
+from rnnreg._conventions import (GATE_ORDER, GRU_GATE_ORDER, GRU_LAYER_NORM_PARAMS, GRU_LN_SAVED,
+                                 LN_SAVED, LSTM_LAYER_NORM_PARAMS, GRUCache, LSTMCache,
                                  dropout_threshold, step_functions)
 
 cimport numpy as cnp
@@ -66,6 +67,7 @@ include "_kernels_memory.pxi"
 include "_kernels_layer_norm.pxi"
 include "_kernels_dropout.pxi"
 include "_kernels_lstm.pxi"
+include "_kernels_gru.pxi"
 include "_kernels_matmul.pxi"
 include "_kernels_loss.pxi"
 include "_kernels_finite.pxi"

@@ -16,6 +16,9 @@ import numpy as np
 # The contracts the compiled module exposes under the same names (the twin mirrors its names).
 from ._conventions import (  # noqa: F401
     GATE_ORDER,
+    GRU_GATE_ORDER,
+    GRU_LAYER_NORM_PARAMS,
+    GRU_LN_SAVED,
     LN_SAVED,
     LSTM_LAYER_NORM_PARAMS,
     GRUCache,
@@ -23,6 +26,7 @@ from ._conventions import (  # noqa: F401
     check_token_input,
     dropout_threshold,
     freeze,
+    gru_cache,
     is_token_input,
     lstm_cache,
     step_functions,
@@ -292,6 +296,145 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
 
 
 lstm_step_forward, lstm_step_backward = step_functions(lstm_forward, lstm_backward)
+
+
+# ----------------------------------------------------------------------------- GRU
+def gru_forward(x, h0, Wx, Wh, b, bn, layer_norm=None, recurrent_mask=None, eps=1e-5, zoneout_h=None):
+    """Run a GRU over x (N, T, D) — or token ids (N, T), a gather of rows of Wx — from h0 (N, H)
+    with Wx (D, 3H), Wh (H, 3H), b (3H,), bn (H,) (the equations in :mod:`rnnreg._conventions`,
+    gate blocks :data:`GRU_GATE_ORDER`); ``layer_norm``: None or a mapping of the
+    :data:`GRU_LAYER_NORM_PARAMS` (the LN-GRU); ``recurrent_mask`` None or (N, H); ``zoneout_h``
+    None or zoneout weights (N, T, H). Returns the :class:`GRUCache` that :func:`gru_backward`
+    needs; its ``h`` (N, T, H) is the output."""
+    H = h0.shape[1]
+    if is_token_input(x):
+        check_token_input(x, Wx.shape[0])
+        N, T = x.shape
+        xw = Wx[x]
+    else:
+        N, T, D = x.shape
+        xw = (x.reshape(N * T, D) @ Wx).reshape(N, T, 3 * H)
+    if zoneout_h is not None and zoneout_h.shape != (N, T, H):
+        raise ValueError(f"zoneout_h has shape {zoneout_h.shape}, expected {(N, T, H)}")
+    dtype = h0.dtype
+    saved = None
+    if layer_norm is not None:
+        saved = {}
+        xw, saved["xhat_x"], saved["rstd_x"] = _ln_rows_forward(
+            xw, layer_norm["gamma_x"], layer_norm["beta_x"], eps
+        )
+        saved["xhat_h"] = np.empty((N, T, 3 * H), dtype)
+        saved["rstd_h"] = np.empty((N, T), dtype)
+    hprev = np.empty((N, T, H), dtype)
+    gates = np.empty((N, T, 3 * H), dtype)
+    hn = np.empty((N, T, H), dtype)
+    h = np.empty((N, T, H), dtype)
+    h_prev = h0
+    for t in range(T):
+        hprev[:, t] = h_prev if recurrent_mask is None else h_prev * recurrent_mask
+        hw = hprev[:, t] @ Wh
+        if layer_norm is not None:
+            hw, saved["xhat_h"][:, t], saved["rstd_h"][:, t] = _ln_rows_forward(
+                hw, layer_norm["gamma_h"], layer_norm["beta_h"], eps
+            )
+        gates[:, t, : 2 * H] = sigmoid(hw[:, : 2 * H] + xw[:, t, : 2 * H] + b[: 2 * H])
+        hn[:, t] = hw[:, 2 * H :] + bn
+        r, z = gates[:, t, :H], gates[:, t, H : 2 * H]
+        gates[:, t, 2 * H :] = np.tanh(xw[:, t, 2 * H :] + b[2 * H :] + r * hn[:, t])
+        n = gates[:, t, 2 * H :]
+        new = (1 - z) * n + z * h_prev
+        if zoneout_h is not None:  # h_t = u h_{t-1} + (1 - u) h~_t
+            new = zoneout_h[:, t] * h_prev + (1 - zoneout_h[:, t]) * new
+        h[:, t] = new
+        h_prev = h[:, t]
+    return gru_cache(
+        x, h0, Wx, Wh, b, bn, layer_norm, recurrent_mask, eps, zoneout_h, hprev, gates, hn, h, saved
+    )
+
+
+def gru_backward(dh, cache, need_dx=True):
+    """dh (N, T, H): the upstream gradient of every output; cache: the :class:`GRUCache` of
+    :func:`gru_forward`. Returns a dict with dx (None for token ids or without need_dx), dh0,
+    dWx, dWh, db, dbn and, with layer norm, ``d`` + each :data:`GRU_LAYER_NORM_PARAMS` name."""
+    if not isinstance(cache, GRUCache):
+        raise TypeError(f"cache must be the GRUCache gru_forward returned, got {type(cache).__name__}")
+    cache.check()
+    x, Wx, Wh, h0, h = cache.x, cache.Wx, cache.Wh, cache.h0, cache.h
+    N, T, D, H = cache.N, cache.T, cache.D, cache.H
+    if dh.shape != (N, T, H):
+        raise ValueError(f"dh has shape {dh.shape}, expected {(N, T, H)}")
+    mask, zone, layer_norm = cache.recurrent_mask, cache.zoneout_h, cache.layer_norm
+    saved: Any = cache.ln_saved
+    da_all = np.empty((N, T, 3 * H), h0.dtype)  # d(X + b) per gate: the input side
+    dhw_all = np.empty((N, T, 3 * H), h0.dtype)  # d(h' Wh) per gate: the recurrent side
+    grads: dict[str, Any] = {}
+    if layer_norm is not None:
+        grads["dgamma_h"] = np.zeros_like(layer_norm["gamma_h"])
+        grads["dbeta_h"] = np.zeros_like(layer_norm["beta_h"])
+    dbn = np.zeros_like(cache.bn)
+    dh_next = np.zeros_like(h0)
+    for t in reversed(range(T)):
+        h_prev = h[:, t - 1] if t > 0 else h0
+        r, z, n = cache.gates[:, t, :H], cache.gates[:, t, H : 2 * H], cache.gates[:, t, 2 * H :]
+        dht = dh[:, t] + dh_next
+        carry = None
+        if zone is not None:
+            carry = zone[:, t] * dht
+            dht = (1 - zone[:, t]) * dht
+        dn = dht * (1 - z)
+        dz = dht * (h_prev - n)
+        dan = dn * (1 - n * n)
+        dr = dan * cache.hn[:, t]
+        dhn = dan * r
+        dar = dr * r * (1 - r)
+        daz = dz * z * (1 - z)
+        da_all[:, t, :H], da_all[:, t, H : 2 * H], da_all[:, t, 2 * H :] = dar, daz, dan
+        dhw = np.concatenate((dar, daz, dhn), axis=1)
+        dbn += dhn.sum(axis=0)
+        if layer_norm is not None:
+            grads["dgamma_h"] += np.sum(dhw * saved["xhat_h"][:, t], axis=0)
+            grads["dbeta_h"] += np.sum(dhw, axis=0)
+            dhw = _ln_rows_backward(dhw, saved["xhat_h"][:, t], saved["rstd_h"][:, t], layer_norm["gamma_h"])
+        dhw_all[:, t] = dhw
+        dhprev = dhw @ Wh.T
+        if mask is not None:
+            dhprev = dhprev * mask
+        dh_next = dht * z + dhprev
+        if carry is not None:
+            dh_next = dh_next + carry
+    dxw = da_all
+    if layer_norm is not None:
+        grads["dgamma_x"] = np.sum(da_all * saved["xhat_x"], axis=(0, 1))
+        grads["dbeta_x"] = np.sum(da_all, axis=(0, 1))
+        dxw = _ln_rows_backward(da_all, saved["xhat_x"], saved["rstd_x"], layer_norm["gamma_x"])
+    flat = dxw.reshape(N * T, 3 * H)
+    if cache.tokens:
+        dWx = np.zeros_like(Wx)
+        np.add.at(dWx, x.reshape(-1), flat)
+        dx = None
+    else:
+        dWx = x.reshape(N * T, D).T @ flat
+        dx = (flat @ Wx.T).reshape(N, T, D) if need_dx else None
+    grads.update(
+        dx=dx,
+        dh0=dh_next,
+        dWx=dWx,
+        dWh=cache.hprev.reshape(N * T, H).T @ dhw_all.reshape(N * T, 3 * H),
+        db=np.sum(da_all, axis=(0, 1)),
+        dbn=dbn,
+    )
+    return {
+        name: grads[name]
+        for name in (
+            "dx",
+            "dh0",
+            "dWx",
+            "dWh",
+            "db",
+            "dbn",
+            *("d" + k for k in GRU_LAYER_NORM_PARAMS if layer_norm is not None),
+        )
+    }
 
 
 def matmul(a, b, trans_a=False, trans_b=False):

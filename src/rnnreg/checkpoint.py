@@ -515,10 +515,10 @@ def _check_declared_model(path, config, meta):
 
 
 def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
-    """A RegularizedLSTM from a file of :func:`save_model` or a checkpoint of :func:`fit`: its
-    weights and, when saved, its vocabulary. The file is untrusted input: the model's settings
-    are read and checked first, and no array larger than that model's is decompressed (nothing is
-    unpickled).
+    """A RegularizedLSTM (or RegularizedGRU, as the file's ``cell`` says) from a file of
+    :func:`save_model` or a checkpoint of :func:`fit`: its weights and, when saved, its
+    vocabulary. The file is untrusted input: the model's settings are read and checked first,
+    and no array larger than that model's is decompressed (nothing is unpickled).
 
     Parameters
     ----------
@@ -544,7 +544,7 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     >>> bool(np.array_equal(load_model(path).logits(tokens)[0], model.logits(tokens)[0]))
     True
     """
-    from .model import RegularizedLSTM
+    from .model import build_model
 
     meta = read_meta(path)
     config = meta["payload"].get("model_config")
@@ -552,7 +552,7 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
         raise CheckpointError(f"{path}: no model_config: not a checkpoint written by fit")
     _check_declared_model(path, config, meta)
     try:
-        model = RegularizedLSTM(**config)
+        model = build_model(**config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: model_config does not describe a model ({exc})") from exc
     payload = load_checkpoint(path, expect=_expect_model_arrays(path, model))

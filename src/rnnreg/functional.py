@@ -35,8 +35,11 @@ from . import _validation as v
 from ._conventions import (
     DEFAULT_EPS,
     GATE_ORDER,
+    GRU_GATE_ORDER,
+    GRU_LAYER_NORM_PARAMS,
     LSTM_LAYER_NORM_PARAMS,
     TOKEN_DTYPE,
+    GRUCache,
     LayerNormCache,
     LSTMCache,
     check_token_input,
@@ -58,6 +61,13 @@ __all__ = [
     "lstm_forward",
     "lstm_backward",
     "lstm_layer_norm_params",
+    "GRU_GATE_ORDER",
+    "GRU_LAYER_NORM_PARAMS",
+    "GRUCache",
+    "GRUGradients",
+    "gru_forward",
+    "gru_backward",
+    "gru_layer_norm_params",
     "layer_norm_forward",
     "layer_norm_backward",
     "dropout_forward",
@@ -494,6 +504,220 @@ def _check_cache(cache, kind, made_by):
             f"cache must be the {kind.__name__} returned by {made_by}, got {type(cache).__name__}"
         )
     return cache.check()
+
+
+# ----------------------------------------------------------------------------- GRU
+class GRUGradients(NamedTuple):
+    """Gradients returned by :func:`gru_backward`, each of its forward argument's shape and
+    dtype: ``dx (N, T, D)`` (None for token ids), ``dh0 (N, H)``, ``dWx (D, 3H)``, ``dWh (H,
+    3H)``, ``db (3H,)``, ``dbn (H,)``, and ``layer_norm``: a dict of the LN-GRU parameters'
+    gradients, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import gru_backward, gru_forward
+    >>> rng = np.random.default_rng(0)
+    >>> h, cache = gru_forward(rng.integers(0, 7, (2, 5)), np.zeros((2, 4)),
+    ...                        rng.standard_normal((7, 12)), rng.standard_normal((4, 12)),
+    ...                        np.zeros(12), np.zeros(4))
+    >>> grads = gru_backward(np.ones_like(h), cache)
+    >>> grads.dx is None, grads.dWx.shape, grads.dbn.shape    # token ids take no gradient
+    (True, (7, 12), (4,))
+    """
+
+    dx: np.ndarray | None  #: (N, T, D)
+    dh0: np.ndarray  #: (N, H)
+    dWx: np.ndarray  #: (D, 3H)
+    dWh: np.ndarray  #: (H, 3H)
+    db: np.ndarray  #: (3H,)
+    dbn: np.ndarray  #: (H,)
+    layer_norm: dict | None  #: gradient per GRU_LAYER_NORM_PARAMS name, or None
+
+
+def gru_layer_norm_params(hidden_size: int, dtype: DTypeLike = np.float64) -> dict[str, NDArray[np.floating]]:
+    """Initial LN-GRU parameters: gains of one, biases of zero (Ba et al., 2016).
+
+    Parameters
+    ----------
+    hidden_size : int
+        H, the GRU's hidden size.
+    dtype : float32 or float64
+        The dtype of the arrays (the GRU's).
+
+    Returns
+    -------
+    dict
+        One (3H,) array per name in :data:`GRU_LAYER_NORM_PARAMS`: ``gamma_x, beta_x`` normalize
+        the input projection, ``gamma_h, beta_h`` the recurrent one. Pass it as ``layer_norm=``
+        to :func:`gru_forward`.
+
+    Examples
+    --------
+    >>> from rnnreg import gru_layer_norm_params
+    >>> {name: value.shape for name, value in gru_layer_norm_params(4).items()}
+    {'gamma_x': (12,), 'beta_x': (12,), 'gamma_h': (12,), 'beta_h': (12,)}
+    """
+    H = v.positive_int(hidden_size, "hidden_size")
+    return {
+        name: (np.ones if name.startswith("gamma") else np.zeros)(3 * H, dtype)
+        for name in GRU_LAYER_NORM_PARAMS
+    }
+
+
+def gru_forward(
+    x: ArrayLike,
+    h0: ArrayLike,
+    Wx: ArrayLike,
+    Wh: ArrayLike,
+    b: ArrayLike,
+    bn: ArrayLike,
+    *,
+    layer_norm: Mapping[str, ArrayLike] | None = None,
+    recurrent_mask: ArrayLike | None = None,
+    eps: float = DEFAULT_EPS,
+    zoneout_h: ArrayLike | None = None,
+) -> tuple[NDArray[np.floating], GRUCache]:
+    """Run a GRU over a whole sequence; the time loop runs inside the kernel.
+
+    PyTorch's and Keras's convention (the reset gate applied after the recurrent product)::
+
+        r = σ(x Wx_r + h' Wh_r + b_r),  z = σ(x Wx_z + h' Wh_z + b_z)
+        n = tanh(x Wx_n + b_n + r ⊙ (h' Wh_n + bn)),   h = (1 − z) ⊙ n + z ⊙ h_{t−1}
+
+    with ``h' = h_{t−1} ⊙ recurrent_mask``; gate blocks in :data:`GRU_GATE_ORDER` (r, z, n).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, T, D), or integer ndarray of shape (N, T)
+        Inputs, or one-hot inputs given by their token ids in [0, D) (as :func:`lstm_forward`).
+    h0 : ndarray of shape (N, H)
+    Wx : ndarray of shape (D, 3H)
+    Wh : ndarray of shape (H, 3H)
+    b : ndarray of shape (3H,)
+        PyTorch's ``bias_ih`` plus the r and z blocks of its ``bias_hh``.
+    bn : ndarray of shape (H,)
+        The candidate's recurrent bias (PyTorch's ``bias_hh`` n block), scaled by the reset gate.
+    layer_norm : dict, optional
+        LN-GRU gains and biases (:func:`gru_layer_norm_params`): the input and the recurrent
+        projections each normalized over their 3H units before the gates (Ba et al. 2016).
+    recurrent_mask : ndarray of shape (N, H), optional
+        Multiplies h(t−1) before the recurrent product, the same mask at every step.
+    eps : float
+        Layer-norm variance floor.
+    zoneout_h : ndarray of shape (N, T, H), optional
+        Zoneout weights: each step's state is ``u ⊙ previous + (1 − u) ⊙ new``.
+
+    Returns
+    -------
+    h : ndarray of shape (N, T, H)
+        Read-only (saved in the cache).
+    cache : GRUCache
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import gru_backward, gru_forward
+    >>> rng = np.random.default_rng(0)
+    >>> N, T, D, H = 2, 5, 3, 4
+    >>> h, cache = gru_forward(rng.standard_normal((N, T, D)), np.zeros((N, H)),
+    ...                        0.1 * rng.standard_normal((D, 3 * H)),
+    ...                        0.1 * rng.standard_normal((H, 3 * H)), np.zeros(3 * H), np.zeros(H))
+    >>> h.shape, gru_backward(np.ones_like(h), cache).dWh.shape
+    ((2, 5, 4), (4, 12))
+    """
+    eps = v.positive_float(eps, "eps")
+    ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if ids.ndim == 2 and ids.dtype.kind in "iu":
+        Wx = v.float_array(Wx, "Wx", ndim=2)
+        dtype = Wx.dtype
+        N, T = ids.shape
+        D = Wx.shape[0]
+        if N * T == 0:
+            raise ValueError(f"x must not be empty, got shape {ids.shape}")
+        if ids.dtype.kind == "u" and int(ids.max()) >= 2**63:
+            raise ValueError(f"x: token ids must lie in [0, {D}) (the rows of Wx), got {int(ids.max())}")
+        x = np.ascontiguousarray(ids, dtype=TOKEN_DTYPE)
+        check_token_input(x, D)
+    else:
+        x = v.float_array(x, "x", ndim=3)
+        dtype = x.dtype
+        N, T, D = x.shape
+    Wx = v.float_array(Wx, "Wx", ndim=2, dtype=dtype)
+    if Wx.shape[0] != D or Wx.shape[1] % 3 != 0:
+        raise ValueError(
+            f"Wx must have shape (D, 3*hidden_size) with D = {D} (x's last axis), got {Wx.shape}"
+        )
+    H = Wx.shape[1] // 3
+    Wh = v.float_array(Wh, "Wh", ndim=2, dtype=dtype)
+    v.check_shape(Wh, "Wh", (H, 3 * H), "(hidden_size, 3*hidden_size)")
+    b = v.float_array(b, "b", ndim=1, dtype=dtype)
+    v.check_shape(b, "b", (3 * H,), "(3*hidden_size,)")
+    bn = v.float_array(bn, "bn", ndim=1, dtype=dtype)
+    v.check_shape(bn, "bn", (H,), "(hidden_size,)")
+    h0 = v.float_array(h0, "h0", ndim=2, dtype=dtype)
+    v.check_shape(h0, "h0", (N, H), "(batch, hidden_size)")
+    if layer_norm is not None:
+        if not hasattr(layer_norm, "keys"):
+            raise TypeError(
+                f"layer_norm must be None or a dict of LN-GRU parameters {GRU_LAYER_NORM_PARAMS}, "
+                f"got {type(layer_norm).__name__}"
+            )
+        missing = [k for k in GRU_LAYER_NORM_PARAMS if k not in layer_norm]
+        if missing:
+            raise ValueError(f"layer_norm is missing {missing}; it needs {GRU_LAYER_NORM_PARAMS}")
+        checked = {}
+        for name in GRU_LAYER_NORM_PARAMS:
+            checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1, dtype=dtype)
+            v.check_shape(checked[name], f"layer_norm[{name!r}]", (3 * H,))
+        layer_norm = checked
+    if recurrent_mask is not None:
+        recurrent_mask = v.float_array(recurrent_mask, "recurrent_mask", ndim=2, dtype=dtype)
+        v.check_shape(recurrent_mask, "recurrent_mask", (N, H), "(batch, hidden_size)")
+    if zoneout_h is not None:
+        zoneout_h = v.float_array(zoneout_h, "zoneout_h", ndim=3, dtype=dtype)
+        v.check_shape(zoneout_h, "zoneout_h", (N, T, H), "(batch, time, hidden_size)")
+    cache = _ops.kernels().gru_forward(x, h0, Wx, Wh, b, bn, layer_norm, recurrent_mask, eps, zoneout_h)
+    v.finite_result(cache.h, "gru_forward", "x, Wx, Wh, b or bn")
+    return cache.h, cache
+
+
+def gru_backward(dh: ArrayLike, cache: GRUCache) -> GRUGradients:
+    """Backpropagation through time for :func:`gru_forward`.
+
+    Parameters
+    ----------
+    dh : ndarray of shape (N, T, H)
+        Upstream gradient of every output h(t).
+    cache : GRUCache from :func:`gru_forward`
+
+    Returns
+    -------
+    GRUGradients
+        ``(dx, dh0, dWx, dWh, db, dbn, layer_norm)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import gru_backward, gru_forward, gru_layer_norm_params
+    >>> rng = np.random.default_rng(0)
+    >>> h, cache = gru_forward(rng.standard_normal((2, 5, 3)), np.zeros((2, 4)),
+    ...                        rng.standard_normal((3, 12)), rng.standard_normal((4, 12)),
+    ...                        np.zeros(12), np.zeros(4), layer_norm=gru_layer_norm_params(4))
+    >>> grads = gru_backward(np.ones_like(h), cache)
+    >>> grads.dx.shape, sorted(grads.layer_norm)
+    ((2, 5, 3), ['beta_h', 'beta_x', 'gamma_h', 'gamma_x'])
+    """
+    cache = _check_cache(cache, GRUCache, "gru_forward")
+    N, T, H, dtype = cache.N, cache.T, cache.H, cache.dtype
+    dh = v.float_array(dh, "dh", ndim=3, dtype=dtype)
+    v.check_shape(dh, "dh", (N, T, H), "(batch, time, hidden_size)")
+    grads = _ops.kernels().gru_backward(dh, cache)
+    for name in ("dx", "dWx", "dWh", "dh0"):
+        if grads[name] is not None:
+            v.finite_result(grads[name], "gru_backward", "dh or the weights")
+    ln = None if cache.layer_norm is None else {name: grads["d" + name] for name in GRU_LAYER_NORM_PARAMS}
+    return GRUGradients(grads["dx"], grads["dh0"], grads["dWx"], grads["dWh"], grads["db"], grads["dbn"], ln)
 
 
 # ----------------------------------------------------------------------------- layer norm

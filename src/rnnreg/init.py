@@ -26,8 +26,6 @@ orthogonal matrix (:func:`orthogonal`). The default scheme was chosen by measure
 
 import numpy as np
 
-from ._conventions import GATE_ORDER
-
 __all__ = [
     "INIT_SCHEMES",
     "DEFAULT_INIT",
@@ -75,15 +73,19 @@ def initial_parameters(
     use_layer_norm,
     forget_bias,
     recurrent_init=None,
-    gates=GATE_ORDER,
+    cell=None,
 ):
     """The parameters of a model (name -> float64 array, in the model's order) under ``scheme``.
 
-    ``layer_input_sizes[l]`` is D of layer l; ``gates`` the cell's gate blocks along the weights'
-    last axis (the LSTM's by default), ``forget_bias`` added to the block named "f" when the
-    cell has one. Layer-norm gains start at 1 and their biases at 0 in every scheme (Ba et al.,
-    2016)."""
-    from .functional import lstm_layer_norm_params
+    ``layer_input_sizes[l]`` is D of layer l; ``cell`` the :class:`rnnreg.cells.Cell` (the
+    LSTM's by default): its gate blocks along the weights' last axis, its further (H,) biases
+    (the GRU's ``bn``: drawn as its bias is, U(±1/√H) under "pytorch", else 0) and layer-norm
+    parameters; ``forget_bias`` is added to the block named "f" when the cell has one.
+    Layer-norm gains start at 1 and their biases at 0 in every scheme (Ba et al., 2016)."""
+    from .cells import LSTMCell
+
+    cell = LSTMCell() if cell is None else cell
+    gates = cell.gates
 
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
@@ -101,13 +103,18 @@ def initial_parameters(
             "pytorch": lambda: rng.standard_normal(shape),
             "keras": lambda: rng.uniform(-0.05, 0.05, shape),
         }[scheme]()
+    extra: dict[str, np.ndarray] = {}
     for layer, D in enumerate(layer_input_sizes):
         if scheme == "uniform":
             W = rng.uniform(-bound, bound, (D + H, G))
             b = np.zeros(G)
         elif scheme == "pytorch":
             W = rng.uniform(-bound, bound, (D + H, G))
-            b = rng.uniform(-bound, bound, G) + rng.uniform(-bound, bound, G)
+            b_ih, b_hh = rng.uniform(-bound, bound, G), rng.uniform(-bound, bound, G)
+            if "bn" in cell.extra_biases:  # the candidate's recurrent bias stays apart
+                extra = {"bn": b_hh[G - H :].copy()}
+                b_hh[G - H :] = 0.0
+            b = b_ih + b_hh
         else:
             W = np.concatenate((glorot_uniform((D, G), rng), orthogonal((H, G), rng)))
             b = np.zeros(G)
@@ -116,9 +123,12 @@ def initial_parameters(
         if forget is not None:
             b[forget] += forget_bias
         params[f"W{layer}"], params[f"b{layer}"] = W, b
+        for name in cell.extra_biases:
+            params[f"{name}{layer}"] = extra[name] if scheme == "pytorch" else np.zeros(H)
         if use_layer_norm:
-            for name, value in lstm_layer_norm_params(H).items():
-                params[f"ln{layer}.{name}"] = value
+            for name in cell.layer_norm_params:
+                size = cell.ln_size(name, H)
+                params[f"ln{layer}.{name}"] = (np.ones if name.startswith("gamma") else np.zeros)(size)
     if scheme == "pytorch":
         params["Why"] = rng.uniform(-bound, bound, (H, output_size))
         params["by"] = rng.uniform(-bound, bound, output_size)

@@ -1,12 +1,15 @@
 """Take a model to PyTorch and back.
 
-:func:`to_torch` turns a :class:`~rnnreg.RegularizedLSTM` into a ``torch.nn.Module`` built from
-the standard layers — ``nn.Embedding`` (or one-hot inputs), ``nn.LSTM``, ``nn.Linear`` — whose
-``forward(tokens, state=None)`` returns ``(logits, (h, c))`` equal to ``model.logits`` (to
-rounding: 1e-10 in float64). :func:`from_torch` takes such a module back, or any module a user
-built from one ``nn.LSTM`` and one ``nn.Linear`` (and optionally one ``nn.Embedding``).
+:func:`to_torch` turns a :class:`~rnnreg.RegularizedLSTM` (or :class:`~rnnreg.RegularizedGRU`)
+into a ``torch.nn.Module`` built from the standard layers — ``nn.Embedding`` (or one-hot inputs),
+``nn.LSTM`` (``nn.GRU``), ``nn.Linear`` — whose ``forward(tokens, state=None)`` returns
+``(logits, state)`` equal to ``model.logits`` (to rounding: 1e-10 in float64). :func:`from_torch`
+takes such a module back, or any module a user built from one ``nn.LSTM`` or ``nn.GRU`` and one
+``nn.Linear`` (and optionally one ``nn.Embedding``).
 
-The two conventions differ in two places, both handled here:
+The GRU's conventions are PyTorch's (gate order r, z, n; the reset gate after the recurrent
+product); its two biases become ``b`` (``bias_ih`` plus the r and z blocks of ``bias_hh``) and
+``bn`` (the n block of ``bias_hh``). The LSTM's differ in two places, both handled here:
 
 * gate order: rnnreg's 4H axis is (i, f, o, g) (:data:`rnnreg.GATE_ORDER`); PyTorch's is
   (i, f, g, o);
@@ -50,6 +53,7 @@ def _reorder(blocks, order, H):
 def _module_class():
     torch = _torch()
     nn = torch.nn
+    _RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU}
 
     class RNNRegLM(nn.Module):  # type: ignore[name-defined]
         """An rnnreg language model in PyTorch layers: tokens (N, T) int64 -> logits (N, T, V).
@@ -71,6 +75,7 @@ def _module_class():
             input_dropout=None,
             between_dropout=None,
             output_dropout=None,
+            cell="lstm",
         ):
             super().__init__()
             self.vocab_size = vocab_size
@@ -79,7 +84,7 @@ def _module_class():
             )
             rate = lambda given: dropout if given is None else given  # AWD-LSTM's own rates
             self.input_dropout = nn.Dropout(rate(input_dropout))
-            self.lstm = nn.LSTM(
+            recurrent = _RECURRENT[cell](
                 vocab_size if embedding_size is None else embedding_size,
                 hidden_size,
                 num_layers=num_layers,
@@ -87,8 +92,14 @@ def _module_class():
                 dropout=rate(between_dropout) if num_layers > 1 else 0.0,
                 dtype=dtype,
             )
+            setattr(self, cell, recurrent)  # module.lstm or module.gru
             self.output_dropout = nn.Dropout(rate(output_dropout))
             self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
+
+        @property
+        def rnn(self):
+            """The recurrent layers (``self.lstm`` or ``self.gru``)."""
+            return self.lstm if hasattr(self, "lstm") else self.gru
 
         def forward(self, tokens, state=None):
             dtype = self.head.weight.dtype
@@ -96,7 +107,7 @@ def _module_class():
                 x = nn.functional.one_hot(tokens, self.vocab_size).to(dtype)
             else:
                 x = self.input_dropout(self.embedding(tokens))
-            out, state = self.lstm(x, state)
+            out, state = self.rnn(x, state)
             return self.head(self.output_dropout(out)), state
 
     return RNNRegLM
@@ -107,18 +118,31 @@ def _sequence_module_class():
     nn = torch.nn
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+    _RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU}
+
     class RNNRegSequenceModel(nn.Module):  # type: ignore[name-defined]
         """An rnnreg model of real-valued sequences in PyTorch layers: ``forward(x (N, T, D),
         lengths=None)`` -> (N, outputs) for classify (logits) and regress, (N, T, outputs)
         for forecast. Variable lengths run as packed sequences; the standardization the model
         keeps is two buffers applied first."""
 
-        def __init__(self, input_size, hidden_size, output_size, num_layers, task, pooling, dtype, dropouts):
+        def __init__(
+            self,
+            input_size,
+            hidden_size,
+            output_size,
+            num_layers,
+            task,
+            pooling,
+            dtype,
+            dropouts,
+            cell="lstm",
+        ):
             super().__init__()
             self.task, self.pooling = task, pooling
             input_dropout, between_dropout, output_dropout = dropouts
             self.input_dropout = nn.Dropout(input_dropout)
-            self.lstm = nn.LSTM(
+            recurrent = _RECURRENT[cell](
                 input_size,
                 hidden_size,
                 num_layers=num_layers,
@@ -126,10 +150,15 @@ def _sequence_module_class():
                 dropout=between_dropout if num_layers > 1 else 0.0,
                 dtype=dtype,
             )
+            setattr(self, cell, recurrent)
             self.output_dropout = nn.Dropout(output_dropout)
             self.head = nn.Linear(hidden_size, output_size, dtype=dtype)
             self.register_buffer("input_mean", torch.zeros(input_size, dtype=dtype))
             self.register_buffer("input_scale", torch.ones(input_size, dtype=dtype))
+
+        @property
+        def rnn(self):
+            return self.lstm if hasattr(self, "lstm") else self.gru
 
         def forward(self, x, lengths=None):
             x = self.input_dropout((x - self.input_mean) / self.input_scale)
@@ -137,7 +166,9 @@ def _sequence_module_class():
             if lengths is None:
                 lengths = torch.full((N,), T, dtype=torch.int64)
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, (h_n, _) = self.lstm(packed)
+            out, h_n = self.rnn(packed)
+            if isinstance(h_n, tuple):  # the LSTM's (h, c)
+                h_n = h_n[0]
             seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
             if self.task == "forecast":
                 return self.head(self.output_dropout(seq))
@@ -211,6 +242,7 @@ def to_torch(model):
             config.pooling,
             dtype,
             (1.0 - config.input_keep, 1.0 - config.between_keep, 1.0 - config.output_keep),
+            config.cell,
         )
         _copy_lstm_and_head(module, model, torch)
         if model.standardizer is not None:
@@ -230,6 +262,7 @@ def to_torch(model):
         input_dropout=1.0 - config.input_keep,
         between_dropout=1.0 - config.between_keep,
         output_dropout=1.0 - config.output_keep,
+        cell=config.cell,
     )
     p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
     with torch.no_grad():
@@ -242,24 +275,24 @@ def to_torch(model):
 
 
 def _copy_lstm_and_head(module, model, torch):
-    """The model's LSTM layers into ``module.lstm`` (PyTorch's gate order, one bias) and its
-    output projection into ``module.head`` (tied: the embedding's own parameter)."""
+    """The model's recurrent layers into ``module.lstm`` (PyTorch's gate order, one bias) or
+    ``module.gru`` (the same gate order; ``bias_hh`` holds the candidate's ``bn``), and its output
+    projection into ``module.head`` (tied: the embedding's own parameter)."""
     H, L = model.hidden_size, model.num_layers
+    gru = model.model_config.cell == "gru"
+    order = list(range(3)) if gru else _TO_TORCH
     p = {name: np.asarray(a, np.float64) for name, a in model.params.items()}
     with torch.no_grad():
         for layer in range(L):
             W = p[f"W{layer}"]
             D = W.shape[0] - H
-            getattr(module.lstm, f"weight_ih_l{layer}").copy_(
-                torch.from_numpy(_reorder(W[:D].T, _TO_TORCH, H))
-            )
-            getattr(module.lstm, f"weight_hh_l{layer}").copy_(
-                torch.from_numpy(_reorder(W[D:].T, _TO_TORCH, H))
-            )
-            getattr(module.lstm, f"bias_ih_l{layer}").copy_(
-                torch.from_numpy(_reorder(p[f"b{layer}"], _TO_TORCH, H))
-            )
-            getattr(module.lstm, f"bias_hh_l{layer}").zero_()
+            rnn = module.rnn
+            getattr(rnn, f"weight_ih_l{layer}").copy_(torch.from_numpy(_reorder(W[:D].T, order, H)))
+            getattr(rnn, f"weight_hh_l{layer}").copy_(torch.from_numpy(_reorder(W[D:].T, order, H)))
+            getattr(rnn, f"bias_ih_l{layer}").copy_(torch.from_numpy(_reorder(p[f"b{layer}"], order, H)))
+            getattr(rnn, f"bias_hh_l{layer}").zero_()
+            if gru:
+                getattr(rnn, f"bias_hh_l{layer}")[2 * H :] = torch.from_numpy(p[f"bn{layer}"])
         if model.tie_weights:  # one parameter, as in the model
             module.head.weight = module.embedding.weight
         else:
@@ -313,26 +346,27 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
     (12, 8, 6)
     """
     torch = _torch()
-    from .model import RegularizedLSTM
+    from .model import build_model
 
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
     _refuse_what_is_not_mapped(module, nn)
-    lstms, heads, embeddings = (_find(module, k) for k in (nn.LSTM, nn.Linear, nn.Embedding))
+    lstms, heads, embeddings = (_find(module, k) for k in ((nn.LSTM, nn.GRU), nn.Linear, nn.Embedding))
     if len(lstms) != 1 or len(heads) != 1 or len(embeddings) > 1:
         raise ValueError(
-            f"from_torch needs one nn.LSTM, one nn.Linear and at most one "
+            f"from_torch needs one nn.LSTM or nn.GRU, one nn.Linear and at most one "
             f"nn.Embedding; the module has {len(lstms)}, {len(heads)}, "
             f"{len(embeddings)}"
         )
     lstm, head = lstms[0], heads[0]
+    cell = "gru" if isinstance(lstm, nn.GRU) else "lstm"
     embedding = embeddings[0] if embeddings else None
     if lstm.bidirectional or getattr(lstm, "proj_size", 0):
-        raise ValueError("a bidirectional or projected nn.LSTM has no rnnreg equivalent")
+        raise ValueError(f"a bidirectional or projected nn.{type(lstm).__name__} has no rnnreg equivalent")
     H, L = lstm.hidden_size, lstm.num_layers
     if head.in_features != H:
-        raise ValueError(f"the nn.Linear reads {head.in_features} features, the LSTM gives {H}")
+        raise ValueError(f"the nn.Linear reads {head.in_features} features, the {cell.upper()} gives {H}")
     if embedding is not None and embedding.embedding_dim != lstm.input_size:
         raise ValueError("the nn.Embedding's size does not match the LSTM's input size")
     if embedding is not None and embedding.max_norm is not None:
@@ -357,7 +391,8 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
             raise ValueError(
                 f"task {task!r} reads real-valued vectors: the module's nn.Embedding has no place"
             )
-        model = RegularizedLSTM(
+        model = build_model(
+            cell=cell,
             input_size=lstm.input_size,
             hidden_size=H,
             output_size=head.out_features,
@@ -368,10 +403,11 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
             dtype=np.float64 if dtype == torch.float64 else np.float32,
         )
     else:
-        model = RegularizedLSTM(
-            vocab_size,
-            H,
-            head.out_features,
+        model = build_model(
+            cell=cell,
+            vocab_size=vocab_size,
+            hidden_size=H,
+            output_size=head.out_features,
             num_layers=L,
             embedding_size=None if embedding is None else lstm.input_size,
             seed=seed,
@@ -382,16 +418,21 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
     state = {}
     if embedding is not None:
         state["embedding"] = as_np(embedding.weight)
+    order = list(range(3)) if cell == "gru" else _FROM_TORCH
     for layer in range(L):
         w_ih = as_np(getattr(lstm, f"weight_ih_l{layer}"))
         w_hh = as_np(getattr(lstm, f"weight_hh_l{layer}"))
-        bias = np.zeros(len(GATE_ORDER) * H)
+        bias = np.zeros(len(order) * H)
         if lstm.bias:
-            bias = as_np(getattr(lstm, f"bias_ih_l{layer}")) + as_np(getattr(lstm, f"bias_hh_l{layer}"))
-        state[f"W{layer}"] = np.concatenate(
-            (_reorder(w_ih, _FROM_TORCH, H).T, _reorder(w_hh, _FROM_TORCH, H).T)
-        )
-        state[f"b{layer}"] = _reorder(bias, _FROM_TORCH, H)
+            b_hh = as_np(getattr(lstm, f"bias_hh_l{layer}")).copy()  # as_np may share the memory
+            if cell == "gru":  # the candidate's recurrent bias stays apart: the reset gate scales it
+                state[f"bn{layer}"] = b_hh[2 * H :].copy()
+                b_hh[2 * H :] = 0.0
+            bias = as_np(getattr(lstm, f"bias_ih_l{layer}")) + b_hh
+        elif cell == "gru":
+            state[f"bn{layer}"] = np.zeros(H)
+        state[f"W{layer}"] = np.concatenate((_reorder(w_ih, order, H).T, _reorder(w_hh, order, H).T))
+        state[f"b{layer}"] = _reorder(bias, order, H)
     if not tied:
         state["Why"] = as_np(head.weight).T
     state["by"] = as_np(head.bias) if head.bias is not None else np.zeros(head.out_features)
@@ -445,7 +486,7 @@ def _check_sequences_on_a_probe(module, model, torch):
 
 
 # Modules from_torch maps (or that compute nothing in evaluation), and containers of them.
-_MAPPED = ("LSTM", "Linear", "Embedding", "Dropout", "Identity")
+_MAPPED = ("LSTM", "GRU", "Linear", "Embedding", "Dropout", "Identity")
 _CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 
 
@@ -455,6 +496,7 @@ def _refuse_what_is_not_mapped(module, nn):
     another model."""
     mapped = (
         nn.LSTM,
+        nn.GRU,
         nn.Linear,
         nn.Embedding,
         nn.Dropout,

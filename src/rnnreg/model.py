@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
 from ._conventions import decay_parameter_names
-from .cells import LayerRun, LSTMCell, Segments, stack_input_sizes
+from .cells import LayerRun, Segments, cell_of, stack_input_sizes
 from .heads import head_of
 from .init import initial_parameters
 from .inputs import input_of
@@ -51,6 +51,8 @@ from .sequences import valid_steps
 
 __all__ = [
     "RegularizedLSTM",
+    "RegularizedGRU",
+    "build_model",
     "ModelConfig",
     "parameter_shapes",
     "config_parameter_shapes",
@@ -95,7 +97,7 @@ def parameter_shapes(config):
     ModelConfig`, in the model's order — the input's, each layer's (the cell's), the head's —
     computed without allocating any (a file's declared model is checked against it before it is
     built)."""
-    cell, first = LSTMCell(), input_of(config)
+    cell, first = cell_of(config), input_of(config)
     shapes = dict(first.parameter_shapes(config))
     sizes = stack_input_sizes(first.features(config), config.hidden_size, config.num_layers)
     for layer, D in enumerate(sizes):
@@ -166,10 +168,12 @@ class BatchTrace(NamedTuple):
     dlogits: np.ndarray | None
 
 
-def _settings_doc():
+def _settings_doc(cell="lstm"):
     """The numpydoc lines of every setting, from the declaration."""
     lines = []
     for name, default, spec in settings():
+        if name not in _constructor_names(cell):
+            continue
         kind = ModelConfig.__annotations__[name]
         kind = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
         shown = "" if name == "hidden_size" else f", default {default!r}"
@@ -219,26 +223,36 @@ class RegularizedLSTM:
     True
     """
 
+    #: The cell this class stacks (the ``cell`` setting; build_model picks the class by it).
+    cell_name = "lstm"
+
     def __init__(self, *args, seed=None, **settings):
+        kind = type(self).__name__
         if len(args) > len(POSITIONAL):
             raise TypeError(
-                f"RegularizedLSTM takes at most {len(POSITIONAL)} settings by "
+                f"{kind} takes at most {len(POSITIONAL)} settings by "
                 f"position ({', '.join(POSITIONAL)}), got {len(args)}"
             )
         for name, value in zip(POSITIONAL, args):
             if name in settings:
-                raise TypeError(f"RegularizedLSTM got multiple values for {name!r}")
+                raise TypeError(f"{kind} got multiple values for {name!r}")
             settings[name] = value
         unknown = sorted(set(settings) - set(setting_names()))
         if unknown:
             raise TypeError(
-                f"RegularizedLSTM got unexpected keyword arguments {unknown}; its "
-                f"settings are {', '.join(setting_names())} and seed"
+                f"{kind} got unexpected keyword arguments {unknown}; its "
+                f"settings are {', '.join(_constructor_names())} and seed"
+            )
+        # The class is the cell: a config's ``cell`` (from a file, a sweep) must agree with it.
+        if settings.setdefault("cell", self.cell_name) != self.cell_name:
+            raise ValueError(
+                f"{kind} stacks {self.cell_name.upper()} cells, got cell={settings['cell']!r}: "
+                f"build_model(**settings) picks the class of a config's cell"
             )
         config = ModelConfig(**settings)
         object.__setattr__(self, "model_config", config)
         self.rng = v.as_generator(seed, "seed")
-        self._cell = LSTMCell()
+        self._cell = cell_of(config)
         self._input = input_of(config)
         self._head = head_of(config)
         # The parts this model's settings switch on, by place (each place's hooks: Regularizer).
@@ -273,7 +287,7 @@ class RegularizedLSTM:
         if name in _SETTING_NAMES:
             raise AttributeError(
                 f"{name} is a setting, fixed when the model is made; build a "
-                f"new model: RegularizedLSTM(**dict(model.config(), {name}=...))"
+                f"new model: {type(self).__name__}(**dict(model.config(), {name}=...))"
             )
         object.__setattr__(self, name, value)
 
@@ -319,7 +333,7 @@ class RegularizedLSTM:
             use_layer_norm=config.use_layer_norm,
             forget_bias=config.forget_bias,
             recurrent_init=config.recurrent_init,
-            gates=self._cell.gates,
+            cell=self._cell,
         )
         if config.tie_weights:  # drawn all the same, so the other parameters match an untied model
             del params["Why"]
@@ -327,6 +341,10 @@ class RegularizedLSTM:
 
     def _gate_block(self, gate):
         H = self.hidden_size
+        if gate not in self._cell.gates:
+            raise AttributeError(
+                f"a {self._cell.name.upper()} has no gate {gate!r}; its gates are {self._cell.gates}"
+            )
         k = self._cell.gates.index(gate)
         return self.params["W0"][:, k * H : (k + 1) * H]
 
@@ -816,12 +834,22 @@ class RegularizedLSTM:
         return loss, h_out.reshape(in_shape), c_out.reshape(in_shape)
 
 
-def _signature():
+def _constructor_names(cell="lstm"):
+    """The settings a model class takes: every one but ``cell`` (the class is the cell), and for
+    the GRU not the LSTM's own (zoneout of the cell state)."""
+    return tuple(
+        name for name in setting_names() if name != "cell" and not (cell == "gru" and name == "zoneout_cell")
+    )
+
+
+def _signature(cell="lstm"):
     """The constructor's signature, from the declaration: the notebook's five settings by
     position or keyword, every other by keyword, then ``seed``."""
     P = inspect.Parameter
     params = [P("self", P.POSITIONAL_OR_KEYWORD)]
     for name, default, _ in settings():
+        if name not in _constructor_names(cell):
+            continue
         kind = P.POSITIONAL_OR_KEYWORD if name in POSITIONAL else P.KEYWORD_ONLY
         params.append(P(name, kind, default=default))
     params.sort(key=lambda p: (p.kind, POSITIONAL.index(p.name) if p.name in POSITIONAL else 0))
@@ -832,3 +860,72 @@ def _signature():
 # help(RegularizedLSTM), inspect.signature and the docs show the declared settings.
 RegularizedLSTM.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
 RegularizedLSTM.__doc__ = (RegularizedLSTM.__doc__ or "").replace("    <settings>", _settings_doc())
+
+
+class RegularizedGRU(RegularizedLSTM):
+    """A GRU model with every regularizer that applies to it, built on the same parts as
+    :class:`RegularizedLSTM` (inputs, heads, regularizers, trainer, files, export) and taking its
+    settings — all but ``zoneout_cell``: a GRU has no cell state (its one state is h, which
+    ``zoneout_hidden`` zones out). The cell (:class:`rnnreg.cells.GRUCell`) is PyTorch's and
+    Keras's GRU, the reset gate applied after the recurrent product; ``use_layer_norm`` makes it
+    the LN-GRU. Its weights per layer: ``W{l}`` (D + H, 3H), ``b{l}`` (3H,), ``bn{l}`` (H,), in
+    gate order :data:`~rnnreg.GRU_GATE_ORDER` (r, z, n). The state is ``(h,)``.
+
+    Parameters
+    ----------
+    <settings>
+    seed : int, np.random.Generator or None
+        Source of the initial weights and of every dropout mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnreg import RegularizedGRU
+    >>> model = RegularizedGRU(vocab_size=10, hidden_size=16, recurrent_keep_prob=0.8, seed=0)
+    >>> tokens = np.random.default_rng(0).integers(0, 10, size=(4, 7))
+    >>> loss, logits, (h,) = model.forward_batch(tokens[:, :-1], tokens[:, 1:], training=True)
+    >>> logits.shape, h.shape, model.params["W0"].shape
+    ((4, 6, 10), (1, 4, 16), (26, 48))
+    """
+
+    cell_name = "gru"
+    Wr = property(lambda self: self._gate_block("r"), doc="Layer 0 reset-gate weights (D+H, H).")
+    Wz = property(lambda self: self._gate_block("z"), doc="Layer 0 update-gate weights (D+H, H).")
+    Wn = property(lambda self: self._gate_block("n"), doc="Layer 0 candidate weights (D+H, H).")
+
+    def __init__(self, *args, seed=None, **settings):
+        super().__init__(*args, seed=seed, **settings)
+
+    def forward(self, x, y, h, training=True):  # type: ignore[override]
+        """One token sequence, the notebook's interface with the GRU's one state: ``h`` of shape
+        (hidden_size, 1) or (num_layers, hidden_size, 1). Returns (loss, h)."""
+        x = v.token_array(x, "x", self.vocab_size, ndim=1)
+        y = v.token_array(y, "y", self.output_size, ndim=1)
+        v.check_shape(y, "y", x.shape, "(matching x)")
+        H, L = self.hidden_size, self.num_layers
+        h_arr = v.float_array(h, "h", dtype=self.dtype)
+        if h_arr.shape not in ([(H, 1)] if L == 1 else []) + [(L, H, 1)]:
+            raise ValueError(
+                f"h must have shape ({L}, {H}, 1){' or (H, 1)' if L == 1 else ''}, got {h_arr.shape}"
+            )
+        loss, _, (h_out,) = self.forward_batch(
+            x[None, :], y[None, :], (h_arr.reshape(L, 1, H),), training=training
+        )
+        return loss, h_out.reshape(h_arr.shape)
+
+
+#: The model class of each cell.
+MODEL_CLASSES = {cls.cell_name: cls for cls in (RegularizedLSTM, RegularizedGRU)}
+
+
+def build_model(*, seed=None, **settings):
+    """The model a config describes (a file's, a sweep's, ``model.config()``): a
+    :class:`RegularizedGRU` when ``cell="gru"``, else a :class:`RegularizedLSTM`."""
+    cell = settings.get("cell", "lstm")
+    if cell not in MODEL_CLASSES:
+        raise ValueError(f"cell must be one of {', '.join(map(repr, MODEL_CLASSES))}, got {cell!r}")
+    return MODEL_CLASSES[cell](seed=seed, **settings)
+
+
+RegularizedGRU.__init__.__signature__ = _signature("gru")  # type: ignore[attr-defined]
+RegularizedGRU.__doc__ = (RegularizedGRU.__doc__ or "").replace("    <settings>", _settings_doc("gru"))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as v
+from .cells import CELLS
 from .heads import REGRESSION_LOSSES as _HEAD_LOSSES
 from .init import DEFAULT_FORGET_BIAS, DEFAULT_INIT, INIT_SCHEMES
 
@@ -42,6 +43,8 @@ __all__ = [
 #: What a model can predict: the next token of a text, a class or a vector per sequence, a vector
 #: per step.
 TASKS = ("next-token", "classify", "regress", "forecast")
+#: The recurrent cells (rnnreg.cells).
+CELL_NAMES = tuple(CELLS)
 #: How a per-sequence head reads a sequence's outputs.
 POOLINGS = ("last", "mean")
 #: The losses of the real-valued heads (defined, formula and gradient, in rnnreg.heads).
@@ -203,7 +206,8 @@ def _keep(doc, flag, drop_doc, optional_=False):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The settings of a :class:`~rnnreg.RegularizedLSTM`, checked when made.
+    """The settings of a :class:`~rnnreg.RegularizedLSTM` or :class:`~rnnreg.RegularizedGRU`,
+    checked when made.
 
     ``ModelConfig(**model.config())`` rebuilds the declaration of a model; ``to_dict`` is what
     files store. Resolved at creation: ``output_size`` (None: ``vocab_size``), ``embedding_size``
@@ -300,8 +304,19 @@ class ModelConfig:
         choices=("orthogonal",),
     )
     # -- the cell
+    cell: str = setting(
+        "lstm",
+        one_of(CELL_NAMES),
+        "the recurrent cell: 'lstm' (RegularizedLSTM) or 'gru' (RegularizedGRU, PyTorch's convention)",
+        flag="cell",
+        choices=CELL_NAMES,
+    )
     use_layer_norm: bool = setting(
-        False, boolean, "LN-LSTM cells (Ba et al. 2016)", flag="layer-norm", cli=SWITCH
+        False,
+        boolean,
+        "layer-normalized cells: the LN-LSTM or the LN-GRU (Ba et al. 2016)",
+        flag="layer-norm",
+        cli=SWITCH,
     )
     # -- dropout (Zaremba et al. 2014; Gal & Ghahramani 2016; AWD-LSTM's separate rates)
     dropout_keep_prob: float = setting(

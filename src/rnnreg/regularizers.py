@@ -240,9 +240,19 @@ class Zoneout(Regularizer):
     def active(self, config):
         return config.zoneout_hidden > 0.0 or config.zoneout_cell > 0.0
 
+    def check(self, config):
+        if config.zoneout_cell > 0.0 and config.cell != "lstm":
+            raise ValueError(
+                f"zoneout_cell zones out the LSTM's cell state c; a {config.cell.upper()} has no "
+                "cell state (its state is h: use zoneout_hidden)"
+            )
+
     def draw(self, shape, config, rng, training):
         weights = {}
-        for name, z in (("zoneout_h", config.zoneout_hidden), ("zoneout_c", config.zoneout_cell)):
+        for name, z in (
+            ("zoneout_h", config.zoneout_hidden),
+            ("zoneout_c", config.zoneout_cell),
+        ):  # c: LSTM only
             if z == 0.0:
                 continue
             weights[name] = (

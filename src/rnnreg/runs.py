@@ -49,6 +49,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "weight_decay": {"weight_decay": 3e-4},
     "early_stopping": {"patience": 3},
     "all": {"dropout_keep_prob": 0.6, "use_layer_norm": True, "weight_decay": 3e-4, "patience": 3},
+    # The GRU beside the LSTM (`rnnreg compare --settings none gru dropout gru_dropout`).
+    "gru": {"cell": "gru"},
+    "gru_dropout": {"cell": "gru", "dropout_keep_prob": 0.6},
     # Krueger et al.'s character-level setting: zone out half the cell units, 5% of the hidden.
     "zoneout": {"zoneout_hidden": 0.05, "zoneout_cell": 0.5},
     # AWD-LSTM's whole set (Merity et al. 2017): weight-drop on Wh, variational dropout,
@@ -440,7 +443,7 @@ def build_run(settings: Mapping[str, Any], vocab_size: Any, overrides: Mapping[s
     """The model and TrainConfig a run's settings describe (command-line conventions: dropout
     rates are drop probabilities), with ``overrides`` (model keyword arguments or TrainConfig
     fields, as in :data:`SETTINGS`) applied on top. Returns ``(model, config)``."""
-    from .model import RegularizedLSTM
+    from .model import build_model
 
     s = settings
     model_kwargs = {
@@ -470,11 +473,11 @@ def build_run(settings: Mapping[str, Any], vocab_size: Any, overrides: Mapping[s
     if isinstance(vocab_size, SequenceData):  # real-valued sequences: the data decides the sizes
         data = vocab_size
         model_kwargs["task"] = model_kwargs.get("task") or data.task
-        model = RegularizedLSTM(
+        model = build_model(
             input_size=data.input_size, output_size=data.output_size, seed=s["seed"], **model_kwargs
         )
         return model, TrainConfig(**train_kwargs)
-    model = RegularizedLSTM(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"], **model_kwargs)
+    model = build_model(vocab_size=vocab_size, output_size=vocab_size, seed=s["seed"], **model_kwargs)
     return model, TrainConfig(**train_kwargs)
 
 
