@@ -495,7 +495,7 @@ class GRUCache(NamedTuple):
     :data:`GRU_LAYER_NORM_PARAMS`), ``recurrent_mask`` (None or (N, H)), ``eps``, ``zoneout_h``
     (None or (N, T, H)); computed: ``hprev (N, T, H)`` (the masked recurrent input), ``gates (N,
     T, 3H)`` (r, z, n activated), ``hn (N, T, H)`` (``R_n + bn``, which the reset gate scales),
-    ``h (N, T, H)`` (the output) and ``ln_saved`` (None or the :data:`GRU_LN_SAVED` arrays).
+    ``h (N, T, H)`` (the output) and ``ln_saved`` (None or the ``GRU_LN_SAVED`` arrays).
 
     Examples
     --------

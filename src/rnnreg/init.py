@@ -77,7 +77,7 @@ def initial_parameters(
 ):
     """The parameters of a model (name -> float64 array, in the model's order) under ``scheme``.
 
-    ``layer_input_sizes[l]`` is D of layer l; ``cell`` the :class:`rnnreg.cells.Cell` (the
+    ``layer_input_sizes[l]`` is D of layer l; ``cell`` the ``rnnreg.cells.Cell`` (the
     LSTM's by default): its gate blocks along the weights' last axis, its further (H,) biases
     (the GRU's ``bn``: drawn as its bias is, U(±1/√H) under "pytorch", else 0) and layer-norm
     parameters; ``forget_bias`` is added to the block named "f" when the cell has one.

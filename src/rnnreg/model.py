@@ -866,7 +866,7 @@ class RegularizedGRU(RegularizedLSTM):
     """A GRU model with every regularizer that applies to it, built on the same parts as
     :class:`RegularizedLSTM` (inputs, heads, regularizers, trainer, files, export) and taking its
     settings — all but ``zoneout_cell``: a GRU has no cell state (its one state is h, which
-    ``zoneout_hidden`` zones out). The cell (:class:`rnnreg.cells.GRUCell`) is PyTorch's and
+    ``zoneout_hidden`` zones out). The cell (``rnnreg.cells.GRUCell``) is PyTorch's and
     Keras's GRU, the reset gate applied after the recurrent product; ``use_layer_norm`` makes it
     the LN-GRU. Its weights per layer: ``W{l}`` (D + H, 3H), ``b{l}`` (3H,), ``bn{l}`` (H,), in
     gate order :data:`~rnnreg.GRU_GATE_ORDER` (r, z, n). The state is ``(h,)``.
