@@ -193,6 +193,31 @@ def check_token_input(x, D, name="x"):
         )
 
 
+def _check_fields(cache, made_by):
+    """A sequence cache's check (LSTMCache, GRUCache): every array of ``expected_shapes()`` is
+    there, of that shape and of the pass's dtype (token ids: TOKEN_DTYPE, each in range), the
+    layer-norm mappings both present or both absent, eps a finite float > 0. Returns the cache."""
+    if (cache.layer_norm is None) != (cache.ln_saved is None):
+        raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
+    dtype = cache.h0.dtype if isinstance(cache.h0, np.ndarray) else None
+    if cache.tokens:
+        check_token_input(cache.x, cache.D, "cache.x")
+    layer_norm, ln_saved = cache.layer_norm or {}, cache.ln_saved or {}
+    for label, shape in cache.expected_shapes().items():
+        if label.startswith("layer_norm["):
+            arr = layer_norm.get(label[12:-2])
+        elif label.startswith("ln_saved["):
+            arr = ln_saved.get(label[10:-2])
+        else:
+            arr = getattr(cache, label)
+        wanted = TOKEN_DTYPE if label == "x" and cache.tokens else dtype
+        if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != wanted:
+            raise _shape_error(label, arr, shape, wanted, made_by)
+    if not (isinstance(cache.eps, float) and math.isfinite(cache.eps) and cache.eps > 0):
+        raise ValueError(f"cache.eps must be a finite float > 0, got {cache.eps!r}")
+    return cache
+
+
 class LSTMCache(NamedTuple):
     """What an LSTM forward pass saves for its backward pass.
 
@@ -299,25 +324,7 @@ class LSTMCache(NamedTuple):
     def check(self):
         """Raise ValueError naming the first field that no longer agrees with the dimensions
         recorded at creation (shape, dtype, or not an array at all); returns the cache."""
-        if (self.layer_norm is None) != (self.ln_saved is None):
-            raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
-        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
-        if self.tokens:
-            check_token_input(self.x, self.D, "cache.x")
-        layer_norm, ln_saved = self.layer_norm or {}, self.ln_saved or {}
-        for label, shape in self.expected_shapes().items():
-            if label.startswith("layer_norm["):
-                arr = layer_norm.get(label[12:-2])
-            elif label.startswith("ln_saved["):
-                arr = ln_saved.get(label[10:-2])
-            else:
-                arr = getattr(self, label)
-            wanted = TOKEN_DTYPE if label == "x" and self.tokens else dtype
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != wanted:
-                raise _shape_error(label, arr, shape, wanted, "lstm_forward")
-        if not (isinstance(self.eps, float) and math.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"cache.eps must be a finite float > 0, got {self.eps!r}")
-        return self
+        return _check_fields(self, "lstm_forward")
 
     def __repr__(self):
         extras = "".join(
@@ -570,25 +577,7 @@ class GRUCache(NamedTuple):
     def check(self):
         """Raise ValueError naming the first array that no longer agrees with the dimensions
         recorded at creation; returns the cache."""
-        if (self.layer_norm is None) != (self.ln_saved is None):
-            raise ValueError("cache.layer_norm and cache.ln_saved must both be None or both set")
-        dtype = self.h0.dtype if isinstance(self.h0, np.ndarray) else None
-        if self.tokens:
-            check_token_input(self.x, self.D, "cache.x")
-        layer_norm, ln_saved = self.layer_norm or {}, self.ln_saved or {}
-        for label, shape in self.expected_shapes().items():
-            if label.startswith("layer_norm["):
-                arr = layer_norm.get(label[12:-2])
-            elif label.startswith("ln_saved["):
-                arr = ln_saved.get(label[10:-2])
-            else:
-                arr = getattr(self, label)
-            wanted = TOKEN_DTYPE if label == "x" and self.tokens else dtype
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != wanted:
-                raise _shape_error(label, arr, shape, wanted, "gru_forward")
-        if not (isinstance(self.eps, float) and math.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"cache.eps must be a finite float > 0, got {self.eps!r}")
-        return self
+        return _check_fields(self, "gru_forward")
 
     def __repr__(self):
         extras = "".join(

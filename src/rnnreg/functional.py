@@ -142,20 +142,9 @@ def lstm_layer_norm_params(
     return params
 
 
-def _check_lstm_inputs(
-    x,
-    h0,
-    Wx,
-    Wh,
-    b,
-    c0,
-    layer_norm,
-    recurrent_mask,
-    h0_name="h0",
-    c0_name="c0",
-    zoneout_h=None,
-    zoneout_c=None,
-):
+def _checked_sequence_input(x, Wx, gates):
+    """x — token ids (N, T) of any integer type, or floats (N, T, D) — and Wx (D, gates * H),
+    checked and converted; returns (x, Wx, dtype, (N, T, D, H))."""
     ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
     if ids.ndim == 2 and ids.dtype.kind in "iu":  # one-hot inputs given as token ids
         Wx = v.float_array(Wx, "Wx", ndim=2)
@@ -173,11 +162,46 @@ def _check_lstm_inputs(
         dtype = x.dtype
         N, T, D = x.shape
     Wx = v.float_array(Wx, "Wx", ndim=2, dtype=dtype)
-    if Wx.shape[0] != D or Wx.shape[1] % 4 != 0:
+    if Wx.shape[0] != D or Wx.shape[1] % gates != 0:
         raise ValueError(
-            f"Wx must have shape (D, 4*hidden_size) with D = {D} (x's last axis), got {Wx.shape}"
+            f"Wx must have shape (D, {gates}*hidden_size) with D = {D} (x's last axis), got {Wx.shape}"
         )
-    H = Wx.shape[1] // 4
+    return x, Wx, dtype, (N, T, D, Wx.shape[1] // gates)
+
+
+def _checked_layer_norm(layer_norm, sizes, dtype, what):
+    """A layer-norm mapping holding one 1-D array of ``sizes[name]`` per name, converted to
+    ``dtype`` (a new dict), or TypeError/ValueError naming what does not fit."""
+    names = tuple(sizes)
+    if not hasattr(layer_norm, "keys"):
+        raise TypeError(
+            f"layer_norm must be None or a dict of {what} parameters {names}, got {type(layer_norm).__name__}"
+        )
+    missing = [k for k in names if k not in layer_norm]
+    if missing:
+        raise ValueError(f"layer_norm is missing {missing}; it needs {names}")
+    checked = {}
+    for name, size in sizes.items():
+        checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1, dtype=dtype)
+        v.check_shape(checked[name], f"layer_norm[{name!r}]", (size,))
+    return checked
+
+
+def _check_lstm_inputs(
+    x,
+    h0,
+    Wx,
+    Wh,
+    b,
+    c0,
+    layer_norm,
+    recurrent_mask,
+    h0_name="h0",
+    c0_name="c0",
+    zoneout_h=None,
+    zoneout_c=None,
+):
+    x, Wx, dtype, (N, T, D, H) = _checked_sequence_input(x, Wx, 4)
     Wh = v.float_array(Wh, "Wh", ndim=2, dtype=dtype)
     v.check_shape(Wh, "Wh", (H, 4 * H), "(hidden_size, 4*hidden_size)")
     b = v.float_array(b, "b", ndim=1, dtype=dtype)
@@ -190,20 +214,8 @@ def _check_lstm_inputs(
         c0 = v.float_array(c0, c0_name, ndim=2, dtype=dtype)
         v.check_shape(c0, c0_name, (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
-        if not hasattr(layer_norm, "keys"):
-            raise TypeError(
-                "layer_norm must be None or a dict of LN-LSTM parameters "
-                f"{LSTM_LAYER_NORM_PARAMS}, got {type(layer_norm).__name__}"
-            )
-        missing = [k for k in LSTM_LAYER_NORM_PARAMS if k not in layer_norm]
-        if missing:
-            raise ValueError(f"layer_norm is missing {missing}; it needs {LSTM_LAYER_NORM_PARAMS}")
-        checked = {}
-        for name in LSTM_LAYER_NORM_PARAMS:
-            size = layer_norm_param_size(name, H)
-            checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1, dtype=dtype)
-            v.check_shape(checked[name], f"layer_norm[{name!r}]", (size,))
-        layer_norm = checked
+        sizes = {name: layer_norm_param_size(name, H) for name in LSTM_LAYER_NORM_PARAMS}
+        layer_norm = _checked_layer_norm(layer_norm, sizes, dtype, "LN-LSTM")
     if recurrent_mask is not None:
         recurrent_mask = v.float_array(recurrent_mask, "recurrent_mask", ndim=2, dtype=dtype)
         v.check_shape(recurrent_mask, "recurrent_mask", (N, H), "(batch, hidden_size)")
@@ -627,28 +639,7 @@ def gru_forward(
     ((2, 5, 4), (4, 12))
     """
     eps = v.positive_float(eps, "eps")
-    ids = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    if ids.ndim == 2 and ids.dtype.kind in "iu":
-        Wx = v.float_array(Wx, "Wx", ndim=2)
-        dtype = Wx.dtype
-        N, T = ids.shape
-        D = Wx.shape[0]
-        if N * T == 0:
-            raise ValueError(f"x must not be empty, got shape {ids.shape}")
-        if ids.dtype.kind == "u" and int(ids.max()) >= 2**63:
-            raise ValueError(f"x: token ids must lie in [0, {D}) (the rows of Wx), got {int(ids.max())}")
-        x = np.ascontiguousarray(ids, dtype=TOKEN_DTYPE)
-        check_token_input(x, D)
-    else:
-        x = v.float_array(x, "x", ndim=3)
-        dtype = x.dtype
-        N, T, D = x.shape
-    Wx = v.float_array(Wx, "Wx", ndim=2, dtype=dtype)
-    if Wx.shape[0] != D or Wx.shape[1] % 3 != 0:
-        raise ValueError(
-            f"Wx must have shape (D, 3*hidden_size) with D = {D} (x's last axis), got {Wx.shape}"
-        )
-    H = Wx.shape[1] // 3
+    x, Wx, dtype, (N, T, D, H) = _checked_sequence_input(x, Wx, 3)
     Wh = v.float_array(Wh, "Wh", ndim=2, dtype=dtype)
     v.check_shape(Wh, "Wh", (H, 3 * H), "(hidden_size, 3*hidden_size)")
     b = v.float_array(b, "b", ndim=1, dtype=dtype)
@@ -658,19 +649,8 @@ def gru_forward(
     h0 = v.float_array(h0, "h0", ndim=2, dtype=dtype)
     v.check_shape(h0, "h0", (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
-        if not hasattr(layer_norm, "keys"):
-            raise TypeError(
-                f"layer_norm must be None or a dict of LN-GRU parameters {GRU_LAYER_NORM_PARAMS}, "
-                f"got {type(layer_norm).__name__}"
-            )
-        missing = [k for k in GRU_LAYER_NORM_PARAMS if k not in layer_norm]
-        if missing:
-            raise ValueError(f"layer_norm is missing {missing}; it needs {GRU_LAYER_NORM_PARAMS}")
-        checked = {}
-        for name in GRU_LAYER_NORM_PARAMS:
-            checked[name] = v.float_array(layer_norm[name], f"layer_norm[{name!r}]", ndim=1, dtype=dtype)
-            v.check_shape(checked[name], f"layer_norm[{name!r}]", (3 * H,))
-        layer_norm = checked
+        sizes = dict.fromkeys(GRU_LAYER_NORM_PARAMS, 3 * H)
+        layer_norm = _checked_layer_norm(layer_norm, sizes, dtype, "LN-GRU")
     if recurrent_mask is not None:
         recurrent_mask = v.float_array(recurrent_mask, "recurrent_mask", ndim=2, dtype=dtype)
         v.check_shape(recurrent_mask, "recurrent_mask", (N, H), "(batch, hidden_size)")
