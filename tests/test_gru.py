@@ -4,6 +4,7 @@ differences, and RegularizedGRU against PyTorch's nn.GRU and against an independ
 implementation of each regularizer's formula given the same masks."""
 
 import itertools
+import json
 import zlib
 
 import numpy as np
@@ -436,3 +437,63 @@ def test_a_trained_gru_exports_to_pytorch_and_back_with_the_same_logits():
         np.testing.assert_allclose(back.params[name], value, rtol=0, atol=1e-15, err_msg=name)
     with pytest.raises(ValueError, match="zoneout"):
         rnnreg.to_torch(RegularizedGRU(5, 4, zoneout_hidden=0.1))
+
+
+def test_a_sweep_runs_over_the_cell(tmp_path, capsys):
+    """``--grid cell=lstm,gru``: each trial trains its own cell, and the table names it."""
+    from rnnreg.cli import main
+
+    code = main(
+        [
+            "sweep",
+            "--grid",
+            "cell=lstm,gru",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--train-size",
+            "1500",
+            "--eval-size",
+            "400",
+            "--bptt",
+            "10",
+            "--out",
+            str(tmp_path / "sweep"),
+            "--no-progress",
+            "--jobs",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "| gru |" in out and "| lstm |" in out
+    records = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    cells = sorted(r["params"]["cell"] for r in records["trials"] if "best_val_loss" in r)
+    assert cells == ["gru", "lstm"]
+
+
+@pytest.mark.extras
+def test_a_gru_of_variable_length_sequences_exports_and_comes_back():
+    """The exported module runs packed sequences through nn.GRU: the same outputs as the model
+    on a batch of different lengths (from_torch checks it on its probe, too)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    model = RegularizedGRU(
+        input_size=3,
+        hidden_size=8,
+        output_size=2,
+        task="classify",
+        num_layers=2,
+        pooling="mean",
+        init="pytorch",
+        seed=7,
+    )
+    X = np.random.default_rng(8).standard_normal((3, 6, 3))
+    lengths = np.array([6, 2, 4])
+    module = rnnreg.to_torch(model)
+    with torch.no_grad():
+        got = module(torch.from_numpy(X), torch.from_numpy(lengths)).numpy()
+    np.testing.assert_allclose(got, model.forward_batch(X, lengths=lengths)[1], rtol=0, atol=1e-12)
+    back = rnnreg.from_torch(module)
+    assert type(back) is RegularizedGRU and back.pooling == "mean" and back.num_layers == 2
+    for name, value in model.params.items():
+        np.testing.assert_allclose(back.params[name], value, rtol=0, atol=1e-15, err_msg=name)
