@@ -64,6 +64,7 @@ __all__ = [
     "dropout_threshold",
     "layer_norm_param_size",
     "ln_saved_shape",
+    "initial_layer_norm",
     "is_decayed",
     "decay_parameter_names",
     "stream_geometry",
@@ -94,6 +95,15 @@ def layer_norm_param_size(name, hidden_size):
     if name not in LSTM_LAYER_NORM_PARAMS:
         raise KeyError(name)
     return hidden_size if name.endswith("_c") else 4 * hidden_size
+
+
+def initial_layer_norm(names, size_of, hidden_size, dtype=np.float64):
+    """Layer-norm parameters at their start (Ba et al., 2016): every ``gamma*`` ones, every
+    ``beta*`` zeros, ``size_of(name, hidden_size)`` long — a cell's, by its names and sizes."""
+    return {
+        name: (np.ones if name.startswith("gamma") else np.zeros)(size_of(name, hidden_size), dtype)
+        for name in names
+    }
 
 
 def ln_saved_shape(name, N, T, H):

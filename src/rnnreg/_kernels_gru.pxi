@@ -135,10 +135,11 @@ cdef void _gru_forward_units(floating probe, const GRUArrays* s, const StepWeigh
     _gru_forward_block(probe, s, recurrent, 0, s.N, u0, u1, True)
 
 
-cdef void _gru_forward(floating probe, const GRUArrays* s, floating* xw) noexcept nogil:
-    """Fill the saved arrays of s; xw (N, T, 3H) receives the input projection (normalized with
-    layer norm), or is NULL for token ids without layer norm."""
+cdef void _gru_forward(floating probe, const GRUArrays* s) noexcept nogil:
+    """Fill the saved arrays of s; s.xw (N, T, 3H) receives the input projection (normalized
+    with layer norm), or is NULL for token ids without layer norm."""
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, G = 3 * H, row, part, parts
+    cdef floating* xw = <floating*>s.xw   # this call's own buffer (const for the time loop)
     cdef const floating** ln = <const floating**>s.ln
     cdef floating** saved = <floating**>s.ln_saved
     cdef StepWeights recurrent
@@ -218,12 +219,11 @@ cdef object _gru_forward_typed(floating probe, x, h0, Wx, Wh, b, bn, layer_norm,
     s.gates, s.hprev, s.hn, s.h = _ptr(gates), _ptr(hprev), _ptr(hn), _ptr(h)
     cdef bint own_xw = s.tokens == NULL or s.layer_norm
     xw = _empty(tn, N, T, G) if own_xw else None
-    cdef floating* xw_p = <floating*>_ptr(xw) if own_xw else NULL
-    s.xw = xw_p
+    s.xw = _ptr(xw) if own_xw else NULL
     s.n_threads = _acquire_threads()
     try:
         with nogil:
-            _gru_forward(probe, &s, xw_p)
+            _gru_forward(probe, &s)
     finally:
         _release_threads()
     if saved is not None:

@@ -30,6 +30,7 @@ from ._conventions import (
     GRU_GATE_ORDER,
     GRU_LAYER_NORM_PARAMS,
     LSTM_LAYER_NORM_PARAMS,
+    gru_layer_norm_param_size,
     layer_norm_param_size,
 )
 
@@ -324,7 +325,7 @@ class GRUCell(Cell):
     zoneout_names = ("zoneout_h",)
 
     def ln_size(self, name, hidden_size):
-        return 3 * hidden_size
+        return gru_layer_norm_param_size(name, hidden_size)
 
     def _forward_kernel(self, x, state, Wx, Wh, params, layer, ln, recurrence):
         return _ops.kernels().gru_forward(

@@ -43,6 +43,8 @@ from ._conventions import (
     LayerNormCache,
     LSTMCache,
     check_token_input,
+    gru_layer_norm_param_size,
+    initial_layer_norm,
     layer_norm_param_size,
 )
 
@@ -135,11 +137,7 @@ def lstm_layer_norm_params(
     {'gamma_x': (16,), 'beta_x': (16,), 'gamma_h': (16,), 'beta_h': (16,), 'gamma_c': (4,), 'beta_c': (4,)}
     """
     H = v.positive_int(hidden_size, "hidden_size")
-    params = {}
-    for name in LSTM_LAYER_NORM_PARAMS:
-        size = layer_norm_param_size(name, H)
-        params[name] = (np.ones if name.startswith("gamma") else np.zeros)(size, dtype)
-    return params
+    return initial_layer_norm(LSTM_LAYER_NORM_PARAMS, layer_norm_param_size, H, dtype)
 
 
 def _checked_sequence_input(x, Wx, gates):
@@ -649,7 +647,7 @@ def gru_forward(
     h0 = v.float_array(h0, "h0", ndim=2, dtype=dtype)
     v.check_shape(h0, "h0", (N, H), "(batch, hidden_size)")
     if layer_norm is not None:
-        sizes = dict.fromkeys(GRU_LAYER_NORM_PARAMS, 3 * H)
+        sizes = {name: gru_layer_norm_param_size(name, H) for name in GRU_LAYER_NORM_PARAMS}
         layer_norm = _checked_layer_norm(layer_norm, sizes, dtype, "LN-GRU")
     if recurrent_mask is not None:
         recurrent_mask = v.float_array(recurrent_mask, "recurrent_mask", ndim=2, dtype=dtype)

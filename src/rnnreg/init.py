@@ -26,6 +26,8 @@ orthogonal matrix (:func:`orthogonal`). The default scheme was chosen by measure
 
 import numpy as np
 
+from ._conventions import initial_layer_norm
+
 __all__ = [
     "INIT_SCHEMES",
     "DEFAULT_INIT",
@@ -126,9 +128,8 @@ def initial_parameters(
         for name in cell.extra_biases:
             params[f"{name}{layer}"] = extra[name] if scheme == "pytorch" else np.zeros(H)
         if use_layer_norm:
-            for name in cell.layer_norm_params:
-                size = cell.ln_size(name, H)
-                params[f"ln{layer}.{name}"] = (np.ones if name.startswith("gamma") else np.zeros)(size)
+            for name, value in initial_layer_norm(cell.layer_norm_params, cell.ln_size, H).items():
+                params[f"ln{layer}.{name}"] = value
     if scheme == "pytorch":
         params["Why"] = rng.uniform(-bound, bound, (H, output_size))
         params["by"] = rng.uniform(-bound, bound, output_size)
