@@ -302,3 +302,179 @@ def test_early_stopping_as_a_callback_decides_as_the_trainer_does():
     assert stop.monitor.best_epoch == by_config["best_epoch"]
     for name in a.params:  # both restored the best epoch's weights
         assert np.array_equal(a.params[name], b.params[name]), name
+
+
+# ----------------------------------------------------------------------------- the run's safety
+class Crash(Callback):
+    """Ends the process's run at an epoch's end, after the CSV row and before the checkpoint."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, event):
+        if event.epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_csv_log_matches_its_checkpoint_after_a_crash_between_them(tmp_path):
+    train, val = _task()
+    log, checkpoint = tmp_path / "log.csv", str(tmp_path / "run.npz")
+    config = TrainConfig(epochs=4, checkpoint_path=checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            RegularizedLSTM(12, 8, seed=0),
+            train,
+            val,
+            config,
+            callbacks=[CSVLogger(log), Crash(2)],
+            verbose=0,
+        )
+    assert [r["epoch"] for r in csv.DictReader(log.open())] == ["0", "1", "2"]  # 2: not checkpointed
+    history = fit(
+        RegularizedLSTM(12, 8, seed=0),
+        train,
+        val,
+        config,
+        resume_from=checkpoint,
+        callbacks=[CSVLogger(log, append=True)],
+        verbose=0,
+    )
+    rows = list(csv.DictReader(log.open()))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(history["val_loss"])
+
+
+def test_a_csv_log_that_cannot_be_written_stops_the_run_before_its_first_epoch(tmp_path):
+    train, val = _task()
+    batches = []
+
+    class Count(Callback):
+        def on_batch_end(self, event):
+            batches.append(event.batch)
+
+    for path, error in (
+        (tmp_path / "missing" / "log.csv", FileNotFoundError),
+        (tmp_path, IsADirectoryError),
+        ("/dev/full", OSError),
+    ):
+        with pytest.raises(error):
+            fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=2),
+                callbacks=[CSVLogger(path), Count()], verbose=0)  # fmt: skip
+    assert batches == []
+
+
+def test_a_resumed_log_refuses_a_file_that_is_not_a_log(tmp_path):
+    train, val = _task()
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own,table\n1,2,3\n")
+    with pytest.raises(ValueError, match="not a CSV log of rnnreg"):
+        fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=1),
+            callbacks=[CSVLogger(notes, append=True)], verbose=0)  # fmt: skip
+    assert notes.read_text() == "my,own,table\n1,2,3\n"
+
+
+@pytest.mark.parametrize("name", ["history.json", "best.npz", "train.checkpoint.npz", "."])
+def test_the_cli_refuses_a_csv_log_over_the_runs_own_files(tmp_path, capsys, name):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20", "--epochs", "1",
+            "--hidden", "8", "--quiet", "--no-progress", "--out", str(out)]  # fmt: skip
+    argv += ["--csv", str(out / name)]
+    assert main(argv) == 2
+    assert "give the log another name" in capsys.readouterr().err
+    assert not (out / "history.json").exists()
+
+
+def test_a_callback_that_replaces_the_parameter_arrays_stops_the_run_with_the_rule():
+    from rnnreg.training import TrainingError
+
+    train, val = _task()
+
+    class Replace(Callback):
+        def on_batch_end(self, event):
+            # (a batch event carries no model: this callback reaches it through its closure)
+            model.params = {name: p.copy() for name, p in model.params.items()}
+
+    model = RegularizedLSTM(12, 8, seed=0)
+    with pytest.raises(TrainingError, match=r"replaced the model's parameter arrays.*in place"):
+        fit(model, train, val, TrainConfig(epochs=2), callbacks=[Replace()], verbose=0)
+
+
+def test_a_callback_that_leaves_nan_weights_never_overwrites_the_good_checkpoint(tmp_path):
+    from rnnreg.checkpoint import read_meta
+    from rnnreg.training import TrainingError
+
+    train, val = _task()
+    checkpoint = str(tmp_path / "run.npz")
+
+    class Poison(Callback):
+        def on_epoch_end(self, event):
+            if event.epoch == 1:
+                event.model.params["W0"][0, 0] = np.nan
+
+    with pytest.raises(TrainingError, match="keeps the last good epoch"):
+        fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=3, checkpoint_path=checkpoint),
+            callbacks=[Poison()], verbose=0)  # fmt: skip
+    assert read_meta(checkpoint)["payload"]["epoch"] == 0
+    resumed = RegularizedLSTM(12, 8, seed=0)
+    fit(
+        resumed,
+        train,
+        val,
+        TrainConfig(epochs=3, checkpoint_path=checkpoint),
+        resume_from=checkpoint,
+        verbose=0,
+    )
+    assert all(np.isfinite(p).all() for p in resumed.params.values())
+
+
+def test_the_best_model_file_holds_the_epoch_the_history_calls_best_with_min_delta(tmp_path):
+    from rnnreg import load_model
+
+    train, val = _task()
+    best_path = str(tmp_path / "best.npz")
+    weights = []
+
+    class Keep(Callback):
+        def on_epoch_end(self, event):
+            weights.append(event.model.state_dict())
+
+    history = fit(
+        RegularizedLSTM(12, 8, seed=0),
+        train,
+        val,
+        TrainConfig(epochs=5, lr=0.005, patience=10, min_delta=0.05, best_model_path=best_path),
+        callbacks=[Keep()],
+        verbose=0,
+    )
+    assert np.all(np.diff(history["val_loss"]) < 0)  # every epoch improves ...
+    assert history["best_epoch"] < 4  # ... the last by less than min_delta: not the best
+    best = load_model(best_path)
+    for name, p in best.params.items():
+        np.testing.assert_array_equal(p, weights[history["best_epoch"]][name])
+
+
+def test_two_threads_cannot_train_one_model_at_once():
+    import threading
+
+    train, val = _task()
+    model = RegularizedLSTM(12, 8, seed=0)
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    class Hold(Callback):
+        def on_epoch_end(self, event):
+            inside.set()
+            release.wait(30)
+
+    first = threading.Thread(
+        target=lambda: fit(model, train, val, TrainConfig(epochs=1), callbacks=[Hold()], verbose=0)
+    )
+    first.start()
+    assert inside.wait(30)
+    try:
+        with pytest.raises(RuntimeError, match="being trained by another fit"):
+            fit(model, train, val, TrainConfig(epochs=1), verbose=0)
+    finally:
+        release.set()
+        first.join()
+    fit(model, train, val, TrainConfig(epochs=1), verbose=0)  # free again once the first ends
+    assert not errors

@@ -64,3 +64,40 @@ def test_a_recursive_pattern_matches_the_top_folder_too(tmp_path):
     (sub / "notes.md").write_text("not text")
     files = _expand_paths([str(folder / "**" / "*.txt")])
     assert len(files) == 4
+
+
+def test_a_hard_link_to_a_document_is_read_once(tmp_path):
+    folder = _documents(tmp_path / "t", 3)
+    os.link(folder / "doc0.txt", folder / "copy.txt")  # the same inode under another name
+    assert len(_expand_paths([str(folder)])) == 3
+    corpus = CharCorpus.from_files([str(folder)], seed=0)
+    assert sum(len(corpus.starts[s]) for s in ("train", "val", "test")) == 3
+
+
+def test_empty_files_are_named_as_such(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text("")
+    with pytest.raises(ValueError, match=r"no text to train on: a.txt, b.txt, c.txt are empty"):
+        CharCorpus.from_files([str(folder)])
+
+
+def test_empty_files_among_documents_are_left_out_and_said(tmp_path):
+    folder = _documents(tmp_path / "t", 4)
+    (folder / "empty.txt").write_text("")
+    corpus = CharCorpus.from_files([str(folder)], seed=0)
+    assert sum(len(corpus.starts[s]) for s in ("train", "val", "test")) == 4
+    assert "1 empty files left out" in corpus.split
+
+
+def test_the_data_line_of_thousands_of_files_stays_a_line(tmp_path):
+    from rnnreg.runs import load_data
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(2000):
+        (folder / f"document-with-a-long-name-{k:05d}.txt").write_text(f"text {k}\n")
+    description, _, corpus = load_data({"data": [str(folder)], "seed": 0})
+    assert len(description) < 500, description
+    assert "and 197 more" in description  # 200 held out for validation: 3 named

@@ -1,9 +1,9 @@
 """Hooks into :func:`rnnreg.fit`: structured events after every batch and every epoch.
 
-A callback is an object with any of the methods ``on_batch_end(event)`` and
-``on_epoch_end(event)``; ``fit(..., callbacks=[...])`` calls them in order. ``on_epoch_end``
+A callback is an object with any of the methods ``on_train_begin(event)``, ``on_batch_end(event)``
+and ``on_epoch_end(event)``; ``fit(..., callbacks=[...])`` calls them in order. ``on_epoch_end``
 returning False stops training after that epoch (as Keras's ``model.stop_training``, or an
-Optuna pruner). The events are typed: :class:`BatchEnd` and :class:`EpochEnd`.
+Optuna pruner). The events are typed: :class:`TrainBegin`, :class:`BatchEnd` and :class:`EpochEnd`.
 
 Built on them: :class:`EarlyStopping` (the trainer's Keras-exact monitor as a callback),
 :class:`CSVLogger` (one row per epoch, flushed as it goes — ``rnnreg train --csv``),
@@ -11,12 +11,19 @@ Built on them: :class:`EarlyStopping` (the trainer's Keras-exact monitor as a ca
 :class:`SampleText` (text from the model every few epochs). ``TrainConfig.patience`` remains the
 way to early-stop a run that checkpoints: its monitor's state is saved and resumed with it.
 ``on_train_end(model)`` is called once training is over, before the test evaluation.
+
+A callback changes the model's weights in place (``model.params[name][...] = new`` or
+``model.load_state_dict``): a callback that puts other arrays in their place, or leaves a weight
+that is not finite, stops the run with an error before the checkpoint is written, so the last
+good checkpoint is never overwritten.
 """
 
 import csv
 import dataclasses
+import io
 import math
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +31,7 @@ from . import _validation as v
 
 __all__ = [
     "Callback",
+    "TrainBegin",
     "BatchEnd",
     "EpochEnd",
     "EarlyStopping",
@@ -31,6 +39,17 @@ __all__ = [
     "ReduceLROnPlateau",
     "SampleText",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBegin:
+    """Before the first epoch of a run: the epoch it starts at (after its checkpoint's last one
+    when resumed; 0 otherwise), the epochs it is set to, the history so far and the model."""
+
+    first_epoch: int
+    epochs: int
+    history: dict[str, Any]
+    model: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +85,9 @@ class EpochEnd:
 
 class Callback:
     """The base of callbacks (any object with these methods serves as one)."""
+
+    def on_train_begin(self, event: TrainBegin) -> None:
+        """Called once before the first epoch (a resumed run's first one included)."""
 
     def on_batch_end(self, event: BatchEnd) -> None:
         """Called after every optimizer step."""
@@ -116,7 +138,10 @@ class EarlyStopping(Callback):
 class CSVLogger(Callback):
     """One row per epoch (epoch, train_loss, train_ce, val_loss, lr, grad_norm, max_abs_c,
     seconds) in a CSV file, flushed as it goes, so that a run can be watched or plotted while it
-    trains. ``append`` continues a file (a resumed run).
+    trains. The file is opened (its header written) before the first epoch, so a path that
+    cannot be written stops the run before any epoch is lost. ``append`` continues the file of a
+    resumed run: rows of epochs past the checkpoint's (written before a crash that lost their
+    checkpoint) are dropped, so the log matches the run that goes on.
 
     Examples
     --------
@@ -138,16 +163,58 @@ class CSVLogger(Callback):
         self.append = bool(append)
         self._started = False
 
-    def on_epoch_end(self, event):
-        fresh = not self._started and not (self.append and os.path.exists(self.path))
-        with open(self.path, "w" if fresh else "a", newline="") as f:
-            writer = csv.writer(f)
-            if fresh:
-                writer.writerow(self.FIELDS)
-            writer.writerow(["" if getattr(event, k) is None else getattr(event, k) for k in self.FIELDS])
-            f.flush()
+    def on_train_begin(self, event):
+        kept = self._rows_before(event.first_epoch) if self.append else None
+        if kept is None:  # a new log (or a device such as /dev/null, written as it is)
+            mode = "a" if self.append and self._is_device() else "w"
+            self._write(mode, [] if mode == "a" else [self.FIELDS])
+        else:  # the earlier rows, rewritten whole before the old file is replaced
+            self._write("w", [self.FIELDS, *kept], self.path + ".tmp")
+            os.replace(self.path + ".tmp", self.path)
         self._started = True
+
+    def on_epoch_end(self, event):
+        if not self._started:  # called without on_train_begin (by hand)
+            self.on_train_begin(TrainBegin(event.epoch, event.epochs, event.history, event.model))
+        row = ["" if getattr(event, k) is None else getattr(event, k) for k in self.FIELDS]
+        self._write("a", [row])
         return None
+
+    def _write(self, mode, rows, path=None):
+        with open(path or self.path, mode, newline="") as f:
+            csv.writer(f).writerows(rows)
+            f.flush()
+
+    def _is_device(self):
+        try:
+            return not stat.S_ISREG(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def _rows_before(self, first_epoch):
+        """The rows of an existing log for epochs before ``first_epoch`` (None: no log to
+        continue). A file that is not such a log is refused, not overwritten."""
+        if not os.path.exists(self.path) or self._is_device():
+            return None
+        with open(self.path, newline="") as f:
+            text = f.read(1 << 26)  # 64 MiB: far beyond a log's size; more is not a log
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows:
+            return None
+        if tuple(rows[0]) != self.FIELDS:
+            raise ValueError(
+                f"{self.path} is not a CSV log of rnnreg (its first line is not "
+                f"{','.join(self.FIELDS)}): give another --csv path, it is left as it is"
+            )
+        kept = []
+        for row in rows[1:]:
+            try:
+                epoch = int(row[0])
+            except (IndexError, ValueError):
+                raise ValueError(f"{self.path} has a row that is not an epoch's: {row!r}") from None
+            if epoch < first_epoch:
+                kept.append(row)
+        return kept
 
 
 class ReduceLROnPlateau(Callback):

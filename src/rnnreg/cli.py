@@ -17,6 +17,25 @@ import os
 import shlex
 import sys
 import tempfile
+from typing import NamedTuple
+
+
+class TrainFiles(NamedTuple):
+    """The files ``rnnreg train --out FOLDER`` writes, by role: named here once, and read by
+    ``rnnreg sample FOLDER``, ``--resume`` and the Ctrl-C message. ``TRAIN_FILES.paths(out)``
+    gives them in a folder."""
+
+    best: str = "best.npz"
+    model: str = "model.npz"
+    checkpoint: str = "train.checkpoint.npz"
+    history: str = "history.json"
+    curves: str = "learning_curves.png"
+
+    def paths(self, folder):
+        return TrainFiles(*(os.path.join(folder, name) for name in self))
+
+
+TRAIN_FILES = TrainFiles()
 
 
 def _write_json(path, obj):
@@ -54,18 +73,20 @@ def _train(args):
     from . import __version__
     from .callbacks import CSVLogger
 
-    best, final = os.path.join(args.out, "best.npz"), os.path.join(args.out, "model.npz")
+    files = TRAIN_FILES.paths(args.out)
+    if args.csv:
+        _check_log_path(args.csv, args.out)
     callbacks = [CSVLogger(args.csv, append=args.resume)] if args.csv else []
     model, history = train_run(
         settings,
         data,
         vocab_size,
         name="train",
-        checkpoint_path=os.path.join(args.out, "train.checkpoint.npz"),
+        checkpoint_path=files.checkpoint,
         resume=args.resume,
         log=_epoch_log(args, "train"),
-        best_model_path=best,
-        model_path=final,
+        best_model_path=files.best,
+        model_path=files.model,
         callbacks=callbacks,
     )
     # What made this run, so that a history.json can be traced back to it.
@@ -75,7 +96,7 @@ def _train(args):
         seed=args.seed,
         command="rnnreg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
     )
-    _write_json(os.path.join(args.out, "history.json"), history)
+    _write_json(files.history, history)
     fig = plot_learning_curves(
         history["train_loss"],
         history["val_loss"],
@@ -89,7 +110,7 @@ def _train(args):
             else "loss"
         ),
     )
-    fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=100)
+    fig.savefig(files.curves, dpi=100)
     metrics = history.get("test_metrics") or {}
     print(
         f"best val loss {history['best_val_loss']:.4f} at epoch {history['best_epoch']}; "
@@ -97,16 +118,27 @@ def _train(args):
         + "".join(f"; test {name} {value:.4f}" for name, value in metrics.items())
         + f"; {history['wall_seconds']:.1f}s"
     )
-    print(
-        f"wrote {args.out}/history.json, {args.out}/train.checkpoint.npz (to resume), "
-        f"{args.out}/learning_curves.png"
-    )
+    print(f"wrote {files.history}, {files.checkpoint} (to resume), {files.curves}")
     text = model.vocabulary is not None
     print(
-        f"model: {final} (the weights reported above); best validation: {best}"
+        f"model: {files.model} (the weights reported above); best validation: {files.best}"
         + (f"; sample with: rnnreg sample {args.out}" if text else "; load with rnnreg.load_model")
     )
     return 0
+
+
+def _check_log_path(csv_path, out):
+    """Refuse a --csv that is one of the run's own files (the log and the file would overwrite
+    each other) or the run folder itself."""
+    from .folder_lock import LOCK_NAME
+
+    own = [*TRAIN_FILES.paths(out), os.path.join(out, LOCK_NAME), out]
+    target = os.path.realpath(csv_path)
+    if any(target == os.path.realpath(path) for path in own):
+        what = "the run folder" if target == os.path.realpath(out) else "one of the files the run writes"
+        raise ValueError(
+            f"--csv {csv_path} is {what} in {out} ({', '.join(TRAIN_FILES)}); give the log another name"
+        )
 
 
 def comparison_table(results):
@@ -229,12 +261,13 @@ def _model_file(path):
     """A model file, or a run folder's: its best.npz, else its model.npz, else its checkpoint."""
     if not os.path.isdir(path):
         return path
-    for name in ("best.npz", "model.npz", "train.checkpoint.npz"):
-        if os.path.isfile(os.path.join(path, name)):
-            return os.path.join(path, name)
+    files = TRAIN_FILES.paths(path)
+    for name in (files.best, files.model, files.checkpoint):
+        if os.path.isfile(name):
+            return name
     raise FileNotFoundError(
-        f"{path} is a folder without a model file (best.npz, model.npz or "
-        "train.checkpoint.npz): give a run folder of rnnreg train, or a file"
+        f"{path} is a folder without a model file ({TRAIN_FILES.best}, {TRAIN_FILES.model} or "
+        f"{TRAIN_FILES.checkpoint}): give a run folder of rnnreg train, or a file"
     )
 
 
@@ -436,7 +469,7 @@ def build_parser():
 
 def _interrupted(args, argv):
     """What to tell a user who pressed Ctrl-C: where the last checkpoint is and how to go on."""
-    checkpoint = os.path.join(getattr(args, "out", ""), "train.checkpoint.npz")
+    checkpoint = TRAIN_FILES.paths(getattr(args, "out", "")).checkpoint
     if args.command != "train" or not os.path.exists(checkpoint):
         return f"rnnreg {args.command}: interrupted; nothing was checkpointed to resume from"
     from .checkpoint import CheckpointError, read_meta

@@ -363,6 +363,13 @@ class CharCorpus:
         are held out. With fewer, their text is split by line (:meth:`from_text`)."""
         files = _expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
         docs = [_read_utf8(f) for f in files]
+        empty = [f for f, doc in zip(files, docs) if not doc]
+        if len(empty) == len(files):
+            raise ValueError(
+                f"no text to train on: {_some_names(empty)} {'is' if len(empty) == 1 else 'are'} empty"
+            )
+        if empty:  # an empty document has nothing to learn or test: left out, and said so
+            files, docs = [f for f, doc in zip(files, docs) if doc], [doc for doc in docs if doc]
         one_path = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         label = name or (
             os.path.basename(os.path.normpath(str(one_path[0])))
@@ -388,10 +395,18 @@ class CharCorpus:
         )
         corpus.split = (
             f"by document (seed {seed}): {len(train_ids)} files train, {n_val} "
-            f"validation ({', '.join(os.path.basename(files[k]) for k in held_val)}), "
-            f"{n_test} test ({', '.join(os.path.basename(files[k]) for k in held_test)})"
+            f"validation ({_some_names([files[k] for k in held_val])}), "
+            f"{n_test} test ({_some_names([files[k] for k in held_test])})"
+            + (f"; {len(empty)} empty files left out" if empty else "")
         )
         return corpus
+
+
+def _some_names(paths, shown=3):
+    """Base names of the first ``shown`` paths, then how many more: a line that stays a line
+    for a folder of thousands of files."""
+    names = ", ".join(os.path.basename(p) for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def _fractions(val_fraction, test_fraction):
@@ -436,7 +451,8 @@ def _text_files_below(folder, pattern="*.txt"):
 def _expand_paths(paths):
     """Files named by paths: files as given, folders as every *.txt below them (sorted), glob
     patterns as what they match (sorted). Only regular files are read (a named pipe would block);
-    linked folders are not entered, and a file reached twice (through a link) is read once.
+    linked folders are not entered, and a file reached twice (through a symbolic or a hard link:
+    the same device and inode) is read once.
     Raises naming a path that gives no file."""
     import glob
 
@@ -463,9 +479,9 @@ def _expand_paths(paths):
         if not found:
             raise FileNotFoundError(f"{path}: no text files there (a folder gives its *.txt files)")
         for f in found:
-            real = os.path.realpath(f)
-            if real not in seen:
-                seen.add(real)
+            info = os.stat(f)
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
                 files.append(f)
     return files
 

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ import numpy as np
 from . import _ops
 from . import _validation as v
 from ._conventions import stream_geometry
-from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau
+from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau, TrainBegin
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
 from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
@@ -548,7 +549,8 @@ def fit(
         is 1 in a terminal or a notebook and 0 otherwise (a script whose output is piped, a test).
         ``TrainConfig(progress=False)`` turns the bar off whatever the level.
     callbacks : sequence of :class:`rnnreg.callbacks.Callback`
-        Called with a :class:`~rnnreg.callbacks.BatchEnd` after every optimizer step and an
+        Called with a :class:`~rnnreg.callbacks.TrainBegin` before the first epoch, a
+        :class:`~rnnreg.callbacks.BatchEnd` after every optimizer step and an
         :class:`~rnnreg.callbacks.EpochEnd` after every epoch; ``on_epoch_end`` returning False
         stops training (the history's ``stop_reason`` names the callback).
 
@@ -574,6 +576,36 @@ def fit(
     True
     """
     config = (config or TrainConfig()).validate()
+    with _OneFitAtATime(model):
+        return _fit(model, train, val, test, config, resume_from, log, name, verbose, callbacks)
+
+
+_models_in_training: set[int] = set()
+_models_in_training_guard = threading.Lock()
+
+
+class _OneFitAtATime:
+    """Refuses a second ``fit`` of a model while one runs (another thread's): both would step
+    the same arrays, and neither run would be what its history says."""
+
+    def __init__(self, model):
+        self.key = id(model)
+
+    def __enter__(self):
+        with _models_in_training_guard:
+            if self.key in _models_in_training:
+                raise RuntimeError(
+                    "this model is being trained by another fit (in another thread); train a "
+                    "copy (build_model(**model.config()) and load_state_dict) or wait for it"
+                )
+            _models_in_training.add(self.key)
+
+    def __exit__(self, *exc):
+        with _models_in_training_guard:
+            _models_in_training.discard(self.key)
+
+
+def _fit(model, train, val, test, config, resume_from, log, name, verbose, callbacks):
     level = _verbosity(verbose)
     if log is None:
         log = _logger.info if level == 0 else (lambda line: print(line, flush=True))
@@ -597,6 +629,7 @@ def fit(
                 f"{run.history['stopped_epoch']}; nothing to resume"
             )
             return run.finish()
+    run.begin(first_epoch)
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
         lr = run.learning_rate(epoch)
@@ -832,6 +865,7 @@ class _Run:
                     for callback in self.callbacks:
                         if hasattr(callback, "on_batch_end"):
                             callback.on_batch_end(event)
+                            self._check_weights_kept(callback, epoch)
         finally:
             progress.close()
         optimizer.lr = lr
@@ -903,12 +937,18 @@ class _Run:
             if self.monitor is not None:
                 watched = val_loss if config.monitor == "val_loss" else self.val_metrics[config.monitor[4:]]
                 go_on = self.monitor.check(watched, epoch, model=self.model)
-            best = self.history["best_val_loss"]
-            if (
-                config.best_model_path and val_loss is not None and (best is None or val_loss < best)
-            ):  # the best so far, as evaluated
-                save_model(self.model, config.best_model_path)
+            if config.best_model_path and val_loss is not None and self._is_best(val_loss):
+                save_model(self.model, config.best_model_path)  # the best so far, as evaluated
         return val_loss, stats.get("max_abs_c"), go_on
+
+    def _is_best(self, val_loss):
+        """The one rule for "the best epoch so far", which both the history's best epoch and
+        the best-model file follow: the early-stopping monitor's (its metric, ``min_delta``) when
+        there is one, else a lower validation loss. Called after the epoch's monitor check."""
+        if self.monitor is not None:
+            return self.monitor.improved
+        best = self.history["best_val_loss"]
+        return best is None or val_loss < best
 
     def record(self, epoch, train_loss, train_ce, grad_norm, val_loss, max_abs_c, go_on, seconds):
         """The epoch into the history, its line into the log; NT-ASGD's trigger."""
@@ -947,9 +987,7 @@ class _Run:
                 else history["val_loss"][history["epoch"].index(monitor.best_epoch)]
             )
             line += "  *" if monitor.improved else ""
-        elif val_loss is not None and (
-            history["best_val_loss"] is None or val_loss < history["best_val_loss"]
-        ):
+        elif val_loss is not None and self._is_best(val_loss):
             history["best_epoch"], history["best_val_loss"] = epoch, val_loss
         self.log(line)
         if not go_on and monitor is not None:
@@ -971,13 +1009,54 @@ class _Run:
                 trainer=self,
             )
             for callback in self.callbacks:
-                if hasattr(callback, "on_epoch_end") and callback.on_epoch_end(event) is False and go_on:
+                if not hasattr(callback, "on_epoch_end"):
+                    continue
+                stop = callback.on_epoch_end(event) is False
+                self._check_weights_kept(callback, epoch)
+                if stop and go_on:
                     go_on = False
                     history["stopped_epoch"] = epoch
                     history["stop_reason"] = f"{type(callback).__name__} stopped training"
         return go_on
 
+    def begin(self, first_epoch):
+        """The callbacks' ``on_train_begin``, before the first epoch this run trains."""
+        event = TrainBegin(first_epoch, self.config.epochs, self.history, self.model)
+        for callback in self.callbacks:
+            if hasattr(callback, "on_train_begin"):
+                callback.on_train_begin(event)
+                self._check_weights_kept(callback, first_epoch)
+
+    def _check_weights_kept(self, callback, epoch):
+        """End the run when a callback has put other arrays in ``model.params`` (the optimizer
+        would go on stepping the old ones, and training would silently stop)."""
+        params, stepped = self.model.params, self.optimizer.params
+        if params is stepped or (
+            isinstance(params, dict)
+            and params.keys() == stepped.keys()
+            and all(params[name] is stepped[name] for name in stepped)
+        ):
+            return
+        self.fail(
+            f"{type(callback).__name__} replaced the model's parameter arrays at epoch {epoch} "
+            "(the optimizer steps the arrays the run started with); change weights in place: "
+            "model.params[name][...] = new, or model.load_state_dict(state)"
+        )
+
     def checkpoint(self, epoch):
+        """The run's state after ``epoch`` into the checkpoint file — unless the weights are no
+        longer a state of this model (a callback left NaN or reshaped arrays): then the run
+        ends and the last good checkpoint stays."""
+        try:
+            self.model._check_params()
+            self.model.check_state_dict(self.model.params)
+        except ValueError as exc:
+            kept = (
+                f"; {self.config.checkpoint_path} keeps the last good epoch"
+                if self.config.checkpoint_path
+                else ""
+            )
+            self.fail(f"after epoch {epoch} the model's weights are not a state to keep: {exc}{kept}")
         if self.config.checkpoint_path:
             save_training_state(
                 self.config.checkpoint_path,
