@@ -518,3 +518,30 @@ def test_a_corrupted_member_is_a_checkpoint_error_not_a_zlib_error(tmp_path):
     open(path, "wb").write(bytes(data))
     with pytest.raises(CheckpointError):
         load_model(path)
+
+
+@pytest.mark.parametrize("member", ["meta.json.npy", "model/W0.npy"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"{'descr': '|u1', 'fortran_order': False, 'shape': (1072, }",  # a bracket left open
+        b"{'descr': '''|u1', 'fortran_order': False, 'shape': (1072,), }",  # a string left open
+    ],
+)
+def test_a_npy_header_that_does_not_parse_is_a_checkpoint_error_in_one_line(tmp_path, capsys, member, header):
+    from rnnreg.cli import main
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    save_model(RegularizedLSTM(5, 8, seed=0), str(good))
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == member:  # the same header length, its text cut where NumPy's parser chokes
+                length = int.from_bytes(data[8:10], "little")
+                data = data[:10] + header.ljust(length - 1) + b"\n" + data[10 + length :]
+            target.writestr(name, data)
+    with pytest.raises(CheckpointError):
+        load_model(str(bad))
+    assert main(["sample", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err

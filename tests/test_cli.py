@@ -607,3 +607,17 @@ def test_compare_on_sequences_reports_the_tasks_metric(tmp_path, capsys):
     assert "| setting | best val loss | test loss | test accuracy |" in printed
     assert (out / "comparison.png").exists() and (out / "models" / "dropout.npz").exists()
     assert load_model(str(out / "models" / "none.npz")).standardizer is not None
+
+
+@pytest.mark.parametrize("flag", ["--tar", "--ar"])
+def test_an_overflowing_penalty_is_named_with_its_rate_and_no_numpy_warning(tmp_path, capsys, flag):
+    import warnings
+
+    argv = ["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20", "--epochs", "2",
+            "--hidden", "8", "--quiet", "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    argv += [flag, "1e308"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning would raise here
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "penalty overflowed" in err and f"({flag})" in err and "clip_norm" not in err

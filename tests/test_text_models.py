@@ -1,6 +1,7 @@
 """A model out: vocabulary that travels, logits, generation, model files, `rnnreg sample`."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -418,3 +419,50 @@ def test_a_temperature_that_is_not_positive_is_refused_in_one_wording(toy_corpus
     model = RegularizedLSTM(toy_corpus().vocab_size, 8, seed=0)
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         model.generate([1], 5, temperature=bad)
+
+
+def test_a_vocabulary_may_hold_every_code_point_and_no_more():
+    from rnnreg.data import MAX_VOCABULARY, Vocabulary
+
+    every = Vocabulary(["\x00"] + [chr(i) for i in range(1, MAX_VOCABULARY)])  # 2**20 + 65,536
+    assert len(every) == MAX_VOCABULARY > 2**20 + 2
+    with pytest.raises(ValueError, match=r"at most 1,114,112 characters .*got 1,114,113"):
+        Vocabulary(["\x00"] + [chr(i) for i in range(1, MAX_VOCABULARY)] + ["a"])
+
+
+def _model_of(chars, tmp_path):
+    from rnnreg import save_model
+
+    model = RegularizedLSTM(len(chars) + 1, 4, seed=0)
+    model.vocabulary = Vocabulary([UNKNOWN, *chars])
+    path = tmp_path / "model.npz"
+    save_model(model, str(path))
+    return str(path)
+
+
+def test_sample_escapes_control_characters_on_a_terminal_and_keeps_them_in_a_pipe(
+    tmp_path, capsys, monkeypatch
+):
+    path = _model_of("\x1b\x07\r\nab", tmp_path)
+    argv = ["sample", path, "--length", "400", "--seed", "1", "--temperature", "3"]
+    assert main(argv) == 0
+    piped = capsys.readouterr().out
+    assert "\x1b" in piped and "\x07" in piped  # the text itself
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    assert not any(ch in shown for ch in "\x1b\x07\r") and "\\x1b" in shown and "\\x07" in shown
+    assert shown.count("\n") == piped.count("\n")  # newlines stay lines
+    assert shown.replace("\\x1b", "\x1b").replace("\\x07", "\x07").replace("\\r", "\r") == piped
+
+
+def test_a_model_that_predicts_more_tokens_than_it_reads_is_refused_by_generate(tmp_path, capsys):
+    from rnnreg import load_model, save_model
+
+    model = RegularizedLSTM(5, 4, output_size=7, seed=0)
+    model.vocabulary = Vocabulary([UNKNOWN, *"abcd"])
+    save_model(model, str(tmp_path / "m.npz"))
+    with pytest.raises(ValueError, match="predicts 7 tokens and reads 5"):
+        load_model(str(tmp_path / "m.npz")).generate("ab", 50, rng=0)
+    assert main(["sample", str(tmp_path / "m.npz"), "--length", "50"]) == 2
+    assert "output_size == vocab_size" in capsys.readouterr().err

@@ -56,7 +56,12 @@ def all_finite(arr):
 
 
 class NonFiniteResult(ValueError):
-    """Finite inputs overflowed into inf or NaN (training catches it as divergence)."""
+    """Finite inputs overflowed into inf or NaN (training catches it as divergence). ``advice``
+    is what a user can change (by default: the learning rate, or clipping)."""
+
+    def __init__(self, message, advice="lower the learning rate or enable clip_norm"):
+        super().__init__(message)
+        self.advice = advice
 
 
 def finite_result(arr, what, inputs) -> NDArray[Any]:

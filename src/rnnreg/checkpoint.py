@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from typing import TYPE_CHECKING, Any, Union
@@ -148,6 +149,8 @@ _READ_ERRORS = (
     KeyError,
     NotImplementedError,
     RuntimeError,
+    SyntaxError,  # NumPy parses a .npy header as Python: a broken one is a tokenize.TokenError
+    tokenize.TokenError,  # (an Exception of its own, not a ValueError) or a SyntaxError
 )
 
 

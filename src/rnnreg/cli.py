@@ -290,8 +290,17 @@ def _sample(args):
         top_p=args.top_p,
         greedy=args.greedy,
     )
-    print(args.prime + text)
+    print(_for_terminal(args.prime + text) if sys.stdout.isatty() else args.prime + text)
     return 0
+
+
+def _for_terminal(text):
+    """Text with its control characters other than newline and tab written as escapes
+    (``\\x1b``, ``\\x07``, ``\\r``): a vocabulary learned from any file may hold them, and raw
+    they would ring, move the cursor or reprogram the terminal. Piped output stays the text."""
+    import unicodedata
+
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else repr(ch)[1:-1] for ch in text)
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -7,6 +7,7 @@ import copy
 import fnmatch
 import os
 import stat
+import sys
 from collections.abc import Sequence
 from typing import Union
 
@@ -130,7 +131,9 @@ STDLIB_MODULES = (
     "queue",
 )
 UNKNOWN = "\x00"  # vocabulary entry 0: a character the vocabulary does not hold
-MAX_VOCABULARY = 1 << 20  # Unicode has fewer code points: a larger list from a file is refused
+# Every Unicode code point, the unknown symbol's (U+0000) included: a longer list (from a file)
+# must repeat a character, and is refused before it is looked at further.
+MAX_VOCABULARY = sys.maxunicode + 1
 
 
 class Vocabulary:
@@ -161,7 +164,12 @@ class Vocabulary:
         chars = list(chars)
         if not chars or chars[0] != UNKNOWN:
             raise ValueError("a vocabulary's first entry must be the unknown symbol '\\x00'")
-        if len(chars) > MAX_VOCABULARY or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        if len(chars) > MAX_VOCABULARY:
+            raise ValueError(
+                f"a vocabulary holds at most {MAX_VOCABULARY:,} characters (every Unicode code "
+                f"point once), got {len(chars):,}"
+            )
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
             raise ValueError("a vocabulary is a list of single characters")
         if len(set(chars)) != len(chars):
             raise ValueError("a vocabulary must not repeat a character")

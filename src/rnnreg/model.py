@@ -32,6 +32,7 @@ Every random draw comes from the model's own ``np.random.Generator`` (``seed``).
 """
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -44,7 +45,7 @@ from .cells import LayerRun, Segments, cell_of, stack_input_sizes
 from .heads import head_of
 from .init import initial_parameters
 from .inputs import input_of
-from .model_config import POSITIONAL, ModelConfig, settings
+from .model_config import POSITIONAL, ModelConfig, setting_spec, settings
 from .model_config import names as setting_names
 from .regularizers import Place, active_parts
 from .sequences import valid_steps
@@ -90,6 +91,20 @@ def _next_token(logits, temperature, top_k, top_p, greedy, rng):
         kept[keep] = probs[keep]
         probs = kept / kept.sum()
     return int(rng.choice(probs.size, p=probs))
+
+
+def _check_penalty(part, config, result):
+    """Raise NonFiniteResult naming a loss penalty (AR, TAR) whose value or gradient overflowed:
+    its rate is what to lower, not the learning rate."""
+    finite = math.isfinite(result) if isinstance(result, float) else v.all_finite(result)
+    if finite:
+        return
+    rates = ", ".join(f"{name} = {getattr(config, name):g}" for name in part.settings)
+    flags = ", ".join(f"--{setting_spec(name).flag}" for name in part.settings)
+    raise v.NonFiniteResult(
+        f"the {type(part).__name__} penalty overflowed ({rates})",
+        advice=f"lower {' and '.join(part.settings)} ({flags})",
+    )
 
 
 def parameter_shapes(config):
@@ -519,7 +534,9 @@ class RegularizedLSTM:
         if targets is not None:
             if training:
                 for part in self._parts[Place.LOSS]:
-                    value, saved = part.penalty(top, h, config, valid)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        value, saved = part.penalty(top, h, config, valid)
+                    _check_penalty(part, config, value)
                     penalty += value
                     loss_parts.append((part, saved))
             loss += penalty
@@ -568,7 +585,9 @@ class RegularizedLSTM:
         grads, dx = self._head.backward(trace.dlogits, trace.top, params)
         shared = grads.pop("embedding", None)  # tied weights: the head's share, added below
         for part, saved in trace.loss_parts:
-            dx = part.backward_top(dx, trace.top, saved, config)
+            with np.errstate(over="ignore", invalid="ignore"):
+                dx = part.backward_top(dx, trace.top, saved, config)
+            _check_penalty(part, config, dx)
         dx = dx.reshape(N, T, H)
         for layer in reversed(range(config.num_layers)):
             w_name, b_name, _ = self._layer_names[layer]
@@ -578,7 +597,9 @@ class RegularizedLSTM:
                 dh = part.backward(dh, saved)
             if layer == config.num_layers - 1:
                 for part, saved in trace.loss_parts:
-                    dh = part.backward_h(dh, saved, config)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        dh = part.backward_h(dh, saved, config)
+                    _check_penalty(part, config, dh)
             # The first layer needs no input gradient when the input takes none (one-hot ids):
             # the kernel skips that product.
             need_dx = layer > 0 or self._input.takes_gradient
@@ -696,6 +717,13 @@ class RegularizedLSTM:
         True
         """
         self._needs_a_language_model("generate")
+        config = self.model_config
+        if config.output_size != config.vocab_size:
+            raise ValueError(
+                "generate feeds each drawn token back in as the next input: it needs a model "
+                f"that reads the tokens it predicts (output_size == vocab_size); this one "
+                f"predicts {config.output_size} tokens and reads {config.vocab_size}"
+            )
         length = v.positive_int(length, "length", minimum=0)
         if length > MAX_GENERATED:
             raise ValueError(f"length must be at most {MAX_GENERATED:,} tokens a call, got {length:,}")

@@ -900,7 +900,7 @@ class _Run:
         except v.NonFiniteResult as exc:  # the weights have grown until a product overflowed
             self.fail(
                 f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, "
-                "gradient norm nan); lower the learning rate or enable clip_norm"
+                f"gradient norm nan); {exc.advice}"
             )
         norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None else global_norm(grads)
         if not (math.isfinite(ce) and math.isfinite(norm)):
