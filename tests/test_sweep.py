@@ -113,6 +113,7 @@ def test_a_trial_is_deterministic_and_its_record_complete():
         "seconds",
         "status",
         "error",
+        "pruned_by",
         "worker",
         "history",
     }
@@ -661,3 +662,48 @@ def test_a_negative_or_fractional_random_count_is_refused(random):
 
     with pytest.raises(ValueError, match="number of draws"):
         sweep_trials(random=random, space={"lr": (1e-3, 1e-2, False)})
+
+
+def test_a_rerun_with_another_pruning_rule_or_none_trains_the_pruned_trials_again(tmp_path):
+    out = str(tmp_path / "s")
+    first = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False, prune="median")
+    pruned = [r["params"] for r in first if r["status"] == "pruned"]
+    assert pruned and all(r["pruned_by"] == "median" for r in first if r["status"] == "pruned")
+    unpruned = sweep(PRUNE_GRID, settings=PRUNE_SETTINGS, jobs=1, out=out, progress=False)
+    assert all(r["status"] == "done" and r["epochs"] == 6 for r in unpruned)
+    assert [r["params"] for r in unpruned] == [r["params"] for r in first]
+
+
+def _tiny_sweep_argv(out):
+    settings = [
+        "--data",
+        "synthetic",
+        "--train-size",
+        "40",
+        "--eval-size",
+        "20",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+    ]
+    return ["sweep", *settings, "--grid", "dropout=0", "--jobs", "1", "--no-progress", "--out", str(out)]
+
+
+def test_a_sweep_json_record_without_its_losses_is_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = _tiny_sweep_argv(out)
+    assert main(argv) == 0
+    saved = json.loads((out / "sweep.json").read_text())
+    del saved["trials"][0]["best_val_loss"]
+    (out / "sweep.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "trial 1: a trial's record lacks 'best_val_loss'" in err and "Traceback" not in err
+
+
+def test_a_sweep_without_pruning_says_nothing_of_pruned_trials(tmp_path, capsys):
+    assert main(_tiny_sweep_argv(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "1 trials, 0 failed; wrote" in out and "pruned" not in out

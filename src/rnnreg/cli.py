@@ -249,10 +249,13 @@ def _sweep(args):
     print(sweep_table(records))
     failed = sum(r["status"] == "failed" for r in records)
     pruned = [r for r in records if r["status"] == "pruned"]
+    stopped = (
+        f", {len(pruned)} pruned (stopped after {sum(r['epochs'] for r in pruned)} epochs in all)"
+        if pruned or args.prune
+        else ""
+    )
     print(
-        f"\n{len(records)} trials, {failed} failed, {len(pruned)} pruned (stopped after "
-        f"{sum(r['epochs'] for r in pruned)} epochs in all); wrote {args.out}/sweep.json, "
-        "sweep.md, sweep.png"
+        f"\n{len(records)} trials, {failed} failed{stopped}; wrote {args.out}/sweep.json, sweep.md, sweep.png"
     )
     return 0
 

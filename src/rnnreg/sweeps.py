@@ -45,9 +45,64 @@ _logger = logging.getLogger("rnnreg")
 
 TIMING_FIELDS = ("seconds", "worker")  # the only fields of a record that differ between runs
 STATUS_DONE, STATUS_FAILED, STATUS_PRUNED = "done", "failed", "pruned"
-#: Statuses of a trial that is over: a rerun of the sweep does not run it again.
+#: Statuses of a trial that is over (a rerun of the sweep does not run a done trial again, nor
+#: one pruned by the rule it prunes with: see _reusable).
 FINISHED = (STATUS_DONE, STATUS_PRUNED)
 PRUNERS = ("median", "asha")
+
+
+def _number_or_none(value):
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: A trial's record in sweep.json: each field, its value before the trial runs, and the rule a
+#: record read back from a file must meet (a file is untrusted: a record that does not is refused).
+RECORD_FIELDS = {
+    "params": (dict, lambda value: isinstance(value, dict)),
+    "best_val_loss": (None, _number_or_none),
+    "test_loss": (None, _number_or_none),
+    "best_epoch": (None, lambda value: value is None or _count(value)),
+    "epochs": (0, _count),
+    "seconds": (None, _number_or_none),
+    "status": (STATUS_DONE, lambda value: value in (STATUS_DONE, STATUS_FAILED, STATUS_PRUNED)),
+    "error": (None, lambda value: value is None or isinstance(value, str)),
+    "pruned_by": (None, lambda value: value is None or value in PRUNERS),  # the rule that pruned it
+    "worker": (None, lambda value: value is None or isinstance(value, str)),
+    "history": (None, lambda value: value is None or isinstance(value, dict)),
+}
+#: Fields a record from an earlier version of rnnreg may lack (read as their initial value).
+OPTIONAL_FIELDS = ("pruned_by",)
+
+
+def new_record(params, **fields):
+    """A trial's record: every field of RECORD_FIELDS at its initial value, then ``fields``."""
+    record = {
+        name: (dict(params) if name == "params" else initial) for name, (initial, _) in RECORD_FIELDS.items()
+    }
+    record.update(fields)
+    return record
+
+
+def _check_record(record):
+    """Raise ValueError naming the first field of a record (read from a file) that breaks its
+    rule in RECORD_FIELDS, or a finished record without its losses."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a trial's record must be an object, got {type(record).__name__}")
+    for name, (_, rule) in RECORD_FIELDS.items():
+        if name not in record:
+            if name in OPTIONAL_FIELDS:
+                continue
+            raise ValueError(f"a trial's record lacks {name!r}")
+        if not rule(record[name]):
+            raise ValueError(f"a trial's {name!r} is {record[name]!r}")
+    if record["status"] in (STATUS_DONE, STATUS_PRUNED) and record["best_val_loss"] is None:
+        raise ValueError(f"a {record['status']} trial's 'best_val_loss' is missing")
+
+
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -269,18 +324,7 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
     ``prune``: None, or ``(rule, curves file)`` — a :class:`Pruner` may stop the trial, which is
     then recorded with its curve and status ``"pruned"``."""
     started = time.perf_counter()
-    record = {
-        "params": dict(params),
-        "best_val_loss": None,
-        "test_loss": None,
-        "best_epoch": None,
-        "epochs": 0,
-        "seconds": None,
-        "status": STATUS_DONE,
-        "error": None,
-        "worker": _worker_name(),
-        "history": None,
-    }
+    record = new_record(params, worker=_worker_name())
     trial_settings = dict(settings)
     overrides = {}
     for name, value in params.items():
@@ -322,7 +366,7 @@ def run_trial(settings, params, data, vocab_size, return_weights=False, model_pa
             history=history,
         )
         if pruner is not None and pruner.pruned:
-            record["status"] = STATUS_PRUNED
+            record.update(status=STATUS_PRUNED, pruned_by=pruner.rule)
         if return_weights:
             weights = model.weights()
     record["seconds"] = time.perf_counter() - started
@@ -447,18 +491,7 @@ def _dask(tasks, scheduler, on_record, on_slots, retries=2):
 
 
 def _failed(params, message):
-    return {
-        "params": dict(params),
-        "best_val_loss": None,
-        "test_loss": None,
-        "best_epoch": None,
-        "epochs": 0,
-        "seconds": None,
-        "status": STATUS_FAILED,
-        "error": message,
-        "worker": None,
-        "history": None,
-    }
+    return new_record(params, status=STATUS_FAILED, error=message)
 
 
 # ----------------------------------------------------------------------------- progress
@@ -522,9 +555,14 @@ def _read_previous(path, settings):
         with open(path) as f:
             previous = json.load(f)
         saved, trials = previous["settings"], previous["trials"]
+        if not isinstance(saved, dict) or not isinstance(trials, list):
+            raise ValueError("its settings or its trials are missing")
+        for number, trial in enumerate(trials, 1):
+            try:
+                _check_record(trial)
+            except ValueError as exc:
+                raise ValueError(f"trial {number}: {exc}") from None
         records = {_key(t["params"]): t for t in trials}
-        if not isinstance(saved, dict) or not all(isinstance(t.get("status"), str) for t in records.values()):
-            raise ValueError("its settings or the status of a trial are missing")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{path} is not a sweep.json of rnnreg ({type(exc).__name__}: {exc}); use another --out"
@@ -540,6 +578,17 @@ def _read_previous(path, settings):
             "Rerun with the same settings to resume it, or use another --out"
         )
     return records
+
+
+def _reusable(record, prune):
+    """Whether an earlier record stands for this sweep's trial, which is then not run again: a
+    trial done, or one pruned by the rule this sweep prunes with (a trial another rule pruned,
+    or one pruned when this sweep does not prune, is run again)."""
+    if record is None:
+        return False
+    if record["status"] == STATUS_PRUNED:
+        return prune is not None and record.get("pruned_by") == prune
+    return record["status"] in FINISHED
 
 
 def _json_settings(settings):
@@ -621,7 +670,8 @@ def sweep(
         Stop trials whose validation loss falls behind the others' (``"median"``: above the
         median of the other trials' at the same epoch; ``"asha"``: outside the best third of
         those that reached 1, 3, 9, ... epochs). A pruned trial is recorded with its curve and
-        status ``"pruned"``, and not run again by a rerun (local sweeps: the trials share their
+        status ``"pruned"``, and not run again by a rerun with the same rule (a rerun with
+        another rule, or without pruning, trains it again; local sweeps: the trials share their
         curves through a file in ``out``).
     return_weights : bool
         Also return each trial's final weights (``model.weights()``; local sweeps only) —
@@ -689,7 +739,7 @@ def sweep(
     records = {}
     tasks = {}
     for index, params in enumerate(trials):
-        if previous.get(_key(params), {}).get("status") in FINISHED:
+        if _reusable(previous.get(_key(params)), prune):
             records[index] = previous[_key(params)]
         else:
             vocab_size, trial_data = data_for(params)
