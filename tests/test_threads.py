@@ -452,3 +452,57 @@ def test_a_limit_set_in_another_thread_while_a_kernel_runs_is_not_undone():
         assert blas.get_num_threads() == wanted
     finally:
         blas.set_num_threads(original)
+
+
+FORK_IN_FLIGHT_SCRIPT = """
+import os, sys, threading, time
+import numpy as np
+from threadpoolctl import ThreadpoolController
+from rnnreg import _backend, lstm_forward
+
+libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+        if os.sep + "scipy.libs" + os.sep in lib.filepath]
+if not libs or libs[0].get_num_threads() < 2 or not _backend.kernels()._thread_info()["blas_threads_known"]:
+    print("skip")
+    sys.exit(0)
+blas = libs[0]
+original = blas.get_num_threads()
+rng = np.random.default_rng(0)
+x, h0 = rng.standard_normal((32, 200, 64)), rng.standard_normal((32, 256))
+Wx, Wh, b = rng.standard_normal((64, 1024)) * 0.1, rng.standard_normal((256, 1024)) * 0.05, np.zeros(1024)
+stop = threading.Event()
+
+def calls():  # kernel calls one after another: BLAS pinned to 1 while each runs
+    while not stop.is_set():
+        lstm_forward(x, h0, Wx, Wh, b)
+
+worker = threading.Thread(target=calls)
+worker.start()
+deadline = time.monotonic() + 60
+while blas.get_num_threads() != 1 and time.monotonic() < deadline:
+    time.sleep(0.0005)
+if blas.get_num_threads() != 1:
+    stop.set(); worker.join(); print("skip"); sys.exit(0)
+pid = os.fork()  # while the other thread's call is in flight
+if pid == 0:
+    os._exit(0 if blas.get_num_threads() == original else 3)
+stop.set()
+worker.join()
+_, status = os.waitpid(pid, 0)
+print("ok" if os.waitstatus_to_exitcode(status) == 0 else "child pinned", original)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_fork_during_another_threads_kernel_call_leaves_the_child_blas_its_setting(tmp_path):
+    """The fork copies the pin of BLAS to one thread that the call in flight holds, but not the
+    call that would lift it: the child must get BLAS's setting back."""
+    script = tmp_path / "fork_in_flight.py"
+    script.write_text(FORK_IN_FLIGHT_SCRIPT)
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    if run.stdout.startswith("skip"):
+        pytest.skip("needs SciPy's OpenBLAS allowed 2 threads or more, and a kernel call seen in flight")
+    assert run.stdout.startswith("ok"), run.stdout

@@ -45,9 +45,15 @@ def _after_fork_in_child():
     """Called in a child process made by fork (os.register_at_fork, rnnreg._backend): GNU
     OpenMP's thread pool does not survive fork, and a child that opened a parallel region on the
     parent's pool would wait for threads that no longer exist. Every later call here runs on
-    one thread, whatever the limits say."""
-    global _forked
+    one thread, whatever the limits say. A fork made while another thread's kernel call was in
+    flight copies that call's pin of BLAS to one thread, but not the call: the child has no
+    call in flight, and BLAS gets its setting back (unless someone has changed it since)."""
+    global _forked, _calls_in_flight
     _forked = True
+    if _calls_in_flight > 0:
+        _calls_in_flight = 0
+        if _blas_threads_outside > 1 and rn_get_blas_threads() == 1:
+            rn_set_blas_threads(_blas_threads_outside)
 
 
 def _thread_info():
