@@ -707,3 +707,46 @@ def test_a_sweep_without_pruning_says_nothing_of_pruned_trials(tmp_path, capsys)
     assert main(_tiny_sweep_argv(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "1 trials, 0 failed; wrote" in out and "pruned" not in out
+
+
+KILL_TRACKER_SCRIPT = """
+import os, signal, subprocess, sys, threading, time
+from rnnreg.cli import main
+
+def kill_the_tracker():  # once it runs (the workers have started), while the trials train
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-f", "loky.backend.resource_tracker"], capture_output=True)
+        if found.stdout.split():
+            time.sleep(0.5)
+            for pid in found.stdout.split():
+                os.kill(int(pid), signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+threading.Thread(target=kill_the_tracker, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="pgrep and SIGKILL")
+def test_a_sweep_whose_resource_tracker_is_killed_explains_the_trackers_tracebacks(tmp_path):
+    import subprocess
+
+    pytest.importorskip("joblib")
+    script = tmp_path / "kill_tracker.py"
+    script.write_text(KILL_TRACKER_SCRIPT)
+    settings = ["--data", "synthetic", "--train-size", "2000", "--eval-size", "50", "--epochs", "20"]
+    argv = ["sweep", *settings, "--grid", "hidden=8,16,24,32", "--jobs", "2", "--quiet", "--no-progress"]
+    run = subprocess.run(
+        [sys.executable, str(script), *argv, "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    records = json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]
+    assert [r["status"] for r in records] == ["done"] * 4
+    assert "KeyError: '/loky-" in run.stderr  # loky's own tracebacks, which the sweep cannot stop
+    assert "resource tracker (loky's helper process) was restarted" in run.stdout

@@ -404,14 +404,22 @@ def _local(tasks, jobs, retries, on_record):
             "(or --jobs 1 to run them one after another here)"
         ) from None
     pending = dict(tasks)
+    tracker = None  # loky's resource tracker process, as first seen
     for attempt in range(retries + 1):
         try:
             results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
                 delayed(_keyed)(key, *task) for key, task in list(pending.items())
             )
             for key, result in results:
+                tracker = tracker or _resource_tracker_pid()
                 pending.pop(key)
                 on_record(key, result)
+            if tracker is not None and _resource_tracker_pid() not in (None, tracker):
+                _logger.warning(
+                    "joblib's resource tracker (loky's helper process) was restarted during the "
+                    "sweep; the \"KeyError: '/loky-...'\" tracebacks it printed are its bookkeeping "
+                    "of semaphores made before the restart: harmless, every trial's result stands"
+                )
             return
         except TerminatedWorkerError as exc:
             _logger.warning(
@@ -420,6 +428,18 @@ def _local(tasks, jobs, retries, on_record):
             if attempt == retries:
                 for key in list(pending):
                     on_record(key, _failed(tasks[key][1], f"worker process died: {exc}"))
+
+
+def _resource_tracker_pid():
+    """The process id of loky's resource tracker (None when it is not running or cannot be
+    seen): a tracker killed during a sweep is relaunched by loky, and the new one prints a
+    KeyError traceback for every semaphore it never saw registered."""
+    try:
+        from joblib.externals.loky.backend import resource_tracker
+
+        return getattr(resource_tracker._resource_tracker, "_pid", None)
+    except (ImportError, AttributeError):
+        return None
 
 
 def _keyed(key, *task):
