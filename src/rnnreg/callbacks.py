@@ -1,16 +1,28 @@
-"""Hooks into :func:`rnnreg.fit`: structured events after every batch and every epoch.
+"""Hooks into :func:`rnnreg.fit`: typed events before and after every batch and every epoch,
+or Keras's ``(epoch, logs)`` calls.
 
-A callback is an object with any of the methods ``on_train_begin(event)``, ``on_batch_end(event)``
-and ``on_epoch_end(event)``; ``fit(..., callbacks=[...])`` calls them in order. ``on_epoch_end``
-returning False stops training after that epoch (as Keras's ``model.stop_training``, or an
-Optuna pruner). The events are typed: :class:`TrainBegin`, :class:`BatchEnd` and :class:`EpochEnd`.
+A callback is an object with any of the methods ``on_train_begin``, ``on_epoch_begin``,
+``on_batch_begin``, ``on_batch_end``, ``on_epoch_end`` and ``on_train_end``; ``fit(...,
+callbacks=[...])`` calls them in order, in one of two forms, chosen by each method's signature:
 
-Built on them: :class:`EarlyStopping` (the trainer's Keras-exact monitor as a callback),
-:class:`CSVLogger` (one row per epoch, flushed as it goes — ``rnnreg train --csv``),
-:class:`ReduceLROnPlateau` (``lr_schedule="plateau"``, ``--lr-schedule plateau``) and
+* typed: ``on_epoch_end(self, event)`` gets an :class:`EpochEnd` (and so on: :class:`TrainBegin`,
+  :class:`EpochBegin`, :class:`BatchBegin`, :class:`BatchEnd`; ``on_train_end(self, model)`` gets
+  the model);
+* Keras's: ``on_epoch_end(self, epoch, logs=None)`` gets the epoch and a dict of what it
+  measured (``loss``, ``val_loss``, ``learning_rate``, the sequence metrics as ``val_<name>``);
+  ``on_train_begin(self, logs=None)`` and ``on_train_end(self, logs=None)`` get a dict.
+
+A method of any other shape is refused before training, with the two forms it may take. A
+callback stops training by returning False from ``on_epoch_end`` or, as in Keras, by setting
+``self.model.stop_training = True`` (``fit`` sets ``callback.model`` on every :class:`Callback`,
+and calls ``set_model(model)`` where a callback has one); the history's ``stop_reason`` names it.
+
+Built on them, with Keras's names and keywords: :class:`EarlyStopping`, :class:`ModelCheckpoint`,
+:class:`ReduceLROnPlateau` (``lr_schedule="plateau"``), :class:`LearningRateScheduler`,
+:class:`LambdaCallback`, :class:`TerminateOnNaN`, :class:`CSVLogger` (``rnnreg train --csv``), and
 :class:`SampleText` (text from the model every few epochs). ``TrainConfig.patience`` remains the
 way to early-stop a run that checkpoints: its monitor's state is saved and resumed with it.
-``on_train_end(model)`` is called once training is over, before the test evaluation.
+``on_train_end`` is called once training is over, before the test evaluation.
 
 A callback changes the model's weights in place (``model.params[name][...] = new`` or
 ``model.load_state_dict``): a callback that puts other arrays in their place, or leaves a weight
@@ -20,10 +32,12 @@ good checkpoint is never overwritten.
 
 import csv
 import dataclasses
+import inspect
 import io
 import math
 import os
 import stat
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +45,19 @@ from . import _validation as v
 
 __all__ = [
     "Callback",
+    "CallbackList",
     "TrainBegin",
+    "EpochBegin",
+    "BatchBegin",
     "BatchEnd",
     "EpochEnd",
     "EarlyStopping",
-    "CSVLogger",
+    "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "LearningRateScheduler",
+    "LambdaCallback",
+    "TerminateOnNaN",
+    "CSVLogger",
     "SampleText",
 ]
 
@@ -50,6 +71,27 @@ class TrainBegin:
     epochs: int
     history: dict[str, Any]
     model: Any
+    trainer: Any = dataclasses.field(repr=False, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochBegin:
+    """Before an epoch: its index, the epochs the run is set to and the learning rate the
+    schedule gives it (``trainer.set_learning_rate(lr)`` replaces that rate for the epoch)."""
+
+    epoch: int
+    epochs: int
+    lr: float
+    model: Any
+    trainer: Any = dataclasses.field(repr=False, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchBegin:
+    """Before a batch's forward pass: the epoch and the batch's index in it."""
+
+    epoch: int
+    batch: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +109,8 @@ class BatchEnd:
 @dataclasses.dataclass(frozen=True)
 class EpochEnd:
     """After an epoch's evaluation: what the history records for it (``val_loss`` None without
-    validation data), the epochs the run is set to, the history so far and the model."""
+    validation data), the epochs the run is set to, the history so far and the model; ``logs``
+    is the same as Keras names it (``loss``, ``val_loss``, ``learning_rate``, ``val_<metric>``)."""
 
     epoch: int
     epochs: int
@@ -81,13 +124,26 @@ class EpochEnd:
     history: dict[str, Any]
     model: Any
     trainer: Any = dataclasses.field(repr=False, default=None)
+    logs: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Callback:
-    """The base of callbacks (any object with these methods serves as one)."""
+    """The base of callbacks (any object with these methods serves as one). ``model`` is the
+    model being trained (set by ``fit``), as in Keras."""
+
+    model: Any = None
+
+    def set_model(self, model) -> None:
+        self.model = model
 
     def on_train_begin(self, event: TrainBegin) -> None:
         """Called once before the first epoch (a resumed run's first one included)."""
+
+    def on_epoch_begin(self, event: EpochBegin) -> None:
+        """Called before every epoch."""
+
+    def on_batch_begin(self, event: BatchBegin) -> None:
+        """Called before every batch."""
 
     def on_batch_end(self, event: BatchEnd) -> None:
         """Called after every optimizer step."""
@@ -100,11 +156,108 @@ class Callback:
         """Called once when training is over (stopped or not), before the test evaluation."""
 
 
+# ----------------------------------------------------------------------------- calling them
+#: Each hook: the event it is given in the typed form, and what Keras passes instead.
+HOOKS = {
+    "on_train_begin": ("TrainBegin", "logs"),
+    "on_epoch_begin": ("EpochBegin", "epoch, logs"),
+    "on_batch_begin": ("BatchBegin", "batch, logs"),
+    "on_batch_end": ("BatchEnd", "batch, logs"),
+    "on_epoch_end": ("EpochEnd", "epoch, logs"),
+    "on_train_end": ("the model", "logs"),
+}
+
+
+def _form(callback, hook):
+    """How ``callback.hook`` is called: None (it has none), "typed" (with the event), "keras"
+    (``(index, logs)``, or ``(logs)`` for the train hooks) or "bare" (no argument); a method of
+    another shape is a TypeError that says the forms it may take."""
+    method = getattr(callback, hook, None)
+    if method is None:
+        return None
+    if not callable(method):
+        raise TypeError(f"{type(callback).__name__}.{hook} is not a method")
+    try:
+        parameters = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: the typed form
+        return "typed"
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return "keras"
+    index_hook = HOOKS[hook][1].startswith(("epoch", "batch"))
+    if index_hook and len(positional) >= 2 and len(required) <= 2:
+        return "keras"
+    if len(positional) >= 1 and len(required) <= 1:
+        return "keras" if not index_hook and positional[0].name == "logs" else "typed"
+    if not required:
+        return "bare"
+    typed, keras = HOOKS[hook]
+    raise TypeError(
+        f"{type(callback).__name__}.{hook}{inspect.signature(method)} cannot be called: rnnreg "
+        f"calls {hook}(event) with a {typed}, or, as Keras does, {hook}({keras}=None)"
+    )
+
+
+class CallbackList:
+    """The callbacks of a run, each hook bound once to its form (:func:`rnnreg.fit` makes it):
+    ``call(hook, event, index, logs)`` calls every callback's ``hook`` in order, and ``after``
+    (given to the constructor) after each, with the callback — except after ``on_train_end``,
+    when the run is over. Returns the callbacks whose ``on_epoch_end`` returned False."""
+
+    def __init__(self, callbacks, model, after=None):
+        self.callbacks = list(callbacks)
+        self.after = after
+        self.forms = {hook: [(c, _form(c, hook)) for c in self.callbacks] for hook in HOOKS}
+        for callback in self.callbacks:
+            if hasattr(callback, "set_model"):
+                callback.set_model(model)
+
+    def call(self, hook, event, index=None, logs=None):
+        stopped = []
+        for callback, form in self.forms[hook]:
+            if form is None:
+                continue
+            method = getattr(callback, hook)
+            if form == "typed":
+                result = method(event)
+            elif form == "bare":
+                result = method()
+            elif index is None:
+                result = method(dict(logs or {}))
+            else:
+                result = method(index, dict(logs or {}))
+            if self.after is not None and hook != "on_train_end":
+                self.after(callback)
+            if result is False:
+                stopped.append(callback)
+        return stopped
+
+
+def _monitored(logs, monitor, who):
+    """The value of ``monitor`` in an epoch's logs, or None (with a warning, once per callback)
+    when the run does not measure it."""
+    value = logs.get(monitor)
+    if value is None and not getattr(who, "_warned_missing", False):
+        who._warned_missing = True
+        warnings.warn(
+            f"{type(who).__name__} watches {monitor!r}, which this run does not measure "
+            f"(it has {', '.join(sorted(k for k in logs if logs[k] is not None))}): it does nothing "
+            + ("without validation data (pass val to fit)" if monitor.startswith("val_") else ""),
+            stacklevel=2,
+        )
+    return value
+
+
 class EarlyStopping(Callback):
     """Early stopping as a callback: :class:`rnnreg.EarlyStoppingMonitor`'s decisions (Keras 3's
-    rule) on the validation loss, and at the end the best weights restored when
-    ``restore_best_weights`` — for runs that want it among their callbacks rather than in
-    ``TrainConfig.patience``.
+    rule, and its keywords: ``monitor``, ``min_delta``, ``patience``, ``verbose``, ``mode``,
+    ``baseline``, ``restore_best_weights``, ``start_from_epoch``) on a value of the epoch's logs
+    (``val_loss`` by default; ``loss`` or a sequence metric ``val_<name>`` too). At the end the
+    best weights are restored when ``restore_best_weights``, and the history says so
+    (``restored_best``) — for runs that want it among their callbacks rather than in
+    ``TrainConfig.patience``. (Its defaults are rnnreg's: ``patience=3``,
+    ``restore_best_weights=True``.)
 
     Examples
     --------
@@ -118,21 +271,224 @@ class EarlyStopping(Callback):
     (True, True)
     """
 
-    def __init__(self, patience=3, min_delta=0.0, restore_best_weights=True):
+    def __init__(
+        self,
+        patience=3,
+        min_delta=0.0,
+        restore_best_weights=True,
+        *,
+        monitor="val_loss",
+        mode="auto",
+        baseline=None,
+        start_from_epoch=0,
+        verbose=0,
+    ):
         from .early_stopping import EarlyStoppingMonitor
 
         self.monitor = EarlyStoppingMonitor(
-            patience, min_delta=min_delta, restore_best_weights=restore_best_weights
+            patience,
+            bool(verbose),
+            min_delta=min_delta,
+            mode=mode,
+            baseline=baseline,
+            start_from_epoch=start_from_epoch,
+            restore_best_weights=restore_best_weights,
+            monitor=monitor,
         )
+        self.history = None
+        self.stop_reason = None
+
+    def on_train_begin(self, event):
+        self.history = event.history
 
     def on_epoch_end(self, event):
-        if event.val_loss is None:
+        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        if self.monitor.monitor == "val_loss" and event.val_loss is None:
             raise ValueError("EarlyStopping needs validation data: pass val to fit")
-        return False if not self.monitor.check(event.val_loss, event.epoch, model=event.model) else None
+        value = _monitored(logs, self.monitor.monitor, self)
+        if value is None:
+            return None
+        if not self.monitor.check(value, event.epoch, model=event.model):
+            self.stop_reason = self.monitor.stop_reason
+            return False
+        return None
 
     def on_train_end(self, model):
-        if self.monitor.restore_best_weights:
-            self.monitor.restore(model)
+        if self.monitor.restore_best_weights and self.monitor.restore(model) and self.history is not None:
+            self.history["restored_best"] = True
+
+
+class ModelCheckpoint(Callback):
+    """Keras's ``ModelCheckpoint``: the model file (:func:`rnnreg.save_model`: weights,
+    settings, vocabulary) written after every epoch to ``filepath`` — formatted with the epoch
+    (from 1, as Keras counts) and the epoch's logs, ``"model-{epoch:02d}-{val_loss:.3f}.npz"`` —
+    or, with ``save_best_only``, only when ``monitor`` improves on the best so far (``mode``:
+    "min", "max" or "auto"; ``initial_value_threshold``: a value to beat first).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset, load_model
+    >>> from rnnreg.callbacks import ModelCheckpoint
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = fit(RegularizedLSTM(12, 8, seed=0), generate_simple_dataset(6, 12, 32, seed=1),
+    ...         generate_simple_dataset(6, 12, 16, seed=2), TrainConfig(epochs=2),
+    ...         callbacks=[ModelCheckpoint(os.path.join(folder, "m{epoch}.npz"))], verbose=0)
+    >>> sorted(os.listdir(folder))
+    ['m1.npz', 'm2.npz']
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        mode="auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+    ):
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint saves once per epoch (save_freq='epoch'), got {save_freq!r}")
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), str(monitor), verbose
+        self.save_best_only = bool(save_best_only)
+        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.best = None if initial_value_threshold is None else float(initial_value_threshold)
+
+    def on_epoch_end(self, event):
+        from .checkpoint import save_model
+
+        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, self)
+            if value is None or not math.isfinite(value):
+                return None
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if not better:
+                return None
+            self.best = value
+        try:
+            path = self.filepath.format(
+                epoch=event.epoch + 1, **{k: x for k, x in logs.items() if x is not None}
+            )
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint filepath {self.filepath!r} names {exc} that the logs lack "
+                f"(they hold epoch, {', '.join(k for k in logs if logs[k] is not None)})"
+            ) from None
+        save_model(event.model, path)
+        if self.verbose:
+            print(f"epoch {event.epoch + 1}: saved the model to {path}")
+        return None
+
+
+class LearningRateScheduler(Callback):
+    """Keras's ``LearningRateScheduler``: before every epoch, the learning rate becomes
+    ``schedule(epoch, lr)`` — epoch from 0, ``lr`` the rate of the epoch before (the configured
+    rate before the first) — replacing ``TrainConfig``'s schedule. ``verbose`` prints each rate.
+
+    Examples
+    --------
+    >>> from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
+    >>> from rnnreg.callbacks import LearningRateScheduler
+    >>> halve = LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr / 2)
+    >>> history = fit(RegularizedLSTM(12, 8, seed=0), generate_simple_dataset(6, 12, 32, seed=1),
+    ...               None, TrainConfig(epochs=3, lr=0.01), callbacks=[halve], verbose=0)
+    >>> history["lr"]
+    [0.01, 0.005, 0.0025]
+    """
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function (epoch, lr) -> lr, got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+        self.last_lr = None
+
+    def on_train_begin(self, event):
+        history_lr = event.history.get("lr") or []
+        self.last_lr = history_lr[-1] if history_lr else None  # a resumed run goes on from there
+
+    def on_epoch_begin(self, event):
+        previous = self.last_lr if self.last_lr is not None else event.trainer.config.lr
+        lr = self.schedule(event.epoch, previous)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"the learning-rate schedule gave {lr!r} for epoch {event.epoch}: it must be > 0"
+            )
+        event.trainer.set_learning_rate(float(lr))
+        self.last_lr = float(lr)
+        if self.verbose:
+            print(f"epoch {event.epoch + 1}: LearningRateScheduler set the learning rate to {lr:.4g}")
+
+
+class LambdaCallback(Callback):
+    """Keras's ``LambdaCallback``: a callback from functions, each in Keras's form —
+    ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch, logs)``, ``on_batch_begin(batch,
+    logs)``, ``on_batch_end(batch, logs)``, ``on_train_begin(logs)``, ``on_train_end(logs)``.
+
+    Examples
+    --------
+    >>> from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset
+    >>> from rnnreg.callbacks import LambdaCallback
+    >>> seen = []
+    >>> _ = fit(RegularizedLSTM(12, 8, seed=0), generate_simple_dataset(6, 12, 32, seed=1), None,
+    ...         TrainConfig(epochs=2), verbose=0,
+    ...         callbacks=[LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))])
+    >>> seen
+    [0, 1]
+    """
+
+    def __init__(
+        self,
+        on_epoch_begin=None,
+        on_epoch_end=None,
+        on_batch_begin=None,
+        on_batch_end=None,
+        on_train_begin=None,
+        on_train_end=None,
+    ):
+        given = dict(
+            on_epoch_begin=on_epoch_begin,
+            on_epoch_end=on_epoch_end,
+            on_batch_begin=on_batch_begin,
+            on_batch_end=on_batch_end,
+            on_train_begin=on_train_begin,
+            on_train_end=on_train_end,
+        )
+        for hook, function in given.items():
+            if function is not None and not callable(function):
+                raise TypeError(f"{hook} must be a function, got {function!r}")
+            if function is None:
+                function = (
+                    (lambda logs=None: None) if hook.startswith("on_train") else (lambda i, logs=None: None)
+                )
+            setattr(self, hook, _keras_form(function, hook))
+
+
+def _keras_form(function, hook):
+    """``function`` as a method in Keras's form (so CallbackList calls it with (index, logs))."""
+    if hook.startswith("on_train"):
+
+        def train_hook(logs=None):
+            return function(logs)
+
+        return train_hook
+
+    def step_hook(index, logs=None):
+        return function(index, logs)
+
+    return step_hook
+
+
+class TerminateOnNaN(Callback):
+    """Keras's ``TerminateOnNaN``: a batch whose loss or gradient is not finite ends training
+    there — without the error a run that diverges otherwise ends with — keeping the weights of
+    the step before (that step is never applied), so that the test evaluation, the best-model
+    file and the history are still written. The history's ``stop_reason`` says where."""
+
+    ends_run_on_non_finite = True
 
 
 class CSVLogger(Callback):
@@ -218,28 +574,64 @@ class CSVLogger(Callback):
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when the validation loss has not improved (by
-    more than ``min_delta``) for ``patience`` epochs, never below ``min_lr`` — Keras's and
-    PyTorch's rule: the new rate is ``max(lr · factor, min_lr)``, and a rate already at
-    ``min_lr`` stays. It scales whatever the schedule gives from then on. With
+    """Multiply the learning rate by ``factor`` when ``monitor`` (the validation loss by
+    default) has not improved (by more than ``min_delta``) for ``patience`` epochs, never below
+    ``min_lr`` — Keras's and PyTorch's rule: the new rate is ``max(lr · factor, min_lr)``, and a
+    rate already at ``min_lr`` stays; after a cut, ``cooldown`` epochs pass before counting
+    again. It scales whatever the schedule gives from then on. Each cut is said (``verbose``,
+    through ``log``: print by default; the trainer's own plateau schedule says it in the run's
+    log). Without the monitored value (no validation data) it warns once and does nothing. With
     ``lr_schedule="plateau"`` its state is in fit's checkpoints, so a resumed run goes on
-    exactly."""
+    exactly. (Its defaults are rnnreg's: ``factor=0.5``, ``patience=2``, ``min_delta=0``.)"""
 
-    def __init__(self, factor=0.5, patience=2, min_delta=0.0, min_lr=0.0):
+    def __init__(
+        self,
+        factor=0.5,
+        patience=2,
+        min_delta=0.0,
+        min_lr=0.0,
+        *,
+        monitor="val_loss",
+        mode="auto",
+        cooldown=0,
+        verbose=0,
+        log: Callable[[str], Any] | None = None,
+    ):
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
-        self.factor, self.patience = float(factor), patience
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise ValueError(f"cooldown must be an int >= 0, got {cooldown!r}")
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.factor, self.patience, self.cooldown = float(factor), patience, cooldown
         self.min_delta = v.non_negative_float(min_delta, "min_delta")
         self.min_lr = v.non_negative_float(min_lr, "min_lr")
-        self.best, self.wait = math.inf, 0
+        self.monitor = str(monitor)
+        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.verbose, self.log = verbose, log or print
+        self.best, self.wait, self.cooldown_left = (math.inf if self.mode == "min" else -math.inf), 0, 0
+
+    def _improves(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
 
     def on_epoch_end(self, event):
-        if event.val_loss is None or event.trainer is None:
+        if event.trainer is None:
             return None
-        if event.val_loss < self.best - self.min_delta:
-            self.best, self.wait = event.val_loss, 0
+        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        value = _monitored(logs, self.monitor, self)
+        if value is None:
+            return None
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._improves(value):
+            self.best, self.wait = value, 0
+            return None
+        if self.cooldown_left > 0:
             return None
         self.wait += 1
         if self.wait >= self.patience:
@@ -247,23 +639,38 @@ class ReduceLROnPlateau(Callback):
             if event.lr > self.min_lr:
                 new_lr = max(event.lr * self.factor, self.min_lr)
                 event.trainer.lr_scale *= new_lr / event.lr
+                self.cooldown_left = self.cooldown
+                if self.verbose:
+                    self.log(
+                        f"epoch {event.epoch}: ReduceLROnPlateau cut the learning rate to {new_lr:.4g} "
+                        f"({self.monitor} has not improved on {self.best:.4f} for {self.patience} epochs)"
+                    )
         return None
 
     def state_dict(self):
-        """``best`` (None before the first validation loss) and ``wait``: JSON-ready."""
-        return {"best": None if math.isinf(self.best) else float(self.best), "wait": self.wait}
+        """``best`` (None before the first value), ``wait`` and ``cooldown`` (the epochs of
+        cooldown left): JSON-ready."""
+        return {
+            "best": None if math.isinf(self.best) else float(self.best),
+            "wait": self.wait,
+            "cooldown": self.cooldown_left,
+        }
 
     def load_state_dict(self, state):
-        """Take a :meth:`state_dict`; checked whole before anything changes (ValueError)."""
+        """Take a :meth:`state_dict`; checked whole before anything changes (ValueError). A
+        state written before cooldown existed has none left."""
         self.check_state_dict(state)
         best = state["best"]
-        self.best = math.inf if best is None else float(best)
+        self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
         self.wait = state["wait"]
+        self.cooldown_left = state.get("cooldown", 0)
 
     def check_state_dict(self, state):
         """Raise ValueError naming what in ``state`` is not a state of this rule."""
-        if not isinstance(state, dict) or set(state) != {"best", "wait"}:
-            raise ValueError(f"a ReduceLROnPlateau state is a dict with 'best' and 'wait', got {state!r}")
+        if not isinstance(state, dict) or not {"best", "wait"} <= set(state) <= {"best", "wait", "cooldown"}:
+            raise ValueError(
+                f"a ReduceLROnPlateau state is a dict with 'best', 'wait' (and 'cooldown'), got {state!r}"
+            )
         best, wait = state["best"], state["wait"]
         if best is not None and (
             isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best)
@@ -271,6 +678,11 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"ReduceLROnPlateau 'best' must be None or a finite number, got {best!r}")
         if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait < self.patience:
             raise ValueError(f"ReduceLROnPlateau 'wait' must be an int in [0, {self.patience}), got {wait!r}")
+        left = state.get("cooldown", 0)
+        if isinstance(left, bool) or not isinstance(left, int) or not 0 <= left <= self.cooldown:
+            raise ValueError(
+                f"ReduceLROnPlateau 'cooldown' must be an int in [0, {self.cooldown}], got {left!r}"
+            )
 
 
 class SampleText(Callback):

@@ -35,7 +35,7 @@ import numpy as np
 from . import _ops
 from . import _validation as v
 from ._conventions import stream_geometry
-from .callbacks import BatchEnd, EpochEnd, ReduceLROnPlateau, TrainBegin
+from .callbacks import BatchBegin, BatchEnd, CallbackList, EpochBegin, EpochEnd, ReduceLROnPlateau, TrainBegin
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
 from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
@@ -549,10 +549,11 @@ def fit(
         is 1 in a terminal or a notebook and 0 otherwise (a script whose output is piped, a test).
         ``TrainConfig(progress=False)`` turns the bar off whatever the level.
     callbacks : sequence of :class:`rnnreg.callbacks.Callback`
-        Called with a :class:`~rnnreg.callbacks.TrainBegin` before the first epoch, a
-        :class:`~rnnreg.callbacks.BatchEnd` after every optimizer step and an
-        :class:`~rnnreg.callbacks.EpochEnd` after every epoch; ``on_epoch_end`` returning False
-        stops training (the history's ``stop_reason`` names the callback).
+        Called before and after the run, every epoch and every batch, with typed events
+        (:class:`~rnnreg.callbacks.EpochEnd`, ...) or, as Keras does, with ``(epoch, logs)``
+        (see ``rnnreg.callbacks``); ``on_epoch_end`` returning False, or
+        ``model.stop_training = True``, stops training (the history's ``stop_reason`` names the
+        callback).
 
     Returns
     -------
@@ -632,7 +633,7 @@ def _fit(model, train, val, test, config, resume_from, log, name, verbose, callb
     run.begin(first_epoch)
     for epoch in range(first_epoch, config.epochs):
         started = time.perf_counter()
-        lr = run.learning_rate(epoch)
+        lr = run.begin_epoch(epoch, run.learning_rate(epoch))
         train_loss, train_ce, grad_norm = run.train_epoch(epoch, lr)
         val_loss, max_abs_c, go_on = run.validate(epoch)
         go_on = run.record(
@@ -737,6 +738,14 @@ class _Data:
         return cls(train, val, test)
 
 
+def _stop_reason(callback):
+    """What the history says of a callback that stopped training: its own reason when it
+    gives one (EarlyStopping's), else that it stopped."""
+    reason = getattr(callback, "stop_reason", None)
+    name = type(callback).__name__
+    return f"{name}: {reason}" if isinstance(reason, str) and reason else f"{name} stopped training"
+
+
 def _subset(data, rows):
     targets = None if data.targets is None else data.targets[rows]
     lengths = data.lengths[rows]
@@ -757,8 +766,15 @@ class _Run:
         self.callbacks = list(callbacks)
         self.plateau = None  # the ReduceLROnPlateau of lr_schedule="plateau" (checkpointed)
         if config.lr_schedule == "plateau":
-            self.plateau = ReduceLROnPlateau()
+            self.plateau = ReduceLROnPlateau(verbose=1, log=log)
             self.callbacks.append(self.plateau)
+        model.stop_training = False  # Keras's flag: a callback sets it to end the run
+        self.epoch = 0  # the epoch under way (for messages)
+        self.hooks = CallbackList(
+            self.callbacks, model, after=lambda callback: self._check_weights_kept(callback, self.epoch)
+        )
+        self.lr_override = None  # a rate a callback set for this epoch (LearningRateScheduler)
+        self.non_finite_ends_run = any(getattr(c, "ends_run_on_non_finite", False) for c in self.callbacks)
         self.lr_scale = 1.0  # what ReduceLROnPlateau has made of the schedule's rates
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = make_optimizer(model, config)
@@ -835,6 +851,8 @@ class _Run:
         state = None
         try:
             for inputs, targets, new_sequence, seq_lengths, weight in self._batches(train, lengths):
+                if self.callbacks:
+                    self.hooks.call("on_batch_begin", BatchBegin(epoch, batches), batches, {})
                 if new_sequence or state is None or state[0].shape[1] != len(inputs):
                     state, column = None, 0
                 resets = None
@@ -844,6 +862,8 @@ class _Run:
                 ce, grads, norm, state = self._batch(
                     inputs, targets, state, resets, epoch, batches, lengths=seq_lengths
                 )
+                if grads is None:  # TerminateOnNaN: the run ends here, this step not applied
+                    break
                 if lengths is not None:  # every token weighs the same, whatever its chunk's length
                     optimizer.lr = lr * inputs.shape[1] / config.bptt
                 optimizer.step(grads)
@@ -862,13 +882,15 @@ class _Run:
                 progress.update(ce + penalty)
                 if self.callbacks:
                     event = BatchEnd(epoch, batches - 1, ce + penalty, norm, optimizer.lr)
-                    for callback in self.callbacks:
-                        if hasattr(callback, "on_batch_end"):
-                            callback.on_batch_end(event)
-                            self._check_weights_kept(callback, epoch)
+                    logs = {"loss": ce + penalty, "learning_rate": optimizer.lr}
+                    self.hooks.call("on_batch_end", event, batches - 1, logs)
+                    if self.model.stop_training:  # Keras stops within the epoch, after this step
+                        break
         finally:
             progress.close()
         optimizer.lr = lr
+        if batches == 0:  # TerminateOnNaN at the first batch: nothing was trained
+            return math.nan, math.nan, math.nan
         return sum_loss / tokens, sum_ce / tokens, sum_norm / batches
 
     def _batches(self, train, lengths):
@@ -898,18 +920,27 @@ class _Run:
             ce = loss - model.last_penalty  # the AR/TAR terms are in loss and gradient
             grads = model.backward()
         except v.NonFiniteResult as exc:  # the weights have grown until a product overflowed
-            self.fail(
-                f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, "
-                f"gradient norm nan); {exc.advice}"
+            reason = (
+                f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, gradient norm nan)"
             )
+            if self.non_finite_ends_run:
+                return self._terminate_on_nan(reason, state)
+            self.fail(f"{reason}; {exc.advice}")
         norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None else global_norm(grads)
         if not (math.isfinite(ce) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(ce) else "gradient norm"
-            self.fail(
-                f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient "
-                f"norm {norm}); lower the learning rate or enable clip_norm"
-            )
+            reason = f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient norm {norm})"
+            if self.non_finite_ends_run:
+                return self._terminate_on_nan(reason, state)
+            self.fail(f"{reason}; lower the learning rate or enable clip_norm")
         return ce, grads, norm, state
+
+    def _terminate_on_nan(self, reason, state):
+        """TerminateOnNaN's ending: the step is not applied, the run stops after this epoch's
+        evaluation, and the history says why."""
+        self.model.stop_training = True
+        self.history["stop_reason"] = f"TerminateOnNaN: {reason}"
+        return math.nan, None, math.nan, state
 
     def validate(self, epoch):
         """The validation loss (NT-ASGD's averaged weights, once it averages), the largest cell
@@ -994,6 +1025,8 @@ class _Run:
             history["stopped_epoch"] = epoch
             history["stop_reason"] = monitor.stop_reason
         if self.callbacks:
+            logs = {"loss": train_loss, "val_loss": val_loss, "learning_rate": optimizer.lr}
+            logs.update({f"val_{name}": value for name, value in self.val_metrics.items()})
             event = EpochEnd(
                 epoch,
                 self.config.epochs,
@@ -1007,25 +1040,40 @@ class _Run:
                 history,
                 self.model,
                 trainer=self,
+                logs=logs,
             )
-            for callback in self.callbacks:
-                if not hasattr(callback, "on_epoch_end"):
-                    continue
-                stop = callback.on_epoch_end(event) is False
-                self._check_weights_kept(callback, epoch)
-                if stop and go_on:
+            for callback in self.hooks.call("on_epoch_end", event, epoch, logs):
+                if go_on:
                     go_on = False
                     history["stopped_epoch"] = epoch
-                    history["stop_reason"] = f"{type(callback).__name__} stopped training"
+                    history["stop_reason"] = _stop_reason(callback)
+        if self.model.stop_training and go_on:  # Keras's flag (TerminateOnNaN's too)
+            go_on = False
+            history["stopped_epoch"] = epoch
+            history["stop_reason"] = history["stop_reason"] or "a callback set model.stop_training"
         return go_on
+
+    def begin_epoch(self, epoch, lr):
+        """The callbacks' ``on_epoch_begin``; returns the epoch's learning rate (the schedule's,
+        or the one a callback set)."""
+        self.epoch, self.lr_override = epoch, None
+        if self.callbacks:
+            event = EpochBegin(epoch, self.config.epochs, lr, self.model, trainer=self)
+            self.hooks.call("on_epoch_begin", event, epoch, {})
+        return lr if self.lr_override is None else self.lr_override
+
+    def set_learning_rate(self, lr):
+        """The learning rate of the epoch about to start (called by a callback's
+        ``on_epoch_begin``, e.g. LearningRateScheduler)."""
+        if not v.is_positive_finite(lr):
+            raise ValueError(f"a learning rate must be a finite number > 0, got {lr!r}")
+        self.lr_override = float(lr)
 
     def begin(self, first_epoch):
         """The callbacks' ``on_train_begin``, before the first epoch this run trains."""
-        event = TrainBegin(first_epoch, self.config.epochs, self.history, self.model)
-        for callback in self.callbacks:
-            if hasattr(callback, "on_train_begin"):
-                callback.on_train_begin(event)
-                self._check_weights_kept(callback, first_epoch)
+        self.epoch = first_epoch
+        event = TrainBegin(first_epoch, self.config.epochs, self.history, self.model, trainer=self)
+        self.hooks.call("on_train_begin", event, None, {})
 
     def _check_weights_kept(self, callback, epoch):
         """End the run when a callback has put other arrays in ``model.params`` (the optimizer
@@ -1071,9 +1119,10 @@ class _Run:
             )
 
     def finish(self, failed=False):
-        for callback in self.callbacks:
-            if hasattr(callback, "on_train_end"):
-                callback.on_train_end(self.model)
+        history = self.history
+        last = {"loss": "train_loss", "val_loss": "val_loss"}  # Keras's names: the last epoch's
+        logs = {name: history[key][-1] for name, key in last.items() if history[key]}
+        self.hooks.call("on_train_end", self.model, None, logs)
         history = _finish(
             self.model,
             self.monitor,
