@@ -621,3 +621,35 @@ def test_an_overflowing_penalty_is_named_with_its_rate_and_no_numpy_warning(tmp_
         assert main(argv) == 1
     err = capsys.readouterr().err
     assert "penalty overflowed" in err and f"({flag})" in err and "clip_norm" not in err
+
+
+def _tiny_train_argv(out, *more):
+    return ["train", "--data", "synthetic", "--train-size", "40", "--eval-size", "20", "--epochs", "1",
+            "--hidden", "8", "--quiet", "--no-progress", "--out", str(out), *more]  # fmt: skip
+
+
+def test_train_refuses_to_overwrite_an_earlier_run_unless_asked(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_tiny_train_argv(out)) == 0
+    first = (out / "history.json").read_text()
+    capsys.readouterr()
+    assert main(_tiny_train_argv(out, "--hidden", "9")) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier run" in err and "--overwrite" in err and "--resume" in err
+    assert (out / "history.json").read_text() == first  # untouched
+    assert main(_tiny_train_argv(out, "--hidden", "9", "--overwrite")) == 0
+    assert json.loads((out / "history.json").read_text())["model"]["hidden_size"] == 9
+
+
+def test_warnings_on_the_command_line_are_one_line(tmp_path, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for k in range(4):
+        (folder / f"d{k}.txt").write_text(f"document {k}. " * 30)
+    argv = ["train", "--data", str(folder), "--epochs", "1", "--hidden", "8", "--quiet", "--no-progress",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert lines and all(line.startswith("rnnreg train: warning: the ") for line in lines)
+    assert "UserWarning" not in err and ".py:" not in err

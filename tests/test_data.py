@@ -101,3 +101,19 @@ def test_the_data_line_of_thousands_of_files_stays_a_line(tmp_path):
     description, _, corpus = load_data({"data": [str(folder)], "seed": 0})
     assert len(description) < 500, description
     assert "and 197 more" in description  # 200 held out for validation: 3 named
+
+
+def test_a_held_out_split_far_below_its_share_is_warned_of(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    for k in range(14):  # 13 long documents and one short: by seed, the short one is held out
+        (folder / f"doc{k:02d}.txt").write_text(("a long document. " * 400) if k != 6 else "short.\n" * 200)
+    with pytest.warns(
+        UserWarning, match=r"the (test|validation) split is 1 of 14 files but 1,400 characters"
+    ):
+        corpus = next(
+            c
+            for seed in range(50)
+            if min((c := CharCorpus.from_files([str(folder)], seed=seed)).val.size, c.test.size) == 1400
+        )
+    assert corpus.train.size > 50 * 1400

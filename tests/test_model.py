@@ -188,17 +188,17 @@ def _text_model():
 
 
 def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
-    from rnnreg.model import _next_token
+    from rnnreg.model import Sampling, _next_token
 
     logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
     rng = np.random.default_rng(0)
-    draws = {_next_token(logits, 1.0, None, 0.75, False, rng) for _ in range(300)}
+    draws = {_next_token(logits, Sampling(1.0, None, 0.75, False), rng) for _ in range(300)}
     assert draws == {0, 1}  # 0.5 + 0.3 >= 0.75; 0.5 alone is not
-    draws = {_next_token(logits, 1.0, None, 0.5, False, rng) for _ in range(100)}
+    draws = {_next_token(logits, Sampling(1.0, None, 0.5, False), rng) for _ in range(100)}
     assert draws == {0}  # 0.5 reaches 0.5
-    draws = {_next_token(logits, 1.0, 3, 0.99, False, rng) for _ in range(300)}
+    draws = {_next_token(logits, Sampling(1.0, 3, 0.99, False), rng) for _ in range(300)}
     assert draws == {0, 1, 2}  # top_k first, then top_p
-    assert _next_token(logits, 1.0, None, None, True, rng) == 0
+    assert _next_token(logits, Sampling(1.0, None, None, True), rng) == 0
 
 
 def test_sampling_is_seeded_and_greedy_is_the_argmax_path():

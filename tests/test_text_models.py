@@ -466,3 +466,81 @@ def test_a_model_that_predicts_more_tokens_than_it_reads_is_refused_by_generate(
         load_model(str(tmp_path / "m.npz")).generate("ab", 50, rng=0)
     assert main(["sample", str(tmp_path / "m.npz"), "--length", "50"]) == 2
     assert "output_size == vocab_size" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- sampling options
+def _trained_text_model():
+    corpus = CharCorpus.from_text("the cat sat on the mat.\n" * 40)
+    model = RegularizedLSTM(corpus.vocab_size, 16, seed=0)
+    model.vocabulary = corpus.vocabulary
+    fit(model, corpus, config=TrainConfig(epochs=12, lr=0.02), verbose=0)
+    return model
+
+
+def test_several_sequences_per_call_the_first_as_one_call_gives():
+    model = _trained_text_model()
+    one = model.generate("the ", 30, rng=5)
+    many = model.generate("the ", 30, rng=5, num_sequences=3)
+    assert isinstance(many, list) and len(many) == 3 and many[0] == one
+    assert len(set(many)) > 1  # later draws go on from the same generator
+    ids = model.generate([1, 2], 5, rng=0, num_sequences=2)
+    assert [a.shape for a in ids] == [(5,), (5,)]
+
+
+def test_the_repetition_penalty_is_ctrls_rule_on_the_tokens_seen():
+    """Greedy decoding with the penalty against the rule written out here: every token of the
+    prime or the text so far has its logit divided by R when positive, multiplied when not."""
+    model = _trained_text_model()
+    prime, penalty = "the cat", 3.0
+    seen = set(model.vocabulary.encode(prime).tolist())
+    logits, state = model.logits(model.vocabulary.encode(prime))
+    expected = []
+    for _ in range(25):
+        last = logits[-1].astype(np.float64)
+        last[0] = -np.inf  # text never draws the unknown symbol
+        for token in seen:
+            last[token] = last[token] / penalty if last[token] > 0 else last[token] * penalty
+        token = int(np.argmax(last))
+        expected.append(token)
+        seen.add(token)
+        logits, state = model.logits(np.array([token]), state)
+    got = model.generate(prime, 25, greedy=True, repetition_penalty=penalty)
+    assert got == model.vocabulary.decode(np.array(expected), unknown="")
+    assert got != model.generate(prime, 25, greedy=True)  # the penalty changed the text
+    with pytest.raises(ValueError, match="repetition_penalty must be >= 1"):
+        model.generate(prime, 5, repetition_penalty=0.5)
+
+
+def test_a_stop_text_ends_the_sample_and_is_kept():
+    model = _trained_text_model()
+    full = model.generate("the ", 200, rng=1)
+    cut = model.generate("the ", 200, rng=1, stop=["at", "zz"])
+    end = min(full.find(s) + len(s) for s in ("at",) if s in full)
+    assert cut == full[:end] and cut.endswith("at")
+    with pytest.raises(ValueError, match="text prime"):
+        model.generate([1, 2], 5, stop="a")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"temperature": 0.5}, {"top_k": 3}, {"top_p": 0.9}, {"num_sequences": 2}],
+)
+def test_greedy_with_a_sampling_setting_is_refused(options):
+    model = _trained_text_model()
+    with pytest.raises(ValueError, match="greedy"):
+        model.generate("the ", 5, greedy=True, **options)
+
+
+def test_the_sample_command_writes_several_samples_and_refuses_contradictions(tmp_path, capsys):
+    from rnnreg import save_model
+
+    model = _trained_text_model()
+    save_model(model, str(tmp_path / "m.npz"))
+    path = str(tmp_path / "m.npz")
+    assert main(["sample", path, "--length", "20", "--sequences", "2", "--prime", "the "]) == 0
+    out = capsys.readouterr().out
+    assert "--- sample 1 of 2" in out and "--- sample 2 of 2" in out
+    assert main(["sample", path, "--greedy", "--temperature", "0.5"]) == 2
+    assert "temperature would play no part" in capsys.readouterr().err
+    assert main(["sample", path, "--prime", "the ", "--stop", "at", "--length", "200"]) == 0
+    assert capsys.readouterr().out.rstrip("\n").endswith("at")

@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 import tempfile
+import warnings
 from typing import NamedTuple
 
 
@@ -67,13 +68,23 @@ def _train(args):
     from .runs import load_data, train_run
 
     _check_writable(args.out)
+    files = TRAIN_FILES.paths(args.out)
+    earlier = [os.path.basename(f) for f in files if os.path.exists(f)]
+    if earlier and not (args.resume or args.overwrite):
+        raise ValueError(
+            f"{args.out} holds an earlier run ({', '.join(earlier)}): --resume continues it, "
+            "--overwrite replaces it, or give another --out"
+        )
+    if args.overwrite and not args.resume:  # nothing of the earlier run may pass for this one's
+        for path in files:
+            if os.path.exists(path):
+                os.remove(path)
     settings = vars(args)
     description, vocab_size, data = load_data(settings)
     print(f"data: {description}")
     from . import __version__
     from .callbacks import CSVLogger
 
-    files = TRAIN_FILES.paths(args.out)
     if args.csv:
         _check_log_path(args.csv, args.out)
     callbacks = [CSVLogger(args.csv, append=args.resume)] if args.csv else []
@@ -284,7 +295,7 @@ def _sample(args):
             f"{args.checkpoint} holds no vocabulary (a model trained on token ids, "
             "such as --data synthetic): there is no text to sample"
         )
-    text = model.generate(
+    texts = model.generate(
         args.prime,
         args.length,
         temperature=args.temperature,
@@ -292,8 +303,14 @@ def _sample(args):
         rng=args.seed,
         top_p=args.top_p,
         greedy=args.greedy,
+        repetition_penalty=args.repetition_penalty,
+        stop=args.stop,
+        num_sequences=args.sequences,
     )
-    print(_for_terminal(args.prime + text) if sys.stdout.isatty() else args.prime + text)
+    for number, text in enumerate(texts):
+        if args.sequences > 1:
+            print(f"{'' if number == 0 else chr(10)}--- sample {number + 1} of {args.sequences}")
+        print(_for_terminal(args.prime + text) if sys.stdout.isatty() else args.prime + text)
     return 0
 
 
@@ -438,6 +455,12 @@ def build_parser():
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.checkpoint.npz")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (without it, or --resume, an earlier run is kept and "
+        "the command stops)",
+    )
+    p.add_argument(
         "--wait",
         action="store_true",
         help="when another run is writing into --out, wait for it to finish instead of stopping",
@@ -459,7 +482,10 @@ def build_parser():
     p.add_argument("--length", type=int, default=200, help="characters to generate")
     p.add_argument("--prime", default="", help="text to start from")
     p.add_argument(
-        "--temperature", type=float, default=1.0, help="below 1: more likely characters; above 1: more varied"
+        "--temperature",
+        type=float,
+        default=None,
+        help="below 1: more likely characters; above 1: more varied (default: 1)",
     )
     p.add_argument("--top-k", type=int, default=None, help="sample among the K likeliest only")
     p.add_argument(
@@ -473,6 +499,22 @@ def build_parser():
     p.add_argument(
         "--greedy", action="store_true", help="take the likeliest character every time (no sampling)"
     )
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        metavar="R",
+        help="divide the score of every character already in the text by R >= 1 (CTRL's penalty): "
+        "fewer loops",
+    )
+    p.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="end a sample once it ends with TEXT (kept); may be given several times",
+    )
+    p.add_argument("--sequences", type=int, default=1, metavar="N", help="how many samples to write")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
     p.set_defaults(func=_sample)
 
@@ -515,13 +557,28 @@ def main(argv=None):
     """Run the command line; returns the exit status. A user's error (a bad value, a missing or
     unusable file, a checkpoint that does not fit, a run that diverged, a full or read-only
     disk) prints one line to stderr — no traceback unless --debug; Ctrl-C exits with 130."""
-    from .checkpoint import CheckpointError
-    from .training import TrainingError
-
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     _log_to_stdout()
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)
+        return _run(args, argv)
+
+
+def _one_line_warning(command):
+    """Warnings on the command line as one line each, ``rnnreg CMD: warning: ...`` (not
+    Python's file-and-line form)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"rnnreg {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
+def _run(args, argv):
+    from .checkpoint import CheckpointError
     from .folder_lock import FolderBusy, FolderLock
+    from .training import TrainingError
 
     try:
         if getattr(args, "out", None) and args.command in ("train", "compare", "sweep"):

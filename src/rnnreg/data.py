@@ -8,6 +8,7 @@ import fnmatch
 import os
 import stat
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Union
 
@@ -407,7 +408,31 @@ class CharCorpus:
             f"{n_test} test ({_some_names([files[k] for k in held_test])})"
             + (f"; {len(empty)} empty files left out" if empty else "")
         )
+        _warn_if_held_out_is_small(corpus, {"validation": n_val, "test": n_test}, len(docs))
         return corpus
+
+
+#: A held-out split smaller than this many characters, or than half of its share of the text,
+#: gets a warning: its loss says little (one short file of a folder split by document).
+SMALL_SPLIT_CHARS = 5_000
+
+
+def _warn_if_held_out_is_small(corpus, files, total_files):
+    """Warn when the validation or test split of a by-document split is small: few characters,
+    or far below its share of the files (whole files are held out, and a short one can be the
+    only one)."""
+    sizes = {"validation": corpus.val.size, "test": corpus.test.size}
+    total = corpus.train.size + sum(sizes.values())
+    for split, size in sizes.items():
+        share = files[split] / total_files
+        if size < SMALL_SPLIT_CHARS or size < 0.5 * share * total:
+            warnings.warn(
+                f"the {split} split is {files[split]} of {total_files} files but {size:,} characters "
+                f"({size / total:.1%} of the text): its loss will say little; give more or longer "
+                "files, or the text as one file (split by line)",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _some_names(paths, shown=3):

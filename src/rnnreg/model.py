@@ -66,10 +66,20 @@ __all__ = [
 MAX_GENERATED = 10**8
 
 
-def _next_token(logits, temperature, top_k, top_p, greedy, rng):
+class Sampling(NamedTuple):
+    """How generate draws each token (its arguments, checked)."""
+
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    greedy: bool
+
+
+def _next_token(logits, sampling, rng):
     """One token from a row of logits: the most likely (greedy), or a draw from softmax(logits /
     temperature) restricted to the top_k most likely, then to the smallest most-likely set whose
     probability reaches top_p."""
+    temperature, top_k, top_p, greedy = sampling
     scores = logits.astype(np.float64)
     if greedy:
         return int(np.argmax(scores))
@@ -670,13 +680,16 @@ class RegularizedLSTM:
         self,
         prime: str | Sequence[int],
         length: int,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         rng: None | int | np.random.Generator = None,
         *,
         top_p: float | None = None,
         greedy: bool = False,
-    ) -> str | NDArray[np.int64]:
+        repetition_penalty: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        num_sequences: int | None = None,
+    ) -> Any:
         """Sample ``length`` tokens after ``prime``.
 
         Parameters
@@ -687,8 +700,8 @@ class RegularizedLSTM:
             symbol, which is not what was typed).
         length : int
             Tokens to generate.
-        temperature : float > 0
-            Each next token is drawn from softmax(logits / temperature).
+        temperature : float > 0, optional
+            Each next token is drawn from softmax(logits / temperature) (default 1).
         top_k : int, optional
             Draw among the ``top_k`` most likely tokens only.
         rng : np.random.Generator, int seed or None
@@ -697,13 +710,24 @@ class RegularizedLSTM:
             Nucleus sampling: draw among the smallest set of most likely tokens whose
             probability reaches ``top_p`` (after ``top_k``, as Hugging Face's ``generate``).
         greedy : bool
-            Take the most likely token at every step (no draw; temperature, top_k, top_p and rng
-            play no part).
+            Take the most likely token at every step (no draw): temperature, top_k, top_p and
+            num_sequences > 1 are refused with it.
+        repetition_penalty : float >= 1, optional
+            Keskar et al.'s (2019, CTRL) penalty, as Hugging Face's ``generate`` applies it: the
+            logit of every token already in the prime or the text so far is divided by it when
+            positive, multiplied by it when negative — a greedy or cold draw loops less.
+        stop : str or sequence of str, optional
+            Text that ends the generation once the text generated (after the prime) ends with
+            it; the stop text is kept. Fewer than ``length`` characters may then come back.
+        num_sequences : int, optional
+            Generate this many sequences from the same prime, one after another from ``rng``
+            (the first is the one a call without it gives); a list comes back.
 
         Returns
         -------
-        str or ndarray of int64
-            The generated text when prime is text, else the generated ids.
+        str or ndarray of int64, or a list of them
+            The generated text when prime is text, else the generated ids; a list of
+            ``num_sequences`` of them when it is given.
 
         Examples
         --------
@@ -715,6 +739,8 @@ class RegularizedLSTM:
         True
         >>> model.generate("ab", 3, greedy=True) == model.generate("ab", 3, greedy=True)
         True
+        >>> len(model.generate("ab", 10, rng=0, num_sequences=3))
+        3
         """
         self._needs_a_language_model("generate")
         config = self.model_config
@@ -727,13 +753,35 @@ class RegularizedLSTM:
         length = v.positive_int(length, "length", minimum=0)
         if length > MAX_GENERATED:
             raise ValueError(f"length must be at most {MAX_GENERATED:,} tokens a call, got {length:,}")
-        temperature = v.positive_float(temperature, "temperature")
+        if greedy:
+            settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+            given = [name for name, value in settings.items() if value is not None]
+            if given:
+                raise ValueError(
+                    f"greedy takes the most likely token: {' and '.join(given)} would play no part; "
+                    "give either greedy or a sampling setting"
+                )
+            if num_sequences is not None and num_sequences != 1:
+                raise ValueError(
+                    "greedy gives one sequence (every one would be the same): num_sequences must be 1"
+                )
+        temperature = 1.0 if temperature is None else v.positive_float(temperature, "temperature")
         if top_k is not None:
             top_k = min(v.positive_int(top_k, "top_k"), self.output_size)
         if top_p is not None:
             top_p = v.probability(top_p, "top_p")
+        if repetition_penalty is not None:
+            repetition_penalty = v.positive_float(repetition_penalty, "repetition_penalty")
+            if repetition_penalty < 1:
+                raise ValueError(f"repetition_penalty must be >= 1 (1: none), got {repetition_penalty!r}")
+        count = 1 if num_sequences is None else v.positive_int(num_sequences, "num_sequences")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if any(not isinstance(text, str) or not text for text in stops):
+            raise ValueError(f"stop must be a non-empty text or a list of them, got {stop!r}")
         rng = v.as_generator(rng)
         as_text = isinstance(prime, str)
+        if stops and not as_text:
+            raise ValueError("stop texts need a text prime (token ids have no text to match)")
         if as_text:
             if self.vocabulary is None:
                 raise ValueError(
@@ -749,21 +797,48 @@ class RegularizedLSTM:
             ids = self.vocabulary.encode(prime)
         else:
             ids = v.token_array(prime, "prime", self.vocab_size, ndim=1)
+        seen = ids
         if ids.size == 0:
             ids = np.zeros(1, np.int64)  # no prime: start from the unknown symbol
+        results = []
+        for _ in range(count):
+            sampling = Sampling(temperature, top_k, top_p, greedy)
+            out = self._draw(ids, seen, length, sampling, repetition_penalty, stops, rng, as_text)
+            if as_text:
+                assert self.vocabulary is not None  # checked above: text needs one
+                results.append(self.vocabulary.decode(out, unknown=""))
+            else:
+                results.append(out)
+        return results[0] if num_sequences is None else results
+
+    def _draw(self, ids, seen, length, sampling, repetition_penalty, stops, rng, as_text):
+        """One generated sequence of ids after the prime ``ids`` (``seen``: the prime's tokens,
+        for the repetition penalty), ending early after a stop text."""
         logits, state = self.logits(ids)
         last = logits[-1]
         out = np.empty(length, np.int64)
+        counted = np.zeros(last.size, bool)
+        counted[seen[seen < last.size]] = True
+        text = ""
+        longest_stop = max((len(s) for s in stops), default=0)
         for k in range(length):
             if as_text:  # text never holds the unknown symbol (id 0): a draw of length characters
                 last = np.where(np.arange(last.size) == 0, -np.inf, last)
-            out[k] = _next_token(last, temperature, top_k, top_p, greedy, rng)
-            logits, state = self.logits(out[k : k + 1], state)
-            last = logits[-1]
-        if not as_text:
-            return out
-        assert self.vocabulary is not None  # checked above: text needs one
-        return self.vocabulary.decode(out, unknown="")
+            if repetition_penalty is not None and repetition_penalty != 1:
+                last = np.where(
+                    counted, np.where(last > 0, last / repetition_penalty, last * repetition_penalty), last
+                )
+            out[k] = _next_token(last, sampling, rng)
+            counted[out[k]] = True
+            if stops:
+                assert self.vocabulary is not None
+                text = (text + self.vocabulary.chars[out[k]])[-longest_stop:]
+                if any(text.endswith(s) for s in stops):
+                    return out[: k + 1]
+            if k + 1 < length:
+                logits, state = self.logits(out[k : k + 1], state)
+                last = logits[-1]
+        return out
 
     # ------------------------------------------------------------------ sequence tasks
     def _outputs(self, X, batch_size):
