@@ -24,7 +24,7 @@ import tempfile
 import tokenize
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
@@ -517,15 +517,51 @@ def _check_declared_model(path, config, meta):
         )
 
 
+class TrainFiles(NamedTuple):
+    """The files ``rnnreg train --out FOLDER`` writes, by role: named here once, and read by
+    :func:`load_model` and ``rnnreg sample`` (given the folder), ``--resume`` and the Ctrl-C
+    message. ``TRAIN_FILES.paths(folder)`` gives them in a folder."""
+
+    best: str = "best.npz"
+    model: str = "model.npz"
+    checkpoint: str = "train.checkpoint.npz"
+    history: str = "history.json"
+    curves: str = "learning_curves.png"
+
+    def paths(self, folder):
+        return TrainFiles(*(os.path.join(folder, name) for name in self))
+
+
+TRAIN_FILES = TrainFiles()
+
+
+def model_file(path):
+    """A model file, or a run folder's (of ``rnnreg train``): its best.npz, else its model.npz,
+    else its checkpoint."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    files = TRAIN_FILES.paths(path)
+    for name in (files.best, files.model, files.checkpoint):
+        if os.path.isfile(name):
+            return name
+    raise CheckpointError(
+        f"{path} is a folder without a model file ({TRAIN_FILES.best}, {TRAIN_FILES.model} or "
+        f"{TRAIN_FILES.checkpoint}): give a run folder of rnnreg train, or a file"
+    )
+
+
 def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     """A RegularizedLSTM (or RegularizedGRU, as the file's ``cell`` says) from a file of
-    :func:`save_model` or a checkpoint of :func:`fit`: its weights and, when saved, its
-    vocabulary. The file is untrusted input: the model's settings are read and checked first,
+    :func:`save_model` or a checkpoint of :func:`fit` — or from a run folder of ``rnnreg train``
+    (its best model: best.npz, else model.npz, else its checkpoint): its weights and, when
+    saved, its vocabulary. The file is untrusted input: the model's settings are read and checked first,
     and no array larger than that model's is decompressed (nothing is unpickled).
 
     Parameters
     ----------
     path : str or os.PathLike
+        A file, or a run folder.
 
     Returns
     -------
@@ -549,6 +585,7 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> "RegularizedLSTM":
     """
     from .model import build_model
 
+    path = model_file(path)
     meta = read_meta(path)
     config = meta["payload"].get("model_config")
     if not isinstance(config, dict):

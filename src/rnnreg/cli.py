@@ -18,25 +18,6 @@ import shlex
 import sys
 import tempfile
 import warnings
-from typing import NamedTuple
-
-
-class TrainFiles(NamedTuple):
-    """The files ``rnnreg train --out FOLDER`` writes, by role: named here once, and read by
-    ``rnnreg sample FOLDER``, ``--resume`` and the Ctrl-C message. ``TRAIN_FILES.paths(out)``
-    gives them in a folder."""
-
-    best: str = "best.npz"
-    model: str = "model.npz"
-    checkpoint: str = "train.checkpoint.npz"
-    history: str = "history.json"
-    curves: str = "learning_curves.png"
-
-    def paths(self, folder):
-        return TrainFiles(*(os.path.join(folder, name) for name in self))
-
-
-TRAIN_FILES = TrainFiles()
 
 
 def _write_json(path, obj):
@@ -64,6 +45,7 @@ def _epoch_log(args, name):
 
 
 def _train(args):
+    from .checkpoint import TRAIN_FILES
     from .plotting import plot_learning_curves
     from .runs import load_data, train_run
 
@@ -141,6 +123,7 @@ def _train(args):
 def _check_log_path(csv_path, out):
     """Refuse a --csv that is one of the run's own files (the log and the file would overwrite
     each other) or the run folder itself."""
+    from .checkpoint import TRAIN_FILES
     from .folder_lock import LOCK_NAME
 
     own = [*TRAIN_FILES.paths(out), os.path.join(out, LOCK_NAME), out]
@@ -241,7 +224,7 @@ def _sweep(args):
     import matplotlib
 
     matplotlib.use("Agg")
-    from .sweeps import parse_grid, parse_space, settings_of, sweep, sweep_table
+    from .sweeps import parse_grid, parse_space, settings_of, sweep, sweep_table, train_command
 
     grid, space = parse_grid(args.grid), parse_space(args.space)
     _check_writable(args.out)
@@ -255,6 +238,7 @@ def _sweep(args):
         out=args.out,
         progress=not args.no_progress,
         prune=args.prune,
+        model_dir=args.model_dir,
     )
     print()
     print(sweep_table(records))
@@ -267,28 +251,21 @@ def _sweep(args):
     )
     print(
         f"\n{len(records)} trials, {failed} failed{stopped}; wrote {args.out}/sweep.json, sweep.md, sweep.png"
+        + (f"; each trial's best model in {args.model_dir}" if args.model_dir else "")
     )
+    done = [r for r in records if r["status"] == "done"]
+    if done:
+        best = min(done, key=lambda r: r["best_val_loss"])
+        command = train_command(settings_of(args), best["params"])
+        if command:
+            print(f"the best trial ({best['best_val_loss']:.4f}), trained again: {command}")
     return 0
 
 
-def _model_file(path):
-    """A model file, or a run folder's: its best.npz, else its model.npz, else its checkpoint."""
-    if not os.path.isdir(path):
-        return path
-    files = TRAIN_FILES.paths(path)
-    for name in (files.best, files.model, files.checkpoint):
-        if os.path.isfile(name):
-            return name
-    raise FileNotFoundError(
-        f"{path} is a folder without a model file ({TRAIN_FILES.best}, {TRAIN_FILES.model} or "
-        f"{TRAIN_FILES.checkpoint}): give a run folder of rnnreg train, or a file"
-    )
-
-
 def _sample(args):
-    from .checkpoint import load_model
+    from .checkpoint import load_model, model_file
 
-    args.checkpoint = _model_file(args.checkpoint)
+    args.checkpoint = model_file(args.checkpoint)
     model = load_model(args.checkpoint)
     if model.vocabulary is None:
         raise ValueError(
@@ -428,6 +405,12 @@ def build_parser():
         "--jobs", type=int, default=None, help="local worker processes (default: the number of cores)"
     )
     p.add_argument(
+        "--model-dir",
+        default=None,
+        metavar="DIR",
+        help="write each trial's best model file there (local sweeps), named after its settings",
+    )
+    p.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
@@ -523,6 +506,8 @@ def build_parser():
 
 def _interrupted(args, argv):
     """What to tell a user who pressed Ctrl-C: where the last checkpoint is and how to go on."""
+    from .checkpoint import TRAIN_FILES
+
     checkpoint = TRAIN_FILES.paths(getattr(args, "out", "")).checkpoint
     if args.command != "train" or not os.path.exists(checkpoint):
         return f"rnnreg {args.command}: interrupted; nothing was checkpointed to resume from"

@@ -317,6 +317,10 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
         symbols). The two PyTorch biases are summed; the gate blocks reordered.
     vocabulary : Vocabulary, optional
         For the model (default: the one to_torch attached, if any).
+
+    The dropout the module declares comes along: its recurrent module's ``dropout`` (between
+    layers) and the ``input_dropout`` / ``output_dropout`` layers :func:`to_torch` makes, as keep
+    probabilities. What no module holds (recurrent masks, zoneout, AR/TAR) is not read.
     seed : int or Generator, optional
         For the model's dropout masks.
     task : {"classify", "regress", "forecast"}, optional
@@ -386,6 +390,7 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
     tied = embedding is not None and head.weight is embedding.weight
     task = getattr(module, "task", None) if task is None and hasattr(module, "input_mean") else task
     pooling = getattr(module, "pooling", pooling)
+    dropout = _dropout_rates(module, lstm, nn)
     if task is not None and task != "next-token":
         if embedding is not None:
             raise ValueError(
@@ -401,6 +406,7 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
             num_layers=L,
             seed=seed,
             dtype=np.float64 if dtype == torch.float64 else np.float32,
+            **dropout,
         )
     else:
         model = build_model(
@@ -413,6 +419,7 @@ def from_torch(module, vocabulary=None, seed=None, *, task=None, pooling="last")
             seed=seed,
             dtype=np.float64 if dtype == torch.float64 else np.float32,
             tie_weights=tied,
+            **dropout,
         )
     as_np = lambda t: t.detach().cpu().to(torch.float64).numpy()
     state = {}
@@ -488,6 +495,25 @@ def _check_sequences_on_a_probe(module, model, torch):
 # Modules from_torch maps (or that compute nothing in evaluation), and containers of them.
 _MAPPED = ("LSTM", "GRU", "Linear", "Embedding", "Dropout", "Identity")
 _CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _dropout_rates(module, rnn, nn):
+    """The keep probabilities of the dropout the module declares where rnnreg's would act: the
+    recurrent module's own ``dropout`` (between layers) and the ``input_dropout`` and
+    ``output_dropout`` layers to_torch makes — one ``dropout_keep_prob`` when they agree, else
+    each rate. Recurrent masks, zoneout and penalties are not in a module and cannot be read."""
+    rates = {}
+    for setting, layer in (("input_keep_prob", "input_dropout"), ("output_keep_prob", "output_dropout")):
+        found = getattr(module, layer, None)
+        if isinstance(found, nn.Dropout):
+            rates[setting] = float(found.p)
+    if rnn.num_layers > 1:
+        rates["between_keep_prob"] = float(rnn.dropout)
+    if not any(rates.values()):
+        return {}
+    if len(set(rates.values())) == 1:
+        return {"dropout_keep_prob": 1.0 - next(iter(rates.values()))}
+    return {setting: 1.0 - p for setting, p in rates.items() if p > 0}
 
 
 def _refuse_what_is_not_mapped(module, nn):

@@ -391,6 +391,90 @@ class RegularizedLSTM:
         """The parameters by name (the arrays themselves, updated in place by optimizers)."""
         return self.params
 
+    def __repr__(self) -> str:
+        """The class, the sizes, and every setting that differs from what those sizes alone
+        give — a call that builds a model of the same architecture."""
+        config = self.model_config
+        sizes = {
+            n: getattr(config, n) for n in ("vocab_size", "input_size", "hidden_size") if getattr(config, n)
+        }
+        plain = ModelConfig(**sizes, cell=config.cell, task=config.task, output_size=config.output_size)
+        shown = [f"{name}={value!r}" for name, value in sizes.items()]
+        for name, _, _ in settings():
+            value = getattr(config, name)
+            if name in sizes or name == "cell":
+                continue
+            if name in ("task", "output_size"):
+                bare = ModelConfig(**sizes, cell=config.cell) if config.task == "next-token" else None
+                if bare is not None and getattr(bare, name) == value:
+                    continue
+            elif value == getattr(plain, name):
+                continue
+            shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def summary(self, print_fn=print) -> None:
+        """Print the model's parts (Keras's ``summary``): the input, each recurrent layer and
+        the head, with the shape each gives and its parameters; the total; and the
+        regularizers that act, where, with their settings. ``print_fn`` takes each line."""
+        import re
+
+        from .regularizers import Place
+
+        config = self.model_config
+        H, cell = config.hidden_size, type(self).__name__.replace("Regularized", "")
+        groups: dict[str, list[str]] = {}
+        for name in self.params:
+            index = re.match(r"^(?:W|b|bn|ln)(\d+)", name)
+            key = (
+                f"{cell} layer {index.group(1)}" if index else "embedding" if name == "embedding" else "head"
+            )
+            groups.setdefault(key, []).append(name)
+        tokens = config.vocab_size is not None
+        steps = "" if config.per_sequence else "steps, "
+        rows = [
+            (
+                "input (token ids)" if tokens else "input (vectors)",
+                "(batch, steps)" if tokens else f"(batch, steps, {config.input_size})",
+                0,
+            )
+        ]
+        if "embedding" in groups:
+            rows.append(
+                ("embedding", f"(batch, steps, {config.embedding_size})", self.params["embedding"].size)
+            )
+        for layer in range(config.num_layers):
+            key = f"{cell} layer {layer}"
+            rows.append((key, f"(batch, steps, {H})", sum(self.params[n].size for n in groups.get(key, []))))
+        head = f"head ({config.task}{', ' + config.pooling + ' pooling' if config.per_sequence else ''})"
+        rows.append(
+            (head, f"(batch, {steps}{config.output_size})", sum(self.params[n].size for n in groups["head"]))
+        )
+        width = max(len(r[0]) for r in rows) + 2
+        line = "-" * (width + 40)
+        print_fn(f"{repr(self)}")
+        print_fn(line)
+        print_fn(f"{'part':<{width}}{'output shape':<26}{'parameters':>14}")
+        print_fn(line)
+        for part, shape, count in rows:
+            print_fn(f"{part:<{width}}{shape:<26}{count:>14,}")
+        print_fn(line)
+        print_fn(f"{'total':<{width}}{'':<26}{self.parameter_count():>14,}  ({self.dtype.name})")
+        acting = [
+            (
+                place.value,
+                type(part).__name__,
+                ", ".join(
+                    f"{n}={getattr(config, n)!r}" for n in part.settings if getattr(config, n) is not None
+                ),
+            )
+            for place in Place
+            for part in active_parts(config, place)
+        ]
+        print_fn("regularizers:" + (" none" if not acting else ""))
+        for place, name, values in acting:
+            print_fn(f"  {name} ({place}): {values}")
+
     def parameter_count(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 

@@ -4,6 +4,10 @@ Each function draws on a new matplotlib Figure (or on the axes you pass), labels
 returns the Figure, so it works the same in a notebook, a script and headless (Agg) runs.
 """
 
+import csv
+import json
+import os
+
 import numpy as np
 
 __all__ = [
@@ -20,6 +24,28 @@ def _pyplot():
     return plt
 
 
+def _history_of(source):
+    """A history dict from what ``fit`` and ``rnnreg train`` leave: the dict itself, a
+    ``history.json`` (or a run folder holding one), or a CSV log of ``CSVLogger``/``--csv``."""
+    if isinstance(source, dict):
+        return source
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        path = os.path.join(path, "history.json")
+    if path.endswith(".csv"):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "train_loss" not in rows[0]:
+            raise ValueError(f"{path} is not a CSV log of rnnreg (no train_loss column)")
+        number = lambda text: float(text) if text not in ("", None) else None  # noqa: E731
+        return {key: [number(row.get(key)) for row in rows] for key in ("train_loss", "val_loss")}
+    with open(path) as f:
+        history = json.load(f)
+    if not isinstance(history, dict) or "train_loss" not in history:
+        raise ValueError(f"{path} is not a history of rnnreg (no train_loss)")
+    return history
+
+
 def _curve(values, name):
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
@@ -34,8 +60,10 @@ def plot_learning_curves(
 
     Parameters
     ----------
-    train_losses : sequence of float
-        One per epoch.
+    train_losses : sequence of float, or a history
+        One per epoch — or what ``fit`` returns (its ``train_loss``, ``val_loss`` and
+        ``best_epoch`` are read), the path of a ``history.json`` or of a run folder holding one,
+        or the path of a CSV log (``CSVLogger``, ``rnnreg train --csv``).
     val_losses : sequence of float, optional
     title : str
     best_epoch : int, optional
@@ -57,7 +85,17 @@ def plot_learning_curves(
     >>> fig = plot_learning_curves([2.0, 1.5, 1.2], [2.1, 1.7, 1.8])
     >>> fig.axes[0].get_ylabel()
     'Loss (nats per token)'
+    >>> fig = plot_learning_curves({"train_loss": [2.0, 1.5], "val_loss": [2.1, 1.7], "best_epoch": 1})
     """
+    if not isinstance(train_losses, (list, tuple, np.ndarray)):  # a history, or its file
+        history = _history_of(train_losses)
+        train_losses = history["train_loss"]
+        if val_losses is None and any(x is not None for x in history.get("val_loss") or []):
+            val_losses = [np.nan if x is None else x for x in history["val_loss"]]
+        if best_epoch is None and history.get("best_epoch") is not None:
+            best_epoch = (
+                history["epoch"].index(history["best_epoch"]) if "epoch" in history else history["best_epoch"]
+            )
     plt = _pyplot()
     train = _curve(train_losses, "train_losses")
     if ax is None:

@@ -115,6 +115,41 @@ def settings_of(args):
     return {dest: getattr(args, dest) for dest in default_settings() if hasattr(args, dest)}
 
 
+def train_command(settings, params, out="runs/best"):
+    """The ``rnnreg train`` command that trains the trial ``params`` (flag names, as a sweep's
+    records hold them) of a sweep with ``settings`` (destination names, as
+    :func:`settings_of` gives): every training option whose value differs from its default, in
+    the command line's own form. A trial of a named setting (``setting=zoneout``) is run with
+    ``--settings`` by ``rnnreg compare``: its command says so."""
+    import shlex
+
+    if "setting" in params:
+        rest = {name: value for name, value in params.items() if name != "setting"}
+        if rest:
+            return None  # a named setting combined with options: no one command says both
+        return shlex.join(["rnnreg", "compare", "--settings", params["setting"], *_flags(settings, {})])
+    return shlex.join(["rnnreg", "train", *_flags(settings, params), "--out", out])
+
+
+def _flags(settings, params):
+    """Command-line tokens of the settings (with the trial's params) that differ from defaults."""
+    merged = dict(settings, **{_dest(name): value for name, value in params.items()})
+    defaults = default_settings()
+    tokens = []
+    for flag, option in _OPTIONS.items():
+        dest = flag.replace("-", "_")
+        value = merged.get(dest, defaults.get(dest))
+        if dest not in defaults or value == defaults[dest] or value is None:
+            continue
+        if option.switch:
+            tokens.append(f"--{flag}") if value else None
+        elif option.many:
+            tokens += [f"--{flag}", *[str(x) for x in value]]
+        else:
+            tokens += [f"--{flag}", str(value)]
+    return tokens
+
+
 def _sweepable():
     return {flag: option for flag, option in _OPTIONS.items() if option.sweepable}
 
