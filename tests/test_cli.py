@@ -604,7 +604,14 @@ def test_compare_on_sequences_reports_the_tasks_metric(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "inputs standardized on the training split" in printed
-    assert "| setting | best val loss | test loss | test accuracy |" in printed
+    columns = [
+        "setting",
+        "best val loss",
+        "test loss, best model",
+        "test loss, last epoch",
+        "test accuracy, best model",
+    ]
+    assert "| " + " | ".join(columns) + " |" in printed
     assert (out / "comparison.png").exists() and (out / "models" / "dropout.npz").exists()
     assert load_model(str(out / "models" / "none.npz")).standardizer is not None
 

@@ -136,7 +136,9 @@ def plot_regularization_comparison(
     ----------
     results : dict name -> history
         A history is a dict with lists ``"train_loss"`` and ``"val_loss"`` (one value per epoch),
-        optionally ``"test_loss"`` (a number), or just a list of validation losses.
+        optionally ``"test_loss"`` (the last epoch's weights), ``"best_model_test_loss"`` (the
+        best validation epoch's: the bars show it, the last epoch's beside it when they differ)
+        and ``"best_epoch"`` (starred on its curve), or just a list of validation losses.
     title : str
     metric : str
         The history key drawn as curves.
@@ -161,18 +163,35 @@ def plot_regularization_comparison(
     if not isinstance(results, dict) or not results:
         raise ValueError("results must be a non-empty dict: setting name -> history")
     fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, 5))
-    names, held_out = [], []
-    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    names, shipped, last = [], [], []
     for k, (name, history) in enumerate(results.items()):
         if not isinstance(history, dict):
             history = {metric: list(history)}
         curve = _curve(history[metric], f"results[{name!r}][{metric!r}]")
-        color = colors[k % 10]
-        ax_curve.plot(np.arange(len(curve)), curve, "-o", color=color, label=name, markersize=3)
+        color, marker = _style(k)
+        ax_curve.plot(np.arange(len(curve)), curve, "-", marker=marker, color=color, label=name, markersize=3)
+        best = history.get("best_epoch")
+        best = int(np.nanargmin(curve)) if best is None or metric != "val_loss" else best
+        if 0 <= best < len(curve):  # the epoch whose weights the setting ships
+            ax_curve.scatter(
+                [best], [curve[best]], s=140, marker="*", color=color, edgecolors="black", zorder=5
+            )
         names.append(name)
-        held_out.append(history.get("test_loss", np.nanmin(curve)))
-    bars = ax_bar.bar(names, held_out, color=[colors[k % 10] for k in range(len(names))])
-    for bar, value in zip(bars, held_out):
+        held_out = history.get("test_loss", np.nanmin(curve))
+        best_model = history.get("best_model_test_loss")
+        shipped.append(held_out if best_model is None else best_model)
+        last.append(held_out)
+    positions = np.arange(len(names))
+    two = any(a != b for a, b in zip(shipped, last))
+    width = 0.4 if two else 0.8
+    colors = [_style(k)[0] for k in range(len(names))]
+    bars = ax_bar.bar(positions - (width / 2 if two else 0), shipped, width, color=colors, label="best model")
+    if two:
+        ax_bar.bar(
+            positions + width / 2, last, width, color=colors, alpha=0.35, hatch="//", label="last epoch"
+        )
+        ax_bar.legend(loc="upper right")
+    for bar, value in zip(bars, shipped):
         ax_bar.text(
             bar.get_x() + bar.get_width() / 2,
             bar.get_height(),
@@ -181,19 +200,30 @@ def plot_regularization_comparison(
             va="bottom",
             fontsize=9,
         )
+    ax_bar.set_xticks(positions, names)
     ax_bar.set_xlabel("Setting")
-    ax_bar.set_ylabel(f"Held-out loss ({unit})")
-    ax_bar.set_title("Held-out loss per setting (lower is better)")
+    ax_bar.set_ylabel(f"Test loss ({unit})")
+    ax_bar.set_title("Test loss of each setting's best model (lower is better)")
     ax_bar.tick_params(axis="x", rotation=30)
     ax_bar.grid(True, axis="y", alpha=0.3)
     ax_curve.set_xlabel("Epoch")
     ax_curve.set_ylabel(f"{metric.replace('_', ' ').capitalize()} ({unit})")
-    ax_curve.set_title(f"{metric.replace('_', ' ').capitalize()} per epoch")
+    ax_curve.set_title(f"{metric.replace('_', ' ').capitalize()} per epoch (★ the best epoch)")
     ax_curve.grid(True, alpha=0.3)
     ax_curve.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def _style(k):
+    """Colour and marker of the k-th line: tab10's colours, then the same colours with the next
+    marker — so that lines beyond ten stay apart."""
+    plt = _pyplot()
+    return plt.cm.tab10(k % 10), _MARKERS[(k // 10) % len(_MARKERS)]
 
 
 def plot_weight_distributions(weights, title="Weight distributions", bins=50):

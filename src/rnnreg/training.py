@@ -796,6 +796,7 @@ class _Run:
                 f"monitor must be one of {', '.join(allowed)} for this model, got {config.monitor!r}"
             )
         self.val_metrics: dict[str, float] = {}
+        self.best_weights = None  # the best validation epoch's weights (when there is a test set)
         self.history: dict[str, Any] = {key: [] for key in HISTORY_LISTS}
         self.history.update({f"val_{name}": [] for name in self.metrics})
         self.history.update(
@@ -805,9 +806,12 @@ class _Run:
             stop_reason=None,
             restored_best=False,
             test_loss=None,
+            best_model_test_loss=None,
+            averaging_from=None,
         )
         if self.metrics:
             self.history["test_metrics"] = None
+            self.history["best_model_test_metrics"] = None
 
     @property
     def schedule_part(self):
@@ -968,8 +972,11 @@ class _Run:
             if self.monitor is not None:
                 watched = val_loss if config.monitor == "val_loss" else self.val_metrics[config.monitor[4:]]
                 go_on = self.monitor.check(watched, epoch, model=self.model)
-            if config.best_model_path and val_loss is not None and self._is_best(val_loss):
-                save_model(self.model, config.best_model_path)  # the best so far, as evaluated
+            if val_loss is not None and self._is_best(val_loss):  # the best so far, as evaluated
+                if config.best_model_path:
+                    save_model(self.model, config.best_model_path)
+                if data.test is not None:  # for the test loss of the model the run would ship
+                    self.best_weights = self.model.state_dict()
         return val_loss, stats.get("max_abs_c"), go_on
 
     def _is_best(self, val_loss):
@@ -1010,6 +1017,7 @@ class _Run:
         )
         if isinstance(optimizer, NTASGD) and optimizer.record(val_loss):
             line += "  (NT-ASGD: averaging from here on)"
+            history["averaging_from"] = epoch
         if monitor is not None:
             history["best_epoch"] = monitor.best_epoch
             history["best_val_loss"] = (
@@ -1133,6 +1141,7 @@ class _Run:
             failed=failed,
             test_starts=self.data.test_starts,
             optimizer=self.optimizer,
+            best_weights=self.best_weights,
         )
         if self.config.model_path:  # the weights whose test loss the history reports
             save_model(self.model, self.config.model_path)
@@ -1171,9 +1180,26 @@ class _ScheduleState:
             self.run.plateau.load_state_dict(state["plateau"])
 
 
-def _finish(model, monitor, history, test, config, log, failed=False, test_starts=None, optimizer=None):
+def _finish(
+    model,
+    monitor,
+    history,
+    test,
+    config,
+    log,
+    failed=False,
+    test_starts=None,
+    optimizer=None,
+    best_weights=None,
+):
     if isinstance(optimizer, NTASGD):  # the model is the weights that were evaluated
         optimizer.use_average()
+        if history["averaging_from"] is None and history["epoch"]:
+            log(
+                f"NT-ASGD never started averaging: its trigger (a validation loss worse than the best "
+                f"of all but the last {optimizer.nonmono} epochs) did not fire in {len(history['epoch'])} "
+                "epochs, so this run was plain SGD"
+            )
     if monitor is not None and config.restore_best_weights:
         history["restored_best"] = monitor.restore(model)
     if history["stop_reason"]:
@@ -1182,9 +1208,30 @@ def _finish(model, monitor, history, test, config, log, failed=False, test_start
         restored = " (the best weights were restored)" if history["restored_best"] else ""
         raise TrainingError(history["stop_reason"] + restored, history)
     if test is not None:
-        result = evaluate(model, test, config.batch_size, config.bptt, starts=test_starts)
-        if isinstance(result, dict):  # a sequence task: the loss and its metrics
-            history["test_metrics"] = {name: value for name, value in result.items() if name != "loss"}
-            result = result["loss"]
-        history["test_loss"] = result
+        loss, metrics = _test(model, test, config, test_starts)
+        history["test_loss"] = loss
+        if metrics is not None:
+            history["test_metrics"] = metrics
+        # The model the run would ship — its best validation epoch's, as best.npz holds — tested too
+        # (the same numbers when the run ended there or restored it).
+        if best_weights is not None and history["best_epoch"] is not None:
+            final = model.state_dict()
+            same = all(np.array_equal(final[name], value) for name, value in best_weights.items())
+            if not same:
+                model.load_state_dict(best_weights)
+                try:
+                    loss, metrics = _test(model, test, config, test_starts)
+                finally:
+                    model.load_state_dict(final)
+            history["best_model_test_loss"] = loss
+            if metrics is not None:
+                history["best_model_test_metrics"] = metrics
     return history
+
+
+def _test(model, test, config, test_starts):
+    """(test loss, a sequence task's test metrics or None) of the model as it is."""
+    result = evaluate(model, test, config.batch_size, config.bptt, starts=test_starts)
+    if isinstance(result, dict):  # a sequence task: the loss and its metrics
+        return result["loss"], {name: value for name, value in result.items() if name != "loss"}
+    return result, None

@@ -45,6 +45,8 @@ HISTORY_VALUES: dict[str, Any] = {
     "stopped_epoch": int,
     "stop_reason": str,
     "test_loss": (int, float),
+    "best_model_test_loss": (int, float),
+    "averaging_from": int,
 }
 
 
@@ -96,12 +98,15 @@ class HistoryState:
             )
             if not numbers or not isinstance(values, list) or len(values) != n_epochs:
                 raise ValueError(f"history {key!r} must be a list of numbers, one per epoch")
-        metrics = saved.get("test_metrics")
-        if metrics is not None and not (
-            isinstance(metrics, dict)
-            and all(isinstance(val, (int, float)) and not isinstance(val, bool) for val in metrics.values())
-        ):
-            raise ValueError("history 'test_metrics' must be None or a dict of numbers")
+        for key in ("test_metrics", "best_model_test_metrics"):
+            metrics = saved.get(key)
+            if metrics is not None and not (
+                isinstance(metrics, dict)
+                and all(
+                    isinstance(val, (int, float)) and not isinstance(val, bool) for val in metrics.values()
+                )
+            ):
+                raise ValueError(f"history {key!r} must be None or a dict of numbers")
         for key, kinds in HISTORY_VALUES.items():
             val = saved.get(key)
             if not (val is None or (isinstance(val, kinds) and not isinstance(val, bool))):
