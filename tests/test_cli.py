@@ -300,7 +300,7 @@ def test_compare_runs_the_zoneout_and_awd_settings(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"zoneout", "awd"}
     assert results["awd"]["model"]["tie_weights"] is True
-    assert results["awd"]["train_config"]["optimizer"] == "nt-asgd"
+    assert results["awd"]["train_config"]["optimizer"] == "adamw"
     assert results["zoneout"]["model"]["zoneout_cell"] == 0.5
     assert all(math.isfinite(h["test_loss"]) for h in results.values())
 
