@@ -3,9 +3,11 @@ and every example runs, here, against the installed package (docs/ holds the Sph
 CI builds with warnings as errors)."""
 
 import doctest
+import glob
 import importlib.util
 import inspect
 import os
+import re
 
 import matplotlib
 import pytest
@@ -128,3 +130,51 @@ def test_the_browser_check_passes_a_page_that_renders_and_names_what_does_not(tm
     assert "image does not render: corrupt.png" in text
     assert "script error" in text and "noSuchFunction" in text
     assert "empty.html: renders empty" in text
+
+
+def _imported_names(text):
+    """``(module, name)`` of every ``from rnnreg[.x] import a, b`` in a page's code."""
+    found = []
+    for module, names in re.findall(r"^\s*from (rnnreg(?:\.\w+)*) import \(?([\w ,\n]+?)\)?\s*$", text, re.M):
+        found += [(module, name) for name in re.split(r"[,\s]+", names) if name and name != "as"]
+    return found
+
+
+def test_every_name_the_guides_import_is_in_the_reference():
+    """A name a guide, the README or the recipes import is documented in docs/api.rst (by the
+    name it is imported as, under any module that gives the same object)."""
+    api = os.path.join(DOCS, "api.rst")
+    if not os.path.exists(api):
+        pytest.skip("docs/ is not beside the tests")
+    text = open(api).read()
+    documented = set(re.findall(r"^   ([A-Za-z_]\w*)$", text, re.M)) | set(
+        re.findall(r"\.\. data:: (\w+)", text)
+    )
+    pages = glob.glob(os.path.join(DOCS, "guide", "*.md")) + [
+        os.path.join(DOCS, "recipes.rst"),
+        os.path.join(DOCS, "..", "README.md"),
+    ]
+    missing = sorted(
+        {
+            f"{module}.{name} ({os.path.basename(page)})"
+            for page in pages
+            for module, name in _imported_names(open(page).read())
+            if name not in documented
+        }  # fmt: skip
+    )
+    assert not missing, f"imported in the guides but not in docs/api.rst: {missing}"
+
+
+def test_the_guides_table_of_command_line_defaults_is_derived():
+    """docs/guide/getting-started.md's table of where the command line's defaults differ from
+    Python's is what docs/settings_table.py derives from the declarations and the parsers."""
+    path = os.path.join(DOCS, "settings_table.py")
+    if not os.path.exists(path):
+        pytest.skip("docs/ is not beside the tests")
+    spec = importlib.util.spec_from_file_location("settings_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = open(os.path.join(DOCS, "guide", "getting-started.md")).read()
+    block = text.split("<!-- defaults -->\n", 1)[1].split("\n<!-- /defaults -->", 1)[0]
+    assert block == module.defaults_table(), "the defaults table is stale: run python docs/settings_table.py"
+    assert "| `dtype` | `float64` | `float32` |" in block

@@ -11,7 +11,7 @@ input (:mod:`rnnreg.inputs`), a head (:mod:`rnnreg.heads`) and regularizers
 
 from ._backend import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from .checkpoint import load_model, save_model
-from .data import CharCorpus, Vocabulary, generate_simple_dataset
+from .data import CharCorpus, Vocabulary, generate_simple_dataset, load_stdlib_docstrings
 from .early_stopping import EarlyStoppingMonitor
 from .functional import (
     GATE_ORDER,
@@ -55,6 +55,7 @@ from .weight_decay import compute_l2_penalty, regularized_loss
 __version__ = "0.1.0"
 
 __all__ = [
+    "load_stdlib_docstrings",
     "GATE_ORDER",
     "LSTM_LAYER_NORM_PARAMS",
     "LSTMGradients",

@@ -538,6 +538,25 @@ def load_stdlib_docstrings(train_chars=None, eval_chars=None):
     the 20th to test and the rest to training. ``train_chars`` / ``eval_chars`` keep only the first
     that many characters of the training / each held-out split (for quick runs). The text comes
     from the running Python's own library, so it can differ slightly between Python versions.
+
+    Parameters
+    ----------
+    train_chars : int, optional
+        Keep the first this many characters of the training split.
+    eval_chars : int, optional
+        Keep the first this many characters of the validation and of the test split.
+
+    Returns
+    -------
+    CharCorpus
+        Its splits, where each docstring starts in them, and its vocabulary.
+
+    Examples
+    --------
+    >>> from rnnreg import load_stdlib_docstrings
+    >>> corpus = load_stdlib_docstrings(train_chars=5000, eval_chars=1000)
+    >>> corpus.train.size, corpus.val.size, corpus.test.size
+    (5000, 1000, 1000)
     """
     import ast
     import os
