@@ -302,14 +302,18 @@ def plot(runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rnnreg.plotting import line_style
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     variants = list(dict.fromkeys(r["variant"] for r in runs))
-    for variant in variants:
+    for k, variant in enumerate(variants):
         mine = [r for r in runs if r["variant"] == variant]
         n = min(len(r["val_loss"]) for r in mine)
         curve = np.mean([r["val_loss"][:n] for r in mine], axis=0)
         secs = np.mean([r["seconds"][:n] for r in mine], axis=0)
-        style = dict(lw=2.5, color="black") if variant == "torch" else dict(lw=1.5)
+        color, marker = line_style(k)  # distinct beyond ten lines
+        style = dict(lw=2.5, color="black") if variant == "torch" else dict(lw=1.5, color=color)
+        style.update(marker=marker, markersize=4, markevery=max(1, n // 8))
         axes[0].plot(np.arange(1, n + 1), curve, label=variant, **style)
         axes[1].plot(secs, curve, label=variant, **style)
     axes[0].set_xlabel("epoch")
@@ -347,6 +351,11 @@ def main(argv=None):
         metavar="PATH",
         help="summarize the runs of an earlier learning.json instead of running",
     )
+    parser.add_argument(
+        "--replot",
+        metavar="PATH",
+        help="draw learning.png again (beside it) from the runs of an earlier learning.json",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--regularizers",
@@ -355,6 +364,10 @@ def main(argv=None):
     )
     parser.add_argument("--out", default="benchmarks/results/learning")
     args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f)["runs"], os.path.join(os.path.dirname(args.replot), "learning.png"))
+        return 0
     if args.regularizers:
         args.variants, args.reference = REGULARIZER_VARIANTS, "none"
         args.out = args.out if args.out != parser.get_default("out") else "benchmarks/results/regularizers"

@@ -8,7 +8,7 @@ import pytest
 
 from rnnreg import RegularizedLSTM, TrainConfig, fit, generate_simple_dataset, load_model
 from rnnreg.cli import main
-from rnnreg.plotting import _style
+from rnnreg.plotting import line_style
 from rnnreg.training import evaluate
 
 matplotlib.use("Agg")
@@ -99,5 +99,27 @@ def test_the_comparison_figure_marks_the_best_epochs_and_shows_both_bars():
 
 
 def test_lines_beyond_ten_keep_apart():
-    styles = [(tuple(_style(k)[0]), _style(k)[1]) for k in range(30)]
+    styles = [(tuple(line_style(k)[0]), line_style(k)[1]) for k in range(30)]
     assert len(set(styles)) == 30
+
+
+def test_the_sweep_figure_draws_categories_as_categories_and_labels_only_decades():
+    from matplotlib.ticker import NullFormatter
+
+    from rnnreg import plot_sweep
+
+    records = [
+        {"params": {"optimizer": o, "lr": lr, "seed": s}, "best_val_loss": 2 + lr + (o == "sgd") + s / 10}
+        for o in ("adam", "sgd")
+        for lr in (1e-3, 3e-3, 1e-2)
+        for s in (0, 1)
+    ]
+    fig = plot_sweep(records, log_scale={"lr"})
+    by_name = {ax.get_xlabel(): ax for ax in fig.axes}
+    means = [line for line in by_name["optimizer"].get_lines() if line.get_label().startswith("mean")]
+    assert means and means[0].get_linestyle() == "None"  # nothing joins adam and sgd
+    assert [t.get_text() for t in by_name["optimizer"].get_xticklabels()] == ["adam", "sgd"]
+    lr_axis = by_name["lr"].xaxis
+    assert by_name["lr"].get_xscale() == "log" and isinstance(lr_axis.get_minor_formatter(), NullFormatter)
+    numeric = [line for line in by_name["seed"].get_lines() if line.get_label().startswith("mean")]
+    assert numeric[0].get_linestyle() == "-"  # numbers are joined

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 __all__ = [
+    "line_style",
     "plot_learning_curves",
     "plot_regularization_comparison",
     "plot_weight_distributions",
@@ -168,7 +169,7 @@ def plot_regularization_comparison(
         if not isinstance(history, dict):
             history = {metric: list(history)}
         curve = _curve(history[metric], f"results[{name!r}][{metric!r}]")
-        color, marker = _style(k)
+        color, marker = line_style(k)
         ax_curve.plot(np.arange(len(curve)), curve, "-", marker=marker, color=color, label=name, markersize=3)
         best = history.get("best_epoch")
         best = int(np.nanargmin(curve)) if best is None or metric != "val_loss" else best
@@ -184,7 +185,7 @@ def plot_regularization_comparison(
     positions = np.arange(len(names))
     two = any(a != b for a, b in zip(shipped, last))
     width = 0.4 if two else 0.8
-    colors = [_style(k)[0] for k in range(len(names))]
+    colors = [line_style(k)[0] for k in range(len(names))]
     bars = ax_bar.bar(positions - (width / 2 if two else 0), shipped, width, color=colors, label="best model")
     if two:
         ax_bar.bar(
@@ -219,9 +220,10 @@ def plot_regularization_comparison(
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 
 
-def _style(k):
-    """Colour and marker of the k-th line: tab10's colours, then the same colours with the next
-    marker — so that lines beyond ten stay apart."""
+def line_style(k):
+    """Colour and marker of the k-th line of a figure: tab10's ten colours, then the same
+    colours with the next marker — so that lines beyond ten stay apart (every figure of rnnreg
+    and its benchmarks draws its lines with it)."""
     plt = _pyplot()
     return plt.cm.tab10(k % 10), _MARKERS[(k // 10) % len(_MARKERS)]
 
@@ -322,6 +324,8 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss", unit="
     ('hidden', 'dropout')
     """
     plt = _pyplot()
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
+
     done = [r for r in records if r.get("status", "done") == "done" and r.get(metric) is not None]
     if not done:
         raise ValueError("no finished trial to plot")
@@ -375,17 +379,24 @@ def plot_sweep(records, names=None, log_scale=(), metric="best_val_loss", unit="
         ax.scatter(positions, loss, alpha=0.7, label="trials")
         ordered = sorted(set(positions))
         if len(ordered) < len(positions):  # repeated values (a grid): the mean over the others
+            # joined by a line along a numeric axis; categories (and switches) get a mark each,
+            # since nothing lies between them
             ax.plot(
                 ordered,
                 [loss[positions == p].mean() for p in ordered],
-                "r-",
+                "r-" if numeric else "r_",
                 linewidth=1.5,
+                markersize=18,
+                markeredgewidth=2,
                 label="mean over the other settings",
             )
         if not numeric:
             ax.set_xticks(range(len(levels[name])), [str(x) for x in sorted(levels[name], key=_order_key)])
+            ax.set_xlim(-0.5, len(levels[name]) - 0.5)
         if name in log_scale:
-            ax.set_xscale("log")
+            ax.set_xscale("log")  # decades labelled, the ticks between them left bare
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=5))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         elif numeric:  # a few readable ticks, not one per drawn value
             ax.xaxis.set_major_locator(_pyplot().MaxNLocator(5))
         ax.tick_params(axis="x", labelrotation=30)
