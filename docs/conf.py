@@ -16,8 +16,8 @@ extensions = [
     "myst_parser",  # the user guide is Markdown, so its pages read on GitHub too and share
 ]  # benchmarks/readme_tables.py's recorded tables with the README
 myst_heading_anchors = 3
-autosummary_generate = True
-autodoc_default_options = {"members": False}
+autosummary_generate = False  # entries are documented on the reference page (see below)
+autodoc_default_options: dict = {}  # members are asked for where wanted (classes on the reference page)
 # Signatures without annotations: the numpydoc sections give every type in words, and the
 # annotations (NumPy's private typing aliases) would be unreadable there and unresolvable offline.
 autodoc_typehints = "none"
@@ -26,7 +26,6 @@ numpydoc_class_members_toctree = False
 # What every public name's docstring must hold (summary, Parameters, Returns, a running
 # Examples section) is checked by tests/test_docs.py, on the installed package.
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-templates_path = ["_templates"]  # autosummary/class.rst: every method and attribute in full
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_theme_options = {"page_width": "1280px", "sidebar_width": "230px"}
@@ -36,38 +35,88 @@ html_title = f"rnnreg {release}"
 nitpicky = True  # every cross-reference must resolve (sphinx-build -W makes it an error)
 
 
-# ----------------------------------------------------------------------------- the CLI reference
-# docs/cli.rst is generated from rnnreg's own argparse parser at every build (never copied by
-# hand): every command, every flag and its default, as `rnnreg COMMAND --help` prints them.
-def _write_cli_reference(app):
-    import os
+# ----------------------------------------------------------------------------- built, not written
+# The build writes only into its output folder: the command-line reference is a directive that
+# runs rnnreg's own parser (docs/cli.rst holds only the directive), and the reference's entries
+# are documented on its own page, below each autosummary table (added to the page's text as
+# Sphinx reads it), instead of autosummary writing a stub file per name into docs/generated/.
+from docutils import nodes  # noqa: E402
+from docutils.parsers.rst import Directive  # noqa: E402
 
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width: fix it
-    from rnnreg.cli import build_parser
 
-    parser = build_parser()
-    sub = next(action for action in parser._actions if action.dest == "command")
-    lines = [
-        "Command-line reference",
-        "======================",
-        "",
-        "Generated from ``rnnreg``'s argparse parser when these pages are built: what "
-        "``rnnreg --help`` and ``rnnreg COMMAND --help`` print.",
-        "",
-        ".. code-block:: text",
-        "",
-    ]
-    lines += ["   " + line for line in parser.format_help().splitlines()] + [""]
-    for name, command in sub.choices.items():
-        lines += [f"rnnreg {name}", "-" * (len(name) + 7), "", ".. code-block:: text", ""]
-        lines += ["   " + line if line else "" for line in command.format_help().splitlines()]
-        lines.append("")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli.rst")
-    text = "\n".join(lines) + "\n"
-    if not os.path.exists(path) or open(path).read() != text:
-        with open(path, "w") as f:
-            f.write(text)
+class CommandLineHelp(Directive):
+    """``.. rnnreg-cli::``: what ``rnnreg --help`` and every ``rnnreg COMMAND --help`` print,
+    under a section per command, from the parser itself."""
+
+    def run(self):
+        import os
+
+        os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width: fix it
+        from rnnreg.cli import build_parser
+
+        parser = build_parser()
+        sub = next(action for action in parser._actions if action.dest == "command")
+        out = [nodes.literal_block(text=parser.format_help())]
+        for name, command in sub.choices.items():
+            section = nodes.section(ids=[f"rnnreg-{name}"])
+            section += nodes.title(text=f"rnnreg {name}")
+            section += nodes.literal_block(text=command.format_help())
+            out.append(section)
+        return out
+
+
+def _entries(module, names):
+    """autodoc directives for ``names`` of ``module``: a class with its public methods and
+    attributes (as the class template of autosummary gave), a function, or a constant."""
+    import importlib
+    import inspect
+
+    lines = []
+    for name in names:
+        full = f"{module}.{name}"
+        parts = full.split(".")
+        for split in range(len(parts) - 1, 0, -1):  # the longest module prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:split]))
+                break
+            except ImportError:
+                continue
+        for part in parts[split:]:
+            obj = getattr(obj, part)
+        if inspect.isclass(obj):
+            lines += [f".. autoclass:: {full}", "   :members:", ""]
+        elif callable(obj):
+            lines += [f".. autofunction:: {full}", ""]
+        else:
+            lines += [f".. autodata:: {full}", ""]
+    return lines
+
+
+def _document_on_the_page(app, docname, source):
+    """The reference page's autosummary tables (without stub files) and each entry's
+    documentation after its table."""
+    if docname != "api":
+        return
+    out, module, block = [], "rnnreg", None
+    for line in source[0].splitlines() + [""]:
+        stripped = line.strip()
+        if stripped.startswith(".. currentmodule::"):
+            module = stripped.split("::", 1)[1].strip()
+        if stripped == ":toctree: generated":
+            continue
+        if stripped.startswith(".. autosummary::"):
+            block = []
+        elif block is not None and line.startswith("   ") and not stripped.startswith(":"):
+            block.append(stripped)
+        elif block is not None and stripped == "" and not block:
+            pass  # the blank line between the options and the names
+        elif block is not None and not line.startswith("   "):
+            out += ["", *_entries(module, block)]
+            block = None
+        out.append(line)
+    source[0] = "\n".join(out)
 
 
 def setup(app):
-    app.connect("builder-inited", _write_cli_reference)
+    app.add_directive("rnnreg-cli", CommandLineHelp)
+    app.connect("source-read", _document_on_the_page)

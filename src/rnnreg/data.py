@@ -531,7 +531,7 @@ def _read_utf8(path):
 
 
 def load_stdlib_docstrings(train_chars=None, eval_chars=None):
-    """The docstrings of a fixed list of standard-library modules (:data:`STDLIB_MODULES`) as a
+    """The docstrings of a fixed list of standard-library modules (``rnnreg.data.STDLIB_MODULES``) as a
     character corpus — about 500,000 characters of English technical prose on CPython 3.11.
 
     Splits are fixed by document: of every 20 docstrings in order, the 19th goes to validation,

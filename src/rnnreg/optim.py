@@ -125,6 +125,8 @@ class Optimizer:
         return out
 
     def state_dict(self):
+        """The optimizer's state: its rate, weight decay, step count, decayed names and slots
+        (copies), as checkpoints hold it."""
         return {
             "lr": self.lr,
             "weight_decay": self.weight_decay,
@@ -380,6 +382,8 @@ class NTASGD(SGD):
                 p[...] = self.state["average"][name]
 
     def state_dict(self):
+        """The optimizer's state (its rate, decay, step count and slots) with the averaging's:
+        the validation losses seen, ``nonmono`` and the step averaging began at."""
         state = super().state_dict()
         state.update(
             kind=self.KIND,
