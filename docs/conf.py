@@ -1,6 +1,8 @@
 """Sphinx configuration of rnnreg's reference: ``sphinx-build -W -b html docs docs/_build/html``
 (CI builds it with warnings as errors; every example in it runs in ``tests/test_docs.py``)."""
 
+import re
+
 import rnnreg
 
 project = "rnnreg"
@@ -117,6 +119,39 @@ def _document_on_the_page(app, docname, source):
     source[0] = "\n".join(out)
 
 
+_NOTEBOOK = re.compile(r"<!-- notebook: (\S+) -->")
+
+
+def _notebook_as_page(app, docname, source):
+    """A page holding ``<!-- notebook: PATH -->`` gets the notebook's markdown export there (its
+    ``In [...]:`` code cells as Python blocks, its headings one level down), read as the page is
+    read: the tutorial is the notebook itself, never a copy."""
+    match = _NOTEBOOK.search(source[0])
+    if not match:
+        return
+    import os
+
+    path = os.path.join(app.confdir, "..", match.group(1))
+    out, code = [], None
+    for line in open(path, encoding="utf-8").read().splitlines():
+        if line.startswith("In [") and line.rstrip().endswith("]:"):
+            if code is not None:
+                out += ["```python", *code, "```", ""]
+            code = []
+        elif code is not None and line.startswith(("## ", "### ")):  # as examples/notebook_cells.py
+            out += ["```python", *code, "```", ""]
+            code = None
+            out.append("#" + line)
+        elif code is not None:
+            code.append(line)
+        else:
+            out.append("#" + line if line.startswith("#") and line.lstrip("#").startswith(" ") else line)
+    if code is not None:
+        out += ["```python", *code, "```"]
+    source[0] = source[0][: match.start()] + "\n".join(out) + source[0][match.end() :]
+
+
 def setup(app):
     app.add_directive("rnnreg-cli", CommandLineHelp)
     app.connect("source-read", _document_on_the_page)
+    app.connect("source-read", _notebook_as_page)

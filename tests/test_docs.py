@@ -178,3 +178,19 @@ def test_the_guides_table_of_command_line_defaults_is_derived():
     block = text.split("<!-- defaults -->\n", 1)[1].split("\n<!-- /defaults -->", 1)[0]
     assert block == module.defaults_table(), "the defaults table is stale: run python docs/settings_table.py"
     assert "| `dtype` | `float64` | `float32` |" in block
+
+
+def test_the_site_starts_with_the_user_and_keeps_internals_for_contributors():
+    """The landing page's sections in Keras's and scikit-learn's order, the notebook among the
+    examples (the tutorial page reads it when the site is built), internals in the contributor
+    section."""
+    index = os.path.join(DOCS, "index.rst")
+    if not os.path.exists(index):
+        pytest.skip("docs/ is not beside the tests")
+    text = open(index).read()
+    captions = re.findall(r":caption: (.+)", text)
+    assert captions == ["Getting started", "User guide", "Examples", "Reference", "Contributing"]
+    assert "rnnreg.model_config" not in text.split(".. toctree::")[0]  # no internals up front
+    tutorial = open(os.path.join(DOCS, "tutorial.md")).read()
+    notebook = re.search(r"<!-- notebook: (\S+) -->", tutorial).group(1)
+    assert os.path.exists(os.path.join(DOCS, "..", notebook))
