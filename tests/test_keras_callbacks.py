@@ -205,3 +205,13 @@ def test_terminate_on_nan_ends_a_diverging_run_with_its_results():
     assert history["epoch"] == [0, 1, 2] and history["stopped_epoch"] == 2
     assert all(np.isfinite(p).all() for p in poisoned.params.values())  # the NaN step never applied
     assert math.isfinite(history["test_loss"]) and math.isfinite(history["val_loss"][-1])
+
+
+def test_the_csv_logger_takes_kerass_arguments(tmp_path):
+    from rnnreg.callbacks import CSVLogger
+
+    path = tmp_path / "log.tsv"
+    history = _fit([CSVLogger(filename=str(path), separator="\t", append=False)], epochs=2)
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert rows[0][:3] == ["epoch", "train_loss", "train_ce"] and len(rows) == 3
+    assert [float(r[3]) for r in rows[1:]] == pytest.approx(history["val_loss"])

@@ -494,7 +494,8 @@ class TerminateOnNaN(Callback):
 class CSVLogger(Callback):
     """One row per epoch (epoch, train_loss, train_ce, val_loss, lr, grad_norm, max_abs_c,
     seconds) in a CSV file, flushed as it goes, so that a run can be watched or plotted while it
-    trains. The file is opened (its header written) before the first epoch, so a path that
+    trains — Keras's ``CSVLogger(filename, separator=",", append=False)``. The file is opened
+    (its header written) before the first epoch, so a path that
     cannot be written stops the run before any epoch is lost. ``append`` continues the file of a
     resumed run: rows of epochs past the checkpoint's (written before a crash that lost their
     checkpoint) are dropped, so the log matches the run that goes on.
@@ -514,8 +515,11 @@ class CSVLogger(Callback):
 
     FIELDS = ("epoch", "train_loss", "train_ce", "val_loss", "lr", "grad_norm", "max_abs_c", "seconds")
 
-    def __init__(self, path, append=False):
-        self.path = os.fspath(path)
+    def __init__(self, filename, separator=",", append=False):
+        self.path = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"separator must be one character, got {separator!r}")
+        self.separator = separator
         self.append = bool(append)
         self._started = False
 
@@ -538,7 +542,7 @@ class CSVLogger(Callback):
 
     def _write(self, mode, rows, path=None):
         with open(path or self.path, mode, newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f, delimiter=self.separator).writerows(rows)
             f.flush()
 
     def _is_device(self):
@@ -554,7 +558,7 @@ class CSVLogger(Callback):
             return None
         with open(self.path, newline="") as f:
             text = f.read(1 << 26)  # 64 MiB: far beyond a log's size; more is not a log
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text), delimiter=self.separator))
         if not rows:
             return None
         if tuple(rows[0]) != self.FIELDS:
