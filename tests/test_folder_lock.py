@@ -100,7 +100,8 @@ def test_wait_takes_the_folder_when_the_first_run_ends(tmp_path):
     out = tmp_path / "run"
     short = [*LONG_TRAIN[:-4], "--epochs", "3", "--no-progress", "--quiet"]
     first = _start([*LONG_TRAIN[:-5], "40", "--no-progress", "--quiet"], out)
-    assert main([*short, "--out", str(out), "--wait"]) == 0
+    # it waits, then replaces the first run (told to: an earlier run is otherwise kept)
+    assert main([*short, "--out", str(out), "--wait", "--overwrite"]) == 0
     assert first.poll() is not None  # the lock was free only once the first run had ended
     assert first.wait(timeout=60) == 0
 

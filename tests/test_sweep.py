@@ -710,17 +710,24 @@ def test_a_sweep_without_pruning_says_nothing_of_pruned_trials(tmp_path, capsys)
 
 
 KILL_TRACKER_SCRIPT = """
-import os, signal, subprocess, sys, threading, time
+import json, os, signal, subprocess, sys, threading, time
 from rnnreg.cli import main
 
-def kill_the_tracker():  # once it runs (the workers have started), while the trials train
-    deadline = time.monotonic() + 60
+OUT = sys.argv[sys.argv.index("--out") + 1]
+
+def kill_the_tracker():  # once a trial has finished (the pool and its semaphores exist), while others train
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(OUT, "sweep.json")) as f:
+                finished = len(json.load(f)["trials"])
+        except (OSError, ValueError, KeyError):
+            finished = 0
         found = subprocess.run(["pgrep", "-f", "loky.backend.resource_tracker"], capture_output=True)
-        if found.stdout.split():
-            time.sleep(0.5)
+        if finished and found.stdout.split():
             for pid in found.stdout.split():
                 os.kill(int(pid), signal.SIGKILL)
+            print("killed the resource tracker", file=sys.stderr, flush=True)
             return
         time.sleep(0.05)
 
@@ -738,7 +745,16 @@ def test_a_sweep_whose_resource_tracker_is_killed_explains_the_trackers_tracebac
     script = tmp_path / "kill_tracker.py"
     script.write_text(KILL_TRACKER_SCRIPT)
     settings = ["--data", "synthetic", "--train-size", "2000", "--eval-size", "50", "--epochs", "20"]
-    argv = ["sweep", *settings, "--grid", "hidden=8,16,24,32", "--jobs", "2", "--quiet", "--no-progress"]
+    argv = [
+        "sweep",
+        *settings,
+        "--grid",
+        "hidden=8,16,24,32,40,48",
+        "--jobs",
+        "2",
+        "--quiet",
+        "--no-progress",
+    ]
     run = subprocess.run(
         [sys.executable, str(script), *argv, "--out", str(tmp_path / "s")],
         capture_output=True,
@@ -747,6 +763,7 @@ def test_a_sweep_whose_resource_tracker_is_killed_explains_the_trackers_tracebac
     )
     assert run.returncode == 0, run.stderr
     records = json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]
-    assert [r["status"] for r in records] == ["done"] * 4
+    assert [r["status"] for r in records] == ["done"] * 6
+    assert "killed the resource tracker" in run.stderr
     assert "KeyError: '/loky-" in run.stderr  # loky's own tracebacks, which the sweep cannot stop
     assert "resource tracker (loky's helper process) was restarted" in run.stdout
