@@ -499,3 +499,11 @@ def test_a_gru_of_variable_length_sequences_exports_and_comes_back():
     assert type(back) is RegularizedGRU and back.pooling == "mean" and back.num_layers == 2
     for name, value in model.params.items():
         np.testing.assert_allclose(back.params[name], value, rtol=0, atol=1e-15, err_msg=name)
+
+
+def test_a_gru_refuses_a_cell_state_gradient_it_has_no_place_for():
+    model = RegularizedGRU(12, 8, seed=0)
+    x = np.random.default_rng(0).integers(0, 12, (2, 5))
+    model.forward_batch(x, x, training=True)
+    with pytest.raises(ValueError, match="dc_final.*GRU keeps only h"):
+        model.backward(dc_final=np.ones((1, 2, 8)))

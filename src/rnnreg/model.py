@@ -668,6 +668,11 @@ class RegularizedLSTM:
         config, params, cell = self.model_config, self.params, self._cell
         N, T = trace.shape
         H = config.hidden_size
+        if dc_final is not None and "c" not in self._cell.state_names:
+            raise ValueError(
+                f"dc_final is the gradient of a final cell state; a {self.cell_name.upper()} keeps "
+                f"only {', '.join(self._cell.state_names)}: pass dh_final alone"
+            )
         upstream = []
         for name, given in zip(self._cell.state_names, (dh_final, dc_final)):
             if given is not None:
