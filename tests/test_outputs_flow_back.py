@@ -123,6 +123,8 @@ def test_a_models_repr_builds_the_same_architecture_and_summary_counts_its_param
         assert f"{model.parameter_count():,}" in total
         parts = [line for line in lines if line.split()[1:2] == ["layer"]]
         assert len(parts) == model.num_layers
+        rows = lines[4 : lines.index(next(line for line in lines if line.startswith("total"))) - 1]
+        assert sum(int(row.split()[-1].replace(",", "")) for row in rows) == model.parameter_count()
     assert repr(models[1]) == "RegularizedGRU(vocab_size=20, hidden_size=8, zoneout_hidden=0.1)"
     lines = []
     models[0].summary(print_fn=lines.append)

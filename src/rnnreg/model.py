@@ -417,38 +417,28 @@ class RegularizedLSTM:
         """Print the model's parts (Keras's ``summary``): the input, each recurrent layer and
         the head, with the shape each gives and its parameters; the total; and the
         regularizers that act, where, with their settings. ``print_fn`` takes each line."""
-        import re
-
         from .regularizers import Place
 
+        # The rows are the parts' own declarations of their parameters (as parameter_shapes
+        # builds the model from them), each part with the shape of what it gives.
         config = self.model_config
         H, cell = config.hidden_size, type(self).__name__.replace("Regularized", "")
-        groups: dict[str, list[str]] = {}
-        for name in self.params:
-            index = re.match(r"^(?:W|b|bn|ln)(\d+)", name)
-            key = (
-                f"{cell} layer {index.group(1)}" if index else "embedding" if name == "embedding" else "head"
-            )
-            groups.setdefault(key, []).append(name)
-        tokens = config.vocab_size is not None
-        steps = "" if config.per_sequence else "steps, "
+        count = lambda shapes: sum(math.prod(shape) for shape in shapes.values())  # noqa: E731
+        features = self._input.features(config)
         rows = [
             (
-                "input (token ids)" if tokens else "input (vectors)",
-                "(batch, steps)" if tokens else f"(batch, steps, {config.input_size})",
-                0,
+                f"input ({self._input.name})",
+                f"(batch, steps, {features})",
+                count(self._input.parameter_shapes(config)),
             )
         ]
-        if "embedding" in groups:
-            rows.append(
-                ("embedding", f"(batch, steps, {config.embedding_size})", self.params["embedding"].size)
-            )
-        for layer in range(config.num_layers):
-            key = f"{cell} layer {layer}"
-            rows.append((key, f"(batch, steps, {H})", sum(self.params[n].size for n in groups.get(key, []))))
+        for layer, D in enumerate(stack_input_sizes(features, H, config.num_layers)):
+            shapes = self._cell.parameter_shapes(layer, D, H, config.use_layer_norm)
+            rows.append((f"{cell} layer {layer}", f"(batch, steps, {H})", count(shapes)))
+        steps = "" if config.per_sequence else "steps, "
         head = f"head ({config.task}{', ' + config.pooling + ' pooling' if config.per_sequence else ''})"
         rows.append(
-            (head, f"(batch, {steps}{config.output_size})", sum(self.params[n].size for n in groups["head"]))
+            (head, f"(batch, {steps}{config.output_size})", count(self._head.parameter_shapes(config)))
         )
         width = max(len(r[0]) for r in rows) + 2
         line = "-" * (width + 40)
