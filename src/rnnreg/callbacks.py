@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _validation as v
+from .early_stopping import EarlyStoppingMonitor, resolve_mode
 
 __all__ = [
     "Callback",
@@ -125,6 +126,11 @@ class EpochEnd:
     model: Any
     trainer: Any = dataclasses.field(repr=False, default=None)
     logs: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.logs:  # an event made without them (by hand): Keras's names for its fields
+            logs = {"loss": self.train_loss, "val_loss": self.val_loss, "learning_rate": self.lr}
+            object.__setattr__(self, "logs", logs)
 
 
 class Callback:
@@ -283,8 +289,6 @@ class EarlyStopping(Callback):
         start_from_epoch=0,
         verbose=0,
     ):
-        from .early_stopping import EarlyStoppingMonitor
-
         self.monitor = EarlyStoppingMonitor(
             patience,
             bool(verbose),
@@ -302,7 +306,7 @@ class EarlyStopping(Callback):
         self.history = event.history
 
     def on_epoch_end(self, event):
-        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        logs = event.logs
         if self.monitor.monitor == "val_loss" and event.val_loss is None:
             raise ValueError("EarlyStopping needs validation data: pass val to fit")
         value = _monitored(logs, self.monitor.monitor, self)
@@ -350,17 +354,15 @@ class ModelCheckpoint(Callback):
     ):
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint saves once per epoch (save_freq='epoch'), got {save_freq!r}")
-        if mode not in ("min", "max", "auto"):
-            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), str(monitor), verbose
         self.save_best_only = bool(save_best_only)
-        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.mode = resolve_mode(mode, self.monitor)
         self.best = None if initial_value_threshold is None else float(initial_value_threshold)
 
     def on_epoch_end(self, event):
         from .checkpoint import save_model
 
-        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        logs = event.logs
         if self.save_best_only:
             value = _monitored(logs, self.monitor, self)
             if value is None or not math.isfinite(value):
@@ -607,13 +609,11 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
         if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
             raise ValueError(f"cooldown must be an int >= 0, got {cooldown!r}")
-        if mode not in ("min", "max", "auto"):
-            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.factor, self.patience, self.cooldown = float(factor), patience, cooldown
         self.min_delta = v.non_negative_float(min_delta, "min_delta")
         self.min_lr = v.non_negative_float(min_lr, "min_lr")
         self.monitor = str(monitor)
-        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.mode = resolve_mode(mode, self.monitor)
         self.verbose, self.log = verbose, log or print
         self.best, self.wait, self.cooldown_left = (math.inf if self.mode == "min" else -math.inf), 0, 0
 
@@ -625,7 +625,7 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, event):
         if event.trainer is None:
             return None
-        logs = event.logs or {"val_loss": event.val_loss, "loss": event.train_loss}
+        logs = event.logs
         value = _monitored(logs, self.monitor, self)
         if value is None:
             return None

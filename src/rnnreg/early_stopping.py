@@ -9,7 +9,20 @@ import numpy as np
 
 from . import _validation as v
 
-__all__ = ["EarlyStoppingMonitor"]
+__all__ = ["EarlyStoppingMonitor", "resolve_mode"]
+
+MODES = ("min", "max", "auto")
+
+
+def resolve_mode(mode, monitor):
+    """Whether lower (``"min"``) or higher (``"max"``) values of ``monitor`` are better: ``mode``
+    itself, or for ``"auto"`` Keras's rule — "max" for an accuracy (or an F-measure), else "min".
+    Every callback that watches a value takes its mode from here."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in str(monitor) or str(monitor).startswith("fmeasure") else "min"
+    return mode
 
 
 class EarlyStoppingMonitor:
@@ -74,8 +87,6 @@ class EarlyStoppingMonitor:
             raise TypeError(f"patience must be an integer >= 0, got {patience!r}")
         if patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        if mode not in ("min", "max", "auto"):
-            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         if baseline is not None and not (isinstance(baseline, numbers.Real) and math.isfinite(baseline)):
             raise ValueError(f"baseline must be None or a finite number, got {baseline!r}")
         if (
@@ -87,9 +98,7 @@ class EarlyStoppingMonitor:
         self.patience = int(patience)
         self.verbose = bool(verbose)
         self.min_delta = abs(v.non_negative_float(min_delta, "min_delta"))
-        if mode == "auto":
-            mode = "max" if "acc" in str(monitor) or str(monitor).startswith("fmeasure") else "min"
-        self.mode = mode
+        self.mode = resolve_mode(mode, monitor)
         self.baseline = None if baseline is None else float(baseline)
         self.start_from_epoch = int(start_from_epoch)
         self.restore_best_weights = bool(restore_best_weights)
