@@ -927,21 +927,20 @@ class _Run:
             reason = (
                 f"non-finite result ({exc}) at epoch {epoch}, batch {batch} (loss nan, gradient norm nan)"
             )
-            if self.non_finite_ends_run:
-                return self._terminate_on_nan(reason, state)
-            self.fail(f"{reason}; {exc.advice}")
+            return self._diverged(reason, exc.advice, state)
         norm = clip_grad_norm(grads, config.clip_norm) if config.clip_norm is not None else global_norm(grads)
         if not (math.isfinite(ce) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(ce) else "gradient norm"
             reason = f"non-finite {what} at epoch {epoch}, batch {batch} (loss {ce}, gradient norm {norm})"
-            if self.non_finite_ends_run:
-                return self._terminate_on_nan(reason, state)
-            self.fail(f"{reason}; lower the learning rate or enable clip_norm")
+            return self._diverged(reason, "lower the learning rate or enable clip_norm", state)
         return ce, grads, norm, state
 
-    def _terminate_on_nan(self, reason, state):
-        """TerminateOnNaN's ending: the step is not applied, the run stops after this epoch's
-        evaluation, and the history says why."""
+    def _diverged(self, reason, advice, state):
+        """A batch whose loss or gradient is not finite: the run fails with ``advice`` — or,
+        with TerminateOnNaN among the callbacks, stops after this epoch's evaluation without
+        applying the step, the history saying why (``_batch``'s return, with no gradients)."""
+        if not self.non_finite_ends_run:
+            self.fail(f"{reason}; {advice}")
         self.model.stop_training = True
         self.history["stop_reason"] = f"TerminateOnNaN: {reason}"
         return math.nan, None, math.nan, state
