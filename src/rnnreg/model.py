@@ -879,10 +879,11 @@ class RegularizedLSTM:
         seen = ids
         if ids.size == 0:
             ids = np.zeros(1, np.int64)  # no prime: start from the unknown symbol
+        primed = self.logits(ids)  # the prime read once: every sequence starts from its state
+        sampling = Sampling(temperature, top_k, top_p, greedy)
         results = []
         for _ in range(count):
-            sampling = Sampling(temperature, top_k, top_p, greedy)
-            out = self._draw(ids, seen, length, sampling, repetition_penalty, stops, rng, as_text)
+            out = self._draw(primed, seen, length, sampling, repetition_penalty, stops, rng, as_text)
             if as_text:
                 assert self.vocabulary is not None  # checked above: text needs one
                 results.append(self.vocabulary.decode(out, unknown=""))
@@ -890,10 +891,11 @@ class RegularizedLSTM:
                 results.append(out)
         return results[0] if num_sequences is None else results
 
-    def _draw(self, ids, seen, length, sampling, repetition_penalty, stops, rng, as_text):
-        """One generated sequence of ids after the prime ``ids`` (``seen``: the prime's tokens,
-        for the repetition penalty), ending early after a stop text."""
-        logits, state = self.logits(ids)
+    def _draw(self, primed, seen, length, sampling, repetition_penalty, stops, rng, as_text):
+        """One generated sequence of ids after a prime (``primed``: its logits and state, as
+        :meth:`logits` gives them; ``seen``: its tokens, for the repetition penalty), ending
+        early after a stop text."""
+        logits, state = primed
         last = logits[-1]
         out = np.empty(length, np.int64)
         counted = np.zeros(last.size, bool)
