@@ -356,11 +356,7 @@ def build_parser():
     p.add_argument(
         "--out", default="runs/compare", help="folder for comparison.md, results.json and the plots"
     )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="when another run is writing into --out, wait for it to finish instead of stopping",
-    )
+    _add_wait(p)
 
     p.add_argument(
         "--jobs",
@@ -428,11 +424,7 @@ def build_parser():
         default="runs/sweep",
         help="sweep.json, sweep.md, sweep.png; rerunning with the same --out skips the trials already done",
     )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="when another run is writing into --out, wait for it to finish instead of stopping",
-    )
+    _add_wait(p)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("train", help="train one model", formatter_class=_HelpWithDefaults)
@@ -449,11 +441,7 @@ def build_parser():
         help="replace an earlier run in --out (without it, or --resume, an earlier run is kept and "
         "the command stops)",
     )
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="when another run is writing into --out, wait for it to finish instead of stopping",
-    )
+    _add_wait(p)
     p.add_argument(
         "--csv",
         default=None,
@@ -508,6 +496,15 @@ def build_parser():
     p.set_defaults(func=_sample)
 
     return parser
+
+
+def _add_wait(parser):
+    """--wait, of every command that writes into an --out folder (which main locks for the run)."""
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run is writing into --out, wait for it to finish instead of stopping",
+    )
 
 
 def _interrupted(args, argv):
