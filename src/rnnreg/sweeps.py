@@ -134,15 +134,13 @@ def train_command(settings, params, out="runs/best"):
 def _flags(settings, params):
     """Command-line tokens of the settings (with the trial's params) that differ from defaults."""
     merged = dict(settings, **{_dest(name): value for name, value in params.items()})
-    defaults = default_settings()
     tokens = []
     for flag, option in _OPTIONS.items():
-        dest = flag.replace("-", "_")
-        value = merged.get(dest, defaults.get(dest))
-        if dest not in defaults or value == defaults[dest] or value is None:
+        value = merged.get(option.dest, option.default)
+        if value == option.default or value is None:
             continue
         if option.switch:
-            tokens.append(f"--{flag}") if value else None
+            tokens.append(f"--{flag}")  # (a switch that differs from its default is on)
         elif option.many:
             tokens += [f"--{flag}", *[str(x) for x in value]]
         else:
