@@ -123,3 +123,17 @@ def test_the_sweep_figure_draws_categories_as_categories_and_labels_only_decades
     assert by_name["lr"].get_xscale() == "log" and isinstance(lr_axis.get_minor_formatter(), NullFormatter)
     numeric = [line for line in by_name["seed"].get_lines() if line.get_label().startswith("mean")]
     assert numeric[0].get_linestyle() == "-"  # numbers are joined
+
+
+def test_when_nt_asgd_started_averaging_survives_a_resume(tmp_path):
+    train, val, _ = _data()
+    path = str(tmp_path / "ck.npz")
+    nt_asgd = dict(optimizer="nt-asgd", lr=20.0, nonmono=1)
+    whole = fit(RegularizedLSTM(12, 8, seed=0), train, val, TrainConfig(epochs=12, **nt_asgd), verbose=0)
+    assert whole["averaging_from"] is not None
+    first = TrainConfig(epochs=8, checkpoint_path=path, **nt_asgd)
+    fit(RegularizedLSTM(12, 8, seed=0), train, val, first, verbose=0)
+    rest = TrainConfig(epochs=12, checkpoint_path=path, **nt_asgd)
+    resumed = fit(RegularizedLSTM(12, 8, seed=0), train, val, rest, resume_from=path, verbose=0)
+    assert resumed["averaging_from"] == whole["averaging_from"]
+    assert resumed["val_loss"] == whole["val_loss"]
