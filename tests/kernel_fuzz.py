@@ -70,7 +70,8 @@ def _valid(kernel, rng, dtype):
                 "zoneout_c",
             ]
         cache = K.lstm_forward(*fwd)
-        return [f(N, T, H), f(N, H), cache], ["dh", "dc_final", "cache"]
+        dW = f(D + H, G) if rng.random() < 0.5 else None  # [dWx; dWh] into the caller's array
+        return [f(N, T, H), f(N, H), cache, True, dW], ["dh", "dc_final", "cache", "need_dx", "dW"]
     if kernel in ("gru_forward", "gru_backward"):
         G3 = 3 * H
         ln = {k: f(G3) for k in ("gamma_x", "beta_x", "gamma_h", "beta_h")} if rng.random() < 0.5 else None
@@ -80,7 +81,8 @@ def _valid(kernel, rng, dtype):
         fwd = [x, f(N, H), f(D, G3), f(H, G3), f(G3), f(H), ln, mask, 1e-5, zone]
         if kernel == "gru_forward":
             return fwd, ["x", "h0", "Wx", "Wh", "b", "bn", "layer_norm", "recurrent_mask", "eps", "zoneout_h"]
-        return [f(N, T, H), K.gru_forward(*fwd)], ["dh", "cache"]
+        dW = f(D + H, G3) if rng.random() < 0.5 else None
+        return [f(N, T, H), K.gru_forward(*fwd), True, dW], ["dh", "cache", "need_dx", "dW"]
     if kernel == "lstm_step_forward":
         return [f(N, D), f(N, H), f(N, H), f(D, G), f(H, G), f(G)], ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
     if kernel == "lstm_step_backward":
@@ -104,17 +106,23 @@ def _valid(kernel, rng, dtype):
     if kernel == "dropout_backward":
         return [f(N * D), f(N * D)], ["dout", "mask"]
     if kernel == "matmul":
-        return [f(N, D), f(D, H), False, False], ["a", "b", "trans_a", "trans_b"]
+        out = f(N, H) if rng.random() < 0.8 else None
+        return [f(N, D), f(D, H), False, False, out], ["a", "b", "trans_a", "trans_b", "out"]
     if kernel == "softmax_cross_entropy":
         return [f(N, D), rng.integers(0, D, N).astype(np.int64)], ["logits", "targets"]
     if kernel == "all_finite":
         return [f(N, D)], ["arr"]
     if kernel == "sum_of_squares":
         return [f(N, D)], ["arr"]
+    if kernel == "sums_of_squares":
+        split = int(rng.integers(0, N * D + 1))
+        return [f(N, D), np.array([[0, split], [split, N * D]], np.int64)], ["arr", "ranges"]
     if kernel == "first_nonfinite":
         return [[f(N, D), None, f(D)]], ["arrays"]
     if kernel == "adam_update":
-        return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0], [
+        split = int(rng.integers(0, N * D + 1))
+        decayed = np.array([[0, split], [split, N * D]], np.int64) if rng.random() < 0.5 else None
+        return [f(N, D), f(N, D), f(N, D), np.abs(f(N, D)), 1e-3, 0.9, 0.999, 1e-8, 1.0, 0.0, decayed], [
             "p",
             "g",
             "m",
@@ -125,6 +133,7 @@ def _valid(kernel, rng, dtype):
             "eps",
             "decay",
             "l2",
+            "decayed",
         ]
     raise AssertionError(kernel)
 
@@ -145,6 +154,7 @@ KERNELS = [
     "softmax_cross_entropy",
     "all_finite",
     "sum_of_squares",
+    "sums_of_squares",
     "first_nonfinite",
     "adam_update",
 ]
@@ -165,9 +175,39 @@ ARRAY_CORRUPTIONS = [
 ]
 SCALAR_CORRUPTIONS = ["nan", "negative", "huge"]
 # In-place arguments that must also be writeable.
-WRITTEN = {("adam_update", "p"), ("adam_update", "m"), ("adam_update", "v")}
+WRITTEN = {
+    ("adam_update", "p"),
+    ("adam_update", "m"),
+    ("adam_update", "v"),
+    ("matmul", "out"),
+    ("lstm_backward", "dW"),
+    ("gru_backward", "dW"),
+}
+# Output arguments that may be None (the kernel then makes its own array).
+OUTPUTS = {("matmul", "out"), ("lstm_backward", "dW"), ("gru_backward", "dW")}
 # Arguments whose size nothing else constrains: growing them keeps the set consistent.
-FREE = {("all_finite", "arr"), ("sum_of_squares", "arr"), ("dropout_forward", "x")}
+FREE = {
+    ("all_finite", "arr"),
+    ("sum_of_squares", "arr"),
+    ("sums_of_squares", "arr"),
+    ("dropout_forward", "x"),
+}
+# Element ranges (k, 2) int64 of the array an argument names, and whether they must be sorted.
+RANGES = {("sums_of_squares", "ranges"): ("arr", False), ("adam_update", "decayed"): ("p", True)}
+RANGE_CORRUPTIONS = [
+    "negative",
+    "past_end",
+    "reversed",
+    "unsorted",
+    "int32",
+    "float64",
+    "byteswap",
+    "strided",
+    "add_axis",
+    "drop_axis",
+    "three_columns",
+    "not_array",
+]
 # Scalars each kernel must refuse when corrupted (others, like decay, take any finite value).
 CHECKED_SCALARS = {
     ("lstm_forward", "eps"),
@@ -182,6 +222,41 @@ CHECKED_SCALARS = {
     ("adam_update", "eps"),
     ("adam_update", "l2"),
 }
+
+
+def _corrupt_ranges(ranges, kind, size, must_sort):
+    """A corrupted stand-in for valid ranges [[0, a], [a, size]] over an array of ``size``
+    elements, or None when the corruption keeps them valid."""
+    bad = ranges.copy()
+    if kind == "negative":
+        bad[0, 0] = -1
+    elif kind == "past_end":
+        bad[1, 1] = size + 1
+    elif kind == "reversed":
+        if bad[1, 0] == bad[1, 1]:
+            bad[1, 0] += 1
+            if bad[1, 0] > size:
+                return None
+        bad[1] = bad[1, ::-1]
+    elif kind == "unsorted":
+        if not must_sort or bad[0, 1] == bad[0, 0] or bad[1, 0] == bad[1, 1]:
+            return None  # (empty ranges in either order are still sorted and disjoint)
+        bad = bad[::-1].copy()
+    elif kind in ("int32", "float64"):
+        bad = bad.astype(kind)
+    elif kind == "byteswap":
+        bad = bad.astype(bad.dtype.newbyteorder())
+    elif kind == "strided":
+        bad = np.repeat(bad, 2, axis=1)[:, ::2]
+    elif kind == "add_axis":
+        bad = bad[..., None].copy()
+    elif kind == "drop_axis":
+        bad = bad.reshape(-1).copy()
+    elif kind == "three_columns":
+        bad = np.concatenate([bad, bad[:, :1]], axis=1)
+    elif kind == "not_array":
+        bad = ranges.tolist()
+    return bad
 
 
 def _misaligned(arr):
@@ -342,6 +417,19 @@ def run(seed, cases):
             bad[2] = _corrupt_array(value[2], kind, rng)
             if bad[2] is None:
                 continue
+        elif (kernel, name) in RANGES and value is not None:
+            kind = RANGE_CORRUPTIONS[int(rng.integers(0, len(RANGE_CORRUPTIONS)))]
+            of, must_sort = RANGES[(kernel, name)]
+            bad = _corrupt_ranges(value, kind, args[names.index(of)].size, must_sort)
+        elif (kernel, name) in OUTPUTS and value is not None and rng.random() < 0.3:
+            # an output overlapping the first array the kernel reads (a, dh): same values there
+            kind = "aliased_output"
+            read = args[0]
+            raw = np.zeros(read.size // 2 + max(value.size, read.size), value.dtype)
+            args = list(args)
+            args[0] = raw[: read.size].reshape(read.shape)
+            args[0][...] = read
+            bad = raw[read.size // 2 : read.size // 2 + value.size].reshape(value.shape)
         elif isinstance(value, np.ndarray):
             kind = ARRAY_CORRUPTIONS[int(rng.integers(0, len(ARRAY_CORRUPTIONS)))]
             if (kernel, name) in WRITTEN and rng.random() < 0.2:
@@ -367,23 +455,29 @@ def run(seed, cases):
             elif kind == "drop_axis" and (kernel, name) in (
                 ("all_finite", "arr"),
                 ("sum_of_squares", "arr"),
+                ("sums_of_squares", "arr"),
                 ("adam_update", "p"),
             ):
                 continue  # any number of axes is valid there
-            elif kind == "add_axis" and (kernel, name) in (("all_finite", "arr"), ("sum_of_squares", "arr")):
+            elif kind == "add_axis" and (kernel, name) in (
+                ("all_finite", "arr"),
+                ("sum_of_squares", "arr"),
+                ("sums_of_squares", "arr"),
+            ):
                 continue
             elif kind == "empty" and kernel in ("all_finite", "sum_of_squares"):
                 continue  # an empty array is all finite, its sum of squares 0
             elif kind == "other_float" and (kernel, name) in (
                 ("all_finite", "arr"),
                 ("sum_of_squares", "arr"),
+                ("sums_of_squares", "arr"),
                 ("dropout_forward", "x"),
             ):
                 continue  # the only float array: either dtype is valid
             elif kind == "empty" and kernel == "dropout_forward":
                 continue  # nothing to drop: an empty result is right
             else:
-                bad = _corrupt_array(value, kind, rng)
+                bad = _corrupt_array(value, kind, rng)  # (None, for an output: skipped)
         elif name == "cache":
             kind = "cache_field"
             bad = _corrupt_cache(value, rng)

@@ -47,7 +47,7 @@ def _lstm_backward_work(dh, dc_final, cache, *rest, **kwargs):
     return 2 * cache.N * cache.T * cache.Wh.size
 
 
-def _matmul_work(a, b, trans_a=False, trans_b=False):
+def _matmul_work(a, b, trans_a=False, trans_b=False, out=None):
     """m·k·n of op(a) @ op(b)."""
     return a.size * (b.shape[0] if trans_b else b.shape[1])
 

@@ -106,3 +106,57 @@ cdef object _item(object mapping, str key, str label):
 cdef inline void* _ptr(object arr) noexcept:
     """The data pointer of an array this module made itself."""
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef int _disjoint(object a, str a_name, object b, str b_name, bint same_ok) except -1:
+    """Raise unless the memory of accepted arrays a and b does not overlap (or, when same_ok,
+    is exactly the same: an elementwise loop may write where it reads)."""
+    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a), nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
+    if same_ok and pa == pb and na == nb:
+        return 0
+    if pa < pb + nb and pb < pa + na:
+        raise ValueError(f"{a_name} overlaps {b_name}" + ("" if not same_ok else
+                         f" (it may be {b_name} itself, or apart from it)"))
+    return 0
+
+
+cdef int _disjoint_from(object out, str name, list reads) except -1:
+    """Refuse an output array ``out`` (accepted by _array, so C-contiguous) whose bytes overlap
+    those of an array the kernel reads (``reads``: accepted arrays, or anything else, skipped):
+    the kernel would overwrite what it has yet to read."""
+    for arr in reads:
+        if cnp.PyArray_Check(arr):
+            _disjoint(out, name, arr, "an array the kernel reads", False)
+    return 0
+
+
+cdef const int64_t* _ranges(object ranges, str name, Py_ssize_t n, bint sorted_) except NULL:
+    """The data of ``ranges``, a C-contiguous int64 array (k, 2) of [start, stop) element ranges
+    within [0, n], each with start <= stop, and with ``sorted_`` each starting at or after the
+    previous one's stop: integer compares on every pair, so no range reads past the array."""
+    cdef const int64_t* r = <const int64_t*>_array(ranges, name, cnp.NPY_INT64, 2, ANY, 2)
+    cdef Py_ssize_t k, count = _dim(ranges, 0)
+    cdef int64_t previous = 0
+    for k in range(count):
+        if not (0 <= r[2 * k] <= r[2 * k + 1] <= n):
+            raise ValueError(f"{name}[{k}] = [{r[2 * k]}, {r[2 * k + 1]}) is not a range within "
+                             f"[0, {n}]")
+        if sorted_ and r[2 * k] < previous:
+            raise ValueError(f"{name} must be sorted and disjoint: {name}[{k}] starts at "
+                             f"{r[2 * k]}, before {previous}")
+        previous = r[2 * k + 1]
+    return r
+
+
+cdef list _cache_arrays(object cache):
+    """Every array a cache (a named tuple of arrays, sizes, mappings of arrays and None) holds,
+    for _disjoint_from."""
+    arrays = []
+    for value in cache:
+        if isinstance(value, (dict, MappingProxyType)):
+            arrays.extend(value.values())
+        elif cnp.PyArray_Check(value):
+            arrays.append(value)
+    return arrays

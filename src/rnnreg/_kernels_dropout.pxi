@@ -1,19 +1,5 @@
 # Part of rnnreg/_kernels.pyx (included there, in order): dropout.
 # ----------------------------------------------------------------------------- dropout
-cdef int _disjoint(object a, str a_name, object b, str b_name, bint same_ok) except -1:
-    """Raise unless the memory of accepted arrays a and b does not overlap (or, when same_ok,
-    is exactly the same: an elementwise loop may write where it reads)."""
-    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
-    cdef char* pb = <char*>cnp.PyArray_DATA(<cnp.ndarray>b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a), nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
-    if same_ok and pa == pb and na == nb:
-        return 0
-    if pa < pb + nb and pb < pa + na:
-        raise ValueError(f"{a_name} overlaps {b_name}" + ("" if not same_ok else
-                         f" (it may be {b_name} itself, or apart from it)"))
-    return 0
-
-
 cdef enum:
     DROPOUT_BLOCK = 4096   # elements per block of draws (a multiple of 4)
 

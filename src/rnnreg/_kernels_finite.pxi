@@ -44,6 +44,33 @@ def sum_of_squares(arr):
     return _sum_of_squares_typed[double](0, arr)
 
 
+cdef object _sums_of_squares_typed(floating probe, object arr, object ranges):
+    cdef const floating* p = <const floating*>_array(arr, "arr", _typenum(probe), ANY)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
+    cdef const int64_t* r = _ranges(ranges, "ranges", n, False)
+    cdef Py_ssize_t k, count = _dim(ranges, 0)
+    out = _empty(cnp.NPY_DOUBLE, count)
+    cdef double* totals = <double*>_ptr(out)
+    with nogil:
+        for k in range(count):
+            if floating is float:
+                totals[k] = rn_sum_squares_f(p + r[2 * k], r[2 * k + 1] - r[2 * k])
+            else:
+                totals[k] = rn_sum_squares_d(p + r[2 * k], r[2 * k + 1] - r[2 * k])
+    return out
+
+
+def sums_of_squares(arr, ranges):
+    """Σ x² over each [start, stop) range of the flattened C-contiguous float32/float64 ``arr``
+    (``ranges``: int64 (k, 2), any order, overlaps allowed), each summed in float64 exactly as
+    ``sum_of_squares`` sums that range as an array of its own: a float64 array (k,). One call
+    for the squared norms of every parameter of a packed buffer (gradient clipping, the L2
+    penalty), the same values as one call per parameter."""
+    if _is_float32(arr):
+        return _sums_of_squares_typed[float](0, arr, ranges)
+    return _sums_of_squares_typed[double](0, arr, ranges)
+
+
 def first_nonfinite(arrays):
     """The index in ``arrays`` (a tuple or list; None entries are skipped) of the first array
     holding NaN or inf, or -1 when all are finite: one call for all the finiteness checks of a

@@ -379,7 +379,7 @@ cdef void _gru_backward(floating probe, const GRUArrays* s, const GRUGradArrays*
                        <floating*>g.dx, D)
 
 
-cdef object _gru_backward_typed(floating probe, dh, cache, bint need_dx):
+cdef object _gru_backward_typed(floating probe, dh, cache, bint need_dx, dW):
     cdef int tn = _typenum(probe), k
     cdef GRUArrays s
     cdef GRUGradArrays g
@@ -436,7 +436,12 @@ cdef object _gru_backward_typed(floating probe, dh, cache, bint need_dx):
     dxw = _empty(tn, N, T, G) if s.layer_norm else da
     dh_next, skip = _zeros(tn, N, H), _empty(tn, N, H)
     dx = _empty(tn, N, T, D) if need_dx else None
-    dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
+    if dW is None:
+        dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
+    else:   # [dWx; dWh] written into the rows of the caller's array
+        _array(dW, "dW", tn, 2, D + H, G, ANY, True)
+        _disjoint_from(dW, "dW", [dh, *_cache_arrays(cache)])
+        dWx, dWh = dW[:D], dW[D:]
     db, dbn = _zeros(cnp.NPY_DOUBLE, G), _zeros(cnp.NPY_DOUBLE, H)
     if s.layer_norm:
         ln_parts = _zeros(cnp.NPY_DOUBLE, N, 4 * G)
@@ -463,11 +468,13 @@ cdef object _gru_backward_typed(floating probe, dh, cache, bint need_dx):
     return grads
 
 
-def gru_backward(dh, cache, bint need_dx=True):
+def gru_backward(dh, cache, bint need_dx=True, dW=None):
     """dh (N, T, H): upstream gradient of every output; cache: the GRUCache of gru_forward;
-    need_dx False skips the input gradient (dx is None; always None for token ids). Returns a
-    dict with dx, dh0, dWx, dWh, db, dbn and, with layer norm, ``d`` + the name of each
-    GRU_LAYER_NORM_PARAMS entry."""
+    need_dx False skips the input gradient (dx is None; always None for token ids). dW: None,
+    or a C-contiguous (D + H, 3H) array of dh's dtype, sharing no memory with the arguments,
+    that receives [dWx; dWh] (then those two are views of it). Returns a dict with dx, dh0,
+    dWx, dWh, db, dbn and, with layer norm, ``d`` + the name of each GRU_LAYER_NORM_PARAMS
+    entry."""
     if _is_float32(dh):
-        return _gru_backward_typed[float](0, dh, cache, need_dx)
-    return _gru_backward_typed[double](0, dh, cache, need_dx)
+        return _gru_backward_typed[float](0, dh, cache, need_dx, dW)
+    return _gru_backward_typed[double](0, dh, cache, need_dx, dW)

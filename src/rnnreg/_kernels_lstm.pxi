@@ -524,7 +524,7 @@ cdef void _lstm_backward(floating probe, const LSTMArrays* s,
                        <floating*>g.dx, D)
 
 
-cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_dx):
+cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_dx, dW):
     cdef int tn = _typenum(probe), k
     cdef LSTMArrays s
     cdef LSTMGradArrays g
@@ -593,7 +593,12 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
         cnp.PyArray_NewCopy(<cnp.ndarray>dc_final, cnp.NPY_CORDER)
     dh_next = _zeros(tn, N, H)
     dx = _empty(tn, N, T, D) if need_dx else None
-    dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
+    if dW is None:
+        dWx, dWh = _empty(tn, D, G), _empty(tn, H, G)
+    else:   # [dWx; dWh] written into the rows of the caller's array
+        _array(dW, "dW", tn, 2, D + H, G, ANY, True)
+        _disjoint_from(dW, "dW", [dh, dc_final, *_cache_arrays(cache)])
+        dWx, dWh = dW[:D], dW[D:]
     db = _zeros(cnp.NPY_DOUBLE, G)
     if s.layer_norm:
         ln_parts = _zeros(cnp.NPY_DOUBLE, N, 2 * G + 2 * H)
@@ -616,16 +621,18 @@ cdef object _lstm_backward_typed(floating probe, dh, dc_final, cache, bint need_
     return grads
 
 
-def lstm_backward(dh, dc_final, cache, bint need_dx=True):
+def lstm_backward(dh, dc_final, cache, bint need_dx=True, dW=None):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell state
     (None: zero);
     cache: the LSTMCache of lstm_forward; need_dx False skips the input gradient (dx is None;
-    always None for token-id inputs).
+    always None for token-id inputs). dW: None, or a C-contiguous (D + H, 4H) array of dh's
+    dtype, sharing no memory with the arguments, that receives [dWx; dWh] (then those two are
+    views of it: a layer's weight gradient written into its place in a packed buffer).
     Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, ``d`` + the name of
     each LSTM_LAYER_NORM_PARAMS entry."""
     if _is_float32(dh):
-        return _lstm_backward_typed[float](0, dh, dc_final, cache, need_dx)
-    return _lstm_backward_typed[double](0, dh, dc_final, cache, need_dx)
+        return _lstm_backward_typed[float](0, dh, dc_final, cache, need_dx, dW)
+    return _lstm_backward_typed[double](0, dh, dc_final, cache, need_dx, dW)
 
 
 # One time step is the sequence kernel with T = 1, wrapped the same way as in the NumPy twin.

@@ -1,6 +1,6 @@
 # Part of rnnreg/_kernels.pyx (included there, in order): matrix product.
 # ----------------------------------------------------------------------------- matrix product
-cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
+cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b, out):
     cdef int tn = _typenum(probe)
     cdef const floating* ap = <const floating*>_array(a, "a", tn, 2)
     cdef const floating* bp = <const floating*>_array(b, "b", tn, 2)
@@ -16,7 +16,11 @@ cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
     if trans_a and trans_b and not _fits_blas(m, n, k, lda, ldb, n):
         raise ValueError("matmul with both operands transposed needs every dimension below "
                          f"{_blas_int_max}; transpose the product instead (b @ a)^T")
-    out = _empty(tn, m, n)
+    if out is None:
+        out = _empty(tn, m, n)
+    else:
+        _array(out, "out", tn, 2, m, n, ANY, True)
+        _disjoint_from(out, "out", [a, b])
     cdef floating* op = <floating*>_ptr(out)
     cdef int n_threads = _acquire_threads()
     with nogil:
@@ -25,10 +29,12 @@ cdef object _matmul_typed(floating probe, a, b, bint trans_a, bint trans_b):
     return out
 
 
-def matmul(a, b, bint trans_a=False, bint trans_b=False):
+def matmul(a, b, bint trans_a=False, bint trans_b=False, out=None):
     """op(a) @ op(b) with op = transpose when asked, on the BLAS the LSTM kernels use — so that a
     whole training step runs on one BLAS thread pool (NumPy and SciPy each bring their own
-    OpenBLAS, and two pools spinning on the same cores slow each other down)."""
+    OpenBLAS, and two pools spinning on the same cores slow each other down). ``out``: a
+    C-contiguous array of the product's shape and dtype, sharing no memory with a or b, to
+    write it into (a gradient's place in a packed buffer); returned."""
     if _is_float32(a):
-        return _matmul_typed[float](0, a, b, trans_a, trans_b)
-    return _matmul_typed[double](0, a, b, trans_a, trans_b)
+        return _matmul_typed[float](0, a, b, trans_a, trans_b, out)
+    return _matmul_typed[double](0, a, b, trans_a, trans_b, out)

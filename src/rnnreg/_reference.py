@@ -9,6 +9,7 @@ tampered cache would give a broadcasting error deep inside a function, so the ba
 check their cache first (:meth:`LSTMCache.check`), as the compiled ones do.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -209,10 +210,38 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, layer_norm, recurrent_mask, eps, zoneout_
     )
 
 
-def lstm_backward(dh, dc_final, cache, need_dx=True):
+def _weight_gradient_into(dW, grads, D, reads):
+    """With ``dW`` given (the kernels' output argument): [dWx; dWh] written into it, the two
+    views of it in ``grads`` — after the checks the compiled kernels make."""
+    if dW is None:
+        return grads
+    dWx, dWh = grads["dWx"], grads["dWh"]
+    shape = (D + dWh.shape[0], dWh.shape[1])
+    if not isinstance(dW, np.ndarray) or dW.dtype != dWh.dtype or not dW.flags.c_contiguous:
+        raise TypeError(f"dW must be a C-contiguous {dWh.dtype} array")
+    if not dW.flags.writeable:
+        raise TypeError("dW must be writeable")
+    if dW.shape != shape:
+        raise ValueError(f"dW has shape {dW.shape}, expected {shape}")
+    if any(isinstance(a, np.ndarray) and np.shares_memory(dW, a) for a in reads):
+        raise ValueError("dW overlaps an array the kernel reads")
+    dW[:D], dW[D:] = dWx, dWh
+    grads["dWx"], grads["dWh"] = dW[:D], dW[D:]
+    return grads
+
+
+def _cache_arrays(cache):
+    arrays: list[Any] = []
+    for value in cache:
+        arrays.extend(value.values() if isinstance(value, Mapping) else [value])
+    return arrays
+
+
+def lstm_backward(dh, dc_final, cache, need_dx=True, dW=None):
     """dh (N, T, H): upstream gradient of every output; dc_final (N, H): of the final cell
-    state. Returns a dict with dx, dh0, dc0, dWx, dWh, db and, with layer norm, one
-    gradient per :data:`LSTM_LAYER_NORM_PARAMS` name (``d`` + name)."""
+    state; dW: None, or the (D + H, 4H) array to write [dWx; dWh] into. Returns a dict with dx,
+    dh0, dc0, dWx, dWh, db and, with layer norm, one gradient per
+    :data:`LSTM_LAYER_NORM_PARAMS` name (``d`` + name)."""
     if not isinstance(cache, LSTMCache):
         raise TypeError(f"cache must be the LSTMCache lstm_forward returned, got {type(cache).__name__}")
     cache.check()
@@ -292,7 +321,7 @@ def lstm_backward(dh, dc_final, cache, need_dx=True):
         dWh=hprev.reshape(N * T, H).T @ dhw_all.reshape(N * T, 4 * H),
         db=np.sum(da_all, axis=(0, 1)),
     )
-    return grads
+    return _weight_gradient_into(dW, grads, D, [dh, dc_final, *_cache_arrays(cache)])
 
 
 lstm_step_forward, lstm_step_backward = step_functions(lstm_forward, lstm_backward)
@@ -352,10 +381,11 @@ def gru_forward(x, h0, Wx, Wh, b, bn, layer_norm=None, recurrent_mask=None, eps=
     )
 
 
-def gru_backward(dh, cache, need_dx=True):
+def gru_backward(dh, cache, need_dx=True, dW=None):
     """dh (N, T, H): the upstream gradient of every output; cache: the :class:`GRUCache` of
-    :func:`gru_forward`. Returns a dict with dx (None for token ids or without need_dx), dh0,
-    dWx, dWh, db, dbn and, with layer norm, ``d`` + each :data:`GRU_LAYER_NORM_PARAMS` name."""
+    :func:`gru_forward`; dW: None, or the (D + H, 3H) array to write [dWx; dWh] into. Returns a
+    dict with dx (None for token ids or without need_dx), dh0, dWx, dWh, db, dbn and, with layer
+    norm, ``d`` + each :data:`GRU_LAYER_NORM_PARAMS` name."""
     if not isinstance(cache, GRUCache):
         raise TypeError(f"cache must be the GRUCache gru_forward returned, got {type(cache).__name__}")
     cache.check()
@@ -423,6 +453,7 @@ def gru_backward(dh, cache, need_dx=True):
         db=np.sum(da_all, axis=(0, 1)),
         dbn=dbn,
     )
+    _weight_gradient_into(dW, grads, D, [dh, *_cache_arrays(cache)])
     return {
         name: grads[name]
         for name in (
@@ -437,9 +468,21 @@ def gru_backward(dh, cache, need_dx=True):
     }
 
 
-def matmul(a, b, trans_a=False, trans_b=False):
-    """op(a) @ op(b), op = transpose when asked."""
-    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+def matmul(a, b, trans_a=False, trans_b=False, out=None):
+    """op(a) @ op(b), op = transpose when asked; into ``out`` when given."""
+    product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if out is None:
+        return product
+    if not isinstance(out, np.ndarray) or out.dtype != product.dtype or not out.flags.c_contiguous:
+        raise TypeError(f"out must be a C-contiguous {product.dtype} array")
+    if not out.flags.writeable:
+        raise TypeError("out must be writeable")
+    if out.shape != product.shape:
+        raise ValueError(f"out has shape {out.shape}, expected {product.shape}")
+    if np.shares_memory(out, a) or np.shares_memory(out, b):
+        raise ValueError("out overlaps an array the kernel reads")
+    out[...] = product
+    return out
 
 
 def softmax_cross_entropy(logits, targets):
@@ -466,6 +509,30 @@ def sum_of_squares(arr):
     return float(np.add.reduce(np.square(arr.ravel(), dtype=np.float64)))
 
 
+def _checked_ranges(ranges, name, n, sorted_):
+    if not isinstance(ranges, np.ndarray) or ranges.dtype != np.int64:
+        raise TypeError(f"{name} must be an int64 array (k, 2)")
+    if ranges.ndim != 2 or ranges.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (k, 2), got {ranges.shape}")
+    previous = 0
+    for k, (start, stop) in enumerate(ranges.tolist()):
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"{name}[{k}] = [{start}, {stop}) is not a range within [0, {n}]")
+        if sorted_ and start < previous:
+            raise ValueError(f"{name} must be sorted and disjoint")
+        previous = stop
+    return ranges.tolist()
+
+
+def sums_of_squares(arr, ranges):
+    """Σ x² over each [start, stop) range of the flattened array, each as sum_of_squares."""
+    flat = arr.reshape(-1)
+    return np.array(
+        [sum_of_squares(flat[a:b]) for a, b in _checked_ranges(ranges, "ranges", flat.size, False)],
+        np.float64,
+    )
+
+
 def first_nonfinite(arrays):
     """The index of the first array holding NaN or inf (None skipped), or -1."""
     for i, arr in enumerate(arrays):
@@ -474,11 +541,25 @@ def first_nonfinite(arrays):
     return -1
 
 
-def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2):
-    """One Adam step in place (see the compiled twin for the formula)."""
+def adam_update(p, g, m, v, step_size, beta1, beta2, eps, decay, l2, decayed=None):
+    """One Adam step in place (see the compiled twin for the formula); with ``decayed`` (sorted
+    [start, stop) ranges), decay and l2 act within the ranges only."""
     for name, arr in (("g", g), ("m", m), ("v", v)):
         if arr.shape != p.shape:  # NumPy would broadcast a smaller one silently
             raise ValueError(f"{name} has shape {arr.shape}, expected {p.shape} (the shape of p)")
+    if decayed is not None:
+        ranges = _checked_ranges(decayed, "decayed", p.size, True)
+        if not all(a.flags.c_contiguous for a in (p, m, v)):
+            raise TypeError("p, m and v must be C-contiguous (updated in place through flat views)")
+        flat = [a.reshape(-1) for a in (p, g, m, v)]
+        at = 0
+        for start, stop in ranges + [(p.size, p.size)]:
+            for lo, hi, decay_here, l2_here in ((at, start, 1.0, 0.0), (start, stop, decay, l2)):
+                if hi > lo:
+                    pp, gg, mm, vv = (a[lo:hi] for a in flat)
+                    adam_update(pp, gg, mm, vv, step_size, beta1, beta2, eps, decay_here, l2_here)
+            at = max(at, stop)
+        return
     dtype = p.dtype.type
     grad = g + dtype(l2) * p
     m *= dtype(beta1)

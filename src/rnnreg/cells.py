@@ -92,9 +92,10 @@ class Cell:
         raise NotImplementedError
 
     @staticmethod
-    def _backward_kernel(dh, dstate_rest, cache, need_dx):
+    def _backward_kernel(dh, dstate_rest, cache, need_dx, dW):
         """The kernel's backward over one stretch (``dstate_rest``: the final-state gradients
-        after h's): returns its dict of gradients."""
+        after h's; ``dW``: where to write [dWx; dWh], or None): returns its dict of
+        gradients."""
         raise NotImplementedError
 
     @staticmethod
@@ -178,10 +179,13 @@ class Cell:
         h = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
         return h, state, LayerRun(tuple(caches), segments)
 
-    def backward(self, layer, dh, dstate_final, run, need_dx, layer_norm):
+    def backward(self, layer, dh, dstate_final, run, need_dx, layer_norm, dW=None):
         """The gradients of one layer: returns (dx or None, {"dWx", "dWh", "db", and the other
         parameters' by their full names}). ``dstate_final``: the upstream gradient of the final
-        state (a tuple like the state; None entries are zero)."""
+        state (a tuple like the state; None entries are zero). ``dW``: the layer's weight
+        gradient's place ([dWx; dWh], (D + H, G)) to write into; dWx and dWh are then views of
+        it. The weight gradients are not checked for finiteness here: the model checks all of
+        its gradients in one pass."""
         N, _, H = dh.shape
         dh = np.ascontiguousarray(dh)
         if dstate_final[0] is not None:
@@ -193,10 +197,13 @@ class Cell:
                 for d in dstate_final[1:]
             ]
         )
-        g = self._segments_backward(dh, rest, run, need_dx)
-        label = f"{self.name.upper()} layer {layer} backward"
-        for name in ("dx", "dWx", "dWh") if need_dx else ("dWx", "dWh"):
-            v.finite_result(g[name], label, "the gradients")
+        g = self._segments_backward(dh, rest, run, need_dx, dW)
+        if dW is not None and not np.shares_memory(g["dWx"], dW):  # summed over segments
+            D = g["dWx"].shape[0]
+            dW[:D], dW[D:] = g["dWx"], g["dWh"]
+            g["dWx"], g["dWh"] = dW[:D], dW[D:]
+        if need_dx:
+            v.finite_result(g["dx"], f"{self.name.upper()} layer {layer} backward", "the gradients")
         grads = {"dWx": g["dWx"], "dWh": g["dWh"], "db": g["db"]}
         for name in self.extra_biases:
             grads[f"{name}{layer}"] = g["d" + name]
@@ -206,14 +213,15 @@ class Cell:
                 grads[full_name] = g["d" + name]
         return g["dx"], grads
 
-    def _segments_backward(self, dh, dstate_rest, run, need_dx):
+    def _segments_backward(self, dh, dstate_rest, run, need_dx, dW=None):
         """The backward kernel over the segments of one layer, last first: the gradient reaching
         a segment's initial state flows into the previous segment's final state, except for
-        rows whose state was zeroed there."""
+        rows whose state was zeroed there. One segment writes its weight gradient into ``dW``
+        (when given); several sum theirs in arrays of their own."""
         caches, segments = run.caches, run.segments
         initial = tuple("d" + name + "0" for name in self.state_names)  # dh0, dc0
         if len(caches) == 1:
-            return self._backward_kernel(dh, dstate_rest, caches[0], need_dx)
+            return self._backward_kernel(dh, dstate_rest, caches[0], need_dx, dW)
         dx_parts, total = [], None
         dh_carry, rest_carry = None, dstate_rest
         for (t0, t1), cache in zip(reversed(segments.spans), reversed(caches)):
@@ -221,7 +229,7 @@ class Cell:
             if dh_carry is not None:
                 dh_seg[:, -1] += dh_carry
             g = self._backward_kernel(
-                dh_seg, tuple([np.ascontiguousarray(d) for d in rest_carry]), cache, need_dx
+                dh_seg, tuple([np.ascontiguousarray(d) for d in rest_carry]), cache, need_dx, None
             )
             dx_parts.append(g["dx"])
             carried = [g[name] for name in initial]
@@ -297,8 +305,8 @@ class LSTMCell(Cell):
         )
 
     @staticmethod
-    def _backward_kernel(dh, dstate_rest, cache, need_dx):
-        return _ops.kernels().lstm_backward(dh, dstate_rest[0], cache, need_dx)
+    def _backward_kernel(dh, dstate_rest, cache, need_dx, dW):
+        return _ops.kernels().lstm_backward(dh, dstate_rest[0], cache, need_dx, dW)
 
     @staticmethod
     def final_state(cache):
@@ -342,8 +350,8 @@ class GRUCell(Cell):
         )
 
     @staticmethod
-    def _backward_kernel(dh, dstate_rest, cache, need_dx):
-        return _ops.kernels().gru_backward(dh, cache, need_dx)
+    def _backward_kernel(dh, dstate_rest, cache, need_dx, dW):
+        return _ops.kernels().gru_backward(dh, cache, need_dx, dW)
 
     @staticmethod
     def final_state(cache):

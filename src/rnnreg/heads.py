@@ -4,7 +4,9 @@ to its predictions, its loss and their gradients.
 A head kind has ``parameter_shapes(config)``, ``check_targets(targets, shape, config)``,
 ``forward(top, params, targets, valid) -> (loss or None, outputs, saved)`` with ``top``
 (N*T, H) and ``valid`` (N, T) bool — which steps lie within each sequence's length, or None when
-all do — and ``backward(saved, top, params) -> (grads, dtop)``. Steps past a sequence's end
+all do — and ``backward(saved, top, params, out=None) -> (grads, dtop)``, which writes the
+parameter gradients into ``out``'s arrays (their places in the model's packed gradients) when
+given. Steps past a sequence's end
 add nothing to the loss and get no gradient. Weight tying (``WeightTying`` in
 ``rnnreg.regularizers``) makes the next-token head share the embedding.
 
@@ -24,7 +26,9 @@ from . import _validation as v
 __all__ = ["NextToken", "PerStep", "PerSequence", "head_of"]
 
 
-def _matmul(a, b, trans_a=False, trans_b=False):
+def _matmul(a, b, trans_a=False, trans_b=False, out=None):
+    if out is not None:  # a gradient's place: the model checks every gradient in one pass
+        return _ops.kernels().matmul(a, b, trans_a, trans_b, out)
     out = _ops.kernels().matmul(a, b, trans_a, trans_b)
     return v.finite_result(out, "the model's output projection", "the weights or activations")
 
@@ -84,18 +88,29 @@ class NextToken:
         dlogits[rows] = d_valid
         return loss, logits, dlogits
 
-    def backward(self, dlogits, top, params):
+    def backward(self, dlogits, top, params, out=None):
         """The head's parameter gradients (with tying, the embedding's share under
-        ``"embedding"``) and the gradient of ``top``."""
+        ``"embedding"``) and the gradient of ``top``; written into ``out``'s arrays (the
+        gradients' places, by name) when given."""
         grads = {}
         if self.tied:
             grads["embedding"] = _matmul(dlogits, top, trans_a=True)  # (V, H)
             dtop = _matmul(dlogits, params["embedding"])
         else:
-            grads["Why"] = _matmul(top, dlogits, trans_a=True)
+            grads = _projection_gradients(top, dlogits, out)
             dtop = _matmul(dlogits, params["Why"], trans_b=True)
-        grads["by"] = dlogits.sum(axis=0)
+        if self.tied:
+            grads["by"] = dlogits.sum(axis=0, out=None if out is None else out["by"])
         return grads, dtop
+
+
+def _projection_gradients(inputs, dout, out=None):
+    """The gradients of ``Why`` and ``by`` for outputs ``inputs Why + by`` given ``dout``,
+    written into ``out``'s places when given."""
+    return {
+        "Why": _matmul(inputs, dout, trans_a=True, out=None if out is None else out["Why"]),
+        "by": dout.sum(axis=0, out=None if out is None else out["by"]),
+    }
 
 
 def _valid_mask(valid, N, T):
@@ -165,8 +180,8 @@ class PerStep:
         loss, dout = _regression_loss(out, targets.reshape(N * T, outputs), weight, self.loss)
         return loss, out, dout
 
-    def backward(self, dout, top, params):
-        grads = {"Why": _matmul(top, dout, trans_a=True), "by": dout.sum(axis=0)}
+    def backward(self, dout, top, params, out=None):
+        grads = _projection_gradients(top, dout, out)
         return grads, _matmul(dout, params["Why"], trans_b=True)
 
 
@@ -226,9 +241,9 @@ class PerSequence:
             loss, dout = _regression_loss(out, targets, np.ones((1, 1), out.dtype), self.loss)
         return loss, out, (dout, pooled, spread, (N, T))
 
-    def backward(self, saved, top, params):
+    def backward(self, saved, top, params, out=None):
         dout, pooled, spread, (N, T) = saved
-        grads = {"Why": _matmul(pooled, dout, trans_a=True), "by": dout.sum(axis=0)}
+        grads = _projection_gradients(pooled, dout, out)
         dpooled = _matmul(dout, params["Why"], trans_b=True)  # (N, H)
         dtop = np.zeros_like(top)
         if self.pooling == "last":

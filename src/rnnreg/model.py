@@ -47,6 +47,7 @@ from .init import initial_parameters
 from .inputs import input_of
 from .model_config import POSITIONAL, ModelConfig, setting_spec, settings
 from .model_config import names as setting_names
+from .parameters import Layout, Packed
 from .regularizers import Place, active_parts
 from .sequences import valid_steps
 
@@ -362,7 +363,9 @@ class RegularizedLSTM:
         )
         if config.tie_weights:  # drawn all the same, so the other parameters match an untied model
             del params["Why"]
-        return {name: np.ascontiguousarray(p, dtype=self.dtype) for name, p in params.items()}
+        # One buffer for all of them (rnnreg.parameters): optimizers step it in one call.
+        layout = Layout.of({name: np.shape(p) for name, p in params.items()}, self.dtype)
+        return layout.pack(params)
 
     def _gate_block(self, gate):
         H = self.hidden_size
@@ -671,7 +674,15 @@ class RegularizedLSTM:
                     given, f"d{name}_final", (config.num_layers, N, H), "(num_layers, batch, hidden_size)"
                 )
             upstream.append(given)
-        grads, dx = self._head.backward(trace.dlogits, trace.top, params)
+        # Every gradient goes to its place in one packed buffer (rnnreg.parameters), laid out
+        # as the parameters are; the kernels write the largest ones there themselves.
+        layout = (
+            params.layout
+            if isinstance(params, Packed)
+            else Layout.of({name: p.shape for name, p in params.items()}, self.dtype)
+        )
+        places = layout.empty()
+        grads, dx = self._head.backward(trace.dlogits, trace.top, params, out=places)
         shared = grads.pop("embedding", None)  # tied weights: the head's share, added below
         for part, saved in trace.loss_parts:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -699,11 +710,17 @@ class RegularizedLSTM:
                 layer_trace.run,
                 need_dx,
                 config.use_layer_norm,
+                dW=places[w_name],
             )
-            dWx, dWh = g.pop("dWx"), g.pop("dWh")
+            dWx, dWh = g.pop("dWx"), g.pop("dWh")  # views of places[w_name]
             for part, saved in reversed(layer_trace.weight_parts):
+                given = dWx, dWh
                 dWx, dWh = part.backward(dWx, dWh, saved)
-            grads[w_name] = np.concatenate((dWx, dWh))
+                D = dWx.shape[0]
+                for rows, new, old in ((slice(None, D), dWx, given[0]), (slice(D, None), dWh, given[1])):
+                    if new is not old:  # a part that gave a new array instead of scaling in place
+                        places[w_name][rows] = new
+            grads[w_name] = places[w_name]
             grads[b_name] = g.pop("db")
             grads.update(g)  # the layer-norm parameters', by their full names
         if self._input.takes_gradient:  # (real-valued inputs have no parameters to reach)
@@ -712,9 +729,12 @@ class RegularizedLSTM:
         grads.update(self._input.backward(dx, trace.inputs, params))
         if shared is not None:
             grads["embedding"] += shared
-        # Every gradient is already a C-contiguous array of the model's dtype (kernel outputs and
-        # products of them); the dict lists them in the parameters' order.
-        self.grads = {name: grads[name] for name in self.params}
+        for name, place in places.items():  # what the parts did not write in place
+            if grads[name] is not place:
+                place[...] = grads[name]
+        # One pass over every gradient (the kernels check their activations' gradients).
+        v.finite_result(places.buffer(), "the backward pass", "the weights or activations")
+        self.grads = places
         return self.grads
 
     def _check_state(self, state, batch):

@@ -10,6 +10,10 @@ Weight decay comes in two forms:
 
 Either way only the names in ``decay`` are decayed — by default the weight matrices (ndim >= 2),
 never biases or layer-norm gains and biases.
+
+A model's parameters and gradients are packed into one buffer each (:mod:`rnnreg.parameters`):
+then a step, the clipping norm and the scaling are each one compiled call over the buffer,
+with the same results as the per-array path any other dict of arrays takes.
 """
 
 import contextlib
@@ -20,6 +24,7 @@ import numpy as np
 from . import _ops
 from . import _validation as v
 from ._conventions import decay_parameter_names
+from .parameters import Layout, Packed, packed_buffer, same_buffers, squared_norms
 
 __all__ = [
     "SGD",
@@ -42,8 +47,9 @@ def l2_gradient(params, weight_decay, decay):
 
 def global_norm(arrays):
     """sqrt(Σ ||a||²) over a dict of arrays, summed in float64 so that large float32 gradients
-    cannot overflow it: one compiled pass per array (kernels.sum_of_squares), no temporary."""
-    return math.sqrt(sum(_ops.sum_of_squares(a) for a in arrays.values()))
+    cannot overflow it: each array's sum of squares in one compiled pass (one call for all of a
+    packed dict), added in the dict's order; no temporary."""
+    return math.sqrt(sum(squared_norms(arrays)))
 
 
 def clip_grad_norm(grads, max_norm):
@@ -56,7 +62,8 @@ def clip_grad_norm(grads, max_norm):
     total = global_norm(grads)
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-12)
-        for g in grads.values():
+        buffer = packed_buffer(grads)
+        for g in (buffer,) if buffer is not None else grads.values():
             g *= scale
     return total
 
@@ -91,9 +98,13 @@ class Optimizer:
     def _check_grads(self, grads):
         """Raise unless grads holds, for every parameter, an array of its shape and dtype (NumPy
         would broadcast a (1,) gradient over a whole matrix without a word); and unless every
-        parameter is still updatable in place."""
+        parameter is still updatable in place. Returns the (parameters, gradients) buffers when
+        both dicts are packed in one layout (so all of that holds by construction), else None."""
         if not isinstance(grads, dict):
             raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
+        buffers = same_buffers(self.params, grads)
+        if buffers is not None and len(grads) == len(self.params) and buffers[0].flags.writeable:
+            return buffers
         missing = [name for name in self.params if name not in grads]
         if missing:
             raise ValueError(f"grads is missing {missing}")
@@ -109,6 +120,29 @@ class Optimizer:
                 )
             if not (p.flags.c_contiguous and p.flags.writeable):
                 raise ValueError(f"params[{name!r}] is no longer a writeable C-contiguous array")
+        return None
+
+    @property
+    def _layout(self) -> Layout:
+        """The layout of the packed parameters (the packed paths alone ask for it)."""
+        assert isinstance(self.params, Packed)
+        return self.params.layout
+
+    def _decayed_ranges(self):
+        """The element ranges of the decayed parameters in the packed buffer, sorted."""
+        layout = self._layout
+        return layout.ranges(sorted(set(self.decay), key=layout.names.index))
+
+    def _packed_slot(self, slot):
+        """The buffer of state slot ``slot``, packed like the parameters: zeros where it holds
+        nothing yet, a copy packed in place of arrays taken from a checkpoint."""
+        arrays = self.state[slot]
+        buffer = packed_buffer(arrays)
+        if buffer is None or arrays.layout != self._layout:
+            arrays = self._layout.pack(arrays)
+            self.state[slot] = arrays
+            buffer = arrays.buffer()
+        return buffer
 
     def _check_lr(self):
         """The learning rate can be set from outside (a schedule): it must be finite and > 0."""
@@ -227,10 +261,13 @@ class SGD(Optimizer):
         self.state = {"velocity": {}}
 
     def step(self, grads):
-        self._check_grads(grads)
+        buffers = self._check_grads(grads)
         self._check_lr()
-        grads = self._coupled(grads)
         self.step_count += 1
+        if buffers is not None:
+            self._step_packed(*buffers)
+            return
+        grads = self._coupled(grads)
         for name, p in self.params.items():
             g = grads[name]
             if self.momentum:
@@ -241,6 +278,19 @@ class SGD(Optimizer):
                 vel += g
                 g = vel
             p -= self.lr * g
+
+    def _step_packed(self, p, g):
+        """The same step on the packed buffers: the same element-wise arithmetic."""
+        if self.weight_decay:
+            g = g.copy()
+            for start, stop in self._decayed_ranges().tolist():
+                g[start:stop] += self.weight_decay * p[start:stop]
+        if self.momentum:
+            velocity = self._packed_slot("velocity")
+            velocity *= self.momentum
+            velocity += g
+            g = velocity
+        p -= self.lr * g
 
 
 class Adam(Optimizer):
@@ -259,7 +309,7 @@ class Adam(Optimizer):
         self.state = {"m": {}, "v": {}}
 
     def step(self, grads):
-        self._check_grads(grads)
+        buffers = self._check_grads(grads)
         self._check_lr()
         self.step_count += 1
         b1, b2 = self.betas
@@ -272,12 +322,29 @@ class Adam(Optimizer):
         step_size = self.lr * math.sqrt(bias2) / bias1
         eps_hat = self.eps * math.sqrt(bias2)
         update = _ops.kernels().adam_update
+        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1.0
+        l2 = 0.0 if self.decoupled else self.weight_decay
+        if buffers is not None:  # one call over every parameter, decay on the decayed ranges
+            params, gradients = buffers
+            first, second = self._packed_slot("m"), self._packed_slot("v")
+            update(
+                params,
+                gradients,
+                first,
+                second,
+                step_size,
+                b1,
+                b2,
+                eps_hat,
+                decay,
+                l2,
+                self._decayed_ranges(),
+            )
+            return
         if not self.state["m"]:
             for name, p in self.params.items():
                 self.state["m"][name] = np.zeros_like(p)
                 self.state["v"][name] = np.zeros_like(p)
-        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1.0
-        l2 = 0.0 if self.decoupled else self.weight_decay
         moments_m, moments_v = self.state["m"], self.state["v"]
         decay_names = set(self.decay)
         for name, p in self.params.items():
@@ -341,6 +408,14 @@ class NTASGD(SGD):
         if self.averaging:
             assert self.averaging_since is not None
             count = self.step_count - self.averaging_since  # 1 at the first averaged iterate
+            params = packed_buffer(self.params)
+            if params is not None:  # the same element-wise arithmetic on the packed buffers
+                if count == 1:
+                    self.state["average"] = self._layout.pack(self.params)
+                else:
+                    average = self._packed_slot("average")
+                    average += (params - average) / count
+                return
             average = self.state["average"]
             for name, p in self.params.items():
                 if count == 1:

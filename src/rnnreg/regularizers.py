@@ -63,7 +63,8 @@ class Regularizer:
 
     * INPUT: ``forward(x, inputs, config, rng) -> (x, saved)``, ``backward(dx, inputs, saved)``;
     * WEIGHTS: ``forward(Wx, Wh, config, rng) -> (Wx, Wh, saved)``,
-      ``backward(dWx, dWh, saved) -> (dWx, dWh)``;
+      ``backward(dWx, dWh, saved) -> (dWx, dWh)`` (it may scale the two in place: they are
+      views of the layer's place in the model's packed gradients; new arrays are copied there);
     * RECURRENCE: ``draw(shape, config, rng, training) -> {kernel argument: array}``;
     * OUTPUT: ``forward(h, layer, config, rng) -> (h, saved)``, ``backward(dh, saved)``;
     * LOSS: ``penalty(top, h, config) -> (value, saved)``; ``backward_top(dtop, top, saved,
@@ -183,7 +184,8 @@ class WeightDrop(Regularizer):
         return Wx, Wh * mask, mask
 
     def backward(self, dWx, dWh, mask):
-        return dWx, dWh * mask
+        dWh *= mask  # in place: dWh is its place in the model's packed gradients
+        return dWx, dWh
 
 
 class InputWeightDrop(Regularizer):
@@ -203,7 +205,8 @@ class InputWeightDrop(Regularizer):
         return Wx * mask, Wh, mask
 
     def backward(self, dWx, dWh, mask):
-        return dWx * mask, dWh
+        dWx *= mask  # in place: dWx is its place in the model's packed gradients
+        return dWx, dWh
 
 
 # ----------------------------------------------------------------------------- recurrence

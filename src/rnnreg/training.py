@@ -39,6 +39,7 @@ from .callbacks import BatchBegin, BatchEnd, CallbackList, EpochBegin, EpochEnd,
 from .checkpoint import load_model, save_model  # noqa: F401 (API)
 from .early_stopping import EarlyStoppingMonitor
 from .optim import NTASGD, SGD, Adam, AdamW, clip_grad_norm, cosine_lr, global_norm, step_lr
+from .parameters import squared_norms
 from .sequences import METRICS, SequenceSet, finish_metrics, sequence_set, task_metrics, valid_steps
 from .training_state import HISTORY_LISTS, restore_training_state, save_training_state
 
@@ -873,7 +874,7 @@ class _Run:
                 optimizer.step(grads)
                 # λ/2·Σw² (compute_l2_penalty's value, without re-checking the model's own arrays)
                 penalty = (
-                    0.5 * self.coupled_decay * sum(_ops.sum_of_squares(w) for w in model.weights())
+                    0.5 * self.coupled_decay * sum(squared_norms(model.params, model.decay_parameter_names()))
                     if self.coupled_decay
                     else 0.0
                 )
