@@ -65,21 +65,29 @@ def _compiler_has_openmp(compiler, compile_flag, link_flag):
     return True
 
 
+# The builds of the same source for wider vectors, each picked at import time on a CPU that has
+# its instructions (rnnreg._backend): module -> its -m flags.
+SIMD_FLAGS = {
+    "rnnreg._kernels_avx2": ["-mavx2", "-mfma"],
+    "rnnreg._kernels_avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"],
+}
+
+
 class build_ext(_build_ext):
-    """Compiler-specific flags: GCC and Clang take GCC_LIKE_ARGS (and the AVX2 build its -m
+    """Compiler-specific flags: GCC and Clang take GCC_LIKE_ARGS (and the SIMD builds their -m
     flags), MSVC takes MSVC_ARGS and builds only the portable module (it has no GCC vector
-    extensions nor __builtin_cpu_supports, so the AVX2 module could never be chosen). OpenMP
+    extensions nor __builtin_cpu_supports, so a SIMD module could never be chosen). OpenMP
     flags are added when a probe program builds with them."""
 
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
-            self.extensions = [e for e in self.extensions if not e.name.endswith("_avx2")]
+            self.extensions = [e for e in self.extensions if e.name not in SIMD_FLAGS]
         openmp_compile, openmp_link = ("/openmp", None) if msvc else ("-fopenmp", "-fopenmp")
         openmp = OPENMP_WANTED and _compiler_has_openmp(self.compiler, openmp_compile, openmp_link)
         print(f"rnnreg: building with OpenMP: {'yes' if openmp else 'no'}")
         for ext in self.extensions:
-            simd = ["-mavx2", "-mfma"] if ext.name.endswith("_avx2") else []
+            simd = SIMD_FLAGS.get(ext.name, [])
             ext.extra_compile_args = (MSVC_ARGS if msvc else GCC_LIKE_ARGS) + simd
             ext.extra_link_args = STRIP_ARGS if not DEBUG_BUILD and not msvc else []
             if openmp:
@@ -107,9 +115,12 @@ def kernel_extension(name, source, optional=False):
 
 extensions = [kernel_extension("rnnreg._kernels", "src/rnnreg/_kernels.pyx")]
 if platform.machine().lower() in ("x86_64", "amd64") and not DEBUG_BUILD:
-    # A second build of the same source for CPUs with AVX2 and FMA, picked at import time.
-    # Optional: a compiler that does not know the flags skips it, and the portable build serves.
-    extensions.append(kernel_extension("rnnreg._kernels_avx2", "src/rnnreg/_kernels_avx2.pyx", optional=True))
+    # Builds of the same source for CPUs with AVX2 and FMA, and with AVX-512 too, picked at
+    # import time. Optional: a compiler that does not know the flags skips one, and the next
+    # narrower build serves.
+    for name in SIMD_FLAGS:
+        source = "src/" + name.replace(".", "/") + ".pyx"
+        extensions.append(kernel_extension(name, source, optional=True))
 
 # Debug and release builds keep separate build trees (and debug always re-cythonizes): pip builds
 # in the source tree, and neither build may pick up the other's generated C or compiled modules.

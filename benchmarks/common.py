@@ -15,6 +15,11 @@ import time
 
 import numpy as np
 
+# SciPy's BLAS (the one rnnreg's kernels and blas_rate call) loaded now: threadpoolctl limits only
+# the libraries loaded when a limit is entered, so one loaded inside `threadpool_limits(1)` would
+# run its first product on every core — a "one-thread peak" measured on two.
+import scipy.linalg.blas  # noqa: F401
+
 
 @dataclasses.dataclass(frozen=True)
 class EpochSpec:

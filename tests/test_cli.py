@@ -660,3 +660,60 @@ def test_warnings_on_the_command_line_are_one_line(tmp_path, capsys):
     lines = [line for line in err.splitlines() if "warning" in line]
     assert lines and all(line.startswith("rnnreg train: warning: the ") for line in lines)
     assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_the_benchmarks_one_thread_blas_peak_runs_on_one_thread(tmp_path):
+    """threadpoolctl limits only the libraries loaded when a limit is entered: importing
+    benchmarks.common loads SciPy's BLAS first, so that blas_rate under threadpool_limits(1)
+    measures one thread (a BLAS first loaded inside the limit ran on every core: a "one-thread
+    peak" twice too high)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__init__.py").exists():
+        pytest.skip("benchmarks/ is not beside the tests")
+    code = (
+        "import benchmarks.common\n"
+        "from threadpoolctl import threadpool_info, threadpool_limits\n"
+        "with threadpool_limits(1):\n"
+        "    import scipy.linalg.blas\n"
+        "    print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
+@pytest.mark.slow
+def test_before_after_times_two_builds_in_one_run(run_benchmark, tmp_path):
+    """benchmarks/before_after.py runs end to end: "before" here is the installed build itself,
+    in a process of its own; the table has each build's share of the peak, and the JSON the
+    samples of every round."""
+    import rnnreg
+
+    src = Path(rnnreg.__file__).resolve().parents[1]
+    out = tmp_path / "record.json"
+    run = run_benchmark(
+        "before_after",
+        "--before",
+        str(src),
+        "--rounds",
+        "2",
+        "--threads",
+        "1",
+        "--cases",
+        "plain",
+        "classify, plain",
+        "--no-torch",
+        "--json",
+        str(out),
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| plain |")]
+    assert len(rows) == 1 and rows[0].count("%") == 2, run.stdout
+    record = json.loads(out.read_text())
+    assert [r["case"] for r in record["rows"]] == ["plain", "classify, plain"]
+    assert all(len(v) == 2 for v in record["samples"].values())
+    assert 0 < record["rows"][0]["bound_s"] < record["rows"][0]["after"]

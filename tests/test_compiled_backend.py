@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import rnnreg
@@ -29,16 +30,90 @@ def test_debug_build_is_the_one_asked_for():
 
 
 def test_simd_variant_matches_the_cpu(tmp_path):
+    """The widest build the CPU runs, capped by RNNREG_SIMD ("avx2", "baseline")."""
     if _backend._kernels.DEBUG_BUILD:
-        assert _backend.COMPILED_VARIANT == "baseline"  # the debug build has no AVX2 variant
+        assert _backend.COMPILED_VARIANT == "baseline"  # the debug build has no SIMD variants
         return
-    cpu_has_it = _backend._cpu_has_avx2_fma()
-    forced_baseline = os.environ.get("RNNREG_SIMD", "").lower() == "baseline"
-    expected = "avx2" if cpu_has_it and not forced_baseline else "baseline"
+    cap = os.environ.get("RNNREG_SIMD", "").lower()
+    runs = {"avx512": _backend._cpu_has_avx512(), "avx2": _backend._cpu_has_avx2_fma()}
+    allowed = {"baseline": [], "avx2": ["avx2"]}.get(cap, ["avx512", "avx2"])
+    expected = next((name for name in allowed if runs[name]), "baseline")
     assert _backend.COMPILED_VARIANT == expected
     code = "from rnnreg import _backend; print(_backend.COMPILED_VARIANT)"
-    out = _python(code, dict(os.environ, RNNREG_SIMD="baseline"), tmp_path)
-    assert out.stdout.strip() == "baseline"
+    for cap, widest in (("baseline", "baseline"), ("avx2", "avx2" if runs["avx2"] else "baseline")):
+        out = _python(code, dict(os.environ, RNNREG_SIMD=cap), tmp_path)
+        assert out.stdout.strip() == widest
+
+
+@pytest.mark.skipif(not _backend._cpu_has_avx512(), reason="needs an AVX-512 CPU")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_avx512_build_gives_the_avx2_builds_bits(dtype):
+    """Every element is made by the same operations at either vector width (the plain-loop
+    products keep the AVX2 width): forward and backward of both cells, with layer norm,
+    recurrent masks and zoneout, on sizes that leave vector tails, and the products."""
+    from rnnreg import _kernels_avx2 as narrow
+    from rnnreg import _kernels_avx512 as wide
+
+    rng = np.random.default_rng(0)
+    f = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+
+    def same(a, b):
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return np.array_equal(a, b)
+        if hasattr(a, "keys"):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a.keys())
+        if isinstance(a, tuple):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    for N, T, D, H in ((5, 7, 13, 40), (1, 9, 3, 33), (8, 12, 20, 64), (6, 3, 4, 128)):
+        for layer_norm in (False, True):
+            for G, cell in ((4 * H, "lstm"), (3 * H, "gru")):
+                mask = f(N, H) if layer_norm else None
+                zone = (rng.random((N, T, H)) < 0.3).astype(dtype)
+                if cell == "lstm":
+                    ln = {k: f(G) for k in ("gamma_x", "beta_x", "gamma_h", "beta_h")}
+                    ln |= {"gamma_c": f(H), "beta_c": f(H)}
+                    args = (
+                        f(N, T, D),
+                        f(N, H),
+                        f(N, H),
+                        f(D, G),
+                        f(H, G),
+                        f(G),
+                        ln if layer_norm else None,
+                        mask,
+                        1e-5,
+                        zone,
+                        None,
+                    )
+                    caches = [m.lstm_forward(*args) for m in (narrow, wide)]
+                    dh = f(N, T, H)
+                    grads = [m.lstm_backward(dh, None, caches[0]) for m in (narrow, wide)]
+                else:
+                    ln = {k: f(G) for k in ("gamma_x", "beta_x", "gamma_h", "beta_h")}
+                    args = (
+                        f(N, T, D),
+                        f(N, H),
+                        f(D, G),
+                        f(H, G),
+                        f(G),
+                        f(H),
+                        ln if layer_norm else None,
+                        mask,
+                        1e-5,
+                        zone,
+                    )
+                    caches = [m.gru_forward(*args) for m in (narrow, wide)]
+                    dh = f(N, T, H)
+                    grads = [m.gru_backward(dh, caches[0]) for m in (narrow, wide)]
+                assert same(caches[0], caches[1]), (cell, N, T, D, H, layer_norm)
+                assert same(grads[0], grads[1]), (cell, N, T, D, H, layer_norm)
+    for m, k, n in ((3, 5, 7), (37, 50, 61), (4, 256, 1024), (100, 300, 200)):
+        a, b = f(m, k), f(k, n)
+        for trans_b in (False, True):
+            bb = np.ascontiguousarray(b.T) if trans_b else b
+            assert np.array_equal(narrow.matmul(a, bb, False, trans_b), wide.matmul(a, bb, False, trans_b))
 
 
 def test_backend_can_be_switched_and_restored():

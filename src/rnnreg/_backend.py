@@ -28,16 +28,40 @@ def _cpu_has_avx2_fma():
     return portable.cpu_has_avx2_fma()
 
 
-def _import_compiled():
-    """The compiled kernels: the AVX2/FMA build when the CPU has both (and RNNREG_SIMD is not
-    "baseline"), else the portable build. Returns (module, variant name)."""
-    if os.environ.get("RNNREG_SIMD", "").strip().lower() != "baseline" and _cpu_has_avx2_fma():
-        try:
-            from . import _kernels_avx2
+def _cpu_has_avx512():
+    """Whether the CPU runs the AVX-512 build (AVX2, FMA and AVX-512 F, VL, BW, DQ), asked the
+    same way."""
+    try:
+        from . import _kernels as portable
+    except ImportError:
+        return False
+    return portable.cpu_has_avx512()
 
-            return _kernels_avx2, "avx2"
-        except ImportError:
-            pass  # not built (a non-x86 machine or an old compiler): the portable build serves
+
+#: The compiled builds, widest first: (variant name, module, whether this CPU runs it).
+#: ``RNNREG_SIMD`` names the widest one to consider ("baseline": the portable build alone).
+SIMD_VARIANTS = (
+    ("avx512", "_kernels_avx512", _cpu_has_avx512),
+    ("avx2", "_kernels_avx2", _cpu_has_avx2_fma),
+)
+
+
+def _import_compiled():
+    """The compiled kernels: the widest build the CPU runs (AVX-512, AVX2/FMA), at most the one
+    ``RNNREG_SIMD`` names, else the portable build. Returns (module, variant name)."""
+    import importlib
+
+    cap = os.environ.get("RNNREG_SIMD", "").strip().lower()
+    names = [name for name, _, _ in SIMD_VARIANTS]
+    allowed = (
+        SIMD_VARIANTS[names.index(cap) :] if cap in names else () if cap == "baseline" else SIMD_VARIANTS
+    )
+    for name, module, cpu_runs_it in allowed:
+        if cpu_runs_it():
+            try:
+                return importlib.import_module(f".{module}", __package__), name
+            except ImportError:
+                pass  # not built (a non-x86 machine or an old compiler): a narrower build serves
     from . import _kernels as portable
 
     return portable, "baseline"

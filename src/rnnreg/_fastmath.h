@@ -42,7 +42,10 @@
 /* 32-byte vectors in the portable (SSE2) build: GCC warns that passing them by value would change
  * the ABI, which cannot matter here: every function taking them is inlined into this module. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+#define RN_VBYTES 64
+#include <immintrin.h>
+#elif defined(__AVX__)
 #define RN_VBYTES 32
 #include <immintrin.h>
 #else
@@ -51,8 +54,10 @@
 
 /* Each vector type with its loads, stores and multiply-add. Loads go through memcpy: the rows
  * the kernels pass are not aligned to the vector size, and memcpy is how C says "unaligned". */
-#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE, SPLAT_INTRINSIC)                                        \
-typedef T V __attribute__((vector_size(RN_VBYTES)));                                         \
+#define RN_DEFINE_VECTOR(V, T, FMA_INTRINSIC, M_TYPE, SPLAT_INTRINSIC)                        \
+    RN_DEFINE_VECTOR_OF(V, T, RN_VBYTES, FMA_INTRINSIC, M_TYPE, SPLAT_INTRINSIC)
+#define RN_DEFINE_VECTOR_OF(V, T, BYTES, FMA_INTRINSIC, M_TYPE, SPLAT_INTRINSIC)              \
+typedef T V __attribute__((vector_size(BYTES)));                                             \
 RN_INLINE V V##_load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
 RN_INLINE void V##_store(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
 RN_INLINE V V##_fma(V a, V b, V c) { return RN_VFMA(a, b, c, FMA_INTRINSIC, M_TYPE); }       \
@@ -73,8 +78,25 @@ RN_INLINE T V##_sum(V v) {                                                      
 #define RN_SPLAT(V, T, x, INTR) \
     __extension__({ V v_; for (size_t q_ = 0; q_ < sizeof(V) / sizeof(T); q_++) v_[q_] = (x); v_; })
 #endif
+#if defined(__AVX512F__)   /* the AVX-512 build: 16 floats or 8 doubles a vector */
+RN_DEFINE_VECTOR(rn_vd, double, _mm512_fmadd_pd, __m512d, _mm512_set1_pd)
+RN_DEFINE_VECTOR(rn_vf, float, _mm512_fmadd_ps, __m512, _mm512_set1_ps)
+#else
 RN_DEFINE_VECTOR(rn_vd, double, _mm256_fmadd_pd, __m256d, _mm256_set1_pd)
 RN_DEFINE_VECTOR(rn_vf, float, _mm256_fmadd_ps, __m256, _mm256_set1_ps)
+#endif
+/* The plain-loop products (rn_gemm_nn, rn_gemm_nt) give results that depend on their vector
+ * width: which columns fall to the scalar tail (a multiply and an add, no FMA), and the lanes a
+ * dot product is split into. They keep at most 32-byte vectors (rn_sd, rn_sf), so that the
+ * AVX-512 build gives the AVX2 build's bits; the packed step product and the element-wise loops
+ * make every element alike at any width and take the full one. */
+#if RN_VBYTES > 32
+#define RN_SMALL_VBYTES 32
+#else
+#define RN_SMALL_VBYTES RN_VBYTES
+#endif
+RN_DEFINE_VECTOR_OF(rn_sd, double, RN_SMALL_VBYTES, _mm256_fmadd_pd, __m256d, _mm256_set1_pd)
+RN_DEFINE_VECTOR_OF(rn_sf, float, RN_SMALL_VBYTES, _mm256_fmadd_ps, __m256, _mm256_set1_ps)
 
 typedef double rn_d4 __attribute__((vector_size(32)));
 typedef float rn_f4 __attribute__((vector_size(16)));
@@ -696,6 +718,7 @@ RN_INLINE void rn_transpose8_f(const float *src, Py_ssize_t ld_src, float *dst,
  * time (8 accumulators, each load of B serving four rows), then the rows left one at a time
  * across four panels (8 accumulators again). */
 #define RN_PACK_BLOCK 64
+#define RN_GROUP_BYTES (256 * 1024)   /* a group of panels: a quarter of the smallest L2 (Zen 4's 1 MB) */
 #define RN_DEFINE_PACKED(PACK, GEMM, T, V)                                                    \
 RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                                \
     const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
@@ -730,7 +753,7 @@ RN_INLINE void PACK(Py_ssize_t k, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,   
     for (jp = j0, packed += j0 * k; jp < j1; jp += P, packed += P * k) {                      \
         const Py_ssize_t cols = n - jp < P ? n - jp : P;                                      \
         p = 0;                                                                                \
-        if (RN_HAVE_TRANSPOSE8 && sizeof(T) == 4 && P == 16 && sb_row == 1 && cols == P) {    \
+        if (RN_HAVE_TRANSPOSE8 && sizeof(T) == 4 && P % 8 == 0 && sb_row == 1 && cols == P) {    \
             /* 8 x 8 blocks, both of a 16-wide run of the panel's first eight rows of B^T, then \
              * of its last eight: at most eight lines a row stride apart in use at a time. */   \
             for (; p + 16 <= k; p += 16)                                                      \
@@ -822,28 +845,39 @@ RN_INLINE void GEMM##_rows(const int R, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t 
     for (; jp < j1; jp += P)                                                                  \
         GEMM##_block(R, 1, n, jp, k, A, lda, packed, C, ldc, accumulate);                     \
 }                                                                                             \
+/* The panels go in groups of about RN_GROUP_BYTES, each group through every row before the     \
+ * next: a group is read from memory once and then from the cache for each block of rows, where   \
+ * all the panels for each block of rows in turn would stream the whole of B (16 MB for hidden    \
+ * 1024) from memory once per four rows. The order of the blocks changes no entry's sum. */       \
 RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,   \
                     const T *restrict A, Py_ssize_t lda, const T *restrict packed,           \
                     T *restrict C, Py_ssize_t ldc, int accumulate) {                          \
-    Py_ssize_t i = 0;                                                                         \
-    for (; i + 4 <= m; i += 4)                                                                \
-        GEMM##_rows(4, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc, accumulate); \
-    switch (m - i) {                                                                          \
-    case 3: GEMM##_rows(3, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
-                        accumulate); break;                                                   \
-    case 2: GEMM##_rows(2, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
-                        accumulate); break;                                                   \
-    case 1: GEMM##_rows(1, n, j0, j1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
-                        accumulate); break;                                                   \
+    const Py_ssize_t P = 2 * (Py_ssize_t)(sizeof(V) / sizeof(T));                             \
+    const Py_ssize_t panels = RN_GROUP_BYTES / ((k > 0 ? k : 1) * P * (Py_ssize_t)sizeof(T)); \
+    const Py_ssize_t group = (panels > 4 ? panels - panels % 4 : panels > 0 ? panels : 1) * P;\
+    Py_ssize_t g0, g1, i;                                                                     \
+    for (g0 = j0; g0 < j1; g0 = g1) {                                                         \
+        g1 = j1 - g0 > group ? g0 + group : j1;                                               \
+        for (i = 0; i + 4 <= m; i += 4)                                                       \
+            GEMM##_rows(4, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
+                        accumulate);                                                          \
+        switch (m - i) {                                                                      \
+        case 3: GEMM##_rows(3, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc, ldc,      \
+                            accumulate); break;                                               \
+        case 2: GEMM##_rows(2, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc, ldc,      \
+                            accumulate); break;                                               \
+        case 1: GEMM##_rows(1, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc, ldc,      \
+                            accumulate); break;                                               \
+        }                                                                                     \
     }                                                                                         \
 }
 RN_DEFINE_PACKED(rn_pack_d, rn_gemm_packed_d, double, rn_vd)
 RN_DEFINE_PACKED(rn_pack_f, rn_gemm_packed_f, float, rn_vf)
 
-RN_DEFINE_GEMM_NN(rn_gemm_nn_d, double, rn_vd)
-RN_DEFINE_GEMM_NN(rn_gemm_nn_f, float, rn_vf)
-RN_DEFINE_GEMM_NT(rn_gemm_nt_d, double, rn_vd)
-RN_DEFINE_GEMM_NT(rn_gemm_nt_f, float, rn_vf)
+RN_DEFINE_GEMM_NN(rn_gemm_nn_d, double, rn_sd)
+RN_DEFINE_GEMM_NN(rn_gemm_nn_f, float, rn_sf)
+RN_DEFINE_GEMM_NT(rn_gemm_nt_d, double, rn_sd)
+RN_DEFINE_GEMM_NT(rn_gemm_nt_f, float, rn_sf)
 
 #else   /* not GCC or Clang: the same products (and the packed step product) as plain loops */
 #define RN_DEFINE_GEMM_PLAIN(NN, NT, PACK, GEMM, T)                                           \

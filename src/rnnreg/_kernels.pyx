@@ -50,6 +50,7 @@ DEBUG_BUILD = bool(RNNREG_DEBUG_BUILD)
 
 cdef extern from "_kernels_build.h":
     int rn_cpu_has_avx2_fma() nogil
+    int rn_cpu_has_avx512() nogil
 
 
 def cpu_has_avx2_fma():
@@ -58,8 +59,14 @@ def cpu_has_avx2_fma():
     return bool(rn_cpu_has_avx2_fma())
 
 
+def cpu_has_avx512():
+    """Whether the CPU supports AVX2, FMA and AVX-512 F, VL, BW and DQ (CPUID, as above):
+    rnnreg._backend loads the AVX-512 build of these kernels when it does."""
+    return bool(rn_cpu_has_avx512())
+
+
 # The kernels in sections, each in its own file (one source: this file and the .pxi files it
-# includes are compiled twice, portable and AVX2, see setup.py).
+# includes are compiled three times: portable, AVX2 and AVX-512, see setup.py).
 include "_kernels_loops.pxi"
 include "_kernels_threads.pxi"
 include "_kernels_arguments.pxi"
