@@ -103,6 +103,8 @@ def _valid(kernel, rng, dtype):
             "dtype",
             "scaled",
         ]
+    if kernel == "new_buffer":
+        return [N * D, dtype], ["n", "dtype"]
     if kernel == "dropout_backward":
         return [f(N * D), f(N * D)], ["dout", "mask"]
     if kernel == "matmul":
@@ -149,6 +151,7 @@ KERNELS = [
     "layer_norm_backward",
     "dropout_forward",
     "draw_mask",
+    "new_buffer",
     "dropout_backward",
     "matmul",
     "softmax_cross_entropy",
@@ -216,6 +219,7 @@ CHECKED_SCALARS = {
     ("dropout_forward", "keep_prob"),
     ("draw_mask", "keep_prob"),
     ("draw_mask", "n"),
+    ("new_buffer", "n"),
     ("adam_update", "step_size"),
     ("adam_update", "beta1"),
     ("adam_update", "beta2"),

@@ -119,3 +119,15 @@ cdef object _as_dtype(cnp.ndarray total, int typenum):
     for k in range(n):
         dst[k] = <float>src[k]
     return out
+
+
+def new_buffer(Py_ssize_t n, dtype):
+    """A new 1-D array of ``n`` elements of ``dtype`` (float32 or float64), uninitialized, from
+    the kernels' result memory: a block freed by an earlier array of the same size is reused,
+    without fresh pages (a model's gradient buffer, made at every batch)."""
+    if n < 0 or n > PY_SSIZE_T_MAX // 8:
+        raise ValueError(f"n must be in [0, {PY_SSIZE_T_MAX // 8}], got {n}")
+    kind = np.dtype(dtype)
+    if kind != np.float32 and kind != np.float64:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return _empty(cnp.NPY_FLOAT if kind == np.float32 else cnp.NPY_DOUBLE, n)

@@ -533,6 +533,18 @@ def sums_of_squares(arr, ranges):
     )
 
 
+def new_buffer(n, dtype):
+    """A new uninitialized 1-D array of n float32 or float64 elements."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an integer, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    kind = np.dtype(dtype)
+    if kind != np.float32 and kind != np.float64:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return np.empty(int(n), kind)
+
+
 def first_nonfinite(arrays):
     """The index of the first array holding NaN or inf (None skipped), or -1."""
     for i, arr in enumerate(arrays):

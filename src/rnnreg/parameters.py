@@ -70,8 +70,10 @@ class Layout:
         return Packed(self, np.zeros(self.size, self.dtype))
 
     def empty(self) -> "Packed":
-        """A new packed dict whose places hold garbage, to be filled; the padding is zero."""
-        buffer = np.empty(self.size, self.dtype)
+        """A new packed dict whose places hold garbage, to be filled; the padding is zero. The
+        buffer comes from the kernels' result memory: a gradient buffer freed at the last batch
+        is reused, where a fresh one would fault in every page again."""
+        buffer = _ops.kernels().new_buffer(self.size, self.dtype)
         at = 0
         for index, start in enumerate(self.starts):
             buffer[at:start] = 0
