@@ -296,3 +296,25 @@ def test_one_finiteness_check_covers_every_gradient(monkeypatch):
     model.forward_batch(*_batch(), training=True)
     with pytest.raises(rnnreg._validation.NonFiniteResult, match="backward pass"):
         model.backward()
+
+
+def test_a_weight_part_that_returns_new_arrays_still_lands_in_the_gradients_place(monkeypatch):
+    """The built-in weight parts scale the gradient in place; one written otherwise — returning
+    new arrays for both matrices — is copied into the place, and the part after it scales the
+    place, not the copy it was given."""
+    from rnnreg.regularizers import InputWeightDrop, Place, WeightDrop, active_parts
+
+    settings = dict(weight_keep_prob=0.7, input_weight_keep_prob=0.8)
+    expected = _model(**settings)
+    expected.forward_batch(*_batch(), training=True)
+    reference = {name: g.copy() for name, g in expected.backward().items()}
+
+    model = _model(**settings)
+    order = [type(part) for part in reversed(active_parts(model.model_config, Place.WEIGHTS))]
+    assert order == [InputWeightDrop, WeightDrop]  # backward: the copying part first
+    monkeypatch.setattr(InputWeightDrop, "backward", lambda self, dWx, dWh, mask: (dWx * mask, dWh.copy()))
+    model.forward_batch(*_batch(), training=True)
+    grads = model.backward()
+    assert grads.buffer() is not None
+    for name in reference:
+        np.testing.assert_array_equal(grads[name], reference[name], err_msg=name)

@@ -712,15 +712,17 @@ class RegularizedLSTM:
                 config.use_layer_norm,
                 dW=places[w_name],
             )
-            dWx, dWh = g.pop("dWx"), g.pop("dWh")  # views of places[w_name]
+            place = places[w_name]
+            D = place.shape[0] - H
+            dWx, dWh = g.pop("dWx"), g.pop("dWh")  # views of place
             for part, saved in reversed(layer_trace.weight_parts):
-                given = dWx, dWh
-                dWx, dWh = part.backward(dWx, dWh, saved)
-                D = dWx.shape[0]
-                for rows, new, old in ((slice(None, D), dWx, given[0]), (slice(D, None), dWh, given[1])):
-                    if new is not old:  # a part that gave a new array instead of scaling in place
-                        places[w_name][rows] = new
-            grads[w_name] = places[w_name]
+                new_x, new_h = part.backward(dWx, dWh, saved)
+                if new_x is not dWx:  # a part that gave a new array instead of scaling in place
+                    place[:D] = new_x
+                if new_h is not dWh:
+                    place[D:] = new_h
+                dWx, dWh = place[:D], place[D:]
+            grads[w_name] = place
             grads[b_name] = g.pop("db")
             grads.update(g)  # the layer-norm parameters', by their full names
         if self._input.takes_gradient:  # (real-valued inputs have no parameters to reach)
