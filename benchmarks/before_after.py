@@ -139,12 +139,11 @@ def work(case):
         steps = sum(len(x) for x in X)
         G = 4 * H
         return steps * (3 * H * G + 2 * sequence_epoch.FEATURES * G)
-    from benchmarks.common import epoch_corpus
+    from benchmarks.common import epoch_corpus, epoch_multiply_adds
 
     corpus = epoch_corpus()
     tokens = (corpus.train.size - 1) // batch * batch
-    G = (3 if kind == "gru" else 4) * H
-    return tokens * 3 * (H * G + H * corpus.vocab_size)
+    return epoch_multiply_adds(kind, tokens, corpus.vocab_size, H)
 
 
 def main(argv=None):

@@ -81,6 +81,15 @@ def epoch_run(model, stream, config):
     return lambda: fit(model, stream, None, config, log=lambda line: None)
 
 
+def epoch_multiply_adds(cell, tokens, V, H):
+    """Multiply-adds of one character-model epoch of ``tokens`` tokens that no implementation can
+    skip: per token, the recurrent product forward and its two gradients backward (H·G each,
+    G = 3H for the GRU, 4H for the LSTM) and the output layer's three (H·V each); one-hot inputs
+    are a row pick. The bound of benchmarks/epoch_bound.py, gru_epoch.py and before_after.py."""
+    G = (3 if cell == "gru" else 4) * H
+    return tokens * 3 * (H * G + H * V)
+
+
 # ----------------------------------------------------------------------------- timing
 def seconds(fn):
     """The wall time of one call."""

@@ -26,7 +26,7 @@ import re
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.common import blas_rate
+from benchmarks.common import blas_rate, epoch_multiply_adds
 
 SHAPE = re.compile(r"(\d+) chars, V=(\d+), H=(\d+),(?: float\d+,)? batch (\d+), BPTT (\d+)")
 TORCH_ZONEOUT = "PyTorch: zoneout, TorchScript loop"  # benchmarks/regularizers.py's row
@@ -36,7 +36,7 @@ def epoch_work(shape):
     """Multiply-adds of one training epoch of the record's shape string."""
     chars, V, H, batch, _ = (int(x) for x in SHAPE.match(shape).groups())
     tokens = (chars - 1) // batch * batch  # the stream cut into `batch` rows, as both sides do
-    return tokens * 3 * (H * 4 * H + H * V)
+    return epoch_multiply_adds("lstm", tokens, V, H)
 
 
 def epoch_rows(record):

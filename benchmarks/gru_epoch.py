@@ -27,7 +27,16 @@ import statistics
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.common import EPOCH, blas_rate, epoch_config, epoch_corpus, epoch_run, machine_info, seconds
+from benchmarks.common import (
+    EPOCH,
+    blas_rate,
+    epoch_config,
+    epoch_corpus,
+    epoch_multiply_adds,
+    epoch_run,
+    machine_info,
+    seconds,
+)
 
 MODELS = {  # name -> (cell, rnnreg settings, what PyTorch runs)
     "GRU": ("gru", {}, "nn.GRU"),
@@ -164,12 +173,6 @@ def torch_epoch(name, stream, V, H, batch=EPOCH.batch, bptt=EPOCH.bptt):
     return epoch
 
 
-def epoch_work(cell, tokens, V, H):
-    """Multiply-adds of one epoch that no implementation can skip (see the module docstring)."""
-    G = (3 if cell == "gru" else 4) * H
-    return tokens * 3 * (H * G + H * V)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -209,7 +212,7 @@ def main(argv=None):
                 statistics.median(samples[(name, "rnnreg")]),
                 statistics.median(samples[(name, "torch")]),
             )
-            bound = epoch_work(MODELS[name][0], tokens, V, H) / (peak * threads)
+            bound = epoch_multiply_adds(MODELS[name][0], tokens, V, H) / (peak * threads)
             rows.append(
                 dict(
                     model=name,

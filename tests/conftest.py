@@ -20,6 +20,25 @@ def pytest_report_header(config):
     return f"rnnreg backend: {rnnreg.get_backend()} ({_backend.COMPILED_VARIANT} build, {rnnreg.__file__})"
 
 
+@pytest.fixture
+def poisoned_lstm():
+    """A RegularizedLSTM class whose gradients turn NaN once ``healthy_steps`` backward passes
+    have run (a fault injected on purpose, for the tests of divergence)."""
+    from rnnreg import RegularizedLSTM
+
+    class Poisoned(RegularizedLSTM):
+        healthy_steps = 0
+
+        def backward(self, *args, **kwargs):
+            grads = super().backward(*args, **kwargs)
+            self.healthy_steps -= 1
+            if self.healthy_steps < 0:
+                grads["W0"][0, 0] = np.nan
+            return grads
+
+    return Poisoned
+
+
 @pytest.fixture(params=["compiled", "numpy"])
 def backend(request):
     """Runs a test once on each backend (the compiled kernels and their NumPy twins)."""

@@ -177,27 +177,14 @@ def test_lambda_callback_calls_keras_style_functions():
     assert seen == ["begin", *[(k, round(x, 6)) for k, x in enumerate(history["val_loss"])], "end"]
 
 
-class Poisoned(RegularizedLSTM):
-    """Its gradients turn NaN after a number of backward passes (a fault injected on purpose)."""
-
-    healthy_steps = 0
-
-    def backward(self, *args, **kwargs):
-        grads = super().backward(*args, **kwargs)
-        self.healthy_steps -= 1
-        if self.healthy_steps < 0:
-            grads["W0"][0, 0] = np.nan
-        return grads
-
-
-def test_terminate_on_nan_ends_a_diverging_run_with_its_results():
+def test_terminate_on_nan_ends_a_diverging_run_with_its_results(poisoned_lstm):
     train, val = _task()
     test = generate_simple_dataset(8, 12, 32, seed=3)
-    poisoned = Poisoned(12, 8, seed=0)
+    poisoned = poisoned_lstm(12, 8, seed=0)
     poisoned.healthy_steps = 2 * 2 + 1  # two clean epochs of two batches, then NaN
     with pytest.raises(TrainingError, match="non-finite"):
         fit(poisoned, train, val, TrainConfig(epochs=5, batch_size=32), test=test, verbose=0)
-    poisoned = Poisoned(12, 8, seed=0)
+    poisoned = poisoned_lstm(12, 8, seed=0)
     poisoned.healthy_steps = 2 * 2 + 1
     history = fit(poisoned, train, val, TrainConfig(epochs=5, batch_size=32), test=test,
                   callbacks=[TerminateOnNaN()], verbose=0)  # fmt: skip

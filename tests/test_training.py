@@ -161,22 +161,9 @@ def test_early_stopping_restores_best_weights():
     assert evaluate(model, val) == pytest.approx(history["best_val_loss"], rel=1e-9)
 
 
-class _PoisonedModel(RegularizedLSTM):
-    """Its gradients turn NaN after a number of backward passes (a fault injected on purpose)."""
-
-    healthy_steps = 0
-
-    def backward(self, *args, **kwargs):
-        grads = super().backward(*args, **kwargs)
-        self.healthy_steps -= 1
-        if self.healthy_steps < 0:
-            grads["W0"][0, 0] = np.nan
-        return grads
-
-
-def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_path):
+def test_non_finite_gradient_stops_restores_best_and_keeps_the_checkpoint(tmp_path, poisoned_lstm):
     train, val = _small_task()
-    model = _PoisonedModel(12, 16, seed=0)
+    model = poisoned_lstm(12, 16, seed=0)
     model.healthy_steps = 8 * 3 + 2  # three clean epochs of 8 batches, then NaN
     path = str(tmp_path / "ck.npz")
     with pytest.raises(TrainingError, match="non-finite gradient norm at epoch 3") as info:

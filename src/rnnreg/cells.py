@@ -198,10 +198,6 @@ class Cell:
             ]
         )
         g = self._segments_backward(dh, rest, run, need_dx, dW)
-        if dW is not None and not np.shares_memory(g["dWx"], dW):  # summed over segments
-            D = g["dWx"].shape[0]
-            dW[:D], dW[D:] = g["dWx"], g["dWh"]
-            g["dWx"], g["dWh"] = dW[:D], dW[D:]
         if need_dx:
             v.finite_result(g["dx"], f"{self.name.upper()} layer {layer} backward", "the gradients")
         grads = {"dWx": g["dWx"], "dWh": g["dWh"], "db": g["db"]}
@@ -216,8 +212,8 @@ class Cell:
     def _segments_backward(self, dh, dstate_rest, run, need_dx, dW=None):
         """The backward kernel over the segments of one layer, last first: the gradient reaching
         a segment's initial state flows into the previous segment's final state, except for
-        rows whose state was zeroed there. One segment writes its weight gradient into ``dW``
-        (when given); several sum theirs in arrays of their own."""
+        rows whose state was zeroed there. The last segment writes its weight gradient into
+        ``dW`` (when given), and the earlier ones add theirs to it in turn."""
         caches, segments = run.caches, run.segments
         initial = tuple("d" + name + "0" for name in self.state_names)  # dh0, dc0
         if len(caches) == 1:
@@ -229,7 +225,11 @@ class Cell:
             if dh_carry is not None:
                 dh_seg[:, -1] += dh_carry
             g = self._backward_kernel(
-                dh_seg, tuple([np.ascontiguousarray(d) for d in rest_carry]), cache, need_dx, None
+                dh_seg,
+                tuple([np.ascontiguousarray(d) for d in rest_carry]),
+                cache,
+                need_dx,
+                dW if total is None else None,
             )
             dx_parts.append(g["dx"])
             carried = [g[name] for name in initial]
@@ -237,7 +237,7 @@ class Cell:
                 keep = ~segments.reset_rows[t0][:, None]
                 carried = [d * keep for d in carried]
             dh_carry, rest_carry = carried[0], tuple(carried[1:])
-            if total is None:  # the kernel's fresh arrays: summed into in place
+            if total is None:  # the kernel's fresh arrays (dWx, dWh: views of dW): summed into in place
                 total = {k: val for k, val in g.items() if k != "dx" and k not in initial}
             else:
                 for k in total:

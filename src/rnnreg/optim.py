@@ -103,7 +103,7 @@ class Optimizer:
         if not isinstance(grads, dict):
             raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
         buffers = same_buffers(self.params, grads)
-        if buffers is not None and len(grads) == len(self.params) and buffers[0].flags.writeable:
+        if buffers is not None and buffers[0].flags.writeable:  # (same layout: same names and shapes)
             return buffers
         missing = [name for name in self.params if name not in grads]
         if missing:
