@@ -5,6 +5,7 @@ against one large SciPy BLAS call's rate measured in the same run (``benchmarks.
 rounds alternating.
 
     python -m benchmarks.diagnostics.epoch_kernels [--rounds 7] [--hidden 256] [--zoneout]
+        [--model NAME] [--threads 1]
 
 Each kernel call of the epoch is timed where the model makes it (the kernels the model reaches
 through ``rnnreg._ops`` are wrapped for the epoch, then restored). The LSTM kernels' work is
@@ -17,7 +18,9 @@ A second table gives every kernel's time in the epoch, its multiply-adds (the LS
 above, ``matmul``'s m·k·n; none for the element-wise kernels), their time at the peak and what
 the kernel takes beyond it; its last rows are the time between the kernel calls (Python and
 NumPy) and the whole epoch. ``--zoneout`` runs the zoneout model (``rnnreg compare``'s zoneout
-setting, as ``benchmarks.regularizers`` does) in place of the plain one. A diagnostic: the speed
+setting, as ``benchmarks.regularizers`` does) in place of the plain one; ``--model`` another of
+the epoch benchmark's models (``benchmarks.common.EPOCH_MODELS``); ``--threads`` more threads (the
+peak is then that many times the one-thread sgemm's). A diagnostic: the speed
 tables are ``python -m benchmarks.run --cases epoch`` and ``python -m benchmarks.regularizers``.
 """
 
@@ -105,20 +108,23 @@ def main():
         action="store_true",
         help="the zoneout model of benchmarks/regularizers.py, not the plain one",
     )
+    parser.add_argument("--model", choices=sorted(common.EPOCH_MODELS), default="plain")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     H, N, T = args.hidden, common.EPOCH.batch, common.EPOCH.bptt
     corpus = epoch_corpus()
     zoneout = zoneout_settings()
-    settings = zoneout if args.zoneout else {}
+    settings = zoneout if args.zoneout else common.EPOCH_MODELS[args.model]
     model = epoch_model(corpus.vocab_size, settings, hidden=H)
     config = epoch_config()
     quiet = lambda line: None  # noqa: E731
     rng = np.random.default_rng(0)
     rows, per_kernel = [], collections.defaultdict(list)
-    with threadpool_limits(1):
+    with threadpool_limits(args.threads):
         fit(model, corpus.train, None, config, log=quiet)  # warm-up
         for _ in range(args.rounds):
-            peak = blas_rate(rng)
+            with threadpool_limits(1):
+                peak = blas_rate(rng) * args.threads
             with timed_kernels() as timed:
                 started = time.perf_counter()
                 fit(model, corpus.train, None, config, log=quiet)
@@ -134,14 +140,15 @@ def main():
     epoch, lstm, kernels, rate, peak = (float(np.median(column)) for column in zip(*rows))
     fractions = [r[3] / r[4] for r in rows]
     print(
-        f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, 1 thread, "
+        f"{corpus.vocab_size} symbols, hidden {H}, batch {N}, BPTT {T}, float32, "
+        f"{args.threads} thread{'s' if args.threads > 1 else ''}, "
         f"{batches} batches per epoch, {args.rounds} alternating rounds (medians)"
-        + (f"; zoneout model {zoneout}" if args.zoneout else "")
+        + (f"; zoneout model {zoneout}" if args.zoneout else f"; model {args.model!r} {settings}")
         + "\n"
     )
     print(
         "| epoch | in all kernels | in the LSTM kernels | their multiply-adds | their rate | "
-        "BLAS peak (one sgemm) | fraction of peak, median [range] |"
+        f"BLAS peak ({args.threads} × one sgemm) | fraction of peak, median [range] |"
     )
     print("|---|---|---|---|---|---|---|")
     print(

@@ -757,10 +757,21 @@ RN_INLINE void rn_transpose8_f(const float *src, Py_ssize_t ld_src, float *dst,
  * Both functions work on the columns j0 <= j < j1 only (j0 a multiple of P, j1 one too or n), so
  * threads that share a step by hidden units pack and multiply their own panels. Every entry of C
  * is made the same way wherever it lies — a sum over p = 0, 1, ..., k-1 in turn, one multiply-add
- * at a time from zero — so any split of the rows or columns gives the same bits: rows four at a
- * time (8 accumulators, each load of B serving four rows), then the rows left one at a time
- * across four panels (8 accumulators again). */
+ * at a time from zero — so any split of the rows or columns gives the same bits: rows
+ * RN_BLOCK_ROWS at a time, then four at a time, then the one to three left across two or four
+ * panels. */
 #define RN_PACK_BLOCK 64
+/* Rows of C per block: eight where the build has 32 vector registers (AVX-512: 16 accumulators,
+ * each load of a panel serving eight rows), else four (8 accumulators in AVX2's 16 registers).
+ * Four rows' 8 accumulators are just enough to cover the multiply-add's latency on two ports, and
+ * the AVX-512 build's step ran at two speeds from one process to the next (1.45 or 1.95 ms for
+ * the forward pass of hidden 256, batch 8); eight rows run it in 1.3-1.5 ms every time
+ * (benchmarks/results/row-blocks). */
+#if RN_VBYTES >= 64
+#define RN_BLOCK_ROWS 8
+#else
+#define RN_BLOCK_ROWS 4
+#endif
 #define RN_GROUP_BYTES (256 * 1024)   /* a group of panels: a quarter of the smallest L2 (Zen 4's 1 MB) */
 #define RN_DEFINE_PACKED(PACK, GEMM, T, V)                                                    \
 RN_INLINE Py_ssize_t PACK##_size(Py_ssize_t k, Py_ssize_t n) {                                \
@@ -849,7 +860,7 @@ RN_INLINE void GEMM##_block(const int R, const int NP, Py_ssize_t n, Py_ssize_t 
     const T *restrict panel = packed + jp * k;                                                \
     Py_ssize_t p;                                                                             \
     int r, q;                                                                                 \
-    V acc[4][4][2];                                                                           \
+    V acc[RN_BLOCK_ROWS][4][2];                                                               \
     for (r = 0; r < R; r++)                                                                   \
         for (q = 0; q < NP; q++) { acc[r][q][0] = (V){0}; acc[r][q][1] = (V){0}; }            \
     for (p = 0; p < k; p++) {                                                                 \
@@ -901,7 +912,10 @@ RN_INLINE void GEMM(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, Py
     Py_ssize_t g0, g1, i;                                                                     \
     for (g0 = j0; g0 < j1; g0 = g1) {                                                         \
         g1 = j1 - g0 > group ? g0 + group : j1;                                               \
-        for (i = 0; i + 4 <= m; i += 4)                                                       \
+        for (i = 0; i + RN_BLOCK_ROWS <= m; i += RN_BLOCK_ROWS)                               \
+            GEMM##_rows(RN_BLOCK_ROWS, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc,   \
+                        ldc, accumulate);                                                     \
+        for (; i + 4 <= m; i += 4)                                                            \
             GEMM##_rows(4, n, g0, g1, k, A + i * lda, lda, packed, C + i * ldc, ldc,          \
                         accumulate);                                                          \
         switch (m - i) {                                                                      \
