@@ -2,16 +2,19 @@
 share of the machine's BLAS peak: the epoch-bound table before and after a change.
 
     git worktree add ../before <commit> && (cd ../before && python setup.py build_ext --inplace)
-    python -m benchmarks.before_after --before ../before/src [--rounds 5] [--threads 1 2]
-        [--cases ...] [--json out.json]
+    python -m benchmarks.before_after --before ../before/src [--rounds 6] [--processes 3]
+        [--threads 1 2] [--cases ...] [--json out.json]
 
-Each build runs in a process of its own (``PYTHONPATH`` put in front: ``--before``'s ``src``,
-and this checkout's ``src`` for "after"); a third process times PyTorch (``nn.LSTM`` and
-``nn.GRU`` where they exist, the TorchScript loops users write where they do not, as
+Each build runs in processes of its own (``PYTHONPATH`` put in front: ``--before``'s ``src``,
+and this checkout's ``src`` for "after"), and so does PyTorch (``nn.LSTM`` and ``nn.GRU``
+where they exist, the TorchScript loops users write where they do not, as
 ``benchmarks/kernels.py``, ``benchmarks/gru_epoch.py`` and ``benchmarks/sequence_epoch.py``
-time them). Every round times one epoch of every case in every process in turn, so a noisy
-moment of the shared machine falls on all of them alike; a figure is the median over rounds
-(after one warm-up epoch each).
+time them). Every round times one epoch of every case in one process of each in turn, so a
+noisy moment of the shared machine falls on all of them alike; round r uses each one's process
+r mod ``--processes``, because a process's timings can settle at one of two speeds for its
+whole life (``benchmarks/diagnostics/kernel_processes.py``), and one process per build would
+measure which speed each drew. A figure is the median over rounds (after one warm-up epoch of
+each case in each process).
 
 The cases: the epoch benchmark's (``benchmarks/kernels.py``: the LSTM models at hidden 256 /
 batch 8, the bigger models, the small batches), the GRU epochs of ``benchmarks/gru_epoch.py``
@@ -149,7 +152,8 @@ def work(case):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="the src folder of the earlier build (built in place)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--processes", type=int, default=3, help="worker processes per build")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cases", nargs="+", choices=list(cases()), help="a subset of the rows")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -166,30 +170,35 @@ def main(argv=None):
 
     from benchmarks.common import blas_rate, machine_info
 
-    workers = [Worker("before", pathlib.Path(args.before).resolve()), Worker("after", ROOT / "src")]
+    kinds = [("before", pathlib.Path(args.before).resolve(), False), ("after", ROOT / "src", False)]
     if not args.no_torch:
-        workers.append(Worker("PyTorch", ROOT / "src", torch=True))
+        kinds.append(("PyTorch", ROOT / "src", True))
+    pools = [[Worker(label, src, torch) for _ in range(args.processes)] for label, src, torch in kinds]
+    workers = [pool[0] for pool in pools]  # one of each, for the labels and where they import from
     names = args.cases or list(cases())
     samples = {(w.label, c, n): [] for w in workers for c in names for n in args.threads}
     peaks = []
     try:
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             with threadpool_limits(1):
                 peaks.append(blas_rate(np.random.default_rng(0), 5))
             for threads in args.threads:
                 for case in names:
-                    for worker in workers:
+                    for pool in pools:
+                        worker = pool[round_ % len(pool)]
                         samples[(worker.label, case, threads)].append(worker.time(case, threads))
     finally:
-        for worker in workers:
-            worker.close()
+        for pool in pools:
+            for worker in pool:
+                worker.close()
     peak = max(peaks)
     command = "python -m benchmarks.before_after " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"Made by: {command}\n")
     print(f"{', '.join(f'{w.label}: {w.where}' for w in workers)}\n")
     print(
         f"BLAS peak, one float32 sgemm on one thread: {peak / 1e9:.1f} G multiply-adds/s (best of "
-        f"{len(peaks)} rounds; two threads: twice that); {args.rounds} alternating rounds, medians\n"
+        f"{len(peaks)} rounds; two threads: twice that); {args.rounds} alternating rounds over "
+        f"{args.processes} processes per build, medians\n"
     )
     torch_columns = " PyTorch | PyTorch / after |" if not args.no_torch else ""
     print(
@@ -221,6 +230,7 @@ def main(argv=None):
             machine=machine_info(),
             peak=peak,
             rounds=args.rounds,
+            processes=args.processes,
             rows=rows,
             samples={"|".join(map(str, k)): v for k, v in samples.items()},
         )

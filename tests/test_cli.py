@@ -380,7 +380,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-@pytest.mark.parametrize("model", [[], ["--zoneout"]], ids=["plain", "zoneout"])
+@pytest.mark.parametrize(
+    "model",
+    [[], ["--zoneout"], ["--model", "LN-LSTM", "--threads", "2"]],
+    ids=["plain", "zoneout", "LN-LSTM, 2 threads"],
+)
 def test_epoch_kernels_diagnostic_smoke(model, run_benchmark):
     """benchmarks/diagnostics/epoch_kernels.py (the LSTM kernels' share of the BLAS peak in a real epoch,
     and where the epoch's time goes) runs end to end: it reports a fraction, and its kernel
@@ -398,7 +402,7 @@ def test_epoch_kernels_diagnostic_smoke(model, run_benchmark):
     times = {row[0].strip(): float(row[2].split()[0]) for row in where}
     epoch = times.pop("the epoch")
     assert {"`lstm_forward`", "`lstm_backward`", "`matmul`"} <= set(times)
-    assert ("`draw_mask`" in times) == bool(model)  # the zoneout masks
+    assert ("`draw_mask`" in times) == ("--zoneout" in model)  # the zoneout masks
     assert sum(times.values()) == pytest.approx(epoch, rel=0.01, abs=0.3)
     # The LSTM kernels' multiply-adds: N·T·H·4H forward over the 8 rows of (20,000 − 1) // 8
     # steps of the epoch, twice that backward.
@@ -449,6 +453,31 @@ def _builds_avx2_c():
     from rnnreg._backend import _cpu_has_avx2_fma
 
     return shutil.which("gcc") is not None and _cpu_has_avx2_fma()
+
+
+def test_kernel_processes_diagnostic_smoke(run_benchmark):
+    """benchmarks/diagnostics/kernel_processes.py times two builds (here the installed one twice)
+    in fresh processes: a row per build, pass and model, each with its share of the peak."""
+    import rnnreg
+
+    src = Path(rnnreg.__file__).resolve().parents[1]
+    run = run_benchmark(
+        "diagnostics.kernel_processes",
+        "--before",
+        str(src),
+        "--processes",
+        "2",
+        "--shapes",
+        "2x32",
+        "--models",
+        "plain",
+        "LN-LSTM",
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 2 × 32 |")]
+    assert len(rows) == 2 * 2 * 2, run.stdout  # models x passes x builds
+    assert all(row.rstrip().endswith("% |") for row in rows), rows
 
 
 @pytest.mark.skipif(not _builds_avx2_c(), reason="needs GCC and an AVX2/FMA CPU")
@@ -688,8 +717,8 @@ def test_the_benchmarks_one_thread_blas_peak_runs_on_one_thread(tmp_path):
 @pytest.mark.slow
 def test_before_after_times_two_builds_in_one_run(run_benchmark, tmp_path):
     """benchmarks/before_after.py runs end to end: "before" here is the installed build itself,
-    in a process of its own; the table has each build's share of the peak, and the JSON the
-    samples of every round."""
+    in processes of its own, used in turn; the table has each build's share of the peak, and the
+    JSON the samples of every round."""
     import rnnreg
 
     src = Path(rnnreg.__file__).resolve().parents[1]
@@ -699,6 +728,8 @@ def test_before_after_times_two_builds_in_one_run(run_benchmark, tmp_path):
         "--before",
         str(src),
         "--rounds",
+        "2",
+        "--processes",
         "2",
         "--threads",
         "1",
@@ -716,4 +747,5 @@ def test_before_after_times_two_builds_in_one_run(run_benchmark, tmp_path):
     record = json.loads(out.read_text())
     assert [r["case"] for r in record["rows"]] == ["plain", "classify, plain"]
     assert all(len(v) == 2 for v in record["samples"].values())
+    assert record["processes"] == 2
     assert 0 < record["rows"][0]["bound_s"] < record["rows"][0]["after"]
