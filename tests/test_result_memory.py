@@ -44,6 +44,31 @@ def test_a_freed_result_block_is_reused_for_the_next_result_of_its_size():
     np.testing.assert_allclose(second, a @ b, rtol=1e-4, atol=1e-4)
 
 
+def test_kept_blocks_start_on_a_cache_line_even_after_a_resize():
+    """An AVX-512 load from a line-aligned row touches one line: the kernels' results, and a
+    result reallocated by resize, start on a 64-byte boundary (malloc promises 16)."""
+    rng = np.random.default_rng(5)
+    a, b = _product(rng)
+    results = [K.matmul(a, b) for _ in range(3)]
+    cache = K.lstm_forward(
+        rng.standard_normal((8, 20, 30)),
+        rng.standard_normal((8, 64)),
+        None,
+        rng.standard_normal((30, 256)),
+        rng.standard_normal((64, 256)),
+        rng.standard_normal(256),
+        None,
+        None,
+        1e-5,
+    )
+    arrays = results + [cache.gates, cache.c, cache.h]
+    assert all(x.__array_interface__["data"][0] % 64 == 0 for x in arrays)
+    grown = results[0]
+    grown.resize((BIG[0] * BIG[1] + 4096,), refcheck=False)
+    assert grown.__array_interface__["data"][0] % 64 == 0
+    np.testing.assert_allclose(grown[: BIG[0] * BIG[1]].reshape(BIG), a @ b, rtol=1e-4, atol=1e-4)
+
+
 def test_small_results_and_other_sizes_do_not_take_a_kept_block():
     rng = np.random.default_rng(1)
     a, b = _product(rng)

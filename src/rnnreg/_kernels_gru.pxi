@@ -167,7 +167,7 @@ cdef void _gru_forward(floating probe, const GRUArrays* s) noexcept nogil:
             for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
                 _gru_forward_block(probe, s, &recurrent, part * N // parts,
                                    (part + 1) * N // parts, 0, H, False)
-    free(recurrent.packed)
+    _step_weights_free(&recurrent)
 
 
 cdef object _gru_forward_typed(floating probe, x, h0, Wx, Wh, b, bn, layer_norm, recurrent_mask,
@@ -350,7 +350,7 @@ cdef void _gru_backward(floating probe, const GRUArrays* s, const GRUGradArrays*
             for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
                 _gru_backward_block(probe, s, g, &recurrent_t, row_buf + part * H,
                                     part * N // parts, (part + 1) * N // parts, 0, H, False)
-    free(recurrent_t.packed)
+    _step_weights_free(&recurrent_t)
 
     _sum_rows(da, N * T, G, g.db)
     if s.layer_norm:

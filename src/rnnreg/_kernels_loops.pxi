@@ -199,6 +199,13 @@ cdef struct StepWeights:
     const void* b_rows  # B row-major, or B^T row-major when transposed
     bint transposed
     Py_ssize_t k, n
+    size_t packed_bytes  # the size of packed
+
+# The packed copy comes from the result memory's kept blocks (_kernels_memory.h): line-aligned,
+# and the same block again at the next call of the same size, with no fresh pages to fault in.
+cdef extern from "_kernels_memory.h":
+    void* rn_block_malloc(void* ctx, size_t size) nogil
+    void rn_block_free(void* ctx, void* ptr, size_t size_hint) nogil
 
 
 # A step of a batch of a few rows reads the weights as stored: B = Wh with a stride of 4H between
@@ -233,9 +240,16 @@ cdef inline void _step_weights_init(StepWeights* w, bint pack, Py_ssize_t k, Py_
     if not pack:
         return
     if floating is float:
-        w.packed = malloc(rn_pack_f_size(k, n) * sizeof(float))
+        w.packed_bytes = rn_pack_f_size(k, n) * sizeof(float)
     else:
-        w.packed = malloc(rn_pack_d_size(k, n) * sizeof(double))
+        w.packed_bytes = rn_pack_d_size(k, n) * sizeof(double)
+    w.packed = rn_block_malloc(NULL, w.packed_bytes)   # NULL: B is read as stored
+
+
+cdef inline void _step_weights_free(StepWeights* w) noexcept nogil:
+    """Give the packed copy back (kept for the next sequence of the same shape)."""
+    rn_block_free(NULL, w.packed, w.packed_bytes)
+    w.packed = NULL
 
 
 cdef inline void _step_weights_pack(floating probe, const StepWeights* w, Py_ssize_t j0,

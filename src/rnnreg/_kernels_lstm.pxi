@@ -281,7 +281,7 @@ cdef void _lstm_forward(floating probe, const LSTMArrays* s, floating* xw,
             for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
                 _lstm_forward_block(probe, s, &recurrent, xw, scratch + part * H,
                                     part * N // parts, (part + 1) * N // parts, 0, H, False)
-    free(recurrent.packed)
+    _step_weights_free(&recurrent)
 
 
 cdef object _lstm_forward_typed(floating probe, x, h0, c0, Wx, Wh, b, layer_norm,
@@ -481,7 +481,7 @@ cdef void _lstm_backward_time_loop(floating probe, const LSTMArrays* s,
             for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
                 _lstm_backward_block(probe, s, g, &recurrent_t, row_buf + part * 2 * H,
                                      part * N // parts, (part + 1) * N // parts, 0, H, False)
-    free(recurrent_t.packed)
+    _step_weights_free(&recurrent_t)
 
 
 cdef void _lstm_backward(floating probe, const LSTMArrays* s,
