@@ -256,12 +256,14 @@ class Cell:
         reaches the step's gates."""
         frozen = ~valid
         frozen_steps = np.broadcast_to(frozen[:, :, None], valid.shape + (hidden_size,))
+        one = np.ones((), dtype)
         out = dict(recurrence)
-        for name in self.zoneout_names:
+        for name in self.zoneout_names:  # one pass each (a boolean-mask assignment took two)
             weights = out.get(name)
-            weights = np.zeros(frozen_steps.shape, dtype) if weights is None else np.array(weights, dtype)
-            weights[frozen_steps] = 1.0
-            out[name] = weights
+            if weights is None:
+                out[name] = frozen_steps.astype(dtype)
+            else:
+                out[name] = np.where(frozen_steps, one, np.asarray(weights, dtype))
         return out
 
     def cell_states(self, run):

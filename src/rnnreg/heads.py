@@ -245,7 +245,10 @@ class PerSequence:
         dout, pooled, spread, (N, T) = saved
         grads = _projection_gradients(pooled, dout, out)
         dpooled = _matmul(dout, params["Why"], trans_b=True)  # (N, H)
-        dtop = np.zeros_like(top)
+        # From the kernels' result memory: the last batch's block again, where np.zeros_like
+        # faulted in fresh pages for all N*T rows at every batch.
+        dtop = _ops.kernels().new_buffer(top.size, top.dtype).reshape(top.shape)
+        dtop.fill(0)
         if self.pooling == "last":
             dtop[spread] = dpooled
         else:
