@@ -763,10 +763,10 @@ RN_INLINE void rn_transpose8_f(const float *src, Py_ssize_t ld_src, float *dst,
 #define RN_PACK_BLOCK 64
 /* Rows of C per block: eight where the build has 32 vector registers (AVX-512: 16 accumulators,
  * each load of a panel serving eight rows), else four (8 accumulators in AVX2's 16 registers).
- * Four rows' 8 accumulators are just enough to cover the multiply-add's latency on two ports, and
- * the AVX-512 build's step ran at two speeds from one process to the next (1.45 or 1.95 ms for
- * the forward pass of hidden 256, batch 8); eight rows run it in 1.3-1.5 ms every time
- * (benchmarks/results/row-blocks). */
+ * Four rows' 8 accumulators are just enough to cover the multiply-add's latency on two ports.
+ * With 16, and the panels on cache lines (_kernels_memory.h), the AVX-512 build's forward pass of
+ * hidden 256, batch 8 went from 2.00 to 1.29 ms, one thread, the backward from 3.36 to 2.67 ms
+ * (benchmarks/results/step-blocks/kernels-1-thread-256.md). */
 #if RN_VBYTES >= 64
 #define RN_BLOCK_ROWS 8
 #else
