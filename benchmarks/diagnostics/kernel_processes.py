@@ -1,7 +1,9 @@
 """The LSTM kernels of two builds, each timed in many fresh processes: a process's timings can
-settle at one of two speeds for its whole life (seen on the shared Intel Xeon: the AVX-512 build's
-forward pass of hidden 256, batch 8 at 1.45 ms in some processes and 1.95 ms in others), so a
-comparison made in one process per build measures which mode each process drew.
+settle at one of two speeds for its whole life (on the shared Intel Xeon, commit 3efbb9d's
+forward pass of hidden 256, batch 8 with recurrent dropout: 1.58 ms in one process of four, 1.94-1.97
+ms in the others, ``benchmarks/results/step-blocks/kernels-1-thread-256.md``; its packed weights
+straddled cache lines or not, by the heap's state), so a comparison made in one process per build
+measures which speed each process drew.
 
     python -m benchmarks.diagnostics.kernel_processes --before ../before/src [--processes 8]
         [--shapes 8x256 32x512 64x1024] [--threads 1] [--models plain LN-LSTM]
