@@ -28,7 +28,6 @@ Nothing here asserts a time.
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -36,7 +35,8 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, build_environment
+
 LSTM_MODELS = ("plain", "output dropout", "LN-LSTM", "h(t-1) dropout")
 BIG = ((512, 32), (1024, 64))
 BIG_MODELS = ("plain", "output dropout")
@@ -109,7 +109,7 @@ def serve(torch):
 # ----------------------------------------------------------------------------- the driver
 class Worker:
     def __init__(self, label, src, torch=False):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(ROOT)]))
+        env = build_environment(src)
         command = [sys.executable, "-m", "benchmarks.before_after", "--serve"] + (
             ["--torch"] if torch else []
         )

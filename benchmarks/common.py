@@ -8,6 +8,7 @@ trainer's defaults, one epoch of :func:`rnnreg.fit` without validation.
 import dataclasses
 import functools
 import os
+import pathlib
 import platform
 import statistics
 import sys
@@ -143,6 +144,16 @@ def blas_rate(rng, repeats=5):
 
 
 # ----------------------------------------------------------------------------- environment
+#: The checkout's root: the folder that holds the ``benchmarks`` package.
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def build_environment(src):
+    """The environment of a process that imports rnnreg from the build in ``src`` (its ``src``
+    folder, built in place) and the benchmarks from this checkout: the two are PYTHONPATH."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(ROOT)]))
+
+
 def torch_or_none():
     try:
         import torch

@@ -19,7 +19,6 @@ recurrent products only (forward N·T·H·4H, backward twice that). A diagnostic
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -27,7 +26,8 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from benchmarks.common import ROOT, build_environment
+
 MODELS = {"plain": {}, "LN-LSTM": {"layer_norm": True}, "h(t-1) dropout": {"mask": True}}
 SYMBOLS, STEPS = 81, 35
 
@@ -110,7 +110,6 @@ def main(argv=None):
             samples = {label: [] for label in builds}
             for _ in range(args.processes):
                 for label, src in builds.items():
-                    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(ROOT)]))
                     out = subprocess.run(
                         [
                             sys.executable,
@@ -123,7 +122,7 @@ def main(argv=None):
                             model,
                         ],
                         cwd=ROOT,
-                        env=env,
+                        env=build_environment(src),
                         capture_output=True,
                         text=True,
                         check=True,
