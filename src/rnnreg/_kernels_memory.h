@@ -16,7 +16,7 @@
  * their address modulo 64 depended on the heap's state, and a process whose panels straddled
  * lines ran the LSTM's step up to 1.3x slower for its whole life. */
 #define RN_ALIGN 64
-#define RN_HEADER 64
+#define RN_HEADER RN_ALIGN   /* holds the block's size; a whole line, so the array stays aligned */
 static char *rn_aligned_alloc(size_t size) {
 #if defined(_WIN32)
     return (char *)_aligned_malloc(size, RN_ALIGN);
