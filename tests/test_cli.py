@@ -397,8 +397,11 @@ def test_epoch_kernels_diagnostic_smoke(model, run_benchmark):
         if block.startswith("| ")
     ]
     summary, where = tables
-    fraction = float(summary[0][-1].split("%")[0])
-    assert 0 < fraction < 200, summary
+    # The LSTM kernels' rate over the peak, from the table's own columns: the printed share is
+    # rounded to whole percent, and a tiny model on two loaded cores can print 0% for a share
+    # that is not zero.
+    rate, peak = (float(summary[0][k].split()[0]) for k in (4, 5))
+    assert summary[0][-1].strip().endswith("]") and 0 < rate / peak < 2, summary
     times = {row[0].strip(): float(row[2].split()[0]) for row in where}
     epoch = times.pop("the epoch")
     assert {"`lstm_forward`", "`lstm_backward`", "`matmul`"} <= set(times)
